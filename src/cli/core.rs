@@ -1,0 +1,19 @@
+//! `ringer core`: runs the emulated operator core until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringer::config::core::CoreConfig;
+
+/// Starts the emulated core and serves until asked to stop.
+pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = match config {
+        Some(path) => CoreConfig::load(&path)?,
+        None => CoreConfig::default(),
+    };
+    let core = ringer::core::start(&config).await?;
+    println!("emulated core: SipBreakoutService at {}, token endpoint {}", core.endpoint(), core.token_url());
+    super::shutdown_signal().await?;
+    core.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! Command-line parsing and the commands' wiring; protocol details live in the library.
+
+mod core;
+mod register;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// A SIP-side TAS/PBX for an operator core's SIP Breakout API, with an emulator of that core.
+#[derive(Debug, Parser)]
+#[command(name = "ringer", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the TAS: register every configured subscriber with the core and keep them registered.
+    ///
+    /// Without --config, runs on embedded defaults: an emulated core in the same process and
+    /// sample subscribers, so it works with no operator account.
+    Serve {
+        /// The TAS config file (see ringer.example.toml). SIGHUP reloads its subscriber list.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint).
+    Core {
+        /// The core config file (see core.example.toml); sandbox on 127.0.0.1:50051 without it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// UpsertRegistration: put this TAS into a subscriber's calls (prints the answer as JSON).
+    Register(register::RegistrationArgs),
+    /// DeleteRegistration: take this TAS out of a subscriber's calls (prints the answer as JSON).
+    Unregister(register::RegistrationArgs),
+}
+
+impl Cli {
+    /// One-shot tools keep stderr quiet unless asked; servers log their life.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Register(_) | Command::Unregister(_) => "warn",
+            Command::Serve { .. } | Command::Core { .. } => "info",
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RINGER_LOG` (e.g. `RINGER_LOG=ringer=debug`).
+pub fn init_logging(default_level: &str) {
+    let filter = EnvFilter::try_from_env("RINGER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    ringer::tls::install_crypto_provider();
+    match cli.command {
+        Command::Serve { config } => serve::run(config).await,
+        Command::Core { config } => core::run(config).await,
+        Command::Register(args) => register::run(register::Operation::Upsert, args).await,
+        Command::Unregister(args) => register::run(register::Operation::Delete, args).await,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `ringer serve`: the TAS. Registers the configured subscribers and keeps them registered;
+//! SIGHUP reloads the subscriber list; SIGINT/SIGTERM delete every registration, then exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use ringer::config::core::{CoreConfig, GrpcListenConfig};
+use ringer::config::serve::ServeConfig;
+use ringer::registrar::auth::Credentials;
+use ringer::registrar::{status, RegistrationClient, Registrar};
+
+/// Runs the TAS until SIGINT/SIGTERM.
+pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // Without a config, the emulated core runs in this process so a new user sees it all work.
+    let (config, embedded_core) = match &config_path {
+        Some(path) => (ServeConfig::load(path)?, None),
+        None => {
+            let core_config = CoreConfig {
+                grpc: GrpcListenConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), tls: None },
+                ..CoreConfig::default()
+            };
+            let core = ringer::core::start(&core_config).await?;
+            println!("embedded defaults: emulated core's SipBreakoutService at {}", core.endpoint());
+            (ServeConfig::embedded(core.endpoint()), Some(core))
+        }
+    };
+    let credentials = Credentials::from_config(&config.auth)?;
+    let client = RegistrationClient::new(&config.core, credentials)?;
+    let mut registrar = Registrar::start(client, config.registrar.clone(), config.registrations());
+    info!(subscribers = config.subscribers.len(), sip_uri = %config.tas.sip_uri, core = %config.core.endpoint, "ringer serving");
+
+    if let Some(addr) = config.registrar.status_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(addr = %listener.local_addr()?, "registration status at GET /registrations");
+        let board = registrar.status();
+        tokio::spawn(async move {
+            if let Err(error) = status::serve(listener, board).await {
+                error!(%error, "status view stopped");
+            }
+        });
+    }
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let stop = super::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            result = &mut stop => { result?; break; }
+            _ = hangup.recv() => match &config_path {
+                Some(path) => reload(path, &mut registrar).await,
+                None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
+            },
+        }
+    }
+    info!("shutting down: deleting registrations");
+    let report = registrar.shutdown().await;
+    if let Some(core) = embedded_core {
+        core.shutdown().await;
+    }
+    println!("ringer stopped: {} registrations deleted, {} left to lapse", report.deleted, report.failed);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the subscriber list; a bad file is reported and the running list kept.
+async fn reload(path: &Path, registrar: &mut Registrar) {
+    match ServeConfig::load(path) {
+        Ok(config) => {
+            info!(path = %path.display(), "reloading subscribers (endpoint and auth changes need a restart)");
+            registrar.reload(config.registrations()).await;
+        }
+        Err(error) => error!(%error, "reload failed; keeping the running configuration"),
+    }
+}

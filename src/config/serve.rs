@@ -1,0 +1,283 @@
+//! `ringer serve`: the TAS's own configuration.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{defaults, read_toml, ConfigError};
+use crate::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+
+/// Everything `ringer serve` reads from its `--config` file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// This TAS as the core sees it.
+    pub tas: TasConfig,
+    /// The operator core's gRPC API.
+    pub core: CoreApiConfig,
+    /// How to authenticate to the core.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// How registrations are kept alive.
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+    /// The subscribers this TAS serves.
+    #[serde(default, rename = "subscriber")]
+    pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// This TAS as registered with the core.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasConfig {
+    /// `sip_uri` of every registration: `sips:host` (DNS SRV) or `sips:host:port`.
+    pub sip_uri: SipsUri,
+}
+
+/// Where the core's SipBreakoutService is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreApiConfig {
+    /// `https://api.shamrock.wgtwo.com:443`, a sandbox, or an emulated core (`http://127.0.0.1:50051`).
+    pub endpoint: String,
+    /// A PEM CA bundle to trust instead of the system's roots (for a private core or the emulator).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed to set up the connection.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed for one call.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// How `ringer` proves itself to the core. Secrets come from the environment or a file only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// No authorization header (sandbox).
+    #[default]
+    None,
+    /// A bearer token obtained elsewhere (e.g. a user's authorization-code token).
+    Bearer {
+        /// Environment variable holding the token.
+        #[serde(default)]
+        token_env: Option<String>,
+        /// File holding the token (surrounding whitespace ignored).
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+    },
+    /// OAuth 2.0 client credentials, the flow the operator supports today.
+    ClientCredentials {
+        /// The client id (not a secret).
+        client_id: String,
+        /// Environment variable holding the client secret.
+        #[serde(default)]
+        client_secret_env: Option<String>,
+        /// File holding the client secret.
+        #[serde(default)]
+        client_secret_file: Option<PathBuf>,
+        /// Token endpoint.
+        #[serde(default = "defaults::token_url")]
+        token_url: String,
+        /// Scope to ask for.
+        #[serde(default = "defaults::scope")]
+        scope: String,
+    },
+}
+
+/// Timers of the refresh loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Refresh when this share of the time to live has passed (0 < x < 1).
+    pub refresh_at: f64,
+    /// Random spread around `refresh_at`, so that many subscribers do not refresh together.
+    pub refresh_jitter: f64,
+    /// First retry delay after a transport error or UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Retry period after the core refused a registration (NOT_ACCEPTABLE, PERMISSION_DENIED).
+    #[serde(with = "humantime_serde")]
+    pub refused_retry: Duration,
+    /// Calls to the core under way at once.
+    pub max_in_flight: usize,
+    /// Time allowed for deleting every registration at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Address of the HTTP status view (`GET /registrations`); none by default.
+    pub status_listen: Option<SocketAddr>,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            refresh_at: 0.7,
+            refresh_jitter: 0.1,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            refused_retry: Duration::from_secs(15 * 60),
+            max_in_flight: 32,
+            shutdown_timeout: Duration::from_secs(10),
+            status_listen: None,
+        }
+    }
+}
+
+/// One subscriber (MSISDN) served by this TAS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberConfig {
+    /// The subscriber's number, E.164.
+    pub phone_number: Msisdn,
+    /// How the core routes the subscriber's calls to this TAS.
+    pub route_type: RouteType,
+    /// Prefix marking calls the subscriber makes.
+    #[serde(default)]
+    pub mo_prefix: Option<Prefix>,
+    /// Prefix marking calls the subscriber receives.
+    #[serde(default)]
+    pub mt_prefix: Option<Prefix>,
+}
+
+impl ServeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = read_toml(path)?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what serde alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let endpoint = &self.core.endpoint;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!("core.endpoint {endpoint:?} must start with http:// or https://"));
+        }
+        let registrar = &self.registrar;
+        if !(registrar.refresh_at > 0.0 && registrar.refresh_at < 1.0) {
+            return Err("registrar.refresh_at must be between 0 and 1 (exclusive)".into());
+        }
+        if !(0.0..=registrar.refresh_at.min(1.0 - registrar.refresh_at)).contains(&registrar.refresh_jitter) {
+            return Err("registrar.refresh_jitter must keep refresh_at ± jitter within (0, 1)".into());
+        }
+        if registrar.initial_backoff.is_zero() || registrar.max_backoff < registrar.initial_backoff {
+            return Err("registrar.initial_backoff must be > 0 and <= registrar.max_backoff".into());
+        }
+        if registrar.max_in_flight == 0 {
+            return Err("registrar.max_in_flight must be at least 1".into());
+        }
+        let mut seen = HashSet::new();
+        for subscriber in &self.subscribers {
+            if !seen.insert(&subscriber.phone_number) {
+                return Err(format!("subscriber {} is listed twice", subscriber.phone_number));
+            }
+        }
+        Ok(())
+    }
+
+    /// The registration to upsert for each subscriber.
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.subscribers
+            .iter()
+            .map(|subscriber| Registration {
+                phone_number: Some(subscriber.phone_number.clone()),
+                sip_uri: self.tas.sip_uri.clone(),
+                route_type: subscriber.route_type,
+                mo_prefix: subscriber.mo_prefix.clone(),
+                mt_prefix: subscriber.mt_prefix.clone(),
+            })
+            .collect()
+    }
+
+    /// The configuration `ringer serve` runs on without `--config`: sample subscribers, one of
+    /// each route type, registered with an emulated core at `core_endpoint`.
+    pub fn embedded(core_endpoint: String) -> Self {
+        let subscriber = |number: &str, route_type, mo: &str, mt: &str| SubscriberConfig {
+            // The literals below are valid; a failure here is a programming error caught by tests.
+            phone_number: Msisdn::parse(number).unwrap_or_else(|_| unreachable!("sample number")),
+            route_type,
+            mo_prefix: Prefix::from_wire(mo).ok().flatten(),
+            mt_prefix: Prefix::from_wire(mt).ok().flatten(),
+        };
+        Self {
+            tas: TasConfig {
+                sip_uri: SipsUri::parse("sips:localhost:5061").unwrap_or_else(|_| unreachable!("sample uri")),
+            },
+            core: CoreApiConfig {
+                endpoint: core_endpoint,
+                ca_file: None,
+                connect_timeout: default_connect_timeout(),
+                request_timeout: default_request_timeout(),
+            },
+            auth: AuthConfig::None,
+            registrar: RegistrarConfig::default(),
+            subscribers: vec![
+                subscriber("+4799990001", RouteType::Loop, "11", "21"),
+                subscriber("+4799990002", RouteType::LoopMo, "12", ""),
+                subscriber("+4799990003", RouteType::LoopMt, "", "23"),
+                subscriber("+4799990004", RouteType::Fork, "14", "24"),
+                subscriber("+4799990005", RouteType::Fallback, "15", "25"),
+                subscriber("+4799990006", RouteType::Ingress, "", ""),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_validate() {
+        let config = ServeConfig::embedded("http://127.0.0.1:1".into());
+        assert_eq!(config.validate(), Ok(()));
+        let routes: HashSet<RouteType> = config.subscribers.iter().map(|s| s.route_type).collect();
+        assert_eq!(routes.len(), RouteType::ALL.len());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ringer.example.toml");
+        let config = ServeConfig::load(&path).unwrap();
+        assert!(!config.subscribers.is_empty());
+        assert!(matches!(config.auth, AuthConfig::ClientCredentials { .. }));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_place() {
+        let cases = [
+            ("[tas]\nsip_uri = \"sip:tas.example.com\"\n[core]\nendpoint = \"http://x:1\"\n", "Secure SIP domain name required"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[[subscriber]]\nphone_number = \"4799\"\nroute_type = \"loop\"\n", "E.164"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[[subscriber]]\nphone_number = \"+4799\"\nroute_type = \"sideways\"\n", "unknown variant"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"x:1\"\n", "must start with http"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\nbogus = 1\n", "unknown field"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[registrar]\nrefresh_at = 1.5\n", "refresh_at"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in cases {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let error = ServeConfig::load(&path).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error} should mention {expected}");
+            assert!(error.contains("c.toml"), "{error} should name the file");
+        }
+    }
+}

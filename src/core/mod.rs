@@ -1,0 +1,168 @@
+//! The emulated operator core: its SipBreakoutService (gRPC), its OAuth 2.0 token endpoint and
+//! the registrations they keep, so that a TAS runs and is tested with no operator account.
+
+pub mod auth;
+pub mod grpc;
+pub mod oauth;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tracing::{info, warn};
+
+use crate::config::core::CoreConfig;
+use crate::proto::sipbreakout::v1::sip_breakout_service_server::SipBreakoutServiceServer;
+use auth::Authenticator;
+use grpc::SipBreakoutCore;
+use registry::Registry;
+
+/// Why the emulated core could not start.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The certificate or key is unusable.
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+}
+
+/// A running emulated core.
+#[derive(Debug)]
+pub struct CoreHandle {
+    grpc_addr: SocketAddr,
+    tls: bool,
+    registry: Arc<Registry>,
+    auth: Arc<Authenticator>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Starts the emulated core's gRPC API as `config` says.
+pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
+    crate::tls::install_crypto_provider();
+    let registry = Arc::new(Registry::new(config.time_to_live));
+    let auth = Arc::new(Authenticator::new(&config.auth));
+
+    let token_endpoint = axum::Router::new()
+        .route(oauth::TOKEN_PATH, axum::routing::post(oauth::token))
+        .with_state(auth.clone());
+    let service = SipBreakoutServiceServer::new(SipBreakoutCore::new(registry.clone(), auth.clone()));
+    let routes = Routes::from(Routes::new(service).into_axum_router().merge(token_endpoint));
+
+    // The token endpoint is plain HTTP/1.1 for most OAuth clients, so HTTP/1 is accepted beside gRPC.
+    let mut server = Server::builder().accept_http1(true);
+    if let Some(files) = &config.grpc.tls {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| CoreError::TlsFile { path: path.clone(), source })
+        };
+        let identity = Identity::from_pem(read(&files.cert_file)?, read(&files.key_file)?);
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|error| CoreError::Tls(error.to_string()))?;
+    }
+
+    let listen = config.grpc.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| CoreError::Bind { addr: listen, source })?;
+    let grpc_addr = listener
+        .local_addr()
+        .map_err(|source| CoreError::Bind { addr: listen, source })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = server.add_routes(routes);
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(error) = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown).await {
+            warn!(%error, "emulated core's gRPC server stopped");
+        }
+    });
+    let sweeper = tokio::spawn(sweep_lapsed(registry.clone()));
+    let tls = config.grpc.tls.is_some();
+    info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, /oauth2/token)");
+    Ok(CoreHandle { grpc_addr, tls, registry, auth, stop: Some(stop), server, sweeper })
+}
+
+/// Logs and drops registrations that were not refreshed in time.
+async fn sweep_lapsed(registry: Arc<Registry>) {
+    let period = registry.time_to_live().min(Duration::from_secs(1)) / 2;
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        for record in registry.sweep() {
+            info!(msisdn = %record.msisdn, sip_uri = %record.registration.sip_uri, "registration expired");
+        }
+    }
+}
+
+impl CoreHandle {
+    /// The address the gRPC API listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The URL a client uses: `http://addr` or `https://addr`.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
+    }
+
+    /// The URL of the OAuth 2.0 token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}{}", self.endpoint(), oauth::TOKEN_PATH)
+    }
+
+    /// The registrations, as the SBC sees them.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The token table (tests revoke tokens through it).
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// Stops serving: open calls get a moment to finish, then connections are dropped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.server).await.is_err() {
+            self.server.abort();
+        }
+        self.sweeper.abort();
+    }
+}
+
+impl Drop for CoreHandle {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.sweeper.abort();
+    }
+}
