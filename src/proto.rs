@@ -62,9 +62,10 @@ impl From<&Registration> for pb::Registration {
             mobile_terminating_prefix: prefix(&registration.mt_prefix),
             sip_uri: registration.sip_uri.as_str().to_owned(),
             route_type: pb::RouteType::from(registration.route_type) as i32,
-            phone_number: registration.phone_number.as_ref().map(|number| common::v1::E164 {
-                e164: number.as_str().to_owned(),
-            }),
+            phone_number: registration
+                .phone_number
+                .as_ref()
+                .map(|number| common::v1::E164 { e164: number.as_str().to_owned() }),
         }
     }
 }
@@ -88,8 +89,8 @@ impl TryFrom<&pb::Registration> for Registration {
             Some(number) if !number.e164.is_empty() => Some(Msisdn::parse(&number.e164)?),
             _ => None,
         };
-        let route_type = RouteType::from_wire(wire.route_type)
-            .ok_or(WireRegistrationError::RouteType(wire.route_type))?;
+        let route_type =
+            RouteType::from_wire(wire.route_type).ok_or(WireRegistrationError::RouteType(wire.route_type))?;
         Ok(Registration {
             phone_number,
             sip_uri,
@@ -142,9 +143,10 @@ pub fn registration_json(registration: &pb::Registration) -> Value {
     put("mobileTerminatingPrefix", &registration.mobile_terminating_prefix);
     put("sipUri", &registration.sip_uri);
     if registration.route_type != 0 {
-        object.insert("routeType".into(), enum_json(registration.route_type, |v| {
-            pb::RouteType::try_from(v).ok().map(|r| r.as_str_name())
-        }));
+        object.insert(
+            "routeType".into(),
+            enum_json(registration.route_type, |v| pb::RouteType::try_from(v).ok().map(|r| r.as_str_name())),
+        );
     }
     if let Some(number) = &registration.phone_number {
         object.insert("phoneNumber".into(), json!({ "e164": number.e164 }));
@@ -200,10 +202,7 @@ mod tests {
             error_message: String::new(),
             time_to_live: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
         };
-        assert_eq!(
-            upsert_response_json(&ok).to_string(),
-            r#"{"statusCode":"STATUS_CODE_OK","timeToLive":"3600s"}"#
-        );
+        assert_eq!(upsert_response_json(&ok).to_string(), r#"{"statusCode":"STATUS_CODE_OK","timeToLive":"3600s"}"#);
         let refused = pb::DeleteRegistrationResponse {
             status_code: pb::StatusCode::NotAcceptable as i32,
             error_message: "Secure SIP domain name required".into(),
@@ -229,12 +228,12 @@ mod tests {
         let request = pb::UpsertRegistrationRequest { registration: Some((&registration).into()) };
         let bytes = request.encode_to_vec();
         let inner: Vec<u8> = [
-            vec![0x0a, 1, b'1'],              // 1: mobile_originating_prefix
-            vec![0x12, 1, b'2'],              // 2: mobile_terminating_prefix
-            vec![0x1a, 8],                    // 3: sip_uri
+            vec![0x0a, 1, b'1'], // 1: mobile_originating_prefix
+            vec![0x12, 1, b'2'], // 2: mobile_terminating_prefix
+            vec![0x1a, 8],       // 3: sip_uri
             b"sips:a.b".to_vec(),
-            vec![0x20, 5],                    // 4: route_type = ROUTE_TYPE_LOOP_MT (5)
-            vec![0x2a, 5, 0x0a, 3],           // 5: phone_number { 1: e164 }
+            vec![0x20, 5],          // 4: route_type = ROUTE_TYPE_LOOP_MT (5)
+            vec![0x2a, 5, 0x0a, 3], // 5: phone_number { 1: e164 }
             b"+47".to_vec(),
         ]
         .concat();

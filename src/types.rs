@@ -38,12 +38,8 @@ pub struct Msisdn(String);
 impl Msisdn {
     /// Validates `text` as an E.164 number.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
-        let digits = text
-            .strip_prefix('+')
-            .ok_or_else(|| InvalidValue::PhoneNumber(text.to_owned()))?;
-        let valid = !digits.is_empty()
-            && digits.len() <= E164_MAX_DIGITS
-            && digits.bytes().all(|b| b.is_ascii_digit());
+        let digits = text.strip_prefix('+').ok_or_else(|| InvalidValue::PhoneNumber(text.to_owned()))?;
+        let valid = !digits.is_empty() && digits.len() <= E164_MAX_DIGITS && digits.bytes().all(|b| b.is_ascii_digit());
         if valid {
             Ok(Self(text.to_owned()))
         } else {
@@ -96,9 +92,7 @@ pub struct Prefix(String);
 impl Prefix {
     /// Validates `text` as 1 to 8 digits.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
-        let valid = !text.is_empty()
-            && text.len() <= PREFIX_MAX_DIGITS
-            && text.bytes().all(|b| b.is_ascii_digit());
+        let valid = !text.is_empty() && text.len() <= PREFIX_MAX_DIGITS && text.bytes().all(|b| b.is_ascii_digit());
         if valid {
             Ok(Self(text.to_owned()))
         } else {
@@ -233,11 +227,7 @@ impl SipsUri {
         if !valid_host(host) {
             return Err(invalid());
         }
-        Ok(Self {
-            text: text.to_owned(),
-            host: host.to_owned(),
-            port,
-        })
+        Ok(Self { text: text.to_owned(), host: host.to_owned(), port })
     }
 
     /// The URI as given.

@@ -7,13 +7,16 @@ use ringer::config::core::CoreConfig;
 
 /// Starts the emulated core and serves until asked to stop.
 pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut signals = super::Signals::install()?;
     let config = match config {
         Some(path) => CoreConfig::load(&path)?,
         None => CoreConfig::default(),
     };
     let core = ringer::core::start(&config).await?;
     println!("emulated core: SipBreakoutService at {}, token endpoint {}", core.endpoint(), core.token_url());
-    super::shutdown_signal().await?;
+    while let super::SignalEvent::Reload = signals.next().await {
+        tracing::warn!("SIGHUP ignored: restart the emulated core to change its configuration");
+    }
     core.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -117,16 +117,15 @@ pub async fn run(operation: Operation, args: RegistrationArgs) -> anyhow::Result
     };
     let client = RegistrationClient::new(&api, args.credentials()?)?;
     let registration = args.registration();
-    let answer = match operation {
-        Operation::Upsert => client
-            .upsert(&registration)
-            .await
-            .map(|response| (response.status_code, response.error_message.clone(), upsert_response_json(&response))),
-        Operation::Delete => client
-            .delete(&registration)
-            .await
-            .map(|response| (response.status_code, response.error_message.clone(), delete_response_json(&response))),
-    };
+    let answer =
+        match operation {
+            Operation::Upsert => client.upsert(&registration).await.map(|response| {
+                (response.status_code, response.error_message.clone(), upsert_response_json(&response))
+            }),
+            Operation::Delete => client.delete(&registration).await.map(|response| {
+                (response.status_code, response.error_message.clone(), delete_response_json(&response))
+            }),
+        };
     match answer {
         Ok((status_code, error_message, json)) => {
             println!("{}", serde_json::to_string_pretty(&json)?);

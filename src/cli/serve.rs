@@ -5,16 +5,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use ringer::config::core::{CoreConfig, GrpcListenConfig};
 use ringer::config::serve::ServeConfig;
 use ringer::registrar::auth::Credentials;
-use ringer::registrar::{status, RegistrationClient, Registrar};
+use ringer::registrar::{status, Registrar, RegistrationClient};
 
 /// Runs the TAS until SIGINT/SIGTERM.
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut signals = super::Signals::install()?;
     // Without a config, the emulated core runs in this process so a new user sees it all work.
     let (config, embedded_core) = match &config_path {
         Some(path) => (ServeConfig::load(path)?, None),
@@ -44,16 +44,10 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let mut hangup = signal(SignalKind::hangup())?;
-    let stop = super::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            result = &mut stop => { result?; break; }
-            _ = hangup.recv() => match &config_path {
-                Some(path) => reload(path, &mut registrar).await,
-                None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
-            },
+    while let super::SignalEvent::Reload = signals.next().await {
+        match &config_path {
+            Some(path) => reload(path, &mut registrar).await,
+            None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
         }
     }
     info!("shutting down: deleting registrations");

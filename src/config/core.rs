@@ -23,6 +23,10 @@ pub struct CoreConfig {
     /// Who may call the API.
     #[serde(default)]
     pub auth: CoreAuthConfig,
+    /// The operator's subscribers: only these numbers may be registered (NOT_ACCEPTABLE for
+    /// others). Empty: any number.
+    #[serde(default)]
+    pub subscribers: Vec<Msisdn>,
 }
 
 /// Where the gRPC API listens.
@@ -38,10 +42,7 @@ pub struct GrpcListenConfig {
 
 impl Default for GrpcListenConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            tls: None,
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50051)), tls: None }
     }
 }
 
@@ -129,6 +130,7 @@ impl Default for CoreConfig {
             grpc: GrpcListenConfig::default(),
             time_to_live: defaults::one_hour(),
             auth: CoreAuthConfig::default(),
+            subscribers: Vec::new(),
         }
     }
 }
@@ -137,10 +139,7 @@ impl CoreConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = read_toml(path)?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
     }
 

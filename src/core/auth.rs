@@ -85,11 +85,7 @@ impl Authenticator {
                 (token.token.clone(), grant)
             })
             .collect();
-        Self {
-            mode: config.mode,
-            clients: config.clients.clone(),
-            grants: Mutex::new(grants),
-        }
+        Self { mode: config.mode, clients: config.clients.clone(), grants: Mutex::new(grants) }
     }
 
     fn grants(&self) -> MutexGuard<'_, HashMap<String, TokenGrant>> {
@@ -208,9 +204,19 @@ mod tests {
         let config = CoreAuthConfig {
             mode: AuthMode::Required,
             tokens: vec![
-                StaticToken { token: "c".into(), kind: TokenKind::Client, msisdn: None, scopes: vec!["call.routing:write".into()] },
+                StaticToken {
+                    token: "c".into(),
+                    kind: TokenKind::Client,
+                    msisdn: None,
+                    scopes: vec!["call.routing:write".into()],
+                },
                 StaticToken { token: "r".into(), kind: TokenKind::Client, msisdn: None, scopes: vec!["other".into()] },
-                StaticToken { token: "u".into(), kind: TokenKind::User, msisdn: Msisdn::parse("+471").ok(), scopes: vec!["call.routing:write".into()] },
+                StaticToken {
+                    token: "u".into(),
+                    kind: TokenKind::User,
+                    msisdn: Msisdn::parse("+471").ok(),
+                    scopes: vec!["call.routing:write".into()],
+                },
             ],
             clients: vec![],
         };
@@ -221,7 +227,10 @@ mod tests {
         assert_eq!(auth.authorize(&metadata("Basic c"), scope).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(auth.authorize(&metadata("Bearer r"), scope).unwrap_err().code(), tonic::Code::PermissionDenied);
         assert_eq!(auth.authorize(&metadata("Bearer c"), scope).ok(), Some(Principal::Client));
-        assert_eq!(auth.authorize(&metadata("bearer u"), scope).ok(), Some(Principal::User(Msisdn::parse("+471").unwrap())));
+        assert_eq!(
+            auth.authorize(&metadata("bearer u"), scope).ok(),
+            Some(Principal::User(Msisdn::parse("+471").unwrap()))
+        );
     }
 
     #[test]
@@ -239,11 +248,17 @@ mod tests {
         let auth = Authenticator::new(&config);
         assert_eq!(auth.issue("id", "wrong", "client_credentials", None).unwrap_err(), OAuthError::InvalidClient);
         assert_eq!(auth.issue("id", "secret", "password", None).unwrap_err(), OAuthError::UnsupportedGrantType);
-        assert_eq!(auth.issue("id", "secret", "client_credentials", Some("admin")).unwrap_err(), OAuthError::InvalidScope);
+        assert_eq!(
+            auth.issue("id", "secret", "client_credentials", Some("admin")).unwrap_err(),
+            OAuthError::InvalidScope
+        );
         let issued = auth.issue("id", "secret", "client_credentials", Some("call.routing:write")).unwrap();
         let header = format!("Bearer {}", issued.access_token);
         assert_eq!(auth.authorize(&metadata(&header), "call.routing:write").ok(), Some(Principal::Client));
         assert_eq!(auth.revoke_issued_tokens(), 1);
-        assert_eq!(auth.authorize(&metadata(&header), "call.routing:write").unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            auth.authorize(&metadata(&header), "call.routing:write").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The emulated core's `wgtwo.sipbreakout.v1.SipBreakoutService`, behaving as the operator documents.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -18,24 +20,43 @@ use crate::types::{Msisdn, Registration};
 /// The operator's wording for a `sip_uri` that is not `sips:`.
 pub const SECURE_SIP_REQUIRED: &str = "Secure SIP domain name required";
 
+/// How many calls each method has received (refused ones included).
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    /// UpsertRegistration calls.
+    pub upserts: AtomicU64,
+    /// DeleteRegistration calls.
+    pub deletes: AtomicU64,
+}
+
 /// Serves SipBreakoutService over the registry.
 #[derive(Debug, Clone)]
 pub struct SipBreakoutCore {
     registry: Arc<Registry>,
     auth: Arc<Authenticator>,
+    /// Empty: every number is a subscriber.
+    subscribers: Arc<HashSet<Msisdn>>,
+    counts: Arc<CallCounts>,
 }
 
 /// A request the core answers with `STATUS_CODE_NOT_ACCEPTABLE` and this message.
 struct NotAcceptable(String);
 
 impl SipBreakoutCore {
-    /// A service over `registry`, checking callers with `auth`.
-    pub fn new(registry: Arc<Registry>, auth: Arc<Authenticator>) -> Self {
-        Self { registry, auth }
+    /// A service over `registry`, checking callers with `auth`, accepting only `subscribers`
+    /// (any number when empty) and counting calls in `counts`.
+    pub fn new(
+        registry: Arc<Registry>,
+        auth: Arc<Authenticator>,
+        subscribers: HashSet<Msisdn>,
+        counts: Arc<CallCounts>,
+    ) -> Self {
+        Self { registry, auth, subscribers: Arc::new(subscribers), counts }
     }
 
     /// Validates a wire registration for `principal`; `Err(Status)` for authorization failures.
     fn admit(
+        &self,
         principal: &Principal,
         wire: Option<WireRegistration>,
     ) -> Result<Result<(Msisdn, Registration), NotAcceptable>, Status> {
@@ -65,6 +86,9 @@ impl SipBreakoutCore {
             }
             (Principal::Anonymous, None) => return Ok(Err(NotAcceptable("phone_number is required".into()))),
         };
+        if !self.subscribers.is_empty() && !self.subscribers.contains(&msisdn) {
+            return Ok(Err(NotAcceptable(format!("{msisdn} is not a subscriber of this operator"))));
+        }
         Ok(Ok((msisdn, registration)))
     }
 }
@@ -75,8 +99,9 @@ impl SipBreakoutService for SipBreakoutCore {
         &self,
         request: Request<UpsertRegistrationRequest>,
     ) -> Result<Response<UpsertRegistrationResponse>, Status> {
+        self.counts.upserts.fetch_add(1, Ordering::Relaxed);
         let principal = self.auth.authorize(request.metadata(), SCOPE)?;
-        let response = match Self::admit(&principal, request.into_inner().registration)? {
+        let response = match self.admit(&principal, request.into_inner().registration)? {
             Err(NotAcceptable(message)) => {
                 warn!(%message, "upsert refused");
                 UpsertRegistrationResponse {
@@ -109,8 +134,9 @@ impl SipBreakoutService for SipBreakoutCore {
         &self,
         request: Request<DeleteRegistrationRequest>,
     ) -> Result<Response<DeleteRegistrationResponse>, Status> {
+        self.counts.deletes.fetch_add(1, Ordering::Relaxed);
         let principal = self.auth.authorize(request.metadata(), SCOPE)?;
-        let (status_code, error_message) = match Self::admit(&principal, request.into_inner().registration)? {
+        let (status_code, error_message) = match self.admit(&principal, request.into_inner().registration)? {
             Err(NotAcceptable(message)) => (StatusCode::NotAcceptable, message),
             Ok((msisdn, registration)) => match self.registry.delete(&msisdn, &registration.sip_uri) {
                 DeleteOutcome::Removed => {
@@ -119,18 +145,14 @@ impl SipBreakoutService for SipBreakoutCore {
                 }
                 // Deleting what is already gone succeeds: the caller's intent holds.
                 DeleteOutcome::NotFound => (StatusCode::Ok, String::new()),
-                DeleteOutcome::SipUriMismatch => (
-                    StatusCode::NotAcceptable,
-                    "sip_uri does not match the registration of this phone number".into(),
-                ),
+                DeleteOutcome::SipUriMismatch => {
+                    (StatusCode::NotAcceptable, "sip_uri does not match the registration of this phone number".into())
+                }
             },
         };
         if status_code != StatusCode::Ok {
             warn!(message = %error_message, "delete refused");
         }
-        Ok(Response::new(DeleteRegistrationResponse {
-            status_code: status_code as i32,
-            error_message,
-        }))
+        Ok(Response::new(DeleteRegistrationResponse { status_code: status_code as i32, error_message }))
     }
 }

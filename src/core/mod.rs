@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::config::core::CoreConfig;
 use crate::proto::sipbreakout::v1::sip_breakout_service_server::SipBreakoutServiceServer;
 use auth::Authenticator;
-use grpc::SipBreakoutCore;
+use grpc::{CallCounts, SipBreakoutCore};
 use registry::Registry;
 
 /// Why the emulated core could not start.
@@ -57,6 +57,7 @@ pub struct CoreHandle {
     tls: bool,
     registry: Arc<Registry>,
     auth: Arc<Authenticator>,
+    counts: Arc<CallCounts>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
@@ -68,18 +69,23 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
     let registry = Arc::new(Registry::new(config.time_to_live));
     let auth = Arc::new(Authenticator::new(&config.auth));
 
-    let token_endpoint = axum::Router::new()
-        .route(oauth::TOKEN_PATH, axum::routing::post(oauth::token))
-        .with_state(auth.clone());
-    let service = SipBreakoutServiceServer::new(SipBreakoutCore::new(registry.clone(), auth.clone()));
+    let token_endpoint =
+        axum::Router::new().route(oauth::TOKEN_PATH, axum::routing::post(oauth::token)).with_state(auth.clone());
+    let counts = Arc::new(CallCounts::default());
+    let subscribers = config.subscribers.iter().cloned().collect();
+    let service = SipBreakoutServiceServer::new(SipBreakoutCore::new(
+        registry.clone(),
+        auth.clone(),
+        subscribers,
+        counts.clone(),
+    ));
     let routes = Routes::from(Routes::new(service).into_axum_router().merge(token_endpoint));
 
     // The token endpoint is plain HTTP/1.1 for most OAuth clients, so HTTP/1 is accepted beside gRPC.
     let mut server = Server::builder().accept_http1(true);
     if let Some(files) = &config.grpc.tls {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| CoreError::TlsFile { path: path.clone(), source })
-        };
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|source| CoreError::TlsFile { path: path.clone(), source });
         let identity = Identity::from_pem(read(&files.cert_file)?, read(&files.key_file)?);
         server = server
             .tls_config(ServerTlsConfig::new().identity(identity))
@@ -87,12 +93,8 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
     }
 
     let listen = config.grpc.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| CoreError::Bind { addr: listen, source })?;
-    let grpc_addr = listener
-        .local_addr()
-        .map_err(|source| CoreError::Bind { addr: listen, source })?;
+    let listener = TcpListener::bind(listen).await.map_err(|source| CoreError::Bind { addr: listen, source })?;
+    let grpc_addr = listener.local_addr().map_err(|source| CoreError::Bind { addr: listen, source })?;
     let (stop, stopped) = oneshot::channel::<()>();
     let router = server.add_routes(routes);
     let server = tokio::spawn(async move {
@@ -106,7 +108,7 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
     let sweeper = tokio::spawn(sweep_lapsed(registry.clone()));
     let tls = config.grpc.tls.is_some();
     info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, /oauth2/token)");
-    Ok(CoreHandle { grpc_addr, tls, registry, auth, stop: Some(stop), server, sweeper })
+    Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, stop: Some(stop), server, sweeper })
 }
 
 /// Logs and drops registrations that were not refreshed in time.
@@ -146,6 +148,11 @@ impl CoreHandle {
     /// The token table (tests revoke tokens through it).
     pub fn auth(&self) -> &Arc<Authenticator> {
         &self.auth
+    }
+
+    /// How many calls each method has received.
+    pub fn call_counts(&self) -> &CallCounts {
+        &self.counts
     }
 
     /// Stops serving: open calls get a moment to finish, then connections are dropped.

@@ -33,7 +33,8 @@ pub async fn token(
     headers: HeaderMap,
     Form(form): Form<TokenRequest>,
 ) -> Response {
-    let credentials = basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
+    let credentials =
+        basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
     let result = match (&credentials, &form.grant_type) {
         (None, _) => Err(OAuthError::InvalidClient),
         (_, None) => Err(OAuthError::InvalidRequest),

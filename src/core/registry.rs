@@ -45,10 +45,7 @@ pub struct Registry {
 impl Registry {
     /// An empty registry whose entries live `time_to_live` from their last upsert.
     pub fn new(time_to_live: Duration) -> Self {
-        Self {
-            time_to_live,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { time_to_live, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The time to live granted by each upsert.
@@ -103,21 +100,13 @@ impl Registry {
     /// The live registration of `msisdn`, if any.
     pub fn lookup(&self, msisdn: &Msisdn) -> Option<RegistrationRecord> {
         let entries = self.entries();
-        entries
-            .get(msisdn)
-            .filter(|record| record.expires_at > Instant::now())
-            .cloned()
+        entries.get(msisdn).filter(|record| record.expires_at > Instant::now()).cloned()
     }
 
     /// Every live registration, sorted by number.
     pub fn snapshot(&self) -> Vec<RegistrationRecord> {
         let now = Instant::now();
-        let mut records: Vec<_> = self
-            .entries()
-            .values()
-            .filter(|record| record.expires_at > now)
-            .cloned()
-            .collect();
+        let mut records: Vec<_> = self.entries().values().filter(|record| record.expires_at > now).cloned().collect();
         records.sort_by(|a, b| a.msisdn.cmp(&b.msisdn));
         records
     }
@@ -126,11 +115,8 @@ impl Registry {
     pub fn sweep(&self) -> Vec<RegistrationRecord> {
         let now = Instant::now();
         let mut entries = self.entries();
-        let lapsed: Vec<Msisdn> = entries
-            .values()
-            .filter(|record| record.expires_at <= now)
-            .map(|record| record.msisdn.clone())
-            .collect();
+        let lapsed: Vec<Msisdn> =
+            entries.values().filter(|record| record.expires_at <= now).map(|record| record.msisdn.clone()).collect();
         lapsed.iter().filter_map(|msisdn| entries.remove(msisdn)).collect()
     }
 }

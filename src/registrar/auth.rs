@@ -139,12 +139,10 @@ impl Credentials {
                 let client_secret = match (client_secret_env, client_secret_file) {
                     (Some(variable), None) => secret_from_env(variable)?,
                     (None, Some(path)) => read_secret_file(path)?,
-                    _ => {
-                        return Err(AuthError::MissingSecret(
-                            "auth mode \"client-credentials\" needs exactly one of client_secret_env or client_secret_file"
-                                .into(),
-                        ))
-                    }
+                    _ => return Err(AuthError::MissingSecret(
+                        "auth mode \"client-credentials\" needs exactly one of client_secret_env or client_secret_file"
+                            .into(),
+                    )),
                 };
                 Ok(Credentials::ClientCredentials(ClientCredentials {
                     token_url: token_url.clone(),
@@ -173,10 +171,8 @@ pub fn secret_from_env(variable: &str) -> Result<Secret, AuthError> {
 
 /// Reads a secret from a file, ignoring surrounding whitespace.
 pub fn read_secret_file(path: &Path) -> Result<Secret, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuthError::ReadSecret {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| AuthError::ReadSecret { path: path.to_owned(), source })?;
     let text = text.trim();
     if text.is_empty() {
         return Err(AuthError::MissingSecret(format!("{} is empty", path.display())));

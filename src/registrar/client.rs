@@ -92,20 +92,20 @@ impl RegistrationClient {
             endpoint
         };
         let tokens = TokenSource::new(credentials, api.request_timeout)?;
-        Ok(Self {
-            grpc: SipBreakoutServiceClient::new(endpoint.connect_lazy()),
-            tokens: std::sync::Arc::new(tokens),
-        })
+        Ok(Self { grpc: SipBreakoutServiceClient::new(endpoint.connect_lazy()), tokens: std::sync::Arc::new(tokens) })
     }
 
     /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
     pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
         self.check(registration)?;
         let message = UpsertRegistrationRequest { registration: Some(registration.into()) };
-        self.with_token(|request| {
-            let mut grpc = self.grpc.clone();
-            async move { grpc.upsert_registration(request).await }
-        }, message)
+        self.with_token(
+            |request| {
+                let mut grpc = self.grpc.clone();
+                async move { grpc.upsert_registration(request).await }
+            },
+            message,
+        )
         .await
     }
 
@@ -113,10 +113,13 @@ impl RegistrationClient {
     pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
         self.check(registration)?;
         let message = DeleteRegistrationRequest { registration: Some(registration.into()) };
-        self.with_token(|request| {
-            let mut grpc = self.grpc.clone();
-            async move { grpc.delete_registration(request).await }
-        }, message)
+        self.with_token(
+            |request| {
+                let mut grpc = self.grpc.clone();
+                async move { grpc.delete_registration(request).await }
+            },
+            message,
+        )
         .await
     }
 
@@ -141,8 +144,9 @@ impl RegistrationClient {
         loop {
             let mut request = Request::new(message.clone());
             if let Some(token) = self.tokens.bearer().await? {
-                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose()))
-                    .map_err(|_| ClientError::Invalid("the bearer token holds characters not allowed in a header".into()))?;
+                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
+                    ClientError::Invalid("the bearer token holds characters not allowed in a header".into())
+                })?;
                 value.set_sensitive(true);
                 request.metadata_mut().insert("authorization", value);
             }

@@ -94,7 +94,10 @@ impl Registrar {
             match wanted.remove(&msisdn) {
                 Some(registration) if self.tasks.get(&msisdn).is_some_and(|t| t.registration == registration) => {
                     let failing = self.board.get(&msisdn).is_some_and(|status| {
-                        matches!(status.state, RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying)
+                        matches!(
+                            status.state,
+                            RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying
+                        )
                     });
                     if let (true, Some(task)) = (failing, self.tasks.get(&msisdn)) {
                         task.wake.notify_one();
@@ -117,12 +120,16 @@ impl Registrar {
         for registration in wanted.into_values() {
             self.spawn(registration);
         }
+        let retired_numbers: Vec<Msisdn> = retired.iter().filter_map(|r| r.phone_number.clone()).collect();
         let report = self.delete_all(retired).await;
+        for msisdn in &retired_numbers {
+            self.board.remove(msisdn);
+        }
         info!(subscribers = self.tasks.len(), deleted = report.deleted, "subscriber list reloaded");
         report
     }
 
-    /// Stops refreshing and deletes every registration the core accepted.
+    /// Stops refreshing and deletes every registration the core may hold.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let mut registrations = Vec::with_capacity(self.tasks.len());
         for (_, task) in self.tasks.drain() {
@@ -153,12 +160,12 @@ impl Registrar {
         self.tasks.insert(msisdn, SubscriberTask { registration, wake, stop, join });
     }
 
-    /// Deletes those of `registrations` that the core accepted, within the shutdown timeout.
+    /// Deletes those of `registrations` that the core may hold, within the shutdown timeout.
     async fn delete_all(&self, registrations: Vec<Registration>) -> ShutdownReport {
         let mut deletes = tokio::task::JoinSet::new();
         for registration in registrations {
             let Some(msisdn) = registration.phone_number.clone() else { continue };
-            if !self.board.get(&msisdn).is_some_and(|status| status.accepted_once) {
+            if !self.board.get(&msisdn).is_some_and(|status| status.may_be_registered) {
                 self.board.remove(&msisdn);
                 continue;
             }
@@ -264,6 +271,8 @@ impl Worker {
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Attempt::Failed("registrar is shutting down".into());
         };
+        // Set before sending: if this task is stopped mid-call, the core may still have accepted it.
+        self.board.update(&self.msisdn, |status| status.may_be_registered = true);
         match self.client.upsert(&self.registration).await {
             Ok(response) if response.status_code == StatusCode::Ok as i32 => {
                 let ttl = duration_from_wire(response.time_to_live.as_ref())
@@ -316,7 +325,6 @@ impl Worker {
             status.expires_at = status.expires_instant.map(|at| status::rfc3339_in(at - now));
             if matches!(attempt, Attempt::Registered(_)) {
                 status.upserts += 1;
-                status.accepted_once = true;
             }
         });
     }

@@ -54,9 +54,10 @@ pub struct SubscriberStatus {
     pub upserts: u64,
     /// Failed attempts since the last success.
     pub consecutive_failures: u32,
-    /// Whether the core has accepted this registration at least once (it is then deleted at shutdown).
+    /// Whether an upsert has been sent, so the core may hold this registration (it is then
+    /// deleted at shutdown, even when the answer never came back).
     #[serde(skip)]
-    pub accepted_once: bool,
+    pub may_be_registered: bool,
     #[serde(skip)]
     pub(crate) expires_instant: Option<Instant>,
 }
@@ -74,7 +75,7 @@ impl SubscriberStatus {
             next_attempt: None,
             upserts: 0,
             consecutive_failures: 0,
-            accepted_once: false,
+            may_be_registered: false,
             expires_instant: None,
         }
     }
@@ -131,9 +132,7 @@ pub(crate) fn rfc3339_in(delay: Duration) -> String {
 
 /// Serves `GET /registrations` (JSON) from `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, board: Arc<StatusBoard>) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/registrations", axum::routing::get(registrations))
-        .with_state(board);
+    let app = axum::Router::new().route("/registrations", axum::routing::get(registrations)).with_state(board);
     axum::serve(listener, app).await
 }
 

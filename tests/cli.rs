@@ -1,0 +1,331 @@
+//! The `ringer` binary: register/unregister as grpcurl would, and `serve` registering,
+//! reloading and deleting on SIGTERM, against the emulated core over real gRPC.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use ringer::config::core::AuthMode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const BINARY: &str = env!("CARGO_BIN_EXE_ringer");
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn ringer(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BINARY);
+    command.args(args).env_remove("RINGER_TOKEN").env_remove("RINGER_CLIENT_SECRET").env_remove("RINGER_CLIENT_ID");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("ringer finished in time")
+        .expect("ringer ran");
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn register_args<'a>(endpoint: &'a str, number: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "register",
+        "--endpoint",
+        endpoint,
+        "--phone-number",
+        number,
+        "--sip-uri",
+        "sips:tas.example.com:5061",
+        "--route-type",
+        "loop",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test]
+async fn register_prints_the_answer_as_grpcurl_does() {
+    let core = start_core(AuthMode::Sandbox, HOUR).await;
+    let endpoint = core.endpoint();
+    let out = ringer(&register_args(&endpoint, "+4799990000", &["--mo-prefix", "11", "--mt-prefix", "22"]), &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "{\n  \"statusCode\": \"STATUS_CODE_OK\",\n  \"timeToLive\": \"3600s\"\n}\n");
+    let stored = core.registry().lookup(&msisdn("+4799990000")).expect("registered");
+    assert_eq!(stored.registration.mo_prefix.map(String::from), Some("11".into()));
+
+    let mut unregister = register_args(&endpoint, "+4799990000", &[]);
+    unregister[0] = "unregister";
+    let out = ringer(&unregister, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "{\n  \"statusCode\": \"STATUS_CODE_OK\"\n}\n");
+    assert!(core.registry().snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn not_acceptable_prints_the_core_message_and_fails() {
+    let mut config = core_config(loopback_any_port(), AuthMode::Sandbox, HOUR);
+    config.subscribers = vec![msisdn("+4799990000")];
+    let core = ringer::core::start(&config).await.expect("core");
+    let endpoint = core.endpoint();
+    let out = ringer(&register_args(&endpoint, "+4711111111", &[]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stdout.contains("\"statusCode\": \"STATUS_CODE_NOT_ACCEPTABLE\""), "{}", out.stdout);
+    assert!(out.stderr.contains("+4711111111 is not a subscriber of this operator"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn grpc_errors_print_code_and_message() {
+    let core = start_core(AuthMode::Required, HOUR).await;
+    let endpoint = core.endpoint();
+    let out = ringer(&register_args(&endpoint, "+4799990000", &[]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("Code: Unauthenticated"), "{}", out.stderr);
+    let out = ringer(&register_args(&endpoint, "+4799990000", &[]), &[("RINGER_TOKEN", NO_SCOPE_TOKEN)]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("Code: PermissionDenied"), "{}", out.stderr);
+    let closed = format!("http://{}", free_port());
+    let out = ringer(&register_args(&closed, "+4799990000", &["--timeout", "2s"]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("Code: Unavailable"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_locally() {
+    let core = start_core(AuthMode::Sandbox, HOUR).await;
+    let endpoint = core.endpoint();
+    let mut insecure = register_args(&endpoint, "+4799990000", &[]);
+    insecure[6] = "sip:tas.example.com";
+    let out = ringer(&insecure, &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("Secure SIP domain name required"), "{}", out.stderr);
+    let out = ringer(&register_args(&endpoint, "4799990000", &[]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("E.164"), "{}", out.stderr);
+    let out = ringer(&register_args(&endpoint, "+47 9999", &["--mo-prefix", "1a"]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    let out = ringer(&register_args(&endpoint, "+4799990000", &["--route-type", "sideways"]), &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert_eq!(core.call_counts().upserts.load(Ordering::Relaxed), 0, "nothing reached the core");
+}
+
+#[tokio::test]
+async fn bearer_token_from_environment_or_file() {
+    let core = start_core(AuthMode::Required, HOUR).await;
+    let endpoint = core.endpoint();
+    let out = ringer(&register_args(&endpoint, "+4799990001", &[]), &[("RINGER_TOKEN", CLIENT_TOKEN)]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{USER_TOKEN}\n")).expect("write");
+    let token_path = token_file.to_str().expect("utf-8 path");
+    // A user's token may leave out the phone number.
+    let args = [
+        "register",
+        "--endpoint",
+        &endpoint,
+        "--sip-uri",
+        "sips:tas.example.com",
+        "--route-type",
+        "loop-mt",
+        "--mt-prefix",
+        "22",
+        "--token-file",
+        token_path,
+    ];
+    let out = ringer(&args, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(core.registry().lookup(&msisdn(USER_MSISDN)).is_some());
+}
+
+#[tokio::test]
+async fn client_credentials_from_the_command_line_never_print_the_secret() {
+    let core = start_core(AuthMode::Required, HOUR).await;
+    let endpoint = core.endpoint();
+    let token_url = core.token_url();
+    let credentials = ["--client-id", CLIENT_ID, "--token-url", &token_url];
+    let trace = ("RINGER_LOG", "trace");
+    let out = ringer(
+        &register_args(&endpoint, "+4799990002", &credentials),
+        &[("RINGER_CLIENT_SECRET", CLIENT_SECRET), trace],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(core.registry().lookup(&msisdn("+4799990002")).is_some());
+    assert!(!out.stderr.contains(CLIENT_SECRET) && !out.stdout.contains(CLIENT_SECRET), "secret leaked into output");
+
+    let wrong = "wrong-secret-do-not-print";
+    let out =
+        ringer(&register_args(&endpoint, "+4799990002", &credentials), &[("RINGER_CLIENT_SECRET", wrong), trace]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("invalid_client"), "{}", out.stderr);
+    assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong), "secret leaked into output");
+
+    let mut args =
+        vec!["register", "--endpoint", &endpoint, "--sip-uri", "sips:tas.example.com", "--route-type", "loop"];
+    args.extend_from_slice(&credentials);
+    let out = ringer(&args, &[("RINGER_CLIENT_SECRET", CLIENT_SECRET)]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("phone number is required"), "{}", out.stderr);
+}
+
+/// A running `ringer serve` whose output is collected as it comes.
+struct Server {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RINGER_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ringer");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Self { child, stdout, stderr }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.child.id().expect("running") as i32;
+        kill(Pid::from_raw(pid), signal).expect("signal sent");
+    }
+
+    async fn wait(mut self) -> (Option<i32>, String, String) {
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("ringer exited in time")
+            .expect("wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stdout = self.stdout.lock().expect("lock").clone();
+        let stderr = self.stderr.lock().expect("lock").clone();
+        (status.code(), stdout, stderr)
+    }
+}
+
+fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut sink = sink.lock().expect("lock");
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    text
+}
+
+fn serve_config(endpoint: &str, status: std::net::SocketAddr, subscribers: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n"
+    );
+    for (number, route_type) in subscribers {
+        text.push_str(&format!(
+            "[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"{route_type}\"\nmo_prefix = \"11\"\n"
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
+    let core = start_core(AuthMode::Required, HOUR).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ringer.toml");
+    let status = free_port();
+    std::fs::write(&path, serve_config(&core.endpoint(), status, &[("+4799990010", "loop"), ("+4799990011", "fork")]))
+        .expect("write");
+    let path_text = path.to_str().expect("utf-8 path").to_owned();
+    let server = Server::spawn(&["serve", "--config", &path_text], &[("RINGER_TEST_TOKEN", CLIENT_TOKEN)]);
+    eventually(Duration::from_secs(10), "both registered", || core.registry().snapshot().len() == 2).await;
+
+    // The status view tells the same.
+    let view: serde_json::Value = reqwest::get(format!("http://{status}/registrations"))
+        .await
+        .expect("status view answers")
+        .json()
+        .await
+        .expect("JSON");
+    let entries = view.as_array().expect("a list");
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        assert_eq!(entry["state"], "registered", "{entry}");
+        assert_eq!(entry["last_result"], "STATUS_CODE_OK", "{entry}");
+        assert!(entry["expires_at"].is_string() && entry["next_attempt"].is_string(), "{entry}");
+    }
+
+    std::fs::write(
+        &path,
+        serve_config(&core.endpoint(), status, &[("+4799990011", "fork"), ("+4799990012", "fallback")]),
+    )
+    .expect("write");
+    server.signal(Signal::SIGHUP);
+    let reloaded = poll_until(Duration::from_secs(10), || {
+        let numbers: Vec<String> = core.registry().snapshot().iter().map(|r| r.msisdn.to_string()).collect();
+        numbers == ["+4799990011", "+4799990012"]
+    })
+    .await;
+    assert!(reloaded, "reload not applied: {:?}\n{}", core.registry().snapshot(), server.stderr.lock().expect("lock"));
+
+    server.signal(Signal::SIGTERM);
+    let (code, stdout, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("2 registrations deleted"), "{stdout}");
+    assert!(core.registry().snapshot().is_empty(), "every registration deleted");
+    assert!(!stderr.contains(CLIENT_TOKEN), "token leaked into logs");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_config_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[tas]\nsip_uri = \"sip:tas.example.com\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n")
+        .expect("write");
+    let out = ringer(&["serve", "--config", path.to_str().expect("utf-8")], &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr.contains("bad.toml") && out.stderr.contains("Secure SIP domain name required"),
+        "{}",
+        out.stderr
+    );
+    let out = ringer(&["serve", "--config", "/nonexistent/ringer.toml"], &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("cannot read /nonexistent/ringer.toml"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
+    let server = Server::spawn(&["serve"], &[]);
+    let stderr = server.stderr.clone();
+    eventually(Duration::from_secs(10), "six sample subscribers registered", || {
+        stderr.lock().expect("lock").matches(" registered ").count() >= 6
+    })
+    .await;
+    server.signal(Signal::SIGINT);
+    let (code, stdout, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("embedded defaults: emulated core's SipBreakoutService at http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("6 registrations deleted"), "{stdout}");
+}

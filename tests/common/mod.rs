@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: an emulated core on a free loopback port, clients
+//! pointed at it, and polling with a deadline (never a fixed sleep standing in for a result).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringer::config::core::{
+    AuthMode, CoreAuthConfig, CoreConfig, GrpcListenConfig, OAuthClient, StaticToken, TokenKind,
+};
+use ringer::config::serve::{CoreApiConfig, RegistrarConfig};
+use ringer::core::CoreHandle;
+use ringer::registrar::auth::Credentials;
+use ringer::registrar::RegistrationClient;
+use ringer::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+
+pub const SCOPE: &str = "call.routing:write";
+pub const CLIENT_TOKEN: &str = "client-token";
+pub const USER_TOKEN: &str = "user-token";
+pub const USER_MSISDN: &str = "+4790000001";
+pub const NO_SCOPE_TOKEN: &str = "no-scope-token";
+pub const CLIENT_ID: &str = "product";
+pub const CLIENT_SECRET: &str = "s3cret-never-logged";
+
+pub fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A free loopback port, released for the caller to bind later.
+pub fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind(loopback_any_port()).expect("bind loopback");
+    listener.local_addr().expect("local addr")
+}
+
+pub fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreConfig {
+    CoreConfig {
+        grpc: GrpcListenConfig { listen, tls: None },
+        time_to_live: ttl,
+        auth: CoreAuthConfig {
+            mode,
+            tokens: vec![
+                StaticToken {
+                    token: CLIENT_TOKEN.into(),
+                    kind: TokenKind::Client,
+                    msisdn: None,
+                    scopes: vec![SCOPE.into()],
+                },
+                StaticToken {
+                    token: USER_TOKEN.into(),
+                    kind: TokenKind::User,
+                    msisdn: Some(msisdn(USER_MSISDN)),
+                    scopes: vec![SCOPE.into()],
+                },
+                StaticToken {
+                    token: NO_SCOPE_TOKEN.into(),
+                    kind: TokenKind::Client,
+                    msisdn: None,
+                    scopes: vec!["subscription.read".into()],
+                },
+            ],
+            clients: vec![OAuthClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                scopes: vec![SCOPE.into()],
+                token_lifetime: Duration::from_secs(3600),
+            }],
+        },
+        subscribers: Vec::new(),
+    }
+}
+
+pub async fn start_core(mode: AuthMode, ttl: Duration) -> CoreHandle {
+    ringer::core::start(&core_config(loopback_any_port(), mode, ttl)).await.expect("core starts")
+}
+
+pub fn api(endpoint: String) -> CoreApiConfig {
+    CoreApiConfig {
+        endpoint,
+        ca_file: None,
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+pub fn client(core: &CoreHandle, credentials: Credentials) -> RegistrationClient {
+    RegistrationClient::new(&api(core.endpoint()), credentials).expect("client")
+}
+
+pub fn msisdn(text: &str) -> Msisdn {
+    Msisdn::parse(text).expect("test number")
+}
+
+pub fn registration(number: &str, route_type: RouteType, mo: Option<&str>, mt: Option<&str>) -> Registration {
+    Registration {
+        phone_number: Some(msisdn(number)),
+        sip_uri: SipsUri::parse("sips:tas.example.com:5061").expect("uri"),
+        route_type,
+        mo_prefix: mo.map(|p| Prefix::parse(p).expect("prefix")),
+        mt_prefix: mt.map(|p| Prefix::parse(p).expect("prefix")),
+    }
+}
+
+/// Registrar timers scaled down for registrations that live a few seconds.
+pub fn fast_registrar() -> RegistrarConfig {
+    RegistrarConfig {
+        refresh_at: 0.5,
+        refresh_jitter: 0.05,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(800),
+        refused_retry: Duration::from_secs(3600),
+        max_in_flight: 8,
+        shutdown_timeout: Duration::from_secs(5),
+        status_listen: None,
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
+pub async fn eventually(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    if !poll_until(limit, condition).await {
+        panic!("timed out waiting for: {what}");
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds (true) or `limit` passes (false).
+pub async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
