@@ -261,16 +261,20 @@ async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
     let server = Server::spawn(&["serve", "--config", &path_text], &[("RINGER_TEST_TOKEN", CLIENT_TOKEN)]);
     eventually(Duration::from_secs(10), "both registered", || core.registry().snapshot().len() == 2).await;
 
-    // The status view tells the same.
-    let view: serde_json::Value = reqwest::get(format!("http://{status}/registrations"))
-        .await
-        .expect("status view answers")
-        .json()
-        .await
-        .expect("JSON");
-    let entries = view.as_array().expect("a list");
+    // The status view tells the same, once the answers are back.
+    let url = format!("http://{status}/registrations");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let view: serde_json::Value =
+            reqwest::get(&url).await.expect("status view answers").json().await.expect("JSON");
+        let entries = view.as_array().expect("a list").clone();
+        if entries.iter().all(|entry| entry["state"] == "registered") || tokio::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(entries.len(), 2);
-    for entry in entries {
+    for entry in &entries {
         assert_eq!(entry["state"], "registered", "{entry}");
         assert_eq!(entry["last_result"], "STATUS_CODE_OK", "{entry}");
         assert!(entry["expires_at"].is_string() && entry["next_attempt"].is_string(), "{entry}");
