@@ -10,5 +10,6 @@ pub mod config;
 pub mod core;
 pub mod proto;
 pub mod registrar;
+pub mod sip;
 pub mod tls;
 pub mod types;

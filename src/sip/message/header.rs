@@ -1,0 +1,391 @@
+//! Typed readings of header values: lists, parameters, quoted strings, Via, name-addr
+//! (From/To/Contact/Route), CSeq. Each parser is strict to RFC 3261 §25 where a looser reading
+//! could misroute a message, and tolerant of linear whitespace wherever the grammar allows it.
+
+use std::fmt;
+
+use super::uri::Uri;
+use super::Method;
+
+/// A header value that does not follow its grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadHeader(pub &'static str);
+
+/// `token` characters (RFC 3261 §25.1).
+pub fn is_token_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
+}
+
+/// Whether `text` is a non-empty token.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_token_char)
+}
+
+/// Splits a list header value at top-level commas (not inside quotes or angle brackets).
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped, mut angle) = (0, false, false, false);
+    for (index, byte) in value.bytes().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => {
+                parts.push(value[start..index].trim());
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.into_iter()
+}
+
+/// Reads a quoted string at the start of `text` (which starts with `"`); returns its content
+/// (escapes kept) and the rest after the closing quote.
+pub fn quoted_string(text: &str) -> Result<(&str, &str), BadHeader> {
+    let bytes = text.as_bytes();
+    let mut index = 1;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return Ok((&text[1..index], &text[index + 1..])),
+            _ => index += 1,
+        }
+    }
+    Err(BadHeader("unbalanced quotes"))
+}
+
+/// A `;name=value` parameter list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, Option<String>)>);
+
+impl Params {
+    /// Parses `;a=b;c` (the text after the main value; leading whitespace allowed).
+    pub fn parse(mut text: &str) -> Result<Self, BadHeader> {
+        let mut params = Vec::new();
+        loop {
+            text = text.trim_start();
+            if text.is_empty() {
+                return Ok(Self(params));
+            }
+            text = text.strip_prefix(';').ok_or(BadHeader("expected ';' before a parameter"))?.trim_start();
+            let name_end = text.find(|c: char| !is_token_char(c as u8) || !c.is_ascii()).unwrap_or(text.len());
+            let name = &text[..name_end];
+            if name.is_empty() {
+                return Err(BadHeader("empty parameter"));
+            }
+            text = text[name_end..].trim_start();
+            let value = if let Some(rest) = text.strip_prefix('=') {
+                let rest = rest.trim_start();
+                if rest.starts_with('"') {
+                    let (content, after) = quoted_string(rest)?;
+                    text = after;
+                    Some(format!("\"{content}\""))
+                } else {
+                    let end = rest.find(|c: char| c == ';' || c.is_whitespace()).unwrap_or(rest.len());
+                    let value = &rest[..end];
+                    let valid = !value.is_empty() && value.bytes().all(|b| is_token_char(b) || b":[]".contains(&b));
+                    if !valid {
+                        return Err(BadHeader("bad parameter value"));
+                    }
+                    text = &rest[end..];
+                    Some(value.to_owned())
+                }
+            } else {
+                None
+            };
+            params.push((name.to_owned(), value));
+        }
+    }
+
+    /// The value of `name` (case-insensitive); `Some(None)` for a flag parameter.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
+    }
+
+    /// Whether `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name`, replacing an earlier value.
+    pub fn set(&mut self, name: &str, value: Option<String>) {
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value) in &self.0 {
+            match value {
+                Some(value) => write!(f, ";{name}={value}")?,
+                None => write!(f, ";{name}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Via value: `SIP/2.0/UDP host:port;branch=...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`…, upper-cased.
+    pub transport: String,
+    /// The sent-by host.
+    pub host: String,
+    /// The sent-by port.
+    pub port: Option<u16>,
+    /// Parameters (`branch`, `received`, `rport`…).
+    pub params: Params,
+}
+
+/// The branch prefix that marks an RFC 3261 transaction id.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+impl Via {
+    /// Parses one Via value.
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let bad = BadHeader("bad Via header");
+        let mut rest = value.trim();
+        let mut protocol = Vec::with_capacity(3);
+        for part in 0..3 {
+            rest = rest.trim_start();
+            let end = rest.find(|c: char| c == '/' || c.is_whitespace()).unwrap_or(rest.len());
+            let word = &rest[..end];
+            if !is_token(word) {
+                return Err(bad);
+            }
+            protocol.push(word);
+            rest = rest[end..].trim_start();
+            if part < 2 {
+                rest = rest.strip_prefix('/').ok_or(bad.clone())?;
+            }
+        }
+        if !protocol[0].eq_ignore_ascii_case("SIP") || protocol[1] != "2.0" {
+            return Err(BadHeader("Via is not SIP/2.0"));
+        }
+        let end = rest.find(';').unwrap_or(rest.len());
+        let sent_by = rest[..end].trim();
+        let (host, port) = split_host_port(sent_by).ok_or(bad)?;
+        let params = Params::parse(&rest[end..]).map_err(|_| BadHeader("bad Via parameters"))?;
+        Ok(Self { transport: protocol[2].to_ascii_uppercase(), host: host.to_owned(), port, params })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// Whether the branch is an RFC 3261 one (magic cookie and something after it).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} ", self.transport)?;
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write!(f, "{}", self.params)
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets); checks the host's characters.
+pub fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if let Some(inner) = text.strip_prefix('[') {
+        let (host, after) = inner.split_once(']')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let host_ok = text.starts_with('[')
+        || (!host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if !host_ok {
+        return None;
+    }
+    let port = match port {
+        Some(port) => Some(port.trim().parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route…
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name, unquoted form kept as written (quotes removed).
+    pub display_name: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Whether the URI was in angle brackets.
+    pub bracketed: bool,
+    /// Header parameters (`tag`, `expires`, `q`…).
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// Parses one value.
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let text = value.trim();
+        let (display_name, rest) = if text.starts_with('"') {
+            let (content, rest) = quoted_string(text)?;
+            (Some(content.to_owned()), rest.trim_start())
+        } else if let Some(open) = text.find('<') {
+            let name = text[..open].trim();
+            // An unquoted display name is a series of tokens (RFC 3261 §25.1).
+            if !name.split_whitespace().all(is_token) {
+                return Err(BadHeader("display name must be tokens or a quoted string"));
+            }
+            (Some(name.to_owned()).filter(|n| !n.is_empty()), &text[open..])
+        } else {
+            (None, text)
+        };
+        if let Some(inner) = rest.strip_prefix('<') {
+            let close = inner.find('>').ok_or(BadHeader("missing '>'"))?;
+            let uri_text = &inner[..close];
+            if uri_text.starts_with(char::is_whitespace) || uri_text.ends_with(char::is_whitespace) {
+                return Err(BadHeader("whitespace inside angle brackets"));
+            }
+            let uri = Uri::parse(uri_text).map_err(|_| BadHeader("bad URI"))?;
+            let params = Params::parse(&inner[close + 1..])?;
+            return Ok(Self { display_name, uri, bracketed: true, params });
+        }
+        if display_name.is_some() {
+            return Err(BadHeader("a display name needs an URI in angle brackets"));
+        }
+        // addr-spec: the URI ends at the first ';' and may not carry URI parameters or headers.
+        let end = rest.find(';').unwrap_or(rest.len());
+        let uri_text = rest[..end].trim();
+        if uri_text.contains(['?', ',', ' ']) {
+            return Err(BadHeader("an URI with headers must be in angle brackets"));
+        }
+        let uri = Uri::parse(uri_text).map_err(|_| BadHeader("bad URI"))?;
+        let params = Params::parse(&rest[end..])?;
+        Ok(Self { display_name, uri, bracketed: false, params })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.params.get("tag").flatten()
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.display_name {
+            write!(f, "\"{name}\" ")?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+/// CSeq: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// The number, below 2^31 (RFC 3261 §8.1.1.5).
+    pub number: u32,
+    /// The method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `1234 INVITE`.
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let bad = BadHeader("bad CSeq header");
+        let mut parts = value.split_whitespace();
+        let number = parts.next().ok_or(bad.clone())?;
+        let method = parts.next().ok_or(bad.clone())?;
+        if parts.next().is_some() || !number.bytes().all(|b| b.is_ascii_digit()) || !is_token(method) {
+            return Err(bad);
+        }
+        let number: u32 = number.parse().map_err(|_| BadHeader("CSeq number out of range"))?;
+        if number >= 1 << 31 {
+            return Err(BadHeader("CSeq number out of range"));
+        }
+        Ok(Self { number, method: Method::from_token(method) })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.number, self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_outside_quotes_and_brackets() {
+        let parts: Vec<_> = split_list("\"a, b\" <sip:x;p=1,2>, <sip:y> ,z").collect();
+        assert_eq!(parts, ["\"a, b\" <sip:x;p=1,2>", "<sip:y>", "z"]);
+    }
+
+    #[test]
+    fn via_with_whitespace_everywhere() {
+        let via = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!((via.transport.as_str(), via.host.as_str(), via.branch()), ("UDP", "192.0.2.2", Some("390skdjuw")));
+        let via = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8").unwrap();
+        assert!(via.has_rfc3261_branch());
+        let via = Via::parse("SIP/2.0/UDP [2001:db8::1]:5070;rport;received=192.0.2.1").unwrap();
+        assert_eq!((via.host.as_str(), via.port), ("2001:db8::1", Some(5070)));
+        assert_eq!(via.params.get("rport"), Some(None));
+        for bad in
+            ["SIP/2.0/UDP 192.0.2.15;;,;,,", "SIP/2.0 host", "SIP/3.0/UDP h", "SIP/2.0/UDP h:99999", "SIP/2.0/UDP"]
+        {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let from =
+            NameAddr::parse("\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>  ;  tag = 98asjd8").unwrap();
+        assert_eq!(from.tag(), Some("98asjd8"));
+        let to = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(to.tag(), Some("1918181833n"));
+        assert!(!to.bracketed);
+        let lws = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(lws.display_name.as_deref(), Some("caller"));
+        for bad in [
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "<sip:user@example.com",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cseq_limits() {
+        assert_eq!(CSeq::parse("0009 INVITE").unwrap().number, 9);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("1").is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! SIP text to [`Message`]: start line, unfolded header lines, body by Content-Length; and the
+//! stream framing of RFC 3261 §18.3 (TCP and TLS) with RFC 5626 CRLF keep-alives.
+//!
+//! Structure is checked here; the meaning of individual headers is checked by [`super::validate`].
+//! An error keeps whatever headers were read, so a 400 can still be addressed to the sender.
+
+use bytes::Bytes;
+
+use super::{Headers, Message, Method, Request, Response, Uri};
+
+/// The largest message accepted (header section and body).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// A message that cannot be used, with the status to answer it and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 400, 505 (version) or 513 (too large).
+    pub status: u16,
+    /// A reason phrase naming the fault.
+    pub reason: String,
+    /// Whether the start line looked like a request (only requests are answered).
+    pub is_request: bool,
+    /// The header lines, when they could be read.
+    pub headers: Option<Headers>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    fn new(status: u16, reason: impl Into<String>, is_request: bool, headers: Option<Headers>) -> Self {
+        Self { status, reason: reason.into(), is_request, headers }
+    }
+}
+
+/// What a stream buffer holds at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// More bytes are needed.
+    Incomplete,
+    /// A whole message of this many bytes.
+    Message(usize),
+    /// A keep-alive of this many bytes; `ping` asks for a CRLF pong (RFC 5626 §3.5.1).
+    KeepAlive {
+        /// Bytes to drop.
+        consumed: usize,
+        /// A double-CRLF ping that wants an answer.
+        ping: bool,
+    },
+    /// The stream cannot be read further: answer if possible and close.
+    Invalid(ParseError),
+}
+
+fn find_header_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Finds where the first message in a stream buffer ends.
+pub fn frame_stream(buf: &[u8]) -> Framing {
+    if buf.starts_with(b"\r\n\r\n") {
+        return Framing::KeepAlive { consumed: 4, ping: true };
+    }
+    if buf.starts_with(b"\r\n") {
+        return match buf.get(2) {
+            None | Some(b'\r') => Framing::Incomplete,
+            Some(_) => Framing::KeepAlive { consumed: 2, ping: false },
+        };
+    }
+    let Some(header_end) = find_header_end(&buf[..buf.len().min(MAX_MESSAGE_SIZE)]) else {
+        if buf.len() >= MAX_MESSAGE_SIZE {
+            return Framing::Invalid(ParseError::new(513, "Message Too Large", looks_like_request(buf), None));
+        }
+        return Framing::Incomplete;
+    };
+    let head = &buf[..header_end];
+    let headers = match read_head(head) {
+        Ok((_, headers)) => headers,
+        Err(error) => return Framing::Invalid(error),
+    };
+    let is_request = looks_like_request(buf);
+    let content_length = match content_length(&headers) {
+        Ok(Some(length)) => length,
+        Ok(None) => {
+            return Framing::Invalid(ParseError::new(
+                400,
+                "Missing Content-Length on a stream transport",
+                is_request,
+                Some(headers),
+            ))
+        }
+        Err(reason) => return Framing::Invalid(ParseError::new(400, reason, is_request, Some(headers))),
+    };
+    match header_end.checked_add(content_length) {
+        Some(total) if total <= MAX_MESSAGE_SIZE => {
+            if buf.len() >= total {
+                Framing::Message(total)
+            } else {
+                Framing::Incomplete
+            }
+        }
+        _ => Framing::Invalid(ParseError::new(513, "Message Too Large", is_request, Some(headers))),
+    }
+}
+
+fn looks_like_request(buf: &[u8]) -> bool {
+    !buf.starts_with(b"SIP/")
+}
+
+/// Parses one message from a stream, exactly as framed by [`frame_stream`].
+pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
+    parse(bytes, false)
+}
+
+/// Parses a UDP datagram: a missing Content-Length means the rest of the datagram; octets
+/// beyond Content-Length are discarded (RFC 3261 §18.3).
+pub fn parse_datagram(bytes: &[u8]) -> Result<Message, ParseError> {
+    parse(bytes, true)
+}
+
+fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
+    // RFC 3261 §7.5: CRLFs before the start line are ignored.
+    let start = bytes.iter().position(|b| *b != b'\r' && *b != b'\n').unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    let is_request = looks_like_request(bytes);
+    if bytes.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::new(513, "Message Too Large", is_request, None));
+    }
+    // A datagram's end also ends its header section when the empty line is missing.
+    let header_end = match find_header_end(bytes) {
+        Some(end) => end,
+        None if datagram => bytes.len(),
+        None => return Err(ParseError::new(400, "Header section not terminated by an empty line", is_request, None)),
+    };
+    let (start_line, headers) = read_head(&bytes[..header_end])?;
+    let available = &bytes[header_end..];
+    let body = match content_length(&headers) {
+        Err(reason) => return Err(ParseError::new(400, reason, is_request, Some(headers))),
+        Ok(Some(length)) if length > available.len() => {
+            return Err(ParseError::new(400, "Content-Length exceeds the message", is_request, Some(headers)))
+        }
+        Ok(Some(length)) => &available[..length],
+        Ok(None) if datagram => available,
+        Ok(None) => {
+            return Err(ParseError::new(400, "Missing Content-Length on a stream transport", is_request, Some(headers)))
+        }
+    };
+    let body = Bytes::copy_from_slice(body);
+    if is_request {
+        let (method, uri) = request_line(start_line)
+            .map_err(|(status, reason)| ParseError::new(status, reason, true, Some(headers.clone())))?;
+        Ok(Message::Request(Request { method, uri, headers, body }))
+    } else {
+        let (status, reason) = status_line(start_line)
+            .ok_or_else(|| ParseError::new(400, "Malformed Status-Line", false, Some(headers.clone())))?;
+        Ok(Message::Response(Response { status, reason: reason.to_owned(), headers, body }))
+    }
+}
+
+/// Splits the head (start line and headers, up to and including the empty line).
+fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
+    let is_request = looks_like_request(head);
+    let text =
+        std::str::from_utf8(head).map_err(|_| ParseError::new(400, "Header section is not UTF-8", is_request, None))?;
+    let mut lines = text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
+    let start_line = lines.next().unwrap_or_default();
+    let mut headers = Headers::new();
+    let mut current: Option<(String, String)> = None;
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            // Folded continuation (RFC 3261 §7.3.1): one SP stands for the line break.
+            let (_, value) = current.as_mut().ok_or_else(|| {
+                ParseError::new(400, "Header section starts with a continuation line", is_request, None)
+            })?;
+            value.push(' ');
+            value.push_str(line.trim());
+            continue;
+        }
+        if let Some((name, value)) = current.take() {
+            headers.push(&name, value.trim().to_owned());
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(ParseError::new(400, "Malformed header line (no colon)", is_request, None));
+        };
+        let name = name.trim_end_matches([' ', '\t']);
+        if !super::header::is_token(name) {
+            return Err(ParseError::new(400, "Malformed header name", is_request, None));
+        }
+        current = Some((name.to_owned(), value.trim().to_owned()));
+    }
+    if let Some((name, value)) = current {
+        headers.push(&name, value);
+    }
+    Ok((start_line, headers))
+}
+
+/// The Content-Length, if there is exactly one well-formed header.
+fn content_length(headers: &Headers) -> Result<Option<usize>, &'static str> {
+    let mut values = headers.get_all("Content-Length");
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err("Multiple Content-Length headers");
+    }
+    if first.is_empty() || first.len() > 9 || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("Malformed Content-Length header");
+    }
+    first.parse().map(Some).map_err(|_| "Malformed Content-Length header")
+}
+
+/// `Method SP Request-URI SP SIP-Version`, single spaces exactly (RFC 3261 §7.1).
+fn request_line(line: &str) -> Result<(Method, Uri), (u16, &'static str)> {
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, uri, version] = parts.as_slice() else {
+        return Err((400, "Malformed Request-Line"));
+    };
+    if !super::header::is_token(method) {
+        return Err((400, "Malformed method"));
+    }
+    check_version(version)?;
+    let uri = Uri::parse(uri).map_err(|_| (400, "Malformed Request-URI"))?;
+    Ok((Method::from_token(method), uri))
+}
+
+fn check_version(version: &str) -> Result<(), (u16, &'static str)> {
+    let Some(number) = version.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).map(|_| &version[4..]) else {
+        return Err((400, "Malformed SIP-Version"));
+    };
+    let well_formed = number.split_once('.').is_some_and(|(major, minor)| {
+        [major, minor].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    match (well_formed, number) {
+        (true, "2.0") => Ok(()),
+        (true, _) => Err((505, "Version Not Supported")),
+        (false, _) => Err((400, "Malformed SIP-Version")),
+    }
+}
+
+/// `SIP-Version SP Status-Code SP Reason-Phrase`.
+fn status_line(line: &str) -> Option<(u16, &str)> {
+    let (version, rest) = line.split_once(' ')?;
+    check_version(version).ok()?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let status: u16 = code.parse().ok()?;
+    (100..=699).contains(&status).then_some((status, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+
+    #[test]
+    fn stream_framing() {
+        assert_eq!(frame_stream(OPTIONS), Framing::Message(OPTIONS.len()));
+        assert_eq!(frame_stream(&OPTIONS[..OPTIONS.len() - 1]), Framing::Incomplete);
+        assert_eq!(frame_stream(&OPTIONS[..10]), Framing::Incomplete);
+        let mut two = OPTIONS.to_vec();
+        two.extend_from_slice(OPTIONS);
+        assert_eq!(frame_stream(&two), Framing::Message(OPTIONS.len()));
+        assert_eq!(frame_stream(b"\r\n\r\nOPT"), Framing::KeepAlive { consumed: 4, ping: true });
+        assert_eq!(frame_stream(b"\r\nOPT"), Framing::KeepAlive { consumed: 2, ping: false });
+        assert_eq!(frame_stream(b"\r\n"), Framing::Incomplete);
+        let no_length = b"OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\r\n";
+        assert!(matches!(frame_stream(no_length), Framing::Invalid(ParseError { status: 400, .. })));
+        let huge = b"OPTIONS sip:u@h SIP/2.0\r\nContent-Length: 70000\r\n\r\n";
+        assert!(matches!(frame_stream(huge), Framing::Invalid(ParseError { status: 513, .. })));
+        let endless = vec![b'a'; MAX_MESSAGE_SIZE + 1];
+        assert!(matches!(frame_stream(&endless), Framing::Invalid(ParseError { status: 513, .. })));
+    }
+
+    #[test]
+    fn folding_and_compact_forms() {
+        let text = b"INVITE sip:u@h SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\n ,SIP/2.0/UDP b\r\nf: <sip:a@b>;tag=1\r\nl: 0\r\n\r\n";
+        let Ok(Message::Request(request)) = parse_datagram(text) else { panic!("parses") };
+        assert_eq!(request.headers.values("Via").len(), 2);
+        assert_eq!(request.headers.get("from"), Some("<sip:a@b>;tag=1"));
+    }
+
+    #[test]
+    fn start_lines() {
+        assert!(parse_datagram(b"SIP/2.0 100 \r\nl: 0\r\n\r\n").is_ok());
+        assert!(parse_datagram(b"SIP/2.0 4294967301 big\r\nl: 0\r\n\r\n").is_err());
+        let version = parse_datagram(b"OPTIONS sip:u@h SIP/7.0\r\nl: 0\r\n\r\n").unwrap_err();
+        assert_eq!(version.status, 505);
+        for bad in [
+            &b"INVITE  sip:u@h  SIP/2.0\r\nl: 0\r\n\r\n"[..],
+            b"INVITE sip:u@h SIP/2.0  \r\nl: 0\r\n\r\n",
+            b"INVITE <sip:u@h> SIP/2.0\r\nl: 0\r\n\r\n",
+            b"INVITE sip:u@h\r\nl: 0\r\n\r\n",
+        ] {
+            assert_eq!(parse_datagram(bad).unwrap_err().status, 400);
+        }
+    }
+}

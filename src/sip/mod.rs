@@ -1,0 +1,6 @@
+//! The SIP stack: messages, transports, transactions and dialogs (RFC 3261).
+//!
+//! Data flows one way: [`transport`] turns bytes from sockets into [`message`]s, the
+//! transaction layer matches them, and the call layer above decides what to answer.
+
+pub mod message;
