@@ -6,8 +6,10 @@
 
 #![warn(missing_docs)]
 
+pub mod call;
 pub mod config;
 pub mod core;
+pub mod media;
 pub mod proto;
 pub mod registrar;
 pub mod sip;

@@ -1,0 +1,122 @@
+//! A SIP endpoint: the listeners of each transport, wired to the transaction layer and the UAS
+//! core, with the counts tests and operators read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::transaction::{Timers, TransactionLayer};
+use super::transport::policy::{ConnectionCounter, PeerPolicy};
+use super::transport::stream::{self, StreamContext, StreamLimits};
+use super::transport::{udp, Handler};
+use super::ua::{SessionHandler, UaConfig, UserAgent};
+
+/// Where and how to listen.
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// TLS listener and its server config.
+    pub tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    /// Plain TCP listener.
+    pub tcp: Option<SocketAddr>,
+    /// UDP listener.
+    pub udp: Option<SocketAddr>,
+    /// Peer restrictions and limits.
+    pub policy: PeerPolicy,
+    /// Stream timers.
+    pub limits: StreamLimits,
+    /// How the UA presents itself.
+    pub ua: UaConfig,
+}
+
+/// A running endpoint.
+pub struct Endpoint {
+    /// The TLS listener's address.
+    pub tls_addr: Option<SocketAddr>,
+    /// The TCP listener's address.
+    pub tcp_addr: Option<SocketAddr>,
+    /// The UDP socket's address.
+    pub udp_addr: Option<SocketAddr>,
+    transactions: Arc<TransactionLayer>,
+    ua: UserAgent,
+    connections: Arc<ConnectionCounter>,
+    shutdown: CancellationToken,
+}
+
+/// Binds every configured listener and starts serving with `handler` deciding calls.
+pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> std::io::Result<Endpoint> {
+    crate::tls::install_crypto_provider();
+    let timers: Timers = config.ua.timers;
+    let ua = UserAgent::new(config.ua.clone(), handler);
+    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), timers));
+    let as_handler: Arc<dyn Handler> = transactions.clone();
+    let policy = Arc::new(config.policy.clone());
+    let connections = Arc::new(ConnectionCounter::default());
+    let shutdown = CancellationToken::new();
+    let context = StreamContext {
+        handler: as_handler.clone(),
+        policy: policy.clone(),
+        counter: connections.clone(),
+        limits: config.limits.clone(),
+        shutdown: shutdown.clone(),
+    };
+    fn bind_error(addr: SocketAddr, transport: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
+        move |error| std::io::Error::new(error.kind(), format!("cannot listen for SIP/{transport} on {addr}: {error}"))
+    }
+    let mut tls_addr = None;
+    if let Some((addr, server_config)) = &config.tls {
+        let listener = TcpListener::bind(addr).await.map_err(bind_error(*addr, "TLS"))?;
+        tls_addr = Some(listener.local_addr()?);
+        tokio::spawn(stream::serve(listener, Some(TlsAcceptor::from(server_config.clone())), context.clone()));
+    }
+    let mut tcp_addr = None;
+    if let Some(addr) = config.tcp {
+        let listener = TcpListener::bind(addr).await.map_err(bind_error(addr, "TCP"))?;
+        tcp_addr = Some(listener.local_addr()?);
+        tokio::spawn(stream::serve(listener, None, context.clone()));
+    }
+    let mut udp_addr = None;
+    if let Some(addr) = config.udp {
+        let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?);
+        udp_addr = Some(socket.local_addr()?);
+        tokio::spawn(udp::serve(socket, as_handler, policy, shutdown.clone()));
+    }
+    info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
+    Ok(Endpoint { tls_addr, tcp_addr, udp_addr, transactions, ua, connections, shutdown })
+}
+
+impl Endpoint {
+    /// Server transactions alive now.
+    pub fn live_transactions(&self) -> usize {
+        self.transactions.live_transactions()
+    }
+
+    /// Dialogs alive now.
+    pub fn live_dialogs(&self) -> usize {
+        self.ua.live_dialogs()
+    }
+
+    /// INVITEs awaiting a decision.
+    pub fn pending_invites(&self) -> usize {
+        self.ua.pending_invites()
+    }
+
+    /// Open stream connections.
+    pub fn open_connections(&self) -> usize {
+        self.connections.total()
+    }
+
+    /// Stops the listeners and closes connections.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,410 @@
+//! Server transactions (RFC 3261 §17.2, with RFC 6026's Accepted state): retransmissions are
+//! answered from the last response, ACKs for non-2xx finals are absorbed, CANCEL is matched to
+//! its INVITE, and on UDP finals are retransmitted (Timer G) until ACK or Timer H.
+//!
+//! Requests that start a transaction go up to a [`TransactionUser`].
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::AbortHandle;
+use tracing::{debug, info};
+
+use super::message::header::Via;
+use super::message::validate::{validate_request, Essentials};
+use super::message::{Message, Method, Request, Response};
+use super::transport::{response_to, Handler, Link};
+
+/// RFC 3261 timer base values.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    /// Round-trip estimate (500 ms).
+    pub t1: Duration,
+    /// Longest retransmit interval for non-INVITE requests and INVITE responses (4 s).
+    pub t2: Duration,
+    /// Longest time a message stays in the network (5 s).
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+    }
+}
+
+/// Identifies a server transaction (RFC 3261 §17.2.3, and §17.2.3's RFC 2543 fallback).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TransactionKey {
+    /// Branch with the magic cookie, sent-by, and the method (ACK folded into INVITE).
+    Rfc3261 { branch: String, sent_by: String, method: String },
+    /// Without a usable branch: Call-ID, CSeq number, From tag, top Via and method.
+    Rfc2543 { call_id: String, cseq: u32, from_tag: String, via: String, method: String },
+}
+
+impl TransactionKey {
+    fn of(essentials: &Essentials, method: &Method) -> Option<Self> {
+        let via: &Via = essentials.vias.first()?;
+        let method = match method {
+            Method::Ack => "INVITE".to_owned(),
+            other => other.as_str().to_owned(),
+        };
+        if via.has_rfc3261_branch() {
+            let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.port.unwrap_or(0));
+            return Some(Self::Rfc3261 { branch: via.branch()?.to_owned(), sent_by, method });
+        }
+        Some(Self::Rfc2543 {
+            call_id: essentials.call_id.clone(),
+            cseq: essentials.cseq.number,
+            from_tag: essentials.from.tag().unwrap_or_default().to_owned(),
+            via: via.to_string(),
+            method,
+        })
+    }
+
+    fn with_method(&self, method: &str) -> Self {
+        let mut key = self.clone();
+        match &mut key {
+            Self::Rfc3261 { method: m, .. } | Self::Rfc2543 { method: m, .. } => *m = method.to_owned(),
+        }
+        key
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No final response yet.
+    Proceeding,
+    /// A 2xx to INVITE was sent; retransmitted INVITEs are absorbed (RFC 6026).
+    Accepted,
+    /// A final response was sent; retransmissions get it again.
+    Completed,
+    /// The ACK for a non-2xx final arrived.
+    Confirmed,
+}
+
+struct Inner {
+    state: State,
+    last_response: Option<Bytes>,
+    timer: Option<AbortHandle>,
+    cancelled: bool,
+}
+
+struct Transaction {
+    id: u64,
+    key: TransactionKey,
+    is_invite: bool,
+    link: Link,
+    inner: Mutex<Inner>,
+}
+
+impl Transaction {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+const SHARDS: usize = 32;
+
+/// The transaction table, in shards so that connections do not contend on one lock.
+struct Table {
+    shards: Vec<Mutex<HashMap<TransactionKey, Arc<Transaction>>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Table {
+    fn new() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), hasher: Default::default() }
+    }
+
+    fn shard(&self, key: &TransactionKey) -> MutexGuard<'_, HashMap<TransactionKey, Arc<Transaction>>> {
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &TransactionKey) -> Option<Arc<Transaction>> {
+        self.shard(key).get(key).cloned()
+    }
+
+    fn remove(&self, key: &TransactionKey) {
+        self.shard(key).remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+    }
+}
+
+/// A request that started a server transaction, with the means to answer it.
+pub struct IncomingRequest {
+    /// The request.
+    pub request: Request,
+    /// Its typed essentials.
+    pub essentials: Essentials,
+    /// The transaction, to respond on.
+    pub transaction: ServerTransaction,
+}
+
+/// What sits above the transaction layer: the UAS core and dialogs.
+pub trait TransactionUser: Send + Sync + 'static {
+    /// A request that starts a new server transaction (never an ACK).
+    fn on_request(&self, incoming: IncomingRequest);
+    /// An ACK that matched no transaction: the ACK for a 2xx, end to end.
+    fn on_ack(&self, request: Request, essentials: Essentials, link: &Link);
+    /// A CANCEL matched this INVITE before its final response (the CANCEL is already answered).
+    fn on_cancel(&self, invite: ServerTransaction);
+}
+
+/// A handle on one server transaction.
+#[derive(Clone)]
+pub struct ServerTransaction {
+    transaction: Arc<Transaction>,
+    layer: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerTransaction({:?})", self.transaction.key)
+    }
+}
+
+struct Shared {
+    table: Table,
+    timers: Timers,
+    created: AtomicU64,
+}
+
+/// The transaction layer: a transport [`Handler`] that feeds a [`TransactionUser`].
+pub struct TransactionLayer {
+    shared: Arc<Shared>,
+    user: Arc<dyn TransactionUser>,
+}
+
+impl TransactionLayer {
+    /// A layer delivering to `user`.
+    pub fn new(user: Arc<dyn TransactionUser>, timers: Timers) -> Self {
+        Self { shared: Arc::new(Shared { table: Table::new(), timers, created: AtomicU64::new(0) }), user }
+    }
+
+    /// Server transactions alive now.
+    pub fn live_transactions(&self) -> usize {
+        self.shared.table.len()
+    }
+
+    /// Server transactions created so far.
+    pub fn created_transactions(&self) -> u64 {
+        self.shared.created.load(Ordering::Relaxed)
+    }
+
+    fn on_request(&self, request: Request, link: &Link) {
+        let essentials = match validate_request(&request) {
+            Ok(essentials) => essentials,
+            Err(rejection) => {
+                info!(peer = %link.peer(), method = %request.method, reason = %rejection.reason, "request refused");
+                if request.method != Method::Ack {
+                    if let Some(response) = response_to(&request.headers, rejection.status, &rejection.reason) {
+                        let _ = link.send(Bytes::from(response.to_bytes()));
+                    }
+                }
+                return;
+            }
+        };
+        let Some(key) = TransactionKey::of(&essentials, &request.method) else { return };
+        match request.method {
+            Method::Ack => match self.shared.table.get(&key) {
+                Some(transaction) => absorb_ack(&self.shared, &transaction),
+                None => self.user.on_ack(request, essentials, link),
+            },
+            Method::Cancel => self.cancel(&request, &key, link),
+            _ => {
+                let mut shard = self.shared.table.shard(&key);
+                if let Some(existing) = shard.get(&key).cloned() {
+                    drop(shard);
+                    // A retransmission: answer with the last response, if any.
+                    if let Some(bytes) = existing.inner().last_response.clone() {
+                        let _ = existing.link.send(bytes);
+                    }
+                    return;
+                }
+                let id = self.shared.created.fetch_add(1, Ordering::Relaxed);
+                let transaction = Arc::new(Transaction {
+                    id,
+                    key: key.clone(),
+                    is_invite: request.method == Method::Invite,
+                    link: link.clone(),
+                    inner: Mutex::new(Inner {
+                        state: State::Proceeding,
+                        last_response: None,
+                        timer: None,
+                        cancelled: false,
+                    }),
+                });
+                shard.insert(key, transaction.clone());
+                drop(shard);
+                let handle = ServerTransaction { transaction, layer: self.shared.clone() };
+                if request.method == Method::Invite {
+                    // 100 Trying at once: it stops the sender's INVITE retransmissions.
+                    if let Some(trying) = response_to(&request.headers, 100, "Trying") {
+                        handle.respond(trying);
+                    }
+                }
+                self.user.on_request(IncomingRequest { request, essentials, transaction: handle });
+            }
+        }
+    }
+
+    fn cancel(&self, request: &Request, key: &TransactionKey, link: &Link) {
+        let reply = |status: u16, reason: &str| {
+            if let Some(response) = response_to(&request.headers, status, reason) {
+                let mut response = response;
+                super::ua::ensure_to_tag(&mut response);
+                let _ = link.send(Bytes::from(response.to_bytes()));
+            }
+        };
+        let Some(invite) = self.shared.table.get(&key.with_method("INVITE")) else {
+            reply(481, "Call/Transaction Does Not Exist");
+            return;
+        };
+        reply(200, "OK");
+        let pending = {
+            let mut inner = invite.inner();
+            let pending = inner.state == State::Proceeding && !inner.cancelled;
+            inner.cancelled = true;
+            pending
+        };
+        if pending {
+            self.user.on_cancel(ServerTransaction { transaction: invite, layer: self.shared.clone() });
+        }
+    }
+}
+
+fn absorb_ack(shared: &Arc<Shared>, transaction: &Arc<Transaction>) {
+    let mut inner = transaction.inner();
+    if inner.state != State::Completed {
+        return;
+    }
+    inner.state = State::Confirmed;
+    if let Some(timer) = inner.timer.take() {
+        timer.abort();
+    }
+    drop(inner);
+    if transaction.link.transport().is_reliable() {
+        shared.table.remove(&transaction.key);
+    } else {
+        // Timer I: absorb further ACK retransmissions for T4.
+        schedule_removal(shared, transaction, shared.timers.t4);
+    }
+}
+
+fn schedule_removal(shared: &Arc<Shared>, transaction: &Arc<Transaction>, after: Duration) {
+    let layer = shared.clone();
+    let key = transaction.key.clone();
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        layer.table.remove(&key);
+    });
+    transaction.inner().timer = Some(task.abort_handle());
+}
+
+impl Handler for TransactionLayer {
+    fn on_message(&self, message: Message, link: &Link) {
+        match message {
+            Message::Request(request) => {
+                tracing::trace!(peer = %link.peer(), transport = %link.transport(), method = %request.method, "request");
+                self.on_request(request, link)
+            }
+            // This endpoint sends no requests through this layer yet: a stray response is dropped.
+            Message::Response(response) => {
+                debug!(peer = %link.peer(), status = response.status, "response without a client transaction dropped")
+            }
+        }
+    }
+}
+
+impl ServerTransaction {
+    /// A number unique to this transaction within the layer.
+    pub fn id(&self) -> u64 {
+        self.transaction.id
+    }
+
+    /// The link the request came on.
+    pub fn link(&self) -> &Link {
+        &self.transaction.link
+    }
+
+    /// Whether a CANCEL for this INVITE arrived.
+    pub fn is_cancelled(&self) -> bool {
+        self.transaction.inner().cancelled
+    }
+
+    /// Whether a final response was sent.
+    pub fn is_final(&self) -> bool {
+        self.transaction.inner().state != State::Proceeding
+    }
+
+    /// Sends `response` and moves the state machine; a response after the final one is refused.
+    pub fn respond(&self, response: Response) -> bool {
+        let shared = &self.layer;
+        let transaction = &self.transaction;
+        let bytes = Bytes::from(response.to_bytes());
+        let reliable = transaction.link.transport().is_reliable();
+        let mut inner = transaction.inner();
+        if inner.state != State::Proceeding {
+            return false;
+        }
+        if let Err(error) = transaction.link.send(bytes.clone()) {
+            debug!(peer = %transaction.link.peer(), %error, "response not sent");
+        }
+        inner.last_response = Some(bytes.clone());
+        if response.status < 200 {
+            return true;
+        }
+        let timers = shared.timers;
+        if transaction.is_invite && response.status < 300 {
+            // RFC 6026 Accepted: the TU retransmits the 2xx; the transaction only absorbs
+            // retransmitted INVITEs, which reliable transports do not produce.
+            inner.state = State::Accepted;
+            drop(inner);
+            if reliable {
+                shared.table.remove(&transaction.key);
+            } else {
+                schedule_removal(shared, transaction, timers.t1 * 64);
+            }
+        } else if transaction.is_invite {
+            inner.state = State::Completed;
+            drop(inner);
+            let layer = shared.clone();
+            let retransmitted = transaction.clone();
+            // Timer G (UDP only) retransmits the final until the ACK; Timer H gives up.
+            let task = tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + timers.t1 * 64;
+                let mut interval = timers.t1;
+                while !reliable && tokio::time::Instant::now() + interval < deadline {
+                    tokio::time::sleep(interval).await;
+                    if retransmitted.inner().state != State::Completed {
+                        return;
+                    }
+                    let _ = retransmitted.link.send(bytes.clone());
+                    interval = (interval * 2).min(timers.t2);
+                }
+                tokio::time::sleep_until(deadline).await;
+                debug!(key = ?retransmitted.key, "Timer H: no ACK for the final response");
+                layer.table.remove(&retransmitted.key);
+            });
+            transaction.inner().timer = Some(task.abort_handle());
+        } else {
+            inner.state = State::Completed;
+            drop(inner);
+            if reliable {
+                shared.table.remove(&transaction.key);
+            } else {
+                // Timer J: answer retransmitted requests from the stored response.
+                schedule_removal(shared, transaction, timers.t1 * 64);
+            }
+        }
+        true
+    }
+}

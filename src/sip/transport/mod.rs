@@ -1,0 +1,188 @@
+//! SIP transports: UDP, TCP and TLS listeners, stream framing, connection limits and peer
+//! policy. Parsed messages go up to a [`Handler`] with the [`Link`] to answer on; this module
+//! knows nothing of transactions.
+
+pub mod policy;
+pub mod stream;
+pub mod udp;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::message::{Headers, Message, ParseError, Response};
+
+/// A SIP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: unreliable, retransmissions by the transaction layer.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// Reliable transports need no retransmissions (RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The Via transport token.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.via_name())
+    }
+}
+
+/// Why bytes could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The connection is gone.
+    #[error("connection closed")]
+    Closed,
+    /// The peer does not read fast enough; the connection is being closed.
+    #[error("peer not reading: send queue full")]
+    Full,
+    /// The socket refused the datagram.
+    #[error("send failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The way back to a peer: a UDP socket and address, or an open stream connection.
+#[derive(Clone)]
+pub struct Link {
+    transport: Transport,
+    local: SocketAddr,
+    peer: SocketAddr,
+    path: Path,
+}
+
+#[derive(Clone)]
+enum Path {
+    Datagram(Arc<UdpSocket>),
+    Stream { id: u64, queue: mpsc::Sender<Bytes> },
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} -> {}", self.transport, self.local, self.peer)
+    }
+}
+
+impl Link {
+    pub(crate) fn datagram(socket: Arc<UdpSocket>, local: SocketAddr, peer: SocketAddr) -> Self {
+        Self { transport: Transport::Udp, local, peer, path: Path::Datagram(socket) }
+    }
+
+    pub(crate) fn stream(
+        transport: Transport,
+        id: u64,
+        local: SocketAddr,
+        peer: SocketAddr,
+        queue: mpsc::Sender<Bytes>,
+    ) -> Self {
+        Self { transport, local, peer, path: Path::Stream { id, queue } }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The peer's address (the packet's source: responses go back there, as with rport).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our address on this link.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A stream connection's id; `None` for UDP.
+    pub fn connection_id(&self) -> Option<u64> {
+        match &self.path {
+            Path::Stream { id, .. } => Some(*id),
+            Path::Datagram(_) => None,
+        }
+    }
+
+    /// Whether the link can still carry bytes.
+    pub fn is_open(&self) -> bool {
+        match &self.path {
+            Path::Datagram(_) => true,
+            Path::Stream { queue, .. } => !queue.is_closed(),
+        }
+    }
+
+    /// Sends bytes without waiting: a datagram, or a place in the connection's send queue.
+    pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
+        match &self.path {
+            Path::Datagram(socket) => match socket.try_send_to(&bytes, self.peer) {
+                Ok(_) => Ok(()),
+                // Not known writable yet (or the buffer is full): send when it is.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    let (socket, peer) = (socket.clone(), self.peer);
+                    tokio::spawn(async move {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    });
+                    Ok(())
+                }
+                Err(error) => Err(SendError::Io(error)),
+            },
+            Path::Stream { queue, .. } => queue.try_send(bytes).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => SendError::Full,
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+            }),
+        }
+    }
+}
+
+/// What the layer above does with what arrives.
+pub trait Handler: Send + Sync + 'static {
+    /// A well-framed, parsed message from `link`.
+    fn on_message(&self, message: Message, link: &Link);
+}
+
+/// The response to a request that could not be parsed, when its headers can address one.
+pub fn refusal(error: &ParseError) -> Option<Response> {
+    if !error.is_request {
+        return None;
+    }
+    let headers = error.headers.as_ref()?;
+    response_to(headers, error.status, &error.reason)
+}
+
+/// A response to a request with these headers: Via, From, To, Call-ID and CSeq copied
+/// (RFC 3261 §8.2.6), as far as present. `None` without a Via, which is where it would go.
+pub fn response_to(request: &Headers, status: u16, reason: &str) -> Option<Response> {
+    let mut headers = Headers::new();
+    let vias: Vec<&str> = request.get_all("Via").collect();
+    if vias.is_empty() {
+        return None;
+    }
+    for via in vias {
+        headers.push("Via", via);
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(value) = request.get(name) {
+            headers.push(name, value);
+        }
+    }
+    Some(Response { status, reason: reason.to_owned(), headers, body: Bytes::new() })
+}

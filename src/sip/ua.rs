@@ -1,0 +1,578 @@
+//! The UAS core (RFC 3261 §8.2) and its dialogs (§12): which requests are allowed, what an
+//! OPTIONS answers, in-dialog BYE, re-INVITE and UPDATE, CANCEL, and the 2xx retransmission
+//! until the ACK. New INVITEs go up to a [`SessionHandler`] as a [`PendingInvite`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::message::header::NameAddr;
+use super::message::validate::Essentials;
+use super::message::{reason_phrase, Method, Request, Response, Uri};
+use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
+use super::transport::{response_to, Link, Transport};
+
+/// Methods this UA accepts.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
+/// Body types this UA understands.
+pub const ACCEPT: &str = "application/sdp";
+/// Option tags this UA supports (none yet).
+pub const SUPPORTED: &str = "";
+
+/// How the UA presents itself.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// The host in Contact on TLS (the certificate's name), and where no local address is known.
+    pub contact_host: String,
+    /// The Server header.
+    pub server: String,
+    /// Transaction timers, for the 2xx retransmission.
+    pub timers: Timers,
+}
+
+/// What a session handler decides about an offer in a dialog (re-INVITE or UPDATE).
+pub enum OfferAnswer {
+    /// Accept with this SDP answer.
+    Accept(Bytes),
+    /// Refuse with 488 and this Warning text.
+    NotAcceptable(String),
+}
+
+/// The layer above: decides what to do with new calls and with offers inside them.
+pub trait SessionHandler: Send + Sync + 'static {
+    /// A new INVITE; answer it (now or later) through `invite`.
+    fn on_invite(&self, invite: PendingInvite);
+    /// A new offer inside an established dialog.
+    fn on_offer(&self, dialog: &DialogId, offer: &Bytes) -> OfferAnswer;
+    /// The dialog ended (BYE from the peer, or no ACK for our 2xx).
+    fn on_ended(&self, dialog: &DialogId, reason: &str);
+}
+
+/// Identifies a dialog (RFC 3261 §12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag (To of requests we receive).
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+struct DialogState {
+    remote_cseq: u32,
+    local_sdp: Bytes,
+    /// We sent an offer (in a 2xx to an offerless re-INVITE) and await the answer in the ACK.
+    offer_pending: bool,
+    /// The ACK for our last 2xx arrived.
+    acked: bool,
+}
+
+struct Dialog {
+    id: DialogId,
+    link: Link,
+    state: Mutex<DialogState>,
+}
+
+impl Dialog {
+    fn state(&self) -> MutexGuard<'_, DialogState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What a CANCEL needs of a pending INVITE: its token, the request to answer 487, our tag.
+struct PendingEntry {
+    cancelled: CancellationToken,
+    request: Arc<Request>,
+    local_tag: String,
+}
+
+struct Shared {
+    config: UaConfig,
+    handler: Arc<dyn SessionHandler>,
+    dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
+    /// INVITEs awaiting the call layer, by transaction id.
+    pending: Mutex<HashMap<u64, PendingEntry>>,
+    answered: AtomicU64,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingEntry>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dialogs(&self) -> MutexGuard<'_, HashMap<DialogId, Arc<Dialog>>> {
+        self.dialogs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The UAS core: a [`TransactionUser`] for the transaction layer.
+#[derive(Clone)]
+pub struct UserAgent {
+    shared: Arc<Shared>,
+}
+
+/// A tag for To or From: random, 10 characters (RFC 3261 §19.3 asks for 32 bits of randomness).
+pub fn new_tag() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 10)
+}
+
+/// Adds a To tag to a response that lacks one (every response but 100 carries it).
+pub fn ensure_to_tag(response: &mut Response) {
+    add_to_tag(response, &new_tag());
+}
+
+fn add_to_tag(response: &mut Response, tag: &str) {
+    if response.status == 100 {
+        return;
+    }
+    if let Some(to) = response.headers.get("To") {
+        if NameAddr::parse(to).is_ok_and(|to| to.tag().is_none()) {
+            let tagged = format!("{to};tag={tag}");
+            response.headers.set("To", tagged);
+        }
+    }
+}
+
+impl UserAgent {
+    /// A UA passing calls to `handler`.
+    pub fn new(config: UaConfig, handler: Arc<dyn SessionHandler>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                handler,
+                dialogs: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
+                answered: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Dialogs alive now.
+    pub fn live_dialogs(&self) -> usize {
+        self.shared.dialogs().len()
+    }
+
+    /// INVITEs not yet answered.
+    pub fn pending_invites(&self) -> usize {
+        self.shared.pending().len()
+    }
+
+    fn refuse_early(&self, incoming: &IncomingRequest) -> Option<Response> {
+        let request = &incoming.request;
+        let reply = |status: u16| build_response(&self.shared.config, request, status, None, None);
+        match &request.method {
+            Method::Invite | Method::Bye | Method::Cancel | Method::Options | Method::Update => {}
+            Method::Extension(_) => return reply(501).map(with_allow),
+            _ => return reply(405).map(with_allow),
+        }
+        if !matches!(request.uri, Uri::Sip(_) | Uri::Tel { .. }) {
+            return reply(416);
+        }
+        let required: Vec<&str> = request.headers.values("Require");
+        if !required.is_empty() {
+            let mut response = reply(420)?;
+            response.headers.push("Unsupported", required.join(", "));
+            return Some(response);
+        }
+        if matches!(request.method, Method::Invite | Method::Update) {
+            if !request.body.is_empty() && !is_sdp(request.headers.get("Content-Type")) {
+                let mut response = reply(415)?;
+                response.headers.push("Accept", ACCEPT);
+                return Some(response);
+            }
+            if let Some(encoding) = request.headers.get("Content-Encoding") {
+                if !encoding.eq_ignore_ascii_case("identity") {
+                    let mut response = reply(415)?;
+                    response.headers.push("Accept-Encoding", "identity");
+                    return Some(response);
+                }
+            }
+            let accept: Vec<&str> = request.headers.values("Accept");
+            if request.headers.get("Accept").is_some() && !accept.iter().any(|media| accepts_sdp(media)) {
+                return reply(406);
+            }
+        }
+        None
+    }
+
+    fn in_dialog(&self, incoming: IncomingRequest, to_tag: &str) {
+        let IncomingRequest { request, essentials, transaction } = incoming;
+        let id = DialogId {
+            call_id: essentials.call_id.clone(),
+            local_tag: to_tag.to_owned(),
+            remote_tag: essentials.from.tag().unwrap_or_default().to_owned(),
+        };
+        let config = &self.shared.config;
+        let respond = |status: u16, body: Option<Bytes>| {
+            if let Some(response) = build_response(config, &request, status, None, body) {
+                transaction.respond(response);
+            }
+        };
+        let Some(dialog) = self.shared.dialogs().get(&id).cloned() else {
+            respond(481, None);
+            return;
+        };
+        {
+            let mut state = dialog.state();
+            if essentials.cseq.number <= state.remote_cseq && request.method != Method::Cancel {
+                drop(state);
+                warn!(call_id = %id.call_id, "in-dialog request with an old CSeq");
+                respond(500, None);
+                return;
+            }
+            state.remote_cseq = essentials.cseq.number;
+        }
+        match request.method {
+            Method::Bye => {
+                self.shared.dialogs().remove(&id);
+                respond(200, None);
+                info!(call_id = %id.call_id, "call ended by BYE from the peer");
+                self.shared.handler.on_ended(&id, "BYE from the peer");
+            }
+            Method::Options => respond(200, None),
+            Method::Invite | Method::Update => {
+                let is_invite = request.method == Method::Invite;
+                let mut state = dialog.state();
+                if state.offer_pending || (is_invite && !state.acked) {
+                    drop(state);
+                    respond(491, None);
+                    return;
+                }
+                if request.body.is_empty() {
+                    // A session refresh, or an offerless re-INVITE: offer what we have.
+                    let sdp = state.local_sdp.clone();
+                    state.offer_pending = is_invite;
+                    state.acked = !is_invite;
+                    drop(state);
+                    self.send_success(&dialog, &transaction, &request, sdp, is_invite);
+                    return;
+                }
+                drop(state);
+                match self.shared.handler.on_offer(&id, &request.body) {
+                    OfferAnswer::Accept(sdp) => {
+                        {
+                            let mut state = dialog.state();
+                            state.local_sdp = sdp.clone();
+                            state.acked = !is_invite;
+                        }
+                        self.send_success(&dialog, &transaction, &request, sdp, is_invite);
+                    }
+                    OfferAnswer::NotAcceptable(warning) => {
+                        if let Some(mut response) = build_response(config, &request, 488, None, None) {
+                            response.headers.push("Warning", format!("304 ringer \"{warning}\""));
+                            transaction.respond(response);
+                        }
+                    }
+                }
+            }
+            _ => respond(405, None),
+        }
+    }
+
+    fn send_success(
+        &self,
+        dialog: &Arc<Dialog>,
+        transaction: &ServerTransaction,
+        request: &Request,
+        sdp: Bytes,
+        is_invite: bool,
+    ) {
+        let Some(response) = build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), Some(sdp))
+        else {
+            return;
+        };
+        if is_invite {
+            retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
+        }
+        transaction.respond(response);
+    }
+}
+
+fn with_allow(mut response: Response) -> Response {
+    response.headers.push("Allow", ALLOW);
+    response
+}
+
+fn is_sdp(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+fn accepts_sdp(media: &str) -> bool {
+    let media = media.split(';').next().unwrap_or_default().trim();
+    ["application/sdp", "application/*", "*/*"].iter().any(|ok| media.eq_ignore_ascii_case(ok))
+}
+
+/// A response to `request` as this UA sends it: copied headers, To tag, Server, and for
+/// successful INVITE/UPDATE/OPTIONS a Contact, Allow, Accept and Supported.
+fn build_response(
+    config: &UaConfig,
+    request: &Request,
+    status: u16,
+    tag: Option<&str>,
+    body: Option<Bytes>,
+) -> Option<Response> {
+    let mut response = response_to(&request.headers, status, reason_phrase(status))?;
+    match tag {
+        Some(tag) => add_to_tag(&mut response, tag),
+        None => ensure_to_tag(&mut response),
+    }
+    response.headers.push("Server", config.server.clone());
+    if (200..300).contains(&status) && request.method == Method::Options {
+        response.headers.push("Allow", ALLOW);
+        response.headers.push("Accept", ACCEPT);
+        response.headers.push("Supported", SUPPORTED);
+    }
+    if let Some(body) = body {
+        response.headers.push("Content-Type", "application/sdp");
+        response.body = body;
+    }
+    Some(response)
+}
+
+fn contact(config: &UaConfig, link: &Link) -> String {
+    let local = link.local();
+    match link.transport() {
+        Transport::Tls => format!("<sips:{}:{};transport=tls>", config.contact_host, local.port()),
+        transport => {
+            let host = if local.ip().is_unspecified() {
+                config.contact_host.clone()
+            } else if local.is_ipv6() {
+                format!("[{}]", local.ip())
+            } else {
+                local.ip().to_string()
+            };
+            format!("<sip:{host}:{};transport={}>", local.port(), transport.via_name().to_ascii_lowercase())
+        }
+    }
+}
+
+/// On UDP the UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); without ACK
+/// after 64·T1 the dialog ends.
+fn retransmit_until_ack(shared: &Arc<Shared>, dialog: Arc<Dialog>, response: Response) {
+    if dialog.link.transport().is_reliable() {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(shared.config.timers.t1 * 64).await;
+            confirm_or_end(&shared, &dialog);
+        });
+        return;
+    }
+    let bytes = Bytes::from(response.to_bytes());
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let timers = shared.config.timers;
+        let deadline = tokio::time::Instant::now() + timers.t1 * 64;
+        let mut interval = timers.t1;
+        while tokio::time::Instant::now() + interval < deadline {
+            tokio::time::sleep(interval).await;
+            if dialog.state().acked || !shared.dialogs().contains_key(&dialog.id) {
+                return;
+            }
+            let _ = dialog.link.send(bytes.clone());
+            interval = (interval * 2).min(timers.t2);
+        }
+        tokio::time::sleep_until(deadline).await;
+        confirm_or_end(&shared, &dialog);
+    });
+}
+
+fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
+    if dialog.state().acked {
+        return;
+    }
+    if shared.dialogs().remove(&dialog.id).is_some() {
+        warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: dialog ended");
+        shared.handler.on_ended(&dialog.id, "no ACK");
+    }
+}
+
+impl TransactionUser for UserAgent {
+    fn on_request(&self, incoming: IncomingRequest) {
+        if let Some(response) = self.refuse_early(&incoming) {
+            debug!(method = %incoming.request.method, status = response.status, "refused");
+            incoming.transaction.respond(response);
+            return;
+        }
+        if let Some(tag) = incoming.essentials.to.tag().map(str::to_owned) {
+            self.in_dialog(incoming, &tag);
+            return;
+        }
+        let config = &self.shared.config;
+        match incoming.request.method {
+            Method::Options => {
+                if let Some(mut response) = build_response(config, &incoming.request, 200, None, None) {
+                    response.headers.push("Contact", contact(config, incoming.transaction.link()));
+                    incoming.transaction.respond(response);
+                }
+            }
+            Method::Invite => {
+                let cancelled = CancellationToken::new();
+                let request = Arc::new(incoming.request);
+                let local_tag = new_tag();
+                self.shared.pending().insert(
+                    incoming.transaction.id(),
+                    PendingEntry {
+                        cancelled: cancelled.clone(),
+                        request: request.clone(),
+                        local_tag: local_tag.clone(),
+                    },
+                );
+                let invite = PendingInvite {
+                    shared: self.shared.clone(),
+                    local_tag,
+                    cancelled,
+                    request,
+                    essentials: incoming.essentials,
+                    transaction: incoming.transaction,
+                };
+                self.shared.handler.on_invite(invite);
+            }
+            // BYE and UPDATE outside a dialog.
+            _ => {
+                if let Some(response) = build_response(config, &incoming.request, 481, None, None) {
+                    incoming.transaction.respond(response);
+                }
+            }
+        }
+    }
+
+    fn on_ack(&self, request: Request, essentials: Essentials, _link: &Link) {
+        let id = DialogId {
+            call_id: essentials.call_id,
+            local_tag: essentials.to.tag().unwrap_or_default().to_owned(),
+            remote_tag: essentials.from.tag().unwrap_or_default().to_owned(),
+        };
+        let Some(dialog) = self.shared.dialogs().get(&id).cloned() else {
+            debug!(call_id = %id.call_id, "ACK for no dialog dropped");
+            return;
+        };
+        let mut state = dialog.state();
+        state.acked = true;
+        if state.offer_pending && !request.body.is_empty() {
+            state.offer_pending = false;
+        }
+    }
+
+    fn on_cancel(&self, invite: ServerTransaction) {
+        let Some(PendingEntry { cancelled, request, local_tag }) = self.shared.pending().remove(&invite.id()) else {
+            return;
+        };
+        if let Some(response) = build_response(&self.shared.config, &request, 487, Some(&local_tag), None) {
+            invite.respond(response);
+        }
+        info!(call_id = request.headers.get("Call-ID").unwrap_or_default(), "call cancelled by the caller");
+        cancelled.cancel();
+    }
+}
+
+/// An INVITE waiting for the call layer's decision. Dropping it unanswered sends a 500.
+pub struct PendingInvite {
+    shared: Arc<Shared>,
+    local_tag: String,
+    cancelled: CancellationToken,
+    request: Arc<Request>,
+    essentials: Essentials,
+    transaction: ServerTransaction,
+}
+
+impl PendingInvite {
+    /// The INVITE.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Its typed essentials.
+    pub fn essentials(&self) -> &Essentials {
+        &self.essentials
+    }
+
+    /// The link it came on.
+    pub fn link(&self) -> &Link {
+        self.transaction.link()
+    }
+
+    /// Resolves when the caller CANCELs (the 487 is sent by then).
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.cancelled.cancelled()
+    }
+
+    /// Sends a provisional response (180, 183), with SDP for early media.
+    pub fn provisional(&self, status: u16, sdp: Option<Bytes>) {
+        if let Some(mut response) =
+            build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)
+        {
+            response.headers.push("Contact", contact(&self.shared.config, self.transaction.link()));
+            self.transaction.respond(response);
+        }
+    }
+
+    /// Answers 200 with `sdp` and creates the dialog; `None` if the INVITE was already ended (CANCEL).
+    pub fn answer(self, sdp: Bytes) -> Option<DialogId> {
+        let config = &self.shared.config;
+        let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
+        response.headers.push("Contact", contact(config, self.transaction.link()));
+        response.headers.push("Allow", ALLOW);
+        response.headers.push("Supported", SUPPORTED);
+        let id = DialogId {
+            call_id: self.essentials.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.essentials.from.tag().unwrap_or_default().to_owned(),
+        };
+        let dialog = Arc::new(Dialog {
+            id: id.clone(),
+            link: self.transaction.link().clone(),
+            state: Mutex::new(DialogState {
+                remote_cseq: self.essentials.cseq.number,
+                local_sdp: sdp,
+                offer_pending: false,
+                acked: false,
+            }),
+        });
+        // The dialog exists before the 2xx leaves, so a fast ACK or BYE finds it.
+        self.shared.dialogs().insert(id.clone(), dialog.clone());
+        if !self.transaction.respond(response.clone()) {
+            self.shared.dialogs().remove(&id);
+            return None;
+        }
+        self.shared.answered.fetch_add(1, Ordering::Relaxed);
+        retransmit_until_ack(&self.shared, dialog, response);
+        Some(id)
+    }
+
+    /// Answers with a final non-2xx status; `reason` overrides the standard phrase, `warning`
+    /// adds a Warning header (e.g. for 488).
+    pub fn reject(self, status: u16, reason: Option<&str>, warning: Option<&str>) {
+        if let Some(mut response) =
+            build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), None)
+        {
+            if let Some(reason) = reason {
+                response.reason = reason.to_owned();
+            }
+            if let Some(warning) = warning {
+                response.headers.push("Warning", format!("399 ringer \"{warning}\""));
+            }
+            self.transaction.respond(response);
+        }
+    }
+}
+
+impl Drop for PendingInvite {
+    fn drop(&mut self) {
+        self.shared.pending().remove(&self.transaction.id());
+        if !self.transaction.is_final() {
+            // Never leave the caller ringing because a handler forgot the call.
+            if let Some(response) = build_response(&self.shared.config, &self.request, 500, Some(&self.local_tag), None)
+            {
+                self.transaction.respond(response);
+            }
+        }
+    }
+}

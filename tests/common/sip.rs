@@ -1,0 +1,175 @@
+//! A minimal SIP test peer over UDP, TCP and TLS: sends raw text, reads framed responses.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ringer::sip::message::{frame_stream, parse_datagram, parse_message, Framing, Message, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// One side of a SIP conversation.
+pub enum Peer {
+    Udp { socket: UdpSocket, server: SocketAddr },
+    Stream { stream: Box<dyn Io>, buffer: BytesMut, transport: &'static str },
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Peer {
+    pub async fn udp(server: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        Peer::Udp { socket, server }
+    }
+
+    pub async fn tcp(server: SocketAddr) -> Self {
+        let stream = TcpStream::connect(server).await.expect("connect");
+        Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TCP" }
+    }
+
+    pub async fn tls(server: SocketAddr, ca: &std::path::Path, name: &str) -> Self {
+        let config = ringer::tls::client_config(Some(ca), None).expect("client config");
+        let stream = tls_connect(server, config, name).await.expect("TLS handshake");
+        Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TLS" }
+    }
+
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Peer::Udp { .. } => "UDP",
+            Peer::Stream { transport, .. } => transport,
+        }
+    }
+
+    pub fn local(&self) -> String {
+        match self {
+            Peer::Udp { socket, .. } => socket.local_addr().expect("addr").to_string(),
+            Peer::Stream { .. } => "127.0.0.1:5099".into(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Peer::Udp { socket, server } => {
+                socket.send_to(bytes, *server).await.expect("send");
+            }
+            Peer::Stream { stream, .. } => stream.write_all(bytes).await.expect("write"),
+        }
+    }
+
+    /// The next message, or `None` after `limit` (or when the connection closed).
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Message> {
+        match self {
+            Peer::Udp { socket, .. } => {
+                let mut buffer = vec![0u8; 65_535];
+                let (length, _) = tokio::time::timeout(limit, socket.recv_from(&mut buffer)).await.ok()?.ok()?;
+                Some(parse_datagram(&buffer[..length]).expect("ringer sends parseable messages"))
+            }
+            Peer::Stream { stream, buffer, .. } => loop {
+                match frame_stream(buffer) {
+                    Framing::Message(length) => {
+                        let bytes = buffer.split_to(length);
+                        return Some(parse_message(&bytes).expect("ringer sends parseable messages"));
+                    }
+                    Framing::KeepAlive { consumed, .. } => {
+                        let _ = buffer.split_to(consumed);
+                    }
+                    Framing::Incomplete => {
+                        let read = tokio::time::timeout(limit, stream.read_buf(buffer)).await.ok()?.ok()?;
+                        if read == 0 {
+                            return None;
+                        }
+                    }
+                    Framing::Invalid(error) => panic!("ringer sent an unframeable stream: {error}"),
+                }
+            },
+        }
+    }
+
+    /// The next response, skipping nothing.
+    pub async fn response(&mut self) -> Response {
+        match self.recv_within(WAIT).await {
+            Some(Message::Response(response)) => response,
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    /// The next final response (skipping 1xx).
+    pub async fn final_response(&mut self) -> Response {
+        loop {
+            let response = self.response().await;
+            if response.status >= 200 {
+                return response;
+            }
+        }
+    }
+
+    /// Raw bytes until `limit` passes or the connection closes; returns them and whether it closed.
+    pub async fn read_raw(&mut self, limit: Duration) -> (Vec<u8>, bool) {
+        let Peer::Stream { stream, buffer, .. } = self else { panic!("streams only") };
+        let mut out = buffer.split().to_vec();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+                Err(_) => return (out, false),
+                Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+                Ok(Ok(n)) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+pub async fn tls_connect(
+    server: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let socket = TcpStream::connect(server).await?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("server name");
+    tokio_rustls::TlsConnector::from(config).connect(name, socket).await
+}
+
+pub const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+/// A request's text; `extra` headers are added before Content-Length.
+#[allow(clippy::too_many_arguments)]
+pub fn request(
+    method: &str,
+    call_id: &str,
+    cseq: u32,
+    branch: &str,
+    transport: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> String {
+    let to_tag = to_tag.map(|tag| format!(";tag={tag}")).unwrap_or_default();
+    let content_type = if body.is_empty() || extra.contains("Content-Type") {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} sip:+4799990000@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} 127.0.0.1:5099;branch=z9hG4bK{branch}{transport};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:+4711111111@127.0.0.1>;tag=alice1\r\n\
+         To: <sip:+4799990000@127.0.0.1>{to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:alice@127.0.0.1:5099>\r\n\
+         {content_type}{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub fn to_tag(response: &Response) -> String {
+    let to = response.headers.get("To").expect("To");
+    ringer::sip::message::header::NameAddr::parse(to).expect("To").tag().expect("To tag").to_owned()
+}

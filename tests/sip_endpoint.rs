@@ -1,0 +1,484 @@
+//! The SIP endpoint over real sockets on loopback: TLS, TCP and UDP; calls, rejects, CANCEL,
+//! re-INVITE, OPTIONS, keep-alives, framing, bad input and limits.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::eventually;
+use common::sip::*;
+use ringer::call::{DefaultAction, DefaultActionHandler};
+use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
+use ringer::sip::message::Message;
+use ringer::sip::transaction::Timers;
+use ringer::sip::transport::policy::PeerPolicy;
+use ringer::sip::transport::stream::StreamLimits;
+use ringer::sip::ua::{DialogId, OfferAnswer, PendingInvite, SessionHandler, UaConfig};
+use tempfile::TempDir;
+
+const ANY: &str = "127.0.0.1:0";
+
+struct Lab {
+    endpoint: Endpoint,
+    ca: PathBuf,
+    _dir: TempDir,
+}
+
+fn fast_timers() -> Timers {
+    Timers { t1: Duration::from_millis(50), t2: Duration::from_millis(200), t4: Duration::from_millis(250) }
+}
+
+async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut EndpointConfig, &std::path::Path)) -> Lab {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RINGER_LOG"))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = ringer::tls::devcert::generate(&["tas.example.com".into(), "127.0.0.1".into()])
+        .expect("certs")
+        .write_to(dir.path())
+        .expect("written");
+    let chain = ringer::tls::load_chain(&files.server_cert).expect("chain");
+    let key = ringer::tls::load_key(&files.server_key).expect("key");
+    let tls = ringer::tls::server_config(chain, key, None).expect("server config");
+    let mut config = EndpointConfig {
+        tls: Some((ANY.parse().expect("addr"), tls)),
+        tcp: Some(ANY.parse().expect("addr")),
+        udp: Some(ANY.parse().expect("addr")),
+        policy: PeerPolicy::default(),
+        limits: StreamLimits { message_timeout: Duration::from_millis(500), ..StreamLimits::default() },
+        ua: UaConfig { contact_host: "tas.example.com".into(), server: "ringer-test".into(), timers: fast_timers() },
+    };
+    tweak(&mut config, dir.path());
+    let endpoint = endpoint::start(config, handler).await.expect("endpoint starts");
+    Lab { endpoint, ca: files.ca_cert, _dir: dir }
+}
+
+async fn lab(action: &str) -> Lab {
+    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), "127.0.0.1".into()));
+    lab_with(handler, |_, _| {}).await
+}
+
+impl Lab {
+    async fn peers(&self) -> Vec<Peer> {
+        vec![
+            Peer::udp(self.endpoint.udp_addr.expect("udp")).await,
+            Peer::tcp(self.endpoint.tcp_addr.expect("tcp")).await,
+            Peer::tls(self.endpoint.tls_addr.expect("tls"), &self.ca, "tas.example.com").await,
+        ]
+    }
+
+    async fn quiet(&self) {
+        eventually(Duration::from_secs(8), "no transaction, dialog or pending INVITE left", || {
+            self.endpoint.live_transactions() == 0
+                && self.endpoint.live_dialogs() == 0
+                && self.endpoint.pending_invites() == 0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn options_is_answered_with_capabilities_on_every_transport() {
+    let lab = lab("answer").await;
+    for mut peer in lab.peers().await {
+        let transport = peer.transport();
+        peer.send(request("OPTIONS", &format!("opt-{transport}"), 1, "opt", transport, None, "", "").as_bytes()).await;
+        let response = peer.final_response().await;
+        assert_eq!((response.status, response.reason.as_str()), (200, "OK"), "{transport}");
+        let headers = &response.headers;
+        assert_eq!(headers.get("Allow"), Some("INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"));
+        assert_eq!(headers.get("Accept"), Some("application/sdp"));
+        assert!(headers.get("Supported").is_some());
+        assert_eq!(headers.get("Server"), Some("ringer-test"));
+        assert_eq!(headers.get("Call-ID"), Some(format!("opt-{transport}").as_str()));
+        assert_eq!(headers.get("CSeq"), Some("1 OPTIONS"));
+        assert!(headers.get("Via").is_some_and(|via| via.contains("branch=z9hG4bKopt")));
+        assert!(!to_tag(&response).is_empty());
+        let contact = headers.get("Contact").expect("Contact");
+        if transport == "TLS" {
+            assert!(contact.starts_with("<sips:tas.example.com:") && contact.ends_with(";transport=tls>"), "{contact}");
+        } else {
+            assert!(contact.contains(&format!(";transport={}>", transport.to_ascii_lowercase())), "{contact}");
+        }
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn a_full_call_on_every_transport() {
+    let lab = lab("answer").await;
+    for mut peer in lab.peers().await {
+        let t = peer.transport();
+        let call_id = format!("call-{t}");
+        peer.send(request("INVITE", &call_id, 1, "inv1", t, None, "", SDP_OFFER).as_bytes()).await;
+        let trying = peer.response().await;
+        assert_eq!(trying.status, 100, "{t}");
+        let ok = peer.final_response().await;
+        assert_eq!(ok.status, 200, "{t}");
+        let answer = std::str::from_utf8(&ok.body).expect("utf-8");
+        assert!(answer.contains("m=audio 0 RTP/AVP 0\r\n"), "every stream declined: {answer}");
+        assert_eq!(ok.headers.get("Content-Type"), Some("application/sdp"));
+        assert!(ok.headers.get("Contact").is_some());
+        let tag = to_tag(&ok);
+        assert_eq!(lab.endpoint.live_dialogs(), 1);
+        peer.send(request("ACK", &call_id, 1, "ack1", t, Some(&tag), "", "").as_bytes()).await;
+
+        // A re-INVITE with a new offer and an UPDATE refresh, then BYE.
+        peer.send(request("INVITE", &call_id, 2, "reinv", t, Some(&tag), "", SDP_OFFER).as_bytes()).await;
+        let reinvite = peer.final_response().await;
+        assert_eq!((reinvite.status, to_tag(&reinvite)), (200, tag.clone()), "{t}");
+        assert!(!reinvite.body.is_empty());
+        peer.send(request("ACK", &call_id, 2, "ack2", t, Some(&tag), "", "").as_bytes()).await;
+        peer.send(request("UPDATE", &call_id, 3, "upd", t, Some(&tag), "", "").as_bytes()).await;
+        assert_eq!(peer.final_response().await.status, 200, "{t}");
+        peer.send(request("BYE", &call_id, 4, "bye", t, Some(&tag), "", "").as_bytes()).await;
+        let bye = peer.final_response().await;
+        assert_eq!((bye.status, bye.headers.get("CSeq")), (200, Some("4 BYE")), "{t}");
+        // The dialog is gone: a second BYE gets 481.
+        peer.send(request("BYE", &call_id, 5, "bye2", t, Some(&tag), "", "").as_bytes()).await;
+        assert_eq!(peer.final_response().await.status, 481, "{t}");
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn rejects_carry_the_configured_status_and_reason() {
+    let lab = lab("reject 603 Decline Everything").await;
+    for mut peer in lab.peers().await {
+        let t = peer.transport();
+        peer.send(request("INVITE", &format!("rej-{t}"), 1, "rej", t, None, "", SDP_OFFER).as_bytes()).await;
+        let response = peer.final_response().await;
+        assert_eq!((response.status, response.reason.as_str()), (603, "Decline Everything"), "{t}");
+        let tag = to_tag(&response);
+        peer.send(request("ACK", &format!("rej-{t}"), 1, "rej", t, Some(&tag), "", "").as_bytes()).await;
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn udp_final_responses_are_retransmitted_until_the_ack() {
+    let lab = lab("reject 486").await;
+    let mut peer = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    peer.send(request("INVITE", "retx", 1, "retx", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    assert_eq!(peer.final_response().await.status, 486);
+    // Timer G: the 486 comes again (T1 = 50 ms here) while no ACK is sent.
+    let again = peer.final_response().await;
+    assert_eq!(again.status, 486);
+    // A retransmitted INVITE gets the same final response, from the transaction.
+    peer.send(request("INVITE", "retx", 1, "retx", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    assert_eq!(peer.final_response().await.status, 486);
+    let tag = to_tag(&again);
+    peer.send(request("ACK", "retx", 1, "retx", "UDP", Some(&tag), "", "").as_bytes()).await;
+    // After the ACK (and Timer I), nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while peer.recv_within(Duration::from_millis(50)).await.is_some() {}
+    assert!(peer.recv_within(Duration::from_millis(600)).await.is_none(), "no retransmission after ACK");
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn udp_2xx_is_retransmitted_until_the_ack() {
+    let lab = lab("answer").await;
+    let mut peer = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    peer.send(request("INVITE", "retx200", 1, "r200", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    let first = peer.final_response().await;
+    let second = peer.final_response().await;
+    assert_eq!((first.status, second.status), (200, 200));
+    let tag = to_tag(&second);
+    peer.send(request("ACK", "retx200", 1, "a200", "UDP", Some(&tag), "", "").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    while peer.recv_within(Duration::from_millis(20)).await.is_some() {}
+    assert!(peer.recv_within(Duration::from_millis(800)).await.is_none(), "no 2xx after the ACK");
+    peer.send(request("BYE", "retx200", 2, "b200", "UDP", Some(&tag), "", "").as_bytes()).await;
+    assert_eq!(peer.final_response().await.status, 200);
+    lab.quiet().await;
+}
+
+/// Rings and waits: only a CANCEL ends the call.
+struct RingForever;
+
+impl SessionHandler for RingForever {
+    fn on_invite(&self, invite: PendingInvite) {
+        invite.provisional(180, None);
+        tokio::spawn(async move {
+            invite.cancelled().await;
+            drop(invite);
+        });
+    }
+    fn on_offer(&self, _: &DialogId, _: &bytes::Bytes) -> OfferAnswer {
+        OfferAnswer::NotAcceptable("test".into())
+    }
+    fn on_ended(&self, _: &DialogId, _: &str) {}
+}
+
+#[tokio::test]
+async fn cancel_before_the_answer_gives_487() {
+    let lab = lab_with(Arc::new(RingForever), |_, _| {}).await;
+    for mut peer in lab.peers().await {
+        let t = peer.transport();
+        let call_id = format!("cancel-{t}");
+        peer.send(request("INVITE", &call_id, 1, "can", t, None, "", SDP_OFFER).as_bytes()).await;
+        assert_eq!(peer.response().await.status, 100);
+        let ringing = peer.response().await;
+        assert_eq!(ringing.status, 180, "{t}");
+        assert_eq!(lab.endpoint.pending_invites(), 1);
+        peer.send(request("CANCEL", &call_id, 1, "can", t, None, "", "").as_bytes()).await;
+        let mut statuses = vec![peer.final_response().await.status, peer.final_response().await.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 487], "{t}: 200 to the CANCEL, 487 to the INVITE");
+        peer.send(request("ACK", &call_id, 1, "can", t, Some(&to_tag(&ringing)), "", "").as_bytes()).await;
+        // A CANCEL for nothing gets 481.
+        peer.send(request("CANCEL", "nothing", 1, "none", t, None, "", "").as_bytes()).await;
+        assert_eq!(peer.final_response().await.status, 481, "{t}");
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn requests_the_ua_cannot_serve_get_the_right_status() {
+    let lab = lab("answer").await;
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    type Case = (String, u16, Option<(&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
+        (
+            request("MESSAGE", "m1", 1, "m1", "TCP", None, "", ""),
+            405,
+            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")),
+        ),
+        (
+            request("FROBNICATE", "f1", 1, "f1", "TCP", None, "", ""),
+            501,
+            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")),
+        ),
+        (
+            request("OPTIONS", "r1", 1, "r1", "TCP", None, "Require: 100rel, foo\r\n", ""),
+            420,
+            Some(("Unsupported", "100rel, foo")),
+        ),
+        (
+            request("INVITE", "c1", 1, "c1", "TCP", None, "Content-Type: text/plain\r\n", "hello"),
+            415,
+            Some(("Accept", "application/sdp")),
+        ),
+        (request("INVITE", "a1", 1, "a1", "TCP", None, "Accept: text/html\r\n", SDP_OFFER), 406, None),
+        (request("INVITE", "n1", 1, "n1", "TCP", None, "", ""), 488, None),
+        (request("BYE", "b1", 1, "b1", "TCP", None, "", ""), 481, None),
+        (request("BYE", "b2", 1, "b2", "TCP", Some("unknown"), "", ""), 481, None),
+        (
+            request("OPTIONS", "u1", 1, "u1", "TCP", None, "", "")
+                .replace("OPTIONS sip:+4799990000@127.0.0.1", "OPTIONS mailto:x@example.com"),
+            416,
+            None,
+        ),
+    ];
+    for (text, status, header) in cases {
+        peer.send(text.as_bytes()).await;
+        let response = peer.final_response().await;
+        assert_eq!(response.status, status, "{}", text.lines().next().unwrap_or_default());
+        if let Some((name, value)) = header {
+            assert_eq!(response.headers.get(name), Some(value), "{name} on {status}");
+        }
+        if status >= 300 && text.starts_with("INVITE") {
+            let tag = to_tag(&response);
+            let call_id = response.headers.get("Call-ID").expect("Call-ID").to_owned();
+            let branch = text
+                .split("branch=z9hG4bK")
+                .nth(1)
+                .and_then(|s| s.split(";").next())
+                .expect("branch")
+                .trim_end_matches("TCP")
+                .to_owned();
+            peer.send(request("ACK", &call_id, 1, &branch, "TCP", Some(&tag), "", "").as_bytes()).await;
+        }
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_naming_the_fault() {
+    let lab = lab("answer").await;
+    let base = request("OPTIONS", "bad", 1, "bad", "UDP", None, "", "");
+    let cases = [
+        (base.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), "CSeq method does not match the request method"),
+        (base.replace("Call-ID: bad\r\n", ""), "Missing Call-ID header"),
+        (base.replace("Max-Forwards: 70", "Max-Forwards: 700"), "Malformed Max-Forwards header"),
+        (
+            base.replace("OPTIONS sip:+4799990000@127.0.0.1 SIP/2.0", "OPTIONS  sip:x@y SIP/2.0"),
+            "Malformed Request-Line",
+        ),
+        (base.replace("SIP/2.0\r\n", "SIP/3.0\r\n"), "Version Not Supported"),
+    ];
+    let mut peer = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    for (text, reason) in cases {
+        peer.send(text.as_bytes()).await;
+        let response = peer.final_response().await;
+        assert!(response.status == 400 || response.status == 505, "{reason}: {}", response.status);
+        assert!(response.reason.starts_with(reason), "{} should name {reason}", response.reason);
+    }
+    // Garbage gets nothing (no Via to answer to), and the endpoint keeps serving.
+    peer.send(b"\x00\x01garbage\r\n\r\n").await;
+    peer.send(request("OPTIONS", "after", 1, "after", "UDP", None, "", "").as_bytes()).await;
+    assert_eq!(peer.final_response().await.headers.get("Call-ID"), Some("after"));
+}
+
+#[tokio::test]
+async fn stream_framing_keepalive_and_split_messages() {
+    let lab = lab("answer").await;
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    // CRLF CRLF ping gets a CRLF pong (RFC 5626 §3.5.1).
+    peer.send(b"\r\n\r\n").await;
+    let (pong, closed) = peer.read_raw(Duration::from_millis(300)).await;
+    assert_eq!((pong.as_slice(), closed), (&b"\r\n"[..], false));
+    // Two messages in one write.
+    let two = format!(
+        "{}{}",
+        request("OPTIONS", "two-a", 1, "ta", "TCP", None, "", ""),
+        request("OPTIONS", "two-b", 1, "tb", "TCP", None, "", "")
+    );
+    peer.send(two.as_bytes()).await;
+    let first = peer.final_response().await;
+    let second = peer.final_response().await;
+    assert_eq!((first.headers.get("Call-ID"), second.headers.get("Call-ID")), (Some("two-a"), Some("two-b")));
+    // One message over many writes, a byte at a time at first.
+    let text = request("INVITE", "split", 1, "sp", "TCP", None, "", SDP_OFFER);
+    for chunk in text.as_bytes().chunks(37) {
+        peer.send(chunk).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(peer.final_response().await.status, 200);
+}
+
+#[tokio::test]
+async fn oversized_and_stalled_messages_close_the_connection() {
+    let lab = lab("answer").await;
+    let tcp = lab.endpoint.tcp_addr.expect("tcp");
+    // Over 64 KiB: 513, then closed.
+    let mut peer = Peer::tcp(tcp).await;
+    let body = "a".repeat(70_000);
+    let text = request("OPTIONS", "big", 1, "big", "TCP", None, "", "")
+        .replace("Content-Length: 0\r\n\r\n", &format!("Content-Length: {}\r\n\r\n", body.len()));
+    peer.send(text.as_bytes()).await;
+    let response = peer.response().await;
+    assert_eq!((response.status, response.reason.as_str()), (513, "Message Too Large"));
+    assert!(peer.read_raw(Duration::from_secs(2)).await.1, "closed after 513");
+    // A stream with no Content-Length cannot be framed: 400, then closed.
+    let mut peer = Peer::tcp(tcp).await;
+    peer.send(
+        request("OPTIONS", "nolen", 1, "nl", "TCP", None, "", "").replace("Content-Length: 0\r\n", "").as_bytes(),
+    )
+    .await;
+    let response = peer.response().await;
+    assert_eq!((response.status, response.reason.as_str()), (400, "Missing Content-Length on a stream transport"));
+    assert!(peer.read_raw(Duration::from_secs(2)).await.1);
+    // A partial message that stalls is closed after the message timeout (500 ms here).
+    let mut stalled = Peer::tcp(tcp).await;
+    stalled.send(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1").await;
+    let (_, closed) = stalled.read_raw(Duration::from_secs(3)).await;
+    assert!(closed, "stalled connection closed");
+    eventually(Duration::from_secs(3), "connections released", || lab.endpoint.open_connections() == 0).await;
+}
+
+#[tokio::test]
+async fn a_bad_tls_client_disturbs_no_one_else() {
+    let lab = lab("answer").await;
+    let tls = lab.endpoint.tls_addr.expect("tls");
+    let mut good = Peer::tls(tls, &lab.ca, "tas.example.com").await;
+    // Plaintext SIP on the TLS port: the handshake fails and the connection closes.
+    let mut plain = Peer::tcp(tls).await;
+    plain.send(request("OPTIONS", "plain", 1, "pl", "TCP", None, "", "").as_bytes()).await;
+    let (_, closed) = plain.read_raw(Duration::from_secs(3)).await;
+    assert!(closed, "plaintext on the TLS port is closed");
+    // A client that does not trust our CA fails its own handshake.
+    let other_ca = ringer::tls::devcert::generate(&["elsewhere".into()]).expect("certs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = other_ca.write_to(dir.path()).expect("written");
+    let config = ringer::tls::client_config(Some(&files.ca_cert), None).expect("config");
+    assert!(tls_connect(tls, config, "tas.example.com").await.is_err());
+    // The good connection is unaffected.
+    good.send(request("OPTIONS", "good", 1, "good", "TLS", None, "", "").as_bytes()).await;
+    assert_eq!(good.final_response().await.status, 200);
+}
+
+#[tokio::test]
+async fn peer_policy_refuses_before_reading_and_limits_connections() {
+    let handler = Arc::new(DefaultActionHandler::new(DefaultAction::Answer, "127.0.0.1".into()));
+    let lab = lab_with(handler.clone(), |config, _| {
+        config.policy.allow = vec!["192.0.2.0/24".parse().expect("net")];
+    })
+    .await;
+    let mut refused = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    refused.send(request("OPTIONS", "r", 1, "r", "TCP", None, "", "").as_bytes()).await;
+    let (bytes, closed) = refused.read_raw(Duration::from_secs(2)).await;
+    assert!(closed && bytes.is_empty(), "refused peer closed without an answer");
+    let mut udp = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    udp.send(request("OPTIONS", "r", 1, "r", "UDP", None, "", "").as_bytes()).await;
+    assert!(udp.recv_within(Duration::from_millis(500)).await.is_none(), "UDP from a refused peer dropped");
+
+    let limited = lab_with(handler, |config, _| {
+        config.policy.max_connections_per_peer = 2;
+    })
+    .await;
+    let tcp = limited.endpoint.tcp_addr.expect("tcp");
+    let mut first = Peer::tcp(tcp).await;
+    let _second = Peer::tcp(tcp).await;
+    eventually(Duration::from_secs(2), "two admitted", || limited.endpoint.open_connections() == 2).await;
+    let mut third = Peer::tcp(tcp).await;
+    assert!(third.read_raw(Duration::from_secs(2)).await.1, "third connection from the same peer closed");
+    first.send(request("OPTIONS", "ok", 1, "ok", "TCP", None, "", "").as_bytes()).await;
+    assert_eq!(first.final_response().await.status, 200);
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
+    let clients = ringer::tls::devcert::generate(&["core.example.net".into()]).expect("client certs");
+    let client_dir = tempfile::tempdir().expect("tempdir");
+    let client_files = clients.write_to(client_dir.path()).expect("written");
+    let client_ca = client_files.ca_cert.clone();
+    let handler = Arc::new(DefaultActionHandler::new(DefaultAction::Answer, "127.0.0.1".into()));
+    let lab = lab_with(handler, |config, dir| {
+        let files = ringer::tls::devcert::generate(&["tas.example.com".into()])
+            .expect("certs")
+            .write_to(&dir.join("server"))
+            .expect("w");
+        let chain = ringer::tls::load_chain(&files.server_cert).expect("chain");
+        let key = ringer::tls::load_key(&files.server_key).expect("key");
+        let server = ringer::tls::server_config(chain, key, Some(&client_ca)).expect("mtls config");
+        config.tls = Some((ANY.parse().expect("addr"), server));
+        std::fs::copy(&files.ca_cert, dir.join("ca.pem")).expect("ca");
+    })
+    .await;
+    let tls = lab.endpoint.tls_addr.expect("tls");
+    let anonymous = ringer::tls::client_config(Some(&lab.ca), None).expect("config");
+    let mut stream = tls_connect(tls, anonymous, "tas.example.com").await;
+    if let Ok(stream) = stream.as_mut() {
+        // TLS 1.3 reports the missing certificate after the handshake: the first read fails.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream.write_all(request("OPTIONS", "x", 1, "x", "TLS", None, "", "").as_bytes()).await;
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "no SIP answer without a client certificate");
+    }
+    let identity = (
+        ringer::tls::load_chain(&client_files.server_cert).expect("chain"),
+        ringer::tls::load_key(&client_files.server_key).expect("key"),
+    );
+    let with_cert = ringer::tls::client_config(Some(&lab.ca), Some(identity)).expect("config");
+    let stream = tls_connect(tls, with_cert, "tas.example.com").await.expect("mutual TLS handshake");
+    let mut peer = Peer::Stream { stream: Box::new(stream), buffer: bytes::BytesMut::new(), transport: "TLS" };
+    peer.send(request("OPTIONS", "m", 1, "m", "TLS", None, "", "").as_bytes()).await;
+    assert_eq!(peer.final_response().await.status, 200);
+}
+
+#[tokio::test]
+async fn responses_never_get_answers() {
+    let lab = lab("answer").await;
+    let mut peer = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    peer.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(peer.recv_within(Duration::from_millis(300)).await.is_none());
+    let _ = SocketAddr::from(([127, 0, 0, 1], 0));
+    let _ = Message::Response;
+}
