@@ -13,5 +13,6 @@ pub mod media;
 pub mod proto;
 pub mod registrar;
 pub mod sip;
+pub mod tas;
 pub mod tls;
 pub mod types;

@@ -239,7 +239,7 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mu
 
 fn serve_config(endpoint: &str, status: std::net::SocketAddr, subscribers: &[(&str, &str)]) -> String {
     let mut text = format!(
-        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n"
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n[sip]\ntcp_listen = \"127.0.0.1:0\"\n"
     );
     for (number, route_type) in subscribers {
         text.push_str(&format!(
@@ -332,4 +332,70 @@ async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("embedded defaults: emulated core's SipBreakoutService at http://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("6 registrations deleted"), "{stdout}");
+}
+
+fn tls_serve_config(endpoint: &str, certs: &std::path::Path) -> String {
+    format!(
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n\
+         [sip]\ntls_listen = \"127.0.0.1:0\"\ncert_file = \"{0}/server.pem\"\nkey_file = \"{0}/server.key\"\n\
+         default_action = \"reject 486\"\n[[subscriber]]\nphone_number = \"+4799990020\"\nroute_type = \"loop\"\n",
+        certs.display()
+    )
+}
+
+#[tokio::test]
+async fn certs_then_serve_over_tls_verified_against_the_dev_ca() {
+    let core = start_core(AuthMode::Sandbox, HOUR).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let certs_text = certs.to_str().expect("utf-8").to_owned();
+    let out =
+        ringer(&["certs", "--domain", "tas.example.com", "--domain", "127.0.0.1", "--out", &certs_text], &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(certs.join("server.key")).expect("key").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, tls_serve_config(&core.endpoint(), &certs)).expect("write");
+    let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
+    let stdout = server.stdout.clone();
+    eventually(Duration::from_secs(10), "TLS listener announced", || {
+        stdout.lock().expect("lock").contains("SIP/TLS listening on ")
+    })
+    .await;
+    let addr: std::net::SocketAddr = stdout
+        .lock()
+        .expect("lock")
+        .lines()
+        .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
+        .and_then(|addr| addr.trim().parse().ok())
+        .expect("address");
+    let mut peer = common::sip::Peer::tls(addr, &certs.join("ca.pem"), "tas.example.com").await;
+    peer.send(common::sip::request("OPTIONS", "cli-tls", 1, "clitls", "TLS", None, "", "").as_bytes()).await;
+    let response = peer.final_response().await;
+    assert_eq!(response.status, 200);
+    assert!(response.headers.get("Server").is_some_and(|s| s.starts_with("ringer/")));
+    peer.send(
+        common::sip::request("INVITE", "cli-inv", 1, "cliinv", "TLS", None, "", common::sip::SDP_OFFER).as_bytes(),
+    )
+    .await;
+    assert_eq!(peer.final_response().await.status, 486, "the configured default action");
+    server.signal(Signal::SIGTERM);
+    let (code, _, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_certificate_for_another_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let out = ringer(&["certs", "--domain", "other.example.com", "--out", certs.to_str().expect("utf-8")], &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, tls_serve_config("http://127.0.0.1:1", &certs)).expect("write");
+    let out = ringer(&["serve", "--config", path.to_str().expect("utf-8")], &[]).await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("is not valid for \"tas.example.com\""), "{}", out.stderr);
+    assert!(out.stderr.contains("ringer certs --domain tas.example.com"), "{}", out.stderr);
 }

@@ -35,6 +35,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Make a development CA and a server certificate it signs (ca.pem, server.pem, server.key),
+    /// so peers verify the TAS against that CA instead of turning verification off.
+    Certs {
+        /// A DNS name or IP address the certificate must be valid for (repeatable).
+        #[arg(long = "domain", value_name = "NAME", required = true)]
+        domains: Vec<String>,
+        /// The folder to write into.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+    },
     /// UpsertRegistration: put this TAS into a subscriber's calls (prints the answer as JSON).
     Register(register::RegistrationArgs),
     /// DeleteRegistration: take this TAS out of a subscriber's calls (prints the answer as JSON).
@@ -46,7 +56,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
-            Command::Serve { .. } | Command::Core { .. } => "info",
+            Command::Serve { .. } | Command::Core { .. } | Command::Certs { .. } => "info",
         }
     }
 }
@@ -68,6 +78,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(config).await,
         Command::Core { config } => core::run(config).await,
+        Command::Certs { domains, out } => {
+            let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;
+            println!("CA certificate (give it to peers): {}", files.ca_cert.display());
+            println!("server certificate: {}", files.server_cert.display());
+            println!("server key (mode 0600): {}", files.server_key.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Register(args) => register::run(register::Operation::Upsert, args).await,
         Command::Unregister(args) => register::run(register::Operation::Delete, args).await,
     }

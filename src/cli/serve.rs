@@ -12,6 +12,9 @@ use ringer::config::serve::ServeConfig;
 use ringer::registrar::auth::Credentials;
 use ringer::registrar::{status, Registrar, RegistrationClient};
 
+/// Where the embedded defaults keep their development certificates (relative to the working directory).
+const EMBEDDED_CERT_DIR: &str = "var/certs";
+
 /// Runs the TAS until SIGINT/SIGTERM.
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut signals = super::Signals::install()?;
@@ -25,9 +28,23 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             };
             let core = ringer::core::start(&core_config).await?;
             println!("embedded defaults: emulated core's SipBreakoutService at {}", core.endpoint());
-            (ServeConfig::embedded(core.endpoint()), Some(core))
+            // A development CA and certificate, made on first start and kept for the next.
+            let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+            let certs = ringer::tls::devcert::ensure(Path::new(EMBEDDED_CERT_DIR), &names)?;
+            println!(
+                "embedded defaults: TLS certificate {} (CA {})",
+                certs.server_cert.display(),
+                certs.ca_cert.display()
+            );
+            (ServeConfig::embedded(core.endpoint(), &certs), Some(core))
         }
     };
+    let sip = ringer::tas::start_sip(&config).await?;
+    for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
+        if let Some(addr) = addr {
+            println!("SIP/{transport} listening on {addr}");
+        }
+    }
     let credentials = Credentials::from_config(&config.auth)?;
     let client = RegistrationClient::new(&config.core, credentials)?;
     let mut registrar = Registrar::start(client, config.registrar.clone(), config.registrations());
@@ -52,6 +69,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     info!("shutting down: deleting registrations");
     let report = registrar.shutdown().await;
+    sip.shutdown();
     if let Some(core) = embedded_core {
         core.shutdown().await;
     }

@@ -24,9 +24,69 @@ pub struct ServeConfig {
     /// How registrations are kept alive.
     #[serde(default)]
     pub registrar: RegistrarConfig,
+    /// The SIP side: listeners, certificates, peers, limits.
+    #[serde(default)]
+    pub sip: SipConfig,
     /// The subscribers this TAS serves.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// The SIP listeners and how calls are treated until behaviours are configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// SIP over TLS, what the core uses (e.g. `0.0.0.0:5061`).
+    pub tls_listen: Option<SocketAddr>,
+    /// Plain SIP over TCP, for lab peers and SIPp; off in production.
+    pub tcp_listen: Option<SocketAddr>,
+    /// SIP over UDP, for lab peers and SIPp; off in production.
+    pub udp_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS; must be valid for the host of `tas.sip_uri`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub key_file: Option<PathBuf>,
+    /// With this CA, TLS peers must present a certificate it signed (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Networks allowed to connect or send (e.g. the core's SBC); empty allows all.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Open stream connections allowed in total.
+    pub max_connections: usize,
+    /// Open stream connections allowed from one address.
+    pub max_connections_per_peer: usize,
+    /// A message begun on a stream must be complete within this.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
+    /// A connection with nothing to read for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The host in Contact headers; default: the host of `tas.sip_uri`.
+    pub contact_host: Option<String>,
+    /// What every INVITE gets for now: `answer` or `reject <code> [reason]`.
+    pub default_action: crate::call::DefaultAction,
+    /// The address written into SDP answers.
+    pub media_address: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            tls_listen: None,
+            tcp_listen: None,
+            udp_listen: None,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            allow: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_peer: 1_000,
+            message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15 * 60),
+            contact_host: None,
+            default_action: crate::call::DefaultAction::Answer,
+            media_address: "0.0.0.0".into(),
+        }
+    }
 }
 
 /// This TAS as registered with the core.
@@ -181,6 +241,13 @@ impl ServeConfig {
         if registrar.max_in_flight == 0 {
             return Err("registrar.max_in_flight must be at least 1".into());
         }
+        let sip = &self.sip;
+        if sip.tls_listen.is_some() && (sip.cert_file.is_none() || sip.key_file.is_none()) {
+            return Err("sip.tls_listen needs sip.cert_file and sip.key_file (make them with `ringer certs`)".into());
+        }
+        if sip.max_connections == 0 || sip.max_connections_per_peer == 0 {
+            return Err("sip.max_connections and sip.max_connections_per_peer must be at least 1".into());
+        }
         let mut seen = HashSet::new();
         for subscriber in &self.subscribers {
             if !seen.insert(&subscriber.phone_number) {
@@ -206,7 +273,7 @@ impl ServeConfig {
 
     /// The configuration `ringer serve` runs on without `--config`: sample subscribers, one of
     /// each route type, registered with an emulated core at `core_endpoint`.
-    pub fn embedded(core_endpoint: String) -> Self {
+    pub fn embedded(core_endpoint: String, certs: &crate::tls::devcert::DevCertificateFiles) -> Self {
         let subscriber = |number: &str, route_type, mo: &str, mt: &str| SubscriberConfig {
             // The literals below are valid; a failure here is a programming error caught by tests.
             phone_number: Msisdn::parse(number).unwrap_or_else(|_| unreachable!("sample number")),
@@ -226,6 +293,15 @@ impl ServeConfig {
             },
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
+            sip: SipConfig {
+                tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
+                tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+                udp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+                cert_file: Some(certs.server_cert.clone()),
+                key_file: Some(certs.server_key.clone()),
+                media_address: "127.0.0.1".into(),
+                ..SipConfig::default()
+            },
             subscribers: vec![
                 subscriber("+4799990001", RouteType::Loop, "11", "21"),
                 subscriber("+4799990002", RouteType::LoopMo, "12", ""),
@@ -244,7 +320,12 @@ mod tests {
 
     #[test]
     fn embedded_defaults_validate() {
-        let config = ServeConfig::embedded("http://127.0.0.1:1".into());
+        let files = crate::tls::devcert::DevCertificateFiles {
+            ca_cert: "ca.pem".into(),
+            server_cert: "server.pem".into(),
+            server_key: "server.key".into(),
+        };
+        let config = ServeConfig::embedded("http://127.0.0.1:1".into(), &files);
         assert_eq!(config.validate(), Ok(()));
         let routes: HashSet<RouteType> = config.subscribers.iter().map(|s| s.route_type).collect();
         assert_eq!(routes.len(), RouteType::ALL.len());

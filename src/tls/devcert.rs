@@ -133,3 +133,16 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), DevCertError
     file.sync_all().map_err(error)?;
     std::fs::rename(&temporary, path).map_err(error)
 }
+
+/// The files in `dir` if all three exist, else a new CA and certificate for `names` written there.
+pub fn ensure(dir: &Path, names: &[String]) -> Result<DevCertificateFiles, DevCertError> {
+    let files = DevCertificateFiles {
+        ca_cert: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    };
+    if files.ca_cert.exists() && files.server_cert.exists() && files.server_key.exists() {
+        return Ok(files);
+    }
+    generate(names)?.write_to(dir)
+}
