@@ -1,7 +1,7 @@
 //! Every RFC 4475 torture message through the parser and validator, with the RFC's verdict.
 //! The files are read from `../shared/conformance/rfc4475` (or `$RFC4475_DIR`), byte-exact.
 
-use std::path::PathBuf;
+mod common;
 
 use ringer::sip::message::validate::{validate_request, validate_response};
 use ringer::sip::message::{parse_datagram, Message};
@@ -84,12 +84,6 @@ const CORPUS: &[(&str, Verdict)] = &[
     ("TC_TEST_I", Unanswerable),
 ];
 
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("RFC4475_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475"))
-}
-
 fn verdict_of(bytes: &[u8]) -> (Verdict, String) {
     match parse_datagram(bytes) {
         Ok(Message::Request(request)) => match validate_request(&request) {
@@ -111,7 +105,7 @@ fn verdict_of(bytes: &[u8]) -> (Verdict, String) {
 
 #[test]
 fn every_torture_message_gets_the_rfc_verdict() {
-    let dir = corpus_dir();
+    let dir = common::rfc4475_dir();
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|error| panic!("RFC 4475 corpus at {}: {error}", dir.display()))
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())

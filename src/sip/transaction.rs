@@ -223,9 +223,10 @@ impl TransactionLayer {
                 let mut shard = self.shared.table.shard(&key);
                 if let Some(existing) = shard.get(&key).cloned() {
                     drop(shard);
-                    // A retransmission: answer with the last response, if any.
+                    // A retransmission: answer with the last response, where it came from
+                    // (the peer's address may have changed behind a NAT).
                     if let Some(bytes) = existing.inner().last_response.clone() {
-                        let _ = existing.link.send(bytes);
+                        let _ = link.send(bytes);
                     }
                     return;
                 }

@@ -135,3 +135,10 @@ pub async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
     true
 }
+
+/// The RFC 4475 torture messages: `../shared/conformance/rfc4475`, or `$RFC4475_DIR`.
+pub fn rfc4475_dir() -> std::path::PathBuf {
+    std::env::var_os("RFC4475_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475"))
+}
