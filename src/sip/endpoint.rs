@@ -109,6 +109,11 @@ impl Endpoint {
         self.connections.total()
     }
 
+    /// Stream connections admitted since start.
+    pub fn admitted_connections(&self) -> u64 {
+        self.connections.admitted()
+    }
+
     /// Stops the listeners and closes connections.
     pub fn shutdown(&self) {
         self.shutdown.cancel();

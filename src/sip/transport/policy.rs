@@ -57,6 +57,7 @@ pub enum Refused {
 #[derive(Debug, Default)]
 pub struct ConnectionCounter {
     per_peer: Mutex<HashMap<IpAddr, usize>>,
+    admitted: std::sync::atomic::AtomicU64,
 }
 
 /// One admitted connection's place in the counts.
@@ -82,7 +83,13 @@ impl ConnectionCounter {
             return Err(Refused::TooManyFromPeer);
         }
         *count += 1;
+        self.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(ConnectionSlot { counter: self.clone(), ip })
+    }
+
+    /// Connections admitted since start.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Open connections in total.

@@ -1,0 +1,162 @@
+//! SIPp (Debian `sip-tester`) against the endpoint: its built-in `uac` over UDP and TCP, a reject
+//! scenario, and TLS through Debian's `stunnel4` (Debian builds SIPp without TLS).
+//! Under CI=true a missing peer is a failure, never a skip.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringer::call::DefaultActionHandler;
+use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
+use ringer::sip::transaction::Timers;
+use ringer::sip::transport::policy::PeerPolicy;
+use ringer::sip::transport::stream::StreamLimits;
+use ringer::sip::ua::UaConfig;
+use tokio::process::Command;
+
+const CALLS: u32 = 500;
+const RATE: u32 = 50;
+
+/// The path of `tool`, or `None` outside CI when it is missing (the test then says so and passes).
+fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
+    let found = candidates.iter().find_map(|name| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        let message = format!("{} not found: install Debian's {package} (./scripts/test does)", candidates[0]);
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("SKIPPED outside CI: {message}");
+    }
+    found
+}
+
+async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
+    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), "127.0.0.1".into()));
+    let tls = certs.map(|dir| {
+        let files = ringer::tls::devcert::ensure(dir, &["tas.example.com".into()]).expect("certs");
+        let chain = ringer::tls::load_chain(&files.server_cert).expect("chain");
+        let key = ringer::tls::load_key(&files.server_key).expect("key");
+        ("127.0.0.1:0".parse().expect("addr"), ringer::tls::server_config(chain, key, None).expect("tls"))
+    });
+    let config = EndpointConfig {
+        tls,
+        tcp: Some("127.0.0.1:0".parse().expect("addr")),
+        udp: Some("127.0.0.1:0".parse().expect("addr")),
+        policy: PeerPolicy::default(),
+        limits: StreamLimits::default(),
+        ua: UaConfig {
+            contact_host: "tas.example.com".into(),
+            server: "ringer-test".into(),
+            timers: Timers::default(),
+        },
+    };
+    endpoint::start(config, handler).await.expect("endpoint")
+}
+
+/// Cumulative successful and failed calls from SIPp's final statistics screen.
+fn call_counts(screen: &str) -> (u32, u32) {
+    let cumulative = |label: &str| {
+        screen
+            .lines()
+            .filter(|line| line.trim_start().starts_with(label))
+            .last()
+            .and_then(|line| line.rsplit('|').next())
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    (cumulative("Successful call"), cumulative("Failed call"))
+}
+
+async fn run_sipp(sipp: &Path, scenario: &[&str], transport: &str, target: std::net::SocketAddr) -> (u32, u32, String) {
+    let local_port = common::free_port().port().to_string();
+    let calls = CALLS.to_string();
+    let rate = RATE.to_string();
+    let target = target.to_string();
+    let mut args: Vec<&str> = scenario.to_vec();
+    args.extend(["-t", transport, "-p", &local_port, "-i", "127.0.0.1", "-r", &rate, "-m", &calls]);
+    args.extend(["-nostdin", "-timeout", "60s", "-timeout_error", &target]);
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new(sipp).args(&args).stdin(Stdio::null()).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("SIPp finished in time")
+    .expect("SIPp ran");
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let (ok, failed) = call_counts(&screen);
+    assert_eq!(output.status.code(), Some(0), "SIPp reported failures:\n{screen}");
+    (ok, failed, screen)
+}
+
+async fn assert_all_calls_succeed(
+    endpoint: &Endpoint,
+    sipp: &Path,
+    scenario: &[&str],
+    transport: &str,
+    target: std::net::SocketAddr,
+) {
+    let (ok, failed, screen) = run_sipp(sipp, scenario, transport, target).await;
+    assert_eq!((ok, failed), (CALLS, 0), "{screen}");
+    common::eventually(Duration::from_secs(40), "no dialog or INVITE left behind", || {
+        endpoint.live_dialogs() == 0 && endpoint.pending_invites() == 0
+    })
+    .await;
+}
+
+fn reject_scenario() -> String {
+    format!("{}/scenarios/uac_reject.xml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn sipp_uac_over_udp_and_tcp_every_call_answered() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let endpoint = endpoint("answer", None).await;
+    assert_all_calls_succeed(&endpoint, &sipp, &["-sn", "uac"], "u1", endpoint.udp_addr.expect("udp")).await;
+    assert_all_calls_succeed(&endpoint, &sipp, &["-sn", "uac"], "t1", endpoint.tcp_addr.expect("tcp")).await;
+}
+
+#[tokio::test]
+async fn sipp_against_a_reject_rule_over_udp_and_tcp() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let endpoint = endpoint("reject 486", None).await;
+    let scenario = reject_scenario();
+    assert_all_calls_succeed(&endpoint, &sipp, &["-sf", &scenario], "u1", endpoint.udp_addr.expect("udp")).await;
+    assert_all_calls_succeed(&endpoint, &sipp, &["-sf", &scenario], "t1", endpoint.tcp_addr.expect("tcp")).await;
+}
+
+#[tokio::test]
+async fn sipp_over_tls_through_stunnel() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let Some(stunnel) = tool(&["stunnel4", "stunnel"], "stunnel4") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = endpoint("answer", Some(dir.path())).await;
+    let tls = endpoint.tls_addr.expect("tls");
+    let accept = common::free_port();
+    // stunnel verifies ringer's certificate against the development CA, as the core would.
+    let config = format!(
+        "foreground = yes\npid =\n[sip]\nclient = yes\naccept = {accept}\nconnect = {tls}\nCAfile = {}\nverifyChain = yes\ncheckHost = tas.example.com\n",
+        dir.path().join("ca.pem").display()
+    );
+    let config_path = dir.path().join("stunnel.conf");
+    std::fs::write(&config_path, config).expect("stunnel config");
+    let _stunnel = Command::new(stunnel)
+        .arg(&config_path)
+        .kill_on_drop(true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stunnel");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(accept).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "stunnel did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_calls_succeed(&endpoint, &sipp, &["-sn", "uac"], "t1", accept).await;
+    // Only stunnel's TLS connections reached ringer (SIPp's TCP ends at stunnel).
+    assert!(endpoint.admitted_connections() >= 1, "the calls came over TLS");
+}
