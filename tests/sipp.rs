@@ -63,8 +63,8 @@ fn call_counts(screen: &str) -> (u32, u32) {
     let cumulative = |label: &str| {
         screen
             .lines()
-            .filter(|line| line.trim_start().starts_with(label))
-            .last()
+            .rev()
+            .find(|line| line.trim_start().starts_with(label))
             .and_then(|line| line.rsplit('|').next())
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(u32::MAX)
