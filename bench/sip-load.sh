@@ -35,9 +35,9 @@ run_step() {
     rm -f "$work"/*_rtt.csv
     local start end
     start=$(date +%s.%N)
-    (cd "$work" && sipp "${scenario[@]}" -t "$flag" -i 127.0.0.1 -p 0 -r "$rate" -m "$calls" \
+    (cd "$work" && sipp "${scenario[@]}" -t "$flag" -i 127.0.0.1 -p $((port + 1000)) -r "$rate" -m "$calls" \
         -l $((rate * 4)) -nostdin -timeout $((STEP * 4))s -timeout_error -max_socket 50000 \
-        -trace_rtt -rtt_freq 1 -trace_stat -fd 1 127.0.0.1:"$port" > sipp.out 2>&1) || true
+        -trace_rtt -rtt_freq 1 127.0.0.1:"$port" > sipp.out 2>&1) || true
     end=$(date +%s.%N)
     local ok failed
     ok=$(grep -a "Successful call" "$work/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
@@ -47,7 +47,13 @@ run_step() {
     cps=$(awk -v ok="$ok" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", ok / (e - s) }')
     local rtt
     rtt=$(cat "$work"/*_rtt.csv 2>/dev/null | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ { print $2 }' | sort -n |
-        awk '{ v[NR] = $1 } END { if (NR == 0) { print "- -" } else { printf "%.2f %.2f", v[int(NR * 0.5) + 1 > NR ? NR : int(NR * 0.5) + 1], v[int(NR * 0.99) + 1 > NR ? NR : int(NR * 0.99) + 1] } }')
+        awk '{ v[NR] = $1 }
+             END {
+                 if (NR == 0) { print "- -"; exit }
+                 m = int(NR * 0.50) + 1; if (m > NR) m = NR
+                 p = int(NR * 0.99) + 1; if (p > NR) p = NR
+                 printf "%.2f %.2f", v[m], v[p]
+             }')
     echo "$cps $failed $rtt"
 }
 

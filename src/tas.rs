@@ -68,6 +68,7 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             server: server_header(),
             timers: Timers::default(),
         },
+        client_tls: Some(crate::tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
     })
 }
 

@@ -79,6 +79,7 @@ async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
         ua: UaConfig { contact_host: "127.0.0.1".into(), server: "ringer-test".into(), timers: Timers::default() },
+        client_tls: None,
     };
     let endpoint = endpoint::start(config, handler).await.expect("endpoint");
     let server = endpoint.udp_addr.expect("udp");

@@ -51,6 +51,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
         policy: PeerPolicy::default(),
         limits: StreamLimits { message_timeout: Duration::from_millis(500), ..StreamLimits::default() },
         ua: UaConfig { contact_host: "tas.example.com".into(), server: "ringer-test".into(), timers: fast_timers() },
+        client_tls: None,
     };
     tweak(&mut config, dir.path());
     let endpoint = endpoint::start(config, handler).await.expect("endpoint starts");
@@ -115,9 +116,8 @@ async fn a_full_call_on_every_transport() {
         let t = peer.transport();
         let call_id = format!("call-{t}");
         peer.send(request("INVITE", &call_id, 1, "inv1", t, None, "", SDP_OFFER).as_bytes()).await;
-        let trying = peer.response().await;
-        assert_eq!(trying.status, 100, "{t}");
-        let ok = peer.final_response().await;
+        // Answered while the request is handled: no 100 Trying is needed (RFC 3261 §17.2.1).
+        let ok = peer.response().await;
         assert_eq!(ok.status, 200, "{t}");
         let answer = std::str::from_utf8(&ok.body).expect("utf-8");
         assert!(answer.contains("m=audio 0 RTP/AVP 0\r\n"), "every stream declined: {answer}");
@@ -203,8 +203,10 @@ struct RingForever;
 
 impl SessionHandler for RingForever {
     fn on_invite(&self, invite: PendingInvite) {
-        invite.provisional(180, None);
+        // Nothing is sent while the request is handled, so the transaction sends 100 at once.
         tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            invite.provisional(180, None);
             invite.cancelled().await;
             drop(invite);
         });
@@ -481,4 +483,110 @@ async fn responses_never_get_answers() {
     assert!(peer.recv_within(Duration::from_millis(300)).await.is_none());
     let _ = SocketAddr::from(([127, 0, 0, 1], 0));
     let _ = Message::Response;
+}
+
+/// Answers, then hangs up after a moment; reports each BYE's outcome.
+struct AnswerThenHangUp {
+    outcomes: tokio::sync::mpsc::UnboundedSender<Result<u16, String>>,
+}
+
+impl SessionHandler for AnswerThenHangUp {
+    fn on_invite(&self, invite: PendingInvite) {
+        let Some(call) = invite.answer(bytes::Bytes::from_static(
+            b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
+        )) else {
+            return;
+        };
+        let outcomes = self.outcomes.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = outcomes.send(call.hangup().await.map_err(|error| error.to_string()));
+        });
+    }
+    fn on_offer(&self, _: &DialogId, offer: &bytes::Bytes) -> OfferAnswer {
+        OfferAnswer::Accept(offer.clone())
+    }
+    fn on_ended(&self, _: &DialogId, _: &str) {}
+}
+
+fn ok_to(request: &ringer::sip::message::Request) -> Vec<u8> {
+    ringer::sip::transport::response_to(&request.headers, 200, "OK").expect("response").to_bytes()
+}
+
+async fn expect_bye(peer: &mut Peer) -> ringer::sip::message::Request {
+    match peer.recv_within(WAIT).await {
+        Some(Message::Request(request)) if request.method == ringer::sip::message::Method::Bye => request,
+        other => panic!("expected a BYE, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ringer_hangs_up_with_bye_on_the_call_connection() {
+    let (outcomes, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let lab = lab_with(Arc::new(AnswerThenHangUp { outcomes }), |_, _| {}).await;
+    for mut peer in lab.peers().await {
+        let t = peer.transport();
+        let call_id = format!("bye-{t}");
+        peer.send(
+            request(
+                "INVITE",
+                &call_id,
+                1,
+                "byeinv",
+                t,
+                None,
+                "Record-Route: <sip:proxy.example.com;lr>\r\n",
+                SDP_OFFER,
+            )
+            .as_bytes(),
+        )
+        .await;
+        let ok = peer.final_response().await;
+        let tag = to_tag(&ok);
+        peer.send(request("ACK", &call_id, 1, "byeack", t, Some(&tag), "", "").as_bytes()).await;
+        let bye = expect_bye(&mut peer).await;
+        assert_eq!(bye.uri.to_string(), "sip:alice@127.0.0.1:5099", "{t}: to the caller's Contact");
+        assert_eq!(bye.headers.get("Call-ID"), Some(call_id.as_str()));
+        assert!(
+            bye.headers.get("From").is_some_and(|from| from.contains(&format!("tag={tag}"))),
+            "{t}: our tag in From"
+        );
+        assert!(bye.headers.get("To").is_some_and(|to| to.contains("tag=alice1")), "{t}: their tag in To");
+        assert_eq!(bye.headers.get("Route"), Some("<sip:proxy.example.com;lr>"), "{t}: the route set");
+        assert!(bye
+            .headers
+            .get("Via")
+            .is_some_and(|via| via.starts_with(&format!("SIP/2.0/{t} ")) && via.contains("branch=z9hG4bK")));
+        if t == "UDP" {
+            // Unanswered, the BYE is retransmitted (Timer E) with the same branch.
+            let again = expect_bye(&mut peer).await;
+            assert_eq!(again.headers.get("Via"), bye.headers.get("Via"));
+        }
+        peer.send(&ok_to(&bye)).await;
+        let outcome = tokio::time::timeout(WAIT, results.recv()).await.expect("hang-up finished").expect("outcome");
+        assert_eq!(outcome, Ok(200), "{t}");
+    }
+    lab.quiet().await;
+}
+
+#[tokio::test]
+async fn a_bye_after_the_connection_closed_goes_over_a_new_one_to_the_contact() {
+    let (outcomes, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let lab = lab_with(Arc::new(AnswerThenHangUp { outcomes }), |_, _| {}).await;
+    let contact = tokio::net::TcpListener::bind(ANY).await.expect("listener");
+    let contact_addr = contact.local_addr().expect("addr");
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    let invite = request("INVITE", "reconnect", 1, "rc", "TCP", None, "", SDP_OFFER)
+        .replace("Contact: <sip:alice@127.0.0.1:5099>", &format!("Contact: <sip:alice@{contact_addr};transport=tcp>"));
+    peer.send(invite.as_bytes()).await;
+    let ok = peer.final_response().await;
+    peer.send(request("ACK", "reconnect", 1, "rcack", "TCP", Some(&to_tag(&ok)), "", "").as_bytes()).await;
+    drop(peer);
+    let (socket, _) = tokio::time::timeout(WAIT, contact.accept()).await.expect("ringer connects").expect("accept");
+    let mut back = Peer::Stream { stream: Box::new(socket), buffer: bytes::BytesMut::new(), transport: "TCP" };
+    let bye = expect_bye(&mut back).await;
+    assert_eq!(bye.headers.get("Call-ID"), Some("reconnect"));
+    back.send(&ok_to(&bye)).await;
+    assert_eq!(tokio::time::timeout(WAIT, results.recv()).await.expect("done").expect("outcome"), Ok(200));
+    lab.quiet().await;
 }

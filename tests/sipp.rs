@@ -54,6 +54,7 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
             server: "ringer-test".into(),
             timers: Timers::default(),
         },
+        client_tls: None,
     };
     endpoint::start(config, handler).await.expect("endpoint")
 }

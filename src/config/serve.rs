@@ -48,6 +48,9 @@ pub struct SipConfig {
     pub key_file: Option<PathBuf>,
     /// With this CA, TLS peers must present a certificate it signed (mutual TLS).
     pub client_ca_file: Option<PathBuf>,
+    /// The CA that signs the core's certificate, for connections ringer opens; default: the
+    /// system's roots.
+    pub core_ca_file: Option<PathBuf>,
     /// Networks allowed to connect or send (e.g. the core's SBC); empty allows all.
     pub allow: Vec<ipnet::IpNet>,
     /// Open stream connections allowed in total.
@@ -77,6 +80,7 @@ impl Default for SipConfig {
             cert_file: None,
             key_file: None,
             client_ca_file: None,
+            core_ca_file: None,
             allow: Vec::new(),
             max_connections: 10_000,
             max_connections_per_peer: 1_000,

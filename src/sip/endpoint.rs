@@ -9,11 +9,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::client::ClientTransactions;
 use super::transaction::{Timers, TransactionLayer};
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
 use super::transport::{udp, Handler};
-use super::ua::{SessionHandler, UaConfig, UserAgent};
+use super::ua::{Outbound, SessionHandler, UaConfig, UserAgent};
 
 /// Where and how to listen.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct EndpointConfig {
     pub limits: StreamLimits,
     /// How the UA presents itself.
     pub ua: UaConfig,
+    /// TLS client settings for connections ringer opens (to the core); `None`: no TLS out.
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A running endpoint.
@@ -50,8 +53,10 @@ pub struct Endpoint {
 pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> std::io::Result<Endpoint> {
     crate::tls::install_crypto_provider();
     let timers: Timers = config.ua.timers;
-    let ua = UserAgent::new(config.ua.clone(), handler);
-    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), timers));
+    let clients = Arc::new(ClientTransactions::default());
+    let outbound = Arc::new(Outbound { context: std::sync::OnceLock::new(), tls: config.client_tls.clone() });
+    let ua = UserAgent::new(config.ua.clone(), handler, clients.clone(), outbound.clone());
+    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients, timers));
     let as_handler: Arc<dyn Handler> = transactions.clone();
     let policy = Arc::new(config.policy.clone());
     let connections = Arc::new(ConnectionCounter::default());
@@ -63,6 +68,7 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
     };
+    let _ = outbound.context.set(context.clone());
     fn bind_error(addr: SocketAddr, transport: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
         move |error| std::io::Error::new(error.kind(), format!("cannot listen for SIP/{transport} on {addr}: {error}"))
     }
@@ -82,7 +88,11 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
     if let Some(addr) = config.udp {
         let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?);
         udp_addr = Some(socket.local_addr()?);
-        tokio::spawn(udp::serve(socket, as_handler, policy, shutdown.clone()));
+        // One receive loop per core: a datagram's whole handling runs in the loop that read it.
+        let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        for _ in 0..loops {
+            tokio::spawn(udp::serve(socket.clone(), as_handler.clone(), policy.clone(), shutdown.clone()));
+        }
     }
     info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
     Ok(Endpoint { tls_addr, tcp_addr, udp_addr, transactions, ua, connections, shutdown })

@@ -3,6 +3,7 @@
 //! Data flows one way: [`transport`] turns bytes from sockets into [`message`]s, the
 //! transaction layer matches them, and the call layer above decides what to answer.
 
+pub mod client;
 pub mod endpoint;
 pub mod message;
 pub mod transaction;

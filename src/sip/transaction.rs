@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
+use super::client::ClientTransactions;
 use super::message::header::Via;
 use super::message::validate::{validate_request, Essentials};
 use super::message::{Message, Method, Request, Response};
@@ -181,12 +182,13 @@ struct Shared {
 pub struct TransactionLayer {
     shared: Arc<Shared>,
     user: Arc<dyn TransactionUser>,
+    clients: Arc<ClientTransactions>,
 }
 
 impl TransactionLayer {
-    /// A layer delivering to `user`.
-    pub fn new(user: Arc<dyn TransactionUser>, timers: Timers) -> Self {
-        Self { shared: Arc::new(Shared { table: Table::new(), timers, created: AtomicU64::new(0) }), user }
+    /// A layer delivering requests to `user` and responses to `clients`.
+    pub fn new(user: Arc<dyn TransactionUser>, clients: Arc<ClientTransactions>, timers: Timers) -> Self {
+        Self { shared: Arc::new(Shared { table: Table::new(), timers, created: AtomicU64::new(0) }), user, clients }
     }
 
     /// Server transactions alive now.
@@ -246,13 +248,19 @@ impl TransactionLayer {
                 shard.insert(key, transaction.clone());
                 drop(shard);
                 let handle = ServerTransaction { transaction, layer: self.shared.clone() };
-                if request.method == Method::Invite {
-                    // 100 Trying at once: it stops the sender's INVITE retransmissions.
-                    if let Some(trying) = response_to(&request.headers, 100, "Trying") {
+                // 100 Trying stops the sender's INVITE retransmissions; it is left out only when
+                // the TU answered while handling the request (RFC 3261 §17.2.1), which halves the
+                // messages of an immediate reject.
+                let trying = match request.method {
+                    Method::Invite => response_to(&request.headers, 100, "Trying"),
+                    _ => None,
+                };
+                self.user.on_request(IncomingRequest { request, essentials, transaction: handle.clone() });
+                if let Some(trying) = trying {
+                    if handle.transaction.inner().last_response.is_none() {
                         handle.respond(trying);
                     }
                 }
-                self.user.on_request(IncomingRequest { request, essentials, transaction: handle });
             }
         }
     }
@@ -317,9 +325,11 @@ impl Handler for TransactionLayer {
                 tracing::trace!(peer = %link.peer(), transport = %link.transport(), method = %request.method, "request");
                 self.on_request(request, link)
             }
-            // This endpoint sends no requests through this layer yet: a stray response is dropped.
             Message::Response(response) => {
-                debug!(peer = %link.peer(), status = response.status, "response without a client transaction dropped")
+                let status = response.status;
+                if !self.clients.on_response(response) {
+                    debug!(peer = %link.peer(), status, "response without a client transaction dropped");
+                }
             }
         }
     }

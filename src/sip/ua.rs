@@ -11,10 +11,13 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::client::{ClientTransactions, RequestError};
 use super::message::header::NameAddr;
 use super::message::validate::Essentials;
+use super::message::Headers;
 use super::message::{reason_phrase, Method, Request, Response, Uri};
 use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
+use super::transport::stream::{self, StreamContext};
 use super::transport::{response_to, Link, Transport};
 
 /// Methods this UA accepts.
@@ -66,6 +69,7 @@ pub struct DialogId {
 
 struct DialogState {
     remote_cseq: u32,
+    local_cseq: u32,
     local_sdp: Bytes,
     /// We sent an offer (in a 2xx to an offerless re-INVITE) and await the answer in the ACK.
     offer_pending: bool,
@@ -76,6 +80,14 @@ struct DialogState {
 struct Dialog {
     id: DialogId,
     link: Link,
+    /// Where in-dialog requests go: the peer's Contact.
+    remote_target: String,
+    /// The peer's From, which is our To in requests we send.
+    remote_uri: String,
+    /// Our To (with our tag), which is our From in requests we send.
+    local_uri: String,
+    /// Record-Route of the INVITE, in order (RFC 3261 §12.1.1).
+    route_set: Vec<String>,
     state: Mutex<DialogState>,
 }
 
@@ -95,6 +107,8 @@ struct PendingEntry {
 struct Shared {
     config: UaConfig,
     handler: Arc<dyn SessionHandler>,
+    clients: Arc<ClientTransactions>,
+    outbound: Arc<Outbound>,
     dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
     /// INVITEs awaiting the call layer, by transaction id.
     pending: Mutex<HashMap<u64, PendingEntry>>,
@@ -140,12 +154,20 @@ fn add_to_tag(response: &mut Response, tag: &str) {
 }
 
 impl UserAgent {
-    /// A UA passing calls to `handler`.
-    pub fn new(config: UaConfig, handler: Arc<dyn SessionHandler>) -> Self {
+    /// A UA passing calls to `handler`, sending its own requests through `clients` and, when a
+    /// dialog's connection has closed, over new connections made by `outbound`.
+    pub fn new(
+        config: UaConfig,
+        handler: Arc<dyn SessionHandler>,
+        clients: Arc<ClientTransactions>,
+        outbound: Arc<Outbound>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
                 handler,
+                clients,
+                outbound,
                 dialogs: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 answered: AtomicU64::new(0),
@@ -388,9 +410,14 @@ fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
     if dialog.state().acked {
         return;
     }
-    if shared.dialogs().remove(&dialog.id).is_some() {
-        warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: dialog ended");
-        shared.handler.on_ended(&dialog.id, "no ACK");
+    if shared.dialogs().contains_key(&dialog.id) {
+        warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
+        let ua = UserAgent { shared: shared.clone() };
+        let id = dialog.id.clone();
+        tokio::spawn(async move {
+            let _ = ua.hangup(&id).await;
+            ua.shared.handler.on_ended(&id, "no ACK");
+        });
     }
 }
 
@@ -515,7 +542,7 @@ impl PendingInvite {
     }
 
     /// Answers 200 with `sdp` and creates the dialog; `None` if the INVITE was already ended (CANCEL).
-    pub fn answer(self, sdp: Bytes) -> Option<DialogId> {
+    pub fn answer(self, sdp: Bytes) -> Option<CallHandle> {
         let config = &self.shared.config;
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
         response.headers.push("Contact", contact(config, self.transaction.link()));
@@ -529,8 +556,20 @@ impl PendingInvite {
         let dialog = Arc::new(Dialog {
             id: id.clone(),
             link: self.transaction.link().clone(),
+            remote_target: self
+                .request
+                .headers
+                .values("Contact")
+                .first()
+                .and_then(|contact| NameAddr::parse(contact).ok())
+                .map(|contact| contact.uri.to_string())
+                .unwrap_or_else(|| self.request.uri.to_string()),
+            remote_uri: self.request.headers.get("From").unwrap_or_default().to_owned(),
+            local_uri: response.headers.get("To").unwrap_or_default().to_owned(),
+            route_set: self.request.headers.values("Record-Route").into_iter().map(str::to_owned).collect(),
             state: Mutex::new(DialogState {
                 remote_cseq: self.essentials.cseq.number,
+                local_cseq: 0,
                 local_sdp: sdp,
                 offer_pending: false,
                 acked: false,
@@ -544,7 +583,7 @@ impl PendingInvite {
         }
         self.shared.answered.fetch_add(1, Ordering::Relaxed);
         retransmit_until_ack(&self.shared, dialog, response);
-        Some(id)
+        Some(CallHandle { id, ua: UserAgent { shared: self.shared.clone() } })
     }
 
     /// Answers with a final non-2xx status; `reason` overrides the standard phrase, `warning`
@@ -574,5 +613,139 @@ impl Drop for PendingInvite {
                 self.transaction.respond(response);
             }
         }
+    }
+}
+
+/// How the UA opens a connection when a dialog's own has closed.
+pub struct Outbound {
+    /// The stream context new connections run in (set once the transaction layer exists).
+    pub context: std::sync::OnceLock<StreamContext>,
+    /// TLS client settings for `sips:` targets (the core's certificate is verified).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Why a hang-up did not complete cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum HangupError {
+    /// No such dialog (already ended).
+    #[error("no such dialog")]
+    NoDialog,
+    /// The peer could not be reached.
+    #[error("cannot reach the peer: {0}")]
+    Unreachable(String),
+    /// The BYE got no final response.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// An answered call, for the layer above to end it.
+#[derive(Clone)]
+pub struct CallHandle {
+    id: DialogId,
+    ua: UserAgent,
+}
+
+impl CallHandle {
+    /// The dialog.
+    pub fn id(&self) -> &DialogId {
+        &self.id
+    }
+
+    /// Ends the call with BYE; returns the BYE's final status.
+    pub async fn hangup(&self) -> Result<u16, HangupError> {
+        self.ua.hangup(&self.id).await
+    }
+}
+
+impl UserAgent {
+    /// Sends BYE in dialog `id` (over its connection while open, else a new one to the peer's
+    /// Contact) and forgets the dialog.
+    pub async fn hangup(&self, id: &DialogId) -> Result<u16, HangupError> {
+        let dialog = self.shared.dialogs().remove(id).ok_or(HangupError::NoDialog)?;
+        let link = match dialog.link.is_open() {
+            true => dialog.link.clone(),
+            false => self.connect(&dialog.remote_target).await?,
+        };
+        let cseq = {
+            let mut state = dialog.state();
+            state.local_cseq = state.local_cseq.max(1) + 1;
+            state.local_cseq
+        };
+        let bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
+        let response = self.shared.clients.send(&bye, &link, self.shared.config.timers).await?;
+        info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
+        Ok(response.status)
+    }
+
+    fn in_dialog_request(
+        &self,
+        dialog: &Dialog,
+        link: &Link,
+        method: Method,
+        cseq: u32,
+    ) -> Result<Request, HangupError> {
+        let uri = Uri::parse(&dialog.remote_target).map_err(|error| HangupError::Unreachable(error.to_string()))?;
+        let local = link.local();
+        let mut headers = Headers::new();
+        headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={}{};rport",
+                link.transport(),
+                self.via_host(link),
+                local.port(),
+                super::message::header::MAGIC_COOKIE,
+                new_tag()
+            ),
+        );
+        headers.push("Max-Forwards", "70");
+        headers.push("From", dialog.local_uri.clone());
+        headers.push("To", dialog.remote_uri.clone());
+        headers.push("Call-ID", dialog.id.call_id.clone());
+        headers.push("CSeq", format!("{cseq} {method}"));
+        for route in &dialog.route_set {
+            headers.push("Route", route.clone());
+        }
+        headers.push("User-Agent", self.shared.config.server.clone());
+        Ok(Request { method, uri, headers, body: Bytes::new() })
+    }
+
+    fn via_host(&self, link: &Link) -> String {
+        match link.transport() {
+            Transport::Tls => self.shared.config.contact_host.clone(),
+            _ if link.local().ip().is_unspecified() => self.shared.config.contact_host.clone(),
+            _ if link.local().is_ipv6() => format!("[{}]", link.local().ip()),
+            _ => link.local().ip().to_string(),
+        }
+    }
+
+    /// Opens a stream connection to a SIP URI (TLS for `sips:` or `transport=tls`, else TCP).
+    async fn connect(&self, target: &str) -> Result<Link, HangupError> {
+        let unreachable = |reason: String| HangupError::Unreachable(format!("{target}: {reason}"));
+        let uri = Uri::parse(target).map_err(|error| unreachable(error.to_string()))?;
+        let sip = uri.as_sip().ok_or_else(|| unreachable("not a SIP URI".into()))?;
+        let transport = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
+        let tls = sip.secure || transport.as_deref() == Some("tls");
+        let port = sip.port.unwrap_or(if tls { 5061 } else { 5060 });
+        let context =
+            self.shared.outbound.context.get().cloned().ok_or_else(|| unreachable("endpoint not ready".into()))?;
+        let addr = tokio::net::lookup_host((sip.host.as_str(), port))
+            .await
+            .map_err(|error| unreachable(error.to_string()))?
+            .next()
+            .ok_or_else(|| unreachable("no address".into()))?;
+        let connector = match tls {
+            false => None,
+            true => {
+                let config =
+                    self.shared.outbound.tls.clone().ok_or_else(|| unreachable("no TLS client settings".into()))?;
+                let name = rustls::pki_types::ServerName::try_from(sip.host.clone())
+                    .map_err(|error| unreachable(error.to_string()))?;
+                Some((tokio_rustls::TlsConnector::from(config), name))
+            }
+        };
+        stream::connect(addr, connector, context, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|error| unreachable(error.to_string()))
     }
 }
