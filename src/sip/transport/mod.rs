@@ -8,6 +8,7 @@ pub mod udp;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -56,7 +57,7 @@ pub enum SendError {
     #[error("connection closed")]
     Closed,
     /// The peer does not read fast enough; the connection is being closed.
-    #[error("peer not reading: send queue full")]
+    #[error("peer not reading: over {MAX_QUEUED_BYTES} bytes queued")]
     Full,
     /// The socket refused the datagram.
     #[error("send failed: {0}")]
@@ -75,7 +76,7 @@ pub struct Link {
 #[derive(Clone)]
 enum Path {
     Datagram(Arc<UdpSocket>),
-    Stream { id: u64, queue: mpsc::Sender<Bytes> },
+    Stream { id: u64, queue: SendQueue },
 }
 
 impl fmt::Debug for Link {
@@ -89,13 +90,7 @@ impl Link {
         Self { transport: Transport::Udp, local, peer, path: Path::Datagram(socket) }
     }
 
-    pub(crate) fn stream(
-        transport: Transport,
-        id: u64,
-        local: SocketAddr,
-        peer: SocketAddr,
-        queue: mpsc::Sender<Bytes>,
-    ) -> Self {
+    pub(crate) fn stream(transport: Transport, id: u64, local: SocketAddr, peer: SocketAddr, queue: SendQueue) -> Self {
         Self { transport, local, peer, path: Path::Stream { id, queue } }
     }
 
@@ -126,7 +121,15 @@ impl Link {
     pub fn is_open(&self) -> bool {
         match &self.path {
             Path::Datagram(_) => true,
-            Path::Stream { queue, .. } => !queue.is_closed(),
+            Path::Stream { queue, .. } => !queue.sender.is_closed(),
+        }
+    }
+
+    /// Whether the peer of a stream has stopped reading what we send.
+    pub(crate) fn is_congested(&self) -> bool {
+        match &self.path {
+            Path::Stream { queue, .. } => queue.is_over_limit(),
+            Path::Datagram(_) => false,
         }
     }
 
@@ -145,11 +148,68 @@ impl Link {
                 }
                 Err(error) => Err(SendError::Io(error)),
             },
-            Path::Stream { queue, .. } => queue.try_send(bytes).map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => SendError::Full,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            }),
+            Path::Stream { queue, .. } => queue.push(bytes),
         }
+    }
+}
+
+/// Bytes queued to one connection before its peer counts as not reading; the connection is
+/// then closed. Bursts far below this are normal: one read can carry hundreds of requests.
+pub const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+
+/// A stream connection's send queue, bounded by bytes, never dropping what it accepted.
+#[derive(Clone)]
+pub(crate) struct SendQueue {
+    sender: mpsc::UnboundedSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The writer's end of a [`SendQueue`].
+pub(crate) struct QueueReceiver {
+    receiver: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub(crate) fn send_queue() -> (SendQueue, QueueReceiver) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (SendQueue { sender, queued: queued.clone() }, QueueReceiver { receiver, queued })
+}
+
+impl SendQueue {
+    fn push(&self, bytes: Bytes) -> Result<(), SendError> {
+        let length = bytes.len();
+        if self.queued.fetch_add(length, Ordering::AcqRel) + length > MAX_QUEUED_BYTES {
+            self.queued.fetch_sub(length, Ordering::AcqRel);
+            return Err(SendError::Full);
+        }
+        self.sender.send(bytes).map_err(|_| {
+            self.queued.fetch_sub(length, Ordering::AcqRel);
+            SendError::Closed
+        })
+    }
+
+    /// Whether the peer has stopped reading.
+    pub(crate) fn is_over_limit(&self) -> bool {
+        self.queued.load(Ordering::Acquire) >= MAX_QUEUED_BYTES
+    }
+}
+
+impl QueueReceiver {
+    pub(crate) async fn recv(&mut self) -> Option<Bytes> {
+        let bytes = self.receiver.recv().await?;
+        self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        Some(bytes)
+    }
+
+    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+        let bytes = self.receiver.try_recv().ok()?;
+        self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        Some(bytes)
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.receiver.close();
     }
 }
 

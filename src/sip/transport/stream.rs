@@ -9,13 +9,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::policy::{ConnectionCounter, ConnectionSlot, PeerPolicy};
-use super::{refusal, Handler, Link, Transport};
+use super::{refusal, send_queue, Handler, Link, QueueReceiver, Transport};
 use crate::sip::message::{frame_stream, parse_message, Framing};
 
 /// Timers of stream connections.
@@ -53,9 +52,6 @@ pub struct StreamContext {
     /// Stops the listener and its connections.
     pub shutdown: CancellationToken,
 }
-
-/// Messages queued to one connection before it counts as not reading.
-const SEND_QUEUE: usize = 256;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -126,8 +122,8 @@ where
     link
 }
 
-fn new_link(transport: Transport, local: SocketAddr, peer: SocketAddr) -> (Link, mpsc::Receiver<Bytes>) {
-    let (sender, queue) = mpsc::channel(SEND_QUEUE);
+fn new_link(transport: Transport, local: SocketAddr, peer: SocketAddr) -> (Link, QueueReceiver) {
+    let (sender, queue) = send_queue();
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     (Link::stream(transport, id, local, peer, sender), queue)
 }
@@ -149,7 +145,7 @@ async fn run<S>(
 async fn connection_loop<S>(
     stream: S,
     link: Link,
-    queue: mpsc::Receiver<Bytes>,
+    queue: QueueReceiver,
     context: StreamContext,
     _slot: Option<ConnectionSlot>,
 ) where
@@ -167,11 +163,7 @@ async fn connection_loop<S>(
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut queue: mpsc::Receiver<Bytes>,
-    closing: CancellationToken,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: QueueReceiver, closing: CancellationToken) {
     loop {
         let bytes = tokio::select! {
             bytes = queue.recv() => bytes,
@@ -185,7 +177,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return;
         }
         // Write what else is queued before flushing, so bursts leave in few segments.
-        while let Ok(more) = queue.try_recv() {
+        while let Some(more) = queue.try_recv() {
             if writer.write_all(&more).await.is_err() {
                 return;
             }
@@ -232,6 +224,10 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
                     return "unframeable input";
                 }
             }
+        }
+        if link.is_congested() {
+            warn!(peer = %link.peer(), "peer not reading its responses; closing");
+            return "peer not reading";
         }
         let limit = if buffer.is_empty() { context.limits.idle_timeout } else { context.limits.message_timeout };
         let read = tokio::select! {
