@@ -590,3 +590,18 @@ async fn a_bye_after_the_connection_closed_goes_over_a_new_one_to_the_contact() 
     assert_eq!(tokio::time::timeout(WAIT, results.recv()).await.expect("done").expect("outcome"), Ok(200));
     lab.quiet().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_requests_in_one_write_gets_every_response() {
+    let lab = lab("reject 486").await;
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    // Far more requests than fit one read, all in one write: nothing may be dropped on a stream.
+    let burst: String = (0..2000)
+        .map(|i| request("OPTIONS", &format!("burst-{i}"), 1, &format!("b{i}"), "TCP", None, "", ""))
+        .collect();
+    peer.send(burst.as_bytes()).await;
+    for i in 0..2000 {
+        let response = peer.final_response().await;
+        assert_eq!((response.status, response.headers.get("Call-ID")), (200, Some(format!("burst-{i}").as_str())));
+    }
+}
