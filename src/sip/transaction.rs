@@ -300,11 +300,18 @@ fn absorb_ack(shared: &Arc<Shared>, transaction: &Arc<Transaction>) {
         timer.abort();
     }
     drop(inner);
-    if transaction.link.transport().is_reliable() {
+    // Timer I: absorb further ACK retransmissions for T4.
+    let reliable = transaction.link.transport().is_reliable();
+    linger(shared, transaction, reliable, shared.timers.t4);
+}
+
+/// Ends a transaction: at once on a reliable transport, which brings no retransmissions; on UDP
+/// after `time`, during which retransmissions are absorbed.
+fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, time: Duration) {
+    if reliable {
         shared.table.remove(&transaction.key);
     } else {
-        // Timer I: absorb further ACK retransmissions for T4.
-        schedule_removal(shared, transaction, shared.timers.t4);
+        schedule_removal(shared, transaction, time);
     }
 }
 
@@ -379,11 +386,7 @@ impl ServerTransaction {
             // retransmitted INVITEs, which reliable transports do not produce.
             inner.state = State::Accepted;
             drop(inner);
-            if reliable {
-                shared.table.remove(&transaction.key);
-            } else {
-                schedule_removal(shared, transaction, timers.t1 * 64);
-            }
+            linger(shared, transaction, reliable, timers.t1 * 64);
         } else if transaction.is_invite {
             inner.state = State::Completed;
             drop(inner);
@@ -409,12 +412,8 @@ impl ServerTransaction {
         } else {
             inner.state = State::Completed;
             drop(inner);
-            if reliable {
-                shared.table.remove(&transaction.key);
-            } else {
-                // Timer J: answer retransmitted requests from the stored response.
-                schedule_removal(shared, transaction, timers.t1 * 64);
-            }
+            // Timer J: answer retransmitted requests from the stored response.
+            linger(shared, transaction, reliable, timers.t1 * 64);
         }
         true
     }

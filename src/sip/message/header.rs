@@ -192,15 +192,21 @@ impl Via {
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SIP/2.0/{} ", self.transport)?;
-        if self.host.contains(':') {
-            write!(f, "[{}]", self.host)?;
-        } else {
-            f.write_str(&self.host)?;
-        }
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
+        write_host_port(f, &self.host, self.port)?;
         write!(f, "{}", self.params)
+    }
+}
+
+/// Writes `host[:port]`, an IPv6 host in brackets.
+pub fn write_host_port(f: &mut fmt::Formatter<'_>, host: &str, port: Option<u16>) -> fmt::Result {
+    if host.contains(':') {
+        write!(f, "[{host}]")?;
+    } else {
+        f.write_str(host)?;
+    }
+    match port {
+        Some(port) => write!(f, ":{port}"),
+        None => Ok(()),
     }
 }
 

@@ -387,34 +387,30 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn write_headers(out: &mut String, headers: &Headers, body_len: usize) {
+/// The wire form of a message: start line, headers, Content-Length from the body, body.
+fn wire_form(start_line: fmt::Arguments<'_>, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let mut head = String::with_capacity(512);
+    let _ = write!(head, "{start_line}\r\n");
     for header in headers.iter().filter(|h| !h.name.is("Content-Length")) {
-        let _ = write!(out, "{}: {}\r\n", header.name.as_str(), header.value);
+        let _ = write!(head, "{}: {}\r\n", header.name.as_str(), header.value);
     }
-    let _ = write!(out, "Content-Length: {body_len}\r\n\r\n");
+    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 impl Request {
     /// The wire form; Content-Length always written, from the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut head = String::with_capacity(512);
-        let _ = write!(head, "{} {} SIP/2.0\r\n", self.method, self.uri);
-        write_headers(&mut head, &self.headers, self.body.len());
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
+        wire_form(format_args!("{} {} SIP/2.0", self.method, self.uri), &self.headers, &self.body)
     }
 }
 
 impl Response {
     /// The wire form; Content-Length always written, from the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut head = String::with_capacity(512);
-        let _ = write!(head, "SIP/2.0 {} {}\r\n", self.status, self.reason);
-        write_headers(&mut head, &self.headers, self.body.len());
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
+        wire_form(format_args!("SIP/2.0 {} {}", self.status, self.reason), &self.headers, &self.body)
     }
 }
 

@@ -156,14 +156,7 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        if self.host.contains(':') {
-            write!(f, "[{}]", self.host)?;
-        } else {
-            f.write_str(&self.host)?;
-        }
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
+        super::header::write_host_port(f, &self.host, self.port)?;
         write!(f, "{}", self.params)?;
         if let Some(headers) = &self.headers {
             write!(f, "?{headers}")?;
