@@ -69,6 +69,7 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             timers: Timers::default(),
         },
         client_tls: Some(crate::tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
+        core_uri: sip.core_uri.clone(),
     })
 }
 

@@ -80,6 +80,7 @@ async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
         limits: StreamLimits::default(),
         ua: UaConfig { contact_host: "127.0.0.1".into(), server: "ringer-test".into(), timers: Timers::default() },
         client_tls: None,
+        core_uri: None,
     };
     let endpoint = endpoint::start(config, handler).await.expect("endpoint");
     let server = endpoint.udp_addr.expect("udp");

@@ -52,6 +52,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
         limits: StreamLimits { message_timeout: Duration::from_millis(500), ..StreamLimits::default() },
         ua: UaConfig { contact_host: "tas.example.com".into(), server: "ringer-test".into(), timers: fast_timers() },
         client_tls: None,
+        core_uri: None,
     };
     tweak(&mut config, dir.path());
     let endpoint = endpoint::start(config, handler).await.expect("endpoint starts");
@@ -604,4 +605,41 @@ async fn a_burst_of_requests_in_one_write_gets_every_response() {
         let response = peer.final_response().await;
         assert_eq!((response.status, response.headers.get("Call-ID")), (200, Some(format!("burst-{i}").as_str())));
     }
+}
+
+#[tokio::test]
+async fn a_bye_goes_to_the_configured_core_over_verified_tls_once_the_call_connection_closed() {
+    let (outcomes, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let core = std::net::TcpListener::bind(ANY).expect("core listener");
+    core.set_nonblocking(true).expect("nonblocking");
+    let core_addr = core.local_addr().expect("addr");
+    let lab = lab_with(Arc::new(AnswerThenHangUp { outcomes }), |config, dir| {
+        config.client_tls = Some(ringer::tls::client_config(Some(&dir.join("ca.pem")), None).expect("client tls"));
+        config.core_uri = Some(format!("sips:127.0.0.1:{}", core_addr.port()));
+    })
+    .await;
+    // The emulated core's side: a TLS server with a certificate from the same CA.
+    let dir = lab.ca.parent().expect("cert dir").to_owned();
+    let chain = ringer::tls::load_chain(&dir.join("server.pem")).expect("chain");
+    let key = ringer::tls::load_key(&dir.join("server.key")).expect("key");
+    let acceptor = tokio_rustls::TlsAcceptor::from(ringer::tls::server_config(chain, key, None).expect("server"));
+    let core = tokio::net::TcpListener::from_std(core).expect("tokio listener");
+
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    peer.send(request("INVITE", "to-core", 1, "tc", "TCP", None, "", SDP_OFFER).as_bytes()).await;
+    let ok = peer.final_response().await;
+    peer.send(request("ACK", "to-core", 1, "tcack", "TCP", Some(&to_tag(&ok)), "", "").as_bytes()).await;
+    drop(peer);
+    let (socket, _) =
+        tokio::time::timeout(WAIT, core.accept()).await.expect("ringer connects to the core").expect("accept");
+    let tls = acceptor.accept(socket).await.expect("TLS from ringer");
+    let mut back = Peer::Stream { stream: Box::new(tls), buffer: bytes::BytesMut::new(), transport: "TLS" };
+    let bye = expect_bye(&mut back).await;
+    assert!(
+        bye.headers.get("Via").is_some_and(|via| via.starts_with("SIP/2.0/TLS tas.example.com:")),
+        "{:?}",
+        bye.headers.get("Via")
+    );
+    back.send(&ok_to(&bye)).await;
+    assert_eq!(tokio::time::timeout(WAIT, results.recv()).await.expect("done").expect("outcome"), Ok(200));
 }

@@ -55,6 +55,7 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
             timers: Timers::default(),
         },
         client_tls: None,
+        core_uri: None,
     };
     endpoint::start(config, handler).await.expect("endpoint")
 }

@@ -51,6 +51,9 @@ pub struct SipConfig {
     /// The CA that signs the core's certificate, for connections ringer opens; default: the
     /// system's roots.
     pub core_ca_file: Option<PathBuf>,
+    /// The core's SIP address (`sips:sbc.example.net:5061`), where ringer's own requests go when
+    /// the call's connection has closed; default: the peer's Contact.
+    pub core_uri: Option<String>,
     /// Networks allowed to connect or send (e.g. the core's SBC); empty allows all.
     pub allow: Vec<ipnet::IpNet>,
     /// Open stream connections allowed in total.
@@ -81,6 +84,7 @@ impl Default for SipConfig {
             key_file: None,
             client_ca_file: None,
             core_ca_file: None,
+            core_uri: None,
             allow: Vec::new(),
             max_connections: 10_000,
             max_connections_per_peer: 1_000,
@@ -248,6 +252,12 @@ impl ServeConfig {
         let sip = &self.sip;
         if sip.tls_listen.is_some() && (sip.cert_file.is_none() || sip.key_file.is_none()) {
             return Err("sip.tls_listen needs sip.cert_file and sip.key_file (make them with `ringer certs`)".into());
+        }
+        if let Some(uri) = &sip.core_uri {
+            match crate::sip::message::Uri::parse(uri) {
+                Ok(crate::sip::message::Uri::Sip(_)) => {}
+                _ => return Err(format!("sip.core_uri {uri:?} is not a sip: or sips: URI")),
+            }
         }
         if sip.max_connections == 0 || sip.max_connections_per_peer == 0 {
             return Err("sip.max_connections and sip.max_connections_per_peer must be at least 1".into());

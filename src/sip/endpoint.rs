@@ -33,6 +33,8 @@ pub struct EndpointConfig {
     pub ua: UaConfig,
     /// TLS client settings for connections ringer opens (to the core); `None`: no TLS out.
     pub client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where new connections for ringer's own requests go; `None`: the peer's Contact.
+    pub core_uri: Option<String>,
 }
 
 /// A running endpoint.
@@ -54,7 +56,11 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
     crate::tls::install_crypto_provider();
     let timers: Timers = config.ua.timers;
     let clients = Arc::new(ClientTransactions::default());
-    let outbound = Arc::new(Outbound { context: std::sync::OnceLock::new(), tls: config.client_tls.clone() });
+    let outbound = Arc::new(Outbound {
+        context: std::sync::OnceLock::new(),
+        tls: config.client_tls.clone(),
+        core: config.core_uri.clone(),
+    });
     let ua = UserAgent::new(config.ua.clone(), handler, clients.clone(), outbound.clone());
     let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients, timers));
     let as_handler: Arc<dyn Handler> = transactions.clone();

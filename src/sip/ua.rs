@@ -616,13 +616,20 @@ impl Drop for PendingInvite {
     }
 }
 
-/// How the UA opens a connection when a dialog's own has closed.
+/// How the UA opens a connection when a dialog's own has closed (or a request is too large
+/// for UDP).
 pub struct Outbound {
     /// The stream context new connections run in (set once the transaction layer exists).
     pub context: std::sync::OnceLock<StreamContext>,
     /// TLS client settings for `sips:` targets (the core's certificate is verified).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The core's SIP address (`sips:sbc.example.net:5061`): new connections go there rather
+    /// than to the peer's Contact, since the core is the only peer a TAS talks to.
+    pub core: Option<String>,
 }
+
+/// Requests larger than this go over a stream instead of UDP (RFC 3261 §18.1.1: MTU 1500 less 200).
+const UDP_REQUEST_LIMIT: usize = 1300;
 
 /// Why a hang-up did not complete cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -657,21 +664,37 @@ impl CallHandle {
     }
 }
 
+/// The same SIP URI with `transport=tcp`, for a request too large for UDP.
+fn with_transport_tcp(target: &str) -> String {
+    match Uri::parse(target) {
+        Ok(Uri::Sip(mut sip)) if !sip.secure => {
+            sip.params.set("transport", Some("tcp".into()));
+            sip.to_string()
+        }
+        _ => target.to_owned(),
+    }
+}
+
 impl UserAgent {
     /// Sends BYE in dialog `id` (over its connection while open, else a new one to the peer's
     /// Contact) and forgets the dialog.
     pub async fn hangup(&self, id: &DialogId) -> Result<u16, HangupError> {
         let dialog = self.shared.dialogs().remove(id).ok_or(HangupError::NoDialog)?;
-        let link = match dialog.link.is_open() {
+        let next_hop = self.shared.outbound.core.clone().unwrap_or_else(|| dialog.remote_target.clone());
+        let mut link = match dialog.link.is_open() {
             true => dialog.link.clone(),
-            false => self.connect(&dialog.remote_target).await?,
+            false => self.connect(&next_hop).await?,
         };
         let cseq = {
             let mut state = dialog.state();
             state.local_cseq = state.local_cseq.max(1) + 1;
             state.local_cseq
         };
-        let bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
+        let mut bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
+        if link.transport() == Transport::Udp && bye.to_bytes().len() > UDP_REQUEST_LIMIT {
+            link = self.connect(&with_transport_tcp(&next_hop)).await?;
+            bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
+        }
         let response = self.shared.clients.send(&bye, &link, self.shared.config.timers).await?;
         info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
         Ok(response.status)
