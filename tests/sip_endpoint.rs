@@ -643,3 +643,76 @@ async fn a_bye_goes_to_the_configured_core_over_verified_tls_once_the_call_conne
     back.send(&ok_to(&bye)).await;
     assert_eq!(tokio::time::timeout(WAIT, results.recv()).await.expect("done").expect("outcome"), Ok(200));
 }
+
+fn outgoing_invite(to: std::net::SocketAddr, branch: &str) -> ringer::sip::message::Request {
+    let text = format!(
+        "INVITE sip:+4799990000@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+         From: <sip:tas@127.0.0.1>;tag=ringer1\r\nTo: <sip:+4799990000@{to}>\r\nCall-ID: leg3-{branch}\r\nCSeq: 7 INVITE\r\n\
+         Route: <sip:core.example.net;lr>\r\nContent-Length: 0\r\n\r\n"
+    );
+    match ringer::sip::message::parse_datagram(text.as_bytes()) {
+        Ok(Message::Request(request)) => request,
+        other => panic!("test INVITE: {other:?}"),
+    }
+}
+
+async fn expect_request(peer: &mut Peer, method: &str) -> ringer::sip::message::Request {
+    match peer.recv_within(WAIT).await {
+        Some(Message::Request(request)) if request.method.as_str() == method => request,
+        other => panic!("expected {method}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn client_invite_retransmits_until_a_response_and_acks_a_failure() {
+    let lab = lab("answer").await;
+    let mut callee = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    let callee_addr: std::net::SocketAddr = callee.local().parse().expect("addr");
+    let link = lab.endpoint.udp_link(callee_addr).expect("udp link");
+    let mut responses = lab.endpoint.clients().send_invite(outgoing_invite(callee_addr, "a1"), link).expect("sent");
+    let first = expect_request(&mut callee, "INVITE").await;
+    // Timer A: unanswered, the INVITE comes again (T1 = 50 ms here), same branch.
+    let again = expect_request(&mut callee, "INVITE").await;
+    assert_eq!(again.headers.get("Via"), first.headers.get("Via"));
+    callee.send(&ringer::sip::transport::response_to(&first.headers, 100, "Trying").expect("100").to_bytes()).await;
+    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(100));
+    let mut busy = ringer::sip::transport::response_to(&first.headers, 486, "Busy Here").expect("486");
+    busy.headers.set("To", format!("{};tag=bob", first.headers.get("To").expect("To")));
+    // Drain INVITE retransmissions that crossed the 100.
+    while let Some(Message::Request(_)) = callee.recv_within(Duration::from_millis(150)).await {}
+    callee.send(&busy.to_bytes()).await;
+    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(486));
+    let ack = expect_request(&mut callee, "ACK").await;
+    assert_eq!(ack.headers.get("Via"), first.headers.get("Via"), "the ACK for a failure shares the INVITE's branch");
+    assert_eq!(ack.headers.get("CSeq"), Some("7 ACK"));
+    assert!(ack.headers.get("To").is_some_and(|to| to.ends_with(";tag=bob")));
+    assert_eq!(ack.headers.get("Route"), Some("<sip:core.example.net;lr>"));
+    assert_eq!(ack.uri, first.uri);
+    // Timer D: a retransmitted 486 gets the same ACK, and the TU hears nothing more.
+    callee.send(&busy.to_bytes()).await;
+    assert_eq!(expect_request(&mut callee, "ACK").await.headers.get("CSeq"), Some("7 ACK"));
+    assert!(tokio::time::timeout(Duration::from_millis(200), responses.recv()).await.is_err());
+}
+
+#[tokio::test]
+async fn client_invite_hands_a_2xx_to_the_tu_and_ends() {
+    let lab = lab("answer").await;
+    let mut callee = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
+    let callee_addr: std::net::SocketAddr = callee.local().parse().expect("addr");
+    let link = lab.endpoint.udp_link(callee_addr).expect("udp link");
+    let mut responses = lab.endpoint.clients().send_invite(outgoing_invite(callee_addr, "b1"), link).expect("sent");
+    let invite = expect_request(&mut callee, "INVITE").await;
+    let mut ok = ringer::sip::transport::response_to(&invite.headers, 200, "OK").expect("200");
+    ok.headers.set("To", format!("{};tag=bob", invite.headers.get("To").expect("To")));
+    callee.send(&ok.to_bytes()).await;
+    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(200));
+    assert!(tokio::time::timeout(WAIT, responses.recv()).await.expect("closed").is_none(), "the transaction ended");
+    assert_eq!(lab.endpoint.clients().live(), 0);
+    // No ACK from the transaction for a 2xx: that is the TU's, end to end.
+    while let Some(message) = callee.recv_within(Duration::from_millis(200)).await {
+        assert!(
+            matches!(&message, Message::Request(r) if r.method.as_str() == "INVITE"),
+            "only INVITE retransmissions: {message:?}"
+        );
+    }
+}

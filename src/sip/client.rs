@@ -1,16 +1,18 @@
-//! Client non-INVITE transactions (RFC 3261 §17.1.2) for the requests the TAS sends (BYE now):
-//! Timer E retransmits on UDP, Timer F gives up with a 408, responses are matched by branch.
+//! Client transactions (RFC 3261 §17.1) for the requests the TAS sends: non-INVITE (BYE; Timers
+//! E, F, K) and INVITE (leg 3; Timers A, B, D, with the ACK for a non-2xx final sent here).
+//! Responses are matched by the branch of their top Via.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::message::header::Via;
-use super::message::{Request, Response};
+use super::message::header::{split_list, Via};
+use super::message::{Headers, Method, Request, Response};
 use super::transaction::Timers;
 use super::transport::{Link, SendError};
 
@@ -20,22 +22,45 @@ pub enum RequestError {
     /// It could not be sent.
     #[error("could not send: {0}")]
     Send(#[from] SendError),
-    /// Timer F: no final response in 64·T1 (treated as 408 Request Timeout).
-    #[error("no response (Timer F)")]
+    /// Timer F (or B): no final response in 64·T1, which counts as 408 Request Timeout.
+    #[error("no response within 64*T1")]
     Timeout,
+    /// The request has no top Via with a branch to match responses by.
+    #[error("request without a Via branch")]
+    NoBranch,
 }
 
-struct Pending {
-    reply: oneshot::Sender<Response>,
+enum Pending {
+    /// A non-INVITE request awaiting its final response.
+    NonInvite(oneshot::Sender<Response>),
+    /// An INVITE: responses stream to the TU; after a non-2xx final, retransmitted finals are
+    /// answered with the same ACK (Timer D).
+    Invite {
+        responses: mpsc::UnboundedSender<Response>,
+        request: Arc<Request>,
+        link: Link,
+        proceeding: bool,
+        ack: Option<Bytes>,
+    },
 }
 
 /// The client transactions under way, by branch.
-#[derive(Default)]
 pub struct ClientTransactions {
     pending: Mutex<HashMap<String, Pending>>,
+    timers: Timers,
+}
+
+fn top_branch(headers: &Headers) -> Option<String> {
+    let top = split_list(headers.get("Via")?).next()?.to_owned();
+    Via::parse(&top).ok()?.branch().map(str::to_owned)
 }
 
 impl ClientTransactions {
+    /// An empty table using `timers`.
+    pub fn new(timers: Timers) -> Self {
+        Self { pending: Mutex::new(HashMap::new()), timers }
+    }
+
     fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -46,44 +71,65 @@ impl ClientTransactions {
     }
 
     /// Hands a response to its transaction; `false` if none matches (a stray response).
-    pub fn on_response(&self, response: Response) -> bool {
-        let branch = response
-            .headers
-            .get("Via")
-            .and_then(|via| super::message::header::split_list(via).next().map(str::to_owned))
-            .and_then(|via| Via::parse(&via).ok())
-            .and_then(|via| via.branch().map(str::to_owned));
-        let Some(branch) = branch else { return false };
-        if response.status < 200 {
-            // Provisionals only stop retransmissions on UDP (Timer E keeps its T2 pace); the
-            // transaction waits for the final response.
-            return self.pending().contains_key(&branch);
-        }
-        match self.pending().remove(&branch) {
-            Some(pending) => {
-                let _ = pending.reply.send(response);
+    pub fn on_response(self: &Arc<Self>, response: Response) -> bool {
+        let Some(branch) = top_branch(&response.headers) else { return false };
+        let mut pending = self.pending();
+        match pending.get_mut(&branch) {
+            None => false,
+            Some(Pending::NonInvite(_)) if response.status < 200 => true,
+            Some(Pending::NonInvite(_)) => {
+                if let Some(Pending::NonInvite(reply)) = pending.remove(&branch) {
+                    let _ = reply.send(response);
+                }
                 true
             }
-            None => false,
+            Some(Pending::Invite { ack: Some(ack), link, .. }) => {
+                // Completed: a retransmitted final gets the same ACK again.
+                let _ = link.send(ack.clone());
+                true
+            }
+            Some(Pending::Invite { responses, request, link, proceeding, ack }) => {
+                match response.status {
+                    100..=199 => *proceeding = true,
+                    200..=299 => {
+                        // The TU acknowledges a 2xx end to end; the transaction ends here.
+                        let _ = responses.send(response);
+                        pending.remove(&branch);
+                        return true;
+                    }
+                    _ => {
+                        let bytes = Bytes::from(ack_for(request, &response).to_bytes());
+                        let _ = link.send(bytes.clone());
+                        *ack = Some(bytes);
+                        // Timer D: absorb retransmitted finals for 32 s on UDP, none on streams.
+                        let linger =
+                            if link.transport().is_reliable() { Duration::ZERO } else { Duration::from_secs(32) };
+                        let table = self.clone();
+                        let key = branch.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(linger).await;
+                            table.pending().remove(&key);
+                        });
+                    }
+                }
+                let _ = responses.send(response);
+                true
+            }
         }
     }
 
     /// Sends a non-INVITE request on `link` and waits for its final response. The request's top
     /// Via must carry a unique branch.
-    pub async fn send(&self, request: &Request, link: &Link, timers: Timers) -> Result<Response, RequestError> {
-        let branch = request
-            .headers
-            .get("Via")
-            .and_then(|via| Via::parse(via).ok())
-            .and_then(|via| via.branch().map(str::to_owned))
-            .unwrap_or_default();
+    pub async fn send(&self, request: &Request, link: &Link) -> Result<Response, RequestError> {
+        let branch = top_branch(&request.headers).ok_or(RequestError::NoBranch)?;
         let (reply, response) = oneshot::channel();
-        self.pending().insert(branch.clone(), Pending { reply });
+        self.pending().insert(branch.clone(), Pending::NonInvite(reply));
         let bytes = Bytes::from(request.to_bytes());
         if let Err(error) = link.send(bytes.clone()) {
             self.pending().remove(&branch);
             return Err(error.into());
         }
+        let timers = self.timers;
         let deadline = tokio::time::Instant::now() + timers.t1 * 64;
         let mut response = std::pin::pin!(response);
         let mut interval = timers.t1;
@@ -95,9 +141,7 @@ impl ClientTransactions {
                 (tokio::time::Instant::now() + interval).min(deadline)
             };
             tokio::select! {
-                answer = &mut response => {
-                    return answer.map_err(|_| RequestError::Timeout);
-                }
+                answer = &mut response => return answer.map_err(|_| RequestError::Timeout),
                 () = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= deadline {
                         self.pending().remove(&branch);
@@ -110,4 +154,81 @@ impl ClientTransactions {
             }
         }
     }
+
+    /// Sends an INVITE on `link`; its responses (provisional and final) arrive on the returned
+    /// channel, which closes after the final one, or after Timer B with no final response.
+    pub fn send_invite(
+        self: &Arc<Self>,
+        request: Request,
+        link: Link,
+    ) -> Result<mpsc::UnboundedReceiver<Response>, RequestError> {
+        let branch = top_branch(&request.headers).ok_or(RequestError::NoBranch)?;
+        let (responses, receiver) = mpsc::unbounded_channel();
+        let bytes = Bytes::from(request.to_bytes());
+        let request = Arc::new(request);
+        self.pending().insert(
+            branch.clone(),
+            Pending::Invite { responses, request, link: link.clone(), proceeding: false, ack: None },
+        );
+        if let Err(error) = link.send(bytes.clone()) {
+            self.pending().remove(&branch);
+            return Err(error.into());
+        }
+        let table = self.clone();
+        let timers = self.timers;
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timers.t1 * 64;
+            let mut interval = timers.t1;
+            // Timer A (UDP only) until a provisional or final; Timer B gives up.
+            while tokio::time::Instant::now() < deadline {
+                let wake = if link.transport().is_reliable() {
+                    deadline
+                } else {
+                    (tokio::time::Instant::now() + interval).min(deadline)
+                };
+                tokio::time::sleep_until(wake).await;
+                let mut pending = table.pending();
+                match pending.get(&branch) {
+                    Some(Pending::Invite { proceeding: false, ack: None, .. })
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        let _ = link.send(bytes.clone());
+                        interval *= 2;
+                    }
+                    Some(Pending::Invite { proceeding: false, ack: None, .. }) => {
+                        debug!(%branch, "Timer B: no response to the INVITE");
+                        // Dropping the sender closes the TU's channel with no final response.
+                        pending.remove(&branch);
+                        return;
+                    }
+                    _ => return,
+                }
+            }
+        });
+        Ok(receiver)
+    }
+}
+
+/// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, Call-ID, From,
+/// Route and top Via as the INVITE, the response's To, and CSeq with method ACK.
+fn ack_for(invite: &Request, response: &Response) -> Request {
+    let mut headers = Headers::new();
+    if let Some(via) = invite.headers.get("Via").and_then(|via| split_list(via).next()) {
+        headers.push("Via", via);
+    }
+    headers.push("Max-Forwards", "70");
+    for name in ["From", "Call-ID"] {
+        if let Some(value) = invite.headers.get(name) {
+            headers.push(name, value);
+        }
+    }
+    if let Some(to) = response.headers.get("To") {
+        headers.push("To", to);
+    }
+    let number = invite.headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().next()).unwrap_or("1");
+    headers.push("CSeq", format!("{number} ACK"));
+    for route in invite.headers.get_all("Route") {
+        headers.push("Route", route);
+    }
+    Request { method: Method::Ack, uri: invite.uri.clone(), headers, body: Bytes::new() }
 }

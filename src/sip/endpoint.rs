@@ -13,7 +13,7 @@ use super::client::ClientTransactions;
 use super::transaction::{Timers, TransactionLayer};
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
-use super::transport::{udp, Handler};
+use super::transport::{udp, Handler, Link};
 use super::ua::{Outbound, SessionHandler, UaConfig, UserAgent};
 
 /// Where and how to listen.
@@ -46,6 +46,8 @@ pub struct Endpoint {
     /// The UDP socket's address.
     pub udp_addr: Option<SocketAddr>,
     transactions: Arc<TransactionLayer>,
+    clients: Arc<ClientTransactions>,
+    udp_socket: Option<Arc<UdpSocket>>,
     ua: UserAgent,
     connections: Arc<ConnectionCounter>,
     shutdown: CancellationToken,
@@ -55,14 +57,14 @@ pub struct Endpoint {
 pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> std::io::Result<Endpoint> {
     crate::tls::install_crypto_provider();
     let timers: Timers = config.ua.timers;
-    let clients = Arc::new(ClientTransactions::default());
+    let clients = Arc::new(ClientTransactions::new(timers));
     let outbound = Arc::new(Outbound {
         context: std::sync::OnceLock::new(),
         tls: config.client_tls.clone(),
         core: config.core_uri.clone(),
     });
     let ua = UserAgent::new(config.ua.clone(), handler, clients.clone(), outbound.clone());
-    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients, timers));
+    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients.clone(), timers));
     let as_handler: Arc<dyn Handler> = transactions.clone();
     let policy = Arc::new(config.policy.clone());
     let connections = Arc::new(ConnectionCounter::default());
@@ -91,9 +93,11 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
         tokio::spawn(stream::serve(listener, None, context.clone()));
     }
     let mut udp_addr = None;
+    let mut udp_socket = None;
     if let Some(addr) = config.udp {
         let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?);
         udp_addr = Some(socket.local_addr()?);
+        udp_socket = Some(socket.clone());
         // One receive loop per core: a datagram's whole handling runs in the loop that read it.
         let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         for _ in 0..loops {
@@ -101,10 +105,21 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
         }
     }
     info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
-    Ok(Endpoint { tls_addr, tcp_addr, udp_addr, transactions, ua, connections, shutdown })
+    Ok(Endpoint { tls_addr, tcp_addr, udp_addr, transactions, clients, udp_socket, ua, connections, shutdown })
 }
 
 impl Endpoint {
+    /// The client transactions, for requests the TAS originates.
+    pub fn clients(&self) -> &Arc<ClientTransactions> {
+        &self.clients
+    }
+
+    /// A link from the UDP listener to `peer`, for requests sent over UDP.
+    pub fn udp_link(&self, peer: SocketAddr) -> Option<Link> {
+        let socket = self.udp_socket.clone()?;
+        Some(Link::datagram(socket, self.udp_addr?, peer))
+    }
+
     /// Server transactions alive now.
     pub fn live_transactions(&self) -> usize {
         self.transactions.live_transactions()

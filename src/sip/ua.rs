@@ -695,7 +695,7 @@ impl UserAgent {
             link = self.connect(&with_transport_tcp(&next_hop)).await?;
             bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
         }
-        let response = self.shared.clients.send(&bye, &link, self.shared.config.timers).await?;
+        let response = self.shared.clients.send(&bye, &link).await?;
         info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
         Ok(response.status)
     }
