@@ -67,18 +67,27 @@ key_file = "{work}/server.key"
 max_connections = {4 * N}
 max_connections_per_peer = {4 * N}
 """)
-        server = subprocess.Popen([RINGER, "serve", "--config", config], env={**os.environ, "RINGER_LOG": "warn"},
-                                  stdout=subprocess.DEVNULL, preexec_fn=raise_fd_limit)
-        try:
-            time.sleep(1.0)
-            tcp = measure(server.pid, "TCP", lambda: socket.create_connection(("127.0.0.1", TCP_PORT)))
-            context = ssl.create_default_context(cafile=os.path.join(work, "ca.pem"))
-            tls = measure(server.pid, "TLS", lambda: context.wrap_socket(
-                socket.create_connection(("127.0.0.1", TLS_PORT)), server_hostname="localhost"))
-            print(f"TLS adds {tls - tcp:.1f} KiB per connection (rustls buffers and session state)")
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+        def fresh_server():
+            return subprocess.Popen([RINGER, "serve", "--config", config], env={**os.environ, "RINGER_LOG": "warn"},
+                                    stdout=subprocess.DEVNULL, preexec_fn=raise_fd_limit)
+
+        context = ssl.create_default_context(cafile=os.path.join(work, "ca.pem"))
+        kinds = [
+            ("TCP", lambda: socket.create_connection(("127.0.0.1", TCP_PORT))),
+            ("TLS", lambda: context.wrap_socket(socket.create_connection(("127.0.0.1", TLS_PORT)),
+                                                server_hostname="localhost")),
+        ]
+        results = {}
+        # Each kind in a fresh process, so that memory freed by one is not reused by the next.
+        for label, connect in kinds:
+            server = fresh_server()
+            try:
+                time.sleep(1.0)
+                results[label] = measure(server.pid, label, connect)
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+        print(f"TLS adds {results['TLS'] - results['TCP']:.1f} KiB per connection (rustls buffers and session state)")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,11 @@ pub struct StreamContext {
     pub shutdown: CancellationToken,
 }
 
+/// Read buffer of a connection with nothing pending.
+const IDLE_BUFFER: usize = 512;
+/// Read buffer while messages are arriving.
+const BUSY_BUFFER: usize = 16 * 1024;
+
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts TCP connections (and, with `tls`, runs the TLS handshake) until shut down.
@@ -192,7 +197,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: QueueReceiv
 
 /// Reads and dispatches messages until the connection ends; returns why.
 async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &StreamContext) -> &'static str {
-    let mut buffer = BytesMut::with_capacity(4096);
+    let mut buffer = BytesMut::new();
+    let mut busy = false;
     loop {
         loop {
             match frame_stream(&buffer) {
@@ -229,6 +235,13 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
             warn!(peer = %link.peer(), "peer not reading its responses; closing");
             return "peer not reading";
         }
+        // An idle connection keeps a small buffer (thousands of them wait on the core's few
+        // peers); a partial message, or a read that filled the buffer, earns a large one.
+        if buffer.is_empty() && !busy && buffer.capacity() > IDLE_BUFFER {
+            buffer = BytesMut::new();
+        }
+        buffer.reserve(if buffer.is_empty() && !busy { IDLE_BUFFER } else { BUSY_BUFFER });
+        let spare = buffer.capacity() - buffer.len();
         let limit = if buffer.is_empty() { context.limits.idle_timeout } else { context.limits.message_timeout };
         let read = tokio::select! {
             read = tokio::time::timeout(limit, reader.read_buf(&mut buffer)) => read,
@@ -236,7 +249,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
         };
         match read {
             Ok(Ok(0)) => return "closed by peer",
-            Ok(Ok(_)) => {}
+            Ok(Ok(read)) => busy = read == spare,
             Ok(Err(_)) => return "read error",
             Err(_) if buffer.is_empty() => return "idle timeout",
             Err(_) => {
