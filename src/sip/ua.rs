@@ -3,7 +3,6 @@
 //! until the ACK. New INVITEs go up to a [`SessionHandler`] as a [`PendingInvite`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -112,7 +111,6 @@ struct Shared {
     dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
     /// INVITEs awaiting the call layer, by transaction id.
     pending: Mutex<HashMap<u64, PendingEntry>>,
-    answered: AtomicU64,
 }
 
 impl Shared {
@@ -170,7 +168,6 @@ impl UserAgent {
                 outbound,
                 dialogs: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
-                answered: AtomicU64::new(0),
             }),
         }
     }
@@ -483,9 +480,11 @@ impl TransactionUser for UserAgent {
         };
         let mut state = dialog.state();
         state.acked = true;
-        if state.offer_pending && !request.body.is_empty() {
-            state.offer_pending = false;
+        // The ACK closes our offer either way; one without an answer leaves the old session.
+        if state.offer_pending && request.body.is_empty() {
+            warn!(call_id = %id.call_id, "ACK without the answer to our offer; keeping the previous session");
         }
+        state.offer_pending = false;
     }
 
     fn on_cancel(&self, invite: ServerTransaction) {
@@ -581,7 +580,6 @@ impl PendingInvite {
             self.shared.dialogs().remove(&id);
             return None;
         }
-        self.shared.answered.fetch_add(1, Ordering::Relaxed);
         retransmit_until_ack(&self.shared, dialog, response);
         Some(CallHandle { id, ua: UserAgent { shared: self.shared.clone() } })
     }

@@ -1,6 +1,14 @@
 //! TLS set-up shared by every module that opens or accepts TLS connections.
 
-use std::sync::Once;
+pub mod devcert;
+
+use std::path::Path;
+use std::sync::{Arc, Once};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::RootCertStore;
 
 /// Makes `ring` the process-wide rustls crypto provider.
 ///
@@ -13,16 +21,6 @@ pub fn install_crypto_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
-
-pub mod devcert;
-
-use std::path::Path;
-use std::sync::Arc;
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::RootCertStore;
 
 /// A certificate, key or CA file that cannot be used.
 #[derive(Debug, thiserror::Error)]
