@@ -716,3 +716,29 @@ async fn client_invite_hands_a_2xx_to_the_tu_and_ends() {
         );
     }
 }
+
+#[tokio::test]
+async fn shutdown_hangs_up_every_call() {
+    let lab = lab("answer").await;
+    let mut peers = lab.peers().await;
+    for peer in peers.iter_mut() {
+        let t = peer.transport();
+        peer.send(request("INVITE", &format!("down-{t}"), 1, "down", t, None, "", SDP_OFFER).as_bytes()).await;
+        let ok = peer.final_response().await;
+        peer.send(request("ACK", &format!("down-{t}"), 1, "downack", t, Some(&to_tag(&ok)), "", "").as_bytes()).await;
+    }
+    assert_eq!(lab.endpoint.live_dialogs(), 3);
+    let hangups = {
+        let endpoint = &lab.endpoint;
+        async move { endpoint.hangup_all().await }
+    };
+    let answer_byes = async {
+        for peer in peers.iter_mut() {
+            let bye = expect_bye(peer).await;
+            peer.send(&ok_to(&bye)).await;
+        }
+    };
+    let (ended, ()) = tokio::join!(hangups, answer_byes);
+    assert_eq!(ended, 3);
+    lab.quiet().await;
+}

@@ -69,6 +69,12 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     info!("shutting down: deleting registrations");
     let report = registrar.shutdown().await;
+    let calls = sip.live_dialogs();
+    if calls > 0 {
+        info!(calls, "hanging up active calls");
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), sip.hangup_all()).await.unwrap_or(0);
+        info!(ended, of = calls, "calls hung up");
+    }
     sip.shutdown();
     if let Some(core) = embedded_core {
         core.shutdown().await;

@@ -145,6 +145,11 @@ impl Endpoint {
         self.connections.admitted()
     }
 
+    /// Ends every call with BYE (each bounded by Timer F); returns how many were acknowledged.
+    pub async fn hangup_all(&self) -> usize {
+        self.ua.hangup_all().await
+    }
+
     /// Stops the listeners and closes connections.
     pub fn shutdown(&self) {
         self.shutdown.cancel();

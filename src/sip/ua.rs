@@ -674,6 +674,21 @@ fn with_transport_tcp(target: &str) -> String {
 }
 
 impl UserAgent {
+    /// Hangs up every dialog at once (at shutdown); returns how many BYEs got a 2xx.
+    pub async fn hangup_all(&self) -> usize {
+        let ids: Vec<DialogId> = self.shared.dialogs().keys().cloned().collect();
+        let mut byes = tokio::task::JoinSet::new();
+        for id in ids {
+            let ua = self.clone();
+            byes.spawn(async move {
+                let result = ua.hangup(&id).await;
+                ua.shared.handler.on_ended(&id, "ringer shutting down");
+                matches!(result, Ok(200..=299))
+            });
+        }
+        byes.join_all().await.into_iter().filter(|ok| *ok).count()
+    }
+
     /// Sends BYE in dialog `id` (over its connection while open, else a new one to the peer's
     /// Contact) and forgets the dialog.
     pub async fn hangup(&self, id: &DialogId) -> Result<u16, HangupError> {
