@@ -1,5 +1,7 @@
-//! Calls: what the TAS does with an INVITE. Until routing and behaviours arrive, every INVITE
-//! gets the configured [`DefaultAction`].
+//! Calls: what the TAS does with an INVITE. [`routing`] tells caller from answerer; until
+//! behaviours arrive, every INVITE gets the configured [`DefaultAction`].
+
+pub mod routing;
 
 use std::fmt;
 use std::str::FromStr;
