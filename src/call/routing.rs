@@ -177,7 +177,8 @@ mod tests {
     fn the_prefix_table() {
         let table = table();
         // (Request-URI, caller) -> (direction, subscriber, callee, prefix)
-        let cases: &[(&str, Option<&str>, Direction, &str, &str, Option<&str>)] = &[
+        type Case = (&'static str, Option<&'static str>, Direction, &'static str, &'static str, Option<&'static str>);
+        let cases: &[Case] = &[
             (
                 "sip:+1147112334455@core.example;user=phone",
                 Some("+4799990001"),
