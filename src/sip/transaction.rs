@@ -269,7 +269,7 @@ impl TransactionLayer {
         let reply = |status: u16, reason: &str| {
             if let Some(response) = response_to(&request.headers, status, reason) {
                 let mut response = response;
-                super::ua::ensure_to_tag(&mut response);
+                response.add_to_tag(&super::message::new_tag());
                 let _ = link.send(Bytes::from(response.to_bytes()));
             }
         };

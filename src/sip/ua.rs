@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use rand::distr::{Alphanumeric, SampleString};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -14,7 +13,7 @@ use super::client::{ClientTransactions, RequestError};
 use super::message::header::NameAddr;
 use super::message::validate::Essentials;
 use super::message::Headers;
-use super::message::{reason_phrase, Method, Request, Response, Uri};
+use super::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
 use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
 use super::transport::stream::{self, StreamContext};
 use super::transport::{response_to, Link, Transport};
@@ -127,28 +126,6 @@ impl Shared {
 #[derive(Clone)]
 pub struct UserAgent {
     shared: Arc<Shared>,
-}
-
-/// A tag for To or From: random, 10 characters (RFC 3261 §19.3 asks for 32 bits of randomness).
-pub fn new_tag() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 10)
-}
-
-/// Adds a To tag to a response that lacks one (every response but 100 carries it).
-pub fn ensure_to_tag(response: &mut Response) {
-    add_to_tag(response, &new_tag());
-}
-
-fn add_to_tag(response: &mut Response, tag: &str) {
-    if response.status == 100 {
-        return;
-    }
-    if let Some(to) = response.headers.get("To") {
-        if NameAddr::parse(to).is_ok_and(|to| to.tag().is_none()) {
-            let tagged = format!("{to};tag={tag}");
-            response.headers.set("To", tagged);
-        }
-    }
 }
 
 impl UserAgent {
@@ -340,8 +317,8 @@ fn build_response(
 ) -> Option<Response> {
     let mut response = response_to(&request.headers, status, reason_phrase(status))?;
     match tag {
-        Some(tag) => add_to_tag(&mut response, tag),
-        None => ensure_to_tag(&mut response),
+        Some(tag) => response.add_to_tag(tag),
+        None => response.add_to_tag(&new_tag()),
     }
     response.headers.push("Server", config.server.clone());
     if (200..300).contains(&status) && request.method == Method::Options {

@@ -414,6 +414,27 @@ impl Response {
     }
 }
 
+/// A tag for To or From: random, 10 characters (RFC 3261 §19.3 asks for 32 bits of randomness).
+pub fn new_tag() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 10)
+}
+
+impl Response {
+    /// Adds `tag` to the To header unless it has one; a 100 Trying carries none.
+    pub fn add_to_tag(&mut self, tag: &str) {
+        if self.status == 100 {
+            return;
+        }
+        if let Some(to) = self.headers.get("To") {
+            if header::NameAddr::parse(to).is_ok_and(|to| to.tag().is_none()) {
+                let tagged = format!("{to};tag={tag}");
+                self.headers.set("To", tagged);
+            }
+        }
+    }
+}
+
 impl Message {
     /// The wire form.
     pub fn to_bytes(&self) -> Vec<u8> {
