@@ -333,20 +333,23 @@ fn build_response(
     Some(response)
 }
 
-fn contact(config: &UaConfig, link: &Link) -> String {
+/// The host peers reach us at on `link`: the certificate's name on TLS, else the local address
+/// (the configured host when bound to an unspecified address).
+fn local_host(config: &UaConfig, link: &Link) -> String {
     let local = link.local();
     match link.transport() {
-        Transport::Tls => format!("<sips:{}:{};transport=tls>", config.contact_host, local.port()),
-        transport => {
-            let host = if local.ip().is_unspecified() {
-                config.contact_host.clone()
-            } else if local.is_ipv6() {
-                format!("[{}]", local.ip())
-            } else {
-                local.ip().to_string()
-            };
-            format!("<sip:{host}:{};transport={}>", local.port(), transport.via_name().to_ascii_lowercase())
-        }
+        Transport::Tls => config.contact_host.clone(),
+        _ if local.ip().is_unspecified() => config.contact_host.clone(),
+        _ if local.is_ipv6() => format!("[{}]", local.ip()),
+        _ => local.ip().to_string(),
+    }
+}
+
+fn contact(config: &UaConfig, link: &Link) -> String {
+    let (host, port) = (local_host(config, link), link.local().port());
+    match link.transport() {
+        Transport::Tls => format!("<sips:{host}:{port};transport=tls>"),
+        transport => format!("<sip:{host}:{port};transport={}>", transport.via_name().to_ascii_lowercase()),
     }
 }
 
@@ -705,7 +708,7 @@ impl UserAgent {
             format!(
                 "SIP/2.0/{} {}:{};branch={}{};rport",
                 link.transport(),
-                self.via_host(link),
+                local_host(&self.shared.config, link),
                 local.port(),
                 super::message::header::MAGIC_COOKIE,
                 new_tag()
@@ -721,15 +724,6 @@ impl UserAgent {
         }
         headers.push("User-Agent", self.shared.config.server.clone());
         Ok(Request { method, uri, headers, body: Bytes::new() })
-    }
-
-    fn via_host(&self, link: &Link) -> String {
-        match link.transport() {
-            Transport::Tls => self.shared.config.contact_host.clone(),
-            _ if link.local().ip().is_unspecified() => self.shared.config.contact_host.clone(),
-            _ if link.local().is_ipv6() => format!("[{}]", link.local().ip()),
-            _ => link.local().ip().to_string(),
-        }
     }
 
     /// Opens a stream connection to a SIP URI (TLS for `sips:` or `transport=tls`, else TCP).
