@@ -190,7 +190,6 @@ impl Registrar {
                     if deleted {
                         status.state = RegistrationState::Deleted;
                         status.expires_at = None;
-                        status.expires_instant = None;
                     }
                     status.next_attempt = None;
                 });
@@ -321,8 +320,7 @@ impl Worker {
             status.last_attempt = Some(status::rfc3339_in(Duration::ZERO));
             status.next_attempt = Some(status::rfc3339_in(delay));
             status.consecutive_failures = failures;
-            status.expires_instant = expires.filter(|at| *at > now);
-            status.expires_at = status.expires_instant.map(|at| status::rfc3339_in(at - now));
+            status.expires_at = expires.filter(|at| *at > now).map(|at| status::rfc3339_in(at - now));
             if matches!(attempt, Attempt::Registered(_)) {
                 status.upserts += 1;
             }

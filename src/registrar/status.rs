@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 
 use crate::types::{Msisdn, Registration};
 
@@ -58,8 +57,6 @@ pub struct SubscriberStatus {
     /// deleted at shutdown, even when the answer never came back).
     #[serde(skip)]
     pub may_be_registered: bool,
-    #[serde(skip)]
-    pub(crate) expires_instant: Option<Instant>,
 }
 
 impl SubscriberStatus {
@@ -76,13 +73,7 @@ impl SubscriberStatus {
             upserts: 0,
             consecutive_failures: 0,
             may_be_registered: false,
-            expires_instant: None,
         }
-    }
-
-    /// Whether the registration is live at the core, as far as the registrar knows.
-    pub fn is_live(&self) -> bool {
-        self.expires_instant.is_some_and(|at| at > Instant::now())
     }
 }
 

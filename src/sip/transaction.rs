@@ -196,11 +196,6 @@ impl TransactionLayer {
         self.shared.table.len()
     }
 
-    /// Server transactions created so far.
-    pub fn created_transactions(&self) -> u64 {
-        self.shared.created.load(Ordering::Relaxed)
-    }
-
     fn on_request(&self, request: Request, link: &Link) {
         let essentials = match validate_request(&request) {
             Ok(essentials) => essentials,
@@ -351,11 +346,6 @@ impl ServerTransaction {
     /// The link the request came on.
     pub fn link(&self) -> &Link {
         &self.transaction.link
-    }
-
-    /// Whether a CANCEL for this INVITE arrived.
-    pub fn is_cancelled(&self) -> bool {
-        self.transaction.inner().cancelled
     }
 
     /// Whether a final response was sent.

@@ -107,11 +107,6 @@ impl Params {
         self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
-    /// Whether `name` is present.
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     /// Sets `name`, replacing an earlier value.
     pub fn set(&mut self, name: &str, value: Option<String>) {
         match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {

@@ -233,11 +233,6 @@ impl Headers {
         self.0.push(Header { name: HeaderName::new(name), value: value.into() });
     }
 
-    /// Inserts a header before all others.
-    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(0, Header { name: HeaderName::new(name), value: value.into() });
-    }
-
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|h| h.name.is(name)).map(|h| h.value.as_str())
@@ -318,16 +313,6 @@ pub enum Message {
     Request(Request),
     /// A response.
     Response(Response),
-}
-
-impl Message {
-    /// The header fields.
-    pub fn headers(&self) -> &Headers {
-        match self {
-            Message::Request(request) => &request.headers,
-            Message::Response(response) => &response.headers,
-        }
-    }
 }
 
 /// The standard reason phrase of a status code.

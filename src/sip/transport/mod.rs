@@ -76,7 +76,7 @@ pub struct Link {
 #[derive(Clone)]
 enum Path {
     Datagram(Arc<UdpSocket>),
-    Stream { id: u64, queue: SendQueue },
+    Stream { queue: SendQueue },
 }
 
 impl fmt::Debug for Link {
@@ -90,8 +90,8 @@ impl Link {
         Self { transport: Transport::Udp, local, peer, path: Path::Datagram(socket) }
     }
 
-    pub(crate) fn stream(transport: Transport, id: u64, local: SocketAddr, peer: SocketAddr, queue: SendQueue) -> Self {
-        Self { transport, local, peer, path: Path::Stream { id, queue } }
+    pub(crate) fn stream(transport: Transport, local: SocketAddr, peer: SocketAddr, queue: SendQueue) -> Self {
+        Self { transport, local, peer, path: Path::Stream { queue } }
     }
 
     /// The transport.
@@ -107,14 +107,6 @@ impl Link {
     /// Our address on this link.
     pub fn local(&self) -> SocketAddr {
         self.local
-    }
-
-    /// A stream connection's id; `None` for UDP.
-    pub fn connection_id(&self) -> Option<u64> {
-        match &self.path {
-            Path::Stream { id, .. } => Some(*id),
-            Path::Datagram(_) => None,
-        }
     }
 
     /// Whether the link can still carry bytes.

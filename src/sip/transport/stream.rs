@@ -2,7 +2,6 @@
 //! answering CRLF keep-alives, and a writer task fed by the connection's send queue.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +56,6 @@ pub struct StreamContext {
 const IDLE_BUFFER: usize = 512;
 /// Read buffer while messages are arriving.
 const BUSY_BUFFER: usize = 16 * 1024;
-
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts TCP connections (and, with `tls`, runs the TLS handshake) until shut down.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, context: StreamContext) {
@@ -129,8 +126,7 @@ where
 
 fn new_link(transport: Transport, local: SocketAddr, peer: SocketAddr) -> (Link, QueueReceiver) {
     let (sender, queue) = send_queue();
-    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    (Link::stream(transport, id, local, peer, sender), queue)
+    (Link::stream(transport, local, peer, sender), queue)
 }
 
 async fn run<S>(
