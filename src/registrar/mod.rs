@@ -91,15 +91,16 @@ impl Registrar {
             .collect();
         let mut retired = Vec::new();
         for msisdn in self.tasks.keys().cloned().collect::<Vec<_>>() {
+            let Some(task) = self.tasks.get(&msisdn) else { continue };
             match wanted.remove(&msisdn) {
-                Some(registration) if self.tasks.get(&msisdn).is_some_and(|t| t.registration == registration) => {
+                Some(registration) if task.registration == registration => {
                     let failing = self.board.get(&msisdn).is_some_and(|status| {
                         matches!(
                             status.state,
                             RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying
                         )
                     });
-                    if let (true, Some(task)) = (failing, self.tasks.get(&msisdn)) {
+                    if failing {
                         task.wake.notify_one();
                     }
                 }
