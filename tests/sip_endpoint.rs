@@ -16,7 +16,8 @@ use ringer::sip::message::Message;
 use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::ua::{DialogId, OfferAnswer, PendingInvite, SessionHandler, UaConfig};
+use ringer::sip::dialog::{DialogId, OfferAnswer};
+use ringer::sip::ua::{PendingInvite, SessionHandler, UaConfig};
 use tempfile::TempDir;
 
 const ANY: &str = "127.0.0.1:0";

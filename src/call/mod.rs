@@ -13,7 +13,8 @@ use tracing::info;
 
 use crate::media::sdp::decline_all;
 use crate::sip::message::reason_phrase;
-use crate::sip::ua::{DialogId, OfferAnswer, PendingInvite, SessionHandler};
+use crate::sip::dialog::{DialogId, OfferAnswer};
+use crate::sip::ua::{PendingInvite, SessionHandler};
 
 /// What to do with every INVITE.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -1,6 +1,7 @@
 //! Client transactions (RFC 3261 §17.1) for the requests the TAS sends: non-INVITE (BYE; Timers
 //! E, F, K) and INVITE (leg 3; Timers A, B, D, with the ACK for a non-2xx final sent here).
-//! Responses are matched by the branch of their top Via.
+//! Responses are matched by the branch of their top Via and the method of their CSeq (a CANCEL
+//! shares its INVITE's branch, RFC 3261 §17.1.3).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -44,15 +45,20 @@ enum Pending {
     },
 }
 
-/// The client transactions under way, by branch.
+/// A client transaction's key: the top Via's branch and the CSeq method.
+type Key = (String, String);
+
+/// The client transactions under way, by branch and method.
 pub struct ClientTransactions {
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: Mutex<HashMap<Key, Pending>>,
     timers: Timers,
 }
 
-fn top_branch(headers: &Headers) -> Option<String> {
+fn key_of(headers: &Headers) -> Option<Key> {
     let top = split_list(headers.get("Via")?).next()?.to_owned();
-    Via::parse(&top).ok()?.branch().map(str::to_owned)
+    let branch = Via::parse(&top).ok()?.branch()?.to_owned();
+    let method = headers.get("CSeq")?.split_whitespace().nth(1)?.to_ascii_uppercase();
+    Some((branch, method))
 }
 
 impl ClientTransactions {
@@ -61,7 +67,7 @@ impl ClientTransactions {
         Self { pending: Mutex::new(HashMap::new()), timers }
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<Key, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -70,23 +76,23 @@ impl ClientTransactions {
         self.pending().len()
     }
 
-    /// Hands a response to its transaction; `false` if none matches (a stray response).
-    pub fn on_response(self: &Arc<Self>, response: Response) -> bool {
-        let Some(branch) = top_branch(&response.headers) else { return false };
+    /// Hands a response to its transaction; gives it back if none matches (a stray response).
+    pub fn on_response(self: &Arc<Self>, response: Response) -> Option<Response> {
+        let Some(branch) = key_of(&response.headers) else { return Some(response) };
         let mut pending = self.pending();
         match pending.get_mut(&branch) {
-            None => false,
-            Some(Pending::NonInvite(_)) if response.status < 200 => true,
+            None => Some(response),
+            Some(Pending::NonInvite(_)) if response.status < 200 => None,
             Some(Pending::NonInvite(_)) => {
                 if let Some(Pending::NonInvite(reply)) = pending.remove(&branch) {
                     let _ = reply.send(response);
                 }
-                true
+                None
             }
             Some(Pending::Invite { ack: Some(ack), link, .. }) => {
                 // Completed: a retransmitted final gets the same ACK again.
                 let _ = link.send(ack.clone());
-                true
+                None
             }
             Some(Pending::Invite { responses, request, link, proceeding, ack }) => {
                 match response.status {
@@ -95,7 +101,7 @@ impl ClientTransactions {
                         // The TU acknowledges a 2xx end to end; the transaction ends here.
                         let _ = responses.send(response);
                         pending.remove(&branch);
-                        return true;
+                        return None;
                     }
                     _ => {
                         let bytes = Bytes::from(ack_for(request, &response).to_bytes());
@@ -113,7 +119,7 @@ impl ClientTransactions {
                     }
                 }
                 let _ = responses.send(response);
-                true
+                None
             }
         }
     }
@@ -121,7 +127,7 @@ impl ClientTransactions {
     /// Sends a non-INVITE request on `link` and waits for its final response. The request's top
     /// Via must carry a unique branch.
     pub async fn send(&self, request: &Request, link: &Link) -> Result<Response, RequestError> {
-        let branch = top_branch(&request.headers).ok_or(RequestError::NoBranch)?;
+        let branch = key_of(&request.headers).ok_or(RequestError::NoBranch)?;
         let (reply, response) = oneshot::channel();
         self.pending().insert(branch.clone(), Pending::NonInvite(reply));
         let bytes = Bytes::from(request.to_bytes());
@@ -145,7 +151,7 @@ impl ClientTransactions {
                 () = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= deadline {
                         self.pending().remove(&branch);
-                        debug!(%branch, "Timer F: no final response");
+                        debug!(branch = %branch.0, "Timer F: no final response");
                         return Err(RequestError::Timeout);
                     }
                     let _ = link.send(bytes.clone());
@@ -162,7 +168,7 @@ impl ClientTransactions {
         request: Request,
         link: Link,
     ) -> Result<mpsc::UnboundedReceiver<Response>, RequestError> {
-        let branch = top_branch(&request.headers).ok_or(RequestError::NoBranch)?;
+        let branch = key_of(&request.headers).ok_or(RequestError::NoBranch)?;
         let (responses, receiver) = mpsc::unbounded_channel();
         let bytes = Bytes::from(request.to_bytes());
         let request = Arc::new(request);
@@ -196,7 +202,7 @@ impl ClientTransactions {
                         interval *= 2;
                     }
                     Some(Pending::Invite { proceeding: false, ack: None, .. }) => {
-                        debug!(%branch, "Timer B: no response to the INVITE");
+                        debug!(branch = %branch.0, "Timer B: no response to the INVITE");
                         // Dropping the sender closes the TU's channel with no final response.
                         pending.remove(&branch);
                         return;
@@ -207,6 +213,37 @@ impl ClientTransactions {
         });
         Ok(receiver)
     }
+}
+
+impl ClientTransactions {
+    /// Ends the INVITE transaction of `invite` without a final response (a CANCEL that got no
+    /// 487 within 64·T1, RFC 3261 §9.1): its response channel closes.
+    pub fn forget_invite(&self, invite: &Request) {
+        if let Some(key) = key_of(&invite.headers) {
+            self.pending().remove(&key);
+        }
+    }
+}
+
+/// The CANCEL for `invite` (RFC 3261 §9.1): the same Request-URI, Call-ID, From, To, Route and
+/// top Via, with CSeq method CANCEL.
+pub fn cancel_for(invite: &Request) -> Request {
+    let mut headers = Headers::new();
+    if let Some(via) = invite.headers.get("Via").and_then(|via| split_list(via).next()) {
+        headers.push("Via", via);
+    }
+    headers.push("Max-Forwards", "70");
+    for name in ["From", "To", "Call-ID"] {
+        if let Some(value) = invite.headers.get(name) {
+            headers.push(name, value);
+        }
+    }
+    let number = invite.headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().next()).unwrap_or("1");
+    headers.push("CSeq", format!("{number} CANCEL"));
+    for route in invite.headers.get_all("Route") {
+        headers.push("Route", route);
+    }
+    Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: Bytes::new() }
 }
 
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, Call-ID, From,

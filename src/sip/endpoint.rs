@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::client::ClientTransactions;
+use super::outbound::{ListeningPorts, Outbound};
 use super::transaction::{Timers, TransactionLayer};
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
 use super::transport::{udp, Handler, Link};
-use super::ua::{Outbound, SessionHandler, UaConfig, UserAgent};
+use super::ua::{SessionHandler, UaConfig, UserAgent};
 
 /// Where and how to listen.
 #[derive(Clone)]
@@ -56,13 +57,37 @@ pub struct Endpoint {
 /// Binds every configured listener and starts serving with `handler` deciding calls.
 pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> std::io::Result<Endpoint> {
     crate::tls::install_crypto_provider();
+    fn bind_error(addr: SocketAddr, transport: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
+        move |error| std::io::Error::new(error.kind(), format!("cannot listen for SIP/{transport} on {addr}: {error}"))
+    }
+    // Bind first: the ports go into the Contact and Via of what ringer sends.
+    let tls_listener = match &config.tls {
+        Some((addr, server_config)) => {
+            let listener = TcpListener::bind(addr).await.map_err(bind_error(*addr, "TLS"))?;
+            Some((listener, TlsAcceptor::from(server_config.clone())))
+        }
+        None => None,
+    };
+    let tcp_listener = match config.tcp {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr, "TCP"))?),
+        None => None,
+    };
+    let udp_socket = match config.udp {
+        Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?)),
+        None => None,
+    };
+    let tls_addr = tls_listener.as_ref().map(|(listener, _)| listener.local_addr()).transpose()?;
+    let tcp_addr = tcp_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let udp_addr = udp_socket.as_ref().map(|socket| socket.local_addr()).transpose()?;
+    let ports = ListeningPorts {
+        tls: tls_addr.map(|addr| addr.port()),
+        tcp: tcp_addr.map(|addr| addr.port()),
+        udp: udp_addr.map(|addr| addr.port()),
+    };
+
     let timers: Timers = config.ua.timers;
     let clients = Arc::new(ClientTransactions::new(timers));
-    let outbound = Arc::new(Outbound {
-        context: std::sync::OnceLock::new(),
-        tls: config.client_tls.clone(),
-        core: config.core_uri.clone(),
-    });
+    let outbound = Arc::new(Outbound::new(config.client_tls.clone(), config.core_uri.clone(), ports));
     let ua = UserAgent::new(config.ua.clone(), handler, clients.clone(), outbound.clone());
     let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients.clone(), timers));
     let as_handler: Arc<dyn Handler> = transactions.clone();
@@ -76,28 +101,15 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
     };
-    let _ = outbound.context.set(context.clone());
-    fn bind_error(addr: SocketAddr, transport: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
-        move |error| std::io::Error::new(error.kind(), format!("cannot listen for SIP/{transport} on {addr}: {error}"))
+    outbound.set_context(context.clone());
+    if let Some((listener, acceptor)) = tls_listener {
+        tokio::spawn(stream::serve(listener, Some(acceptor), context.clone()));
     }
-    let mut tls_addr = None;
-    if let Some((addr, server_config)) = &config.tls {
-        let listener = TcpListener::bind(addr).await.map_err(bind_error(*addr, "TLS"))?;
-        tls_addr = Some(listener.local_addr()?);
-        tokio::spawn(stream::serve(listener, Some(TlsAcceptor::from(server_config.clone())), context.clone()));
-    }
-    let mut tcp_addr = None;
-    if let Some(addr) = config.tcp {
-        let listener = TcpListener::bind(addr).await.map_err(bind_error(addr, "TCP"))?;
-        tcp_addr = Some(listener.local_addr()?);
+    if let Some(listener) = tcp_listener {
         tokio::spawn(stream::serve(listener, None, context.clone()));
     }
-    let mut udp_addr = None;
-    let mut udp_socket = None;
-    if let Some(addr) = config.udp {
-        let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?);
-        udp_addr = Some(socket.local_addr()?);
-        udp_socket = Some(socket.clone());
+    if let (Some(socket), Some(addr)) = (&udp_socket, udp_addr) {
+        outbound.set_udp(socket.clone(), addr);
         // One receive loop per core: a datagram's whole handling runs in the loop that read it.
         let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         for _ in 0..loops {
@@ -112,6 +124,11 @@ impl Endpoint {
     /// The client transactions, for requests the TAS originates.
     pub fn clients(&self) -> &Arc<ClientTransactions> {
         &self.clients
+    }
+
+    /// The user agent, to place calls and open connections.
+    pub fn user_agent(&self) -> &UserAgent {
+        &self.ua
     }
 
     /// A link from the UDP listener to `peer`, for requests sent over UDP.

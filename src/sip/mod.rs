@@ -3,9 +3,13 @@
 //! Data flows one way: [`transport`] turns bytes from sockets into [`message`]s, the
 //! transaction layer matches them, and the call layer above decides what to answer.
 
+pub mod b2bua;
 pub mod client;
+pub mod dialog;
 pub mod endpoint;
 pub mod message;
+pub mod outbound;
 pub mod transaction;
 pub mod transport;
 pub mod ua;
+pub mod uac;

@@ -157,6 +157,9 @@ pub trait TransactionUser: Send + Sync + 'static {
     fn on_ack(&self, request: Request, essentials: Essentials, link: &Link);
     /// A CANCEL matched this INVITE before its final response (the CANCEL is already answered).
     fn on_cancel(&self, invite: ServerTransaction);
+    /// A response that matched no client transaction: a retransmitted 2xx to an INVITE, which
+    /// the dialog answers with its ACK again (RFC 3261 §13.2.2.4).
+    fn on_stray_response(&self, response: Response);
 }
 
 /// A handle on one server transaction.
@@ -328,9 +331,9 @@ impl Handler for TransactionLayer {
                 self.on_request(request, link)
             }
             Message::Response(response) => {
-                let status = response.status;
-                if !self.clients.on_response(response) {
-                    debug!(peer = %link.peer(), status, "response without a client transaction dropped");
+                if let Some(stray) = self.clients.on_response(response) {
+                    debug!(peer = %link.peer(), status = stray.status, "response without a client transaction");
+                    self.user.on_stray_response(stray);
                 }
             }
         }

@@ -1,6 +1,7 @@
-//! The UAS core (RFC 3261 §8.2) and its dialogs (§12): which requests are allowed, what an
-//! OPTIONS answers, in-dialog BYE, re-INVITE and UPDATE, CANCEL, and the 2xx retransmission
-//! until the ACK. New INVITEs go up to a [`SessionHandler`] as a [`PendingInvite`].
+//! The user agent core (RFC 3261 §8): which requests are allowed, what an OPTIONS answers,
+//! requests inside dialogs (BYE, re-INVITE, UPDATE), CANCEL, and the 2xx retransmission until
+//! the ACK. New INVITEs go up to a [`SessionHandler`] as a [`PendingInvite`]; calls ringer
+//! places itself start in [`super::uac`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,13 +10,13 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{ClientTransactions, RequestError};
+use super::client::ClientTransactions;
+use super::dialog::{CallHandle, Dialog, DialogId, DialogState, IncomingOffer, OfferAnswer};
 use super::message::header::NameAddr;
 use super::message::validate::Essentials;
-use super::message::Headers;
 use super::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
+use super::outbound::{ListeningPorts, Outbound};
 use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
-use super::transport::stream::{self, StreamContext};
 use super::transport::{response_to, Link, Transport};
 
 /// Methods this UA accepts.
@@ -36,63 +37,15 @@ pub struct UaConfig {
     pub timers: Timers,
 }
 
-/// What a session handler decides about an offer in a dialog (re-INVITE or UPDATE).
-pub enum OfferAnswer {
-    /// Accept with this SDP answer.
-    Accept(Bytes),
-    /// Refuse with 488 and this Warning text.
-    NotAcceptable(String),
-}
-
 /// The layer above: decides what to do with new calls and with offers inside them.
 pub trait SessionHandler: Send + Sync + 'static {
     /// A new INVITE; answer it (now or later) through `invite`.
     fn on_invite(&self, invite: PendingInvite);
-    /// A new offer inside an established dialog.
+    /// A new offer inside an established dialog (unless the call's offers were taken with
+    /// [`CallHandle::offers`]).
     fn on_offer(&self, dialog: &DialogId, offer: &Bytes) -> OfferAnswer;
     /// The dialog ended (BYE from the peer, or no ACK for our 2xx).
     fn on_ended(&self, dialog: &DialogId, reason: &str);
-}
-
-/// Identifies a dialog (RFC 3261 §12).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DialogId {
-    /// Call-ID.
-    pub call_id: String,
-    /// Our tag (To of requests we receive).
-    pub local_tag: String,
-    /// The peer's tag.
-    pub remote_tag: String,
-}
-
-struct DialogState {
-    remote_cseq: u32,
-    local_cseq: u32,
-    local_sdp: Bytes,
-    /// We sent an offer (in a 2xx to an offerless re-INVITE) and await the answer in the ACK.
-    offer_pending: bool,
-    /// The ACK for our last 2xx arrived.
-    acked: bool,
-}
-
-struct Dialog {
-    id: DialogId,
-    link: Link,
-    /// Where in-dialog requests go: the peer's Contact.
-    remote_target: String,
-    /// The peer's From, which is our To in requests we send.
-    remote_uri: String,
-    /// Our To (with our tag), which is our From in requests we send.
-    local_uri: String,
-    /// Record-Route of the INVITE, in order (RFC 3261 §12.1.1).
-    route_set: Vec<String>,
-    state: Mutex<DialogState>,
-}
-
-impl Dialog {
-    fn state(&self) -> MutexGuard<'_, DialogState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// What a CANCEL needs of a pending INVITE: its token, the request to answer 487, our tag.
@@ -152,6 +105,32 @@ impl UserAgent {
     /// Dialogs alive now.
     pub fn live_dialogs(&self) -> usize {
         self.shared.dialogs().len()
+    }
+
+    pub(super) fn config(&self) -> &UaConfig {
+        &self.shared.config
+    }
+
+    /// The connections ringer opens.
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.shared.outbound
+    }
+
+    /// The client transactions.
+    pub fn clients(&self) -> &Arc<ClientTransactions> {
+        &self.shared.clients
+    }
+
+    pub(super) fn find_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
+        self.shared.dialogs().get(id).cloned()
+    }
+
+    pub(super) fn remove_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
+        self.shared.dialogs().remove(id)
+    }
+
+    pub(super) fn insert_dialog(&self, dialog: Arc<Dialog>) {
+        self.shared.dialogs().insert(dialog.id.clone(), dialog);
     }
 
     /// INVITEs not yet answered.
@@ -229,6 +208,7 @@ impl UserAgent {
                 self.shared.dialogs().remove(&id);
                 respond(200, None);
                 info!(call_id = %id.call_id, "call ended by BYE from the peer");
+                dialog.end("BYE from the peer");
                 self.shared.handler.on_ended(&id, "BYE from the peer");
             }
             Method::Options => respond(200, None),
@@ -249,25 +229,45 @@ impl UserAgent {
                     self.send_success(&dialog, &transaction, &request, sdp, is_invite);
                     return;
                 }
+                let taken = state.offers.clone();
                 drop(state);
-                match self.shared.handler.on_offer(&id, &request.body) {
-                    OfferAnswer::Accept(sdp) => {
-                        {
-                            let mut state = dialog.state();
-                            state.local_sdp = sdp.clone();
-                            state.acked = !is_invite;
-                        }
-                        self.send_success(&dialog, &transaction, &request, sdp, is_invite);
-                    }
-                    OfferAnswer::NotAcceptable(warning) => {
-                        if let Some(mut response) = build_response(config, &request, 488, None, None) {
-                            response.headers.push("Warning", format!("304 ringer \"{warning}\""));
-                            transaction.respond(response);
-                        }
-                    }
-                }
+                let Some(offers) = taken else {
+                    let answer = self.shared.handler.on_offer(&id, &request.body);
+                    self.answer_offer(&dialog, &transaction, &request, answer);
+                    return;
+                };
+                // The layer above answers later (a B2BUA asks the other leg first).
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let _ = offers.send(IncomingOffer { sdp: request.body.clone(), reply });
+                let ua = self.clone();
+                tokio::spawn(async move {
+                    let answer = answer
+                        .await
+                        .unwrap_or_else(|_| OfferAnswer::NotAcceptable("the call is ending".into()));
+                    ua.answer_offer(&dialog, &transaction, &request, answer);
+                });
             }
             _ => respond(405, None),
+        }
+    }
+
+    fn answer_offer(&self, dialog: &Arc<Dialog>, transaction: &ServerTransaction, request: &Request, answer: OfferAnswer) {
+        let is_invite = request.method == Method::Invite;
+        match answer {
+            OfferAnswer::Accept(sdp) => {
+                {
+                    let mut state = dialog.state();
+                    state.local_sdp = sdp.clone();
+                    state.acked = !is_invite;
+                }
+                self.send_success(dialog, transaction, request, sdp, is_invite);
+            }
+            OfferAnswer::NotAcceptable(warning) => {
+                if let Some(mut response) = build_response(&self.shared.config, request, 488, None, None) {
+                    response.headers.push("Warning", format!("304 ringer \"{warning}\""));
+                    transaction.respond(response);
+                }
+            }
         }
     }
 
@@ -279,10 +279,14 @@ impl UserAgent {
         sdp: Bytes,
         is_invite: bool,
     ) {
-        let Some(response) = build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), Some(sdp))
+        let Some(mut response) =
+            build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), Some(sdp))
         else {
             return;
         };
+        if is_invite {
+            response.headers.push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link()));
+        }
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
         }
@@ -335,7 +339,7 @@ fn build_response(
 
 /// The host peers reach us at on `link`: the certificate's name on TLS, else the local address
 /// (the configured host when bound to an unspecified address).
-fn local_host(config: &UaConfig, link: &Link) -> String {
+pub(super) fn local_host(config: &UaConfig, link: &Link) -> String {
     let local = link.local();
     match link.transport() {
         Transport::Tls => config.contact_host.clone(),
@@ -345,8 +349,11 @@ fn local_host(config: &UaConfig, link: &Link) -> String {
     }
 }
 
-fn contact(config: &UaConfig, link: &Link) -> String {
-    let (host, port) = (local_host(config, link), link.local().port());
+/// Our Contact on `link`: the listening port of its transport (a connection ringer opened has
+/// an ephemeral local port that accepts nothing).
+pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link) -> String {
+    let port = ports.of(link.transport()).unwrap_or(link.local().port());
+    let host = local_host(config, link);
     match link.transport() {
         Transport::Tls => format!("<sips:{host}:{port};transport=tls>"),
         transport => format!("<sip:{host}:{port};transport={}>", transport.via_name().to_ascii_lowercase()),
@@ -391,6 +398,7 @@ fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
         warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
         let ua = UserAgent { shared: shared.clone() };
         let id = dialog.id.clone();
+        dialog.end("no ACK");
         tokio::spawn(async move {
             let _ = ua.hangup(&id).await;
             ua.shared.handler.on_ended(&id, "no ACK");
@@ -413,7 +421,8 @@ impl TransactionUser for UserAgent {
         match incoming.request.method {
             Method::Options => {
                 if let Some(mut response) = build_response(config, &incoming.request, 200, None, None) {
-                    response.headers.push("Contact", contact(config, incoming.transaction.link()));
+                    let ports = self.shared.outbound.ports();
+                    response.headers.push("Contact", contact(config, ports, incoming.transaction.link()));
                     incoming.transaction.respond(response);
                 }
             }
@@ -465,6 +474,15 @@ impl TransactionUser for UserAgent {
             warn!(call_id = %id.call_id, "ACK without the answer to our offer; keeping the previous session");
         }
         state.offer_pending = false;
+        if state.ack_body.is_none() {
+            state.ack_body = Some(request.body);
+            drop(state);
+            dialog.confirmed.cancel();
+        }
+    }
+
+    fn on_stray_response(&self, response: Response) {
+        self.reack(&response);
     }
 
     fn on_cancel(&self, invite: ServerTransaction) {
@@ -515,7 +533,8 @@ impl PendingInvite {
         if let Some(mut response) =
             build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)
         {
-            response.headers.push("Contact", contact(&self.shared.config, self.transaction.link()));
+            let ports = self.shared.outbound.ports();
+            response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link()));
             self.transaction.respond(response);
         }
     }
@@ -524,7 +543,7 @@ impl PendingInvite {
     pub fn answer(self, sdp: Bytes) -> Option<CallHandle> {
         let config = &self.shared.config;
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
-        response.headers.push("Contact", contact(config, self.transaction.link()));
+        response.headers.push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link()));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", SUPPORTED);
         let id = DialogId {
@@ -546,13 +565,9 @@ impl PendingInvite {
             remote_uri: self.request.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: response.headers.get("To").unwrap_or_default().to_owned(),
             route_set: self.request.headers.values("Record-Route").into_iter().map(str::to_owned).collect(),
-            state: Mutex::new(DialogState {
-                remote_cseq: self.essentials.cseq.number,
-                local_cseq: 0,
-                local_sdp: sdp,
-                offer_pending: false,
-                acked: false,
-            }),
+            state: Mutex::new(DialogState::new(self.essentials.cseq.number, 0, sdp, false)),
+            confirmed: CancellationToken::new(),
+            ended: CancellationToken::new(),
         });
         // The dialog exists before the 2xx leaves, so a fast ACK or BYE finds it.
         self.shared.dialogs().insert(id.clone(), dialog.clone());
@@ -560,8 +575,8 @@ impl PendingInvite {
             self.shared.dialogs().remove(&id);
             return None;
         }
-        retransmit_until_ack(&self.shared, dialog, response);
-        Some(CallHandle { id, ua: UserAgent { shared: self.shared.clone() } })
+        retransmit_until_ack(&self.shared, dialog.clone(), response);
+        Some(CallHandle { dialog, ua: UserAgent { shared: self.shared.clone() } })
     }
 
     /// Answers with a final non-2xx status; `reason` overrides the standard phrase, `warning`
@@ -594,64 +609,6 @@ impl Drop for PendingInvite {
     }
 }
 
-/// How the UA opens a connection when a dialog's own has closed (or a request is too large
-/// for UDP).
-pub struct Outbound {
-    /// The stream context new connections run in (set once the transaction layer exists).
-    pub context: std::sync::OnceLock<StreamContext>,
-    /// TLS client settings for `sips:` targets (the core's certificate is verified).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// The core's SIP address (`sips:sbc.example.net:5061`): new connections go there rather
-    /// than to the peer's Contact, since the core is the only peer a TAS talks to.
-    pub core: Option<String>,
-}
-
-/// Requests larger than this go over a stream instead of UDP (RFC 3261 §18.1.1: MTU 1500 less 200).
-const UDP_REQUEST_LIMIT: usize = 1300;
-
-/// Why a hang-up did not complete cleanly.
-#[derive(Debug, thiserror::Error)]
-pub enum HangupError {
-    /// No such dialog (already ended).
-    #[error("no such dialog")]
-    NoDialog,
-    /// The peer could not be reached.
-    #[error("cannot reach the peer: {0}")]
-    Unreachable(String),
-    /// The BYE got no final response.
-    #[error(transparent)]
-    Request(#[from] RequestError),
-}
-
-/// An answered call, for the layer above to end it.
-#[derive(Clone)]
-pub struct CallHandle {
-    id: DialogId,
-    ua: UserAgent,
-}
-
-impl CallHandle {
-    /// The dialog.
-    pub fn id(&self) -> &DialogId {
-        &self.id
-    }
-
-    /// Ends the call with BYE; returns the BYE's final status.
-    pub async fn hangup(&self) -> Result<u16, HangupError> {
-        self.ua.hangup(&self.id).await
-    }
-}
-
-/// The same SIP URI with `transport=tcp`, for a request too large for UDP.
-fn with_transport_tcp(target: &str) -> String {
-    match Uri::parse(target) {
-        Ok(Uri::Sip(mut sip)) if !sip.secure => {
-            sip.params.set("transport", Some("tcp".into()));
-            sip.to_string()
-        }
-        _ => target.to_owned(),
-    }
-}
 
 impl UserAgent {
     /// Hangs up every dialog at once (at shutdown); returns how many BYEs got a 2xx.
@@ -667,92 +624,5 @@ impl UserAgent {
             });
         }
         byes.join_all().await.into_iter().filter(|ok| *ok).count()
-    }
-
-    /// Sends BYE in dialog `id` (over its connection while open, else a new one to the peer's
-    /// Contact) and forgets the dialog.
-    pub async fn hangup(&self, id: &DialogId) -> Result<u16, HangupError> {
-        let dialog = self.shared.dialogs().remove(id).ok_or(HangupError::NoDialog)?;
-        let next_hop = self.shared.outbound.core.clone().unwrap_or_else(|| dialog.remote_target.clone());
-        let mut link = match dialog.link.is_open() {
-            true => dialog.link.clone(),
-            false => self.connect(&next_hop).await?,
-        };
-        let cseq = {
-            let mut state = dialog.state();
-            state.local_cseq = state.local_cseq.max(1) + 1;
-            state.local_cseq
-        };
-        let mut bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
-        if link.transport() == Transport::Udp && bye.to_bytes().len() > UDP_REQUEST_LIMIT {
-            link = self.connect(&with_transport_tcp(&next_hop)).await?;
-            bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq)?;
-        }
-        let response = self.shared.clients.send(&bye, &link).await?;
-        info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
-        Ok(response.status)
-    }
-
-    fn in_dialog_request(
-        &self,
-        dialog: &Dialog,
-        link: &Link,
-        method: Method,
-        cseq: u32,
-    ) -> Result<Request, HangupError> {
-        let uri = Uri::parse(&dialog.remote_target).map_err(|error| HangupError::Unreachable(error.to_string()))?;
-        let local = link.local();
-        let mut headers = Headers::new();
-        headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {}:{};branch={}{};rport",
-                link.transport(),
-                local_host(&self.shared.config, link),
-                local.port(),
-                super::message::header::MAGIC_COOKIE,
-                new_tag()
-            ),
-        );
-        headers.push("Max-Forwards", "70");
-        headers.push("From", dialog.local_uri.clone());
-        headers.push("To", dialog.remote_uri.clone());
-        headers.push("Call-ID", dialog.id.call_id.clone());
-        headers.push("CSeq", format!("{cseq} {method}"));
-        for route in &dialog.route_set {
-            headers.push("Route", route.clone());
-        }
-        headers.push("User-Agent", self.shared.config.server.clone());
-        Ok(Request { method, uri, headers, body: Bytes::new() })
-    }
-
-    /// Opens a stream connection to a SIP URI (TLS for `sips:` or `transport=tls`, else TCP).
-    async fn connect(&self, target: &str) -> Result<Link, HangupError> {
-        let unreachable = |reason: String| HangupError::Unreachable(format!("{target}: {reason}"));
-        let uri = Uri::parse(target).map_err(|error| unreachable(error.to_string()))?;
-        let sip = uri.as_sip().ok_or_else(|| unreachable("not a SIP URI".into()))?;
-        let transport = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
-        let tls = sip.secure || transport.as_deref() == Some("tls");
-        let port = sip.port.unwrap_or(if tls { 5061 } else { 5060 });
-        let context =
-            self.shared.outbound.context.get().cloned().ok_or_else(|| unreachable("endpoint not ready".into()))?;
-        let addr = tokio::net::lookup_host((sip.host.as_str(), port))
-            .await
-            .map_err(|error| unreachable(error.to_string()))?
-            .next()
-            .ok_or_else(|| unreachable("no address".into()))?;
-        let connector = match tls {
-            false => None,
-            true => {
-                let config =
-                    self.shared.outbound.tls.clone().ok_or_else(|| unreachable("no TLS client settings".into()))?;
-                let name = rustls::pki_types::ServerName::try_from(sip.host.clone())
-                    .map_err(|error| unreachable(error.to_string()))?;
-                Some((tokio_rustls::TlsConnector::from(config), name))
-            }
-        };
-        stream::connect(addr, connector, context, std::time::Duration::from_secs(5))
-            .await
-            .map_err(|error| unreachable(error.to_string()))
     }
 }

@@ -1,0 +1,129 @@
+//! Two calls back to back (a B2BUA): an incoming INVITE and one ringer placed for it, each with
+//! its own Call-ID, tags and Via. [`ring`] relays the outgoing leg's progress until its final
+//! answer; [`join`] then answers the incoming leg with the same SDP and keeps the two dialogs
+//! together: the ACK end to end, re-offers relayed, BYE from either side ends both.
+
+use std::time::Duration;
+
+use tracing::{debug, info};
+
+use super::dialog::{CallHandle, OfferAnswer};
+use super::message::Response;
+use super::uac::{OutgoingCall, Progress};
+use super::ua::PendingInvite;
+
+/// How the outgoing leg ended its ringing.
+#[derive(Debug)]
+pub enum LegOutcome {
+    /// It answered: the dialog waits for its ACK, which [`join`] sends.
+    Answered(CallHandle, Response),
+    /// It refused with a final response (486, 603...).
+    Refused(Response),
+    /// It rang for the whole no-answer time and was cancelled.
+    NoAnswer,
+    /// It could not be reached or sent no final response.
+    Unreachable,
+    /// The incoming leg was cancelled by its caller; the outgoing one is being cancelled.
+    CallerCancelled,
+}
+
+/// Relays `leg`'s provisional responses (with any early-media SDP) to `caller` until its final
+/// response, `no_answer` running out, or `caller` being cancelled. `caller` is not answered here.
+pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Option<Duration>) -> LegOutcome {
+    let timer = async {
+        match no_answer {
+            Some(time) => tokio::time::sleep(time).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            () = caller.cancelled() => {
+                cancel_in_background(leg);
+                return LegOutcome::CallerCancelled;
+            }
+            () = &mut timer => {
+                debug!(call_id = leg.call_id(), "no answer in time: cancelling");
+                cancel_in_background(leg);
+                return LegOutcome::NoAnswer;
+            }
+            progress = leg.next() => match progress {
+                Progress::Provisional(response) => {
+                    caller.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
+                }
+                Progress::Answered(call, response) => return LegOutcome::Answered(call, response),
+                Progress::Failed(response) => return LegOutcome::Refused(response),
+                Progress::Cancelled | Progress::TimedOut => return LegOutcome::Unreachable,
+            }
+        }
+    }
+}
+
+/// Cancels `leg` and follows it to its end without holding up the caller.
+pub fn cancel_in_background(mut leg: OutgoingCall) {
+    leg.cancel();
+    tokio::spawn(async move { while let Progress::Provisional(_) = leg.next().await {} });
+}
+
+/// How a joined call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinEnd {
+    /// The incoming leg was gone before it could be answered (a CANCEL crossed the 2xx).
+    NotAnswered,
+    /// The incoming leg's caller never ACKed the 2xx.
+    NoAck,
+    /// The incoming leg ended first (its BYE), with this reason.
+    CallerEnded(String),
+    /// The outgoing leg ended first, with this reason.
+    CalleeEnded(String),
+}
+
+/// Answers `caller` with `answer`'s SDP and joins it to `callee` until either side ends.
+pub async fn join(caller: PendingInvite, callee: CallHandle, answer: Response) -> JoinEnd {
+    let Some(incoming) = caller.answer(answer.body.clone()) else {
+        let _ = callee.ack(None);
+        let _ = callee.hangup().await;
+        return JoinEnd::NotAnswered;
+    };
+    // The ACK end to end: the callee's 2xx is acknowledged when the caller's ACK arrives, with
+    // its body (the answer, when the 2xx carried the offer).
+    let Some(body) = incoming.acked().await else {
+        let _ = callee.ack(None);
+        let _ = callee.hangup().await;
+        return JoinEnd::NoAck;
+    };
+    let _ = callee.ack(Some(body).filter(|body| !body.is_empty()));
+    let mut caller_offers = incoming.offers();
+    let mut callee_offers = callee.offers();
+    loop {
+        tokio::select! {
+            reason = incoming.ended() => {
+                info!(call_id = %callee.id().call_id, %reason, "caller side ended: hanging up the callee side");
+                let _ = callee.hangup().await;
+                return JoinEnd::CallerEnded(reason);
+            }
+            reason = callee.ended() => {
+                info!(call_id = %incoming.id().call_id, %reason, "callee side ended: hanging up the caller side");
+                let _ = incoming.hangup().await;
+                return JoinEnd::CalleeEnded(reason);
+            }
+            Some(offer) = caller_offers.recv() => {
+                let answer = relay_offer(&callee, offer.sdp.clone()).await;
+                offer.answer(answer);
+            }
+            Some(offer) = callee_offers.recv() => {
+                let answer = relay_offer(&incoming, offer.sdp.clone()).await;
+                offer.answer(answer);
+            }
+        }
+    }
+}
+
+async fn relay_offer(to: &CallHandle, sdp: bytes::Bytes) -> OfferAnswer {
+    match to.reinvite(sdp).await {
+        Ok(answer) => OfferAnswer::Accept(answer),
+        Err(error) => OfferAnswer::NotAcceptable(format!("the other side refused the offer: {error}")),
+    }
+}

@@ -1,0 +1,364 @@
+//! Dialogs (RFC 3261 §12), on either side of a call: their state, the requests ringer sends in
+//! them (BYE, re-INVITE, the ACK for a 2xx) and the events the layer above waits for (the ACK,
+//! the end, a new offer from the peer).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::client::RequestError;
+use super::message::header::MAGIC_COOKIE;
+use super::message::{new_tag, Headers, Method, Request, Response, Uri};
+use super::outbound::ConnectError;
+use super::transport::{Link, Transport};
+use super::ua::{contact, local_host, UserAgent};
+
+/// Identifies a dialog (RFC 3261 §12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag (To of requests we receive as UAS, From of those we send as UAC).
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+/// What a session handler decides about an offer in a dialog (re-INVITE or UPDATE).
+#[derive(Debug)]
+pub enum OfferAnswer {
+    /// Accept with this SDP answer.
+    Accept(Bytes),
+    /// Refuse with 488 and this Warning text.
+    NotAcceptable(String),
+}
+
+/// A new offer from the peer, for a layer that took the dialog's offers with
+/// [`CallHandle::offers`]; it is answered 488 if dropped unanswered.
+pub struct IncomingOffer {
+    /// The offered SDP.
+    pub sdp: Bytes,
+    pub(super) reply: oneshot::Sender<OfferAnswer>,
+}
+
+impl IncomingOffer {
+    /// Answers the offer.
+    pub fn answer(self, answer: OfferAnswer) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+pub(super) struct DialogState {
+    pub(super) remote_cseq: u32,
+    pub(super) local_cseq: u32,
+    pub(super) local_sdp: Bytes,
+    /// We sent an offer (in a 2xx to an offerless re-INVITE) and await the answer in the ACK.
+    pub(super) offer_pending: bool,
+    /// The ACK for our last 2xx arrived (UAS), or we sent ours (UAC).
+    pub(super) acked: bool,
+    /// The body of the first ACK (the answer, when our 2xx carried the offer).
+    pub(super) ack_body: Option<Bytes>,
+    /// Our ACK for the peer's 2xx (UAC), sent again when the 2xx is retransmitted.
+    pub(super) sent_ack: Option<Bytes>,
+    /// Where offers go when the layer above took them.
+    pub(super) offers: Option<mpsc::UnboundedSender<IncomingOffer>>,
+    pub(super) end_reason: Option<String>,
+}
+
+impl DialogState {
+    pub(super) fn new(remote_cseq: u32, local_cseq: u32, local_sdp: Bytes, acked: bool) -> Self {
+        Self {
+            remote_cseq,
+            local_cseq,
+            local_sdp,
+            offer_pending: false,
+            acked,
+            ack_body: None,
+            sent_ack: None,
+            offers: None,
+            end_reason: None,
+        }
+    }
+}
+
+pub(super) struct Dialog {
+    pub(super) id: DialogId,
+    pub(super) link: Link,
+    /// Where in-dialog requests go: the peer's Contact.
+    pub(super) remote_target: String,
+    /// The peer's address (with tag), our To in requests we send.
+    pub(super) remote_uri: String,
+    /// Our address (with tag), our From in requests we send.
+    pub(super) local_uri: String,
+    /// The route set (RFC 3261 §12.1), in the order requests carry it.
+    pub(super) route_set: Vec<String>,
+    pub(super) state: Mutex<DialogState>,
+    /// The first ACK arrived (UAS).
+    pub(super) confirmed: CancellationToken,
+    pub(super) ended: CancellationToken,
+}
+
+impl Dialog {
+    pub(super) fn state(&self) -> MutexGuard<'_, DialogState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the dialog ended (once); the first reason given is kept.
+    pub(super) fn end(&self, reason: &str) {
+        let mut state = self.state();
+        if state.end_reason.is_none() {
+            state.end_reason = Some(reason.to_owned());
+        }
+        state.offers = None;
+        drop(state);
+        self.ended.cancel();
+    }
+}
+
+/// Why a request in a dialog did not complete.
+#[derive(Debug, Error)]
+pub enum DialogError {
+    /// No such dialog (already ended).
+    #[error("no such dialog")]
+    NoDialog,
+    /// The peer could not be reached.
+    #[error("cannot reach the peer: {0}")]
+    Unreachable(String),
+    /// The request got no final response.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The peer refused a re-INVITE.
+    #[error("re-INVITE refused with {0}")]
+    Refused(u16),
+}
+
+impl From<ConnectError> for DialogError {
+    fn from(error: ConnectError) -> Self {
+        DialogError::Unreachable(error.to_string())
+    }
+}
+
+/// A call in a dialog (answered by ringer, or answered by the peer ringer called): to end it,
+/// renegotiate, and wait for what the peer does.
+#[derive(Clone)]
+pub struct CallHandle {
+    pub(super) dialog: Arc<Dialog>,
+    pub(super) ua: UserAgent,
+}
+
+impl std::fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CallHandle({:?})", self.dialog.id)
+    }
+}
+
+impl CallHandle {
+    /// The dialog.
+    pub fn id(&self) -> &DialogId {
+        &self.dialog.id
+    }
+
+    /// The link the dialog's requests use while open.
+    pub fn link(&self) -> &Link {
+        &self.dialog.link
+    }
+
+    /// Ends the call with BYE; returns the BYE's final status.
+    pub async fn hangup(&self) -> Result<u16, DialogError> {
+        self.ua.hangup(&self.dialog.id).await
+    }
+
+    /// Resolves when the dialog ends, with why (BYE from the peer, our BYE, no ACK...).
+    pub async fn ended(&self) -> String {
+        self.dialog.ended.cancelled().await;
+        self.dialog.state().end_reason.clone().unwrap_or_default()
+    }
+
+    /// Whether the dialog has ended.
+    pub fn is_ended(&self) -> bool {
+        self.dialog.ended.is_cancelled()
+    }
+
+    /// Resolves with the body of the ACK for our 2xx (empty when it carried none), or `None`
+    /// when the dialog ended without one.
+    pub async fn acked(&self) -> Option<Bytes> {
+        tokio::select! {
+            biased;
+            () = self.dialog.confirmed.cancelled() => Some(self.dialog.state().ack_body.clone().unwrap_or_default()),
+            () = self.dialog.ended.cancelled() => None,
+        }
+    }
+
+    /// Sends the ACK for the peer's 2xx (a call ringer placed), with `body` when the 2xx carried
+    /// an offer; retransmitted 2xx get the same ACK again.
+    pub fn ack(&self, body: Option<Bytes>) -> Result<(), DialogError> {
+        let dialog = &self.dialog;
+        let cseq = dialog.state().local_cseq;
+        let ack = self.ua.in_dialog_request(dialog, &dialog.link, Method::Ack, cseq, body)?;
+        let bytes = Bytes::from(ack.to_bytes());
+        {
+            let mut state = dialog.state();
+            state.sent_ack = Some(bytes.clone());
+            state.acked = true;
+        }
+        dialog.link.send(bytes).map_err(|error| DialogError::Request(error.into()))
+    }
+
+    /// Takes the peer's new offers (re-INVITE, UPDATE) from here on, instead of the session
+    /// handler.
+    pub fn offers(&self) -> mpsc::UnboundedReceiver<IncomingOffer> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.dialog.state().offers = Some(sender);
+        receiver
+    }
+
+    /// Sends a re-INVITE with `sdp` and returns the peer's answer (the 2xx is ACKed here).
+    pub async fn reinvite(&self, sdp: Bytes) -> Result<Bytes, DialogError> {
+        let dialog = &self.dialog;
+        let cseq = {
+            let mut state = dialog.state();
+            state.local_cseq = state.local_cseq.max(1) + 1;
+            state.local_cseq
+        };
+        let link = self.ua.dialog_link(dialog).await?;
+        let invite = self.ua.in_dialog_request(dialog, &link, Method::Invite, cseq, Some(sdp.clone()))?;
+        let mut responses = self.ua.clients().send_invite(invite, link.clone())?;
+        while let Some(response) = responses.recv().await {
+            match response.status {
+                100..=199 => continue,
+                200..=299 => {
+                    let ack = self.ua.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
+                    let _ = link.send(Bytes::from(ack.to_bytes()));
+                    dialog.state().local_sdp = sdp;
+                    return Ok(response.body);
+                }
+                status => return Err(DialogError::Refused(status)),
+            }
+        }
+        Err(DialogError::Request(RequestError::Timeout))
+    }
+}
+
+impl UserAgent {
+    /// Sends BYE in dialog `id` (over its connection while open, else a new one) and forgets
+    /// the dialog.
+    pub async fn hangup(&self, id: &DialogId) -> Result<u16, DialogError> {
+        let dialog = self.remove_dialog(id).ok_or(DialogError::NoDialog)?;
+        dialog.end("BYE from ringer");
+        let cseq = {
+            let mut state = dialog.state();
+            state.local_cseq = state.local_cseq.max(1) + 1;
+            state.local_cseq
+        };
+        let mut link = self.dialog_link(&dialog).await?;
+        let mut bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq, None)?;
+        if link.transport() == Transport::Udp && bye.to_bytes().len() > UDP_REQUEST_LIMIT {
+            link = self.outbound().link_to(&with_transport_tcp(&self.next_hop(&dialog))).await?;
+            bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq, None)?;
+        }
+        let response = self.clients().send(&bye, &link).await?;
+        info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
+        Ok(response.status)
+    }
+
+    /// Where a dialog's requests go when its connection has closed: the core, or the Contact.
+    fn next_hop(&self, dialog: &Dialog) -> String {
+        self.outbound().core().map(str::to_owned).unwrap_or_else(|| dialog.remote_target.clone())
+    }
+
+    /// The dialog's link while open, else a new connection to the next hop.
+    pub(super) async fn dialog_link(&self, dialog: &Dialog) -> Result<Link, DialogError> {
+        if dialog.link.is_open() {
+            return Ok(dialog.link.clone());
+        }
+        Ok(self.outbound().link_to(&self.next_hop(dialog)).await?)
+    }
+
+    /// A request inside `dialog`, to be sent on `link`.
+    pub(super) fn in_dialog_request(
+        &self,
+        dialog: &Dialog,
+        link: &Link,
+        method: Method,
+        cseq: u32,
+        body: Option<Bytes>,
+    ) -> Result<Request, DialogError> {
+        let uri = Uri::parse(&dialog.remote_target).map_err(|error| DialogError::Unreachable(error.to_string()))?;
+        let mut headers = Headers::new();
+        headers.push("Via", self.via(link));
+        headers.push("Max-Forwards", "70");
+        headers.push("From", dialog.local_uri.clone());
+        headers.push("To", dialog.remote_uri.clone());
+        headers.push("Call-ID", dialog.id.call_id.clone());
+        headers.push("CSeq", format!("{cseq} {method}"));
+        for route in &dialog.route_set {
+            headers.push("Route", route.clone());
+        }
+        if method == Method::Invite {
+            headers.push("Contact", contact(self.config(), self.outbound().ports(), link));
+        }
+        headers.push("User-Agent", self.config().server.clone());
+        let body = body.unwrap_or_default();
+        if !body.is_empty() {
+            headers.push("Content-Type", "application/sdp");
+        }
+        Ok(Request { method, uri, headers, body })
+    }
+
+    /// A top Via for a request ringer sends on `link`, with a new branch.
+    pub(super) fn via(&self, link: &Link) -> String {
+        let port = self.outbound().ports().of(link.transport()).unwrap_or(link.local().port());
+        format!(
+            "SIP/2.0/{} {}:{};branch={}{};rport",
+            link.transport(),
+            local_host(self.config(), link),
+            port,
+            MAGIC_COOKIE,
+            new_tag()
+        )
+    }
+
+    /// A retransmitted 2xx for a call ringer placed gets the same ACK again.
+    pub(super) fn reack(&self, response: &Response) {
+        let cseq = response.headers.get("CSeq").unwrap_or_default();
+        if !(200..300).contains(&response.status) || !cseq.ends_with("INVITE") {
+            return;
+        }
+        let tag = |name: &str| {
+            response
+                .headers
+                .get(name)
+                .and_then(|value| super::message::header::NameAddr::parse(value).ok())
+                .and_then(|addr| addr.tag().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let id = DialogId {
+            call_id: response.headers.get("Call-ID").unwrap_or_default().to_owned(),
+            local_tag: tag("From"),
+            remote_tag: tag("To"),
+        };
+        if let Some(dialog) = self.find_dialog(&id) {
+            if let Some(ack) = dialog.state().sent_ack.clone() {
+                let _ = dialog.link.send(ack);
+            }
+        }
+    }
+}
+
+/// Requests larger than this go over a stream instead of UDP (RFC 3261 §18.1.1: MTU 1500 less 200).
+const UDP_REQUEST_LIMIT: usize = 1300;
+
+/// The same SIP URI with `transport=tcp`, for a request too large for UDP.
+fn with_transport_tcp(target: &str) -> String {
+    match Uri::parse(target) {
+        Ok(Uri::Sip(mut sip)) if !sip.secure => {
+            sip.params.set("transport", Some("tcp".into()));
+            sip.to_string()
+        }
+        _ => target.to_owned(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Connections ringer opens itself: for the calls it places (leg 3, Ingress) and for requests
+//! in a dialog whose connection has closed. Stream connections are kept and reused per
+//! destination, so a busy TAS does one TLS handshake with the core rather than one a call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+use super::message::Uri;
+use super::transport::stream::{self, StreamContext};
+use super::transport::{Link, Transport};
+
+/// Why no connection could be made to a target.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The target is not a usable SIP URI.
+    #[error("{target}: {reason}")]
+    BadTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host did not resolve.
+    #[error("{target}: cannot resolve: {reason}")]
+    Resolve {
+        /// The target as given.
+        target: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// The connection (or its TLS handshake) failed.
+    #[error("{target}: cannot connect: {reason}")]
+    Connect {
+        /// The target as given.
+        target: String,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// The ports the endpoint listens on, which go into Contact and Via of requests it sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListeningPorts {
+    /// TLS.
+    pub tls: Option<u16>,
+    /// TCP.
+    pub tcp: Option<u16>,
+    /// UDP.
+    pub udp: Option<u16>,
+}
+
+impl ListeningPorts {
+    /// The listening port for `transport`.
+    pub fn of(&self, transport: Transport) -> Option<u16> {
+        match transport {
+            Transport::Tls => self.tls,
+            Transport::Tcp => self.tcp,
+            Transport::Udp => self.udp,
+        }
+    }
+}
+
+/// Opens (and keeps) the connections for requests ringer sends.
+pub struct Outbound {
+    context: OnceLock<StreamContext>,
+    udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    core: Option<String>,
+    ports: ListeningPorts,
+    connections: Mutex<HashMap<(SocketAddr, Transport, String), Link>>,
+}
+
+/// How long a new connection (TCP and TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Outbound {
+    /// Connections verified with `tls` (for `sips:` targets); in-dialog requests whose
+    /// connection has closed go to `core` when set, else to the peer's Contact.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, core: Option<String>, ports: ListeningPorts) -> Self {
+        Self {
+            context: OnceLock::new(),
+            udp: OnceLock::new(),
+            tls,
+            core,
+            ports,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets the context new stream connections run in (once the transaction layer exists).
+    pub(crate) fn set_context(&self, context: StreamContext) {
+        let _ = self.context.set(context);
+    }
+
+    /// Sets the UDP socket requests to `sip:` targets without a transport leave from.
+    pub(crate) fn set_udp(&self, socket: Arc<UdpSocket>, local: SocketAddr) {
+        let _ = self.udp.set((socket, local));
+    }
+
+    /// The core's SIP address, if configured.
+    pub fn core(&self) -> Option<&str> {
+        self.core.as_deref()
+    }
+
+    /// The ports the endpoint listens on.
+    pub fn ports(&self) -> ListeningPorts {
+        self.ports
+    }
+
+    fn connections(&self) -> MutexGuard<'_, HashMap<(SocketAddr, Transport, String), Link>> {
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stream connections kept for reuse.
+    pub fn kept_connections(&self) -> usize {
+        self.connections().values().filter(|link| link.is_open()).count()
+    }
+
+    /// A link to a SIP URI: TLS for `sips:` or `transport=tls`, TCP for `transport=tcp`, else
+    /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
+    /// reused. Without a port: 5061 for TLS, else 5060.
+    pub async fn link_to(&self, target: &str) -> Result<Link, ConnectError> {
+        let bad = |reason: &str| ConnectError::BadTarget { target: target.to_owned(), reason: reason.to_owned() };
+        let uri = Uri::parse(target).map_err(|error| bad(&error.to_string()))?;
+        let sip = uri.as_sip().ok_or_else(|| bad("not a sip: or sips: URI"))?;
+        let named = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
+        let transport = match named.as_deref() {
+            _ if sip.secure => Transport::Tls,
+            Some("tls") => Transport::Tls,
+            Some("tcp") => Transport::Tcp,
+            Some("udp") | None if self.udp.get().is_some() => Transport::Udp,
+            None => Transport::Tcp,
+            Some(other) => return Err(bad(&format!("transport {other} is not supported"))),
+        };
+        let port = sip.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+        let host = sip.host.clone();
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|error| ConnectError::Resolve { target: target.to_owned(), reason: error.to_string() })?
+            .next()
+            .ok_or_else(|| ConnectError::Resolve { target: target.to_owned(), reason: "no address".into() })?;
+        if transport == Transport::Udp {
+            let (socket, local) = self.udp.get().cloned().ok_or_else(|| bad("no UDP socket"))?;
+            return Ok(Link::datagram(socket, local, addr));
+        }
+        let key = (addr, transport, host.clone());
+        if let Some(link) = self.connections().get(&key).filter(|link| link.is_open()) {
+            return Ok(link.clone());
+        }
+        let connect_error =
+            |reason: String| ConnectError::Connect { target: target.to_owned(), reason: reason.to_owned() };
+        let context = self.context.get().cloned().ok_or_else(|| connect_error("endpoint not started".into()))?;
+        let connector = match transport {
+            Transport::Tls => {
+                let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|error| connect_error(error.to_string()))?;
+                Some((tokio_rustls::TlsConnector::from(config), name))
+            }
+            _ => None,
+        };
+        let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT)
+            .await
+            .map_err(|error| connect_error(error.to_string()))?;
+        debug!(%addr, %transport, "connection opened for outgoing requests");
+        let mut connections = self.connections();
+        connections.retain(|_, link| link.is_open());
+        connections.insert(key, link.clone());
+        Ok(link)
+    }
+}
