@@ -71,7 +71,9 @@ initial_backoff = "10s"
 [sip]
 tcp_listen = "127.0.0.1:$RINGER_PORT"
 udp_listen = "127.0.0.1:$RINGER_PORT"
-default_action = "$action"
+[calls]
+# SIPp's built-in uac calls sip:service@..., which is no subscriber's number.
+unknown_number = "$action"
 TOML
         RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
         ringer_pid=$!

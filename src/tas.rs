@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::call::DefaultActionHandler;
+use crate::call::router::RouterHandler;
+use crate::call::CallRouter;
 use crate::config::serve::ServeConfig;
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::transaction::Timers;
@@ -73,10 +74,19 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
     })
 }
 
+/// The SIP side of a running TAS.
+pub struct Tas {
+    /// The listeners, transactions and dialogs.
+    pub endpoint: Endpoint,
+    /// The subscribers' behaviours and the record of calls.
+    pub router: Arc<CallRouter>,
+}
+
 /// Starts the SIP side of the TAS.
-pub async fn start_sip(config: &ServeConfig) -> Result<Endpoint, TasError> {
+pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
-    let handler =
-        Arc::new(DefaultActionHandler::new(config.sip.default_action.clone(), config.sip.media_address.clone()));
-    Ok(endpoint::start(endpoint_config, handler).await?)
+    let router = Arc::new(CallRouter::new(config));
+    let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
+    router.attach(endpoint.user_agent().clone());
+    Ok(Tas { endpoint, router })
 }

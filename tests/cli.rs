@@ -338,7 +338,7 @@ fn tls_serve_config(endpoint: &str, certs: &std::path::Path) -> String {
     format!(
         "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n\
          [sip]\ntls_listen = \"127.0.0.1:0\"\ncert_file = \"{0}/server.pem\"\nkey_file = \"{0}/server.key\"\n\
-         default_action = \"reject 486\"\n[[subscriber]]\nphone_number = \"+4799990020\"\nroute_type = \"loop\"\n",
+         \n[calls]\nunknown_number = \"reject 486\"\n[[subscriber]]\nphone_number = \"+4799990020\"\nroute_type = \"loop\"\n",
         certs.display()
     )
 }

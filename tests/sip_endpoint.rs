@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::eventually;
 use common::sip::*;
-use ringer::call::{DefaultAction, DefaultActionHandler};
+use ringer::call::action::{Action, App};
+use ringer::call::DefaultActionHandler;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::Message;
 use ringer::sip::transaction::Timers;
@@ -409,7 +410,7 @@ async fn a_bad_tls_client_disturbs_no_one_else() {
 
 #[tokio::test]
 async fn peer_policy_refuses_before_reading_and_limits_connections() {
-    let handler = Arc::new(DefaultActionHandler::new(DefaultAction::Answer, "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), "127.0.0.1".into()));
     let lab = lab_with(handler.clone(), |config, _| {
         config.policy.allow = vec!["192.0.2.0/24".parse().expect("net")];
     })
@@ -442,7 +443,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let client_dir = tempfile::tempdir().expect("tempdir");
     let client_files = clients.write_to(client_dir.path()).expect("written");
     let client_ca = client_files.ca_cert.clone();
-    let handler = Arc::new(DefaultActionHandler::new(DefaultAction::Answer, "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), "127.0.0.1".into()));
     let lab = lab_with(handler, |config, dir| {
         let files = ringer::tls::devcert::generate(&["tas.example.com".into()])
             .expect("certs")

@@ -39,7 +39,8 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             (ServeConfig::embedded(core.endpoint(), &certs), Some(core))
         }
     };
-    let sip = ringer::tas::start_sip(&config).await?;
+    let tas = ringer::tas::start_sip(&config).await?;
+    let sip = &tas.endpoint;
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
         if let Some(addr) = addr {
             println!("SIP/{transport} listening on {addr}");
@@ -63,7 +64,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
     while let super::SignalEvent::Reload = signals.next().await {
         match &config_path {
-            Some(path) => reload(path, &mut registrar).await,
+            Some(path) => reload(path, &mut registrar, &tas.router).await,
             None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
         }
     }
@@ -84,10 +85,11 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// Re-reads the subscriber list; a bad file is reported and the running list kept.
-async fn reload(path: &Path, registrar: &mut Registrar) {
+async fn reload(path: &Path, registrar: &mut Registrar, router: &ringer::call::CallRouter) {
     match ServeConfig::load(path) {
         Ok(config) => {
-            info!(path = %path.display(), "reloading subscribers (endpoint and auth changes need a restart)");
+            info!(path = %path.display(), "reloading subscribers and behaviours (endpoint and auth changes need a restart)");
+            router.reload(&config);
             registrar.reload(config.registrations()).await;
         }
         Err(error) => error!(%error, "reload failed; keeping the running configuration"),

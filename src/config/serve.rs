@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{defaults, read_toml, ConfigError};
+use crate::call::action::{Action, Behaviour, BehaviourConfig};
+use crate::call::routing::Direction;
 use crate::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
 
 /// Everything `ringer serve` reads from its `--config` file.
@@ -27,6 +29,9 @@ pub struct ServeConfig {
     /// The SIP side: listeners, certificates, peers, limits.
     #[serde(default)]
     pub sip: SipConfig,
+    /// Calls that match no subscriber or arrive unexpectedly.
+    #[serde(default)]
+    pub calls: CallsConfig,
     /// The subscribers this TAS serves.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
@@ -68,8 +73,6 @@ pub struct SipConfig {
     pub idle_timeout: Duration,
     /// The host in Contact headers; default: the host of `tas.sip_uri`.
     pub contact_host: Option<String>,
-    /// What every INVITE gets for now: `answer` or `reject <code> [reason]`.
-    pub default_action: crate::call::DefaultAction,
     /// The address written into SDP answers.
     pub media_address: String,
 }
@@ -91,9 +94,25 @@ impl Default for SipConfig {
             message_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
             contact_host: None,
-            default_action: crate::call::DefaultAction::Answer,
             media_address: "0.0.0.0".into(),
         }
+    }
+}
+
+/// What calls get that no subscriber's behaviour covers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// A Request-URI that matches no prefix and no subscriber: `reject 404` or `reject 403`
+    /// (or, in a lab, `answer echo`).
+    pub unknown_number: Action,
+    /// A call the subscriber's route type should not have brought (an MT call for Loop-MO...).
+    pub unexpected: Action,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self { unknown_number: Action::reject(404), unexpected: Action::reject(403) }
     }
 }
 
@@ -220,6 +239,25 @@ pub struct SubscriberConfig {
     /// Prefix marking calls the subscriber receives.
     #[serde(default)]
     pub mt_prefix: Option<Prefix>,
+    /// What calls the subscriber makes get; default: by route type.
+    #[serde(default)]
+    pub mo: Option<BehaviourConfig>,
+    /// What calls the subscriber receives get; default: by route type.
+    #[serde(default)]
+    pub mt: Option<BehaviourConfig>,
+}
+
+impl SubscriberConfig {
+    /// The behaviour in `direction`: the configured one, else the route type's default; `None`
+    /// when the route type does not bring such calls.
+    pub fn behaviour(&self, direction: Direction) -> Option<Behaviour> {
+        let default = Behaviour::default_for(self.route_type, direction)?;
+        let configured = match direction {
+            Direction::Originating => &self.mo,
+            Direction::Terminating => &self.mt,
+        };
+        Some(configured.clone().map(Behaviour::from).unwrap_or(default))
+    }
 }
 
 impl ServeConfig {
@@ -264,8 +302,29 @@ impl ServeConfig {
         }
         let mut seen = HashSet::new();
         for subscriber in &self.subscribers {
-            if !seen.insert(&subscriber.phone_number) {
-                return Err(format!("subscriber {} is listed twice", subscriber.phone_number));
+            let number = &subscriber.phone_number;
+            if !seen.insert(number) {
+                return Err(format!("subscriber {number} is listed twice"));
+            }
+            for (direction, configured) in [(Direction::Originating, &subscriber.mo), (Direction::Terminating, &subscriber.mt)] {
+                let key = direction.to_string().to_ascii_lowercase();
+                match subscriber.behaviour(direction) {
+                    Some(behaviour) => {
+                        behaviour.validate().map_err(|error| format!("subscriber {number}, {key}: {error}"))?
+                    }
+                    None if configured.is_some() => {
+                        return Err(format!(
+                            "subscriber {number}: route type {} brings no {direction} calls, so `{key}` cannot apply",
+                            subscriber.route_type.name()
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+        for (key, action) in [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)] {
+            if action.is_relay() {
+                return Err(format!("{key} must be reject or answer: there is no subscriber to loop or forward for"));
             }
         }
         Ok(())
@@ -294,6 +353,8 @@ impl ServeConfig {
             route_type,
             mo_prefix: Prefix::from_wire(mo).ok().flatten(),
             mt_prefix: Prefix::from_wire(mt).ok().flatten(),
+            mo: None,
+            mt: None,
         };
         Self {
             tas: TasConfig {
@@ -307,6 +368,7 @@ impl ServeConfig {
             },
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
+            calls: CallsConfig::default(),
             sip: SipConfig {
                 tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
                 tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),

@@ -107,6 +107,11 @@ impl Params {
         self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
     /// Sets `name`, replacing an earlier value.
     pub fn set(&mut self, name: &str, value: Option<String>) {
         match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
