@@ -10,13 +10,12 @@ use tracing::{info, warn};
 
 use crate::config::serve::{CallsConfig, ServeConfig};
 use crate::sip::dialog::{DialogId, OfferAnswer};
-use crate::sip::message::header::{split_list, NameAddr};
 use crate::sip::ua::{PendingInvite, SessionHandler, UserAgent};
 use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
 use super::behaviour::{Engine, Outcome};
-use super::routing::{number_of, Direction, RoutedSubscriber, RoutingError, RoutingTable};
+use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 
 /// What happened to one call, as `ringer demo` and the tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +109,6 @@ impl CallRouter {
     }
 }
 
-/// The caller's number: the first P-Asserted-Identity with one (what the core asserts), else From.
-pub fn caller_number(invite: &PendingInvite) -> Option<Msisdn> {
-    let asserted = invite.request().headers.get_all("P-Asserted-Identity").flat_map(split_list).filter_map(|value| {
-        let addr = NameAddr::parse(value).ok()?;
-        number_of(&addr.uri)
-    });
-    let from = number_of(&invite.essentials().from.uri);
-    asserted.chain(from).find_map(|number| Msisdn::parse(&number).ok())
-}
-
 fn record_of(invite: &PendingInvite) -> CallRecord {
     CallRecord {
         call_id: invite.essentials().call_id.clone(),
@@ -160,7 +149,7 @@ impl SessionHandler for RouterHandler {
         let routes = router.routes();
         let mut record = record_of(&invite);
         let call_id = record.call_id.clone();
-        let caller = caller_number(&invite);
+        let caller = caller_number(&invite.request().headers, &invite.essentials().from);
         let classified = match routes.table.classify(&invite.request().uri, caller.as_ref()) {
             Ok(classified) => classified,
             Err(error) => {

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::sip::message::Uri;
+use crate::sip::message::header::{split_list, NameAddr};
+use crate::sip::message::{Headers, Uri};
 use crate::types::{Msisdn, Prefix, RouteType};
 
 /// Whether the subscriber makes or receives the call.
@@ -72,6 +73,16 @@ pub fn number_of(uri: &Uri) -> Option<String> {
     let digits: String = raw.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect();
     let rest = digits.strip_prefix('+')?;
     (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// The caller's number: the first P-Asserted-Identity that holds one (what the core asserts),
+/// else From.
+pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
+    let asserted = headers.get_all("P-Asserted-Identity").flat_map(split_list).filter_map(|value| {
+        let addr = NameAddr::parse(value).ok()?;
+        number_of(&addr.uri)
+    });
+    asserted.chain(number_of(&from.uri)).find_map(|number| Msisdn::parse(&number).ok())
 }
 
 /// The subscribers of this TAS and their prefixes.

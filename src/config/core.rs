@@ -27,6 +27,99 @@ pub struct CoreConfig {
     /// others). Empty: any number.
     #[serde(default)]
     pub subscribers: Vec<Msisdn>,
+    /// The SIP side (the SBC's call legs); none unless configured.
+    #[serde(default)]
+    pub sbc: Option<SbcConfig>,
+}
+
+/// The emulated SBC: where user agents call in, where TASs send leg 3, and who answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbcConfig {
+    /// Leg 1 over UDP (SIP user agents such as SIPp's Alice).
+    #[serde(default)]
+    pub udp_listen: Option<SocketAddr>,
+    /// Leg 1 over TCP.
+    #[serde(default)]
+    pub tcp_listen: Option<SocketAddr>,
+    /// Leg 1 over TLS (needs `cert_file` and `key_file`).
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Where TASs send leg 3 and Ingress calls, over TLS (needs `cert_file` and `key_file`).
+    pub interconnect_listen: SocketAddr,
+    /// The SBC's certificate chain (PEM).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The CA the TAS certificates must chain to; default: the system's roots.
+    #[serde(default)]
+    pub tas_ca_file: Option<PathBuf>,
+    /// The SBC's domain in the Request-URIs and addresses it writes.
+    #[serde(default = "default_sbc_domain")]
+    pub domain: String,
+    /// Fallback: how long the subscriber's phone rings before the TAS gets the call.
+    #[serde(default = "default_fallback_no_answer", with = "humantime_serde")]
+    pub fallback_no_answer: Duration,
+    /// Simulated handsets, answering as configured.
+    #[serde(default, rename = "handset")]
+    pub handsets: Vec<HandsetConfig>,
+    /// Where calls to other numbers go (SIPp as Bob, a lab phone), by longest number prefix.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<SbcRoute>,
+}
+
+fn default_sbc_domain() -> String {
+    "core.ringer.invalid".into()
+}
+
+fn default_fallback_no_answer() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How a simulated handset answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandsetMode {
+    /// Rings, then answers.
+    Answer,
+    /// 486 Busy Here.
+    Busy,
+    /// Rings until cancelled.
+    NoAnswer,
+    /// 480 Temporarily Unavailable (switched off, out of coverage).
+    Unreachable,
+}
+
+/// One simulated handset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandsetConfig {
+    /// Its number.
+    pub number: Msisdn,
+    /// How it answers.
+    pub mode: HandsetMode,
+    /// How long it rings before answering.
+    #[serde(default = "default_ring_time", with = "humantime_serde")]
+    pub ring_time: Duration,
+    /// Hang up (BYE) this long after answering; default: never.
+    #[serde(default, with = "humantime_serde")]
+    pub hang_up_after: Option<Duration>,
+}
+
+fn default_ring_time() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// Calls to numbers starting with `prefix` go to `target`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbcRoute {
+    /// `+` and leading digits (`+47`), or `+` for every number.
+    pub prefix: String,
+    /// A SIP URI: `sip:127.0.0.1:5090` (UDP), `sip:host:port;transport=tcp`, `sips:host:port`.
+    pub target: String,
 }
 
 /// Where the gRPC API listens.
@@ -131,6 +224,7 @@ impl Default for CoreConfig {
             time_to_live: defaults::one_hour(),
             auth: CoreAuthConfig::default(),
             subscribers: Vec::new(),
+            sbc: None,
         }
     }
 }
@@ -163,6 +257,9 @@ impl CoreConfig {
                 _ => {}
             }
         }
+        if let Some(sbc) = &self.sbc {
+            sbc.validate()?;
+        }
         let mut clients = HashSet::new();
         for client in &self.auth.clients {
             if client.client_id.is_empty() || !clients.insert(client.client_id.as_str()) {
@@ -171,6 +268,37 @@ impl CoreConfig {
             if client.token_lifetime.is_zero() {
                 return Err(format!("auth.client {:?}: token_lifetime must be > 0", client.client_id));
             }
+        }
+        Ok(())
+    }
+}
+
+impl SbcConfig {
+    /// Checks what serde alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert_file.is_none() || self.key_file.is_none() {
+            return Err("sbc.cert_file and sbc.key_file are needed: the interconnect to TASs is TLS".into());
+        }
+        let mut numbers = HashSet::new();
+        for handset in &self.handsets {
+            if !numbers.insert(&handset.number) {
+                return Err(format!("sbc.handset {} is listed twice", handset.number));
+            }
+        }
+        for route in &self.routes {
+            let digits = route.prefix.strip_prefix('+').ok_or_else(|| {
+                format!("sbc.route prefix {:?} must start with + (then digits)", route.prefix)
+            })?;
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("sbc.route prefix {:?} must be + and digits", route.prefix));
+            }
+            match crate::sip::message::Uri::parse(&route.target) {
+                Ok(crate::sip::message::Uri::Sip(_)) => {}
+                _ => return Err(format!("sbc.route target {:?} is not a sip: or sips: URI", route.target)),
+            }
+        }
+        if self.fallback_no_answer.is_zero() {
+            return Err("sbc.fallback_no_answer must be above zero".into());
         }
         Ok(())
     }

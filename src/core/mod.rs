@@ -5,6 +5,7 @@ pub mod auth;
 pub mod grpc;
 pub mod oauth;
 pub mod registry;
+pub mod sbc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,10 +49,12 @@ pub enum CoreError {
     /// The certificate or key is unusable.
     #[error("TLS set-up failed: {0}")]
     Tls(String),
+    /// The SBC could not start.
+    #[error("SBC: {0}")]
+    Sbc(#[from] sbc::SbcError),
 }
 
 /// A running emulated core.
-#[derive(Debug)]
 pub struct CoreHandle {
     grpc_addr: SocketAddr,
     tls: bool,
@@ -61,6 +64,7 @@ pub struct CoreHandle {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    sbc: Option<sbc::Sbc>,
 }
 
 /// Starts the emulated core's gRPC API as `config` says.
@@ -106,9 +110,13 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
         }
     });
     let sweeper = tokio::spawn(sweep_lapsed(registry.clone()));
+    let sbc = match &config.sbc {
+        Some(sbc_config) => Some(sbc::start(sbc_config, registry.clone()).await?),
+        None => None,
+    };
     let tls = config.grpc.tls.is_some();
     info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, /oauth2/token)");
-    Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, stop: Some(stop), server, sweeper })
+    Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, stop: Some(stop), server, sweeper, sbc })
 }
 
 /// Logs and drops registrations that were not refreshed in time.
@@ -150,6 +158,11 @@ impl CoreHandle {
         &self.auth
     }
 
+    /// The SBC, when configured.
+    pub fn sbc(&self) -> Option<&sbc::Sbc> {
+        self.sbc.as_ref()
+    }
+
     /// How many calls each method has received.
     pub fn call_counts(&self) -> &CallCounts {
         &self.counts
@@ -164,6 +177,9 @@ impl CoreHandle {
             self.server.abort();
         }
         self.sweeper.abort();
+        if let Some(sbc) = &self.sbc {
+            sbc.shutdown();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod sip;
 
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ pub fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreCon
             }],
         },
         subscribers: Vec::new(),
+        sbc: None,
     }
 }
 

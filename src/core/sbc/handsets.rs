@@ -1,0 +1,157 @@
+//! Simulated handsets: SIP user agents on the SBC's own loopback port that ring, answer, are
+//! busy or unreachable as configured, and remember every INVITE they got, so the whole call
+//! path runs and is checked with no outside party.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use tracing::info;
+
+use crate::call::routing::number_of;
+use crate::config::core::{HandsetConfig, HandsetMode};
+use crate::sip::dialog::{CallHandle, DialogId, OfferAnswer};
+use crate::sip::ua::{PendingInvite, SessionHandler};
+use crate::types::Msisdn;
+
+/// An INVITE a handset received (what reached "Bob").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedCall {
+    /// The handset's number.
+    pub number: Msisdn,
+    /// The Request-URI as received.
+    pub request_uri: String,
+    /// From.
+    pub from: String,
+    /// History-Info values, in order.
+    pub history_info: Vec<String>,
+    /// Diversion values, in order.
+    pub diversion: Vec<String>,
+    /// What the handset answered.
+    pub status: u16,
+}
+
+/// The handsets and what they saw.
+pub struct Handsets {
+    config: HashMap<Msisdn, HandsetConfig>,
+    received: Mutex<Vec<ReceivedCall>>,
+    calls: Mutex<Vec<(Msisdn, CallHandle)>>,
+}
+
+impl Handsets {
+    /// Handsets as configured.
+    pub fn new(handsets: &[HandsetConfig]) -> Self {
+        Self {
+            config: handsets.iter().map(|handset| (handset.number.clone(), handset.clone())).collect(),
+            received: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether `number` is a simulated handset.
+    pub fn has(&self, number: &Msisdn) -> bool {
+        self.config.contains_key(number)
+    }
+
+    /// Every INVITE received so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedCall> {
+        self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Hangs up every call `number` has answered; returns how many.
+    pub async fn hang_up(&self, number: &Msisdn) -> usize {
+        let calls: Vec<CallHandle> = {
+            let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mine, others) = calls.drain(..).partition(|(owner, _)| owner == number);
+            *calls = others;
+            mine.into_iter().map(|(_, call)| call).collect()
+        };
+        let mut ended = 0;
+        for call in calls {
+            if call.hangup().await.is_ok() {
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    fn remember(&self, invite: &PendingInvite, number: &Msisdn, status: u16) {
+        let headers = &invite.request().headers;
+        self.received.lock().unwrap_or_else(PoisonError::into_inner).push(ReceivedCall {
+            number: number.clone(),
+            request_uri: invite.request().uri.to_string(),
+            from: headers.get("From").unwrap_or_default().to_owned(),
+            history_info: headers.get_all("History-Info").map(str::to_owned).collect(),
+            diversion: headers.get_all("Diversion").map(str::to_owned).collect(),
+            status,
+        });
+    }
+}
+
+/// The handsets as the UA's handler.
+pub struct HandsetHandler(pub Arc<Handsets>);
+
+/// An SDP answer from a handset: every offered stream declined, as the TAS's apps do until media.
+fn handset_answer(offer: &Bytes) -> Bytes {
+    let offer = std::str::from_utf8(offer).unwrap_or_default();
+    let session = rand::random::<u32>() as u64;
+    Bytes::from(crate::media::sdp::decline_all(offer, session, "127.0.0.1").unwrap_or_default())
+}
+
+impl SessionHandler for HandsetHandler {
+    fn on_invite(&self, invite: PendingInvite) {
+        let handsets = self.0.clone();
+        let number = number_of(&invite.request().uri).and_then(|number| Msisdn::parse(&number).ok());
+        let Some((number, config)) = number.and_then(|n| handsets.config.get(&n).cloned().map(|c| (n, c))) else {
+            invite.reject(404, None, None);
+            return;
+        };
+        tokio::spawn(async move {
+            let status = match config.mode {
+                HandsetMode::Busy => 486,
+                HandsetMode::Unreachable => 480,
+                HandsetMode::Answer => 200,
+                HandsetMode::NoAnswer => 487,
+            };
+            handsets.remember(&invite, &number, status);
+            info!(%number, mode = ?config.mode, "handset got a call");
+            match config.mode {
+                HandsetMode::Busy | HandsetMode::Unreachable => invite.reject(status, None, None),
+                HandsetMode::NoAnswer => {
+                    invite.provisional(180, None);
+                    invite.cancelled().await;
+                }
+                HandsetMode::Answer => {
+                    invite.provisional(180, None);
+                    tokio::select! {
+                        () = invite.cancelled() => return,
+                        () = tokio::time::sleep(config.ring_time) => {}
+                    }
+                    let answer = handset_answer(&invite.request().body);
+                    let Some(call) = invite.answer(answer) else { return };
+                    handsets.calls.lock().unwrap_or_else(PoisonError::into_inner).push((number.clone(), call.clone()));
+                    if let Some(after) = config.hang_up_after {
+                        tokio::select! {
+                            _ = call.ended() => {}
+                            () = tokio::time::sleep(after) => {
+                                let _ = call.hangup().await;
+                            }
+                        }
+                    }
+                    call.ended().await;
+                    handsets
+                        .calls
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .retain(|(_, kept)| kept.id() != call.id());
+                }
+            }
+        });
+    }
+
+    fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
+        OfferAnswer::Accept(handset_answer(offer))
+    }
+
+    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
+}
