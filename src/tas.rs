@@ -80,6 +80,8 @@ pub struct Tas {
     pub endpoint: Endpoint,
     /// The subscribers' behaviours and the record of calls.
     pub router: Arc<CallRouter>,
+    /// The TAS's host (of `tas.sip_uri`), for addresses in calls it places.
+    host: String,
 }
 
 /// Starts the SIP side of the TAS.
@@ -88,5 +90,53 @@ pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     let router = Arc::new(CallRouter::new(config));
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
     router.attach(endpoint.user_agent().clone());
-    Ok(Tas { endpoint, router })
+    Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
+}
+
+/// Why the TAS could not place a call.
+#[derive(Debug, Error)]
+pub enum PlaceCallError {
+    /// `sip.core_uri` is not set: the TAS does not know where the core is.
+    #[error("sip.core_uri is not set: the TAS needs the core's SIP address to place calls")]
+    NoCore,
+    /// The core could not be reached.
+    #[error(transparent)]
+    Connect(#[from] crate::sip::outbound::ConnectError),
+    /// The INVITE could not be sent.
+    #[error(transparent)]
+    Request(#[from] crate::sip::client::RequestError),
+}
+
+impl Tas {
+    /// Places a call from the TAS to `to` through the core (route type Ingress), shown as coming
+    /// from `from`, offering `sdp`. Follow it with [`crate::sip::uac::OutgoingCall::next`].
+    pub async fn call(
+        &self,
+        to: &crate::types::Msisdn,
+        from: &crate::types::Msisdn,
+        sdp: bytes::Bytes,
+    ) -> Result<crate::sip::uac::OutgoingCall, PlaceCallError> {
+        use crate::sip::message::header::NameAddr;
+        use crate::sip::message::Uri;
+        let ua = self.endpoint.user_agent();
+        let core = ua.outbound().core().ok_or(PlaceCallError::NoCore)?.to_owned();
+        let core_host = match Uri::parse(&core) {
+            Ok(Uri::Sip(sip)) => sip.host,
+            _ => return Err(PlaceCallError::NoCore),
+        };
+        let uri = |number: &str, host: &str| Uri::parse(&format!("sip:{number}@{host};user=phone"));
+        let (Ok(request_uri), Ok(from_uri)) = (uri(to.as_str(), &core_host), uri(from.as_str(), &self.host)) else {
+            return Err(PlaceCallError::NoCore);
+        };
+        let spec = crate::sip::uac::InviteSpec {
+            to: NameAddr { display_name: None, uri: request_uri.clone(), bracketed: true, params: Default::default() },
+            from: NameAddr { display_name: None, uri: from_uri, bracketed: true, params: Default::default() },
+            uri: request_uri,
+            max_forwards: 70,
+            headers: Vec::new(),
+            body: sdp,
+        };
+        let link = ua.outbound().link_to(&core).await?;
+        Ok(ua.invite(spec, link)?)
+    }
 }

@@ -36,3 +36,293 @@ async fn loop_mt_reaches_the_callee_without_the_prefix() {
     assert_eq!(dialog.hangup().await.expect("BYE"), 200);
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+use ringer::call::routing::Direction;
+use ringer::sip::uac::OutgoingCall;
+
+const BOB: &str = "+4755555555";
+const CAROL: &str = "+4766666666";
+
+/// Calls `to`, expects a 2xx, ACKs it; returns the dialog.
+async fn answered(lab: &Lab, from: &str, to: &str) -> ringer::sip::dialog::CallHandle {
+    let mut call = lab.call(from, to);
+    match final_of(&mut call).await {
+        Progress::Answered(dialog, response) => {
+            assert_eq!(response.status, 200);
+            dialog.ack(None).expect("ACK");
+            dialog
+        }
+        other => panic!("{to}: expected 200, got {other:?}"),
+    }
+}
+
+/// Calls `to` and expects a final status.
+async fn refused(lab: &Lab, from: &str, to: &str) -> u16 {
+    let mut call: OutgoingCall = lab.call(from, to);
+    match final_of(&mut call).await {
+        Progress::Failed(response) => response.status,
+        other => panic!("{to}: expected a refusal, got {other:?}"),
+    }
+}
+
+fn legs(lab: &Lab) -> Vec<(u8, u16)> {
+    let calls = lab.sbc().calls();
+    calls.last().expect("a call").legs.iter().map(|leg| (leg.leg, leg.status)).collect()
+}
+
+async fn hang_up_and_settle(lab: &Lab, dialog: ringer::sip::dialog::CallHandle) {
+    assert_eq!(dialog.hangup().await.expect("BYE"), 200);
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn loop_mo_goes_through_the_tas_and_bob_hangs_up() {
+    let mut bob = handset(BOB, HandsetMode::Answer);
+    bob.hang_up_after = Some(Duration::from_millis(300));
+    let lab = Lab::start(&[subscriber("+4799990002", "loop-mo", "12", "", "", "")], vec![bob]).await;
+    let dialog = answered(&lab, "+4799990002", BOB).await;
+    let call = &lab.sbc().calls()[0];
+    assert_eq!(call.route, CallRoute::Loop(Direction::Originating));
+    assert!(call.legs[1].request_uri.starts_with("sip:+124755555555@"), "MO prefix in leg 2: {:?}", call.legs);
+    assert!(call.legs[2].request_uri.starts_with("sip:+4755555555@"), "prefix stripped in leg 3: {:?}", call.legs);
+    // Bob's BYE comes back through the core and the TAS to Alice.
+    let reason = tokio::time::timeout(Duration::from_secs(5), dialog.ended()).await.expect("Bob's BYE reached Alice");
+    assert_eq!(reason, "BYE from the peer");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    let record = &lab.tas.router.records()[0];
+    assert_eq!(record.subscriber.as_ref().map(|(_, d)| *d), Some(Direction::Originating));
+    assert_eq!(record.outcome.status, 200);
+}
+
+#[tokio::test]
+async fn loop_mt_only_leaves_calls_the_subscriber_makes_alone() {
+    let lab = Lab::start(
+        &[subscriber("+4799990003", "loop-mt", "", "23", "", "")],
+        vec![handset(BOB, HandsetMode::Answer), handset("+4799990003", HandsetMode::Answer)],
+    )
+    .await;
+    // MO: the core does not involve the TAS.
+    let dialog = answered(&lab, "+4799990003", BOB).await;
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Direct);
+    assert_eq!(legs(&lab), [(1, 200), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+    // MT: through the TAS with the MT prefix.
+    let dialog = answered(&lab, BOB, "+4799990003").await;
+    assert_eq!(lab.sbc().calls()[1].route, CallRoute::Loop(Direction::Terminating));
+    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 200), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn reject_relays_the_status_and_reason() {
+    let lab = Lab::start(
+        &[subscriber("+4799990001", "loop", "11", "21", "\"reject 403 Barred\"", "\"reject 603\"")],
+        vec![handset(BOB, HandsetMode::Answer), handset("+4799990001", HandsetMode::Answer)],
+    )
+    .await;
+    assert_eq!(refused(&lab, ALICE, "+4799990001").await, 603);
+    assert_eq!(legs(&lab), [(1, 603), (2, 603)]);
+    assert_eq!(refused(&lab, "+4799990001", BOB).await, 403);
+    assert!(lab.sbc().handsets().received().is_empty(), "nothing reached a handset");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn answer_declines_each_stream_until_media_exists() {
+    let lab = Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "\"answer voicemail\"")], vec![]).await;
+    let mut call = lab.call(ALICE, "+4799990001");
+    let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
+    let sdp = String::from_utf8_lossy(&response.body).to_string();
+    assert!(sdp.contains("m=audio 0 RTP/AVP"), "stream declined with port 0: {sdp}");
+    dialog.ack(None).expect("ACK");
+    assert_eq!(legs(&lab), [(1, 200), (2, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn forward_retargets_with_history_info_and_diversion() {
+    let lab = Lab::start(
+        &[subscriber("+4799990001", "loop", "", "21", "", &format!("\"forward {CAROL}\""))],
+        vec![handset(CAROL, HandsetMode::Answer)],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990001").await;
+    let received = &lab.sbc().handsets().received()[0];
+    assert!(received.request_uri.starts_with(&format!("sip:{CAROL}@")), "{}", received.request_uri);
+    assert_eq!(received.diversion.len(), 1, "{received:?}");
+    assert!(received.diversion[0].contains("+4799990001") && received.diversion[0].contains("reason=unconditional"));
+    let history = received.history_info.join(",");
+    assert!(history.contains("index=1") && history.contains("index=1.1") && history.contains("cause=302"), "{history}");
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn forward_on_busy_and_on_unreachable() {
+    let cfb = format!("{{ action = \"loop\", on_busy = \"forward {CAROL}\" }}");
+    let cfnrc = format!("{{ action = \"loop\", on_unreachable = \"forward {CAROL}\" }}");
+    let lab = Lab::start(
+        &[
+            subscriber("+4799990001", "loop-mt", "", "21", "", &cfb),
+            subscriber("+4799990002", "loop-mt", "", "22", "", &cfnrc),
+        ],
+        vec![
+            handset("+4799990001", HandsetMode::Busy),
+            handset("+4799990002", HandsetMode::Unreachable),
+            handset(CAROL, HandsetMode::Answer),
+        ],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990001").await;
+    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 486), (4, 486), (3, 200), (4, 200)]);
+    let carol =
+        lab.sbc().handsets().received().into_iter().find(|call| call.number.as_str() == CAROL).expect("Carol rang");
+    assert!(carol.diversion[0].contains("reason=user-busy"), "{:?}", carol.diversion);
+    assert!(carol.history_info.join(",").contains("cause=486"), "{:?}", carol.history_info);
+    hang_up_and_settle(&lab, dialog).await;
+
+    let dialog = answered(&lab, ALICE, "+4799990002").await;
+    let carol = lab
+        .sbc()
+        .handsets()
+        .received()
+        .into_iter()
+        .filter(|call| call.number.as_str() == CAROL)
+        .nth(1)
+        .expect("Carol rang again");
+    assert!(carol.diversion[0].contains("reason=unavailable"), "{:?}", carol.diversion);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn no_answer_goes_to_voicemail_and_cancels_the_phone() {
+    let chain = "{ action = \"loop\", no_answer_after = \"300ms\", on_busy = \"answer voicemail\", on_no_answer = \"answer voicemail\" }";
+    let lab = Lab::start(
+        &[subscriber("+4799990001", "loop", "", "21", "", chain)],
+        vec![handset("+4799990001", HandsetMode::NoAnswer)],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990001").await;
+    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 487), (4, 487)]);
+    let record = &lab.tas.router.records()[0];
+    assert_eq!(record.outcome.actions, ["loop", "answer voicemail (no-answer)"]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn cancel_from_alice_before_answer_ends_every_leg() {
+    let lab = Lab::start(
+        &[subscriber("+4799990001", "loop", "", "21", "", "")],
+        vec![handset("+4799990001", HandsetMode::NoAnswer)],
+    )
+    .await;
+    let mut call = lab.call(ALICE, "+4799990001");
+    match tokio::time::timeout(Duration::from_secs(5), call.next()).await.expect("ringing") {
+        Progress::Provisional(response) => assert_eq!(response.status, 180),
+        other => panic!("expected 180, got {other:?}"),
+    }
+    // The handset's 180 has come all the way back; make sure the handset leg exists before CANCEL.
+    assert!(common::poll_until(Duration::from_secs(5), || legs(&lab).len() == 4).await, "{:?}", legs(&lab));
+    call.cancel();
+    assert!(matches!(final_of(&mut call).await, Progress::Cancelled));
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    assert_eq!(legs(&lab), [(1, 487), (2, 487), (3, 487), (4, 487)]);
+    assert_eq!(lab.tas.router.records()[0].outcome.status, 487);
+}
+
+#[tokio::test]
+async fn fork_subscriber_answers_first_and_the_tas_leg_gets_487() {
+    let lab = Lab::start(
+        &[subscriber("+4799990004", "fork", "", "24", "", "{ action = \"answer voicemail\", ring_time = \"10s\" }")],
+        vec![handset("+4799990004", HandsetMode::Answer)],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990004").await;
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fork);
+    assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
+    assert_eq!(lab.tas.router.records()[0].outcome.status, 487, "the TAS leg was cancelled");
+    assert_eq!(legs(&lab), [(1, 200), (2, 487), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn fork_tas_answers_first_and_the_phone_is_cancelled() {
+    let lab = Lab::start(
+        &[subscriber("+4799990004", "fork", "", "24", "", "\"answer voicemail\"")],
+        vec![handset("+4799990004", HandsetMode::NoAnswer)],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990004").await;
+    assert_eq!(legs(&lab), [(1, 200), (2, 200), (4, 487)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn fallback_on_busy_and_on_no_answer() {
+    let lab = Lab::start_with(
+        &[
+            subscriber("+4799990005", "fallback", "", "25", "", ""),
+            subscriber("+4799990006", "fallback", "", "26", "", ""),
+        ],
+        vec![handset("+4799990005", HandsetMode::Busy), handset("+4799990006", HandsetMode::NoAnswer)],
+        "",
+        Duration::from_millis(300),
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990005").await;
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fallback);
+    assert_eq!(legs(&lab), [(1, 200), (4, 486), (2, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+    let dialog = answered(&lab, ALICE, "+4799990006").await;
+    assert_eq!(legs(&lab), [(1, 200), (4, 487), (2, 200)]);
+    assert!(lab.sbc().calls()[1].legs[2].request_uri.starts_with("sip:+264799990006@"));
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn ingress_lets_the_tas_call_the_subscriber() {
+    let lab = Lab::start(
+        &[subscriber("+4799990006", "ingress", "", "", "", "")],
+        vec![handset("+4799990006", HandsetMode::Answer)],
+    )
+    .await;
+    let to = common::msisdn("+4799990006");
+    let from = common::msisdn("+4799999999");
+    let offer = bytes::Bytes::from_static(common::lab::OFFER.as_bytes());
+    let mut call = lab.tas.call(&to, &from, offer).await.expect("call placed");
+    let Progress::Answered(dialog, _) = final_of(&mut call).await else { panic!("not answered") };
+    dialog.ack(None).expect("ACK");
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Ingress);
+    assert_eq!(legs(&lab), [(3, 200), (4, 200)]);
+    assert_eq!(lab.sbc().refused_leg3(), 0);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn a_tas_call_without_session_id_is_refused_and_counted() {
+    // Not an Ingress subscriber: a TAS-originated INVITE must be a leg 3 with leg 2's Session-ID.
+    let lab =
+        Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "")], vec![handset(BOB, HandsetMode::Answer)])
+            .await;
+    let offer = bytes::Bytes::from_static(common::lab::OFFER.as_bytes());
+    let mut call = lab.tas.call(&common::msisdn(BOB), &common::msisdn("+4799990001"), offer).await.expect("sent");
+    match final_of(&mut call).await {
+        Progress::Failed(response) => {
+            assert_eq!(response.status, 403);
+            assert!(response.headers.get("Warning").unwrap_or_default().contains("Session-ID"));
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert_eq!(lab.sbc().refused_leg3(), 1);
+    assert!(lab.sbc().handsets().received().is_empty());
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn calls_without_registrations_go_straight_through() {
+    let lab = Lab::start(&[], vec![handset(BOB, HandsetMode::Busy)]).await;
+    assert_eq!(refused(&lab, ALICE, BOB).await, 486);
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Direct);
+    assert_eq!(legs(&lab), [(1, 486), (4, 486)]);
+    assert_eq!(refused(&lab, ALICE, "+4700000000").await, 404, "no handset, no route");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

@@ -12,12 +12,12 @@ use common::eventually;
 use common::sip::*;
 use ringer::call::action::{Action, App};
 use ringer::call::DefaultActionHandler;
+use ringer::sip::dialog::{DialogId, OfferAnswer};
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::Message;
 use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::dialog::{DialogId, OfferAnswer};
 use ringer::sip::ua::{PendingInvite, SessionHandler, UaConfig};
 use tempfile::TempDir;
 

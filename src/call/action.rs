@@ -69,12 +69,11 @@ impl FromStr for Action {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         let (verb, rest) = text.split_once(char::is_whitespace).map(|(v, r)| (v, r.trim())).unwrap_or((text, ""));
-        let expected = "expected loop, forward <+E.164>, reject <code> [reason] or answer [voicemail|announcement|echo]";
+        let expected =
+            "expected loop, forward <+E.164>, reject <code> [reason] or answer [voicemail|announcement|echo]";
         match verb.to_ascii_lowercase().as_str() {
             "loop" if rest.is_empty() => Ok(Action::Loop),
-            "forward" => Msisdn::parse(rest)
-                .map(Action::Forward)
-                .map_err(|error| format!("action {text:?}: {error}")),
+            "forward" => Msisdn::parse(rest).map(Action::Forward).map_err(|error| format!("action {text:?}: {error}")),
             "reject" => {
                 let (code, reason) = rest.split_once(' ').map(|(c, r)| (c, r.trim())).unwrap_or((rest, ""));
                 let status: u16 =
@@ -162,10 +161,9 @@ impl Behaviour {
             | (RouteType::LoopMo, Direction::Originating)
             | (RouteType::LoopMt, Direction::Terminating) => Some(Self::plain(Action::Loop)),
             // The TAS leg rings beside the handset: let the subscriber answer first, then take a message.
-            (RouteType::Fork, Direction::Terminating) => Some(Self {
-                ring_time: Some(DEFAULT_NO_ANSWER),
-                ..Self::plain(Action::Answer(App::Voicemail))
-            }),
+            (RouteType::Fork, Direction::Terminating) => {
+                Some(Self { ring_time: Some(DEFAULT_NO_ANSWER), ..Self::plain(Action::Answer(App::Voicemail)) })
+            }
             (RouteType::Fallback, Direction::Terminating) => Some(Self::plain(Action::Answer(App::Voicemail))),
             _ => None,
         }
@@ -173,7 +171,11 @@ impl Behaviour {
 
     /// Checks the combination: conditions need a relay to apply to, and cannot loop again.
     pub fn validate(&self) -> Result<(), String> {
-        let conditions = [("on_busy", &self.on_busy), ("on_no_answer", &self.on_no_answer), ("on_unreachable", &self.on_unreachable)];
+        let conditions = [
+            ("on_busy", &self.on_busy),
+            ("on_no_answer", &self.on_no_answer),
+            ("on_unreachable", &self.on_unreachable),
+        ];
         for (name, condition) in conditions {
             match condition {
                 Some(Action::Loop) => return Err(format!("{name} = \"loop\" would loop the same call again")),
@@ -254,7 +256,8 @@ mod tests {
             assert_eq!(text.parse::<Action>(), Ok(action.clone()), "{text}");
             assert_eq!(action.to_string().parse::<Action>(), Ok(action), "round trip of {text}");
         }
-        for bad in ["", "loop now", "forward", "forward 4799", "reject", "reject 200", "reject x", "answer fax", "ring"] {
+        for bad in ["", "loop now", "forward", "forward 4799", "reject", "reject 200", "reject x", "answer fax", "ring"]
+        {
             assert!(bad.parse::<Action>().is_err(), "{bad:?} should be refused");
         }
     }

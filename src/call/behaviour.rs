@@ -197,7 +197,13 @@ impl Engine {
             Ok(leg) => leg,
             Err(error) => {
                 warn!(%call_id, %error, "leg 3 could not be sent to the core");
-                return self.on_condition(invite, conditions.and_then(|c| c.on_unreachable.clone()), ForwardCause::Unreachable, 503, keep);
+                return self.on_condition(
+                    invite,
+                    conditions.and_then(|c| c.on_unreachable.clone()),
+                    ForwardCause::Unreachable,
+                    503,
+                    keep,
+                );
             }
         };
         outcome.legs_placed += 1;
@@ -229,12 +235,20 @@ impl Engine {
                     }
                 }
             }
-            LegOutcome::NoAnswer => {
-                self.on_condition(invite, conditions.and_then(|c| c.on_no_answer.clone()), ForwardCause::NoAnswer, 480, keep)
-            }
-            LegOutcome::Unreachable => {
-                self.on_condition(invite, conditions.and_then(|c| c.on_unreachable.clone()), ForwardCause::Unreachable, 408, keep)
-            }
+            LegOutcome::NoAnswer => self.on_condition(
+                invite,
+                conditions.and_then(|c| c.on_no_answer.clone()),
+                ForwardCause::NoAnswer,
+                480,
+                keep,
+            ),
+            LegOutcome::Unreachable => self.on_condition(
+                invite,
+                conditions.and_then(|c| c.on_unreachable.clone()),
+                ForwardCause::Unreachable,
+                408,
+                keep,
+            ),
             LegOutcome::CallerCancelled => Step::Done(487),
         }
     }
@@ -315,7 +329,8 @@ pub fn leg3(
             ),
         ));
         let counter = request.headers.values("Diversion").len() + 1;
-        let mut diversions = vec![format!("<{original}>;reason={};counter={counter};privacy=off", cause.diversion_reason())];
+        let mut diversions =
+            vec![format!("<{original}>;reason={};counter={counter};privacy=off", cause.diversion_reason())];
         diversions.extend(request.headers.get_all("Diversion").map(str::to_owned));
         headers.retain(|(name, _)| name != "Diversion");
         headers.extend(diversions.into_iter().map(|value| ("Diversion".to_owned(), value)));

@@ -15,9 +15,9 @@ use tracing::info;
 pub use router::{CallRecord, CallRouter};
 
 use crate::media::sdp::decline_all;
-use action::Action;
 use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::ua::{PendingInvite, SessionHandler};
+use action::Action;
 
 /// Applies one action to every call, whatever its number: `reject` or `answer` (a relay
 /// action, which needs a subscriber, is refused with 501). For transport tests and benchmarks.

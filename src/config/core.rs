@@ -286,9 +286,10 @@ impl SbcConfig {
             }
         }
         for route in &self.routes {
-            let digits = route.prefix.strip_prefix('+').ok_or_else(|| {
-                format!("sbc.route prefix {:?} must start with + (then digits)", route.prefix)
-            })?;
+            let digits = route
+                .prefix
+                .strip_prefix('+')
+                .ok_or_else(|| format!("sbc.route prefix {:?} must start with + (then digits)", route.prefix))?;
             if !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("sbc.route prefix {:?} must be + and digits", route.prefix));
             }

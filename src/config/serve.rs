@@ -306,7 +306,9 @@ impl ServeConfig {
             if !seen.insert(number) {
                 return Err(format!("subscriber {number} is listed twice"));
             }
-            for (direction, configured) in [(Direction::Originating, &subscriber.mo), (Direction::Terminating, &subscriber.mt)] {
+            for (direction, configured) in
+                [(Direction::Originating, &subscriber.mo), (Direction::Terminating, &subscriber.mt)]
+            {
                 let key = direction.to_string().to_ascii_lowercase();
                 match subscriber.behaviour(direction) {
                     Some(behaviour) => {
@@ -322,7 +324,9 @@ impl ServeConfig {
                 }
             }
         }
-        for (key, action) in [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)] {
+        for (key, action) in
+            [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)]
+        {
             if action.is_relay() {
                 return Err(format!("{key} must be reject or answer: there is no subscriber to loop or forward for"));
             }

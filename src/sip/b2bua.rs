@@ -9,8 +9,8 @@ use tracing::{debug, info};
 
 use super::dialog::{CallHandle, OfferAnswer};
 use super::message::Response;
-use super::uac::{OutgoingCall, Progress};
 use super::ua::PendingInvite;
+use super::uac::{OutgoingCall, Progress};
 
 /// How the outgoing leg ended its ringing.
 #[derive(Debug)]

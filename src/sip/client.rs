@@ -71,9 +71,14 @@ impl ClientTransactions {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Client transactions under way.
+    /// Client transactions alive, including INVITEs that only absorb retransmitted finals (Timer D).
     pub fn live(&self) -> usize {
         self.pending().len()
+    }
+
+    /// Client transactions still waiting for their final response.
+    pub fn in_progress(&self) -> usize {
+        self.pending().values().filter(|pending| !matches!(pending, Pending::Invite { ack: Some(_), .. })).count()
     }
 
     /// Hands a response to its transaction; gives it back if none matches (a stray response).

@@ -159,8 +159,8 @@ impl Outbound {
         let connector = match transport {
             Transport::Tls => {
                 let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
-                let name = rustls::pki_types::ServerName::try_from(host)
-                    .map_err(|error| connect_error(error.to_string()))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(host).map_err(|error| connect_error(error.to_string()))?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
             _ => None,

@@ -241,9 +241,8 @@ impl UserAgent {
                 let _ = offers.send(IncomingOffer { sdp: request.body.clone(), reply });
                 let ua = self.clone();
                 tokio::spawn(async move {
-                    let answer = answer
-                        .await
-                        .unwrap_or_else(|_| OfferAnswer::NotAcceptable("the call is ending".into()));
+                    let answer =
+                        answer.await.unwrap_or_else(|_| OfferAnswer::NotAcceptable("the call is ending".into()));
                     ua.answer_offer(&dialog, &transaction, &request, answer);
                 });
             }
@@ -251,7 +250,13 @@ impl UserAgent {
         }
     }
 
-    fn answer_offer(&self, dialog: &Arc<Dialog>, transaction: &ServerTransaction, request: &Request, answer: OfferAnswer) {
+    fn answer_offer(
+        &self,
+        dialog: &Arc<Dialog>,
+        transaction: &ServerTransaction,
+        request: &Request,
+        answer: OfferAnswer,
+    ) {
         let is_invite = request.method == Method::Invite;
         match answer {
             OfferAnswer::Accept(sdp) => {
@@ -285,7 +290,9 @@ impl UserAgent {
             return;
         };
         if is_invite {
-            response.headers.push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link()));
+            response
+                .headers
+                .push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link()));
         }
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
@@ -608,7 +615,6 @@ impl Drop for PendingInvite {
         }
     }
 }
-
 
 impl UserAgent {
     /// Hangs up every dialog at once (at shutdown); returns how many BYEs got a 2xx.

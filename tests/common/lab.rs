@@ -18,8 +18,8 @@ use ringer::sip::message::Uri;
 use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use ringer::sip::ua::UaConfig;
+use ringer::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use ringer::tas::Tas;
 use ringer::tls::devcert::DevCertificateFiles;
 use ringer::types::{Registration, SipsUri};
@@ -45,8 +45,7 @@ pub fn handset(number: &str, mode: HandsetMode) -> HandsetConfig {
 
 /// A subscriber of the TAS; `mo`/`mt` are behaviours in TOML (`"loop"`, `{ action = ... }`).
 pub fn subscriber(number: &str, route_type: &str, mo_prefix: &str, mt_prefix: &str, mo: &str, mt: &str) -> String {
-    let mut text =
-        format!("[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"{route_type}\"\n");
+    let mut text = format!("[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"{route_type}\"\n");
     if !mo_prefix.is_empty() {
         text += &format!("mo_prefix = \"{mo_prefix}\"\n");
     }
@@ -91,7 +90,8 @@ impl Lab {
             handsets,
             routes: Vec::new(),
         };
-        let mut core_config = super::core_config(loopback_any_port(), ringer::config::core::AuthMode::Sandbox, Duration::from_secs(3600));
+        let mut core_config =
+            super::core_config(loopback_any_port(), ringer::config::core::AuthMode::Sandbox, Duration::from_secs(3600));
         core_config.sbc = Some(sbc);
         let core = ringer::core::start(&core_config).await.expect("core starts");
         let interconnect = core.sbc().and_then(|sbc| sbc.interconnect.tls_addr).expect("interconnect");
@@ -161,9 +161,9 @@ impl Lab {
                 && self.sbc().open_sessions() == 0
                 && self.tas.endpoint.live_dialogs() == 0
                 && self.tas.endpoint.pending_invites() == 0
-                && self.tas.endpoint.clients().live() == 0
+                && self.tas.endpoint.clients().in_progress() == 0
                 && self.alice.live_dialogs() == 0
-                && self.alice.clients().live() == 0
+                && self.alice.clients().in_progress() == 0
         })
         .await
     }
@@ -176,9 +176,9 @@ impl Lab {
             self.sbc().open_sessions(),
             self.tas.endpoint.live_dialogs(),
             self.tas.endpoint.pending_invites(),
-            self.tas.endpoint.clients().live(),
+            self.tas.endpoint.clients().in_progress(),
             self.alice.live_dialogs(),
-            self.alice.clients().live()
+            self.alice.clients().in_progress()
         )
     }
 }

@@ -26,15 +26,15 @@ use tracing::{info, warn};
 use crate::call::routing::{caller_number, number_of, Direction};
 use crate::config::core::SbcConfig;
 use crate::sip::b2bua::{self, LegOutcome};
+use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::message::header::NameAddr;
 use crate::sip::message::{Request, Uri};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
 use crate::sip::transport::stream::StreamLimits;
-use crate::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use crate::sip::ua::{PendingInvite, SessionHandler, UaConfig, UserAgent};
-use crate::sip::dialog::{DialogId, OfferAnswer};
+use crate::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use crate::tls::TlsError;
 use crate::types::{Msisdn, Prefix, RouteType};
 
@@ -147,7 +147,11 @@ pub struct Sbc {
 }
 
 fn ua_config(contact_host: String) -> UaConfig {
-    UaConfig { contact_host, server: format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION")), timers: Timers::default() }
+    UaConfig {
+        contact_host,
+        server: format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION")),
+        timers: Timers::default(),
+    }
 }
 
 /// Starts the SBC on the registrations of `registry`.
@@ -240,7 +244,7 @@ impl Sbc {
     pub fn live_state(&self) -> usize {
         [&self.access, &self.interconnect, &self.handset_endpoint]
             .iter()
-            .map(|endpoint| endpoint.live_dialogs() + endpoint.pending_invites() + endpoint.clients().live())
+            .map(|endpoint| endpoint.live_dialogs() + endpoint.pending_invites() + endpoint.clients().in_progress())
             .sum()
     }
 
@@ -351,7 +355,10 @@ async fn leg2(
     let mut extra = vec![("Session-ID".to_owned(), format!("{session_id};remote={}", "0".repeat(32)))];
     if leg1.request().headers.get("P-Asserted-Identity").is_none() {
         if let Some(caller) = caller_number(&leg1.request().headers, &leg1.essentials().from) {
-            extra.push(("P-Asserted-Identity".into(), format!("<{}>", phone_uri(caller.as_str(), &shared.config.domain))));
+            extra.push((
+                "P-Asserted-Identity".into(),
+                format!("<{}>", phone_uri(caller.as_str(), &shared.config.domain)),
+            ));
         }
     }
     let spec = spec_from(leg1, uri, extra);
@@ -390,14 +397,27 @@ fn set_leg_status(call: &SharedCall, index: usize, status: u16) {
     }
 }
 
-/// Rings `leg` for `incoming` and, when it answers, joins the two; returns the final status
-/// `incoming` got.
-async fn bridge(incoming: PendingInvite, leg: OutgoingCall, call: &SharedCall, index: usize) -> u16 {
+/// Records that the legs at `indexes` got `status`, and the call too when it is final for the caller.
+fn answered(call: &SharedCall, indexes: &[usize], status: u16) {
+    for index in indexes {
+        set_leg_status(call, *index, status);
+    }
+    lock(call).status = status;
+}
+
+/// Rings `leg` for `incoming` (the leg at `incoming_index`) and, when it answers, joins the
+/// two; returns the final status `incoming` got.
+async fn bridge(
+    incoming: PendingInvite,
+    incoming_index: usize,
+    leg: OutgoingCall,
+    call: &SharedCall,
+    index: usize,
+) -> u16 {
     match b2bua::ring(&incoming, leg, None).await {
         LegOutcome::Answered(callee, response) => {
-            set_leg_status(call, index, response.status);
             let status = response.status;
-            lock(call).status = status;
+            answered(call, &[incoming_index, index], status);
             b2bua::join(incoming, callee, response).await;
             status
         }
@@ -487,7 +507,7 @@ async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &
     match callee_leg(shared, &invite, callee).await {
         Ok(leg) => {
             let index = add_leg(call, 4, &leg);
-            bridge(invite, leg, call, index).await
+            bridge(invite, 0, leg, call, index).await
         }
         Err((status, why)) => {
             warn!(%callee, why, "cannot deliver the call");
@@ -509,7 +529,7 @@ async fn to_tas(
     match leg2(shared, &invite, registration, prefix, number, &session_id).await {
         Ok(leg) => {
             let index = add_leg(call, 2, &leg);
-            bridge(invite, leg, call, index).await
+            bridge(invite, 0, leg, call, index).await
         }
         Err(why) => {
             warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
@@ -568,17 +588,16 @@ async fn fork(
             Progress::Provisional(response) => {
                 invite.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
             }
-            Progress::Answered(answered, response) => {
+            Progress::Answered(callee_call, response) => {
+                let status = response.status;
                 if let Some((_, index)) = legs[which].take() {
-                    set_leg_status(call, index, response.status);
+                    answered(call, &[0, index], status);
                 }
                 for (leg, index) in legs.iter_mut().filter_map(Option::take) {
                     set_leg_status(call, index, 487);
                     b2bua::cancel_in_background(leg);
                 }
-                let status = response.status;
-                lock(call).status = status;
-                b2bua::join(invite, answered, response).await;
+                b2bua::join(invite, callee_call, response).await;
                 return status;
             }
             Progress::Failed(response) => {
@@ -620,11 +639,10 @@ async fn fallback(
         Ok(leg) => {
             let index = add_leg(call, 4, &leg);
             match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
-                LegOutcome::Answered(answered, response) => {
-                    set_leg_status(call, index, response.status);
+                LegOutcome::Answered(callee_call, response) => {
                     let status = response.status;
-                    lock(call).status = status;
-                    b2bua::join(invite, answered, response).await;
+                    answered(call, &[0, index], status);
+                    b2bua::join(invite, callee_call, response).await;
                     return status;
                 }
                 LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
@@ -689,7 +707,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let status = match callee_leg(&shared, &invite, &number).await {
         Ok(leg) => {
             let index = add_leg(&call, 4, &leg);
-            bridge(invite, leg, &call, index).await
+            bridge(invite, leg3_index, leg, &call, index).await
         }
         Err((status, why)) => {
             invite.reject(status, None, Some(&why));
