@@ -9,6 +9,7 @@
 pub mod call;
 pub mod config;
 pub mod core;
+pub mod lab;
 pub mod media;
 pub mod proto;
 pub mod registrar;

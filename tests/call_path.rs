@@ -264,7 +264,6 @@ async fn fallback_on_busy_and_on_no_answer() {
             subscriber("+4799990006", "fallback", "", "26", "", ""),
         ],
         vec![handset("+4799990005", HandsetMode::Busy), handset("+4799990006", HandsetMode::NoAnswer)],
-        "",
         Duration::from_millis(300),
     )
     .await;

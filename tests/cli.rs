@@ -327,11 +327,49 @@ async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
         stderr.lock().expect("lock").matches(" registered ").count() >= 6
     })
     .await;
+    // The TAS places a call through the running emulated core to the Ingress sample.
+    let call = ringer(&["call", "--to", "+4799990006", "--from", "+4799999999", "--hold", "100ms"], &[]).await;
+    assert_eq!(call.code, Some(0), "{}\n{}", call.stdout, call.stderr);
+    assert!(call.stdout.contains("200 OK: answered"), "{}", call.stdout);
+    assert!(call.stdout.contains("hung up: BYE answered 200"), "{}", call.stdout);
+    // A number with no Ingress registration: the core refuses a TAS call without a Session-ID.
+    let refused = ringer(&["call", "--to", "+4712345678", "--from", "+4799999999"], &[]).await;
+    assert_eq!(refused.code, Some(1), "{}\n{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("403 Forbidden") && refused.stdout.contains("Session-ID"), "{}", refused.stdout);
     server.signal(Signal::SIGINT);
     let (code, stdout, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("embedded defaults: emulated core's SipBreakoutService at http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("emulated SBC takes calls at sip:<number>@127.0.0.1:5070"), "{stdout}");
     assert!(stdout.contains("6 registrations deleted"), "{stdout}");
+}
+
+#[tokio::test]
+async fn demo_places_a_call_per_route_type_and_direction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(BINARY).arg("demo").current_dir(dir.path()).output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .expect("demo ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 11, "{stdout}");
+    let row = |route: &str, direction: &str| {
+        rows.iter().find(|row| row.split_whitespace().take(2).eq([route, direction])).copied().unwrap_or_default()
+    };
+    assert!(row("loop", "MO").contains("1:200 2:200 3:200 4:200") && row("loop", "MO").contains(" 11 "), "{stdout}");
+    assert!(row("loop-mo", "MT").contains("direct"), "{stdout}");
+    assert!(row("fork", "MT").contains("2:487 4:200"), "{stdout}");
+    assert!(
+        row("fallback", "MT").contains("4:486 2:200") && row("fallback", "MT").contains("answer voicemail"),
+        "{stdout}"
+    );
+    assert!(row("ingress", "TAS").contains("3:200 4:200"), "{stdout}");
+    assert!(rows.iter().all(|row| row.trim_end().ends_with("200")), "{stdout}");
 }
 
 fn tls_serve_config(endpoint: &str, certs: &std::path::Path) -> String {

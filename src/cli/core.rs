@@ -14,6 +14,18 @@ pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     let core = ringer::core::start(&config).await?;
     println!("emulated core: SipBreakoutService at {}, token endpoint {}", core.endpoint(), core.token_url());
+    if let Some(sbc) = core.sbc() {
+        for (side, transport, addr) in [
+            ("access", "UDP", sbc.access.udp_addr),
+            ("access", "TCP", sbc.access.tcp_addr),
+            ("access", "TLS", sbc.access.tls_addr),
+            ("interconnect", "TLS", sbc.interconnect.tls_addr),
+        ] {
+            if let Some(addr) = addr {
+                println!("emulated SBC: {side} SIP/{transport} on {addr}");
+            }
+        }
+    }
     while let super::SignalEvent::Reload = signals.next().await {
         tracing::warn!("SIGHUP ignored: restart the emulated core to change its configuration");
     }

@@ -1,6 +1,8 @@
 //! Command-line parsing and the commands' wiring; protocol details live in the library.
 
+mod call;
 mod core;
+mod demo;
 mod register;
 mod serve;
 
@@ -29,7 +31,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint).
+    /// Run the embedded call path on free ports, place one call per route type and direction
+    /// through it, and print what happened.
+    Demo,
+    /// Place a call from the TAS to a subscriber through the core (route type ingress).
+    Call(call::CallArgs),
+    /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint; with
+    /// an [sbc] section, its SIP call legs too).
     Core {
         /// The core config file (see core.example.toml); sandbox on 127.0.0.1:50051 without it.
         #[arg(long, value_name = "FILE")]
@@ -56,6 +64,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
+            Command::Demo | Command::Call(_) => "warn",
             Command::Serve { .. } | Command::Core { .. } | Command::Certs { .. } => "info",
         }
     }
@@ -78,6 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(config).await,
         Command::Core { config } => core::run(config).await,
+        Command::Demo => demo::run().await,
+        Command::Call(args) => call::run(args).await,
         Command::Certs { domains, out } => {
             let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;
             println!("CA certificate (give it to peers): {}", files.ca_cert.display());

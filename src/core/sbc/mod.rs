@@ -339,15 +339,17 @@ fn phone_uri(number: &str, host: &str) -> Uri {
         .unwrap_or_else(|_| Uri::Other { scheme: "sip".into(), rest: format!("{number}@{host}") })
 }
 
-/// Leg 2 to the TAS of `registration`, its Request-URI prefixed.
+/// Leg 2 to the TAS of `registration`, its Request-URI prefixed; recorded in `call` before it
+/// leaves, since leg 3 may come back at once.
 async fn leg2(
     shared: &Shared,
     leg1: &PendingInvite,
     registration: &RegistrationRecord,
     prefix: Option<&Prefix>,
     number: &Msisdn,
-    session_id: &str,
-) -> Result<OutgoingCall, String> {
+    call: &SharedCall,
+) -> Result<(OutgoingCall, usize), String> {
+    let session_id = lock(call).session_id.clone();
     let ua = shared.interconnect.get().ok_or("SBC not started")?;
     let sip_uri = &registration.registration.sip_uri;
     let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), number.digits());
@@ -363,11 +365,17 @@ async fn leg2(
     }
     let spec = spec_from(leg1, uri, extra);
     let link = ua.outbound().link_to(sip_uri.as_str()).await.map_err(|error| error.to_string())?;
-    ua.invite(spec, link).map_err(|error| error.to_string())
+    let index = add_leg(call, 2, &spec);
+    ua.invite(spec, link).map(|leg| (leg, index)).map_err(|error| error.to_string())
 }
 
-/// A leg from `incoming` to the callee `number` (leg 4, or the direct leg).
-async fn callee_leg(shared: &Shared, incoming: &PendingInvite, number: &Msisdn) -> Result<OutgoingCall, (u16, String)> {
+/// A leg from `incoming` to the callee `number` (leg 4, or the direct leg), recorded in `call`.
+async fn callee_leg(
+    shared: &Shared,
+    incoming: &PendingInvite,
+    number: &Msisdn,
+    call: &SharedCall,
+) -> Result<(OutgoingCall, usize), (u16, String)> {
     let ua = shared.access.get().ok_or((503, "SBC not started".to_owned()))?;
     let target = shared.callee_target(number).ok_or((404, format!("no handset or route for {number}")))?;
     let host = match Uri::parse(&target) {
@@ -382,12 +390,19 @@ async fn callee_leg(shared: &Shared, incoming: &PendingInvite, number: &Msisdn) 
     };
     let spec = spec_from(incoming, phone_uri(number.as_str(), &host), Vec::new());
     let link = ua.outbound().link_to(&target).await.map_err(|error| (503, error.to_string()))?;
-    ua.invite(spec, link).map_err(|error| (503, error.to_string()))
+    let index = add_leg(call, 4, &spec);
+    match ua.invite(spec, link) {
+        Ok(leg) => Ok((leg, index)),
+        Err(error) => {
+            set_leg_status(call, index, 503);
+            Err((503, error.to_string()))
+        }
+    }
 }
 
-fn add_leg(call: &SharedCall, leg: u8, outgoing: &OutgoingCall) -> usize {
+fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
     let mut call = lock(call);
-    call.legs.push(LegRecord { leg, request_uri: outgoing.request().uri.to_string(), status: 0 });
+    call.legs.push(LegRecord { leg, request_uri: spec.uri.to_string(), status: 0 });
     call.legs.len() - 1
 }
 
@@ -504,11 +519,8 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
 }
 
 async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> u16 {
-    match callee_leg(shared, &invite, callee).await {
-        Ok(leg) => {
-            let index = add_leg(call, 4, &leg);
-            bridge(invite, 0, leg, call, index).await
-        }
+    match callee_leg(shared, &invite, callee, call).await {
+        Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
         Err((status, why)) => {
             warn!(%callee, why, "cannot deliver the call");
             invite.reject(status, None, Some(&why));
@@ -525,12 +537,8 @@ async fn to_tas(
     number: &Msisdn,
     call: &SharedCall,
 ) -> u16 {
-    let session_id = lock(call).session_id.clone();
-    match leg2(shared, &invite, registration, prefix, number, &session_id).await {
-        Ok(leg) => {
-            let index = add_leg(call, 2, &leg);
-            bridge(invite, 0, leg, call, index).await
-        }
+    match leg2(shared, &invite, registration, prefix, number, call).await {
+        Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
         Err(why) => {
             warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
             invite.reject(503, None, Some(&format!("TAS unreachable: {why}")));
@@ -548,20 +556,13 @@ async fn fork(
     callee: &Msisdn,
     call: &SharedCall,
 ) -> u16 {
-    let session_id = lock(call).session_id.clone();
     let mut legs: [Option<(OutgoingCall, usize)>; 2] = [None, None];
-    match leg2(shared, &invite, registration, prefix, callee, &session_id).await {
-        Ok(leg) => {
-            let index = add_leg(call, 2, &leg);
-            legs[0] = Some((leg, index));
-        }
+    match leg2(shared, &invite, registration, prefix, callee, call).await {
+        Ok(leg) => legs[0] = Some(leg),
         Err(why) => warn!(why, "fork: TAS unreachable"),
     }
-    match callee_leg(shared, &invite, callee).await {
-        Ok(leg) => {
-            let index = add_leg(call, 4, &leg);
-            legs[1] = Some((leg, index));
-        }
+    match callee_leg(shared, &invite, callee, call).await {
+        Ok(leg) => legs[1] = Some(leg),
         Err((_, why)) => warn!(why, "fork: callee unreachable"),
     }
     let mut best: Option<(u16, String)> = None;
@@ -635,32 +636,29 @@ async fn fallback(
     callee: &Msisdn,
     call: &SharedCall,
 ) -> u16 {
-    match callee_leg(shared, &invite, callee).await {
-        Ok(leg) => {
-            let index = add_leg(call, 4, &leg);
-            match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
-                LegOutcome::Answered(callee_call, response) => {
-                    let status = response.status;
-                    answered(call, &[0, index], status);
-                    b2bua::join(invite, callee_call, response).await;
-                    return status;
-                }
-                LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
-                    set_leg_status(call, index, response.status);
-                }
-                LegOutcome::Refused(response) => {
-                    set_leg_status(call, index, response.status);
-                    invite.reject(response.status, Some(&response.reason), None);
-                    return response.status;
-                }
-                LegOutcome::NoAnswer => set_leg_status(call, index, 487),
-                LegOutcome::Unreachable => set_leg_status(call, index, 408),
-                LegOutcome::CallerCancelled => {
-                    set_leg_status(call, index, 487);
-                    return 487;
-                }
+    match callee_leg(shared, &invite, callee, call).await {
+        Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
+            LegOutcome::Answered(callee_call, response) => {
+                let status = response.status;
+                answered(call, &[0, index], status);
+                b2bua::join(invite, callee_call, response).await;
+                return status;
             }
-        }
+            LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
+                set_leg_status(call, index, response.status);
+            }
+            LegOutcome::Refused(response) => {
+                set_leg_status(call, index, response.status);
+                invite.reject(response.status, Some(&response.reason), None);
+                return response.status;
+            }
+            LegOutcome::NoAnswer => set_leg_status(call, index, 487),
+            LegOutcome::Unreachable => set_leg_status(call, index, 408),
+            LegOutcome::CallerCancelled => {
+                set_leg_status(call, index, 487);
+                return 487;
+            }
+        },
         Err((_, why)) => warn!(why, "fallback: callee unreachable, trying the TAS"),
     }
     to_tas(shared, invite, registration, prefix, callee, call).await
@@ -704,11 +702,8 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         record.legs.len() - 1
     };
     info!(%call_id, %number, "leg 3 from the TAS");
-    let status = match callee_leg(&shared, &invite, &number).await {
-        Ok(leg) => {
-            let index = add_leg(&call, 4, &leg);
-            bridge(invite, leg3_index, leg, &call, index).await
-        }
+    let status = match callee_leg(&shared, &invite, &number, &call).await {
+        Ok((leg, index)) => bridge(invite, leg3_index, leg, &call, index).await,
         Err((status, why)) => {
             invite.reject(status, None, Some(&why));
             status

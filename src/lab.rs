@@ -1,0 +1,306 @@
+//! The whole call path in one process: the emulated core (gRPC and SBC with simulated
+//! handsets), the TAS registered with it through the real registrar, and a caller ("Alice")
+//! that places calls into the SBC. `ringer serve` without a config, `ringer demo` and the
+//! tests run on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::call::action::Action;
+use crate::call::DefaultActionHandler;
+use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig};
+use crate::config::serve::{
+    AuthConfig, CallsConfig, CoreApiConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig, TasConfig,
+};
+use crate::core::sbc::Sbc;
+use crate::core::CoreHandle;
+use crate::registrar::auth::Credentials;
+use crate::registrar::{Registrar, RegistrationClient};
+use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
+use crate::sip::message::header::NameAddr;
+use crate::sip::message::Uri;
+use crate::sip::transaction::Timers;
+use crate::sip::transport::policy::PeerPolicy;
+use crate::sip::transport::stream::StreamLimits;
+use crate::sip::ua::UaConfig;
+use crate::sip::uac::{InviteSpec, OutgoingCall};
+use crate::tas::Tas;
+use crate::tls::devcert::DevCertificateFiles;
+use crate::types::{Msisdn, SipsUri};
+
+/// Why the lab could not start.
+#[derive(Debug, Error)]
+pub enum LabError {
+    /// The emulated core.
+    #[error("emulated core: {0}")]
+    Core(#[from] crate::core::CoreError),
+    /// The TAS.
+    #[error("TAS: {0}")]
+    Tas(#[from] crate::tas::TasError),
+    /// The registrar's client.
+    #[error("registrar: {0}")]
+    Registrar(#[from] crate::registrar::ClientError),
+    /// A listener.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The assembled TAS config is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Where the lab listens; 0 picks a free port.
+#[derive(Debug, Clone, Copy)]
+pub struct LabPorts {
+    /// The TAS's TLS listener (the core's leg 2 goes here).
+    pub tas_tls: u16,
+    /// The TAS's plain TCP and UDP listener for lab peers such as SIPp; `None`: off.
+    pub tas_plain: Option<u16>,
+    /// The SBC's access side, UDP and TCP: where SIP user agents call in.
+    pub access: u16,
+    /// The SBC's interconnect (TLS): where the TAS sends leg 3.
+    pub interconnect: u16,
+}
+
+impl LabPorts {
+    /// Free ports everywhere (tests).
+    pub const ANY: LabPorts = LabPorts { tas_tls: 0, tas_plain: None, access: 0, interconnect: 0 };
+    /// The documented ports of `ringer serve`'s embedded defaults.
+    pub const EMBEDDED: LabPorts = LabPorts { tas_tls: 5061, tas_plain: Some(5060), access: 5070, interconnect: 5071 };
+}
+
+/// What runs in the lab.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Ports.
+    pub ports: LabPorts,
+    /// The TAS's subscribers and their behaviours.
+    pub subscribers: Vec<SubscriberConfig>,
+    /// The SBC's simulated handsets.
+    pub handsets: Vec<HandsetConfig>,
+    /// The SBC's Fallback no-answer time.
+    pub fallback_no_answer: Duration,
+    /// The TAS's `[calls]` settings.
+    pub calls: CallsConfig,
+}
+
+/// Sample numbers: one subscriber of each route type, and callees.
+pub mod samples {
+    /// Loop (both directions).
+    pub const LOOP: &str = "+4799990001";
+    /// Loop-MO.
+    pub const LOOP_MO: &str = "+4799990002";
+    /// Loop-MT.
+    pub const LOOP_MT: &str = "+4799990003";
+    /// Fork.
+    pub const FORK: &str = "+4799990004";
+    /// Fallback.
+    pub const FALLBACK: &str = "+4799990005";
+    /// Ingress.
+    pub const INGRESS: &str = "+4799990006";
+    /// A caller or callee with no registration, whose handset answers.
+    pub const BOB: &str = "+4712345678";
+    /// A caller with no registration.
+    pub const ALICE: &str = "+4711111111";
+    /// Where the TAS's own calls (Ingress) say they come from.
+    pub const TAS_NUMBER: &str = "+4799999999";
+}
+
+fn number(text: &str) -> Msisdn {
+    // The samples above are valid E.164; tests check every one of them.
+    Msisdn::parse(text).unwrap_or_else(|_| unreachable!("sample number {text}"))
+}
+
+impl LabConfig {
+    /// The embedded defaults: one subscriber of each route type with behaviours that finish
+    /// quickly, and a handset for every number.
+    pub fn samples(ports: LabPorts) -> Self {
+        use samples::*;
+        let config = ServeConfig::embedded("http://127.0.0.1:1".into(), &placeholder_certs());
+        let mut subscribers = config.subscribers;
+        for subscriber in &mut subscribers {
+            let behaviour = |text: &str| toml::from_str::<BehaviourField>(&format!("b = {text}")).ok().map(|f| f.b);
+            match subscriber.phone_number.as_str() {
+                LOOP => {
+                    subscriber.mt = behaviour(
+                        "{ action = \"loop\", on_busy = \"answer voicemail\", on_no_answer = \"answer voicemail\" }",
+                    )
+                }
+                FORK => subscriber.mt = behaviour("{ action = \"answer voicemail\", ring_time = \"2s\" }"),
+                _ => {}
+            }
+        }
+        let handset = |text: &str, mode, ring_ms| HandsetConfig {
+            number: number(text),
+            mode,
+            ring_time: Duration::from_millis(ring_ms),
+            hang_up_after: None,
+        };
+        Self {
+            ports,
+            subscribers,
+            handsets: vec![
+                handset(LOOP, HandsetMode::Answer, 200),
+                handset(LOOP_MO, HandsetMode::Answer, 200),
+                handset(LOOP_MT, HandsetMode::Answer, 200),
+                handset(FORK, HandsetMode::Answer, 500),
+                handset(FALLBACK, HandsetMode::Busy, 0),
+                handset(INGRESS, HandsetMode::Answer, 200),
+                handset(BOB, HandsetMode::Answer, 200),
+            ],
+            fallback_no_answer: Duration::from_secs(30),
+            calls: CallsConfig::default(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BehaviourField {
+    b: crate::call::action::BehaviourConfig,
+}
+
+fn placeholder_certs() -> DevCertificateFiles {
+    DevCertificateFiles { ca_cert: "ca.pem".into(), server_cert: "server.pem".into(), server_key: "server.key".into() }
+}
+
+/// A running lab.
+pub struct Lab {
+    /// The emulated core.
+    pub core: CoreHandle,
+    /// The TAS.
+    pub tas: Tas,
+    /// The TAS's config as assembled.
+    pub config: ServeConfig,
+    /// The registrar keeping the subscribers registered.
+    pub registrar: Registrar,
+    /// The caller: a SIP user agent on loopback UDP.
+    pub alice: Endpoint,
+}
+
+impl Lab {
+    /// Starts the core, the TAS (certificates from `certs`, valid for localhost) and Alice,
+    /// and registers the subscribers.
+    pub async fn start(config: LabConfig, certs: &DevCertificateFiles) -> Result<Lab, LabError> {
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let core_config = CoreConfig {
+            grpc: GrpcListenConfig { listen: loopback(0), tls: None },
+            sbc: Some(SbcConfig {
+                udp_listen: Some(loopback(config.ports.access)),
+                tcp_listen: Some(loopback(config.ports.access)),
+                tls_listen: None,
+                interconnect_listen: loopback(config.ports.interconnect),
+                cert_file: Some(certs.server_cert.clone()),
+                key_file: Some(certs.server_key.clone()),
+                tas_ca_file: Some(certs.ca_cert.clone()),
+                domain: "core.ringer.invalid".into(),
+                fallback_no_answer: config.fallback_no_answer,
+                handsets: config.handsets.clone(),
+                routes: Vec::new(),
+            }),
+            ..CoreConfig::default()
+        };
+        debug_assert_eq!(core_config.auth.mode, AuthMode::Sandbox);
+        let core = crate::core::start(&core_config).await?;
+        let interconnect = core
+            .sbc()
+            .and_then(|sbc| sbc.interconnect.tls_addr)
+            .ok_or_else(|| LabError::Config("the SBC has no interconnect listener".into()))?;
+        let sips =
+            |port: u16| SipsUri::parse(&format!("sips:localhost:{port}")).map_err(|e| LabError::Config(e.to_string()));
+        let mut tas_config = ServeConfig {
+            tas: TasConfig { sip_uri: sips(5061)? },
+            core: CoreApiConfig {
+                endpoint: core.endpoint(),
+                ca_file: None,
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+            },
+            auth: AuthConfig::None,
+            registrar: RegistrarConfig::default(),
+            calls: config.calls.clone(),
+            sip: SipConfig {
+                tls_listen: Some(loopback(config.ports.tas_tls)),
+                tcp_listen: config.ports.tas_plain.map(loopback),
+                udp_listen: config.ports.tas_plain.map(loopback),
+                cert_file: Some(certs.server_cert.clone()),
+                key_file: Some(certs.server_key.clone()),
+                core_ca_file: Some(certs.ca_cert.clone()),
+                core_uri: Some(format!("sips:localhost:{}", interconnect.port())),
+                media_address: "127.0.0.1".into(),
+                ..SipConfig::default()
+            },
+            subscribers: config.subscribers.clone(),
+        };
+        tas_config.validate().map_err(LabError::Config)?;
+        let tas = crate::tas::start_sip(&tas_config).await?;
+        // Register the port the TAS really listens on.
+        let tls_port = tas.endpoint.tls_addr.map(|addr| addr.port()).unwrap_or(config.ports.tas_tls);
+        tas_config.tas.sip_uri = sips(tls_port)?;
+        let client = RegistrationClient::new(&tas_config.core, Credentials::None)?;
+        let registrar = Registrar::start(client, tas_config.registrar.clone(), tas_config.registrations());
+        let alice = endpoint::start(
+            EndpointConfig {
+                tls: None,
+                tcp: None,
+                udp: Some(loopback(0)),
+                policy: PeerPolicy::default(),
+                limits: StreamLimits::default(),
+                ua: UaConfig {
+                    contact_host: "127.0.0.1".into(),
+                    server: "ringer-lab-alice".into(),
+                    timers: Timers::default(),
+                },
+                client_tls: None,
+                core_uri: None,
+            },
+            Arc::new(DefaultActionHandler::new(Action::reject(486), "127.0.0.1".into())),
+        )
+        .await?;
+        Ok(Lab { core, tas, config: tas_config, registrar, alice })
+    }
+
+    /// The SBC.
+    pub fn sbc(&self) -> Option<&Sbc> {
+        self.core.sbc()
+    }
+
+    /// Whether every subscriber is registered with the core.
+    pub fn registered(&self) -> bool {
+        self.config.subscribers.iter().all(|s| self.core.registry().lookup(&s.phone_number).is_some())
+    }
+
+    /// Alice (`from`) calls `to` through the SBC's access side, offering `sdp`.
+    pub fn call(&self, from: &Msisdn, to: &Msisdn, sdp: Bytes) -> Result<OutgoingCall, String> {
+        let access = self.sbc().and_then(|sbc| sbc.access.udp_addr).ok_or("the SBC has no UDP access listener")?;
+        let parse = |text: String| NameAddr::parse(&text).map_err(|error| error.to_string());
+        let spec = InviteSpec {
+            uri: Uri::parse(&format!("sip:{to}@{access};user=phone")).map_err(|error| error.to_string())?,
+            from: parse(format!("<sip:{from}@alice.ringer.invalid;user=phone>"))?,
+            to: parse(format!("<sip:{to}@core.ringer.invalid;user=phone>"))?,
+            max_forwards: 70,
+            headers: Vec::new(),
+            body: sdp,
+        };
+        let link = self.alice.udp_link(access).ok_or("Alice has no UDP socket")?;
+        self.alice.user_agent().invite(spec, link).map_err(|error| error.to_string())
+    }
+
+    /// Dialogs, pending INVITEs and client transactions under way anywhere (0 once every call is over).
+    pub fn live_state(&self) -> usize {
+        let endpoint = |e: &Endpoint| e.live_dialogs() + e.pending_invites() + e.clients().in_progress();
+        let sbc = self.sbc().map(|sbc| sbc.live_state() + sbc.open_sessions()).unwrap_or(0);
+        sbc + endpoint(&self.tas.endpoint) + endpoint(&self.alice)
+    }
+
+    /// Stops everything, deleting the registrations first.
+    pub async fn shutdown(self) -> crate::registrar::ShutdownReport {
+        let report = self.registrar.shutdown().await;
+        self.alice.shutdown();
+        self.tas.endpoint.shutdown();
+        self.core.shutdown().await;
+        report
+    }
+}
