@@ -1,0 +1,202 @@
+//! `ringer` driven directly as the core drives it: leg 2 INVITEs with MO and MT prefixes over
+//! a real TCP connection, leg 3 coming back on it (no `sip.core_uri` set), and the answers a
+//! call for no subscriber or the wrong direction gets.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::sip::{Peer, WAIT};
+use ringer::config::serve::ServeConfig;
+use ringer::sip::message::{Message, Request, Response};
+use ringer::tas::Tas;
+
+const SESSION_ID: &str = "0123456789abcdef0123456789abcdef;remote=00000000000000000000000000000000";
+
+async fn tas(extra: &str) -> Tas {
+    let toml = format!(
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [sip]\ntcp_listen = \"127.0.0.1:0\"\nmedia_address = \"127.0.0.1\"\n\
+         [[subscriber]]\nphone_number = \"+4799990001\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"22\"\n\
+         [[subscriber]]\nphone_number = \"+4799990002\"\nroute_type = \"loop-mo\"\nmo_prefix = \"12\"\n{extra}"
+    );
+    let config: ServeConfig = toml::from_str(&toml).expect("config");
+    config.validate().expect("valid");
+    ringer::tas::start_sip(&config).await.expect("TAS starts")
+}
+
+fn addr(tas: &Tas) -> SocketAddr {
+    tas.endpoint.tcp_addr.expect("TCP listener")
+}
+
+/// A leg 2 INVITE as the core sends it.
+fn leg2(uri: &str, from: &str, call_id: &str, extra: &str) -> String {
+    let body = common::sip::SDP_OFFER;
+    format!(
+        "INVITE {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{from}@core.test;user=phone>;tag=core1\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:127.0.0.1:5099;transport=tcp>\r\n\
+         P-Asserted-Identity: <sip:{from}@core.test;user=phone>\r\n\
+         {extra}Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads until a request arrives; responses on the way are returned beside it.
+async fn next_request(peer: &mut Peer) -> (Request, Vec<Response>) {
+    let mut responses = Vec::new();
+    loop {
+        match peer.recv_within(WAIT).await {
+            Some(Message::Request(request)) => return (request, responses),
+            Some(Message::Response(response)) => responses.push(response),
+            None => panic!("no request; responses so far: {responses:?}"),
+        }
+    }
+}
+
+/// A response to `request` with `status`, as the core's leg 3 side sends it.
+fn answer(request: &Request, status: u16, reason: &str, body: &str) -> String {
+    let header = |name: &str| request.headers.get(name).expect(name).to_owned();
+    let content_type = if body.is_empty() { String::new() } else { "Content-Type: application/sdp\r\n".into() };
+    format!(
+        "SIP/2.0 {status} {reason}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=bob1\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+         Contact: <sip:127.0.0.1:5099;transport=tcp>\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        header("Via"),
+        header("From"),
+        header("To"),
+        header("Call-ID"),
+        header("CSeq"),
+        body.len()
+    )
+}
+
+const ANSWER_SDP: &str =
+    "v=0\r\no=bob 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
+
+#[tokio::test]
+async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
+    let tas = tas("").await;
+    let mut core = Peer::tcp(addr(&tas)).await;
+    let uri = "sip:+114712345678@127.0.0.1;user=phone";
+    core.send(leg2(uri, "+4799990001", "leg2-mo", &format!("Session-ID: {SESSION_ID}\r\n")).as_bytes()).await;
+    let (leg3, _) = next_request(&mut core).await;
+    assert_eq!(leg3.uri.to_string(), "sip:+4712345678@127.0.0.1;user=phone", "prefix stripped");
+    assert_eq!(leg3.headers.get("Session-ID"), Some(SESSION_ID), "leg 2's Session-ID carried");
+    assert_ne!(leg3.headers.get("Call-ID"), Some("leg2-mo"), "a B2BUA's own Call-ID");
+    assert_eq!(leg3.headers.values("Via").len(), 1, "only the TAS's own Via");
+    assert!(!leg3.headers.get("From").unwrap_or_default().contains("tag=core1"), "its own From tag");
+    assert!(leg3.headers.get("P-Asserted-Identity").unwrap_or_default().contains("+4799990001"));
+    assert_eq!(&leg3.body[..], common::sip::SDP_OFFER.as_bytes(), "SDP passed through unchanged");
+    assert_eq!(leg3.headers.get("Max-Forwards"), Some("69"));
+
+    core.send(answer(&leg3, 180, "Ringing", "").as_bytes()).await;
+    core.send(answer(&leg3, 200, "OK", ANSWER_SDP).as_bytes()).await;
+    let mut statuses = Vec::new();
+    let ok = loop {
+        let response = core.response().await;
+        statuses.push(response.status);
+        if response.status >= 200 {
+            break response;
+        }
+    };
+    assert!(statuses.contains(&180), "the 180 was relayed: {statuses:?}");
+    assert_eq!(ok.status, 200);
+    assert_eq!(&ok.body[..], ANSWER_SDP.as_bytes(), "the answer passed through unchanged");
+    let tag = common::sip::to_tag(&ok);
+    // ACK leg 2; the TAS then ACKs leg 3 end to end.
+    let ack = format!(
+        "ACK sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-ack2\r\nMax-Forwards: 70\r\n\
+         From: <sip:+4799990001@core.test;user=phone>;tag=core1\r\nTo: <{uri}>;tag={tag}\r\nCall-ID: leg2-mo\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    core.send(ack.as_bytes()).await;
+    let (leg3_ack, _) = next_request(&mut core).await;
+    assert_eq!(leg3_ack.method.as_str(), "ACK");
+    assert_eq!(leg3_ack.headers.get("Call-ID"), leg3.headers.get("Call-ID"));
+    // BYE on leg 2 ends leg 3 too.
+    let bye = format!(
+        "BYE sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-bye2\r\nMax-Forwards: 70\r\n\
+         From: <sip:+4799990001@core.test;user=phone>;tag=core1\r\nTo: <{uri}>;tag={tag}\r\nCall-ID: leg2-mo\r\n\
+         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    core.send(bye.as_bytes()).await;
+    let (leg3_bye, responses) = next_request(&mut core).await;
+    assert_eq!(leg3_bye.method.as_str(), "BYE");
+    let mut bye_ok: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    core.send(answer(&leg3_bye, 200, "OK", "").as_bytes()).await;
+    if bye_ok.is_empty() {
+        bye_ok.push(core.response().await.status);
+    }
+    assert_eq!(bye_ok, [200], "BYE on leg 2 answered");
+    assert!(
+        common::poll_until(WAIT, || tas.endpoint.live_dialogs() == 0 && tas.endpoint.clients().in_progress() == 0)
+            .await
+    );
+    let record = &tas.router.records()[0];
+    assert_eq!(record.prefix.as_ref().map(|p| p.as_str()), Some("11"));
+    assert_eq!(record.outcome.status, 200);
+}
+
+#[tokio::test]
+async fn mt_prefix_in_a_tel_uri_and_a_refusal_relayed() {
+    let tas = tas("").await;
+    let mut core = Peer::tcp(addr(&tas)).await;
+    core.send(leg2("tel:+224799990001", "+4712345678", "leg2-mt", &format!("Session-ID: {SESSION_ID}\r\n")).as_bytes())
+        .await;
+    let (leg3, _) = next_request(&mut core).await;
+    assert_eq!(leg3.uri.to_string(), "tel:+4799990001");
+    core.send(answer(&leg3, 486, "Busy Here", "").as_bytes()).await;
+    // The ACK of leg 3's 486 and the 486 relayed on leg 2 come in either order.
+    let (mut ack, mut busy) = (None, None);
+    while ack.is_none() || busy.is_none() {
+        match core.recv_within(WAIT).await {
+            Some(Message::Request(request)) => ack = Some(request),
+            Some(Message::Response(response)) if response.status >= 200 => busy = Some(response),
+            Some(Message::Response(_)) => {}
+            None => panic!("ACK {ack:?} and 486 {busy:?} expected"),
+        }
+    }
+    let (ack, busy) = (ack.expect("ACK"), busy.expect("486"));
+    assert_eq!((busy.status, busy.reason.as_str()), (486, "Busy Here"));
+    assert_eq!(ack.method.as_str(), "ACK", "the TAS acknowledges leg 3's 486");
+}
+
+#[tokio::test]
+async fn calls_for_no_subscriber_or_the_wrong_direction_are_refused() {
+    let tas = tas("").await;
+    let mut core = Peer::tcp(addr(&tas)).await;
+    let cases = [
+        ("sip:+994712345678@127.0.0.1;user=phone", "+4711111111", 404, "unknown number"),
+        ("sip:service@127.0.0.1", "+4711111111", 404, "no number at all"),
+        // Loop-MO brings no calls the subscriber receives.
+        ("sip:+4799990002@127.0.0.1;user=phone", "+4711111111", 403, "an MT call for a loop-mo subscriber"),
+    ];
+    for (index, (uri, from, status, what)) in cases.into_iter().enumerate() {
+        core.send(leg2(uri, from, &format!("refused-{index}"), "").as_bytes()).await;
+        let response = core.final_response().await;
+        assert_eq!(response.status, status, "{what}");
+    }
+    core.send(
+        leg2("sip:+114712345678@127.0.0.1;user=phone", "+4799990001", "hops", "")
+            .replace("Max-Forwards: 70", "Max-Forwards: 0")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(core.final_response().await.status, 483, "no hops left for leg 3");
+    assert!(common::poll_until(WAIT, || tas.endpoint.pending_invites() == 0).await);
+}
+
+#[tokio::test]
+async fn the_answer_for_unknown_numbers_is_configurable() {
+    let tas = tas("[calls]\nunknown_number = \"reject 403 Not Our Subscriber\"\n").await;
+    let mut core = Peer::tcp(addr(&tas)).await;
+    core.send(leg2("sip:+994712345678@127.0.0.1;user=phone", "+4711111111", "unknown", "").as_bytes()).await;
+    let response = core.final_response().await;
+    assert_eq!((response.status, response.reason.as_str()), (403, "Not Our Subscriber"));
+}
