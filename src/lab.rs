@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::call::action::Action;
 use crate::call::DefaultActionHandler;
-use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig};
+use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
 use crate::config::serve::{
     AuthConfig, CallsConfig, CoreApiConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig, TasConfig,
 };
@@ -85,6 +85,8 @@ pub struct LabConfig {
     pub fallback_no_answer: Duration,
     /// The TAS's `[calls]` settings.
     pub calls: CallsConfig,
+    /// Where the SBC sends calls to numbers that are not handsets (SIPp as Bob...).
+    pub routes: Vec<SbcRoute>,
 }
 
 /// Sample numbers: one subscriber of each route type, and callees.
@@ -153,6 +155,7 @@ impl LabConfig {
             ],
             fallback_no_answer: Duration::from_secs(30),
             calls: CallsConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -198,7 +201,7 @@ impl Lab {
                 domain: "core.ringer.invalid".into(),
                 fallback_no_answer: config.fallback_no_answer,
                 handsets: config.handsets.clone(),
-                routes: Vec::new(),
+                routes: config.routes.clone(),
             }),
             ..CoreConfig::default()
         };

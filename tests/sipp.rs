@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::sipp::{call_counts, tool};
+
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,21 +21,6 @@ use tokio::process::Command;
 
 const CALLS: u32 = 500;
 const RATE: u32 = 50;
-
-/// The path of `tool`, or `None` outside CI when it is missing (the test then says so and passes).
-fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
-    let found = candidates.iter().find_map(|name| {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        let message = format!("{} not found: install Debian's {package} (./scripts/test does)", candidates[0]);
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-        eprintln!("SKIPPED outside CI: {message}");
-    }
-    found
-}
 
 async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
     let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), "127.0.0.1".into()));
@@ -58,20 +45,6 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
         core_uri: None,
     };
     endpoint::start(config, handler).await.expect("endpoint")
-}
-
-/// Cumulative successful and failed calls from SIPp's final statistics screen.
-fn call_counts(screen: &str) -> (u32, u32) {
-    let cumulative = |label: &str| {
-        screen
-            .lines()
-            .rev()
-            .find(|line| line.trim_start().starts_with(label))
-            .and_then(|line| line.rsplit('|').next())
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(u32::MAX)
-    };
-    (cumulative("Successful call"), cumulative("Failed call"))
 }
 
 async fn run_sipp(sipp: &Path, scenario: &[&str], transport: &str, target: std::net::SocketAddr) -> (u32, u32, String) {

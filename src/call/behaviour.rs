@@ -182,7 +182,17 @@ impl Engine {
     ) -> Step {
         let call_id = invite.essentials().call_id.clone();
         let spec = match leg3(&invite, target, diversion) {
-            Ok(spec) => spec,
+            Ok(mut spec) => {
+                // Leg 2 addressed the TAS; leg 3 addresses the core.
+                if let (Uri::Sip(uri), Some(Ok(Uri::Sip(core)))) =
+                    (&mut spec.uri, self.ua.outbound().core().map(Uri::parse))
+                {
+                    uri.host = core.host;
+                    uri.port = core.port;
+                    uri.params.remove("transport");
+                }
+                spec
+            }
             Err((status, why)) => {
                 warn!(%call_id, why, "cannot place leg 3");
                 invite.reject(status, None, Some(why));

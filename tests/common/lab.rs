@@ -63,6 +63,16 @@ impl Lab {
 
     /// As [`Lab::start`], with the SBC's Fallback no-answer time.
     pub async fn start_with(subscribers: &[String], handsets: Vec<HandsetConfig>, fallback_no_answer: Duration) -> Lab {
+        Self::start_routed(subscribers, handsets, fallback_no_answer, Vec::new()).await
+    }
+
+    /// As [`Lab::start_with`], with SBC routes to outside callees.
+    pub async fn start_routed(
+        subscribers: &[String],
+        handsets: Vec<HandsetConfig>,
+        fallback_no_answer: Duration,
+        routes: Vec<ringer::config::core::SbcRoute>,
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
         let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
@@ -73,6 +83,7 @@ impl Lab {
             handsets,
             fallback_no_answer,
             calls: CallsConfig::default(),
+            routes,
         };
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");

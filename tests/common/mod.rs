@@ -5,6 +5,7 @@
 
 pub mod lab;
 pub mod sip;
+pub mod sipp;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -211,13 +211,39 @@ pub trait Handler: Send + Sync + 'static {
     fn on_message(&self, message: Message, link: &Link);
 }
 
-/// The response to a request that could not be parsed, when its headers can address one.
+/// The response to a request that could not be parsed, when its headers can address one. An
+/// ACK is never answered (RFC 3261 §17.1.1.3), however malformed.
 pub fn refusal(error: &ParseError) -> Option<Response> {
     if !error.is_request {
         return None;
     }
     let headers = error.headers.as_ref()?;
+    let method = headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().nth(1));
+    if method.is_some_and(|method| method.eq_ignore_ascii_case("ACK")) {
+        return None;
+    }
     response_to(headers, error.status, &error.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_ack_gets_no_answer_but_a_malformed_invite_does() {
+        let message = |method: &str| {
+            format!(
+                "{method}  SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let error = |method: &str| {
+            crate::sip::message::parse_message(message(method).as_bytes())
+                .expect_err("an empty Request-URI is malformed")
+        };
+        assert!(refusal(&error("ACK")).is_none());
+        assert_eq!(refusal(&error("INVITE")).map(|response| response.status), Some(400));
+    }
 }
 
 /// A response to a request with these headers: Via, From, To, Call-ID and CSeq copied

@@ -1,0 +1,174 @@
+//! The call path with SIPp at its ends: Alice and Bob as SIPp scenarios around the emulated
+//! core and ringer, and SIPp playing the core itself against ringer (leg 2 out, leg 3 back).
+//! Under CI=true a missing SIPp is a failure, never a skip.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::lab::{subscriber, Lab};
+use common::sipp::{call_counts, tool};
+use ringer::config::core::SbcRoute;
+use tokio::process::{Child, Command};
+
+const CALLS: u32 = 20;
+
+fn scenario(name: &str) -> String {
+    format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A SIPp server (a uas scenario) on `port`, logging to `log`, handling `CALLS` calls.
+fn sipp_server(sipp: &Path, name: &str, transport: &str, port: u16, log: &Path) -> Child {
+    Command::new(sipp)
+        .args(["-sf", &scenario(name), "-t", transport, "-p", &port.to_string(), "-i", "127.0.0.1"])
+        .args(["-m", &CALLS.to_string(), "-nostdin", "-timeout", "60s", "-trace_logs", "-log_file"])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("SIPp server starts")
+}
+
+/// A SIPp client: `CALLS` calls at 10/s to `target`; returns (successful, failed, screen).
+async fn sipp_client(
+    sipp: &Path,
+    name: &str,
+    transport: &str,
+    keys: &[(&str, &str)],
+    service: &str,
+    target: SocketAddr,
+) -> (u32, u32, String) {
+    let mut command = Command::new(sipp);
+    command.args([
+        "-sf",
+        &scenario(name),
+        "-t",
+        transport,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &common::free_port().port().to_string(),
+    ]);
+    for (key, value) in keys {
+        command.args(["-key", key, value]);
+    }
+    command.args([
+        "-s",
+        service,
+        "-m",
+        &CALLS.to_string(),
+        "-r",
+        "10",
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-timeout_error",
+    ]);
+    command.arg(target.to_string()).stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("SIPp finished in time")
+        .expect("SIPp ran");
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let (ok, failed) = call_counts(&screen);
+    (ok, failed, screen)
+}
+
+/// Waits for a SIPp server to finish its calls; returns its screen.
+async fn finished(server: Child) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(Duration::from_secs(30), server.wait_with_output())
+        .await
+        .expect("SIPp server finished")
+        .expect("SIPp server ran");
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), screen)
+}
+
+/// The Request-URIs a scenario logged (`R-URI <uri>` lines).
+fn logged_uris(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split("R-URI ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[tokio::test]
+async fn alice_and_bob_as_sipp_through_the_core_and_ringer() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bob_port = common::free_port().port();
+    let lab = Lab::start_routed(
+        &[
+            subscriber("+4799990001", "loop", "11", "22", "", ""),
+            subscriber("+4799990002", "loop-mo", "12", "", "", ""),
+        ],
+        Vec::new(),
+        Duration::from_secs(30),
+        vec![SbcRoute { prefix: "+".into(), target: format!("sip:127.0.0.1:{bob_port}") }],
+    )
+    .await;
+    let access = lab.sbc().access.udp_addr.expect("access UDP");
+    for (caller, callee, legs) in [("+4711111111", "+4799990001", "MT loop"), ("+4799990002", "+4755555555", "MO loop")]
+    {
+        let log = log_path(dir.path(), &format!("bob-{callee}.log"));
+        let bob = sipp_server(&sipp, "bob_uas.xml", "u1", bob_port, &log);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (ok, failed, screen) =
+            sipp_client(&sipp, "alice_uac.xml", "u1", &[("caller", caller)], callee, access).await;
+        assert_eq!((ok, failed), (CALLS, 0), "{legs}: Alice's calls\n{screen}");
+        let (code, bob_screen) = finished(bob).await;
+        assert_eq!(code, Some(0), "{legs}: Bob's calls\n{bob_screen}");
+        let uris = logged_uris(&log);
+        assert_eq!(uris.len(), CALLS as usize, "{legs}: {uris:?}");
+        assert!(uris.iter().all(|uri| uri.starts_with(&format!("sip:{callee}@"))), "{legs}: prefix stripped: {uris:?}");
+    }
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    let through_tas = lab.sbc().calls().iter().filter(|call| call.legs.iter().any(|leg| leg.leg == 3)).count();
+    assert_eq!(through_tas, 2 * CALLS as usize, "every call came back from the TAS as leg 3");
+}
+
+#[tokio::test]
+async fn sipp_as_the_core_drives_ringer_with_mo_and_mt_prefixes() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leg3_port = common::free_port().port();
+    let toml = format!(
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [sip]\ntcp_listen = \"127.0.0.1:0\"\ncore_uri = \"sip:127.0.0.1:{leg3_port};transport=tcp\"\n\
+         [[subscriber]]\nphone_number = \"+4799990001\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"22\"\n"
+    );
+    let config: ringer::config::serve::ServeConfig = toml::from_str(&toml).expect("config");
+    let tas = ringer::tas::start_sip(&config).await.expect("TAS");
+    let tas_addr = tas.endpoint.tcp_addr.expect("TCP");
+    for (caller, service, expected) in
+        [("+4799990001", "+114712345678", "sip:+4712345678@"), ("+4712345678", "+224799990001", "sip:+4799990001@")]
+    {
+        let log = log_path(dir.path(), &format!("leg3-{service}.log"));
+        let leg3 = sipp_server(&sipp, "core_leg3.xml", "t1", leg3_port, &log);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (ok, failed, screen) =
+            sipp_client(&sipp, "core_leg2.xml", "t1", &[("caller", caller)], service, tas_addr).await;
+        assert_eq!((ok, failed), (CALLS, 0), "leg 2 {service}\n{screen}");
+        let (code, leg3_screen) = finished(leg3).await;
+        assert_eq!(code, Some(0), "leg 3 for {service}: Session-ID and R-URI checks\n{leg3_screen}");
+        let uris = logged_uris(&log);
+        assert_eq!(uris.len(), CALLS as usize, "{uris:?}");
+        assert!(uris.iter().all(|uri| uri.starts_with(expected)), "{service} came back as {uris:?}");
+    }
+    assert!(
+        common::poll_until(Duration::from_secs(10), || tas.endpoint.live_dialogs() == 0
+            && tas.endpoint.pending_invites() == 0)
+        .await,
+        "no call left in ringer"
+    );
+}
