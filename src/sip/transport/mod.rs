@@ -225,6 +225,25 @@ pub fn refusal(error: &ParseError) -> Option<Response> {
     response_to(headers, error.status, &error.reason)
 }
 
+/// A response to a request with these headers: Via, From, To, Call-ID and CSeq copied
+/// (RFC 3261 §8.2.6), as far as present. `None` without a Via, which is where it would go.
+pub fn response_to(request: &Headers, status: u16, reason: &str) -> Option<Response> {
+    let mut headers = Headers::new();
+    let vias: Vec<&str> = request.get_all("Via").collect();
+    if vias.is_empty() {
+        return None;
+    }
+    for via in vias {
+        headers.push("Via", via);
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(value) = request.get(name) {
+            headers.push(name, value);
+        }
+    }
+    Some(Response { status, reason: reason.to_owned(), headers, body: Bytes::new() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,23 +263,4 @@ mod tests {
         assert!(refusal(&error("ACK")).is_none());
         assert_eq!(refusal(&error("INVITE")).map(|response| response.status), Some(400));
     }
-}
-
-/// A response to a request with these headers: Via, From, To, Call-ID and CSeq copied
-/// (RFC 3261 §8.2.6), as far as present. `None` without a Via, which is where it would go.
-pub fn response_to(request: &Headers, status: u16, reason: &str) -> Option<Response> {
-    let mut headers = Headers::new();
-    let vias: Vec<&str> = request.get_all("Via").collect();
-    if vias.is_empty() {
-        return None;
-    }
-    for via in vias {
-        headers.push("Via", via);
-    }
-    for name in ["From", "To", "Call-ID", "CSeq"] {
-        if let Some(value) = request.get(name) {
-            headers.push(name, value);
-        }
-    }
-    Some(Response { status, reason: reason.to_owned(), headers, body: Bytes::new() })
 }
