@@ -32,6 +32,9 @@ async fn loop_mt_reaches_the_callee_without_the_prefix() {
     let legs: Vec<u8> = calls[0].legs.iter().map(|leg| leg.leg).collect();
     assert_eq!(legs, [1, 2, 3, 4]);
     assert!(calls[0].legs[1].request_uri.starts_with("sip:+224799990001@"), "{:?}", calls[0].legs);
+    let stats = lab.tas.router.stats().view();
+    assert_eq!((stats.request_hop.count, stats.answer_hop.count), (1, 1), "the relay's latency was measured");
+    assert!(stats.request_hop.max_us > 0 && stats.request_hop.max_us < 5_000_000, "{stats:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(dialog.hangup().await.expect("BYE"), 200);
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());

@@ -280,6 +280,11 @@ async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
         assert!(entry["expires_at"].is_string() && entry["next_attempt"].is_string(), "{entry}");
     }
 
+    let calls: serde_json::Value =
+        reqwest::get(format!("http://{status}/calls")).await.expect("calls view").json().await.expect("JSON");
+    assert_eq!(calls["request_hop"]["count"], 0, "no call relayed yet: {calls}");
+    assert!(calls["answer_hop"]["p99_us"].is_u64(), "{calls}");
+
     std::fs::write(
         &path,
         serve_config(&core.endpoint(), status, &[("+4799990011", "fork"), ("+4799990012", "fallback")]),

@@ -7,7 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use crate::sip::b2bua::{self, JoinEnd, LegOutcome};
+use crate::sip::b2bua::{self, LegOutcome};
 use crate::sip::message::header::NameAddr;
 use crate::sip::message::{reason_phrase, Uri};
 use crate::sip::transport::Link;
@@ -16,6 +16,7 @@ use crate::sip::uac::InviteSpec;
 use crate::types::Msisdn;
 
 use super::action::{Action, App, Behaviour};
+use super::stats::CallStats;
 
 /// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub struct Engine {
     pub ua: UserAgent,
     /// The address written into SDP answers.
     pub media_address: String,
+    /// What the relay adds to call setup.
+    pub stats: std::sync::Arc<CallStats>,
     sessions: std::sync::atomic::AtomicU64,
 }
 
@@ -84,9 +87,9 @@ enum Step {
 }
 
 impl Engine {
-    /// An engine placing calls through `ua`.
-    pub fn new(ua: UserAgent, media_address: String) -> Self {
-        Self { ua, media_address, sessions: std::sync::atomic::AtomicU64::new(1) }
+    /// An engine placing calls through `ua`, recording its latency into `stats`.
+    pub fn new(ua: UserAgent, media_address: String, stats: std::sync::Arc<CallStats>) -> Self {
+        Self { ua, media_address, stats, sessions: std::sync::atomic::AtomicU64::new(1) }
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
@@ -204,7 +207,13 @@ impl Engine {
             Err(error) => Err(error),
         };
         let leg = match placed {
-            Ok(leg) => leg,
+            Ok(leg) => {
+                // The first leg 3 of a call without ring time measures the relay itself.
+                if conditions.is_some_and(|c| c.ring_time.is_none()) {
+                    self.stats.request_hop.record(invite.received_at().elapsed());
+                }
+                leg
+            }
             Err(error) => {
                 warn!(%call_id, %error, "leg 3 could not be sent to the core");
                 return self.on_condition(
@@ -221,9 +230,16 @@ impl Engine {
         let no_answer = conditions.filter(|c| c.on_no_answer.is_some()).map(|c| c.no_answer_after);
         match b2bua::ring(&invite, leg, no_answer).await {
             LegOutcome::Answered(call, response) => {
-                let end = b2bua::join(invite, call, response).await;
+                let answered_at = tokio::time::Instant::now();
+                let Some(incoming) = invite.answer(response.body.clone()) else {
+                    let _ = call.ack(None);
+                    let _ = call.hangup().await;
+                    return Step::Done(487);
+                };
+                self.stats.answer_hop.record(answered_at.elapsed());
+                let end = b2bua::hold(incoming, call).await;
                 info!(%call_id, ?end, "relayed call ended");
-                Step::Done(if end == JoinEnd::NotAnswered { 487 } else { 200 })
+                Step::Done(200)
             }
             LegOutcome::Refused(response) => {
                 let next = match response.status {

@@ -6,6 +6,7 @@ pub mod action;
 pub mod behaviour;
 pub mod router;
 pub mod routing;
+pub mod stats;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -15,6 +15,7 @@ use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
 use super::behaviour::{Engine, Outcome};
+use super::stats::CallStats;
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 
 /// What happened to one call, as `ringer demo` and the tests read it.
@@ -73,6 +74,7 @@ impl Routes {
 /// Routes the core's INVITEs to the subscribers' behaviours.
 pub struct CallRouter {
     routes: RwLock<Arc<Routes>>,
+    stats: Arc<CallStats>,
     engine: OnceLock<Arc<Engine>>,
     media_address: String,
     records: Mutex<VecDeque<CallRecord>>,
@@ -83,6 +85,7 @@ impl CallRouter {
     pub fn new(config: &ServeConfig) -> Self {
         Self {
             routes: RwLock::new(Arc::new(Routes::from_config(config))),
+            stats: Arc::new(CallStats::default()),
             engine: OnceLock::new(),
             media_address: config.sip.media_address.clone(),
             records: Mutex::new(VecDeque::new()),
@@ -91,7 +94,12 @@ impl CallRouter {
 
     /// Connects the router to the user agent it places leg 3 with (once the endpoint runs).
     pub fn attach(&self, ua: UserAgent) {
-        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media_address.clone())));
+        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media_address.clone(), self.stats.clone())));
+    }
+
+    /// What relaying adds to call setup.
+    pub fn stats(&self) -> &Arc<CallStats> {
+        &self.stats
     }
 
     /// Takes the subscribers and behaviours of a reloaded config; calls under way keep theirs.

@@ -43,10 +43,19 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
     if let Some(addr) = config.registrar.status_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        info!(addr = %listener.local_addr()?, "registration status at GET /registrations");
+        info!(addr = %listener.local_addr()?, "status at GET /registrations and GET /calls");
         let board = registrar.status();
+        let stats = tas.router.stats().clone();
+        let calls = axum::Router::new().route(
+            "/calls",
+            axum::routing::get(move || {
+                let stats = stats.clone();
+                async move { axum::Json(stats.view()) }
+            }),
+        );
+        let app = status::router(board).merge(calls);
         tokio::spawn(async move {
-            if let Err(error) = status::serve(listener, board).await {
+            if let Err(error) = axum::serve(listener, app).await {
                 error!(%error, "status view stopped");
             }
         });

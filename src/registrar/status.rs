@@ -123,8 +123,12 @@ pub(crate) fn rfc3339_in(delay: Duration) -> String {
 
 /// Serves `GET /registrations` (JSON) from `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, board: Arc<StatusBoard>) -> std::io::Result<()> {
-    let app = axum::Router::new().route("/registrations", axum::routing::get(registrations)).with_state(board);
-    axum::serve(listener, app).await
+    axum::serve(listener, router(board)).await
+}
+
+/// The `GET /registrations` route, to serve beside others.
+pub fn router(board: Arc<StatusBoard>) -> axum::Router {
+    axum::Router::new().route("/registrations", axum::routing::get(registrations)).with_state(board)
 }
 
 async fn registrations(State(board): State<Arc<StatusBoard>>) -> Json<Vec<SubscriberStatus>> {

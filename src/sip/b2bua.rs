@@ -82,11 +82,18 @@ pub enum JoinEnd {
 
 /// Answers `caller` with `answer`'s SDP and joins it to `callee` until either side ends.
 pub async fn join(caller: PendingInvite, callee: CallHandle, answer: Response) -> JoinEnd {
-    let Some(incoming) = caller.answer(answer.body.clone()) else {
-        let _ = callee.ack(None);
-        let _ = callee.hangup().await;
-        return JoinEnd::NotAnswered;
-    };
+    match caller.answer(answer.body.clone()) {
+        Some(incoming) => hold(incoming, callee).await,
+        None => {
+            let _ = callee.ack(None);
+            let _ = callee.hangup().await;
+            JoinEnd::NotAnswered
+        }
+    }
+}
+
+/// Keeps `incoming` (answered with `callee`'s SDP) and `callee` together until either ends.
+pub async fn hold(incoming: CallHandle, callee: CallHandle) -> JoinEnd {
     // The ACK end to end: the callee's 2xx is acknowledged when the caller's ACK arrives, with
     // its body (the answer, when the 2xx carried the offer).
     let Some(body) = incoming.acked().await else {

@@ -42,6 +42,8 @@ enum Pending {
         link: Link,
         proceeding: bool,
         ack: Option<Bytes>,
+        /// Timers A and B, stopped by the first response so no task sleeps out Timer B.
+        timer: Option<tokio::task::AbortHandle>,
     },
 }
 
@@ -99,7 +101,10 @@ impl ClientTransactions {
                 let _ = link.send(ack.clone());
                 None
             }
-            Some(Pending::Invite { responses, request, link, proceeding, ack }) => {
+            Some(Pending::Invite { responses, request, link, proceeding, ack, timer }) => {
+                if let Some(timer) = timer.take() {
+                    timer.abort();
+                }
                 match response.status {
                     100..=199 => *proceeding = true,
                     200..=299 => {
@@ -179,7 +184,7 @@ impl ClientTransactions {
         let request = Arc::new(request);
         self.pending().insert(
             branch.clone(),
-            Pending::Invite { responses, request, link: link.clone(), proceeding: false, ack: None },
+            Pending::Invite { responses, request, link: link.clone(), proceeding: false, ack: None, timer: None },
         );
         if let Err(error) = link.send(bytes.clone()) {
             self.pending().remove(&branch);
@@ -187,7 +192,8 @@ impl ClientTransactions {
         }
         let table = self.clone();
         let timers = self.timers;
-        tokio::spawn(async move {
+        let key = branch.clone();
+        let task = tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timers.t1 * 64;
             let mut interval = timers.t1;
             // Timer A (UDP only) until a provisional or final; Timer B gives up.
@@ -216,6 +222,12 @@ impl ClientTransactions {
                 }
             }
         });
+        if let Some(Pending::Invite { timer, .. }) = self.pending().get_mut(&key) {
+            *timer = Some(task.abort_handle());
+        } else {
+            // Answered before the timer was registered.
+            task.abort();
+        }
         Ok(receiver)
     }
 }

@@ -99,6 +99,8 @@ pub(super) struct Dialog {
     pub(super) state: Mutex<DialogState>,
     /// The first ACK arrived (UAS).
     pub(super) confirmed: CancellationToken,
+    /// Any ACK arrived (wakes the 2xx retransmission of a re-INVITE too).
+    pub(super) ack_arrived: tokio::sync::Notify,
     pub(super) ended: CancellationToken,
 }
 

@@ -73,8 +73,11 @@ pub struct Outbound {
     tls: Option<Arc<rustls::ClientConfig>>,
     core: Option<String>,
     ports: ListeningPorts,
-    connections: Mutex<HashMap<(SocketAddr, Transport, String), Link>>,
+    connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
 }
+
+/// The connection to one destination, once made.
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Link>>>;
 
 /// How long a new connection (TCP and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,18 +116,14 @@ impl Outbound {
         self.ports
     }
 
-    fn connections(&self) -> MutexGuard<'_, HashMap<(SocketAddr, Transport, String), Link>> {
+    fn connections(&self) -> MutexGuard<'_, HashMap<(String, u16, Transport), ConnectionSlot>> {
         self.connections.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Stream connections kept for reuse.
-    pub fn kept_connections(&self) -> usize {
-        self.connections().values().filter(|link| link.is_open()).count()
     }
 
     /// A link to a SIP URI: TLS for `sips:` or `transport=tls`, TCP for `transport=tcp`, else
     /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
-    /// reused. Without a port: 5061 for TLS, else 5060.
+    /// reused, and callers asking at once share one connection attempt. Without a port: 5061
+    /// for TLS, else 5060.
     pub async fn link_to(&self, target: &str) -> Result<Link, ConnectError> {
         let bad = |reason: &str| ConnectError::BadTarget { target: target.to_owned(), reason: reason.to_owned() };
         let uri = Uri::parse(target).map_err(|error| bad(&error.to_string()))?;
@@ -140,27 +139,25 @@ impl Outbound {
         };
         let port = sip.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
         let host = sip.host.clone();
-        let addr = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|error| ConnectError::Resolve { target: target.to_owned(), reason: error.to_string() })?
-            .next()
-            .ok_or_else(|| ConnectError::Resolve { target: target.to_owned(), reason: "no address".into() })?;
         if transport == Transport::Udp {
             let (socket, local) = self.udp.get().cloned().ok_or_else(|| bad("no UDP socket"))?;
-            return Ok(Link::datagram(socket, local, addr));
+            return Ok(Link::datagram(socket, local, resolve(target, &host, port).await?));
         }
-        let key = (addr, transport, host.clone());
-        if let Some(link) = self.connections().get(&key).filter(|link| link.is_open()) {
+        // One slot per destination: the first caller connects, the others wait for its link.
+        let key = (host.clone(), port, transport);
+        let slot = self.connections().entry(key).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
             return Ok(link.clone());
         }
-        let connect_error =
-            |reason: String| ConnectError::Connect { target: target.to_owned(), reason: reason.to_owned() };
+        let connect_error = |reason: String| ConnectError::Connect { target: target.to_owned(), reason };
+        let addr = resolve(target, &host, port).await?;
         let context = self.context.get().cloned().ok_or_else(|| connect_error("endpoint not started".into()))?;
         let connector = match transport {
             Transport::Tls => {
                 let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(host).map_err(|error| connect_error(error.to_string()))?;
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|error| connect_error(error.to_string()))?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
             _ => None,
@@ -169,9 +166,17 @@ impl Outbound {
             .await
             .map_err(|error| connect_error(error.to_string()))?;
         debug!(%addr, %transport, "connection opened for outgoing requests");
-        let mut connections = self.connections();
-        connections.retain(|_, link| link.is_open());
-        connections.insert(key, link.clone());
+        *slot = Some(link.clone());
         Ok(link)
     }
+}
+
+/// The first address of `host`.
+async fn resolve(target: &str, host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
+    let resolve_error = |reason: String| ConnectError::Resolve { target: target.to_owned(), reason };
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|error| resolve_error(error.to_string()))?
+        .next()
+        .ok_or_else(|| resolve_error("no address".into()))
 }

@@ -4,7 +4,7 @@
 //!
 //! Requests that start a transaction go up to a [`TransactionUser`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -179,6 +179,42 @@ struct Shared {
     table: Table,
     timers: Timers,
     created: AtomicU64,
+    lingering: Lingering,
+}
+
+/// Transactions waiting out their linger time (Timers I, J, L) before removal. Each kind's
+/// time is constant, so each queue is in deadline order: one sweeper serves them all instead
+/// of a sleeping task per transaction, which at thousands of calls a second held hundreds of
+/// megabytes.
+#[derive(Default)]
+struct Lingering {
+    /// Timer I (T4).
+    short: Mutex<VecDeque<(tokio::time::Instant, TransactionKey)>>,
+    /// Timers J and L (64·T1).
+    long: Mutex<VecDeque<(tokio::time::Instant, TransactionKey)>>,
+}
+
+/// How often the sweeper removes transactions whose linger time is over.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+async fn sweep(layer: std::sync::Weak<Shared>) {
+    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = layer.upgrade() else { return };
+        let now = tokio::time::Instant::now();
+        for queue in [&shared.lingering.short, &shared.lingering.long] {
+            let expired: Vec<TransactionKey> = {
+                let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let due = queue.iter().take_while(|(deadline, _)| *deadline <= now).count();
+                queue.drain(..due).map(|(_, key)| key).collect()
+            };
+            for key in expired {
+                shared.table.remove(&key);
+            }
+        }
+    }
 }
 
 /// The transaction layer: a transport [`Handler`] that feeds a [`TransactionUser`].
@@ -191,7 +227,14 @@ pub struct TransactionLayer {
 impl TransactionLayer {
     /// A layer delivering requests to `user` and responses to `clients`.
     pub fn new(user: Arc<dyn TransactionUser>, clients: Arc<ClientTransactions>, timers: Timers) -> Self {
-        Self { shared: Arc::new(Shared { table: Table::new(), timers, created: AtomicU64::new(0) }), user, clients }
+        let shared = Arc::new(Shared {
+            table: Table::new(),
+            timers,
+            created: AtomicU64::new(0),
+            lingering: Lingering::default(),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&shared)));
+        Self { shared, user, clients }
     }
 
     /// Server transactions alive now.
@@ -300,27 +343,30 @@ fn absorb_ack(shared: &Arc<Shared>, transaction: &Arc<Transaction>) {
     drop(inner);
     // Timer I: absorb further ACK retransmissions for T4.
     let reliable = transaction.link.transport().is_reliable();
-    linger(shared, transaction, reliable, shared.timers.t4);
+    linger(shared, transaction, reliable, Linger::Short);
+}
+
+/// Which linger time a transaction waits out.
+enum Linger {
+    /// T4 (Timer I).
+    Short,
+    /// 64·T1 (Timers J and L).
+    Long,
 }
 
 /// Ends a transaction: at once on a reliable transport, which brings no retransmissions; on UDP
-/// after `time`, during which retransmissions are absorbed.
-fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, time: Duration) {
+/// after its linger time, during which retransmissions are absorbed.
+fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, time: Linger) {
     if reliable {
         shared.table.remove(&transaction.key);
-    } else {
-        schedule_removal(shared, transaction, time);
+        return;
     }
-}
-
-fn schedule_removal(shared: &Arc<Shared>, transaction: &Arc<Transaction>, after: Duration) {
-    let layer = shared.clone();
-    let key = transaction.key.clone();
-    let task = tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        layer.table.remove(&key);
-    });
-    transaction.inner().timer = Some(task.abort_handle());
+    let (queue, after) = match time {
+        Linger::Short => (&shared.lingering.short, shared.timers.t4),
+        Linger::Long => (&shared.lingering.long, shared.timers.t1 * 64),
+    };
+    let deadline = tokio::time::Instant::now() + after;
+    queue.lock().unwrap_or_else(PoisonError::into_inner).push_back((deadline, transaction.key.clone()));
 }
 
 impl Handler for TransactionLayer {
@@ -378,8 +424,10 @@ impl ServerTransaction {
             // RFC 6026 Accepted: the TU retransmits the 2xx; the transaction only absorbs
             // retransmitted INVITEs, which reliable transports do not produce.
             inner.state = State::Accepted;
+            // Retransmitted INVITEs are absorbed, not answered: the 2xx need not be kept.
+            inner.last_response = None;
             drop(inner);
-            linger(shared, transaction, reliable, timers.t1 * 64);
+            linger(shared, transaction, reliable, Linger::Long);
         } else if transaction.is_invite {
             inner.state = State::Completed;
             drop(inner);
@@ -406,7 +454,7 @@ impl ServerTransaction {
             inner.state = State::Completed;
             drop(inner);
             // Timer J: answer retransmitted requests from the stored response.
-            linger(shared, transaction, reliable, timers.t1 * 64);
+            linger(shared, transaction, reliable, Linger::Long);
         }
         true
     }

@@ -368,31 +368,35 @@ pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link) -> 
 }
 
 /// On UDP the UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); without ACK
-/// after 64·T1 the dialog ends.
+/// after 64·T1 the dialog ends. The wait ends as soon as the ACK arrives or the dialog ends.
 fn retransmit_until_ack(shared: &Arc<Shared>, dialog: Arc<Dialog>, response: Response) {
-    if dialog.link.transport().is_reliable() {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(shared.config.timers.t1 * 64).await;
-            confirm_or_end(&shared, &dialog);
-        });
-        return;
-    }
     let bytes = Bytes::from(response.to_bytes());
     let shared = shared.clone();
     tokio::spawn(async move {
         let timers = shared.config.timers;
+        let reliable = dialog.link.transport().is_reliable();
         let deadline = tokio::time::Instant::now() + timers.t1 * 64;
         let mut interval = timers.t1;
-        while tokio::time::Instant::now() + interval < deadline {
-            tokio::time::sleep(interval).await;
-            if dialog.state().acked || !shared.dialogs().contains_key(&dialog.id) {
+        loop {
+            let acked = dialog.ack_arrived.notified();
+            if dialog.state().acked || dialog.ended.is_cancelled() {
                 return;
             }
-            let _ = dialog.link.send(bytes.clone());
-            interval = (interval * 2).min(timers.t2);
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wake = if reliable { deadline } else { (now + interval).min(deadline) };
+            tokio::select! {
+                () = acked => continue,
+                () = dialog.ended.cancelled() => return,
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            if !reliable && tokio::time::Instant::now() < deadline {
+                let _ = dialog.link.send(bytes.clone());
+                interval = (interval * 2).min(timers.t2);
+            }
         }
-        tokio::time::sleep_until(deadline).await;
         confirm_or_end(&shared, &dialog);
     });
 }
@@ -447,6 +451,7 @@ impl TransactionUser for UserAgent {
                 );
                 let invite = PendingInvite {
                     shared: self.shared.clone(),
+                    received_at: tokio::time::Instant::now(),
                     local_tag,
                     cancelled,
                     request,
@@ -485,7 +490,10 @@ impl TransactionUser for UserAgent {
             state.ack_body = Some(request.body);
             drop(state);
             dialog.confirmed.cancel();
+        } else {
+            drop(state);
         }
+        dialog.ack_arrived.notify_waiters();
     }
 
     fn on_stray_response(&self, response: Response) {
@@ -507,6 +515,7 @@ impl TransactionUser for UserAgent {
 /// An INVITE waiting for the call layer's decision. Dropping it unanswered sends a 500.
 pub struct PendingInvite {
     shared: Arc<Shared>,
+    received_at: tokio::time::Instant,
     local_tag: String,
     cancelled: CancellationToken,
     request: Arc<Request>,
@@ -518,6 +527,11 @@ impl PendingInvite {
     /// The INVITE.
     pub fn request(&self) -> &Request {
         &self.request
+    }
+
+    /// When the INVITE arrived.
+    pub fn received_at(&self) -> tokio::time::Instant {
+        self.received_at
     }
 
     /// Its typed essentials.
@@ -574,6 +588,7 @@ impl PendingInvite {
             route_set: self.request.headers.values("Record-Route").into_iter().map(str::to_owned).collect(),
             state: Mutex::new(DialogState::new(self.essentials.cseq.number, 0, sdp, false)),
             confirmed: CancellationToken::new(),
+            ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),
         });
         // The dialog exists before the 2xx leaves, so a fast ACK or BYE finds it.

@@ -218,6 +218,7 @@ impl OutgoingCall {
             route_set,
             state: Mutex::new(DialogState::new(0, 1, self.request.body.clone(), false)),
             confirmed: CancellationToken::new(),
+            ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),
         });
         self.ua.insert_dialog(dialog.clone());

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The whole loop path under load: SIPp Alice -> emulated core (SBC, UDP) -> ringer (leg 2, TLS)
+# -> core (leg 3, TLS) -> SIPp Bob (leg 4, UDP), both release builds.
+#
+# Per offered rate it runs the same load twice: to a subscriber registered with route type
+# loop (through the TAS) and to a number with no registration (core straight to Bob).
+#
+# Prints per row: path, offered calls/s, completed calls/s, failed calls, setup time at Alice
+# (INVITE to 200) p50/p99 in ms as SIPp measures it (its clock ticks in 4 ms steps here), and
+# for the loop rows what the TAS hop adds, measured inside ringer (GET /calls): leg 2 INVITE
+# in to leg 3 INVITE out, plus leg 3 200 in to leg 2 200 out, p50 and p99 in µs (histogram
+# bucket bounds, so upper estimates); then ringer's and the core's CPU (% of one core).
+#
+#   bench/loop-path.sh                         # rates 1000 2000 3000 4000, 10 s each
+#   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+RATES=${RATES:-"1000 2000 3000 4000"}
+STEP=${SECONDS_PER_STEP:-10}
+work=$(mktemp -d)
+[ -n "${KEEP:-}" ] && echo "work dir: $work"
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+
+command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
+cargo build --release --quiet
+ringer=$PWD/target/release/ringer
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+"$ringer" certs --domain localhost --domain 127.0.0.1 --out "$work/certs" > /dev/null
+cat > "$work/core.toml" <<TOML
+[grpc]
+listen = "127.0.0.1:25051"
+[sbc]
+udp_listen = "127.0.0.1:25070"
+interconnect_listen = "127.0.0.1:25071"
+cert_file = "$work/certs/server.pem"
+key_file = "$work/certs/server.key"
+tas_ca_file = "$work/certs/ca.pem"
+[[sbc.route]]
+prefix = "+"
+target = "sip:127.0.0.1:25090"
+TOML
+cat > "$work/ringer.toml" <<TOML
+[tas]
+sip_uri = "sips:localhost:25061"
+[core]
+endpoint = "http://127.0.0.1:25051"
+[registrar]
+status_listen = "127.0.0.1:25093"
+[sip]
+tls_listen = "127.0.0.1:25061"
+cert_file = "$work/certs/server.pem"
+key_file = "$work/certs/server.key"
+core_uri = "sips:localhost:25071"
+core_ca_file = "$work/certs/ca.pem"
+[[subscriber]]
+phone_number = "+4799990001"
+route_type = "loop"
+mt_prefix = "22"
+TOML
+RINGER_LOG=warn "$ringer" core --config "$work/core.toml" > "$work/core.log" 2>&1 &
+core_pid=$!
+sleep 1
+start_ringer() {
+    RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
+    ringer_pid=$!
+    sleep 2
+}
+stop_ringer() { kill $ringer_pid 2>/dev/null || true; wait $ringer_pid 2>/dev/null || true; }
+# hop FIELD -> the request-hop plus answer-hop value of FIELD, in µs
+hop() {
+    curl -s http://127.0.0.1:25093/calls |
+        python3 -c "import json,sys; v=json.load(sys.stdin); print(v['request_hop']['$1'] + v['answer_hop']['$1'])"
+}
+
+# run_step CALLEE RATE -> "completed_cps failed p50 p99"
+run_step() {
+    local callee=$1 rate=$2
+    local calls=$((rate * STEP))
+    rm -f "$work"/*_rtt.csv
+    (cd "$work" && exec sipp -sf "$repo/scenarios/bob_uas.xml" -t u1 -i 127.0.0.1 -p 25090 -nostdin \
+        -timeout $((STEP * 4 + 10))s -max_socket 50000 > bob.out 2>&1) &
+    local bob=$!
+    sleep 0.5
+    local start end
+    start=$(date +%s.%N)
+    (cd "$work" && sipp -sf "$repo/scenarios/alice_uac.xml" -key caller +4711111111 -s "$callee" -t u1 \
+        -i 127.0.0.1 -p 25091 -r "$rate" -m "$calls" -l $((rate * 4)) -nostdin -timeout $((STEP * 4))s \
+        -timeout_error -max_socket 50000 -timer_resol 1 -trace_rtt -rtt_freq 1 127.0.0.1:25070 > alice.out 2>&1) || true
+    end=$(date +%s.%N)
+    kill $bob 2>/dev/null || true; wait $bob 2>/dev/null || true
+    local ok failed
+    ok=$(grep -a "Successful call" "$work/alice.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+    failed=$(grep -a "Failed call" "$work/alice.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+    ok=${ok:-0}; failed=${failed:-$calls}
+    # The scenario holds each call 200 ms after the answer: completed calls over the sending time.
+    local cps rtt
+    cps=$(awk -v ok="$ok" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", ok / (e - s - 0.2) }')
+    rtt=$(cat "$work"/*_rtt.csv 2>/dev/null | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ { print $2 }' | sort -n |
+        awk '{ v[NR] = $1 }
+             END {
+                 if (NR == 0) { print "- -"; exit }
+                 m = int(NR * 0.50) + 1; if (m > NR) m = NR
+                 p = int(NR * 0.99) + 1; if (p > NR) p = NR
+                 printf "%.2f %.2f", v[m], v[p]
+             }')
+    echo "$cps $failed $rtt"
+}
+
+printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' path offered "calls/s" failed "p50 ms" "p99 ms" "hop p50 µs" "hop p99 µs" "ringer%" "core%"
+for rate in $RATES; do
+    start_ringer
+    read -r dcps dfailed dp50 dp99 < <(run_step +4712345678 "$rate")
+    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - -
+    r0=$(cpu_ticks $ringer_pid); c0=$(cpu_ticks $core_pid); t0=$(date +%s.%N)
+    read -r cps failed p50 p99 < <(run_step +4799990001 "$rate")
+    r1=$(cpu_ticks $ringer_pid); c1=$(cpu_ticks $core_pid); t1=$(date +%s.%N)
+    rcpu=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')
+    ccpu=$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')
+    hop50=$(hop p50_us); hop99=$(hop p99_us)
+    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' loop "$rate" "$cps" "$failed" "$p50" "$p99" "$hop50" "$hop99" "$rcpu" "$ccpu"
+    rss() { awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
+    ringer_rss=$(rss $ringer_pid)
+    stop_ringer
+done
+echo "peak RSS: ringer $ringer_rss (last rate), core $(rss $core_pid)"
