@@ -202,6 +202,7 @@ impl Lab {
                 fallback_no_answer: config.fallback_no_answer,
                 handsets: config.handsets.clone(),
                 routes: config.routes.clone(),
+                dns_server: None,
             }),
             ..CoreConfig::default()
         };

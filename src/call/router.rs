@@ -15,8 +15,8 @@ use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
 use super::behaviour::{Engine, Outcome};
-use super::stats::CallStats;
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
+use super::stats::CallStats;
 
 /// What happened to one call, as `ringer demo` and the tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -68,6 +68,9 @@ pub struct SbcConfig {
     /// Where calls to other numbers go (SIPp as Bob, a lab phone), by longest number prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<SbcRoute>,
+    /// The DNS server for SRV lookups of `sip_uri`s without a port; default: the system's.
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
 }
 
 fn default_sbc_domain() -> String {

@@ -7,9 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::TokioResolver;
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::message::Uri;
 use super::transport::stream::{self, StreamContext};
@@ -74,6 +77,8 @@ pub struct Outbound {
     core: Option<String>,
     ports: ListeningPorts,
     connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
+    /// For SRV lookups (RFC 3263) of targets without a port; `None` when none could be set up.
+    resolver: OnceLock<Option<TokioResolver>>,
 }
 
 /// The connection to one destination, once made.
@@ -93,7 +98,51 @@ impl Outbound {
             core,
             ports,
             connections: Mutex::new(HashMap::new()),
+            resolver: OnceLock::new(),
         }
+    }
+
+    /// Uses this DNS server for SRV lookups instead of the system's (a lab's own DNS server).
+    /// Has no effect once a lookup has been made.
+    pub fn use_dns_server(&self, server: SocketAddr) {
+        let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
+        let resolver = TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
+        let _ = self.resolver.set(Some(resolver));
+    }
+
+    fn resolver(&self) -> Option<&TokioResolver> {
+        self.resolver
+            .get_or_init(|| match TokioResolver::builder_tokio() {
+                Ok(builder) => Some(builder.build()),
+                Err(error) => {
+                    warn!(%error, "no DNS resolver configuration: SIP URIs without a port use the default port");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Where a target without a port is served (RFC 3263 §4.2): the SRV record of lowest
+    /// priority and highest weight, or `None` (then the default port applies).
+    async fn srv(&self, host: &str, transport: Transport) -> Option<(String, u16)> {
+        let service = match transport {
+            Transport::Tls => "_sips._tcp",
+            Transport::Tcp => "_sip._tcp",
+            Transport::Udp => "_sip._udp",
+        };
+        let name = format!("{service}.{}.", host.trim_end_matches('.'));
+        let lookup = match self.resolver()?.srv_lookup(name.as_str()).await {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                debug!(%name, %error, "no SRV record; using the default port");
+                return None;
+            }
+        };
+        let best = lookup.iter().min_by_key(|srv| (srv.priority(), std::cmp::Reverse(srv.weight())))?;
+        let target = best.target().to_utf8();
+        info!(%name, target = %target, port = best.port(), "SRV record found");
+        Some((target.trim_end_matches('.').to_owned(), best.port()))
     }
 
     /// Sets the context new stream connections run in (once the transaction layer exists).
@@ -122,8 +171,8 @@ impl Outbound {
 
     /// A link to a SIP URI: TLS for `sips:` or `transport=tls`, TCP for `transport=tcp`, else
     /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
-    /// reused, and callers asking at once share one connection attempt. Without a port: 5061
-    /// for TLS, else 5060.
+    /// reused, and callers asking at once share one connection attempt. Without a port: the
+    /// DNS SRV record (`_sips._tcp`, `_sip._tcp`, `_sip._udp`), else 5061 for TLS and 5060.
     pub async fn link_to(&self, target: &str) -> Result<Link, ConnectError> {
         let bad = |reason: &str| ConnectError::BadTarget { target: target.to_owned(), reason: reason.to_owned() };
         let uri = Uri::parse(target).map_err(|error| bad(&error.to_string()))?;
@@ -137,27 +186,34 @@ impl Outbound {
             None => Transport::Tcp,
             Some(other) => return Err(bad(&format!("transport {other} is not supported"))),
         };
-        let port = sip.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+        let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
         let host = sip.host.clone();
+        // Without a port, DNS SRV names the server; the certificate must still name `host`.
+        let is_name = host.parse::<std::net::IpAddr>().is_err();
+        let (address, port) = match sip.port {
+            Some(port) => (host.clone(), port),
+            None if is_name => self.srv(&host, transport).await.unwrap_or((host.clone(), default_port)),
+            None => (host.clone(), default_port),
+        };
         if transport == Transport::Udp {
             let (socket, local) = self.udp.get().cloned().ok_or_else(|| bad("no UDP socket"))?;
-            return Ok(Link::datagram(socket, local, resolve(target, &host, port).await?));
+            return Ok(Link::datagram(socket, local, resolve(target, &address, port).await?));
         }
         // One slot per destination: the first caller connects, the others wait for its link.
-        let key = (host.clone(), port, transport);
+        let key = (host.clone(), sip.port.unwrap_or(0), transport);
         let slot = self.connections().entry(key).or_default().clone();
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
             return Ok(link.clone());
         }
         let connect_error = |reason: String| ConnectError::Connect { target: target.to_owned(), reason };
-        let addr = resolve(target, &host, port).await?;
+        let addr = resolve(target, &address, port).await?;
         let context = self.context.get().cloned().ok_or_else(|| connect_error("endpoint not started".into()))?;
         let connector = match transport {
             Transport::Tls => {
                 let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
-                let name = rustls::pki_types::ServerName::try_from(host)
-                    .map_err(|error| connect_error(error.to_string()))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(host).map_err(|error| connect_error(error.to_string()))?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
             _ => None,

@@ -214,6 +214,10 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         Arc::new(InterconnectHandler(shared.clone())),
     )
     .await?;
+    if let Some(server) = config.dns_server {
+        interconnect.user_agent().outbound().use_dns_server(server);
+        access.user_agent().outbound().use_dns_server(server);
+    }
     let _ = shared.access.set(access.user_agent().clone());
     let _ = shared.interconnect.set(interconnect.user_agent().clone());
     info!(

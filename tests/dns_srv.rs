@@ -1,0 +1,123 @@
+//! RFC 3263 for `sip_uri`s without a port: the SRV record `_sips._tcp.<host>` names the port
+//! (and server), the certificate still has to name `<host>`; without a record, 5061. A small
+//! DNS server on loopback answers the lookups, so no network is needed.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ringer::call::DefaultActionHandler;
+use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
+use ringer::sip::message::{Headers, Method, Request, Uri};
+use ringer::sip::transaction::Timers;
+use ringer::sip::transport::policy::PeerPolicy;
+use ringer::sip::transport::stream::StreamLimits;
+use ringer::sip::ua::UaConfig;
+use tokio::net::UdpSocket;
+
+/// Answers SRV queries for `name` with one record: priority 10, weight 5, `port`, target
+/// `localhost.`; anything else gets NXDOMAIN. Returns the server's address.
+async fn dns_server(name: &'static str, port: u16) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 512];
+        loop {
+            let Ok((length, peer)) = socket.recv_from(&mut buffer).await else { return };
+            let query = &buffer[..length];
+            if length < 12 {
+                continue;
+            }
+            // The question: labels up to the zero byte, then type and class.
+            let mut end = 12;
+            while end < length && query[end] != 0 {
+                end += 1 + query[end] as usize;
+            }
+            let question_end = end + 5;
+            if question_end > length {
+                continue;
+            }
+            let mut labels = Vec::new();
+            let mut at = 12;
+            while at < end {
+                let len = query[at] as usize;
+                labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).to_ascii_lowercase());
+                at += 1 + len;
+            }
+            let asked = labels.join(".");
+            let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
+            let found = asked == name && qtype == 33;
+            let mut answer = Vec::new();
+            answer.extend_from_slice(&query[..2]);
+            answer.extend_from_slice(&[0x81, if found { 0x80 } else { 0x83 }]);
+            answer.extend_from_slice(&[0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+            answer.extend_from_slice(&query[12..question_end]);
+            if found {
+                answer.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1, 0, 0, 0, 60]);
+                let mut rdata = vec![0, 10, 0, 5];
+                rdata.extend_from_slice(&port.to_be_bytes());
+                rdata.extend_from_slice(b"\x09localhost\x00");
+                answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                answer.extend_from_slice(&rdata);
+            }
+            let _ = socket.send_to(&answer, peer).await;
+        }
+    });
+    addr
+}
+
+fn config(
+    tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    client_tls: Option<Arc<rustls::ClientConfig>>,
+) -> EndpointConfig {
+    EndpointConfig {
+        tls,
+        tcp: None,
+        udp: None,
+        policy: PeerPolicy::default(),
+        limits: StreamLimits::default(),
+        ua: UaConfig { contact_host: "tas.test".into(), server: "ringer-test".into(), timers: Timers::default() },
+        client_tls,
+        core_uri: None,
+    }
+}
+
+async fn options(from: &Endpoint, target: &str) -> Result<u16, String> {
+    let ua = from.user_agent();
+    let link = ua.outbound().link_to(target).await.map_err(|error| error.to_string())?;
+    let mut headers = Headers::new();
+    headers.push("Via", format!("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-srv-{}", rand::random::<u32>()));
+    headers.push("Max-Forwards", "70");
+    headers.push("From", "<sips:core@127.0.0.1>;tag=srv");
+    headers.push("To", format!("<{target}>"));
+    headers.push("Call-ID", format!("srv-{}", rand::random::<u32>()));
+    headers.push("CSeq", "1 OPTIONS");
+    let request =
+        Request { method: Method::Options, uri: Uri::parse(target).expect("uri"), headers, body: Default::default() };
+    ua.clients().send(&request, &link).await.map(|response| response.status).map_err(|error| error.to_string())
+}
+
+#[tokio::test]
+async fn a_sips_uri_without_port_is_found_through_srv_and_verified_by_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = ["tas.test".to_owned()];
+    let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write");
+    let chain = ringer::tls::load_chain(&certs.server_cert).expect("chain");
+    let key = ringer::tls::load_key(&certs.server_key).expect("key");
+    let server_tls = ringer::tls::server_config(chain, key, None).expect("server TLS");
+    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), "127.0.0.1".into()));
+    let tas = endpoint::start(config(Some(("127.0.0.1:0".parse().expect("addr"), server_tls)), None), handler.clone())
+        .await
+        .expect("TAS");
+    let tas_port = tas.tls_addr.expect("TLS").port();
+    let dns = dns_server("_sips._tcp.tas.test", tas_port).await;
+
+    let client_tls = ringer::tls::client_config(Some(&certs.ca_cert), None).expect("client TLS");
+    let core = endpoint::start(config(None, Some(client_tls)), handler).await.expect("core");
+    core.user_agent().outbound().use_dns_server(dns);
+    assert_eq!(options(&core, "sips:tas.test").await, Ok(200), "SRV gave the port; the certificate names tas.test");
+    // No SRV record for another name: the default port 5061, where nothing of ours listens.
+    let error = options(&core, "sips:other.test").await.expect_err("no SRV record, no TAS");
+    assert!(error.contains("other.test"), "{error}");
+}
