@@ -328,3 +328,26 @@ async fn calls_without_registrations_go_straight_through() {
     assert_eq!(refused(&lab, ALICE, "+4700000000").await, 404, "no handset, no route");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn a_re_invite_is_relayed_across_every_leg() {
+    let lab = Lab::start(
+        &[subscriber("+4799990001", "loop", "", "21", "", "")],
+        vec![handset("+4799990001", HandsetMode::Answer)],
+    )
+    .await;
+    let dialog = answered(&lab, ALICE, "+4799990001").await;
+    // Let the ACK travel to the handset before offering again (a re-INVITE before it gets 491).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let offer = bytes::Bytes::from_static(
+        b"v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\n",
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), dialog.reinvite(offer))
+        .await
+        .expect("in time")
+        .expect("re-INVITE accepted");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    // The handset declines what it cannot play: its answer, relayed back unchanged, says so.
+    assert!(answer.contains("m=audio 0 RTP/AVP 8"), "the handset's answer came back: {answer}");
+    hang_up_and_settle(&lab, dialog).await;
+}
