@@ -15,6 +15,8 @@
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 repo=$PWD
 
 RATES=${RATES:-"1000 2000 3000 4000"}
@@ -93,20 +95,11 @@ run_step() {
     end=$(date +%s.%N)
     kill $bob 2>/dev/null || true; wait $bob 2>/dev/null || true
     local ok failed
-    ok=$(grep -a "Successful call" "$work/alice.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-    failed=$(grep -a "Failed call" "$work/alice.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-    ok=${ok:-0}; failed=${failed:-$calls}
+    read -r ok failed < <(sipp_counts "$work/alice.out" "$calls")
     # The scenario holds each call 200 ms after the answer: completed calls over the sending time.
     local cps rtt
     cps=$(awk -v ok="$ok" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", ok / (e - s - 0.2) }')
-    rtt=$(cat "$work"/*_rtt.csv 2>/dev/null | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ { print $2 }' | sort -n |
-        awk '{ v[NR] = $1 }
-             END {
-                 if (NR == 0) { print "- -"; exit }
-                 m = int(NR * 0.50) + 1; if (m > NR) m = NR
-                 p = int(NR * 0.99) + 1; if (p > NR) p = NR
-                 printf "%.2f %.2f", v[m], v[p]
-             }')
+    rtt=$(sipp_percentiles "$work"/*_rtt.csv)
     echo "$cps $failed $rtt"
 }
 

@@ -9,6 +9,8 @@
 #   RATES="500 1000" SECONDS_PER_STEP=5 bench/sip-load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 RATES=${RATES:-"1000 2000 5000 10000 20000"}
 STEP=${SECONDS_PER_STEP:-10}
@@ -40,20 +42,11 @@ run_step() {
         -trace_rtt -rtt_freq 1 127.0.0.1:"$port" > sipp.out 2>&1) || true
     end=$(date +%s.%N)
     local ok failed
-    ok=$(grep -a "Successful call" "$work/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-    failed=$(grep -a "Failed call" "$work/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-    ok=${ok:-0}; failed=${failed:-$calls}
+    read -r ok failed < <(sipp_counts "$work/sipp.out" "$calls")
     local cps
     cps=$(awk -v ok="$ok" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", ok / (e - s) }')
     local rtt
-    rtt=$(cat "$work"/*_rtt.csv 2>/dev/null | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ { print $2 }' | sort -n |
-        awk '{ v[NR] = $1 }
-             END {
-                 if (NR == 0) { print "- -"; exit }
-                 m = int(NR * 0.50) + 1; if (m > NR) m = NR
-                 p = int(NR * 0.99) + 1; if (p > NR) p = NR
-                 printf "%.2f %.2f", v[m], v[p]
-             }')
+    rtt=$(sipp_percentiles "$work"/*_rtt.csv)
     echo "$cps $failed $rtt"
 }
 

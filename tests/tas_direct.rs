@@ -76,6 +76,15 @@ fn answer(request: &Request, status: u16, reason: &str, body: &str) -> String {
     )
 }
 
+/// A request of the core inside the leg 2 dialog `leg2-mo`.
+fn in_leg2(method: &str, cseq: u32, uri: &str, tag: &str) -> String {
+    format!(
+        "{method} sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-{method}2\r\nMax-Forwards: 70\r\n\
+         From: <sip:+4799990001@core.test;user=phone>;tag=core1\r\nTo: <{uri}>;tag={tag}\r\nCall-ID: leg2-mo\r\n\
+         CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
 const ANSWER_SDP: &str =
     "v=0\r\no=bob 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
 
@@ -110,21 +119,13 @@ async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
     assert_eq!(&ok.body[..], ANSWER_SDP.as_bytes(), "the answer passed through unchanged");
     let tag = common::sip::to_tag(&ok);
     // ACK leg 2; the TAS then ACKs leg 3 end to end.
-    let ack = format!(
-        "ACK sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-ack2\r\nMax-Forwards: 70\r\n\
-         From: <sip:+4799990001@core.test;user=phone>;tag=core1\r\nTo: <{uri}>;tag={tag}\r\nCall-ID: leg2-mo\r\n\
-         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
+    let ack = in_leg2("ACK", 1, uri, &tag);
     core.send(ack.as_bytes()).await;
     let (leg3_ack, _) = next_request(&mut core).await;
     assert_eq!(leg3_ack.method.as_str(), "ACK");
     assert_eq!(leg3_ack.headers.get("Call-ID"), leg3.headers.get("Call-ID"));
     // BYE on leg 2 ends leg 3 too.
-    let bye = format!(
-        "BYE sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-bye2\r\nMax-Forwards: 70\r\n\
-         From: <sip:+4799990001@core.test;user=phone>;tag=core1\r\nTo: <{uri}>;tag={tag}\r\nCall-ID: leg2-mo\r\n\
-         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    );
+    let bye = in_leg2("BYE", 2, uri, &tag);
     core.send(bye.as_bytes()).await;
     let (leg3_bye, responses) = next_request(&mut core).await;
     assert_eq!(leg3_bye.method.as_str(), "BYE");

@@ -206,12 +206,12 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
             ua: ua_config(access_host),
             ..base.clone()
         },
-        Arc::new(AccessHandler(shared.clone())),
+        Arc::new(SideHandler { shared: shared.clone(), side: Side::Access }),
     )
     .await?;
     let interconnect = endpoint::start(
         EndpointConfig { tls: Some((config.interconnect_listen, server_tls)), ..base },
-        Arc::new(InterconnectHandler(shared.clone())),
+        Arc::new(SideHandler { shared: shared.clone(), side: Side::Interconnect }),
     )
     .await?;
     if let Some(server) = config.dns_server {
@@ -720,25 +720,26 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     }
 }
 
-struct AccessHandler(Arc<Shared>);
-
-impl SessionHandler for AccessHandler {
-    fn on_invite(&self, invite: PendingInvite) {
-        tokio::spawn(leg1(self.0.clone(), invite));
-    }
-
-    fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
-        OfferAnswer::NotAcceptable("the SBC relays offers only within bridged calls".into())
-    }
-
-    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
+/// Which side of the SBC a handler serves.
+#[derive(Clone, Copy)]
+enum Side {
+    /// User agents: leg 1.
+    Access,
+    /// TASs: leg 3 and Ingress calls.
+    Interconnect,
 }
 
-struct InterconnectHandler(Arc<Shared>);
+struct SideHandler {
+    shared: Arc<Shared>,
+    side: Side,
+}
 
-impl SessionHandler for InterconnectHandler {
+impl SessionHandler for SideHandler {
     fn on_invite(&self, invite: PendingInvite) {
-        tokio::spawn(from_tas(self.0.clone(), invite));
+        match self.side {
+            Side::Access => tokio::spawn(leg1(self.shared.clone(), invite)),
+            Side::Interconnect => tokio::spawn(from_tas(self.shared.clone(), invite)),
+        };
     }
 
     fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
