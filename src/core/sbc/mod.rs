@@ -493,27 +493,26 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         status: 0,
     });
     info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
-    let status = match (route, registration) {
-        (CallRoute::Direct, _) | (_, None) => direct(&shared, invite, &callee, &call).await,
-        (CallRoute::Loop(_), Some(registration)) => {
+    let status = match registration {
+        Some(registration) if route != CallRoute::Direct => {
+            // While the TAS has the call, its leg 3 finds it by this Session-ID.
             shared.sessions().insert(session_id.clone(), call.clone());
-            let status = to_tas(&shared, invite, &registration, prefix.as_ref(), &callee, &call).await;
+            let via_tas = ViaTas {
+                shared: &shared,
+                registration: &registration,
+                prefix: prefix.as_ref(),
+                callee: &callee,
+                call: &call,
+            };
+            let status = match route {
+                CallRoute::Fork => via_tas.fork(invite).await,
+                CallRoute::Fallback => via_tas.fallback(invite).await,
+                _ => via_tas.to_tas(invite).await,
+            };
             shared.sessions().remove(&session_id);
             status
         }
-        (CallRoute::Fork, Some(registration)) => {
-            shared.sessions().insert(session_id.clone(), call.clone());
-            let status = fork(&shared, invite, &registration, prefix.as_ref(), &callee, &call).await;
-            shared.sessions().remove(&session_id);
-            status
-        }
-        (CallRoute::Fallback, Some(registration)) => {
-            shared.sessions().insert(session_id.clone(), call.clone());
-            let status = fallback(&shared, invite, &registration, prefix.as_ref(), &callee, &call).await;
-            shared.sessions().remove(&session_id);
-            status
-        }
-        (CallRoute::Ingress, _) => 500,
+        _ => direct(&shared, invite, &callee, &call).await,
     };
     let mut call = lock(&call);
     call.status = status;
@@ -533,93 +532,124 @@ async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &
     }
 }
 
-async fn to_tas(
-    shared: &Shared,
-    invite: PendingInvite,
-    registration: &RegistrationRecord,
-    prefix: Option<&Prefix>,
-    number: &Msisdn,
-    call: &SharedCall,
-) -> u16 {
-    match leg2(shared, &invite, registration, prefix, number, call).await {
-        Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
-        Err(why) => {
-            warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
-            invite.reject(503, None, Some(&format!("TAS unreachable: {why}")));
-            503
-        }
-    }
+/// A call the core routes through a subscriber's TAS.
+struct ViaTas<'a> {
+    shared: &'a Shared,
+    registration: &'a RegistrationRecord,
+    prefix: Option<&'a Prefix>,
+    callee: &'a Msisdn,
+    call: &'a SharedCall,
 }
 
-/// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
-async fn fork(
-    shared: &Shared,
-    invite: PendingInvite,
-    registration: &RegistrationRecord,
-    prefix: Option<&Prefix>,
-    callee: &Msisdn,
-    call: &SharedCall,
-) -> u16 {
-    let mut legs: [Option<(OutgoingCall, usize)>; 2] = [None, None];
-    match leg2(shared, &invite, registration, prefix, callee, call).await {
-        Ok(leg) => legs[0] = Some(leg),
-        Err(why) => warn!(why, "fork: TAS unreachable"),
-    }
-    match callee_leg(shared, &invite, callee, call).await {
-        Ok(leg) => legs[1] = Some(leg),
-        Err((_, why)) => warn!(why, "fork: callee unreachable"),
-    }
-    let mut best: Option<(u16, String)> = None;
-    loop {
-        if legs.iter().all(Option::is_none) {
-            let (status, reason) = best.unwrap_or((480, "Temporarily Unavailable".into()));
-            invite.reject(status, Some(&reason), None);
-            return status;
+impl ViaTas<'_> {
+    /// Loop: leg 2 to the TAS, bridged to leg 1.
+    async fn to_tas(&self, invite: PendingInvite) -> u16 {
+        let Self { shared, registration, prefix, callee, call } = *self;
+        match leg2(shared, &invite, registration, prefix, callee, call).await {
+            Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
+            Err(why) => {
+                warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
+                invite.reject(503, None, Some(&format!("TAS unreachable: {why}")));
+                503
+            }
         }
-        let [tas, phone] = &mut legs;
-        let (which, progress) = tokio::select! {
-            biased;
-            () = invite.cancelled() => {
-                for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                    set_leg_status(call, index, 487);
-                    b2bua::cancel_in_background(leg);
-                }
-                return 487;
-            }
-            progress = next_of(tas) => (0, progress),
-            progress = next_of(phone) => (1, progress),
-        };
-        match progress {
-            Progress::Provisional(response) => {
-                invite.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
-            }
-            Progress::Answered(callee_call, response) => {
-                let status = response.status;
-                if let Some((_, index)) = legs[which].take() {
-                    answered(call, &[0, index], status);
-                }
-                for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                    set_leg_status(call, index, 487);
-                    b2bua::cancel_in_background(leg);
-                }
-                b2bua::join(invite, callee_call, response).await;
+    }
+
+    /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
+    async fn fork(&self, invite: PendingInvite) -> u16 {
+        let Self { shared, registration, prefix, callee, call } = *self;
+        let mut legs: [Option<(OutgoingCall, usize)>; 2] = [None, None];
+        match leg2(shared, &invite, registration, prefix, callee, call).await {
+            Ok(leg) => legs[0] = Some(leg),
+            Err(why) => warn!(why, "fork: TAS unreachable"),
+        }
+        match callee_leg(shared, &invite, callee, call).await {
+            Ok(leg) => legs[1] = Some(leg),
+            Err((_, why)) => warn!(why, "fork: callee unreachable"),
+        }
+        let mut best: Option<(u16, String)> = None;
+        loop {
+            if legs.iter().all(Option::is_none) {
+                let (status, reason) = best.unwrap_or((480, "Temporarily Unavailable".into()));
+                invite.reject(status, Some(&reason), None);
                 return status;
             }
-            Progress::Failed(response) => {
-                if let Some((_, index)) = legs[which].take() {
-                    set_leg_status(call, index, response.status);
+            let [tas, phone] = &mut legs;
+            let (which, progress) = tokio::select! {
+                biased;
+                () = invite.cancelled() => {
+                    for (leg, index) in legs.iter_mut().filter_map(Option::take) {
+                        set_leg_status(call, index, 487);
+                        b2bua::cancel_in_background(leg);
+                    }
+                    return 487;
                 }
-                // The callee's own answer (busy...) says more than the TAS's.
-                if which == 1 || best.is_none() {
-                    best = Some((response.status, response.reason.clone()));
+                progress = next_of(tas) => (0, progress),
+                progress = next_of(phone) => (1, progress),
+            };
+            match progress {
+                Progress::Provisional(response) => {
+                    invite.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
                 }
-            }
-            Progress::Cancelled | Progress::TimedOut => {
-                if let Some((_, index)) = legs[which].take() {
-                    set_leg_status(call, index, 408);
+                Progress::Answered(callee_call, response) => {
+                    let status = response.status;
+                    if let Some((_, index)) = legs[which].take() {
+                        answered(call, &[0, index], status);
+                    }
+                    for (leg, index) in legs.iter_mut().filter_map(Option::take) {
+                        set_leg_status(call, index, 487);
+                        b2bua::cancel_in_background(leg);
+                    }
+                    b2bua::join(invite, callee_call, response).await;
+                    return status;
+                }
+                Progress::Failed(response) => {
+                    if let Some((_, index)) = legs[which].take() {
+                        set_leg_status(call, index, response.status);
+                    }
+                    // The callee's own answer (busy...) says more than the TAS's.
+                    if which == 1 || best.is_none() {
+                        best = Some((response.status, response.reason.clone()));
+                    }
+                }
+                Progress::Cancelled | Progress::TimedOut => {
+                    if let Some((_, index)) = legs[which].take() {
+                        set_leg_status(call, index, 408);
+                    }
                 }
             }
         }
+    }
+
+    /// Fallback: the callee first; on busy, unavailable or no answer in time, the TAS.
+    async fn fallback(&self, invite: PendingInvite) -> u16 {
+        let Self { shared, callee, call, .. } = *self;
+        match callee_leg(shared, &invite, callee, call).await {
+            Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
+                LegOutcome::Answered(callee_call, response) => {
+                    let status = response.status;
+                    answered(call, &[0, index], status);
+                    b2bua::join(invite, callee_call, response).await;
+                    return status;
+                }
+                LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
+                    set_leg_status(call, index, response.status);
+                }
+                LegOutcome::Refused(response) => {
+                    set_leg_status(call, index, response.status);
+                    invite.reject(response.status, Some(&response.reason), None);
+                    return response.status;
+                }
+                LegOutcome::NoAnswer => set_leg_status(call, index, 487),
+                LegOutcome::Unreachable => set_leg_status(call, index, 408),
+                LegOutcome::CallerCancelled => {
+                    set_leg_status(call, index, 487);
+                    return 487;
+                }
+            },
+            Err((_, why)) => warn!(why, "fallback: callee unreachable, trying the TAS"),
+        }
+        self.to_tas(invite).await
     }
 }
 
@@ -629,43 +659,6 @@ async fn next_of(slot: &mut Option<(OutgoingCall, usize)>) -> Progress {
         Some((leg, _)) => leg.next().await,
         None => std::future::pending().await,
     }
-}
-
-/// Fallback: the callee first; on busy, unavailable or no answer in time, the TAS.
-async fn fallback(
-    shared: &Shared,
-    invite: PendingInvite,
-    registration: &RegistrationRecord,
-    prefix: Option<&Prefix>,
-    callee: &Msisdn,
-    call: &SharedCall,
-) -> u16 {
-    match callee_leg(shared, &invite, callee, call).await {
-        Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
-            LegOutcome::Answered(callee_call, response) => {
-                let status = response.status;
-                answered(call, &[0, index], status);
-                b2bua::join(invite, callee_call, response).await;
-                return status;
-            }
-            LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
-                set_leg_status(call, index, response.status);
-            }
-            LegOutcome::Refused(response) => {
-                set_leg_status(call, index, response.status);
-                invite.reject(response.status, Some(&response.reason), None);
-                return response.status;
-            }
-            LegOutcome::NoAnswer => set_leg_status(call, index, 487),
-            LegOutcome::Unreachable => set_leg_status(call, index, 408),
-            LegOutcome::CallerCancelled => {
-                set_leg_status(call, index, 487);
-                return 487;
-            }
-        },
-        Err((_, why)) => warn!(why, "fallback: callee unreachable, trying the TAS"),
-    }
-    to_tas(shared, invite, registration, prefix, callee, call).await
 }
 
 /// An INVITE from a TAS: leg 3 of a call with a known Session-ID, an Ingress call, or refused.
