@@ -83,7 +83,7 @@ run_step() {
     local callee=$1 rate=$2
     local calls=$((rate * STEP))
     rm -f "$work"/*_rtt.csv
-    (cd "$work" && exec sipp -sf "$repo/scenarios/bob_uas.xml" -t u1 -i 127.0.0.1 -p 25090 -nostdin \
+    (cd "$work" && exec sipp -sf "$repo/scenarios/bob_uas.xml" -t u1 -i 127.0.0.1 -p 25090 -buff_size 4194304 -nostdin \
         -timeout $((STEP * 4 + 10))s -max_socket 50000 > bob.out 2>&1) &
     local bob=$!
     sleep 0.5
@@ -91,7 +91,7 @@ run_step() {
     start=$(date +%s.%N)
     (cd "$work" && sipp -sf "$repo/scenarios/alice_uac.xml" -key caller +4711111111 -s "$callee" -t u1 \
         -i 127.0.0.1 -p 25091 -r "$rate" -m "$calls" -l $((rate * 4)) -nostdin -timeout $((STEP * 4))s \
-        -timeout_error -max_socket 50000 -timer_resol 1 -trace_rtt -rtt_freq 1 127.0.0.1:25070 > alice.out 2>&1) || true
+        -timeout_error -max_socket 50000 -buff_size 4194304 -timer_resol 1 -trace_rtt -rtt_freq 1 127.0.0.1:25070 > alice.out 2>&1) || true
     end=$(date +%s.%N)
     kill $bob 2>/dev/null || true; wait $bob 2>/dev/null || true
     local ok failed

@@ -73,7 +73,7 @@ pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> 
         None => None,
     };
     let udp_socket = match config.udp {
-        Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(bind_error(addr, "UDP"))?)),
+        Some(addr) => Some(Arc::new(udp::bind(addr).map_err(bind_error(addr, "UDP"))?)),
         None => None,
     };
     let tls_addr = tls_listener.as_ref().map(|(listener, _)| listener.local_addr()).transpose()?;

@@ -56,6 +56,8 @@ pub struct StreamContext {
 const IDLE_BUFFER: usize = 512;
 /// Read buffer while messages are arriving.
 const BUSY_BUFFER: usize = 16 * 1024;
+/// Queued messages written together up to about this size (a TLS record holds 16 KiB).
+const WRITE_BATCH: usize = 16 * 1024;
 
 /// Accepts TCP connections (and, with `tls`, runs the TLS handshake) until shut down.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, context: StreamContext) {
@@ -174,16 +176,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: QueueReceiv
             }
         };
         let Some(bytes) = bytes else { break };
-        if writer.write_all(&bytes).await.is_err() {
-            return;
-        }
-        // Write what else is queued before flushing, so bursts leave in few segments.
-        while let Some(more) = queue.try_recv() {
-            if writer.write_all(&more).await.is_err() {
-                return;
+        // What else is queued leaves in the same write: one TLS record and one system call for
+        // a burst instead of one per message.
+        let batch = match queue.try_recv() {
+            None => bytes,
+            Some(more) => {
+                let mut batch = BytesMut::with_capacity(bytes.len() + more.len());
+                batch.extend_from_slice(&bytes);
+                batch.extend_from_slice(&more);
+                while batch.len() < WRITE_BATCH {
+                    let Some(more) = queue.try_recv() else { break };
+                    batch.extend_from_slice(&more);
+                }
+                batch.freeze()
             }
-        }
-        if writer.flush().await.is_err() {
+        };
+        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
             return;
         }
     }

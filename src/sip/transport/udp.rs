@@ -15,6 +15,26 @@ use crate::sip::message::parse_datagram;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Socket buffer asked for: bursts of thousands of calls a second overflow the kernel's
+/// default (about 200 KiB) and every datagram dropped there costs a retransmission 500 ms
+/// later. The kernel caps it at `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` with large socket buffers.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        debug!(%error, "UDP receive buffer left at the default");
+    }
+    if let Err(error) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        debug!(%error, "UDP send buffer left at the default");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// Reads datagrams until shut down.
 pub async fn serve(
     socket: Arc<UdpSocket>,
