@@ -1,3 +1,5 @@
-//! Media: SDP handling now; WebRTC-style sessions and the apps come with their issue.
+//! Media: SDP, and plain RTP sessions with the echo app; WebRTC-style sessions and the
+//! voicemail and announcement apps come with their issue.
 
+pub mod plain;
 pub mod sdp;

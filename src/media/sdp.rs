@@ -24,6 +24,119 @@ pub fn decline_all(offer: &str, session_id: u64, address: &str) -> Option<String
     Some(answer)
 }
 
+/// An SDP body, as far as ringer reads it (RFC 4566).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDescription {
+    /// The session-level `c=` address.
+    pub connection: Option<std::net::IpAddr>,
+    /// The `m=` sections, in order.
+    pub media: Vec<MediaDescription>,
+}
+
+/// One `m=` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDescription {
+    /// `audio`, `video`...
+    pub kind: String,
+    /// The port (0: declined).
+    pub port: u16,
+    /// `RTP/AVP`, `UDP/TLS/RTP/SAVPF`...
+    pub proto: String,
+    /// The formats (payload types for RTP).
+    pub formats: Vec<String>,
+    /// The media-level `c=` address.
+    pub connection: Option<std::net::IpAddr>,
+    /// `a=` lines: name and value.
+    pub attributes: Vec<(String, Option<String>)>,
+}
+
+/// Why an SDP body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed SDP: {0}")]
+pub struct SdpError(pub String);
+
+impl SessionDescription {
+    /// Parses `text`; unknown lines are skipped, a malformed `m=` or `c=` line is an error.
+    pub fn parse(text: &str) -> Result<Self, SdpError> {
+        let mut description = SessionDescription { connection: None, media: Vec::new() };
+        for line in text.lines().map(str::trim_end) {
+            let Some((kind, value)) = line.split_once('=') else { continue };
+            match kind {
+                "m" => {
+                    let mut fields = value.split_whitespace();
+                    let (Some(media), Some(port), Some(proto)) = (fields.next(), fields.next(), fields.next()) else {
+                        return Err(SdpError(format!("m= line {value:?}")));
+                    };
+                    // "port/count" counts ports; the first is what matters here.
+                    let port = port.split('/').next().unwrap_or_default();
+                    let port = port.parse().map_err(|_| SdpError(format!("port in m= line {value:?}")))?;
+                    description.media.push(MediaDescription {
+                        kind: media.to_owned(),
+                        port,
+                        proto: proto.to_owned(),
+                        formats: fields.map(str::to_owned).collect(),
+                        connection: None,
+                        attributes: Vec::new(),
+                    });
+                }
+                "c" => {
+                    let address = value.split_whitespace().nth(2).and_then(|a| a.split('/').next()).unwrap_or_default();
+                    let address = address.parse().map_err(|_| SdpError(format!("c= line {value:?}")))?;
+                    match description.media.last_mut() {
+                        Some(media) => media.connection = Some(address),
+                        None => description.connection = Some(address),
+                    }
+                }
+                "a" => {
+                    if let Some(media) = description.media.last_mut() {
+                        let (name, value) = match value.split_once(':') {
+                            Some((name, value)) => (name, Some(value.to_owned())),
+                            None => (value, None),
+                        };
+                        media.attributes.push((name.to_owned(), value));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(description)
+    }
+}
+
+impl MediaDescription {
+    /// The first value of attribute `name` (`Some("")` for a flag).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref().unwrap_or(""))
+    }
+
+    /// The encoding name and clock rate of payload type `pt`: from `a=rtpmap`, else the static
+    /// table of RFC 3551 for the types ringer knows.
+    pub fn rtpmap(&self, pt: u8) -> Option<(String, u32)> {
+        let mapped = self.attributes.iter().filter(|(n, _)| n.eq_ignore_ascii_case("rtpmap")).find_map(|(_, v)| {
+            let (number, encoding) = v.as_deref()?.split_once(' ')?;
+            (number.trim().parse::<u8>().ok()? == pt).then_some(encoding.trim())
+        });
+        match mapped {
+            Some(encoding) => {
+                let mut parts = encoding.split('/');
+                let name = parts.next()?.to_owned();
+                let rate = parts.next()?.parse().ok()?;
+                Some((name, rate))
+            }
+            None => match pt {
+                0 => Some(("PCMU".into(), 8000)),
+                8 => Some(("PCMA".into(), 8000)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Plain RTP (RTP/AVP, RTP/AVPF), as desk phones and SIPp offer.
+    pub fn is_plain_rtp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +149,25 @@ mod tests {
         assert!(answer.starts_with("v=0\r\no=ringer 7 7 IN IP4 127.0.0.1\r\n"));
         assert_eq!(decline_all("v=0\r\n", 1, "127.0.0.1"), None);
         assert_eq!(decline_all("m=audio\r\n", 1, "127.0.0.1"), None);
+    }
+
+    #[test]
+    fn offers_are_read_with_their_attributes_and_static_payload_types() {
+        let offer = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                     m=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n\
+                     m=video 51372/2 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 198.51.100.7\r\na=rtcp-mux\r\n";
+        let sdp = SessionDescription::parse(offer).unwrap();
+        assert_eq!(sdp.connection, Some("192.0.2.1".parse().unwrap()));
+        let audio = &sdp.media[0];
+        assert!(audio.is_plain_rtp() && audio.port == 49170 && audio.formats == ["0", "8", "101"]);
+        assert_eq!(audio.rtpmap(0), Some(("PCMU".into(), 8000)));
+        assert_eq!(audio.rtpmap(101), Some(("telephone-event".into(), 8000)));
+        assert_eq!(audio.attribute("sendrecv"), Some(""));
+        let video = &sdp.media[1];
+        assert!(!video.is_plain_rtp() && video.port == 51372 && video.attribute("rtcp-mux").is_some());
+        assert_eq!(video.connection, Some("198.51.100.7".parse().unwrap()));
+        for bad in ["m=audio\r\n", "m=audio x RTP/AVP 0\r\n", "c=IN IP4 nowhere\r\n"] {
+            assert!(SessionDescription::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,0 +1,249 @@
+//! Plain RTP (RTP/AVP, RFC 3550/3551) for lab phones and SIPp: choosing the codec from an
+//! offer, the answer, a UDP port from the configured range, and the loops the apps run on it.
+//! Symmetric RTP: media goes back to where the peer's packets come from (RFC 4961), so a NAT
+//! between does not matter; until the first packet, to the address in the offer.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use webrtc_util::marshal::{Marshal, Unmarshal};
+
+use super::sdp::{MediaDescription, SessionDescription};
+
+/// The audio codecs ringer answers plain RTP with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Codec {
+    /// G.711 A-law.
+    Pcma,
+    /// G.711 µ-law.
+    Pcmu,
+}
+
+impl Codec {
+    /// The encoding name in `a=rtpmap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcma => "PCMA",
+            Codec::Pcmu => "PCMU",
+        }
+    }
+
+    /// The static payload type (RFC 3551).
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            Codec::Pcma => 8,
+            Codec::Pcmu => 0,
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What was agreed for one plain RTP audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Which `m=` section of the offer.
+    pub media_index: usize,
+    /// Where the offer asks media to go.
+    pub remote: SocketAddr,
+    /// The codec.
+    pub codec: Codec,
+    /// Its payload type in this session.
+    pub payload_type: u8,
+    /// RFC 4733 telephone-event's payload type, when offered.
+    pub telephone_event: Option<u8>,
+}
+
+/// Why an offer has nothing ringer can answer with plain RTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    /// No plain RTP audio stream (WebRTC-style offers come with their own session).
+    #[error("no RTP/AVP audio stream in the offer")]
+    NoPlainAudio,
+    /// Audio offered, but in no codec ringer has.
+    #[error("none of the offered codecs is supported (ringer has {0})")]
+    NoCommonCodec(String),
+    /// The stream has no address to send to.
+    #[error("the audio stream has no connection address")]
+    NoAddress,
+}
+
+/// Picks the first plain RTP audio stream of `offer` and the first codec of `preference` it
+/// offers.
+pub fn negotiate(offer: &SessionDescription, preference: &[Codec]) -> Result<Negotiated, NegotiationError> {
+    let (media_index, media) = offer
+        .media
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.kind == "audio" && m.port != 0 && m.is_plain_rtp())
+        .ok_or(NegotiationError::NoPlainAudio)?;
+    let offered: Vec<(u8, String, u32)> = media
+        .formats
+        .iter()
+        .filter_map(|format| format.parse::<u8>().ok())
+        .filter_map(|pt| media.rtpmap(pt).map(|(name, rate)| (pt, name, rate)))
+        .collect();
+    let (codec, payload_type) = preference
+        .iter()
+        .find_map(|codec| {
+            offered
+                .iter()
+                .find(|(_, name, rate)| name.eq_ignore_ascii_case(codec.name()) && *rate == 8000)
+                .map(|(pt, _, _)| (*codec, *pt))
+        })
+        .ok_or_else(|| {
+            NegotiationError::NoCommonCodec(preference.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
+        })?;
+    let telephone_event = offered
+        .iter()
+        .find(|(_, name, rate)| name.eq_ignore_ascii_case("telephone-event") && *rate == 8000)
+        .map(|(pt, _, _)| *pt);
+    let address = media.connection.or(offer.connection).ok_or(NegotiationError::NoAddress)?;
+    Ok(Negotiated { media_index, remote: SocketAddr::new(address, media.port), codec, payload_type, telephone_event })
+}
+
+/// The answer to `offer`: the negotiated stream on `advertise`:`port`, every other stream
+/// declined with port 0 (RFC 3264 §6).
+pub fn answer(offer: &SessionDescription, agreed: &Negotiated, advertise: IpAddr, port: u16, session: u64) -> String {
+    use std::fmt::Write as _;
+    let family = if advertise.is_ipv6() { "IP6" } else { "IP4" };
+    let mut sdp = format!(
+        "v=0\r\no=ringer {session} {session} IN {family} {advertise}\r\ns=ringer\r\nc=IN {family} {advertise}\r\nt=0 0\r\n"
+    );
+    for (index, media) in offer.media.iter().enumerate() {
+        if index != agreed.media_index {
+            let _ = write!(sdp, "m={} 0 {} {}\r\n", media.kind, media.proto, first_format(media));
+            continue;
+        }
+        let (pt, codec) = (agreed.payload_type, agreed.codec.name());
+        match agreed.telephone_event {
+            Some(te) => {
+                let _ = write!(
+                    sdp,
+                    "m=audio {port} {} {pt} {te}\r\na=rtpmap:{pt} {codec}/8000\r\na=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n",
+                    media.proto
+                );
+            }
+            None => {
+                let _ = write!(sdp, "m=audio {port} {} {pt}\r\na=rtpmap:{pt} {codec}/8000\r\n", media.proto);
+            }
+        }
+        sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    }
+    sdp
+}
+
+fn first_format(media: &MediaDescription) -> &str {
+    media.formats.first().map(String::as_str).unwrap_or("0")
+}
+
+/// Where plain RTP sockets are opened.
+#[derive(Debug, Clone)]
+pub struct PortRange {
+    /// The address to bind.
+    pub bind: IpAddr,
+    /// The ports to use (even ports are taken; RTCP, when not muxed, would be the next one).
+    pub ports: RangeInclusive<u16>,
+}
+
+/// A UDP socket on a free even port of `range`, starting at a random place in it.
+pub async fn bind(range: &PortRange) -> std::io::Result<UdpSocket> {
+    let (low, high) = (*range.ports.start(), *range.ports.end());
+    let evens: Vec<u16> = (low..=high).filter(|port| port % 2 == 0).collect();
+    if evens.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the RTP port range has no even port"));
+    }
+    let start = rand::random_range(0..evens.len());
+    for offset in 0..evens.len() {
+        let port = evens[(start + offset) % evens.len()];
+        if let Ok(socket) = UdpSocket::bind(SocketAddr::new(range.bind, port)).await {
+            return Ok(socket);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("no free RTP port in {low}-{high}")))
+}
+
+/// Why a media loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEnd {
+    /// The call ended.
+    Stopped,
+    /// No RTP for the media timeout.
+    TimedOut,
+}
+
+/// The echo app: every RTP packet goes back where it came from, under ringer's own SSRC, until
+/// `stop` or `timeout` without a packet.
+pub async fn echo(socket: UdpSocket, timeout: Duration, stop: CancellationToken) -> MediaEnd {
+    let ssrc: u32 = rand::random();
+    let mut buffer = vec![0u8; 2048];
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return MediaEnd::Stopped,
+            received = tokio::time::timeout(timeout, socket.recv_from(&mut buffer)) => received,
+        };
+        let (length, from) = match received {
+            Err(_) => return MediaEnd::TimedOut,
+            Ok(Err(error)) => {
+                debug!(%error, "RTP receive error");
+                continue;
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        let Ok(mut packet) = rtp::packet::Packet::unmarshal(&mut &buffer[..length]) else { continue };
+        if packet.header.version != 2 {
+            continue;
+        }
+        packet.header.ssrc = ssrc;
+        let out: Bytes = match packet.marshal() {
+            Ok(bytes) => bytes,
+            Err(_) => continue,
+        };
+        let _ = socket.send_to(&out, from).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        m=video 5000 RTP/AVP 96\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    #[test]
+    fn the_preferred_codec_is_chosen_and_the_rest_declined() {
+        let offer = SessionDescription::parse(OFFER).unwrap();
+        let agreed = negotiate(&offer, &[Codec::Pcma, Codec::Pcmu]).unwrap();
+        assert_eq!(agreed.media_index, 1);
+        assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Pcma, 8, Some(101)));
+        assert_eq!(agreed.remote, "192.0.2.1:49170".parse().unwrap());
+        let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9);
+        assert!(sdp.contains("c=IN IP4 203.0.113.5\r\n"), "{sdp}");
+        assert!(sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{sdp}");
+        // The other preference order picks the other codec.
+        assert_eq!(negotiate(&offer, &[Codec::Pcmu]).unwrap().payload_type, 0);
+    }
+
+    #[test]
+    fn offers_without_anything_usable_are_refused_with_a_reason() {
+        let webrtc = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        let g729 = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 9 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        let nowhere = "v=0\r\nm=audio 9 RTP/AVP 8\r\n";
+        let parse = |text| SessionDescription::parse(text).unwrap();
+        assert_eq!(negotiate(&parse(webrtc), &[Codec::Pcma]), Err(NegotiationError::NoPlainAudio));
+        assert!(matches!(negotiate(&parse(g729), &[Codec::Pcma]), Err(NegotiationError::NoCommonCodec(_))));
+        assert_eq!(negotiate(&parse(nowhere), &[Codec::Pcma]), Err(NegotiationError::NoAddress));
+    }
+}
