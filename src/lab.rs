@@ -14,7 +14,8 @@ use crate::call::action::Action;
 use crate::call::DefaultActionHandler;
 use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
 use crate::config::serve::{
-    AuthConfig, CallsConfig, CoreApiConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig, TasConfig,
+    AuthConfig, CallsConfig, CoreApiConfig, MediaConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig,
+    TasConfig,
 };
 use crate::core::sbc::Sbc;
 use crate::core::CoreHandle;
@@ -87,6 +88,8 @@ pub struct LabConfig {
     pub calls: CallsConfig,
     /// Where the SBC sends calls to numbers that are not handsets (SIPp as Bob...).
     pub routes: Vec<SbcRoute>,
+    /// The TAS's media timeout.
+    pub media_timeout: Duration,
 }
 
 /// Sample numbers: one subscriber of each route type, and callees.
@@ -156,6 +159,7 @@ impl LabConfig {
             fallback_no_answer: Duration::from_secs(30),
             calls: CallsConfig::default(),
             routes: Vec::new(),
+            media_timeout: MediaConfig::default().timeout,
         }
     }
 }
@@ -225,6 +229,11 @@ impl Lab {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             calls: config.calls.clone(),
+            media: MediaConfig {
+                bind_address: loopback(0).ip(),
+                timeout: config.media_timeout,
+                ..MediaConfig::default()
+            },
             sip: SipConfig {
                 tls_listen: Some(loopback(config.ports.tas_tls)),
                 tcp_listen: config.ports.tas_plain.map(loopback),

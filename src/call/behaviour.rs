@@ -70,12 +70,25 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// How the TAS's own answers get media.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// The address written into SDP answers; unspecified: the address the INVITE came to.
+    pub advertise: String,
+    /// Where RTP sockets are opened.
+    pub ports: crate::media::plain::PortRange,
+    /// No RTP for this long ends the call.
+    pub timeout: std::time::Duration,
+    /// Plain RTP codecs by preference.
+    pub codecs: Vec<crate::media::plain::Codec>,
+}
+
 /// What the engine needs of the TAS.
 pub struct Engine {
     /// The user agent that places leg 3.
     pub ua: UserAgent,
-    /// The address written into SDP answers.
-    pub media_address: String,
+    /// Media of the calls it answers.
+    pub media: MediaSettings,
     /// What the relay adds to call setup.
     pub stats: std::sync::Arc<CallStats>,
     sessions: std::sync::atomic::AtomicU64,
@@ -88,8 +101,8 @@ enum Step {
 
 impl Engine {
     /// An engine placing calls through `ua`, recording its latency into `stats`.
-    pub fn new(ua: UserAgent, media_address: String, stats: std::sync::Arc<CallStats>) -> Self {
-        Self { ua, media_address, stats, sessions: std::sync::atomic::AtomicU64::new(1) }
+    pub fn new(ua: UserAgent, media: MediaSettings, stats: std::sync::Arc<CallStats>) -> Self {
+        Self { ua, media, stats, sessions: std::sync::atomic::AtomicU64::new(1) }
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
@@ -125,7 +138,7 @@ impl Engine {
                 None => action.to_string(),
             });
             step = match action {
-                Action::Reject { .. } | Action::Answer(_) => Step::Done(self.settle(pending, &action).status),
+                Action::Reject { .. } | Action::Answer(_) => Step::Done(self.settle(pending, &action).await.status),
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
                 Action::Forward(to) => {
                     let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
@@ -137,13 +150,13 @@ impl Engine {
 
     /// Answers or rejects a call that has no subscriber to relay for (a relay action is
     /// refused with 500: config validation keeps it out).
-    pub fn settle(&self, invite: PendingInvite, action: &Action) -> Outcome {
+    pub async fn settle(&self, invite: PendingInvite, action: &Action) -> Outcome {
         let status = match action {
             Action::Reject { status, reason } => {
                 invite.reject(*status, Some(reason), None);
                 *status
             }
-            Action::Answer(app) => self.answer(invite, *app),
+            Action::Answer(app) => self.answer(invite, *app).await,
             Action::Loop | Action::Forward(_) => {
                 invite.reject(500, None, Some("no subscriber to relay for"));
                 500
@@ -152,14 +165,37 @@ impl Engine {
         Outcome { actions: vec![action.to_string()], legs_placed: 0, status }
     }
 
-    /// Answers with an app. The media comes with the apps; until then every stream is declined
-    /// (port 0, RFC 3264 §6).
-    fn answer(&self, invite: PendingInvite, app: App) -> u16 {
+    /// Answers with an app. Echo runs on plain RTP offers; WebRTC-style offers and the other
+    /// apps get their media with the media issue: until then every stream is declined (port 0,
+    /// RFC 3264 §6) and the log says so.
+    async fn answer(&self, invite: PendingInvite, app: App) -> u16 {
+        use crate::media::plain::{self, NegotiationError};
+        use crate::media::sdp::SessionDescription;
+        let call_id = invite.essentials().call_id.clone();
+        let text = std::str::from_utf8(&invite.request().body).unwrap_or_default().to_owned();
+        let offer = match SessionDescription::parse(&text) {
+            Ok(offer) => offer,
+            Err(error) => {
+                invite.reject(400, Some("Malformed SDP"), Some(&error.to_string()));
+                return 400;
+            }
+        };
+        if app == App::Echo {
+            match plain::negotiate(&offer, &self.media.codecs) {
+                Ok(agreed) => return self.answer_echo(invite, &offer, agreed).await,
+                Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
+                    info!(%call_id, %error, "offer refused");
+                    invite.reject(488, None, Some(&error.to_string()));
+                    return 488;
+                }
+                Err(NegotiationError::NoPlainAudio) => {}
+            }
+        }
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let offer = std::str::from_utf8(&invite.request().body).unwrap_or_default();
-        match crate::media::sdp::decline_all(offer, session, &self.media_address) {
+        let advertise = self.advertised(&invite).to_string();
+        match crate::media::sdp::decline_all(&text, session, &advertise) {
             Some(answer) => {
-                info!(call_id = %invite.essentials().call_id, %app, "answered; media apps are not built yet, so every offered stream is declined");
+                info!(%call_id, %app, "answered; this app has no media yet, so every offered stream is declined");
                 match invite.answer(Bytes::from(answer)) {
                     Some(_) => 200,
                     None => 487,
@@ -170,6 +206,54 @@ impl Engine {
                 488
             }
         }
+    }
+
+    /// The address SDP answers carry: the configured one, else where the INVITE came in.
+    fn advertised(&self, invite: &PendingInvite) -> std::net::IpAddr {
+        match self.media.advertise.parse::<std::net::IpAddr>() {
+            Ok(address) if !address.is_unspecified() => address,
+            _ => invite.link().local().ip(),
+        }
+    }
+
+    /// Answers with the echo app on plain RTP; the call ends with BYE after the media timeout.
+    async fn answer_echo(
+        &self,
+        invite: PendingInvite,
+        offer: &crate::media::sdp::SessionDescription,
+        agreed: crate::media::plain::Negotiated,
+    ) -> u16 {
+        use crate::media::plain;
+        let call_id = invite.essentials().call_id.clone();
+        let socket = match plain::bind(&self.media.ports).await {
+            Ok(socket) => socket,
+            Err(error) => {
+                warn!(%call_id, %error, "no RTP port");
+                invite.reject(503, None, Some("no RTP port free"));
+                return 503;
+            }
+        };
+        let port = socket.local_addr().map(|addr| addr.port()).unwrap_or_default();
+        let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sdp = plain::answer(offer, &agreed, self.advertised(&invite), port, session);
+        let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
+        info!(%call_id, codec = %agreed.codec, port, remote = %agreed.remote, "echo answering on plain RTP");
+        let timeout = self.media.timeout;
+        tokio::spawn(async move {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let media = plain::echo(socket, timeout, stop.clone());
+            tokio::pin!(media);
+            tokio::select! {
+                _ = call.ended() => stop.cancel(),
+                end = &mut media => {
+                    if end == plain::MediaEnd::TimedOut {
+                        info!(call_id = %call.id().call_id, ?timeout, "no RTP: hanging up");
+                        let _ = call.hangup().await;
+                    }
+                }
+            }
+        });
+        200
     }
 
     /// Places leg 3 to `target` and follows it; returns the next step, handing `invite` back
@@ -256,7 +340,7 @@ impl Engine {
                     }
                     None => {
                         // Relay the refusal as the core's callee gave it.
-                        invite.reject(response.status, Some(&response.reason), None);
+                        invite.relay_refusal(&response);
                         Step::Done(response.status)
                     }
                 }

@@ -14,9 +14,10 @@ use crate::sip::ua::{PendingInvite, SessionHandler, UserAgent};
 use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
-use super::behaviour::{Engine, Outcome};
+use super::behaviour::{Engine, MediaSettings, Outcome};
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
+use crate::media::plain::PortRange;
 
 /// What happened to one call, as `ringer demo` and the tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub struct CallRouter {
     routes: RwLock<Arc<Routes>>,
     stats: Arc<CallStats>,
     engine: OnceLock<Arc<Engine>>,
-    media_address: String,
+    media: MediaSettings,
     records: Mutex<VecDeque<CallRecord>>,
 }
 
@@ -87,14 +88,23 @@ impl CallRouter {
             routes: RwLock::new(Arc::new(Routes::from_config(config))),
             stats: Arc::new(CallStats::default()),
             engine: OnceLock::new(),
-            media_address: config.sip.media_address.clone(),
+            media: MediaSettings {
+                advertise: config.sip.media_address.clone(),
+                ports: PortRange {
+                    bind: config.media.bind_address,
+                    // Validated with the config; the default range otherwise.
+                    ports: config.media.port_range().unwrap_or(20000..=29999),
+                },
+                timeout: config.media.timeout,
+                codecs: config.media.codecs.clone(),
+            },
             records: Mutex::new(VecDeque::new()),
         }
     }
 
     /// Connects the router to the user agent it places leg 3 with (once the endpoint runs).
     pub fn attach(&self, ua: UserAgent) {
-        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media_address.clone(), self.stats.clone())));
+        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media.clone(), self.stats.clone())));
     }
 
     /// What relaying adds to call setup.
@@ -138,13 +148,24 @@ impl CallRouter {
 
     /// Answers without a subscriber (unknown number, unexpected direction) with `action`,
     /// which config validation keeps to reject or answer.
-    fn refuse(&self, invite: PendingInvite, action: &Action, mut record: CallRecord) {
-        let Some(engine) = self.engine.get() else {
+    fn refuse(self: &Arc<Self>, invite: PendingInvite, action: &Action, mut record: CallRecord) {
+        let Some(engine) = self.engine.get().cloned() else {
             invite.reject(503, None, Some("the TAS is starting"));
             return;
         };
-        record.outcome = engine.settle(invite, action);
-        self.keep(record);
+        if let Action::Reject { status, reason } = action {
+            // At once, without a task: refusals are the cheapest answer under load.
+            invite.reject(*status, Some(reason), None);
+            record.outcome = Outcome { actions: vec![action.to_string()], legs_placed: 0, status: *status };
+            self.keep(record);
+            return;
+        }
+        let router = self.clone();
+        let action = action.clone();
+        tokio::spawn(async move {
+            record.outcome = engine.settle(invite, &action).await;
+            router.keep(record);
+        });
     }
 }
 
@@ -199,7 +220,7 @@ impl SessionHandler for RouterHandler {
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
         let session = rand::random::<u32>() as u64;
         let offer = std::str::from_utf8(offer).unwrap_or_default();
-        match crate::media::sdp::decline_all(offer, session, &self.0.media_address) {
+        match crate::media::sdp::decline_all(offer, session, &self.0.media.advertise) {
             Some(answer) => OfferAnswer::Accept(Bytes::from(answer)),
             None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
         }

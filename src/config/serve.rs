@@ -32,6 +32,9 @@ pub struct ServeConfig {
     /// Calls that match no subscriber or arrive unexpectedly.
     #[serde(default)]
     pub calls: CallsConfig,
+    /// Media of the calls the TAS answers itself.
+    #[serde(default)]
+    pub media: MediaConfig,
     /// The subscribers this TAS serves.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
@@ -96,6 +99,46 @@ impl Default for SipConfig {
             contact_host: None,
             media_address: "0.0.0.0".into(),
         }
+    }
+}
+
+/// Media of the calls the TAS answers itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The local address RTP sockets bind to.
+    pub bind_address: std::net::IpAddr,
+    /// The UDP ports for RTP, `"20000-29999"`.
+    pub rtp_ports: String,
+    /// A call whose peer sends no RTP for this long is ended with BYE.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Codecs for plain RTP, in order of preference.
+    pub codecs: Vec<crate::media::plain::Codec>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        use crate::media::plain::Codec;
+        Self {
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
+            rtp_ports: "20000-29999".into(),
+            timeout: Duration::from_secs(30),
+            codecs: vec![Codec::Pcma, Codec::Pcmu],
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The RTP port range, checked.
+    pub fn port_range(&self) -> Result<std::ops::RangeInclusive<u16>, String> {
+        let bad = || format!("media.rtp_ports {:?} must be \"low-high\" with 1 <= low <= high", self.rtp_ports);
+        let (low, high) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
+        let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
+        if low == 0 || low > high {
+            return Err(bad());
+        }
+        Ok(low..=high)
     }
 }
 
@@ -324,6 +367,13 @@ impl ServeConfig {
                 }
             }
         }
+        self.media.port_range()?;
+        if self.media.codecs.is_empty() {
+            return Err("media.codecs must name at least one codec (PCMA, PCMU)".into());
+        }
+        if self.media.timeout.is_zero() {
+            return Err("media.timeout must be above zero".into());
+        }
         for (key, action) in
             [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)]
         {
@@ -373,6 +423,7 @@ impl ServeConfig {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            media: MediaConfig::default(),
             sip: SipConfig {
                 tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
                 tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),

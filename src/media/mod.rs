@@ -1,5 +1,6 @@
 //! Media: SDP, and plain RTP sessions with the echo app; WebRTC-style sessions and the
 //! voicemail and announcement apps come with their issue.
 
+pub mod g711;
 pub mod plain;
 pub mod sdp;

@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(agreed.remote, "192.0.2.1:49170".parse().unwrap());
         let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9);
         assert!(sdp.contains("c=IN IP4 203.0.113.5\r\n"), "{sdp}");
-        assert!(sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"), "{sdp}");
+        assert!(
+            sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"),
+            "{sdp}"
+        );
         assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{sdp}");
         // The other preference order picks the other codec.
         assert_eq!(negotiate(&offer, &[Codec::Pcmu]).unwrap().payload_type, 0);

@@ -618,6 +618,22 @@ impl PendingInvite {
     }
 }
 
+impl PendingInvite {
+    /// Answers with the final non-2xx `response` another leg gave: its status, reason phrase
+    /// and Warning headers (a B2BUA relaying a refusal).
+    pub fn relay_refusal(self, response: &Response) {
+        if let Some(mut relayed) =
+            build_response(&self.shared.config, &self.request, response.status, Some(&self.local_tag), None)
+        {
+            relayed.reason = response.reason.clone();
+            for warning in response.headers.get_all("Warning") {
+                relayed.headers.push("Warning", warning);
+            }
+            self.transaction.respond(relayed);
+        }
+    }
+}
+
 impl Drop for PendingInvite {
     fn drop(&mut self) {
         self.shared.pending().remove(&self.transaction.id());

@@ -73,6 +73,17 @@ impl Lab {
         fallback_no_answer: Duration,
         routes: Vec<ringer::config::core::SbcRoute>,
     ) -> Lab {
+        Self::start_full(subscribers, handsets, fallback_no_answer, routes, Duration::from_secs(30)).await
+    }
+
+    /// Every setting the tests vary.
+    pub async fn start_full(
+        subscribers: &[String],
+        handsets: Vec<HandsetConfig>,
+        fallback_no_answer: Duration,
+        routes: Vec<ringer::config::core::SbcRoute>,
+        media_timeout: Duration,
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
         let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
@@ -84,6 +95,7 @@ impl Lab {
             fallback_no_answer,
             calls: CallsConfig::default(),
             routes,
+            media_timeout,
         };
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
@@ -96,7 +108,12 @@ impl Lab {
 
     /// Alice (`from`) calls `to` through the SBC with an SDP offer.
     pub fn call(&self, from: &str, to: &str) -> OutgoingCall {
-        self.lab.call(&msisdn(from), &msisdn(to), Bytes::from_static(OFFER.as_bytes())).expect("INVITE sent")
+        self.call_offering(from, to, OFFER)
+    }
+
+    /// Alice calls with `offer`.
+    pub fn call_offering(&self, from: &str, to: &str, offer: &str) -> OutgoingCall {
+        self.lab.call(&msisdn(from), &msisdn(to), Bytes::from(offer.to_owned())).expect("INVITE sent")
     }
 
     /// Waits until no call, transaction or leg 2 session is left anywhere.

@@ -442,7 +442,7 @@ async fn bridge(
         }
         LegOutcome::Refused(response) => {
             set_leg_status(call, index, response.status);
-            incoming.reject(response.status, Some(&response.reason), None);
+            incoming.relay_refusal(&response);
             response.status
         }
         LegOutcome::Unreachable => {
@@ -637,7 +637,7 @@ impl ViaTas<'_> {
                 }
                 LegOutcome::Refused(response) => {
                     set_leg_status(call, index, response.status);
-                    invite.reject(response.status, Some(&response.reason), None);
+                    invite.relay_refusal(&response);
                     return response.status;
                 }
                 LegOutcome::NoAnswer => set_leg_status(call, index, 487),

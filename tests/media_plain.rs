@@ -1,0 +1,129 @@
+//! Plain RTP on answered calls, end to end over real UDP through the emulated core: the echo
+//! app returns a 1 kHz tone (checked by Goertzel, not by size), an offer with no usable codec
+//! gets 488 with a Warning, and a call whose caller sends no RTP ends with BYE.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::lab::{final_of, subscriber, Lab};
+use ringer::media::g711;
+use ringer::media::sdp::SessionDescription;
+use ringer::sip::uac::Progress;
+use tokio::net::UdpSocket;
+use webrtc_util::marshal::{Marshal, Unmarshal};
+
+const ALICE: &str = "+4711111111";
+const ECHO: &str = "+4799990007";
+
+fn offer(port: u16, formats: &str, rtpmaps: &str) -> String {
+    format!(
+        "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n{rtpmaps}"
+    )
+}
+
+/// Energy at `frequency` relative to the whole signal's (Goertzel).
+fn tone_share(samples: &[f64], frequency: f64, rate: f64) -> f64 {
+    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / rate).cos();
+    let (mut previous, mut before) = (0.0, 0.0);
+    for sample in samples {
+        let current = sample + coefficient * previous - before;
+        before = previous;
+        previous = current;
+    }
+    let power = previous * previous + before * before - coefficient * previous * before;
+    let total: f64 = samples.iter().map(|s| s * s).sum::<f64>() * samples.len() as f64 / 2.0;
+    if total == 0.0 {
+        0.0
+    } else {
+        power / total
+    }
+}
+
+async fn echo_lab(timeout: Duration) -> Lab {
+    Lab::start_full(
+        &[subscriber(ECHO, "loop-mt", "", "27", "", "\"answer echo\"")],
+        Vec::new(),
+        Duration::from_secs(30),
+        Vec::new(),
+        timeout,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn echo_returns_a_tone_sent_over_pcma() {
+    let lab = echo_lab(Duration::from_secs(30)).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let port = rtp.local_addr().expect("addr").port();
+    let mut call = lab.call_offering(ALICE, ECHO, &offer(port, "0 8 101", "a=rtpmap:101 telephone-event/8000\r\n"));
+    let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
+    dialog.ack(None).expect("ACK");
+    let answer = SessionDescription::parse(&String::from_utf8_lossy(&response.body)).expect("SDP answer");
+    let audio = &answer.media[0];
+    assert_eq!(audio.formats, ["8", "101"], "PCMA preferred, telephone-event kept");
+    let remote = SocketAddr::new(answer.connection.expect("c="), audio.port);
+
+    // 50 packets of 20 ms: one second of a 1 kHz tone at 8 kHz, A-law.
+    let mut sent = Vec::new();
+    for n in 0..50u16 {
+        let samples: Vec<i16> = (0..160)
+            .map(|i| {
+                let t = f64::from(u32::from(n) * 160 + i) / 8000.0;
+                (12000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+            })
+            .collect();
+        sent.extend(samples.iter().map(|s| f64::from(*s)));
+        let packet = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type: 8,
+                sequence_number: n,
+                timestamp: u32::from(n) * 160,
+                ssrc: 0xA11CE,
+                ..Default::default()
+            },
+            payload: samples.iter().map(|s| g711::alaw_encode(*s)).collect::<Vec<u8>>().into(),
+        };
+        rtp.send_to(&packet.marshal().expect("marshal"), remote).await.expect("send RTP");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while let Ok(Ok((length, _))) = tokio::time::timeout(Duration::from_millis(500), rtp.recv_from(&mut buffer)).await {
+        let packet = rtp::packet::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
+        assert_ne!(packet.header.ssrc, 0xA11CE, "ringer's own SSRC");
+        assert_eq!(packet.header.payload_type, 8);
+        received.extend(packet.payload.iter().map(|b| f64::from(g711::alaw_decode(*b))));
+    }
+    assert!(received.len() >= 160 * 45, "most of the second came back: {} samples", received.len());
+    let at_tone = tone_share(&received, 1000.0, 8000.0);
+    let elsewhere = tone_share(&received, 1700.0, 8000.0);
+    assert!(at_tone > 0.5 && elsewhere < 0.05, "1 kHz share {at_tone:.3}, 1.7 kHz share {elsewhere:.3}");
+    assert!(tone_share(&sent, 1000.0, 8000.0) > 0.5, "the check itself sees the tone sent");
+    assert_eq!(dialog.hangup().await.expect("BYE"), 200);
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn no_usable_codec_gets_488_with_a_warning() {
+    let lab = echo_lab(Duration::from_secs(30)).await;
+    let mut call = lab.call_offering(ALICE, ECHO, &offer(40000, "18", "a=rtpmap:18 G729/8000\r\n"));
+    let Progress::Failed(response) = final_of(&mut call).await else { panic!("expected a refusal") };
+    assert_eq!(response.status, 488);
+    let warning = response.headers.get("Warning").unwrap_or_default();
+    assert!(warning.contains("PCMA"), "the Warning names what ringer has: {warning}");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn no_rtp_from_the_caller_ends_the_call_with_bye() {
+    let lab = echo_lab(Duration::from_millis(600)).await;
+    let mut call = lab.call_offering(ALICE, ECHO, &offer(40002, "8", ""));
+    let Progress::Answered(dialog, _) = final_of(&mut call).await else { panic!("not answered") };
+    dialog.ack(None).expect("ACK");
+    let reason = tokio::time::timeout(Duration::from_secs(5), dialog.ended()).await.expect("the TAS hung up");
+    assert_eq!(reason, "BYE from the peer");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
