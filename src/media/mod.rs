@@ -2,5 +2,6 @@
 //! voicemail and announcement apps come with their issue.
 
 pub mod g711;
+pub mod mailbox;
 pub mod plain;
 pub mod sdp;

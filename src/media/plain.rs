@@ -214,6 +214,143 @@ pub async fn echo(socket: UdpSocket, timeout: Duration, stop: CancellationToken)
     }
 }
 
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME: usize = 160;
+
+/// What arrives on an audio channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// 20 ms (or whatever the peer packs) of linear audio.
+    Audio(Vec<i16>),
+    /// The end of an RFC 4733 telephone-event: the key pressed.
+    Dtmf(char),
+}
+
+/// A decoded RFC 4733 telephone-event payload: the key, and whether this packet ends it.
+pub fn telephone_event(payload: &[u8]) -> Option<(char, bool)> {
+    let event = *payload.first()?;
+    let end = payload.get(1)? & 0x80 != 0;
+    let key = match event {
+        0..=9 => char::from(b'0' + event),
+        10 => '*',
+        11 => '#',
+        12..=15 => char::from(b'A' + event - 12),
+        _ => return None,
+    };
+    Some((key, end))
+}
+
+/// Plain RTP audio in and out of one call: decoding, DTMF, pacing and symmetric RTP.
+pub struct AudioChannel {
+    socket: UdpSocket,
+    agreed: Negotiated,
+    remote: SocketAddr,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The timestamp of the last DTMF event reported, so its three end packets count once.
+    last_dtmf: Option<u32>,
+    buffer: Vec<u8>,
+}
+
+impl AudioChannel {
+    /// A channel on `socket` for the stream `agreed`.
+    pub fn new(socket: UdpSocket, agreed: Negotiated) -> Self {
+        let remote = agreed.remote;
+        Self {
+            socket,
+            agreed,
+            remote,
+            ssrc: rand::random(),
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            last_dtmf: None,
+            buffer: vec![0u8; 2048],
+        }
+    }
+
+    /// The codec in use.
+    pub fn codec(&self) -> Codec {
+        self.agreed.codec
+    }
+
+    /// The next audio or DTMF from the peer; `None` after `timeout` without RTP.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<Incoming> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (length, from) = match tokio::time::timeout_at(deadline, self.socket.recv_from(&mut self.buffer)).await {
+                Err(_) => return None,
+                Ok(Err(error)) => {
+                    debug!(%error, "RTP receive error");
+                    continue;
+                }
+                Ok(Ok(pair)) => pair,
+            };
+            let Ok(packet) = rtp::packet::Packet::unmarshal(&mut &self.buffer[..length]) else { continue };
+            if packet.header.version != 2 {
+                continue;
+            }
+            // Symmetric RTP: answer where the media comes from.
+            self.remote = from;
+            let pt = packet.header.payload_type;
+            if Some(pt) == self.agreed.telephone_event {
+                if let Some((key, true)) = telephone_event(&packet.payload) {
+                    if self.last_dtmf != Some(packet.header.timestamp) {
+                        self.last_dtmf = Some(packet.header.timestamp);
+                        return Some(Incoming::Dtmf(key));
+                    }
+                }
+                continue;
+            }
+            if pt != self.agreed.payload_type {
+                continue;
+            }
+            let decode = match self.agreed.codec {
+                Codec::Pcma => super::g711::alaw_decode,
+                Codec::Pcmu => super::g711::ulaw_decode,
+            };
+            return Some(Incoming::Audio(packet.payload.iter().map(|byte| decode(*byte)).collect()));
+        }
+    }
+
+    /// Sends one frame of linear audio (up to [`FRAME`] samples) to the peer.
+    pub async fn send(&mut self, samples: &[i16]) {
+        let encode = match self.agreed.codec {
+            Codec::Pcma => super::g711::alaw_encode,
+            Codec::Pcmu => super::g711::ulaw_encode,
+        };
+        let packet = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type: self.agreed.payload_type,
+                sequence_number: self.sequence,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: samples.iter().map(|sample| encode(*sample)).collect::<Vec<u8>>().into(),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(samples.len() as u32);
+        if let Ok(bytes) = packet.marshal() {
+            let _ = self.socket.send_to(&bytes, self.remote).await;
+        }
+    }
+
+    /// Plays `samples` in real time, 20 ms a packet; returns early when `stop` fires.
+    pub async fn play(&mut self, samples: &[i16], stop: &CancellationToken) -> bool {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for frame in samples.chunks(FRAME) {
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                _ = pace.tick() => self.send(frame).await,
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +374,15 @@ mod tests {
         assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{sdp}");
         // The other preference order picks the other codec.
         assert_eq!(negotiate(&offer, &[Codec::Pcmu]).unwrap().payload_type, 0);
+    }
+
+    #[test]
+    fn telephone_events_decode_to_keys() {
+        assert_eq!(telephone_event(&[11, 0x80, 0, 160]), Some(('#', true)));
+        assert_eq!(telephone_event(&[5, 0x0a, 0, 160]), Some(('5', false)));
+        assert_eq!(telephone_event(&[10, 0x80]), Some(('*', true)));
+        assert_eq!(telephone_event(&[200, 0x80]), None);
+        assert_eq!(telephone_event(&[1]), None);
     }
 
     #[test]
