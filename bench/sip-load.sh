@@ -53,7 +53,7 @@ run_step() {
 printf '%-9s %-7s %-8s %10s %8s %9s %9s %8s %10s %12s %8s\n' server transport path offered "calls/s" failed "p50 ms" "p99 ms" "cpu %" "peak RSS" "ratio"
 for transport in udp tcp; do
     for path in reject answer; do
-        action="answer"; [ "$path" = reject ] && action="reject 486"
+        action="answer echo"; [ "$path" = reject ] && action="reject 486"
         cat > "$work/ringer.toml" <<TOML
 [tas]
 sip_uri = "sips:localhost:5061"

@@ -15,7 +15,7 @@ use crate::call::DefaultActionHandler;
 use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
 use crate::config::serve::{
     AuthConfig, CallsConfig, CoreApiConfig, MediaConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig,
-    TasConfig,
+    TasConfig, VoicemailConfig,
 };
 use crate::core::sbc::Sbc;
 use crate::core::CoreHandle;
@@ -90,6 +90,8 @@ pub struct LabConfig {
     pub routes: Vec<SbcRoute>,
     /// The TAS's media timeout.
     pub media_timeout: Duration,
+    /// The TAS's mailbox folder.
+    pub voicemail_dir: std::path::PathBuf,
 }
 
 /// Sample numbers: one subscriber of each route type, and callees.
@@ -160,6 +162,7 @@ impl LabConfig {
             calls: CallsConfig::default(),
             routes: Vec::new(),
             media_timeout: MediaConfig::default().timeout,
+            voicemail_dir: VoicemailConfig::default().dir,
         }
     }
 }
@@ -234,6 +237,8 @@ impl Lab {
                 timeout: config.media_timeout,
                 ..MediaConfig::default()
             },
+            voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..VoicemailConfig::default() },
+            announcement: Default::default(),
             sip: SipConfig {
                 tls_listen: Some(loopback(config.ports.tas_tls)),
                 tcp_listen: config.ports.tas_plain.map(loopback),

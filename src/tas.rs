@@ -24,6 +24,9 @@ pub enum TasError {
     /// A listener could not be opened.
     #[error("{0}")]
     Listen(#[from] std::io::Error),
+    /// A media file or the mailbox is unusable.
+    #[error("{0}")]
+    Media(String),
     /// The config enables no SIP listener.
     #[error("no SIP listener configured: set sip.tls_listen (and for lab use sip.tcp_listen / sip.udp_listen)")]
     NoListener,
@@ -87,7 +90,7 @@ pub struct Tas {
 /// Starts the SIP side of the TAS.
 pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
-    let router = Arc::new(CallRouter::new(config));
+    let router = Arc::new(CallRouter::new(config).map_err(TasError::Media)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
     router.attach(endpoint.user_agent().clone());
     Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })

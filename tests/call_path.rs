@@ -131,14 +131,30 @@ async fn reject_relays_the_status_and_reason() {
 }
 
 #[tokio::test]
-async fn answer_declines_each_stream_until_media_exists() {
+async fn answer_takes_the_call_at_the_tas() {
     let lab = Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "\"answer voicemail\"")], vec![]).await;
     let mut call = lab.call(ALICE, "+4799990001");
     let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
     let sdp = String::from_utf8_lossy(&response.body).to_string();
-    assert!(sdp.contains("m=audio 0 RTP/AVP"), "stream declined with port 0: {sdp}");
+    assert!(
+        sdp.contains("m=audio ") && sdp.contains(" RTP/AVP 8") && !sdp.contains("m=audio 0 "),
+        "voicemail takes the audio: {sdp}"
+    );
     dialog.ack(None).expect("ACK");
     assert_eq!(legs(&lab), [(1, 200), (2, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn a_webrtc_offer_is_declined_until_webrtc_media_exists() {
+    let lab = Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "\"answer voicemail\"")], vec![]).await;
+    let offer = "v=0\r\no=sbc 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\n";
+    let mut call = lab.call_offering(ALICE, "+4799990001", offer);
+    let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
+    let sdp = String::from_utf8_lossy(&response.body).to_string();
+    assert!(sdp.contains("m=audio 0 UDP/TLS/RTP/SAVPF 111"), "stream declined with port 0 (RFC 3264 §6): {sdp}");
+    dialog.ack(None).expect("ACK");
     hang_up_and_settle(&lab, dialog).await;
 }
 

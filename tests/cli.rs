@@ -442,3 +442,49 @@ async fn serve_refuses_a_certificate_for_another_name() {
     assert!(out.stderr.contains("is not valid for \"tas.example.com\""), "{}", out.stderr);
     assert!(out.stderr.contains("ringer certs --domain tas.example.com"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn voicemail_lists_plays_and_deletes_and_recovers_partial_messages() {
+    use ringer::media::mailbox::{Mailbox, MessageMeta};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mailbox = Mailbox::open(dir.path()).expect("mailbox");
+    let meta = MessageMeta {
+        id: String::new(),
+        subscriber: "+4799990001".into(),
+        caller: Some("+4711111111".into()),
+        callee: Some("+4799990001".into()),
+        direction: Some("MT".into()),
+        recorded_at: String::new(),
+        duration_ms: 0,
+        codec: "PCMA".into(),
+        partial: false,
+    };
+    let mut complete = mailbox.start(meta.clone()).expect("start");
+    complete.append(&vec![100i16; 16000]).expect("append");
+    let complete = complete.finish().expect("finish");
+    // A recording whose process died: never finished.
+    let mut cut = mailbox.start(meta).expect("start");
+    cut.append(&vec![100i16; 8000]).expect("append");
+    drop(cut);
+    let dir_text = dir.path().to_str().expect("utf-8").to_owned();
+
+    let list = ringer(&["voicemail", "list", "--dir", &dir_text], &[]).await;
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    assert!(list.stderr.contains("recovered"), "{}", list.stderr);
+    assert!(list.stdout.contains("2 message(s)"), "{}", list.stdout);
+    assert!(list.stdout.contains(&complete.id) && list.stdout.contains("+4711111111"), "{}", list.stdout);
+    assert_eq!(list.stdout.lines().filter(|line| line.trim_end().ends_with(" yes")).count(), 1, "{}", list.stdout);
+
+    let copy = dir.path().join("copy.wav");
+    let play =
+        ringer(&["voicemail", "play", &complete.id, "--dir", &dir_text, "--out", copy.to_str().expect("utf-8")], &[])
+            .await;
+    assert_eq!(play.code, Some(0), "{}", play.stderr);
+    assert_eq!(hound::WavReader::open(&copy).expect("a WAV").len(), 16000);
+
+    let delete = ringer(&["voicemail", "delete", &complete.id, "--dir", &dir_text], &[]).await;
+    assert_eq!(delete.code, Some(0), "{}", delete.stderr);
+    let missing = ringer(&["voicemail", "delete", &complete.id, "--dir", &dir_text], &[]).await;
+    assert_ne!(missing.code, Some(0));
+    assert!(missing.stderr.contains("no message"), "{}", missing.stderr);
+}

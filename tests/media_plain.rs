@@ -127,3 +127,126 @@ async fn no_rtp_from_the_caller_ends_the_call_with_bye() {
     assert_eq!(reason, "BYE from the peer");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+const VOICEMAIL: &str = "+4799990008";
+
+async fn voicemail_lab() -> Lab {
+    Lab::start_full(
+        &[subscriber(VOICEMAIL, "loop-mt", "", "28", "", "\"answer voicemail\"")],
+        Vec::new(),
+        Duration::from_secs(30),
+        Vec::new(),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Alice's side of a media call: her RTP socket and where ringer's media is.
+struct Media {
+    rtp: UdpSocket,
+    remote: SocketAddr,
+    sequence: u16,
+}
+
+impl Media {
+    async fn answered(lab: &Lab, to: &str) -> (Media, ringer::sip::dialog::CallHandle) {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+        let port = rtp.local_addr().expect("addr").port();
+        let mut call = lab.call_offering(ALICE, to, &offer(port, "8 101", "a=rtpmap:101 telephone-event/8000\r\n"));
+        let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
+        dialog.ack(None).expect("ACK");
+        let answer = SessionDescription::parse(&String::from_utf8_lossy(&response.body)).expect("SDP answer");
+        let remote = SocketAddr::new(answer.connection.expect("c="), answer.media[0].port);
+        (Media { rtp, remote, sequence: 0 }, dialog)
+    }
+
+    async fn send(&mut self, payload_type: u8, marker: bool, timestamp: u32, payload: Vec<u8>) {
+        let packet = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type,
+                marker,
+                sequence_number: self.sequence,
+                timestamp,
+                ssrc: 0xA11CE,
+                ..Default::default()
+            },
+            payload: payload.into(),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.rtp.send_to(&packet.marshal().expect("marshal"), self.remote).await.expect("send RTP");
+    }
+
+    /// Sends `seconds` of a 1 kHz tone in real time.
+    async fn tone(&mut self, seconds: u32) {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..seconds * 50 {
+            pace.tick().await;
+            let samples = ringer::media::apps::tone(1000.0, 20, 12000.0);
+            self.send(8, false, n * 160, samples.iter().map(|s| g711::alaw_encode(*s)).collect()).await;
+        }
+    }
+
+    /// Decoded audio from ringer until `quiet` passes without a packet.
+    async fn listen(&mut self, quiet: Duration) -> Vec<f64> {
+        let mut audio = Vec::new();
+        let mut buffer = [0u8; 2048];
+        while let Ok(Ok((length, _))) = tokio::time::timeout(quiet, self.rtp.recv_from(&mut buffer)).await {
+            let packet = rtp::packet::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
+            audio.extend(packet.payload.iter().map(|b| f64::from(g711::alaw_decode(*b))));
+        }
+        audio
+    }
+}
+
+fn messages(lab: &Lab) -> Vec<ringer::media::mailbox::MessageMeta> {
+    let mailbox = ringer::media::mailbox::Mailbox::open(&lab.dir.path().join("voicemail")).expect("mailbox");
+    mailbox.list(Some(VOICEMAIL)).expect("list")
+}
+
+#[tokio::test]
+async fn voicemail_plays_the_greeting_and_stores_the_callers_tone() {
+    let lab = voicemail_lab().await;
+    let (mut media, dialog) = Media::answered(&lab, VOICEMAIL).await;
+    // Greeting (three notes) and beep, then silence from ringer while it records.
+    let heard = media.listen(Duration::from_millis(300)).await;
+    assert!(heard.len() >= 8000, "about 1.6 s of greeting and beep: {} samples", heard.len());
+    assert!(tone_share(&heard[..2400], 440.0, 8000.0) > 0.5, "the greeting's first note is A4");
+    media.tone(3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(dialog.hangup().await.expect("BYE"), 200);
+    assert!(common::poll_until(Duration::from_secs(5), || messages(&lab).len() == 1).await, "a message was stored");
+    let message = &messages(&lab)[0];
+    assert!(!message.partial);
+    assert!((2700..=3300).contains(&message.duration_ms), "about 3 s: {message:?}");
+    assert_eq!(
+        (message.caller.as_deref(), message.direction.as_deref(), message.codec.as_str()),
+        (Some(ALICE), Some("MT"), "PCMA")
+    );
+    let mailbox = ringer::media::mailbox::Mailbox::open(&lab.dir.path().join("voicemail")).expect("mailbox");
+    let samples: Vec<f64> = hound::WavReader::open(mailbox.audio(&message.id).expect("audio"))
+        .expect("WAV")
+        .samples::<i16>()
+        .map(|s| f64::from(s.expect("sample")))
+        .collect();
+    assert!(tone_share(&samples, 1000.0, 8000.0) > 0.5, "the stored audio is the caller's 1 kHz tone");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn the_hash_key_ends_the_recording_and_ringer_hangs_up() {
+    let lab = voicemail_lab().await;
+    let (mut media, dialog) = Media::answered(&lab, VOICEMAIL).await;
+    media.listen(Duration::from_millis(300)).await;
+    media.tone(1).await;
+    // RFC 4733: '#' (event 11), sent three times with the end bit, as phones do.
+    for _ in 0..3 {
+        media.send(101, false, 50 * 160, vec![11, 0x80 | 10, 0x03, 0x20]).await;
+    }
+    let reason = tokio::time::timeout(Duration::from_secs(5), dialog.ended()).await.expect("ringer hung up after #");
+    assert_eq!(reason, "BYE from the peer");
+    assert!(common::poll_until(Duration::from_secs(5), || messages(&lab).len() == 1).await, "a message was stored");
+    let message = &messages(&lab)[0];
+    assert!((700..=1300).contains(&message.duration_ms), "about 1 s: {message:?}");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

@@ -81,6 +81,23 @@ pub struct MediaSettings {
     pub timeout: std::time::Duration,
     /// Plain RTP codecs by preference.
     pub codecs: Vec<crate::media::plain::Codec>,
+    /// The voicemail app.
+    pub voicemail: crate::media::apps::VoicemailSettings,
+    /// What the announcement app plays.
+    pub announcement: std::sync::Arc<Vec<i16>>,
+}
+
+/// Who a call is about, for the apps (a voicemail's metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    /// The subscriber the TAS acts for.
+    pub subscriber: Option<Msisdn>,
+    /// Whether the subscriber makes or receives the call.
+    pub direction: Option<super::routing::Direction>,
+    /// The caller's number.
+    pub caller: Option<Msisdn>,
+    /// The number called (prefix removed).
+    pub callee: Option<Msisdn>,
 }
 
 /// What the engine needs of the TAS.
@@ -106,7 +123,7 @@ impl Engine {
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
-    pub async fn run(&self, invite: PendingInvite, callee: &Msisdn, behaviour: &Behaviour) -> Outcome {
+    pub async fn run(&self, invite: PendingInvite, info: &CallInfo, callee: &Msisdn, behaviour: &Behaviour) -> Outcome {
         let mut outcome = Outcome { actions: Vec::new(), legs_placed: 0, status: 0 };
         if let Some(ring_time) = behaviour.ring_time {
             invite.provisional(180, None);
@@ -138,7 +155,9 @@ impl Engine {
                 None => action.to_string(),
             });
             step = match action {
-                Action::Reject { .. } | Action::Answer(_) => Step::Done(self.settle(pending, &action).await.status),
+                Action::Reject { .. } | Action::Answer(_) => {
+                    Step::Done(self.settle(pending, &action, info).await.status)
+                }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
                 Action::Forward(to) => {
                     let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
@@ -150,13 +169,13 @@ impl Engine {
 
     /// Answers or rejects a call that has no subscriber to relay for (a relay action is
     /// refused with 500: config validation keeps it out).
-    pub async fn settle(&self, invite: PendingInvite, action: &Action) -> Outcome {
+    pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> Outcome {
         let status = match action {
             Action::Reject { status, reason } => {
                 invite.reject(*status, Some(reason), None);
                 *status
             }
-            Action::Answer(app) => self.answer(invite, *app).await,
+            Action::Answer(app) => self.answer(invite, *app, info).await,
             Action::Loop | Action::Forward(_) => {
                 invite.reject(500, None, Some("no subscriber to relay for"));
                 500
@@ -168,7 +187,7 @@ impl Engine {
     /// Answers with an app. Echo runs on plain RTP offers; WebRTC-style offers and the other
     /// apps get their media with the media issue: until then every stream is declined (port 0,
     /// RFC 3264 §6) and the log says so.
-    async fn answer(&self, invite: PendingInvite, app: App) -> u16 {
+    async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> u16 {
         use crate::media::plain::{self, NegotiationError};
         use crate::media::sdp::SessionDescription;
         let call_id = invite.essentials().call_id.clone();
@@ -180,9 +199,9 @@ impl Engine {
                 return 400;
             }
         };
-        if app == App::Echo {
+        {
             match plain::negotiate(&offer, &self.media.codecs) {
-                Ok(agreed) => return self.answer_echo(invite, &offer, agreed).await,
+                Ok(agreed) => return self.answer_plain(invite, &offer, agreed, app, info).await,
                 Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
                     info!(%call_id, %error, "offer refused");
                     invite.reject(488, None, Some(&error.to_string()));
@@ -216,14 +235,17 @@ impl Engine {
         }
     }
 
-    /// Answers with the echo app on plain RTP; the call ends with BYE after the media timeout.
-    async fn answer_echo(
+    /// Answers with `app` on plain RTP. The app ends the call with BYE when it is done or no RTP
+    /// came for the media timeout; the caller's BYE ends the app (a recording is still stored).
+    async fn answer_plain(
         &self,
         invite: PendingInvite,
         offer: &crate::media::sdp::SessionDescription,
         agreed: crate::media::plain::Negotiated,
+        app: App,
+        info: &CallInfo,
     ) -> u16 {
-        use crate::media::plain;
+        use crate::media::{apps, plain};
         let call_id = invite.essentials().call_id.clone();
         let socket = match plain::bind(&self.media.ports).await {
             Ok(socket) => socket,
@@ -237,20 +259,50 @@ impl Engine {
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sdp = plain::answer(offer, &agreed, self.advertised(&invite), port, session);
         let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
-        info!(%call_id, codec = %agreed.codec, port, remote = %agreed.remote, "echo answering on plain RTP");
+        info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
         let timeout = self.media.timeout;
+        let settings = self.media.clone();
+        let meta = crate::media::mailbox::MessageMeta {
+            id: String::new(),
+            subscriber: info.subscriber.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
+            caller: info.caller.as_ref().map(|c| c.as_str().to_owned()),
+            callee: info.callee.as_ref().map(|c| c.as_str().to_owned()),
+            direction: info.direction.map(|d| d.to_string()),
+            recorded_at: String::new(),
+            duration_ms: 0,
+            codec: agreed.codec.to_string(),
+            partial: false,
+        };
         tokio::spawn(async move {
             let stop = tokio_util::sync::CancellationToken::new();
-            let media = plain::echo(socket, timeout, stop.clone());
-            tokio::pin!(media);
-            tokio::select! {
-                _ = call.ended() => stop.cancel(),
-                end = &mut media => {
-                    if end == plain::MediaEnd::TimedOut {
-                        info!(call_id = %call.id().call_id, ?timeout, "no RTP: hanging up");
-                        let _ = call.hangup().await;
+            let media = async {
+                match app {
+                    App::Echo => match plain::echo(socket, timeout, stop.clone()).await {
+                        plain::MediaEnd::TimedOut => apps::AppEnd::TimedOut,
+                        plain::MediaEnd::Stopped => apps::AppEnd::CallerLeft,
+                    },
+                    App::Voicemail => {
+                        let mut channel = plain::AudioChannel::new(socket, agreed);
+                        apps::voicemail(&mut channel, &settings.voicemail, meta, timeout, &stop).await.0
+                    }
+                    App::Announcement => {
+                        let mut channel = plain::AudioChannel::new(socket, agreed);
+                        apps::announcement(&mut channel, &settings.announcement, &stop).await
                     }
                 }
+            };
+            tokio::pin!(media);
+            // The caller's BYE stops the app, which still finishes (a recording is stored).
+            let end = tokio::select! {
+                end = &mut media => end,
+                _ = call.ended() => {
+                    stop.cancel();
+                    media.await
+                }
+            };
+            if end != apps::AppEnd::CallerLeft && !call.is_ended() {
+                info!(call_id = %call.id().call_id, ?end, "the app is done: hanging up");
+                let _ = call.hangup().await;
             }
         });
         200

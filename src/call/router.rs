@@ -14,7 +14,7 @@ use crate::sip::ua::{PendingInvite, SessionHandler, UserAgent};
 use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
-use super::behaviour::{Engine, MediaSettings, Outcome};
+use super::behaviour::{CallInfo, Engine, MediaSettings, Outcome};
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
 use crate::media::plain::PortRange;
@@ -82,9 +82,33 @@ pub struct CallRouter {
 }
 
 impl CallRouter {
-    /// A router for the subscribers and call settings of `config`.
-    pub fn new(config: &ServeConfig) -> Self {
-        Self {
+    /// A router for the subscribers and call settings of `config`; fails when a greeting or
+    /// announcement file cannot be read or the mailbox cannot be opened.
+    pub fn new(config: &ServeConfig) -> Result<Self, String> {
+        let load = |file: &Option<std::path::PathBuf>| match file {
+            Some(path) => crate::media::apps::load_wav(path).map(Arc::new),
+            None => Ok(Arc::new(crate::media::apps::default_greeting())),
+        };
+        let mailbox = crate::media::mailbox::Mailbox::open(&config.voicemail.dir)
+            .map_err(|error| format!("voicemail.dir {}: {error}", config.voicemail.dir.display()))?;
+        match mailbox.recover() {
+            Ok(recovered) if !recovered.is_empty() => {
+                warn!(
+                    count = recovered.len(),
+                    "voicemail messages cut short by the last stop were recovered, marked partial"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "could not look for partial voicemail messages"),
+        }
+        let voicemail = crate::media::apps::VoicemailSettings {
+            mailbox,
+            greeting: load(&config.voicemail.greeting)?,
+            max_length: config.voicemail.max_length,
+            silence: config.voicemail.silence,
+        };
+        let announcement = load(&config.announcement.file)?;
+        Ok(Self {
             routes: RwLock::new(Arc::new(Routes::from_config(config))),
             stats: Arc::new(CallStats::default()),
             engine: OnceLock::new(),
@@ -97,9 +121,11 @@ impl CallRouter {
                 },
                 timeout: config.media.timeout,
                 codecs: config.media.codecs.clone(),
+                voicemail,
+                announcement,
             },
             records: Mutex::new(VecDeque::new()),
-        }
+        })
     }
 
     /// Connects the router to the user agent it places leg 3 with (once the endpoint runs).
@@ -163,7 +189,7 @@ impl CallRouter {
         let router = self.clone();
         let action = action.clone();
         tokio::spawn(async move {
-            record.outcome = engine.settle(invite, &action).await;
+            record.outcome = engine.settle(invite, &action, &CallInfo::default()).await;
             router.keep(record);
         });
     }
@@ -211,7 +237,13 @@ impl SessionHandler for RouterHandler {
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
         tokio::spawn(async move {
-            record.outcome = engine.run(invite, &classified.callee, &behaviour).await;
+            let info = CallInfo {
+                subscriber: Some(classified.subscriber.clone()),
+                direction: Some(classified.direction),
+                caller,
+                callee: Some(classified.callee.clone()),
+            };
+            record.outcome = engine.run(invite, &info, &classified.callee, &behaviour).await;
             info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
             router.keep(record);
         });

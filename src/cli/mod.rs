@@ -5,6 +5,7 @@ mod core;
 mod demo;
 mod register;
 mod serve;
+mod voicemail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Demo,
     /// Place a call from the TAS to a subscriber through the core (route type ingress).
     Call(call::CallArgs),
+    /// Inspect the voicemail store: list, play (copy out), delete.
+    Voicemail(voicemail::VoicemailArgs),
     /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint; with
     /// an [sbc] section, its SIP call legs too).
     Core {
@@ -64,7 +67,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
-            Command::Demo | Command::Call(_) => "warn",
+            Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
             Command::Serve { .. } | Command::Core { .. } | Command::Certs { .. } => "info",
         }
     }
@@ -89,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Core { config } => core::run(config).await,
         Command::Demo => demo::run().await,
         Command::Call(args) => call::run(args).await,
+        Command::Voicemail(args) => voicemail::run(args),
         Command::Certs { domains, out } => {
             let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;
             println!("CA certificate (give it to peers): {}", files.ca_cert.display());

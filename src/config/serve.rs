@@ -35,6 +35,12 @@ pub struct ServeConfig {
     /// Media of the calls the TAS answers itself.
     #[serde(default)]
     pub media: MediaConfig,
+    /// The voicemail app.
+    #[serde(default)]
+    pub voicemail: VoicemailConfig,
+    /// The announcement app.
+    #[serde(default)]
+    pub announcement: AnnouncementConfig,
     /// The subscribers this TAS serves.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
@@ -140,6 +146,41 @@ impl MediaConfig {
         }
         Ok(low..=high)
     }
+}
+
+/// The voicemail app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoicemailConfig {
+    /// The mailbox folder (one folder per subscriber inside).
+    pub dir: PathBuf,
+    /// The greeting (WAV, 16-bit PCM, 8/16/48 kHz); default: a synthesised three-note chime.
+    pub greeting: Option<PathBuf>,
+    /// Longest message.
+    #[serde(with = "humantime_serde")]
+    pub max_length: Duration,
+    /// This long without speech ends the recording.
+    #[serde(with = "humantime_serde")]
+    pub silence: Duration,
+}
+
+impl Default for VoicemailConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/voicemail"),
+            greeting: None,
+            max_length: Duration::from_secs(120),
+            silence: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The announcement app.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnouncementConfig {
+    /// What it plays (WAV, 16-bit PCM, 8/16/48 kHz); default: a synthesised three-note chime.
+    pub file: Option<PathBuf>,
 }
 
 /// What calls get that no subscriber's behaviour covers.
@@ -424,6 +465,8 @@ impl ServeConfig {
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
             media: MediaConfig::default(),
+            voicemail: VoicemailConfig::default(),
+            announcement: AnnouncementConfig::default(),
             sip: SipConfig {
                 tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
                 tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),

@@ -158,8 +158,8 @@ impl Mailbox {
             }
             for entry in fs::read_dir(&folder)? {
                 let path = entry?.path();
-                let is_meta = path.extension().is_some_and(|e| e == "json")
-                    && !path.to_string_lossy().ends_with(PARTIAL_META);
+                let is_meta =
+                    path.extension().is_some_and(|e| e == "json") && !path.to_string_lossy().ends_with(PARTIAL_META);
                 if is_meta {
                     if let Ok(meta) = serde_json::from_slice::<MessageMeta>(&fs::read(&path)?) {
                         messages.push(meta);
@@ -205,7 +205,8 @@ fn recover_one(folder: &Path, id: &str) -> io::Result<MessageMeta> {
     file.write_all(&wav_header(data as u32))?;
     file.sync_all()?;
     let meta_path = folder.join(format!("{id}{PARTIAL_META}"));
-    let mut meta = match fs::read(&meta_path).ok().and_then(|bytes| serde_json::from_slice::<MessageMeta>(&bytes).ok()) {
+    let mut meta = match fs::read(&meta_path).ok().and_then(|bytes| serde_json::from_slice::<MessageMeta>(&bytes).ok())
+    {
         Some(meta) => meta,
         None => MessageMeta {
             id: id.to_owned(),

@@ -1,6 +1,7 @@
 //! Media: SDP, and plain RTP sessions with the echo app; WebRTC-style sessions and the
 //! voicemail and announcement apps come with their issue.
 
+pub mod apps;
 pub mod g711;
 pub mod mailbox;
 pub mod plain;

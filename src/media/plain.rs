@@ -278,7 +278,8 @@ impl AudioChannel {
     pub async fn recv(&mut self, timeout: Duration) -> Option<Incoming> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let (length, from) = match tokio::time::timeout_at(deadline, self.socket.recv_from(&mut self.buffer)).await {
+            let (length, from) = match tokio::time::timeout_at(deadline, self.socket.recv_from(&mut self.buffer)).await
+            {
                 Err(_) => return None,
                 Ok(Err(error)) => {
                     debug!(%error, "RTP receive error");
@@ -310,6 +311,13 @@ impl AudioChannel {
                 Codec::Pcmu => super::g711::ulaw_decode,
             };
             return Some(Incoming::Audio(packet.payload.iter().map(|byte| decode(*byte)).collect()));
+        }
+    }
+
+    /// Drops whatever has arrived and not been read.
+    pub fn discard_pending(&mut self) {
+        while let Ok((_, from)) = self.socket.try_recv_from(&mut self.buffer) {
+            self.remote = from;
         }
     }
 

@@ -19,7 +19,7 @@ pub const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 
 pub struct Lab {
     pub lab: ringer::lab::Lab,
     pub certs: DevCertificateFiles,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Lab {
@@ -96,10 +96,11 @@ impl Lab {
             calls: CallsConfig::default(),
             routes,
             media_timeout,
+            voicemail_dir: dir.path().join("voicemail"),
         };
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
-        Lab { lab, certs, _dir: dir }
+        Lab { lab, certs, dir }
     }
 
     pub fn sbc(&self) -> &Sbc {
