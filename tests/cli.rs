@@ -488,3 +488,95 @@ async fn voicemail_lists_plays_and_deletes_and_recovers_partial_messages() {
     assert_ne!(missing.code, Some(0));
     assert!(missing.stderr.contains("no message"), "{}", missing.stderr);
 }
+
+#[tokio::test]
+async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
+    use ringer::sip::message::Message;
+    use webrtc_util::marshal::Marshal;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sip_port = free_port().port();
+    let voicemail = dir.path().join("voicemail");
+    let config = format!(
+        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [registrar]\ninitial_backoff = \"60s\"\n[sip]\ntcp_listen = \"127.0.0.1:{sip_port}\"\nmedia_address = \"127.0.0.1\"\n\
+         [media]\nbind_address = \"127.0.0.1\"\n[voicemail]\ndir = \"{}\"\n\
+         [[subscriber]]\nphone_number = \"+4799990001\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"answer voicemail\"\n",
+        voicemail.display()
+    );
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, config).expect("config");
+    let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{sip_port}").parse().expect("addr");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "ringer did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The core's leg 2 for an MT call to the subscriber, offering plain PCMA.
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("RTP");
+    let sdp = format!(
+        "v=0\r\no=core 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
+        rtp.local_addr().expect("addr").port()
+    );
+    let invite = format!(
+        "INVITE sip:+224799990001@127.0.0.1;user=phone SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-kill\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+4711111111@core.test;user=phone>;tag=core1\r\nTo: <sip:+4799990001@core.test;user=phone>\r\n\
+         Call-ID: kill-test\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5099;transport=tcp>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let mut core = common::sip::Peer::tcp(addr).await;
+    core.send(invite.as_bytes()).await;
+    let answer = loop {
+        match core.recv_within(Duration::from_secs(5)).await {
+            Some(Message::Response(response)) if response.status == 200 => break response,
+            Some(Message::Response(response)) if response.status < 200 => continue,
+            other => panic!("expected 200, got {other:?}"),
+        }
+    };
+    let answer = ringer::media::sdp::SessionDescription::parse(&String::from_utf8_lossy(&answer.body)).expect("SDP");
+    let remote = std::net::SocketAddr::new(answer.connection.expect("c="), answer.media[0].port);
+    // Past the greeting and beep, then two and a half seconds of speech, then the process dies.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    for n in 0..125u32 {
+        let packet = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type: 8,
+                sequence_number: n as u16,
+                timestamp: n * 160,
+                ssrc: 7,
+                ..Default::default()
+            },
+            payload: ringer::media::apps::tone(1000.0, 20, 12000.0)
+                .iter()
+                .map(|s| ringer::media::g711::alaw_encode(*s))
+                .collect::<Vec<u8>>()
+                .into(),
+        };
+        rtp.send_to(&packet.marshal().expect("marshal"), remote).await.expect("RTP");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal(Signal::SIGKILL);
+    let (code, _, _) = server.wait().await;
+    assert_eq!(code, None, "killed by a signal");
+    assert!(
+        std::fs::read_dir(voicemail.join("4799990001"))
+            .expect("mailbox folder")
+            .any(|entry| { entry.map(|e| e.file_name().to_string_lossy().ends_with(".wav.partial")).unwrap_or(false) }),
+        "the recording was under way"
+    );
+
+    let list = ringer(&["voicemail", "list", "--config", path.to_str().expect("utf-8")], &[]).await;
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    assert!(
+        list.stdout.contains("1 message(s)")
+            && list.stdout.trim_end().lines().nth(1).is_some_and(|row| row.ends_with("yes")),
+        "{}",
+        list.stdout
+    );
+    let mailbox = ringer::media::mailbox::Mailbox::open(&voicemail).expect("mailbox");
+    let message = &mailbox.list(None).expect("list")[0];
+    assert!(message.partial && message.duration_ms >= 1000, "at least the synced seconds survived: {message:?}");
+    assert_eq!(message.caller.as_deref(), Some("+4711111111"));
+}
