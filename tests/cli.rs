@@ -448,17 +448,7 @@ async fn voicemail_lists_plays_and_deletes_and_recovers_partial_messages() {
     use ringer::media::mailbox::{Mailbox, MessageMeta};
     let dir = tempfile::tempdir().expect("tempdir");
     let mailbox = Mailbox::open(dir.path()).expect("mailbox");
-    let meta = MessageMeta {
-        id: String::new(),
-        subscriber: "+4799990001".into(),
-        caller: Some("+4711111111".into()),
-        callee: Some("+4799990001".into()),
-        direction: Some("MT".into()),
-        recorded_at: String::new(),
-        duration_ms: 0,
-        codec: "PCMA".into(),
-        partial: false,
-    };
+    let meta = MessageMeta::new("+4799990001", Some("+4711111111"), Some("+4799990001"), Some("MT"), "PCMA");
     let mut complete = mailbox.start(meta.clone()).expect("start");
     complete.append(&vec![100i16; 16000]).expect("append");
     let complete = complete.finish().expect("finish");

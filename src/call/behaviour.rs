@@ -262,17 +262,15 @@ impl Engine {
         info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
         let timeout = self.media.timeout;
         let settings = self.media.clone();
-        let meta = crate::media::mailbox::MessageMeta {
-            id: String::new(),
-            subscriber: info.subscriber.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
-            caller: info.caller.as_ref().map(|c| c.as_str().to_owned()),
-            callee: info.callee.as_ref().map(|c| c.as_str().to_owned()),
-            direction: info.direction.map(|d| d.to_string()),
-            recorded_at: String::new(),
-            duration_ms: 0,
-            codec: agreed.codec.to_string(),
-            partial: false,
-        };
+        let number = |n: &Option<Msisdn>| n.as_ref().map(|n| n.as_str().to_owned());
+        let direction = info.direction.map(|d| d.to_string());
+        let meta = crate::media::mailbox::MessageMeta::new(
+            &number(&info.subscriber).unwrap_or_else(|| "unknown".into()),
+            number(&info.caller).as_deref(),
+            number(&info.callee).as_deref(),
+            direction.as_deref(),
+            agreed.codec.name(),
+        );
         tokio::spawn(async move {
             let stop = tokio_util::sync::CancellationToken::new();
             let media = async {

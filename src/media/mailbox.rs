@@ -46,6 +46,29 @@ pub struct MessageMeta {
     pub partial: bool,
 }
 
+impl MessageMeta {
+    /// What a new message is about; id, time, duration and flags are set when recording starts.
+    pub fn new(
+        subscriber: &str,
+        caller: Option<&str>,
+        callee: Option<&str>,
+        direction: Option<&str>,
+        codec: &str,
+    ) -> Self {
+        Self {
+            id: String::new(),
+            subscriber: subscriber.to_owned(),
+            caller: caller.map(str::to_owned),
+            callee: callee.map(str::to_owned),
+            direction: direction.map(str::to_owned),
+            recorded_at: String::new(),
+            duration_ms: 0,
+            codec: codec.to_owned(),
+            partial: false,
+        }
+    }
+}
+
 /// A voicemail store rooted at one folder.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
@@ -269,17 +292,7 @@ mod tests {
     use super::*;
 
     fn meta() -> MessageMeta {
-        MessageMeta {
-            id: String::new(),
-            subscriber: "+4799990001".into(),
-            caller: Some("+4711111111".into()),
-            callee: Some("+4799990001".into()),
-            direction: Some("MT".into()),
-            recorded_at: String::new(),
-            duration_ms: 0,
-            codec: "PCMA".into(),
-            partial: false,
-        }
+        MessageMeta::new("+4799990001", Some("+4711111111"), Some("+4799990001"), Some("MT"), "PCMA")
     }
 
     #[test]
