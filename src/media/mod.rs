@@ -6,3 +6,4 @@ pub mod g711;
 pub mod mailbox;
 pub mod plain;
 pub mod sdp;
+pub mod webrtc;
