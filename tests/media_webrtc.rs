@@ -85,10 +85,7 @@ async fn an_sbc_style_offer_is_answered_and_the_tone_comes_back_over_srtp() {
     ringer::tls::install_crypto_provider();
     let mut media_engine = MediaEngine::default();
     media_engine
-        .register_codec(
-            RTCRtpCodecParameters { rtp_codec: pcma(), payload_type: 8, ..Default::default() },
-            RtpCodecKind::Audio,
-        )
+        .register_codec(RTCRtpCodecParameters { rtp_codec: pcma(), payload_type: 8 }, RtpCodecKind::Audio)
         .expect("codec");
     let ssrc = rand::random::<u32>();
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(

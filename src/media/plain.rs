@@ -372,7 +372,7 @@ mod tests {
         let agreed = negotiate(&offer, &[Codec::Pcma, Codec::Pcmu]).unwrap();
         assert_eq!(agreed.media_index, 1);
         assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Pcma, 8, Some(101)));
-        assert_eq!(agreed.remote, "192.0.2.1:49170".parse().unwrap());
+        assert_eq!(agreed.remote, "192.0.2.1:49170".parse::<SocketAddr>().unwrap());
         let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9);
         assert!(sdp.contains("c=IN IP4 203.0.113.5\r\n"), "{sdp}");
         assert!(

@@ -100,7 +100,6 @@ fn choose_codec(offer: &SessionDescription) -> Option<RTCRtpCodecParameters> {
                     rtcp_feedback: vec![],
                 },
                 payload_type: *pt,
-                ..Default::default()
             });
         }
     }
