@@ -146,7 +146,7 @@ async fn answer_takes_the_call_at_the_tas() {
 }
 
 #[tokio::test]
-async fn a_webrtc_offer_is_declined_until_webrtc_media_exists() {
+async fn voicemail_declines_a_webrtc_offer_until_it_has_webrtc_media() {
     let lab = Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "\"answer voicemail\"")], vec![]).await;
     let offer = "v=0\r\no=sbc 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                  m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\n";

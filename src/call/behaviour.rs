@@ -210,6 +210,10 @@ impl Engine {
                 Err(NegotiationError::NoPlainAudio) => {}
             }
         }
+        let webrtc_audio = offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP"));
+        if app == App::Echo && webrtc_audio {
+            return self.answer_webrtc_echo(invite, &text).await;
+        }
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let advertise = self.advertised(&invite).to_string();
         match crate::media::sdp::decline_all(&text, session, &advertise) {
@@ -225,6 +229,37 @@ impl Engine {
                 488
             }
         }
+    }
+
+    /// Answers a WebRTC-style offer with the echo app (ICE, DTLS-SRTP); the call ends with BYE
+    /// when ICE or DTLS fail.
+    async fn answer_webrtc_echo(&self, invite: PendingInvite, offer: &str) -> u16 {
+        let call_id = invite.essentials().call_id.clone();
+        let bind = match self.media.ports.bind {
+            address if address.is_unspecified() => self.advertised(&invite),
+            address => address,
+        };
+        let (answer, mut session) = match crate::media::webrtc::answer_echo(offer, bind).await {
+            Ok(answered) => answered,
+            Err(error) => {
+                info!(%call_id, %error, "WebRTC offer refused");
+                invite.reject(488, None, Some(&error.to_string()));
+                return 488;
+            }
+        };
+        let Some(call) = invite.answer(Bytes::from(answer)) else { return 487 };
+        info!(%call_id, "echo answering over WebRTC (ICE, DTLS-SRTP)");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = call.ended() => {}
+                () = session.failed() => {
+                    info!(call_id = %call.id().call_id, "ICE or DTLS failed: hanging up");
+                    let _ = call.hangup().await;
+                }
+            }
+            session.close().await;
+        });
+        200
     }
 
     /// The address SDP answers carry: the configured one, else where the INVITE came in.

@@ -6,6 +6,7 @@
 pub mod lab;
 pub mod sip;
 pub mod sipp;
+pub mod webrtc_peer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
