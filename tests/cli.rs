@@ -482,7 +482,7 @@ async fn voicemail_lists_plays_and_deletes_and_recovers_partial_messages() {
 #[tokio::test]
 async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
     use ringer::sip::message::Message;
-    use webrtc_util::marshal::Marshal;
+    use rtc::shared::marshal::Marshal;
     let dir = tempfile::tempdir().expect("tempdir");
     let sip_port = free_port().port();
     let voicemail = dir.path().join("voicemail");
@@ -529,8 +529,8 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
     // Past the greeting and beep, then two and a half seconds of speech, then the process dies.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     for n in 0..125u32 {
-        let packet = rtp::packet::Packet {
-            header: rtp::header::Header {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: 8,
                 sequence_number: n as u16,

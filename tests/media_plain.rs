@@ -11,8 +11,8 @@ use common::lab::{final_of, subscriber, Lab};
 use ringer::media::g711;
 use ringer::media::sdp::SessionDescription;
 use ringer::sip::uac::Progress;
+use rtc::shared::marshal::{Marshal, Unmarshal};
 use tokio::net::UdpSocket;
-use webrtc_util::marshal::{Marshal, Unmarshal};
 
 const ALICE: &str = "+4711111111";
 const ECHO: &str = "+4799990007";
@@ -75,8 +75,8 @@ async fn echo_returns_a_tone_sent_over_pcma() {
             })
             .collect();
         sent.extend(samples.iter().map(|s| f64::from(*s)));
-        let packet = rtp::packet::Packet {
-            header: rtp::header::Header {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: 8,
                 sequence_number: n,
@@ -92,7 +92,7 @@ async fn echo_returns_a_tone_sent_over_pcma() {
     let mut received = Vec::new();
     let mut buffer = [0u8; 2048];
     while let Ok(Ok((length, _))) = tokio::time::timeout(Duration::from_millis(500), rtp.recv_from(&mut buffer)).await {
-        let packet = rtp::packet::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
+        let packet = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
         assert_ne!(packet.header.ssrc, 0xA11CE, "ringer's own SSRC");
         assert_eq!(packet.header.payload_type, 8);
         received.extend(packet.payload.iter().map(|b| f64::from(g711::alaw_decode(*b))));
@@ -161,8 +161,8 @@ impl Media {
     }
 
     async fn send(&mut self, payload_type: u8, marker: bool, timestamp: u32, payload: Vec<u8>) {
-        let packet = rtp::packet::Packet {
-            header: rtp::header::Header {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type,
                 marker,
@@ -192,7 +192,7 @@ impl Media {
         let mut audio = Vec::new();
         let mut buffer = [0u8; 2048];
         while let Ok(Ok((length, _))) = tokio::time::timeout(quiet, self.rtp.recv_from(&mut buffer)).await {
-            let packet = rtp::packet::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
+            let packet = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]).expect("RTP from ringer");
             audio.extend(packet.payload.iter().map(|b| f64::from(g711::alaw_decode(*b))));
         }
         audio

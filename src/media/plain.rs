@@ -9,10 +9,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rtc::shared::marshal::{Marshal, Unmarshal};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
-use webrtc_util::marshal::{Marshal, Unmarshal};
 
 use super::sdp::{MediaDescription, SessionDescription};
 
@@ -201,13 +201,13 @@ pub async fn echo(socket: UdpSocket, timeout: Duration, stop: CancellationToken)
             }
             Ok(Ok(pair)) => pair,
         };
-        let Ok(mut packet) = rtp::packet::Packet::unmarshal(&mut &buffer[..length]) else { continue };
+        let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]) else { continue };
         if packet.header.version != 2 {
             continue;
         }
         packet.header.ssrc = ssrc;
         let out: Bytes = match packet.marshal() {
-            Ok(bytes) => bytes,
+            Ok(bytes) => bytes.freeze(),
             Err(_) => continue,
         };
         let _ = socket.send_to(&out, from).await;
@@ -287,7 +287,7 @@ impl AudioChannel {
                 }
                 Ok(Ok(pair)) => pair,
             };
-            let Ok(packet) = rtp::packet::Packet::unmarshal(&mut &self.buffer[..length]) else { continue };
+            let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut &self.buffer[..length]) else { continue };
             if packet.header.version != 2 {
                 continue;
             }
@@ -327,8 +327,8 @@ impl AudioChannel {
             Codec::Pcma => super::g711::alaw_encode,
             Codec::Pcmu => super::g711::ulaw_encode,
         };
-        let packet = rtp::packet::Packet {
-            header: rtp::header::Header {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: self.agreed.payload_type,
                 sequence_number: self.sequence,
