@@ -315,11 +315,11 @@ impl Engine {
                         plain::MediaEnd::Stopped => apps::AppEnd::CallerLeft,
                     },
                     App::Voicemail => {
-                        let mut channel = plain::AudioChannel::new(socket, agreed);
+                        let mut channel = crate::media::channel::AudioChannel::udp(socket, agreed);
                         apps::voicemail(&mut channel, &settings.voicemail, meta, timeout, &stop).await.0
                     }
                     App::Announcement => {
-                        let mut channel = plain::AudioChannel::new(socket, agreed);
+                        let mut channel = crate::media::channel::AudioChannel::udp(socket, agreed);
                         apps::announcement(&mut channel, &settings.announcement, &stop).await
                     }
                 }

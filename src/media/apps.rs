@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::channel::{AudioChannel, Incoming};
 use super::mailbox::{Mailbox, MessageMeta, SAMPLE_RATE};
-use super::plain::{AudioChannel, Incoming};
 
 /// Why an app stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! voicemail and announcement apps come with their issue.
 
 pub mod apps;
+pub mod channel;
 pub mod g711;
 pub mod mailbox;
 pub mod plain;

@@ -1,0 +1,194 @@
+//! Audio in and out of one call, whatever carries it: plain RTP on a UDP socket (symmetric
+//! RTP), or the tracks of a WebRTC connection. G.711 decoding and encoding, RFC 4733 DTMF and
+//! 20 ms pacing are the same for both; the apps only see samples and keys.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+
+use super::plain::{telephone_event, Codec, Negotiated, FRAME};
+
+/// What arrives on an audio channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// 20 ms (or whatever the peer packs) of linear audio.
+    Audio(Vec<i16>),
+    /// The end of an RFC 4733 telephone-event: the key pressed.
+    Dtmf(char),
+}
+
+/// How packets travel.
+enum Path {
+    /// Plain RTP: a socket, and where the peer's packets come from.
+    Udp { socket: UdpSocket, remote: SocketAddr, buffer: Vec<u8> },
+    /// WebRTC: packets from the remote track, and ringer's own track (SRTP below both).
+    WebRtc { incoming: mpsc::UnboundedReceiver<rtc::rtp::Packet>, track: Arc<TrackLocalStaticRTP> },
+}
+
+/// Audio in and out of one call.
+pub struct AudioChannel {
+    path: Path,
+    codec: Codec,
+    payload_type: u8,
+    telephone_event: Option<u8>,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The timestamp of the last DTMF event reported, so its three end packets count once.
+    last_dtmf: Option<u32>,
+}
+
+impl AudioChannel {
+    /// Plain RTP on `socket` for the stream `agreed`.
+    pub fn udp(socket: UdpSocket, agreed: Negotiated) -> Self {
+        Self {
+            path: Path::Udp { socket, remote: agreed.remote, buffer: vec![0u8; 2048] },
+            codec: agreed.codec,
+            payload_type: agreed.payload_type,
+            telephone_event: agreed.telephone_event,
+            ssrc: rand::random(),
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            last_dtmf: None,
+        }
+    }
+
+    /// The tracks of a WebRTC connection: `incoming` from the peer's, `track` ringer's own
+    /// (whose SSRC is `ssrc`), in `codec` as payload type `payload_type`.
+    pub fn webrtc(
+        incoming: mpsc::UnboundedReceiver<rtc::rtp::Packet>,
+        track: Arc<TrackLocalStaticRTP>,
+        codec: Codec,
+        payload_type: u8,
+        ssrc: u32,
+    ) -> Self {
+        Self {
+            path: Path::WebRtc { incoming, track },
+            codec,
+            payload_type,
+            telephone_event: None,
+            ssrc,
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            last_dtmf: None,
+        }
+    }
+
+    /// The codec in use.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    async fn next_packet(&mut self, deadline: tokio::time::Instant) -> Option<rtc::rtp::Packet> {
+        match &mut self.path {
+            Path::Udp { socket, remote, buffer } => loop {
+                let (length, from) = match tokio::time::timeout_at(deadline, socket.recv_from(buffer)).await {
+                    Err(_) => return None,
+                    Ok(Err(error)) => {
+                        debug!(%error, "RTP receive error");
+                        continue;
+                    }
+                    Ok(Ok(pair)) => pair,
+                };
+                let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]) else { continue };
+                if packet.header.version != 2 {
+                    continue;
+                }
+                // Symmetric RTP: answer where the media comes from.
+                *remote = from;
+                return Some(packet);
+            },
+            Path::WebRtc { incoming, .. } => tokio::time::timeout_at(deadline, incoming.recv()).await.ok().flatten(),
+        }
+    }
+
+    /// The next audio or DTMF from the peer; `None` after `timeout` without RTP.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<Incoming> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let packet = self.next_packet(deadline).await?;
+            let pt = packet.header.payload_type;
+            if Some(pt) == self.telephone_event {
+                if let Some((key, true)) = telephone_event(&packet.payload) {
+                    if self.last_dtmf != Some(packet.header.timestamp) {
+                        self.last_dtmf = Some(packet.header.timestamp);
+                        return Some(Incoming::Dtmf(key));
+                    }
+                }
+                continue;
+            }
+            if pt != self.payload_type {
+                continue;
+            }
+            let decode = match self.codec {
+                Codec::Pcma => super::g711::alaw_decode,
+                Codec::Pcmu => super::g711::ulaw_decode,
+            };
+            return Some(Incoming::Audio(packet.payload.iter().map(|byte| decode(*byte)).collect()));
+        }
+    }
+
+    /// Drops whatever has arrived and not been read.
+    pub fn discard_pending(&mut self) {
+        match &mut self.path {
+            Path::Udp { socket, remote, buffer } => {
+                while let Ok((_, from)) = socket.try_recv_from(buffer) {
+                    *remote = from;
+                }
+            }
+            Path::WebRtc { incoming, .. } => while incoming.try_recv().is_ok() {},
+        }
+    }
+
+    /// Sends one frame of linear audio (up to [`FRAME`] samples) to the peer.
+    pub async fn send(&mut self, samples: &[i16]) {
+        let encode = match self.codec {
+            Codec::Pcma => super::g711::alaw_encode,
+            Codec::Pcmu => super::g711::ulaw_encode,
+        };
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: self.payload_type,
+                sequence_number: self.sequence,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: samples.iter().map(|sample| encode(*sample)).collect::<Vec<u8>>().into(),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(samples.len() as u32);
+        match &self.path {
+            Path::Udp { socket, remote, .. } => {
+                if let Ok(bytes) = packet.marshal() {
+                    let _ = socket.send_to(&bytes, *remote).await;
+                }
+            }
+            Path::WebRtc { track, .. } => {
+                let _ = track.write_rtp(packet).await;
+            }
+        }
+    }
+
+    /// Plays `samples` in real time, 20 ms a packet; returns early when `stop` fires.
+    pub async fn play(&mut self, samples: &[i16], stop: &CancellationToken) -> bool {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for frame in samples.chunks(FRAME) {
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                _ = pace.tick() => self.send(frame).await,
+            }
+        }
+        true
+    }
+}
