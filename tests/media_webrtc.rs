@@ -63,3 +63,34 @@ async fn a_webrtc_echo_call_through_the_core() {
     sbc.close().await;
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn voicemail_over_webrtc_greets_and_records() {
+    let lab =
+        Lab::start(&[subscriber("+4799990008", "loop-mt", "", "28", "", "\"answer voicemail\"")], Vec::new()).await;
+    let (mut sbc, offer, _) = SbcPeer::offer().await;
+    let mut call = lab.call_offering("+4711111111", "+4799990008", &offer);
+    let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
+    dialog.ack(None).expect("ACK");
+    sbc.accept(&String::from_utf8_lossy(&response.body)).await;
+    let greeting = sbc.heard().await;
+    assert!(greeting.len() >= 8000, "greeting and beep over SRTP: {} samples", greeting.len());
+    assert!(tone_share(&greeting[..2400], 440.0) > 0.5, "the greeting's first note");
+    sbc.send_tone().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(dialog.hangup().await.expect("BYE"), 200);
+    let mailbox = ringer::media::mailbox::Mailbox::open(&lab.dir.path().join("voicemail")).expect("mailbox");
+    assert!(
+        common::poll_until(std::time::Duration::from_secs(5), || mailbox.list(None).is_ok_and(|m| m.len() == 1)).await
+    );
+    let message = &mailbox.list(None).expect("list")[0];
+    assert!((700..=1300).contains(&message.duration_ms), "about a second: {message:?}");
+    let samples: Vec<f64> = hound::WavReader::open(mailbox.audio(&message.id).expect("audio"))
+        .expect("WAV")
+        .samples::<i16>()
+        .map(|s| f64::from(s.expect("sample")))
+        .collect();
+    assert!(tone_share(&samples, 1000.0) > 0.5, "the stored audio is the tone sent over SRTP");
+    sbc.close().await;
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

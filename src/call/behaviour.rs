@@ -18,6 +18,29 @@ use crate::types::Msisdn;
 use super::action::{Action, App, Behaviour};
 use super::stats::CallStats;
 
+/// The media an app runs on.
+enum AppMedia {
+    /// Plain RTP echoed packet by packet.
+    PlainEcho(tokio::net::UdpSocket),
+    /// WebRTC echoed by the stack.
+    WebRtcEcho,
+    /// Decoded audio in and out (voicemail, announcement).
+    Channel(crate::media::channel::AudioChannel),
+}
+
+/// What a new voicemail message records of the call.
+fn message_meta(info: &CallInfo, codec: &str) -> crate::media::mailbox::MessageMeta {
+    let number = |n: &Option<Msisdn>| n.as_ref().map(|n| n.as_str().to_owned());
+    let direction = info.direction.map(|d| d.to_string());
+    crate::media::mailbox::MessageMeta::new(
+        &number(&info.subscriber).unwrap_or_else(|| "unknown".into()),
+        number(&info.caller).as_deref(),
+        number(&info.callee).as_deref(),
+        direction.as_deref(),
+        codec,
+    )
+}
+
 /// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardCause {
@@ -211,8 +234,8 @@ impl Engine {
             }
         }
         let webrtc_audio = offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP"));
-        if app == App::Echo && webrtc_audio {
-            return self.answer_webrtc_echo(invite, &text).await;
+        if webrtc_audio {
+            return self.answer_webrtc(invite, &text, app, info).await;
         }
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let advertise = self.advertised(&invite).to_string();
@@ -231,15 +254,21 @@ impl Engine {
         }
     }
 
-    /// Answers a WebRTC-style offer with the echo app (ICE, DTLS-SRTP); the call ends with BYE
-    /// when ICE or DTLS fail.
-    async fn answer_webrtc_echo(&self, invite: PendingInvite, offer: &str) -> u16 {
+    /// Answers a WebRTC-style offer (ICE, DTLS-SRTP) with `app`.
+    async fn answer_webrtc(&self, invite: PendingInvite, offer: &str, app: App, info: &CallInfo) -> u16 {
+        use crate::media::webrtc;
         let call_id = invite.essentials().call_id.clone();
         let bind = match self.media.ports.bind {
             address if address.is_unspecified() => self.advertised(&invite),
             address => address,
         };
-        let (answer, mut session) = match crate::media::webrtc::answer_echo(offer, bind).await {
+        let answered = match app {
+            App::Echo => webrtc::answer_echo(offer, bind).await.map(|(answer, session)| (answer, session, None)),
+            _ => {
+                webrtc::answer_for_app(offer, bind).await.map(|(answer, session, audio)| (answer, session, Some(audio)))
+            }
+        };
+        let (answer, session, audio) = match answered {
             Ok(answered) => answered,
             Err(error) => {
                 info!(%call_id, %error, "WebRTC offer refused");
@@ -248,17 +277,22 @@ impl Engine {
             }
         };
         let Some(call) = invite.answer(Bytes::from(answer)) else { return 487 };
-        info!(%call_id, "echo answering over WebRTC (ICE, DTLS-SRTP)");
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = call.ended() => {}
-                () = session.failed() => {
-                    info!(call_id = %call.id().call_id, "ICE or DTLS failed: hanging up");
-                    let _ = call.hangup().await;
-                }
-            }
-            session.close().await;
-        });
+        info!(%call_id, %app, "answered over WebRTC (ICE, DTLS-SRTP)");
+        let media = match audio {
+            None => AppMedia::WebRtcEcho,
+            Some(audio) => AppMedia::Channel(crate::media::channel::AudioChannel::webrtc(
+                audio.incoming,
+                audio.track,
+                audio.codec,
+                audio.payload_type,
+                audio.ssrc,
+            )),
+        };
+        let codec = match &media {
+            AppMedia::Channel(channel) => channel.codec().name(),
+            _ => "",
+        };
+        self.run_app(call, media, app, message_meta(info, codec), Some(session));
         200
     }
 
@@ -280,7 +314,7 @@ impl Engine {
         app: App,
         info: &CallInfo,
     ) -> u16 {
-        use crate::media::{apps, plain};
+        use crate::media::plain;
         let call_id = invite.essentials().call_id.clone();
         let socket = match plain::bind(&self.media.ports).await {
             Ok(socket) => socket,
@@ -295,50 +329,94 @@ impl Engine {
         let sdp = plain::answer(offer, &agreed, self.advertised(&invite), port, session);
         let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
         info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
+        let media = match app {
+            App::Echo => AppMedia::PlainEcho(socket),
+            _ => AppMedia::Channel(crate::media::channel::AudioChannel::udp(socket, agreed.clone())),
+        };
+        self.run_app(call, media, app, message_meta(info, agreed.codec.name()), None);
+        200
+    }
+
+    /// Runs `app` on `media` until it is done, the caller hangs up, no RTP comes for the media
+    /// timeout, or (WebRTC) ICE or DTLS fail; then ends the call with BYE unless the caller did.
+    /// The caller's BYE stops the app, which still finishes (a recording is stored).
+    fn run_app(
+        &self,
+        call: crate::sip::dialog::CallHandle,
+        media: AppMedia,
+        app: App,
+        meta: crate::media::mailbox::MessageMeta,
+        mut session: Option<crate::media::webrtc::WebRtcSession>,
+    ) {
+        use crate::media::{apps, plain};
         let timeout = self.media.timeout;
         let settings = self.media.clone();
-        let number = |n: &Option<Msisdn>| n.as_ref().map(|n| n.as_str().to_owned());
-        let direction = info.direction.map(|d| d.to_string());
-        let meta = crate::media::mailbox::MessageMeta::new(
-            &number(&info.subscriber).unwrap_or_else(|| "unknown".into()),
-            number(&info.caller).as_deref(),
-            number(&info.callee).as_deref(),
-            direction.as_deref(),
-            agreed.codec.name(),
-        );
         tokio::spawn(async move {
+            // No media before ICE and DTLS are up (and none at all if they fail).
+            if let Some(webrtc) = session.as_mut() {
+                let connected = tokio::select! {
+                    connected = tokio::time::timeout(timeout, webrtc.connected()) => connected.unwrap_or(false),
+                    _ = call.ended() => false,
+                };
+                if !connected {
+                    if !call.is_ended() {
+                        info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
+                        let _ = call.hangup().await;
+                    }
+                    if let Some(session) = session.take() {
+                        session.close().await;
+                    }
+                    return;
+                }
+            }
             let stop = tokio_util::sync::CancellationToken::new();
-            let media = async {
-                match app {
-                    App::Echo => match plain::echo(socket, timeout, stop.clone()).await {
+            let running = async {
+                match (media, app) {
+                    (AppMedia::PlainEcho(socket), _) => match plain::echo(socket, timeout, stop.clone()).await {
                         plain::MediaEnd::TimedOut => apps::AppEnd::TimedOut,
                         plain::MediaEnd::Stopped => apps::AppEnd::CallerLeft,
                     },
-                    App::Voicemail => {
-                        let mut channel = crate::media::channel::AudioChannel::udp(socket, agreed);
+                    // The WebRTC stack reflects the packets itself.
+                    (AppMedia::WebRtcEcho, _) => {
+                        stop.cancelled().await;
+                        apps::AppEnd::CallerLeft
+                    }
+                    (AppMedia::Channel(mut channel), App::Voicemail) => {
                         apps::voicemail(&mut channel, &settings.voicemail, meta, timeout, &stop).await.0
                     }
-                    App::Announcement => {
-                        let mut channel = crate::media::channel::AudioChannel::udp(socket, agreed);
+                    (AppMedia::Channel(mut channel), _) => {
                         apps::announcement(&mut channel, &settings.announcement, &stop).await
                     }
                 }
             };
-            tokio::pin!(media);
-            // The caller's BYE stops the app, which still finishes (a recording is stored).
+            tokio::pin!(running);
+            let failed = async {
+                match session.as_mut() {
+                    Some(session) => session.failed().await,
+                    None => std::future::pending().await,
+                }
+            };
             let end = tokio::select! {
-                end = &mut media => end,
+                end = &mut running => end,
                 _ = call.ended() => {
                     stop.cancel();
-                    media.await
+                    running.await
+                }
+                () = failed => {
+                    info!(call_id = %call.id().call_id, "ICE or DTLS failed");
+                    stop.cancel();
+                    running.await;
+                    apps::AppEnd::TimedOut
                 }
             };
             if end != apps::AppEnd::CallerLeft && !call.is_ended() {
                 info!(call_id = %call.id().call_id, ?end, "the app is done: hanging up");
                 let _ = call.hangup().await;
             }
+            if let Some(session) = session {
+                session.close().await;
+            }
         });
-        200
     }
 
     /// Places leg 3 to `target` and follows it; returns the next step, handing `invite` back

@@ -26,13 +26,14 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
+use super::plain::Codec;
 use super::sdp::SessionDescription;
 
 /// Why a WebRTC answer could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum WebRtcError {
-    /// No audio stream in a codec ringer has.
-    #[error("no audio stream with opus, PCMA or PCMU")]
+    /// No audio stream in a codec ringer has (for apps that play and record: PCMA or PCMU).
+    #[error("no audio stream in a codec ringer has (PCMA, PCMU; Opus for echo)")]
     NoCodec,
     /// The offer could not be read.
     #[error("offer: {0}")]
@@ -78,8 +79,9 @@ pub fn shape_answer(answer: &str, offer_had_mid: bool) -> String {
         .collect()
 }
 
-/// The audio codec of the offer ringer answers with: PCMA, then PCMU, then Opus.
-fn choose_codec(offer: &SessionDescription) -> Option<RTCRtpCodecParameters> {
+/// The audio codec of the offer ringer answers with: PCMA, then PCMU, then (unless the app
+/// needs to decode) Opus; with the G.711 codec when it is one.
+fn choose_codec(offer: &SessionDescription, g711_only: bool) -> Option<(RTCRtpCodecParameters, Option<Codec>)> {
     let audio = offer.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
     let offered: Vec<(u8, String, u32)> = audio
         .formats
@@ -87,11 +89,17 @@ fn choose_codec(offer: &SessionDescription) -> Option<RTCRtpCodecParameters> {
         .filter_map(|f| f.parse::<u8>().ok())
         .filter_map(|pt| audio.rtpmap(pt).map(|(name, rate)| (pt, name, rate)))
         .collect();
-    for (mime, name, rate, channels) in
-        [(MIME_TYPE_PCMA, "PCMA", 8000, 1), (MIME_TYPE_PCMU, "PCMU", 8000, 1), (MIME_TYPE_OPUS, "opus", 48000, 2)]
-    {
+    let choices = [
+        (MIME_TYPE_PCMA, "PCMA", 8000, 1, Some(Codec::Pcma)),
+        (MIME_TYPE_PCMU, "PCMU", 8000, 1, Some(Codec::Pcmu)),
+        (MIME_TYPE_OPUS, "opus", 48000, 2, None),
+    ];
+    for (mime, name, rate, channels, g711) in choices {
+        if g711_only && g711.is_none() {
+            continue;
+        }
         if let Some((pt, _, _)) = offered.iter().find(|(_, n, r)| n.eq_ignore_ascii_case(name) && *r == rate) {
-            return Some(RTCRtpCodecParameters {
+            let parameters = RTCRtpCodecParameters {
                 rtp_codec: RTCRtpCodec {
                     mime_type: mime.to_owned(),
                     clock_rate: rate,
@@ -100,20 +108,29 @@ fn choose_codec(offer: &SessionDescription) -> Option<RTCRtpCodecParameters> {
                     rtcp_feedback: vec![],
                 },
                 payload_type: *pt,
-            });
+            };
+            return Some((parameters, g711));
         }
     }
     None
 }
 
-struct EchoHandler {
-    output: Arc<TrackLocalStaticRTP>,
+/// Where the peer's audio goes.
+enum Sink {
+    /// Straight back on ringer's track (the echo app).
+    Echo(Arc<TrackLocalStaticRTP>),
+    /// To the app, through an [`AudioChannel`](super::channel::AudioChannel).
+    App(mpsc::UnboundedSender<rtc::rtp::Packet>),
+}
+
+struct Handler {
+    sink: Sink,
     gathered: mpsc::Sender<()>,
     state: watch::Sender<RTCPeerConnectionState>,
 }
 
 #[async_trait::async_trait]
-impl PeerConnectionEventHandler for EchoHandler {
+impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             let _ = self.gathered.try_send(());
@@ -126,18 +143,34 @@ impl PeerConnectionEventHandler for EchoHandler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let output = self.output.clone();
-        tokio::spawn(async move {
-            let ssrc = output.ssrcs().await.first().copied().unwrap_or_default();
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(mut packet) = event {
-                    packet.header.ssrc = ssrc;
-                    if output.write_rtp(packet).await.is_err() {
-                        break;
+        match &self.sink {
+            Sink::Echo(output) => {
+                let output = output.clone();
+                tokio::spawn(async move {
+                    let ssrc = output.ssrcs().await.first().copied().unwrap_or_default();
+                    while let Some(event) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(mut packet) = event {
+                            packet.header.ssrc = ssrc;
+                            if output.write_rtp(packet).await.is_err() {
+                                break;
+                            }
+                        }
                     }
-                }
+                });
             }
-        });
+            Sink::App(sender) => {
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                            if sender.send(packet).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -158,17 +191,64 @@ impl WebRtcSession {
         std::future::pending::<()>().await
     }
 
+    /// Resolves when ICE and DTLS have completed (`true`), or failed (`false`). Apps wait for
+    /// this before they send: no media leaves before DTLS is up.
+    pub async fn connected(&mut self) -> bool {
+        loop {
+            match *self.state.borrow_and_update() {
+                RTCPeerConnectionState::Connected => return true,
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return false,
+                _ => {}
+            }
+            if self.state.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Ends the media.
     pub async fn close(self) {
         let _ = self.connection.close().await;
     }
 }
 
+/// What an app gets of a WebRTC call's audio.
+pub struct WebRtcAudio {
+    /// The peer's RTP (decrypted).
+    pub incoming: mpsc::UnboundedReceiver<rtc::rtp::Packet>,
+    /// Ringer's track.
+    pub track: Arc<TrackLocalStaticRTP>,
+    /// Its codec.
+    pub codec: Codec,
+    /// Its payload type.
+    pub payload_type: u8,
+    /// Its SSRC.
+    pub ssrc: u32,
+}
+
 /// Answers a WebRTC-style `offer` with the echo app on `bind`: what arrives on the audio
 /// track goes back on ringer's own. Returns the answer in the offer's shape.
 pub async fn answer_echo(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSession), WebRtcError> {
+    let (answer, session, _) = answer(offer, bind, false).await?;
+    Ok((answer, session))
+}
+
+/// Answers a WebRTC-style `offer` for an app that plays and listens (G.711 only: the app
+/// decodes); returns the answer, the session and the audio.
+pub async fn answer_for_app(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSession, WebRtcAudio), WebRtcError> {
+    let (answer, session, audio) = answer(offer, bind, true).await?;
+    let audio = audio.ok_or(WebRtcError::NoCodec)?;
+    Ok((answer, session, audio))
+}
+
+async fn answer(
+    offer: &str,
+    bind: IpAddr,
+    for_app: bool,
+) -> Result<(String, WebRtcSession, Option<WebRtcAudio>), WebRtcError> {
     let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
-    let codec = choose_codec(&parsed).ok_or(WebRtcError::NoCodec)?;
+    let (codec, g711) = choose_codec(&parsed, for_app).ok_or(WebRtcError::NoCodec)?;
+    let ssrc = rand::random::<u32>();
     let (normalised, had_mid) = normalise_offer(offer);
     let mut media_engine = MediaEngine::default();
     media_engine.register_codec(codec.clone(), RtpCodecKind::Audio).map_err(stack)?;
@@ -178,14 +258,23 @@ pub async fn answer_echo(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSes
         "ringer-audio".to_owned(),
         RtpCodecKind::Audio,
         vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(rand::random::<u32>()), ..Default::default() },
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
             codec: codec.rtp_codec.clone(),
             ..Default::default()
         }],
     )));
     let (gathered, mut gathering) = mpsc::channel(1);
     let (state, state_changes) = watch::channel(RTCPeerConnectionState::New);
-    let handler = Arc::new(EchoHandler { output: output.clone(), gathered, state });
+    let (sink, audio) = match (for_app, g711) {
+        (true, Some(g711)) => {
+            let (sender, incoming) = mpsc::unbounded_channel();
+            let audio =
+                WebRtcAudio { incoming, track: output.clone(), codec: g711, payload_type: codec.payload_type, ssrc };
+            (Sink::App(sender), Some(audio))
+        }
+        _ => (Sink::Echo(output.clone()), None),
+    };
+    let handler = Arc::new(Handler { sink, gathered, state });
     let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
     let connection = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -205,7 +294,7 @@ pub async fn answer_echo(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSes
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gathering.recv()).await;
     let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
     let session = WebRtcSession { connection: Box::new(connection), state: state_changes };
-    Ok((shape_answer(&local.sdp, had_mid), session))
+    Ok((shape_answer(&local.sdp, had_mid), session, audio))
 }
 
 #[cfg(test)]
