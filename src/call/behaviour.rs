@@ -8,7 +8,6 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use crate::sip::b2bua::{self, LegOutcome};
-use crate::sip::message::header::NameAddr;
 use crate::sip::message::{reason_phrase, Uri};
 use crate::sip::transport::Link;
 use crate::sip::ua::{PendingInvite, UserAgent};
@@ -572,20 +571,14 @@ pub fn leg3(
 ) -> Result<InviteSpec, (u16, &'static str)> {
     let request = invite.request();
     let essentials = invite.essentials();
-    let max_forwards = match request.headers.get("Max-Forwards").map(|value| value.trim().parse::<u8>()) {
-        Some(Ok(0)) => return Err((483, "Max-Forwards reached zero")),
-        Some(Ok(hops)) => hops - 1,
-        _ => 69,
-    };
-    let uri = retarget(&request.uri, target).ok_or((404, "the Request-URI cannot carry a number"))?;
-    let mut from = essentials.from.clone();
-    from.params.remove("tag");
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for name in CARRIED {
-        for value in request.headers.get_all(name) {
-            headers.push((name.to_owned(), value.to_owned()));
-        }
+    if b2bua::max_forwards(invite) == Some(0) {
+        return Err((483, "Max-Forwards reached zero"));
     }
+    let uri = retarget(&request.uri, target).ok_or((404, "the Request-URI cannot carry a number"))?;
+    let mut spec = b2bua::onward(invite, uri, &CARRIED);
+    // Leg 3 keeps no header parameter of leg 2's To.
+    spec.to.params = Default::default();
+    let headers = &mut spec.headers;
     if request.headers.get("Session-ID").is_none_or(|value| value.trim().is_empty()) {
         warn!(call_id = %essentials.call_id, "leg 2 carries no Session-ID: the core may not recognise leg 3");
     }
@@ -598,7 +591,7 @@ pub fn leg3(
             "History-Info".into(),
             format!(
                 "<{original}?Reason=SIP%3Bcause%3D{code}%3Btext%3D%22{phrase}%22>;index={index},<{}>;index={index}.1;mp={index}",
-                with_cause(&uri, code)
+                with_cause(&spec.uri, code)
             ),
         ));
         let counter = request.headers.values("Diversion").len() + 1;
@@ -608,14 +601,7 @@ pub fn leg3(
         headers.retain(|(name, _)| name != "Diversion");
         headers.extend(diversions.into_iter().map(|value| ("Diversion".to_owned(), value)));
     }
-    Ok(InviteSpec {
-        uri,
-        from,
-        to: NameAddr { params: Default::default(), ..essentials.to.clone() },
-        max_forwards,
-        headers,
-        body: request.body.clone(),
-    })
+    Ok(spec)
 }
 
 /// `uri` with its number replaced by `number` (`sip:`/`sips:` user part, or `tel:`).

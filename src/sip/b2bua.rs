@@ -8,9 +8,32 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use super::dialog::{CallHandle, OfferAnswer};
-use super::message::Response;
+use super::message::{Response, Uri};
 use super::ua::PendingInvite;
-use super::uac::{OutgoingCall, Progress};
+use super::uac::{InviteSpec, OutgoingCall, Progress};
+
+/// The outgoing leg's INVITE for `incoming`, to `uri`: the same From and To (without their
+/// tags), the headers named in `carried`, the SDP unchanged, and Max-Forwards one less (69 when
+/// the incoming one has none or an unreadable one; callers refuse 0 beforehand with 483).
+pub fn onward(incoming: &PendingInvite, uri: Uri, carried: &[&str]) -> InviteSpec {
+    let request = incoming.request();
+    let essentials = incoming.essentials();
+    let mut from = essentials.from.clone();
+    from.params.remove("tag");
+    let mut to = essentials.to.clone();
+    to.params.remove("tag");
+    let headers = carried
+        .iter()
+        .flat_map(|name| request.headers.get_all(name).map(|value| ((*name).to_owned(), value.to_owned())))
+        .collect();
+    let max_forwards = max_forwards(incoming).unwrap_or(70).saturating_sub(1);
+    InviteSpec { uri, from, to, max_forwards, headers, body: request.body.clone() }
+}
+
+/// The incoming INVITE's Max-Forwards, when it has a readable one.
+pub fn max_forwards(incoming: &PendingInvite) -> Option<u8> {
+    incoming.request().headers.get("Max-Forwards").and_then(|value| value.trim().parse().ok())
+}
 
 /// How the outgoing leg ended its ringing.
 #[derive(Debug)]

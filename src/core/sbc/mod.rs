@@ -28,7 +28,6 @@ use crate::config::core::SbcConfig;
 use crate::sip::b2bua::{self, LegOutcome};
 use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
-use crate::sip::message::header::NameAddr;
 use crate::sip::message::{Request, Uri};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
@@ -315,26 +314,9 @@ impl Shared {
 const CARRIED: [&str; 4] = ["P-Asserted-Identity", "Privacy", "History-Info", "Diversion"];
 
 fn spec_from(incoming: &PendingInvite, uri: Uri, extra: Vec<(String, String)>) -> InviteSpec {
-    let request = incoming.request();
-    let essentials = incoming.essentials();
-    let mut from = essentials.from.clone();
-    from.params.remove("tag");
-    let mut to: NameAddr = essentials.to.clone();
-    to.params.remove("tag");
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for name in CARRIED {
-        for value in request.headers.get_all(name) {
-            headers.push((name.to_owned(), value.to_owned()));
-        }
-    }
-    headers.extend(extra);
-    let max_forwards = request
-        .headers
-        .get("Max-Forwards")
-        .and_then(|value| value.trim().parse::<u8>().ok())
-        .unwrap_or(70)
-        .saturating_sub(1);
-    InviteSpec { uri, from, to, max_forwards, headers, body: request.body.clone() }
+    let mut spec = b2bua::onward(incoming, uri, &CARRIED);
+    spec.headers.extend(extra);
+    spec
 }
 
 /// A `sip:+number@host;user=phone` URI.
