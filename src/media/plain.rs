@@ -88,12 +88,7 @@ pub fn negotiate(offer: &SessionDescription, preference: &[Codec]) -> Result<Neg
         .enumerate()
         .find(|(_, m)| m.kind == "audio" && m.port != 0 && m.is_plain_rtp())
         .ok_or(NegotiationError::NoPlainAudio)?;
-    let offered: Vec<(u8, String, u32)> = media
-        .formats
-        .iter()
-        .filter_map(|format| format.parse::<u8>().ok())
-        .filter_map(|pt| media.rtpmap(pt).map(|(name, rate)| (pt, name, rate)))
-        .collect();
+    let offered = media.codecs();
     let (codec, payload_type) = preference
         .iter()
         .find_map(|codec| {

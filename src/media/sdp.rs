@@ -131,6 +131,15 @@ impl MediaDescription {
         }
     }
 
+    /// The offered RTP payload types with a known encoding: (payload type, name, clock rate).
+    pub fn codecs(&self) -> Vec<(u8, String, u32)> {
+        self.formats
+            .iter()
+            .filter_map(|format| format.parse::<u8>().ok())
+            .filter_map(|pt| self.rtpmap(pt).map(|(name, rate)| (pt, name, rate)))
+            .collect()
+    }
+
     /// Plain RTP (RTP/AVP, RTP/AVPF), as desk phones and SIPp offer.
     pub fn is_plain_rtp(&self) -> bool {
         self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")

@@ -83,12 +83,7 @@ pub fn shape_answer(answer: &str, offer_had_mid: bool) -> String {
 /// needs to decode) Opus; with the G.711 codec when it is one.
 fn choose_codec(offer: &SessionDescription, g711_only: bool) -> Option<(RTCRtpCodecParameters, Option<Codec>)> {
     let audio = offer.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
-    let offered: Vec<(u8, String, u32)> = audio
-        .formats
-        .iter()
-        .filter_map(|f| f.parse::<u8>().ok())
-        .filter_map(|pt| audio.rtpmap(pt).map(|(name, rate)| (pt, name, rate)))
-        .collect();
+    let offered = audio.codecs();
     let choices = [
         (MIME_TYPE_PCMA, "PCMA", 8000, 1, Some(Codec::Pcma)),
         (MIME_TYPE_PCMU, "PCMU", 8000, 1, Some(Codec::Pcmu)),
