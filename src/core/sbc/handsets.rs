@@ -10,7 +10,7 @@ use tracing::info;
 
 use crate::call::routing::number_of;
 use crate::config::core::{HandsetConfig, HandsetMode};
-use crate::sip::dialog::{CallHandle, DialogId, OfferAnswer};
+use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::ua::{PendingInvite, SessionHandler};
 use crate::types::Msisdn;
 
@@ -35,7 +35,6 @@ pub struct ReceivedCall {
 pub struct Handsets {
     config: HashMap<Msisdn, HandsetConfig>,
     received: Mutex<Vec<ReceivedCall>>,
-    calls: Mutex<Vec<(Msisdn, CallHandle)>>,
 }
 
 impl Handsets {
@@ -44,7 +43,6 @@ impl Handsets {
         Self {
             config: handsets.iter().map(|handset| (handset.number.clone(), handset.clone())).collect(),
             received: Mutex::new(Vec::new()),
-            calls: Mutex::new(Vec::new()),
         }
     }
 
@@ -56,23 +54,6 @@ impl Handsets {
     /// Every INVITE received so far, oldest first.
     pub fn received(&self) -> Vec<ReceivedCall> {
         self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Hangs up every call `number` has answered; returns how many.
-    pub async fn hang_up(&self, number: &Msisdn) -> usize {
-        let calls: Vec<CallHandle> = {
-            let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-            let (mine, others) = calls.drain(..).partition(|(owner, _)| owner == number);
-            *calls = others;
-            mine.into_iter().map(|(_, call)| call).collect()
-        };
-        let mut ended = 0;
-        for call in calls {
-            if call.hangup().await.is_ok() {
-                ended += 1;
-            }
-        }
-        ended
     }
 
     fn remember(&self, invite: &PendingInvite, number: &Msisdn, status: u16) {
@@ -129,7 +110,6 @@ impl SessionHandler for HandsetHandler {
                     }
                     let answer = handset_answer(&invite.request().body);
                     let Some(call) = invite.answer(answer) else { return };
-                    handsets.calls.lock().unwrap_or_else(PoisonError::into_inner).push((number.clone(), call.clone()));
                     if let Some(after) = config.hang_up_after {
                         tokio::select! {
                             _ = call.ended() => {}
@@ -138,12 +118,6 @@ impl SessionHandler for HandsetHandler {
                             }
                         }
                     }
-                    call.ended().await;
-                    handsets
-                        .calls
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .retain(|(_, kept)| kept.id() != call.id());
                 }
             }
         });
