@@ -529,21 +529,7 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
     // Past the greeting and beep, then two and a half seconds of speech, then the process dies.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     for n in 0..125u32 {
-        let packet = rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: 8,
-                sequence_number: n as u16,
-                timestamp: n * 160,
-                ssrc: 7,
-                ..Default::default()
-            },
-            payload: ringer::media::apps::tone(1000.0, 20, 12000.0)
-                .iter()
-                .map(|s| ringer::media::g711::alaw_encode(*s))
-                .collect::<Vec<u8>>()
-                .into(),
-        };
+        let packet = common::audio::pcma_tone_packet(n, 7);
         rtp.send_to(&packet.marshal().expect("marshal"), remote).await.expect("RTP");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

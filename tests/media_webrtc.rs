@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::audio::tone_share;
 use common::lab::{final_of, subscriber, Lab};
-use common::webrtc_peer::{tone_share, SbcPeer};
+use common::webrtc_peer::SbcPeer;
 use ringer::media::webrtc::answer_echo;
 use ringer::sip::uac::Progress;
 

@@ -61,24 +61,6 @@ fn pcma() -> RTCRtpCodec {
     }
 }
 
-/// Goertzel share of the energy at `frequency`.
-pub fn tone_share(samples: &[f64], frequency: f64) -> f64 {
-    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / 8000.0).cos();
-    let (mut previous, mut before) = (0.0, 0.0);
-    for sample in samples {
-        let current = sample + coefficient * previous - before;
-        before = previous;
-        previous = current;
-    }
-    let power = previous * previous + before * before - coefficient * previous * before;
-    let total: f64 = samples.iter().map(|s| s * s).sum::<f64>() * samples.len() as f64 / 2.0;
-    if total == 0.0 {
-        0.0
-    } else {
-        power / total
-    }
-}
-
 /// The SBC's side of a WebRTC call.
 pub struct SbcPeer {
     connection: Box<dyn PeerConnection>,
@@ -153,19 +135,7 @@ impl SbcPeer {
     /// Sends one second of a 1 kHz tone, PCMA, in real time.
     pub async fn send_tone(&self) {
         for n in 0..50u32 {
-            let samples = ringer::media::apps::tone(1000.0, 20, 12000.0);
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    payload_type: 8,
-                    sequence_number: n as u16,
-                    timestamp: n * 160,
-                    ssrc: self.ssrc,
-                    ..Default::default()
-                },
-                payload: samples.iter().map(|s| g711::alaw_encode(*s)).collect::<Vec<u8>>().into(),
-            };
-            self.track.write_rtp(packet).await.expect("RTP out");
+            self.track.write_rtp(super::audio::pcma_tone_packet(n, self.ssrc)).await.expect("RTP out");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
