@@ -130,6 +130,8 @@ pub struct Engine {
     pub media: MediaSettings,
     /// What the relay adds to call setup.
     pub stats: std::sync::Arc<CallStats>,
+    /// `sip.core_uri`, read once: leg 3's Request-URI addresses its host and port.
+    core: Option<crate::sip::message::uri::SipUri>,
     sessions: std::sync::atomic::AtomicU64,
 }
 
@@ -141,7 +143,11 @@ enum Step {
 impl Engine {
     /// An engine placing calls through `ua`, recording its latency into `stats`.
     pub fn new(ua: UserAgent, media: MediaSettings, stats: std::sync::Arc<CallStats>) -> Self {
-        Self { ua, media, stats, sessions: std::sync::atomic::AtomicU64::new(1) }
+        let core = match ua.outbound().core().map(Uri::parse) {
+            Some(Ok(Uri::Sip(core))) => Some(core),
+            _ => None,
+        };
+        Self { ua, media, stats, core, sessions: std::sync::atomic::AtomicU64::new(1) }
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
@@ -433,10 +439,8 @@ impl Engine {
         let spec = match leg3(&invite, target, diversion) {
             Ok(mut spec) => {
                 // Leg 2 addressed the TAS; leg 3 addresses the core.
-                if let (Uri::Sip(uri), Some(Ok(Uri::Sip(core)))) =
-                    (&mut spec.uri, self.ua.outbound().core().map(Uri::parse))
-                {
-                    uri.host = core.host;
+                if let (Uri::Sip(uri), Some(core)) = (&mut spec.uri, &self.core) {
+                    uri.host = core.host.clone();
                     uri.port = core.port;
                     uri.params.remove("transport");
                 }
@@ -548,10 +552,7 @@ impl Engine {
     /// Leg 3 goes to the core's configured SIP address, else back over leg 2's connection.
     async fn leg3_link(&self, leg2: &Link) -> Result<Link, String> {
         match self.ua.outbound().core() {
-            Some(core) => {
-                let core = core.to_owned();
-                self.ua.outbound().link_to(&core).await.map_err(|error| error.to_string())
-            }
+            Some(core) => self.ua.outbound().link_to(core).await.map_err(|error| error.to_string()),
             None if leg2.is_open() => Ok(leg2.clone()),
             None => Err("leg 2's connection has closed and sip.core_uri is not set".into()),
         }
