@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::call::action::Action;
+use crate::call::action::{Action, App, BehaviourConfig};
 use crate::call::DefaultActionHandler;
 use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
 use crate::config::serve::{
@@ -128,15 +128,23 @@ impl LabConfig {
         use samples::*;
         let config = ServeConfig::embedded("http://127.0.0.1:1".into(), &placeholder_certs());
         let mut subscribers = config.subscribers;
+        let voicemail = Action::Answer(App::Voicemail);
+        let full = |action, ring_time, on_busy, on_no_answer| BehaviourConfig::Full {
+            action,
+            ring_time,
+            no_answer_after: None,
+            on_busy,
+            on_no_answer,
+            on_unreachable: None,
+        };
         for subscriber in &mut subscribers {
-            let behaviour = |text: &str| toml::from_str::<BehaviourField>(&format!("b = {text}")).ok().map(|f| f.b);
             match subscriber.phone_number.as_str() {
+                // Loop both ways; calls it receives go to voicemail on busy or no answer.
                 LOOP => {
-                    subscriber.mt = behaviour(
-                        "{ action = \"loop\", on_busy = \"answer voicemail\", on_no_answer = \"answer voicemail\" }",
-                    )
+                    subscriber.mt = Some(full(Action::Loop, None, Some(voicemail.clone()), Some(voicemail.clone())))
                 }
-                FORK => subscriber.mt = behaviour("{ action = \"answer voicemail\", ring_time = \"2s\" }"),
+                // The phone rings 2 s beside the TAS before voicemail takes the call.
+                FORK => subscriber.mt = Some(full(voicemail.clone(), Some(Duration::from_secs(2)), None, None)),
                 _ => {}
             }
         }
@@ -165,11 +173,6 @@ impl LabConfig {
             voicemail_dir: VoicemailConfig::default().dir,
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct BehaviourField {
-    b: crate::call::action::BehaviourConfig,
 }
 
 fn placeholder_certs() -> DevCertificateFiles {
