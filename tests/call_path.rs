@@ -146,15 +146,15 @@ async fn answer_takes_the_call_at_the_tas() {
 }
 
 #[tokio::test]
-async fn voicemail_refuses_a_webrtc_offer_it_cannot_decode() {
+async fn voicemail_refuses_a_webrtc_offer_without_a_common_codec() {
     let lab = Lab::start(&[subscriber("+4799990001", "loop", "", "21", "", "\"answer voicemail\"")], vec![]).await;
     let offer = "v=0\r\no=sbc 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                 m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\n";
+                 m=audio 40000 UDP/TLS/RTP/SAVPF 9 18\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=rtcp-mux\r\n";
     let mut call = lab.call_offering(ALICE, "+4799990001", offer);
     let Progress::Failed(response) = final_of(&mut call).await else { panic!("expected 488") };
     assert_eq!(response.status, 488);
     let warning = response.headers.get("Warning").unwrap_or_default();
-    assert!(warning.contains("PCMA"), "the Warning says what ringer has: {warning}");
+    assert!(warning.contains("PCMA, PCMU, opus"), "the Warning says what ringer has: {warning}");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use crate::sip::b2bua::{self, LegOutcome};
+use crate::sip::dialog::OfferAnswer;
 use crate::sip::message::{reason_phrase, Uri};
 use crate::sip::transport::Link;
 use crate::sip::ua::{PendingInvite, UserAgent};
@@ -25,6 +26,58 @@ enum AppMedia {
     WebRtcEcho,
     /// Decoded audio in and out (voicemail, announcement).
     Channel(crate::media::channel::AudioChannel),
+}
+
+/// The media of an answered call, as far as answering new offers in it goes.
+enum MediaSession {
+    /// Plain RTP on `port`: a new offer keeps the port and the codec.
+    Plain { agreed: crate::media::plain::Negotiated, advertise: std::net::IpAddr, port: u16, session: u64, version: u64 },
+    /// A WebRTC connection, which answers new offers itself.
+    WebRtc(crate::media::webrtc::WebRtcSession),
+}
+
+impl MediaSession {
+    /// The answer to a new offer within the call.
+    async fn reanswer(&mut self, offer: &Bytes) -> OfferAnswer {
+        use crate::media::{plain, sdp::SessionDescription};
+        let text = String::from_utf8_lossy(offer);
+        match self {
+            MediaSession::Plain { agreed, advertise, port, session, version } => {
+                let parsed = match SessionDescription::parse(&text) {
+                    Ok(parsed) => parsed,
+                    Err(error) => return OfferAnswer::NotAcceptable(error.to_string()),
+                };
+                // The app's codec runs on: the new offer must still have it.
+                match plain::negotiate(&parsed, &[agreed.codec]) {
+                    Ok(renewed) => {
+                        *version += 1;
+                        *agreed = renewed;
+                        OfferAnswer::Accept(Bytes::from(plain::answer(&parsed, agreed, *advertise, *port, *session, *version)))
+                    }
+                    Err(error) => OfferAnswer::NotAcceptable(format!("{error} (the call runs on {})", agreed.codec)),
+                }
+            }
+            MediaSession::WebRtc(webrtc) => match webrtc.reanswer(&text).await {
+                Ok(answer) => OfferAnswer::Accept(Bytes::from(answer)),
+                Err(error) => OfferAnswer::NotAcceptable(error.to_string()),
+            },
+        }
+    }
+
+    /// Resolves when a WebRTC connection fails; never for plain RTP.
+    async fn failed(&self) {
+        match self {
+            MediaSession::WebRtc(webrtc) => webrtc.failed().await,
+            MediaSession::Plain { .. } => std::future::pending().await,
+        }
+    }
+
+    /// Ends the media.
+    async fn close(self) {
+        if let MediaSession::WebRtc(webrtc) = self {
+            webrtc.close().await;
+        }
+    }
 }
 
 /// What a new voicemail message records of the call.
@@ -101,8 +154,8 @@ pub struct MediaSettings {
     pub ports: crate::media::plain::PortRange,
     /// No RTP for this long ends the call.
     pub timeout: std::time::Duration,
-    /// Plain RTP codecs by preference.
-    pub codecs: Vec<crate::media::plain::Codec>,
+    /// Audio codecs by preference, plain RTP and WebRTC alike.
+    pub codecs: Vec<crate::media::codec::Codec>,
     /// The voicemail app.
     pub voicemail: crate::media::apps::VoicemailSettings,
     /// What the announcement app plays.
@@ -212,9 +265,9 @@ impl Engine {
         Outcome { actions: vec![action.to_string()], legs_placed: 0, status }
     }
 
-    /// Answers with an app. Echo runs on plain RTP offers; WebRTC-style offers and the other
-    /// apps get their media with the media issue: until then every stream is declined (port 0,
-    /// RFC 3264 §6) and the log says so.
+    /// Answers with an app: plain RTP offers on a UDP port of the configured range, WebRTC-style
+    /// offers (ICE, DTLS-SRTP) through the `webrtc` crate. An offer with nothing ringer can
+    /// answer gets 488 and a Warning.
     async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> u16 {
         use crate::media::plain::{self, NegotiationError};
         use crate::media::sdp::SessionDescription;
@@ -227,53 +280,42 @@ impl Engine {
                 return 400;
             }
         };
-        {
-            match plain::negotiate(&offer, &self.media.codecs) {
-                Ok(agreed) => return self.answer_plain(invite, &offer, agreed, app, info).await,
-                Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
-                    info!(%call_id, %error, "offer refused");
-                    invite.reject(488, None, Some(&error.to_string()));
-                    return 488;
-                }
-                Err(NegotiationError::NoPlainAudio) => {}
+        match plain::negotiate(&offer, &self.media.codecs) {
+            Ok(agreed) => return self.answer_plain(invite, &offer, agreed, app, info).await,
+            Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
+                info!(%call_id, %error, "offer refused");
+                invite.reject(488, None, Some(&error.to_string()));
+                return 488;
             }
+            Err(NegotiationError::NoPlainAudio) => {}
         }
-        let webrtc_audio = offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP"));
-        if webrtc_audio {
+        if offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP")) {
             return self.answer_webrtc(invite, &text, app, info).await;
         }
-        let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let advertise = self.advertised(&invite).to_string();
-        match crate::media::sdp::decline_all(&text, session, &advertise) {
-            Some(answer) => {
-                info!(%call_id, %app, "answered; this app has no media yet, so every offered stream is declined");
-                match invite.answer(Bytes::from(answer)) {
-                    Some(_) => 200,
-                    None => 487,
-                }
-            }
-            None => {
-                invite.reject(488, None, Some("an SDP offer with at least one media line is required"));
-                488
-            }
-        }
+        info!(%call_id, "offer refused: no audio stream");
+        invite.reject(488, None, Some("no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])"));
+        488
     }
 
     /// Answers a WebRTC-style offer (ICE, DTLS-SRTP) with `app`.
     async fn answer_webrtc(&self, invite: PendingInvite, offer: &str, app: App, info: &CallInfo) -> u16 {
-        use crate::media::webrtc;
+        use crate::media::webrtc::{self, WebRtcOptions};
         let call_id = invite.essentials().call_id.clone();
         let bind = match self.media.ports.bind {
-            address if address.is_unspecified() => self.advertised(&invite),
+            address if address.is_unspecified() => invite.link().local().ip(),
             address => address,
         };
-        let answered = match app {
-            App::Echo => webrtc::answer_echo(offer, bind).await.map(|(answer, session)| (answer, session, None)),
-            _ => {
-                webrtc::answer_for_app(offer, bind).await.map(|(answer, session, audio)| (answer, session, Some(audio)))
-            }
+        let options = WebRtcOptions {
+            bind,
+            public: Some(self.advertised(&invite)),
+            ports: Some(self.media.ports.ports.clone()),
+            codecs: self.media.codecs.clone(),
         };
-        let (answer, session, audio) = match answered {
+        let answered = match app {
+            App::Echo => webrtc::answer_echo(offer, &options).await,
+            _ => webrtc::answer_for_app(offer, &options).await,
+        };
+        let answered = match answered {
             Ok(answered) => answered,
             Err(error) => {
                 info!(%call_id, %error, "WebRTC offer refused");
@@ -281,23 +323,29 @@ impl Engine {
                 return 488;
             }
         };
-        let Some(call) = invite.answer(Bytes::from(answer)) else { return 487 };
-        info!(%call_id, %app, "answered over WebRTC (ICE, DTLS-SRTP)");
-        let media = match audio {
+        let Some(call) = invite.answer(Bytes::from(answered.sdp)) else { return 487 };
+        info!(%call_id, %app, codec = %answered.codec, "answered over WebRTC (ICE, DTLS-SRTP)");
+        let media = match answered.audio {
             None => AppMedia::WebRtcEcho,
-            Some(audio) => AppMedia::Channel(crate::media::channel::AudioChannel::webrtc(
+            Some(audio) => match crate::media::channel::AudioChannel::webrtc(
                 audio.incoming,
                 audio.track,
                 audio.codec,
                 audio.payload_type,
+                audio.telephone_event,
                 audio.ssrc,
-            )),
+            ) {
+                Ok(channel) => AppMedia::Channel(channel),
+                Err(error) => {
+                    warn!(%call_id, %error, "no codec for the app: hanging up");
+                    let _ = call.hangup().await;
+                    answered.session.close().await;
+                    return 200;
+                }
+            },
         };
-        let codec = match &media {
-            AppMedia::Channel(channel) => channel.codec().name(),
-            _ => "",
-        };
-        self.run_app(call, media, app, message_meta(info, codec), Some(session));
+        let meta = message_meta(info, answered.codec.name());
+        self.run_app(call, media, app, meta, MediaSession::WebRtc(answered.session));
         200
     }
 
@@ -331,34 +379,45 @@ impl Engine {
         };
         let port = socket.local_addr().map(|addr| addr.port()).unwrap_or_default();
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sdp = plain::answer(offer, &agreed, self.advertised(&invite), port, session);
-        let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
-        info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
+        let advertise = self.advertised(&invite);
+        let sdp = plain::answer(offer, &agreed, advertise, port, session, 0);
         let media = match app {
             App::Echo => AppMedia::PlainEcho(socket),
-            _ => AppMedia::Channel(crate::media::channel::AudioChannel::udp(socket, agreed.clone())),
+            _ => match crate::media::channel::AudioChannel::udp(socket, agreed.clone()) {
+                Ok(channel) => AppMedia::Channel(channel),
+                Err(error) => {
+                    warn!(%call_id, %error, "codec refused to start");
+                    invite.reject(500, None, Some(&error.to_string()));
+                    return 500;
+                }
+            },
         };
-        self.run_app(call, media, app, message_meta(info, agreed.codec.name()), None);
+        let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
+        info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
+        let meta = message_meta(info, agreed.codec.name());
+        self.run_app(call, media, app, meta, MediaSession::Plain { agreed, advertise, port, session, version: 0 });
         200
     }
 
     /// Runs `app` on `media` until it is done, the caller hangs up, no RTP comes for the media
     /// timeout, or (WebRTC) ICE or DTLS fail; then ends the call with BYE unless the caller did.
-    /// The caller's BYE stops the app, which still finishes (a recording is stored).
+    /// The caller's BYE stops the app, which still finishes (a recording is stored). New offers
+    /// within the call are answered on the same media, which goes on.
     fn run_app(
         &self,
         call: crate::sip::dialog::CallHandle,
         media: AppMedia,
         app: App,
         meta: crate::media::mailbox::MessageMeta,
-        mut session: Option<crate::media::webrtc::WebRtcSession>,
+        mut session: MediaSession,
     ) {
         use crate::media::{apps, plain};
         let timeout = self.media.timeout;
         let settings = self.media.clone();
+        let mut offers = call.offers();
         tokio::spawn(async move {
             // No media before ICE and DTLS are up (and none at all if they fail).
-            if let Some(webrtc) = session.as_mut() {
+            if let MediaSession::WebRtc(webrtc) = &session {
                 let connected = tokio::select! {
                     connected = tokio::time::timeout(timeout, webrtc.connected()) => connected.unwrap_or(false),
                     _ = call.ended() => false,
@@ -368,9 +427,7 @@ impl Engine {
                         info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
                         let _ = call.hangup().await;
                     }
-                    if let Some(session) = session.take() {
-                        session.close().await;
-                    }
+                    session.close().await;
                     return;
                 }
             }
@@ -395,32 +452,33 @@ impl Engine {
                 }
             };
             tokio::pin!(running);
-            let failed = async {
-                match session.as_mut() {
-                    Some(session) => session.failed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let end = tokio::select! {
-                end = &mut running => end,
-                _ = call.ended() => {
-                    stop.cancel();
-                    running.await
-                }
-                () = failed => {
-                    info!(call_id = %call.id().call_id, "ICE or DTLS failed");
-                    stop.cancel();
-                    running.await;
-                    apps::AppEnd::TimedOut
+            let end = loop {
+                tokio::select! {
+                    end = &mut running => break end,
+                    _ = call.ended() => {
+                        stop.cancel();
+                        break running.await;
+                    }
+                    () = session.failed() => {
+                        info!(call_id = %call.id().call_id, "ICE or DTLS failed");
+                        stop.cancel();
+                        running.await;
+                        break apps::AppEnd::TimedOut;
+                    }
+                    Some(offer) = offers.recv() => {
+                        let answer = session.reanswer(&offer.sdp).await;
+                        if let OfferAnswer::NotAcceptable(why) = &answer {
+                            info!(call_id = %call.id().call_id, why, "new offer refused; the media goes on as it was");
+                        }
+                        offer.answer(answer);
+                    }
                 }
             };
             if end != apps::AppEnd::CallerLeft && !call.is_ended() {
                 info!(call_id = %call.id().call_id, ?end, "the app is done: hanging up");
                 let _ = call.hangup().await;
             }
-            if let Some(session) = session {
-                session.close().await;
-            }
+            session.close().await;
         });
     }
 

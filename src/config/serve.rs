@@ -119,18 +119,18 @@ pub struct MediaConfig {
     /// A call whose peer sends no RTP for this long is ended with BYE.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Codecs for plain RTP, in order of preference.
-    pub codecs: Vec<crate::media::plain::Codec>,
+    /// Audio codecs (PCMA, PCMU, OPUS), in order of preference, for plain RTP and WebRTC alike.
+    pub codecs: Vec<crate::media::codec::Codec>,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        use crate::media::plain::Codec;
+        use crate::media::codec::Codec;
         Self {
             bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             rtp_ports: "20000-29999".into(),
             timeout: Duration::from_secs(30),
-            codecs: vec![Codec::Pcma, Codec::Pcmu],
+            codecs: Codec::ALL.to_vec(),
         }
     }
 }
@@ -410,7 +410,7 @@ impl ServeConfig {
         }
         self.media.port_range()?;
         if self.media.codecs.is_empty() {
-            return Err("media.codecs must name at least one codec (PCMA, PCMU)".into());
+            return Err("media.codecs must name at least one codec (PCMA, PCMU, OPUS)".into());
         }
         if self.media.timeout.is_zero() {
             return Err("media.timeout must be above zero".into());

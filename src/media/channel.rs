@@ -1,6 +1,6 @@
 //! Audio in and out of one call, whatever carries it: plain RTP on a UDP socket (symmetric
-//! RTP), or the tracks of a WebRTC connection. G.711 decoding and encoding, RFC 4733 DTMF and
-//! 20 ms pacing are the same for both; the apps only see samples and keys.
+//! RTP), or the tracks of a WebRTC connection. Decoding and encoding (G.711, Opus), RFC 4733
+//! DTMF and 20 ms pacing are the same for both; the apps only see samples and keys.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use tracing::debug;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 
-use super::plain::{telephone_event, Codec, Negotiated, FRAME};
+use super::codec::{Codec, CodecError, Decoder, Encoder, FRAME};
+use super::plain::{telephone_event, Negotiated};
 
 /// What arrives on an audio channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,8 @@ enum Path {
 pub struct AudioChannel {
     path: Path,
     codec: Codec,
+    encoder: Encoder,
+    decoder: Decoder,
     payload_type: u8,
     telephone_event: Option<u8>,
     ssrc: u32,
@@ -48,38 +51,44 @@ pub struct AudioChannel {
 
 impl AudioChannel {
     /// Plain RTP on `socket` for the stream `agreed`.
-    pub fn udp(socket: UdpSocket, agreed: Negotiated) -> Self {
-        Self {
+    pub fn udp(socket: UdpSocket, agreed: Negotiated) -> Result<Self, CodecError> {
+        Ok(Self {
             path: Path::Udp { socket, remote: agreed.remote, buffer: vec![0u8; 2048] },
             codec: agreed.codec,
+            encoder: agreed.codec.encoder()?,
+            decoder: agreed.codec.decoder()?,
             payload_type: agreed.payload_type,
             telephone_event: agreed.telephone_event,
             ssrc: rand::random(),
             sequence: rand::random(),
             timestamp: rand::random(),
             last_dtmf: None,
-        }
+        })
     }
 
     /// The tracks of a WebRTC connection: `incoming` from the peer's, `track` ringer's own
-    /// (whose SSRC is `ssrc`), in `codec` as payload type `payload_type`.
+    /// (whose SSRC is `ssrc`), in `codec` as payload type `payload_type`, with telephone-events
+    /// as `telephone_event`.
     pub fn webrtc(
         incoming: mpsc::UnboundedReceiver<rtc::rtp::Packet>,
         track: Arc<TrackLocalStaticRTP>,
         codec: Codec,
         payload_type: u8,
+        telephone_event: Option<u8>,
         ssrc: u32,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, CodecError> {
+        Ok(Self {
             path: Path::WebRtc { incoming, track },
             codec,
+            encoder: codec.encoder()?,
+            decoder: codec.decoder()?,
             payload_type,
-            telephone_event: None,
+            telephone_event,
             ssrc,
             sequence: rand::random(),
             timestamp: rand::random(),
             last_dtmf: None,
-        }
+        })
     }
 
     /// The codec in use.
@@ -128,11 +137,11 @@ impl AudioChannel {
             if pt != self.payload_type {
                 continue;
             }
-            let decode = match self.codec {
-                Codec::Pcma => super::g711::alaw_decode,
-                Codec::Pcmu => super::g711::ulaw_decode,
-            };
-            return Some(Incoming::Audio(packet.payload.iter().map(|byte| decode(*byte)).collect()));
+            match self.decoder.decode(&packet.payload) {
+                Ok(samples) => return Some(Incoming::Audio(samples)),
+                // One bad packet is a lost packet, not the end of the call.
+                Err(error) => debug!(%error, "undecodable audio payload"),
+            }
         }
     }
 
@@ -150,9 +159,12 @@ impl AudioChannel {
 
     /// Sends one frame of linear audio (up to [`FRAME`] samples) to the peer.
     pub async fn send(&mut self, samples: &[i16]) {
-        let encode = match self.codec {
-            Codec::Pcma => super::g711::alaw_encode,
-            Codec::Pcmu => super::g711::ulaw_encode,
+        let payload = match self.encoder.encode(samples) {
+            Ok(payload) => payload,
+            Err(error) => {
+                debug!(%error, "could not encode a frame");
+                return;
+            }
         };
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
@@ -163,10 +175,10 @@ impl AudioChannel {
                 ssrc: self.ssrc,
                 ..Default::default()
             },
-            payload: samples.iter().map(|sample| encode(*sample)).collect::<Vec<u8>>().into(),
+            payload: payload.into(),
         };
         self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(samples.len() as u32);
+        self.timestamp = self.timestamp.wrapping_add(self.encoder.ticks(samples.len()));
         match &self.path {
             Path::Udp { socket, remote, .. } => {
                 if let Ok(bytes) = packet.marshal() {

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-/// Samples a second.
-pub const SAMPLE_RATE: u32 = 8000;
+pub use super::codec::SAMPLE_RATE;
 const HEADER: u64 = 44;
 const PARTIAL_WAV: &str = ".wav.partial";
 const PARTIAL_META: &str = ".partial.json";

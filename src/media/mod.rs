@@ -3,8 +3,10 @@
 
 pub mod apps;
 pub mod channel;
+pub mod codec;
 pub mod g711;
 pub mod mailbox;
+pub mod peer;
 pub mod plain;
 pub mod sdp;
 pub mod webrtc;

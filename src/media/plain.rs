@@ -3,7 +3,6 @@
 //! Symmetric RTP: media goes back to where the peer's packets come from (RFC 4961), so a NAT
 //! between does not matter; until the first packet, to the address in the offer.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -14,41 +13,8 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+pub use super::codec::{Codec, FRAME};
 use super::sdp::{MediaDescription, SessionDescription};
-
-/// The audio codecs ringer answers plain RTP with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Codec {
-    /// G.711 A-law.
-    Pcma,
-    /// G.711 µ-law.
-    Pcmu,
-}
-
-impl Codec {
-    /// The encoding name in `a=rtpmap`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Pcma => "PCMA",
-            Codec::Pcmu => "PCMU",
-        }
-    }
-
-    /// The static payload type (RFC 3551).
-    pub fn static_payload_type(self) -> u8 {
-        match self {
-            Codec::Pcma => 8,
-            Codec::Pcmu => 0,
-        }
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// What was agreed for one plain RTP audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,47 +60,66 @@ pub fn negotiate(offer: &SessionDescription, preference: &[Codec]) -> Result<Neg
         .find_map(|codec| {
             offered
                 .iter()
-                .find(|(_, name, rate)| name.eq_ignore_ascii_case(codec.name()) && *rate == 8000)
+                .find(|(_, name, rate)| codec.matches(name, *rate))
                 .map(|(pt, _, _)| (*codec, *pt))
         })
         .ok_or_else(|| {
             NegotiationError::NoCommonCodec(preference.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
         })?;
-    let telephone_event = offered
-        .iter()
-        .find(|(_, name, rate)| name.eq_ignore_ascii_case("telephone-event") && *rate == 8000)
-        .map(|(pt, _, _)| *pt);
+    let telephone_event = telephone_event_type(&offered, codec.clock_rate());
     let address = media.connection.or(offer.connection).ok_or(NegotiationError::NoAddress)?;
     Ok(Negotiated { media_index, remote: SocketAddr::new(address, media.port), codec, payload_type, telephone_event })
 }
 
 /// The answer to `offer`: the negotiated stream on `advertise`:`port`, every other stream
-/// declined with port 0 (RFC 3264 §6).
-pub fn answer(offer: &SessionDescription, agreed: &Negotiated, advertise: IpAddr, port: u16, session: u64) -> String {
+/// declined with port 0 (RFC 3264 §6). `version` is the `o=` version: 0 for the first answer,
+/// one more for each later one in the same call (RFC 3264 §8).
+pub fn answer(
+    offer: &SessionDescription,
+    agreed: &Negotiated,
+    advertise: IpAddr,
+    port: u16,
+    session: u64,
+    version: u64,
+) -> String {
     use std::fmt::Write as _;
     let family = if advertise.is_ipv6() { "IP6" } else { "IP4" };
     let mut sdp = format!(
-        "v=0\r\no=ringer {session} {session} IN {family} {advertise}\r\ns=ringer\r\nc=IN {family} {advertise}\r\nt=0 0\r\n"
+        "v=0\r\no=ringer {session} {version} IN {family} {advertise}\r\ns=ringer\r\nc=IN {family} {advertise}\r\nt=0 0\r\n"
     );
     for (index, media) in offer.media.iter().enumerate() {
         if index != agreed.media_index {
             let _ = write!(sdp, "m={} 0 {} {}\r\n", media.kind, media.proto, first_format(media));
             continue;
         }
-        let (pt, codec) = (agreed.payload_type, agreed.codec.name());
+        let (pt, codec, rate) = (agreed.payload_type, agreed.codec, agreed.codec.clock_rate());
+        let rtpmap = match codec.channels() {
+            1 => format!("{codec}/{rate}"),
+            channels => format!("{codec}/{rate}/{channels}"),
+        };
         match agreed.telephone_event {
             Some(te) => {
                 let _ = write!(
                     sdp,
-                    "m=audio {port} {} {pt} {te}\r\na=rtpmap:{pt} {codec}/8000\r\na=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n",
+                    "m=audio {port} {} {pt} {te}\r\na=rtpmap:{pt} {rtpmap}\r\na=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n",
                     media.proto
                 );
             }
             None => {
-                let _ = write!(sdp, "m=audio {port} {} {pt}\r\na=rtpmap:{pt} {codec}/8000\r\n", media.proto);
+                let _ = write!(sdp, "m=audio {port} {} {pt}\r\na=rtpmap:{pt} {rtpmap}\r\n", media.proto);
             }
         }
-        sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+        // RFC 3264 §6.1: a stream on hold (sendonly) is answered recvonly, and so on.
+        let direction = if media.attribute("sendonly").is_some() {
+            "recvonly"
+        } else if media.attribute("recvonly").is_some() {
+            "sendonly"
+        } else if media.attribute("inactive").is_some() {
+            "inactive"
+        } else {
+            "sendrecv"
+        };
+        let _ = write!(sdp, "a=ptime:20\r\na={direction}\r\n");
     }
     sdp
 }
@@ -209,8 +194,14 @@ pub async fn echo(socket: UdpSocket, timeout: Duration, stop: CancellationToken)
     }
 }
 
-/// Samples in one 20 ms frame at 8 kHz.
-pub const FRAME: usize = 160;
+/// The payload type of RFC 4733 telephone-event among `offered` at `clock_rate`, the audio
+/// codec's (RFC 4733 §2.1).
+pub fn telephone_event_type(offered: &[(u8, String, u32)], clock_rate: u32) -> Option<u8> {
+    offered
+        .iter()
+        .find(|(_, name, rate)| name.eq_ignore_ascii_case("telephone-event") && *rate == clock_rate)
+        .map(|(pt, _, _)| *pt)
+}
 
 /// A decoded RFC 4733 telephone-event payload: the key, and whether this packet ends it.
 pub fn telephone_event(payload: &[u8]) -> Option<(char, bool)> {
@@ -240,7 +231,9 @@ mod tests {
         assert_eq!(agreed.media_index, 1);
         assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Pcma, 8, Some(101)));
         assert_eq!(agreed.remote, "192.0.2.1:49170".parse::<SocketAddr>().unwrap());
-        let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9);
+        let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9, 0);
+        assert!(sdp.contains("o=ringer 9 0 IN IP4 203.0.113.5\r\n"), "{sdp}");
+        assert!(sdp.contains("a=sendrecv\r\n"), "{sdp}");
         assert!(sdp.contains("c=IN IP4 203.0.113.5\r\n"), "{sdp}");
         assert!(
             sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"),
@@ -249,6 +242,20 @@ mod tests {
         assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{sdp}");
         // The other preference order picks the other codec.
         assert_eq!(negotiate(&offer, &[Codec::Pcmu]).unwrap().payload_type, 0);
+    }
+
+    #[test]
+    fn opus_and_hold_are_answered_in_kind() {
+        let offer = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 96 101 8\r\na=rtpmap:96 opus/48000/2\r\n\
+            a=rtpmap:101 telephone-event/48000\r\na=sendonly\r\n";
+        let offer = SessionDescription::parse(offer).unwrap();
+        let agreed = negotiate(&offer, &[Codec::Opus, Codec::Pcma]).unwrap();
+        assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Opus, 96, Some(101)));
+        let sdp = answer(&offer, &agreed, "192.0.2.9".parse().unwrap(), 20002, 7, 3);
+        assert!(sdp.contains("o=ringer 7 3 IN IP4"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/48000\r\n"), "{sdp}");
+        assert!(sdp.contains("a=recvonly\r\n"), "held by the offerer: {sdp}");
+        assert_eq!(negotiate(&offer, &[Codec::Pcma]).unwrap().telephone_event, None, "events at 48 kHz do not go with PCMA");
     }
 
     #[test]

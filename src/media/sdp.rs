@@ -131,6 +131,14 @@ impl MediaDescription {
         }
     }
 
+    /// The `a=fmtp` parameters of payload type `pt`.
+    pub fn fmtp(&self, pt: u8) -> Option<&str> {
+        self.attributes.iter().filter(|(n, _)| n.eq_ignore_ascii_case("fmtp")).find_map(|(_, v)| {
+            let (number, parameters) = v.as_deref()?.split_once(' ')?;
+            (number.trim().parse::<u8>().ok()? == pt).then_some(parameters.trim())
+        })
+    }
+
     /// The offered RTP payload types with a known encoding: (payload type, name, clock rate).
     pub fn codecs(&self) -> Vec<(u8, String, u32)> {
         self.formats

@@ -7,10 +7,11 @@
 //! when the offer had none, so the answer has the shape of the offer.
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -26,15 +27,15 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
-use super::plain::Codec;
+use super::codec::Codec;
 use super::sdp::SessionDescription;
 
 /// Why a WebRTC answer could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum WebRtcError {
-    /// No audio stream in a codec ringer has (for apps that play and record: PCMA or PCMU).
-    #[error("no audio stream in a codec ringer has (PCMA, PCMU; Opus for echo)")]
-    NoCodec,
+    /// No audio stream in a codec ringer is configured for.
+    #[error("no audio stream in a codec ringer has (configured: {0})")]
+    NoCodec(String),
     /// The offer could not be read.
     #[error("offer: {0}")]
     Offer(String),
@@ -47,67 +48,161 @@ fn stack(error: impl std::fmt::Display) -> WebRtcError {
     WebRtcError::Stack(error.to_string())
 }
 
-/// An offer with `a=mid` on every media section, and whether the original had them.
+/// Where and how ringer's side of WebRTC calls runs.
+#[derive(Debug, Clone)]
+pub struct WebRtcOptions {
+    /// The local address ICE binds (and offers as its host candidate).
+    pub bind: IpAddr,
+    /// The public address of a 1:1 NAT in front of `bind`, offered instead of it.
+    pub public: Option<IpAddr>,
+    /// The UDP ports to bind in; `None`: any free port.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// Audio codecs by preference.
+    pub codecs: Vec<Codec>,
+}
+
+impl WebRtcOptions {
+    /// Any free port on `bind`, the codecs in ringer's default order.
+    pub fn on(bind: IpAddr) -> Self {
+        Self { bind, public: None, ports: None, codecs: Codec::ALL.to_vec() }
+    }
+}
+
+/// The offer as the stack takes it: `a=mid` on every media section when it has none, and
+/// `SAVPF` for `SAVP` (the stack rejects the plain profile; RTCP feedback stays unused unless
+/// the offer lists some). Returns whether the original had mids.
 pub fn normalise_offer(offer: &str) -> (String, bool) {
     let had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
-    if had_mid {
-        return (offer.to_owned(), true);
-    }
     let mut out = String::with_capacity(offer.len() + 64);
     let mut index = 0;
-    for line in offer.lines() {
-        out.push_str(line.trim_end());
-        out.push_str("\r\n");
+    for line in offer.lines().map(str::trim_end) {
         if line.starts_with("m=") {
-            out.push_str(&format!("a=mid:{index}\r\n"));
-            index += 1;
+            out.push_str(&line.replacen("/SAVP ", "/SAVPF ", 1));
+            out.push_str("\r\n");
+            if !had_mid {
+                out.push_str(&format!("a=mid:{index}\r\n"));
+                index += 1;
+            }
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
         }
     }
-    (out, false)
+    (out, had_mid)
 }
 
-/// The answer in the offer's shape: without `a=mid` and BUNDLE when the offer had no mid.
-pub fn shape_answer(answer: &str, offer_had_mid: bool) -> String {
-    if offer_had_mid {
-        return answer.to_owned();
+/// `sdp` with `public` in place of `bind` in its candidates and connection lines: ringer behind
+/// a 1:1 NAT (the stack does not rewrite them itself).
+pub fn with_public_address(sdp: &str, bind: IpAddr, public: IpAddr) -> String {
+    if bind == public {
+        return sdp.to_owned();
     }
-    answer
-        .lines()
-        .map(str::trim_end)
-        .filter(|line| !line.starts_with("a=mid:") && !line.starts_with("a=group:BUNDLE"))
-        .map(|line| format!("{line}\r\n"))
-        .collect()
+    let (bind, public) = (bind.to_string(), public.to_string());
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("a=candidate:") || line.starts_with("c=") || line.starts_with("a=rtcp:") {
+            let fields: Vec<&str> = line.split(' ').map(|field| if field == bind { &public } else { field }).collect();
+            out.push_str(&fields.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
 }
 
-/// The audio codec of the offer ringer answers with: PCMA, then PCMU, then (unless the app
-/// needs to decode) Opus; with the G.711 codec when it is one.
-fn choose_codec(offer: &SessionDescription, g711_only: bool) -> Option<(RTCRtpCodecParameters, Option<Codec>)> {
-    let audio = offer.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
-    let offered = audio.codecs();
-    let choices = [
-        (MIME_TYPE_PCMA, "PCMA", 8000, 1, Some(Codec::Pcma)),
-        (MIME_TYPE_PCMU, "PCMU", 8000, 1, Some(Codec::Pcmu)),
-        (MIME_TYPE_OPUS, "opus", 48000, 2, None),
-    ];
-    for (mime, name, rate, channels, g711) in choices {
-        if g711_only && g711.is_none() {
+/// The answer in the offer's shape: without `a=mid` and BUNDLE when the offer had no mid, and
+/// each `m=` line with the transport profile its offer used (the stack always writes SAVPF; an
+/// `RTP/SAVP` offer gets `RTP/SAVP` back, RFC 3264 §6).
+pub fn shape_answer(answer: &str, offer: &str) -> String {
+    let offer_had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
+    let mut offered_protos = offer
+        .lines()
+        .filter_map(|line| line.trim_end().strip_prefix("m="))
+        .map(|media| media.split_whitespace().nth(2).unwrap_or_default().to_owned());
+    let mut out = String::with_capacity(answer.len());
+    for line in answer.lines().map(str::trim_end) {
+        if !offer_had_mid && (line.starts_with("a=mid:") || line.starts_with("a=group:BUNDLE")) {
             continue;
         }
-        if let Some((pt, _, _)) = offered.iter().find(|(_, n, r)| n.eq_ignore_ascii_case(name) && *r == rate) {
-            let parameters = RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: mime.to_owned(),
-                    clock_rate: rate,
-                    channels,
-                    sdp_fmtp_line: String::new(),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: *pt,
-            };
-            return Some((parameters, g711));
+        let offered = if line.starts_with("m=") { offered_protos.next() } else { None };
+        match (line.strip_prefix("m="), offered) {
+            (Some(media), Some(proto)) if proto.contains("SAVP") => {
+                let fields: Vec<&str> = media.split_whitespace().collect();
+                let mut rewritten = fields.clone();
+                if let Some(field) = rewritten.get_mut(2) {
+                    *field = &proto;
+                }
+                out.push_str("m=");
+                out.push_str(&rewritten.join(" "));
+            }
+            _ => out.push_str(line),
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The audio ringer answers with: the codec, and telephone-event when offered.
+#[derive(Debug, Clone)]
+struct Chosen {
+    codec: Codec,
+    payload_type: u8,
+    fmtp: String,
+    /// telephone-event's payload type, clock rate and fmtp.
+    telephone_event: Option<(u8, u32, String)>,
+}
+
+/// The first audio section's codec, first of `preference` that it offers.
+fn choose_codec(offer: &SessionDescription, preference: &[Codec]) -> Option<Chosen> {
+    let audio = offer.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
+    let offered = audio.codecs();
+    let (codec, payload_type) = preference.iter().find_map(|codec| {
+        offered.iter().find(|(_, name, rate)| codec.matches(name, *rate)).map(|(pt, _, _)| (*codec, *pt))
+    })?;
+    let telephone_event = super::plain::telephone_event_type(&offered, codec.clock_rate()).map(|pt| {
+        let rate = audio.rtpmap(pt).map(|(_, rate)| rate).unwrap_or(8000);
+        (pt, rate, audio.fmtp(pt).unwrap_or("0-16").to_owned())
+    });
+    let fmtp = audio.fmtp(payload_type).unwrap_or_default().to_owned();
+    Some(Chosen { codec, payload_type, fmtp, telephone_event })
+}
+
+impl Chosen {
+    fn rtp_codec(&self) -> RTCRtpCodec {
+        RTCRtpCodec {
+            mime_type: format!("audio/{}", self.codec.name()),
+            clock_rate: self.codec.clock_rate(),
+            channels: self.codec.channels(),
+            sdp_fmtp_line: self.fmtp.clone(),
+            rtcp_feedback: vec![],
         }
     }
-    None
+
+    /// The chosen codec, then telephone-event when offered.
+    fn codec_parameters(&self) -> Vec<RTCRtpCodecParameters> {
+        let mut parameters = vec![RTCRtpCodecParameters { rtp_codec: self.rtp_codec(), payload_type: self.payload_type }];
+        if let Some((payload_type, clock_rate, fmtp)) = &self.telephone_event {
+            let events = RTCRtpCodec {
+                mime_type: "audio/telephone-event".into(),
+                clock_rate: *clock_rate,
+                channels: 1,
+                sdp_fmtp_line: fmtp.clone(),
+                rtcp_feedback: vec![],
+            };
+            parameters.push(RTCRtpCodecParameters { rtp_codec: events, payload_type: *payload_type });
+        }
+        parameters
+    }
+
+    /// A media engine that knows exactly the chosen codec and telephone-event.
+    fn media_engine(&self) -> Result<MediaEngine, WebRtcError> {
+        let mut engine = MediaEngine::default();
+        for parameters in self.codec_parameters() {
+            engine.register_codec(parameters, RtpCodecKind::Audio).map_err(stack)?;
+        }
+        Ok(engine)
+    }
 }
 
 /// Where the peer's audio goes.
@@ -146,6 +241,9 @@ impl PeerConnectionEventHandler for Handler {
                     while let Some(event) = track.poll().await {
                         if let TrackRemoteEvent::OnRtpPacket(mut packet) = event {
                             packet.header.ssrc = ssrc;
+                            // Header extensions were not negotiated for ringer's own track.
+                            packet.header.extension = false;
+                            packet.header.extensions.clear();
                             if output.write_rtp(packet).await.is_err() {
                                 break;
                             }
@@ -173,32 +271,54 @@ impl PeerConnectionEventHandler for Handler {
 pub struct WebRtcSession {
     connection: Box<dyn PeerConnection>,
     state: watch::Receiver<RTCPeerConnectionState>,
+    /// The bound address and the public one written in its place.
+    public: Option<(IpAddr, IpAddr)>,
 }
 
 impl WebRtcSession {
     /// Resolves when ICE and DTLS fail or the connection closes.
-    pub async fn failed(&mut self) {
-        while self.state.changed().await.is_ok() {
-            if matches!(*self.state.borrow(), RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
+    pub async fn failed(&self) {
+        let mut state = self.state.clone();
+        loop {
+            if matches!(*state.borrow_and_update(), RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
                 return;
             }
+            if state.changed().await.is_err() {
+                return std::future::pending::<()>().await;
+            }
         }
-        std::future::pending::<()>().await
     }
 
     /// Resolves when ICE and DTLS have completed (`true`), or failed (`false`). Apps wait for
     /// this before they send: no media leaves before DTLS is up.
-    pub async fn connected(&mut self) -> bool {
+    pub async fn connected(&self) -> bool {
+        let mut state = self.state.clone();
         loop {
-            match *self.state.borrow_and_update() {
+            match *state.borrow_and_update() {
                 RTCPeerConnectionState::Connected => return true,
                 RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return false,
                 _ => {}
             }
-            if self.state.changed().await.is_err() {
+            if state.changed().await.is_err() {
                 return false;
             }
         }
+    }
+
+    /// Answers a new offer within the call (a re-INVITE or UPDATE from the core) on the same
+    /// connection: the same ICE agent, DTLS association and tracks, so the media goes on.
+    pub async fn reanswer(&self, offer: &str) -> Result<String, WebRtcError> {
+        let (normalised, _) = normalise_offer(offer);
+        let remote = RTCSessionDescription::offer(normalised).map_err(stack)?;
+        self.connection.set_remote_description(remote).await.map_err(stack)?;
+        let answer = self.connection.create_answer(None).await.map_err(stack)?;
+        self.connection.set_local_description(answer).await.map_err(stack)?;
+        let local = self.connection.local_description().await.ok_or_else(|| stack("no local description"))?;
+        let sdp = shape_answer(&local.sdp, offer);
+        Ok(match self.public {
+            Some((bind, public)) => with_public_address(&sdp, bind, public),
+            None => sdp,
+        })
     }
 
     /// Ends the media.
@@ -217,36 +337,80 @@ pub struct WebRtcAudio {
     pub codec: Codec,
     /// Its payload type.
     pub payload_type: u8,
+    /// RFC 4733 telephone-event's payload type, when negotiated.
+    pub telephone_event: Option<u8>,
     /// Its SSRC.
     pub ssrc: u32,
 }
 
-/// Answers a WebRTC-style `offer` with the echo app on `bind`: what arrives on the audio
-/// track goes back on ringer's own. Returns the answer in the offer's shape.
-pub async fn answer_echo(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSession), WebRtcError> {
-    let (answer, session, _) = answer(offer, bind, false).await?;
-    Ok((answer, session))
+/// A WebRTC answer: the SDP (in the offer's shape), the session, and the audio for an app
+/// (`None` for echo, which the stack reflects itself).
+pub struct Answered {
+    /// The SDP answer.
+    pub sdp: String,
+    /// The media session.
+    pub session: WebRtcSession,
+    /// The codec answered with.
+    pub codec: Codec,
+    /// The audio, for apps that play and listen.
+    pub audio: Option<WebRtcAudio>,
 }
 
-/// Answers a WebRTC-style `offer` for an app that plays and listens (G.711 only: the app
-/// decodes); returns the answer, the session and the audio.
-pub async fn answer_for_app(offer: &str, bind: IpAddr) -> Result<(String, WebRtcSession, WebRtcAudio), WebRtcError> {
-    let (answer, session, audio) = answer(offer, bind, true).await?;
-    let audio = audio.ok_or(WebRtcError::NoCodec)?;
-    Ok((answer, session, audio))
+/// Answers a WebRTC-style `offer` with the echo app: what arrives on the audio track goes back
+/// on ringer's own.
+pub async fn answer_echo(offer: &str, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
+    answer(offer, options, false).await
 }
 
-async fn answer(
-    offer: &str,
-    bind: IpAddr,
-    for_app: bool,
-) -> Result<(String, WebRtcSession, Option<WebRtcAudio>), WebRtcError> {
+/// Answers a WebRTC-style `offer` for an app that plays and listens.
+pub async fn answer_for_app(offer: &str, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
+    answer(offer, options, true).await
+}
+
+/// Tries to build a connection to each port of the range in turn from a random place, as the
+/// stack binds when it is built.
+async fn build_connection(
+    options: &WebRtcOptions,
+    chosen: &Chosen,
+    handler: Arc<Handler>,
+) -> Result<Box<dyn PeerConnection>, WebRtcError> {
+    let ports: Vec<u16> = match &options.ports {
+        None => vec![0],
+        Some(range) => {
+            let all: Vec<u16> = range.clone().collect();
+            let start = rand::random_range(0..all.len().max(1));
+            all.iter().cycle().skip(start).take(all.len().min(16)).copied().collect()
+        }
+    };
+    let mut last_error = stack("the RTP port range is empty");
+    for port in ports {
+        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
+        let built = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(chosen.media_engine()?)
+            .with_handler(handler.clone())
+            .with_runtime(runtime)
+            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, port))])
+            .build()
+            .await;
+        match built {
+            Ok(connection) => return Ok(Box::new(connection)),
+            Err(error) => {
+                debug!(port, %error, "WebRTC could not bind");
+                last_error = stack(error);
+            }
+        }
+    }
+    Err(last_error)
+}
+
+async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<Answered, WebRtcError> {
     let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
-    let (codec, g711) = choose_codec(&parsed, for_app).ok_or(WebRtcError::NoCodec)?;
+    let chosen = choose_codec(&parsed, &options.codecs).ok_or_else(|| {
+        WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
+    })?;
     let ssrc = rand::random::<u32>();
-    let (normalised, had_mid) = normalise_offer(offer);
-    let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(codec.clone(), RtpCodecKind::Audio).map_err(stack)?;
+    let (normalised, _) = normalise_offer(offer);
     let output = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("ringer-{}", rand::random::<u32>()),
         "ringer-audio".to_owned(),
@@ -254,42 +418,47 @@ async fn answer(
         RtpCodecKind::Audio,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec: codec.rtp_codec.clone(),
+            codec: chosen.rtp_codec(),
             ..Default::default()
         }],
     )));
     let (gathered, mut gathering) = mpsc::channel(1);
     let (state, state_changes) = watch::channel(RTCPeerConnectionState::New);
-    let (sink, audio) = match (for_app, g711) {
-        (true, Some(g711)) => {
-            let (sender, incoming) = mpsc::unbounded_channel();
-            let audio =
-                WebRtcAudio { incoming, track: output.clone(), codec: g711, payload_type: codec.payload_type, ssrc };
-            (Sink::App(sender), Some(audio))
-        }
-        _ => (Sink::Echo(output.clone()), None),
+    let (sink, audio) = if for_app {
+        let (sender, incoming) = mpsc::unbounded_channel();
+        let audio = WebRtcAudio {
+            incoming,
+            track: output.clone(),
+            codec: chosen.codec,
+            payload_type: chosen.payload_type,
+            telephone_event: chosen.telephone_event.as_ref().map(|(pt, _, _)| *pt),
+            ssrc,
+        };
+        (Sink::App(sender), Some(audio))
+    } else {
+        (Sink::Echo(output.clone()), None)
     };
     let handler = Arc::new(Handler { sink, gathered, state });
-    let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
-    let connection = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_handler(handler)
-        .with_runtime(runtime)
-        .with_udp_addrs(vec![format!("{bind}:0")])
-        .build()
-        .await
-        .map_err(stack)?;
+    let connection = build_connection(options, &chosen, handler).await?;
     let output: Arc<dyn TrackLocal> = output;
-    connection.add_track(output).await.map_err(stack)?;
+    // The track's transceiver takes the offer's audio section; it answers with the chosen codec
+    // and telephone-event, not only the track's codec.
+    let transceiver = connection.add_transceiver_from_track(output, None).await.map_err(stack)?;
+    transceiver.set_codec_preferences(chosen.codec_parameters()).await.map_err(stack)?;
     connection.set_remote_description(RTCSessionDescription::offer(normalised).map_err(stack)?).await.map_err(stack)?;
     let answer = connection.create_answer(None).await.map_err(stack)?;
     connection.set_local_description(answer).await.map_err(stack)?;
     // No trickle ICE over SIP: the answer carries every candidate.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gathering.recv()).await;
     let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
-    let session = WebRtcSession { connection: Box::new(connection), state: state_changes };
-    Ok((shape_answer(&local.sdp, had_mid), session, audio))
+    let public = options.public.map(|public| (options.bind, public));
+    let session = WebRtcSession { connection, state: state_changes, public };
+    let sdp = shape_answer(&local.sdp, offer);
+    let sdp = match public {
+        Some((bind, public)) => with_public_address(&sdp, bind, public),
+        None => sdp,
+    };
+    Ok(Answered { sdp, session, codec: chosen.codec, audio })
 }
 
 #[cfg(test)]
@@ -304,9 +473,23 @@ mod tests {
         assert!(normalised.contains("m=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"), "{normalised}");
         assert!(normalised.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"), "{normalised}");
         let answer = "v=0\r\na=group:BUNDLE 0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\na=rtcp-mux\r\n";
-        assert_eq!(shape_answer(answer, false), "v=0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\n");
-        assert_eq!(shape_answer(answer, true), answer);
+        assert_eq!(shape_answer(answer, offer), "v=0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\n");
+        assert_eq!(shape_answer(answer, &normalised), answer);
+        let savp = "v=0\r\nm=audio 9 RTP/SAVP 8\r\na=mid:0\r\n";
+        assert!(shape_answer(answer, savp).contains("m=audio 5000 RTP/SAVP 8\r\n"));
         let browser = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio\r\n";
         assert_eq!(normalise_offer(browser), (browser.to_owned(), true));
+        let savp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\na=mid:audio\r\n";
+        assert_eq!(normalise_offer(savp).0, browser);
+    }
+
+    #[test]
+    fn the_public_address_replaces_the_bound_one() {
+        let sdp = "c=IN IP4 10.0.0.5\r\na=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\na=ice-ufrag:x\r\n";
+        let public = with_public_address(sdp, "10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        assert_eq!(
+            public,
+            "c=IN IP4 203.0.113.9\r\na=candidate:1 1 udp 2130706431 203.0.113.9 40000 typ host\r\na=ice-ufrag:x\r\n"
+        );
     }
 }

@@ -7,7 +7,6 @@ pub mod audio;
 pub mod lab;
 pub mod sip;
 pub mod sipp;
-pub mod webrtc_peer;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,338 @@
+//! The offering side of a WebRTC-style call, as the operator's SBC presents a handset to a TAS:
+//! ICE, DTLS-SRTP (`setup:actpass`), rtcp-mux, one audio section; by default without `a=mid`,
+//! BUNDLE, msid or SSRC lines, as SIP offers come. The emulated core places calls with it, and
+//! it plays audio (a tone, a file, DTMF) and keeps what it hears, so both directions of a call
+//! can be checked.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+};
+
+use super::codec::{Codec, Encoder, FRAME};
+use super::webrtc::WebRtcError;
+
+/// How the offer looks.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// The address to bind and offer.
+    pub bind: IpAddr,
+    /// The audio codec offered (with telephone-event at its clock rate).
+    pub codec: Codec,
+    /// Keep `a=mid`, BUNDLE, msid and SSRC lines, as a browser's offer has them.
+    pub browser_shape: bool,
+    /// `RTP/SAVP` instead of `RTP/SAVPF` after `UDP/TLS/`.
+    pub savp: bool,
+    /// Offer as an ICE-lite agent (RFC 8445 §2.5), as many SBCs are.
+    pub ice_lite: bool,
+}
+
+impl PeerOptions {
+    /// An SBC-style PCMA offer on `bind`.
+    pub fn sbc(bind: IpAddr) -> Self {
+        Self { bind, codec: Codec::Pcma, browser_shape: false, savp: false, ice_lite: false }
+    }
+}
+
+/// The payload type offered for telephone-event.
+const TELEPHONE_EVENT: u8 = 101;
+
+/// What the peer hears: audio payloads and DTMF events, in arrival order.
+struct Heard {
+    payload_type: u8,
+    payload: Vec<u8>,
+}
+
+struct Handler {
+    gathered: mpsc::Sender<()>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    heard: mpsc::UnboundedSender<Heard>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let heard = self.heard.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    let heard_packet =
+                        Heard { payload_type: packet.header.payload_type, payload: packet.payload.to_vec() };
+                    if heard.send(heard_packet).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn stack(error: impl std::fmt::Display) -> WebRtcError {
+    WebRtcError::Stack(error.to_string())
+}
+
+fn rtp_codec(codec: Codec) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: format!("audio/{}", codec.name()),
+        clock_rate: codec.clock_rate(),
+        channels: codec.channels(),
+        sdp_fmtp_line: match codec {
+            Codec::Opus => "minptime=10;useinbandfec=1".into(),
+            _ => String::new(),
+        },
+        rtcp_feedback: vec![],
+    }
+}
+
+/// One side of a WebRTC-style call that offers.
+pub struct OfferingPeer {
+    connection: Box<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    codec: Codec,
+    payload_type: u8,
+    encoder: Encoder,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    states: watch::Receiver<RTCPeerConnectionState>,
+    hearing: mpsc::UnboundedReceiver<Heard>,
+    options: PeerOptions,
+}
+
+impl OfferingPeer {
+    /// A peer and its offer, shaped as `options` say.
+    pub async fn offer(options: PeerOptions) -> Result<(OfferingPeer, String), WebRtcError> {
+        let codec = options.codec;
+        let payload_type = codec.static_payload_type().unwrap_or(111);
+        let audio = RTCRtpCodecParameters { rtp_codec: rtp_codec(codec), payload_type };
+        let events = RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "audio/telephone-event".into(),
+                clock_rate: codec.clock_rate(),
+                channels: 1,
+                sdp_fmtp_line: "0-16".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: TELEPHONE_EVENT,
+        };
+        let mut media_engine = MediaEngine::default();
+        for parameters in [&audio, &events] {
+            media_engine.register_codec(parameters.clone(), RtpCodecKind::Audio).map_err(stack)?;
+        }
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("peer-{ssrc}"),
+            "peer-audio".into(),
+            "peer-audio".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: rtp_codec(codec),
+                ..Default::default()
+            }],
+        )));
+        let (gathered, mut gathering) = mpsc::channel(1);
+        let (state, states) = watch::channel(RTCPeerConnectionState::New);
+        let (heard, hearing) = mpsc::unbounded_channel();
+        let connection = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(SettingEngineBuilder::new().with_lite(options.ice_lite).build())
+            .with_handler(Arc::new(Handler { gathered, state, heard }))
+            .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?)
+            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, 0))])
+            .build()
+            .await
+            .map_err(stack)?;
+        let as_local: Arc<dyn TrackLocal> = track.clone();
+        // A transceiver of its own, so that the offer lists telephone-event beside the codec.
+        let transceiver = connection.add_transceiver_from_track(as_local, None).await.map_err(stack)?;
+        transceiver.set_codec_preferences(vec![audio, events]).await.map_err(stack)?;
+        let offer = connection.create_offer(None).await.map_err(stack)?;
+        connection.set_local_description(offer).await.map_err(stack)?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), gathering.recv()).await;
+        let made = connection.local_description().await.ok_or_else(|| stack("no offer"))?.sdp;
+        let peer = OfferingPeer {
+            connection: Box::new(connection),
+            track,
+            codec,
+            payload_type,
+            encoder: codec.encoder().map_err(stack)?,
+            ssrc,
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            states,
+            hearing,
+            options,
+        };
+        let offer = peer.shape(&made);
+        Ok((peer, offer))
+    }
+
+    /// The stack's SDP in the shape the options ask for.
+    fn shape(&self, sdp: &str) -> String {
+        let mut out = String::with_capacity(sdp.len());
+        for line in sdp.lines().map(str::trim_end) {
+            let browser_only = ["a=mid:", "a=group:", "a=msid", "a=ssrc"].iter().any(|p| line.starts_with(p));
+            if browser_only && !self.options.browser_shape {
+                continue;
+            }
+            if self.options.savp && line.starts_with("m=") {
+                out.push_str(&line.replacen("UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SAVP", 1));
+            } else {
+                out.push_str(line);
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// Takes the answer and waits (up to `timeout`) for ICE and DTLS to complete.
+    pub async fn accept(&mut self, answer: &str, timeout: Duration) -> Result<(), WebRtcError> {
+        let (answer, _) = super::webrtc::normalise_offer(answer);
+        let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
+        self.connection.set_remote_description(remote).await.map_err(stack)?;
+        self.connected(timeout).await
+    }
+
+    /// Waits for the connection to be up.
+    async fn connected(&mut self, timeout: Duration) -> Result<(), WebRtcError> {
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                match *self.states.borrow_and_update() {
+                    RTCPeerConnectionState::Connected => return Ok(()),
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        return Err(stack("ICE or DTLS failed"))
+                    }
+                    _ => {}
+                }
+                if self.states.changed().await.is_err() {
+                    return Err(stack("the connection went away"));
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err(stack("ICE and DTLS did not complete in time")))
+    }
+
+    /// A new offer within the call (as the core sends in a re-INVITE), same shape.
+    pub async fn reoffer(&mut self) -> Result<String, WebRtcError> {
+        let offer = self.connection.create_offer(None).await.map_err(stack)?;
+        self.connection.set_local_description(offer).await.map_err(stack)?;
+        let made = self.connection.local_description().await.ok_or_else(|| stack("no offer"))?.sdp;
+        Ok(self.shape(&made))
+    }
+
+    /// Takes the answer to a [`reoffer`](Self::reoffer).
+    pub async fn accept_reanswer(&mut self, answer: &str) -> Result<(), WebRtcError> {
+        let (answer, _) = super::webrtc::normalise_offer(answer);
+        let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
+        self.connection.set_remote_description(remote).await.map_err(stack)
+    }
+
+    /// The codec offered.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    async fn send_payload(&mut self, payload_type: u8, payload: Vec<u8>, ticks: u32, marker: bool, advance: bool) {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type,
+                marker,
+                sequence_number: self.sequence,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: payload.into(),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        if advance {
+            self.timestamp = self.timestamp.wrapping_add(ticks);
+        }
+        let _ = self.track.write_rtp(packet).await;
+    }
+
+    /// Plays 8 kHz `samples` in real time, 20 ms a packet.
+    pub async fn play(&mut self, samples: &[i16]) {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for frame in samples.chunks(FRAME) {
+            pace.tick().await;
+            let Ok(payload) = self.encoder.encode(frame) else { continue };
+            let ticks = self.encoder.ticks(frame.len());
+            self.send_payload(self.payload_type, payload, ticks, false, true).await;
+        }
+    }
+
+    /// Sends `key` as an RFC 4733 event of 100 ms (with its three end packets).
+    pub async fn send_dtmf(&mut self, key: char) {
+        let event = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            'A'..='D' => key as u8 - b'A' + 12,
+            _ => return,
+        };
+        let scale = self.codec.clock_rate() / 8000;
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for step in 1..=5u16 {
+            pace.tick().await;
+            let duration = (step * 160) as u32 * scale;
+            let end = step == 5;
+            let flags = if end { 0x80 | 10 } else { 10 };
+            let payload = vec![event, flags, (duration >> 8) as u8, duration as u8];
+            for _ in 0..if end { 3 } else { 1 } {
+                self.send_payload(TELEPHONE_EVENT, payload.clone(), 0, step == 1, false).await;
+            }
+        }
+        // The next audio starts after the event.
+        self.timestamp = self.timestamp.wrapping_add(800 * scale);
+    }
+
+    /// What arrived, decoded to 8 kHz, until `quiet` passes with nothing.
+    pub async fn heard(&mut self, quiet: Duration) -> Vec<i16> {
+        let mut decoder = match self.codec.decoder() {
+            Ok(decoder) => decoder,
+            Err(_) => return Vec::new(),
+        };
+        let mut samples = Vec::new();
+        while let Ok(Some(heard)) = tokio::time::timeout(quiet, self.hearing.recv()).await {
+            if heard.payload_type == self.payload_type {
+                samples.extend(decoder.decode(&heard.payload).unwrap_or_default());
+            }
+        }
+        samples
+    }
+
+    /// Ends the peer.
+    pub async fn close(self) {
+        let _ = self.connection.close().await;
+    }
+}
