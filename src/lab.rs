@@ -92,6 +92,9 @@ pub struct LabConfig {
     pub media_timeout: Duration,
     /// The TAS's mailbox folder.
     pub voicemail_dir: std::path::PathBuf,
+    /// Where the TAS's media binds and what its SDP says (loopback by default; a SIP client that
+    /// leaves loopback out of ICE, as baresip does, needs an interface address).
+    pub media_address: std::net::IpAddr,
 }
 
 /// Sample numbers: one subscriber of each route type, and callees.
@@ -171,6 +174,7 @@ impl LabConfig {
             routes: Vec::new(),
             media_timeout: MediaConfig::default().timeout,
             voicemail_dir: VoicemailConfig::default().dir,
+            media_address: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
@@ -236,7 +240,7 @@ impl Lab {
             registrar: RegistrarConfig::default(),
             calls: config.calls.clone(),
             media: MediaConfig {
-                bind_address: loopback(0).ip(),
+                bind_address: config.media_address,
                 timeout: config.media_timeout,
                 ..MediaConfig::default()
             },
@@ -250,7 +254,10 @@ impl Lab {
                 key_file: Some(certs.server_key.clone()),
                 core_ca_file: Some(certs.ca_cert.clone()),
                 core_uri: Some(format!("sips:localhost:{}", interconnect.port())),
-                media_address: "127.0.0.1".into(),
+                media_address: config.media_address.to_string(),
+                // Peers that resolve names only through DNS (baresip) cannot look up
+                // "localhost"; the development certificate names the address too.
+                contact_host: Some("127.0.0.1".into()),
                 ..SipConfig::default()
             },
             subscribers: config.subscribers.clone(),

@@ -55,7 +55,12 @@ async fn an_sbc_style_offer_is_answered_in_its_shape() {
     }
     let audio: Vec<&str> = answer.lines().filter(|line| line.starts_with("m=audio")).collect();
     assert_eq!(audio.len(), 1, "{answer}");
-    assert!(audio[0].starts_with("m=audio ") && audio[0].contains(" UDP/TLS/RTP/SAVPF 8"), "PCMA only: {answer}");
+    assert!(audio[0].contains(" UDP/TLS/RTP/SAVPF 8"), "PCMA (and telephone-event): {answer}");
+    let port: u16 = audio[0].split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("port");
+    assert!(port != 0 && port != 9, "the stream is accepted on the default candidate's port: {answer}");
+    assert!(answer.contains(&format!("127.0.0.1 {port} typ host")), "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.1\r\n"), "{answer}");
+    assert!(!answer.lines().any(|line| line.starts_with("c=") && line.contains("0.0.0.0")), "{answer}");
 }
 
 #[tokio::test]

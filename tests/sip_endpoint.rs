@@ -104,7 +104,15 @@ async fn options_is_answered_with_capabilities_on_every_transport() {
         assert!(!to_tag(&response).is_empty());
         let contact = headers.get("Contact").expect("Contact");
         if transport == "TLS" {
-            assert!(contact.starts_with("<sips:tas.example.com:") && contact.ends_with(";transport=tls>"), "{contact}");
+            // A sip: Request-URI: a sip: Contact with transport=tls (RFC 3261 §12.1.1 asks
+            // for SIPS only when the request was addressed to SIPS).
+            assert!(contact.starts_with("<sip:tas.example.com:") && contact.ends_with(";transport=tls>"), "{contact}");
+            let secure = request("OPTIONS", "opt-sips", 2, "opt2", transport, None, "", "")
+                .replacen("OPTIONS sip:", "OPTIONS sips:", 1);
+            peer.send(secure.as_bytes()).await;
+            let response = peer.final_response().await;
+            let contact = response.headers.get("Contact").expect("Contact");
+            assert!(contact.starts_with("<sips:tas.example.com:"), "a sips: request gets a SIPS Contact: {contact}");
         } else {
             assert!(contact.contains(&format!(";transport={}>", transport.to_ascii_lowercase())), "{contact}");
         }

@@ -68,21 +68,34 @@ impl WebRtcOptions {
     }
 }
 
-/// The offer as the stack takes it: `a=mid` on every media section when it has none, and
+/// The offer as the stack takes it: `a=mid` on every media section when it has none, a BUNDLE
+/// group when it has none (without one the stack answers every section with port 0), and
 /// `SAVPF` for `SAVP` (the stack rejects the plain profile; RTCP feedback stays unused unless
-/// the offer lists some). Returns whether the original had mids.
+/// the offer lists some), and fingerprint hash names in lower case (they are case-insensitive,
+/// RFC 8122 §5, but the stack matches `sha-256` only: baresip writes `SHA-256`). Returns
+/// whether the original had mids.
 pub fn normalise_offer(offer: &str) -> (String, bool) {
     let had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
+    let had_bundle = offer.lines().any(|line| line.trim_end().starts_with("a=group:BUNDLE"));
+    let mids: Vec<String> = match had_mid {
+        true => offer.lines().filter_map(|line| line.trim_end().strip_prefix("a=mid:")).map(str::to_owned).collect(),
+        false => (0..offer.lines().filter(|line| line.starts_with("m=")).count()).map(|i| i.to_string()).collect(),
+    };
     let mut out = String::with_capacity(offer.len() + 64);
     let mut index = 0;
     for line in offer.lines().map(str::trim_end) {
         if line.starts_with("m=") {
+            if index == 0 && !had_bundle {
+                out.push_str(&format!("a=group:BUNDLE {}\r\n", mids.join(" ")));
+            }
             out.push_str(&line.replacen("/SAVP ", "/SAVPF ", 1));
             out.push_str("\r\n");
             if !had_mid {
                 out.push_str(&format!("a=mid:{index}\r\n"));
-                index += 1;
             }
+            index += 1;
+        } else if let Some((hash, value)) = line.strip_prefix("a=fingerprint:").and_then(|f| f.split_once(' ')) {
+            out.push_str(&format!("a=fingerprint:{} {value}\r\n", hash.to_ascii_lowercase()));
         } else {
             out.push_str(line);
             out.push_str("\r\n");
@@ -111,32 +124,60 @@ pub fn with_public_address(sdp: &str, bind: IpAddr, public: IpAddr) -> String {
     out
 }
 
-/// The answer in the offer's shape: without `a=mid` and BUNDLE when the offer had no mid, and
-/// each `m=` line with the transport profile its offer used (the stack always writes SAVPF; an
-/// `RTP/SAVP` offer gets `RTP/SAVP` back, RFC 3264 §6).
+/// The answer in the offer's shape:
+/// - without `a=mid` or BUNDLE when the offer had none;
+/// - each `m=` line with the transport profile its offer used (the stack always writes SAVPF; an
+///   `RTP/SAVP` offer gets `RTP/SAVP` back, RFC 3264 §6);
+/// - without `a=rtcp-mux` when the offer did not ask for it (RFC 5761 §5.1.1), but with
+///   `a=rtcp:` naming the port RTCP really uses (RFC 3605): ICE peers check that the default
+///   RTCP address is among the component 2 candidates;
+/// - the default candidate in `c=` and the `m=` port (RFC 8839 §4.2.1.1) instead of the
+///   stack's trickle-ICE placeholders `0.0.0.0` and 9: SIP peers read them.
 pub fn shape_answer(answer: &str, offer: &str) -> String {
-    let offer_had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
+    let offered = |prefix: &str| offer.lines().any(|line| line.trim_end().starts_with(prefix));
+    let (had_mid, had_bundle, had_mux) = (offered("a=mid:"), offered("a=group:BUNDLE"), offered("a=rtcp-mux"));
     let mut offered_protos = offer
         .lines()
         .filter_map(|line| line.trim_end().strip_prefix("m="))
         .map(|media| media.split_whitespace().nth(2).unwrap_or_default().to_owned());
+    let candidate = |component: &str| {
+        answer.lines().find_map(|line| {
+            let fields: Vec<&str> = line.trim_end().strip_prefix("a=candidate:")?.split_whitespace().collect();
+            (fields.get(1) == Some(&component)).then(|| Some((fields.get(4)?.to_string(), fields.get(5)?.to_string())))?
+        })
+    };
+    let (default_candidate, rtcp_candidate) = (candidate("1"), candidate("2"));
     let mut out = String::with_capacity(answer.len());
     for line in answer.lines().map(str::trim_end) {
-        if !offer_had_mid && (line.starts_with("a=mid:") || line.starts_with("a=group:BUNDLE")) {
+        if (!had_mid && line.starts_with("a=mid:")) || (!had_bundle && line.starts_with("a=group:BUNDLE")) {
             continue;
         }
-        let offered = if line.starts_with("m=") { offered_protos.next() } else { None };
-        match (line.strip_prefix("m="), offered) {
-            (Some(media), Some(proto)) if proto.contains("SAVP") => {
-                let fields: Vec<&str> = media.split_whitespace().collect();
-                let mut rewritten = fields.clone();
-                if let Some(field) = rewritten.get_mut(2) {
-                    *field = &proto;
-                }
-                out.push_str("m=");
-                out.push_str(&rewritten.join(" "));
+        if !had_mux && line == "a=rtcp-mux" {
+            if let Some((address, port)) = rtcp_candidate.as_ref().or(default_candidate.as_ref()) {
+                let family = if address.contains(':') { "IP6" } else { "IP4" };
+                out.push_str(&format!("a=rtcp:{port} IN {family} {address}\r\n"));
             }
-            _ => out.push_str(line),
+            continue;
+        }
+        if let Some(media) = line.strip_prefix("m=") {
+            let mut fields: Vec<String> = media.split_whitespace().map(str::to_owned).collect();
+            if let (Some(proto), Some(field)) = (offered_protos.next(), fields.get_mut(2)) {
+                if proto.contains("SAVP") {
+                    *field = proto;
+                }
+            }
+            if let (Some((_, port)), Some(field)) = (&default_candidate, fields.get_mut(1)) {
+                if field == "9" {
+                    field.clone_from(port);
+                }
+            }
+            out.push_str("m=");
+            out.push_str(&fields.join(" "));
+        } else if let (Some((address, _)), true) = (&default_candidate, line.starts_with("c=IN IP4 0.0.0.0")) {
+            let family = if address.contains(':') { "IP6" } else { "IP4" };
+            out.push_str(&format!("c=IN {family} {address}"));
+        } else {
+            out.push_str(line);
         }
         out.push_str("\r\n");
     }
@@ -466,21 +507,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mids_are_added_for_the_stack_and_taken_out_of_the_answer() {
-        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
+    fn mids_and_bundle_are_added_for_the_stack_and_taken_out_of_the_answer() {
+        let offer = "v=0\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
         let (normalised, had_mid) = normalise_offer(offer);
         assert!(!had_mid);
-        assert!(normalised.contains("m=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"), "{normalised}");
+        assert!(normalised.contains("t=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"), "{normalised}");
         assert!(normalised.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"), "{normalised}");
-        let answer = "v=0\r\na=group:BUNDLE 0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\na=rtcp-mux\r\n";
-        assert_eq!(shape_answer(answer, offer), "v=0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\n");
-        assert_eq!(shape_answer(answer, &normalised), answer);
+        let answer = "v=0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtcp-mux\r\n\
+            a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n";
+        assert_eq!(
+            shape_answer(answer, offer),
+            "v=0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 192.0.2.4\r\na=rtcp-mux\r\n\
+             a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n"
+        );
+        let shaped = shape_answer(answer, &normalised);
+        assert!(shaped.contains("a=mid:0\r\n") && shaped.contains("a=group:BUNDLE 0\r\n"), "{shaped}");
         let savp = "v=0\r\nm=audio 9 RTP/SAVP 8\r\na=mid:0\r\n";
-        assert!(shape_answer(answer, savp).contains("m=audio 5000 RTP/SAVP 8\r\n"));
-        let browser = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio\r\n";
+        let shaped = shape_answer(answer, savp);
+        assert!(shaped.contains("m=audio 5000 RTP/SAVP 8\r\n") && !shaped.contains("a=rtcp-mux"), "{shaped}");
+        assert!(shaped.contains("a=rtcp:5000 IN IP4 192.0.2.4\r\n"), "RTCP on the same port: {shaped}");
+        let browser = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio\r\n";
         assert_eq!(normalise_offer(browser), (browser.to_owned(), true));
-        let savp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\na=mid:audio\r\n";
+        let savp = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\na=mid:audio\r\n";
         assert_eq!(normalise_offer(savp).0, browser);
+        let upper = "v=0\r\na=fingerprint:SHA-256 AB:CD\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert!(normalise_offer(upper).0.contains("a=fingerprint:sha-256 AB:CD\r\n"));
+        let mids_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a1\r\n";
+        assert!(normalise_offer(mids_only).0.contains("a=group:BUNDLE a1\r\nm=audio"));
     }
 
     #[test]

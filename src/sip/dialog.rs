@@ -301,7 +301,8 @@ impl UserAgent {
             headers.push("Route", route.clone());
         }
         if method == Method::Invite {
-            headers.push("Contact", contact(self.config(), self.outbound().ports(), link));
+            let secure = dialog.remote_target.trim_start_matches('<').starts_with("sips:");
+            headers.push("Contact", contact(self.config(), self.outbound().ports(), link, secure));
         }
         headers.push("User-Agent", self.config().server.clone());
         let body = body.unwrap_or_default();

@@ -292,7 +292,7 @@ impl UserAgent {
         if is_invite {
             response
                 .headers
-                .push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link()));
+                .push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link(), addressed_securely(request)));
         }
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
@@ -357,14 +357,23 @@ pub(super) fn local_host(config: &UaConfig, link: &Link) -> String {
 }
 
 /// Our Contact on `link`: the listening port of its transport (a connection ringer opened has
-/// an ephemeral local port that accepts nothing).
-pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link) -> String {
+/// an ephemeral local port that accepts nothing). Over TLS it is a SIPS URI when the request
+/// that makes the dialog was addressed to one (RFC 3261 §12.1.1), else `sip:` with
+/// `transport=tls`, which clients without SIPS support (baresip) can reach.
+pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link, secure: bool) -> String {
     let port = ports.of(link.transport()).unwrap_or(link.local().port());
     let host = local_host(config, link);
     match link.transport() {
-        Transport::Tls => format!("<sips:{host}:{port};transport=tls>"),
+        Transport::Tls if secure => format!("<sips:{host}:{port};transport=tls>"),
         transport => format!("<sip:{host}:{port};transport={}>", transport.via_name().to_ascii_lowercase()),
     }
+}
+
+/// Whether `request` was addressed to a SIPS URI: its Request-URI, or the top Record-Route.
+pub(super) fn addressed_securely(request: &Request) -> bool {
+    let record_route = request.headers.get("Record-Route").map(str::trim_start);
+    matches!(&request.uri, Uri::Sip(uri) if uri.secure)
+        || record_route.is_some_and(|route| route.starts_with("<sips:") || route.starts_with("sips:"))
 }
 
 /// On UDP the UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); without ACK
@@ -433,7 +442,8 @@ impl TransactionUser for UserAgent {
             Method::Options => {
                 if let Some(mut response) = build_response(config, &incoming.request, 200, None, None) {
                     let ports = self.shared.outbound.ports();
-                    response.headers.push("Contact", contact(config, ports, incoming.transaction.link()));
+                    let secure = addressed_securely(&incoming.request);
+                    response.headers.push("Contact", contact(config, ports, incoming.transaction.link(), secure));
                     incoming.transaction.respond(response);
                 }
             }
@@ -555,7 +565,8 @@ impl PendingInvite {
             build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)
         {
             let ports = self.shared.outbound.ports();
-            response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link()));
+            let secure = addressed_securely(&self.request);
+            response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link(), secure));
             self.transaction.respond(response);
         }
     }
@@ -564,7 +575,8 @@ impl PendingInvite {
     pub fn answer(self, sdp: Bytes) -> Option<CallHandle> {
         let config = &self.shared.config;
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
-        response.headers.push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link()));
+        let secure = addressed_securely(&self.request);
+        response.headers.push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", SUPPORTED);
         let id = DialogId {

@@ -85,7 +85,8 @@ impl UserAgent {
         headers.push("To", spec.to.to_string());
         headers.push("Call-ID", format!("{}{}@{}", new_tag(), new_tag(), host.trim_matches(['[', ']'])));
         headers.push("CSeq", "1 INVITE");
-        headers.push("Contact", contact(self.config(), self.outbound().ports(), &link));
+        let secure = matches!(&spec.uri, Uri::Sip(uri) if uri.secure);
+        headers.push("Contact", contact(self.config(), self.outbound().ports(), &link, secure));
         headers.push("Allow", ALLOW);
         headers.push("User-Agent", self.config().server.clone());
         for (name, value) in spec.headers {

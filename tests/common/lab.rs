@@ -84,6 +84,18 @@ impl Lab {
         routes: Vec<ringer::config::core::SbcRoute>,
         media_timeout: Duration,
     ) -> Lab {
+        Self::start_media(subscribers, handsets, fallback_no_answer, routes, media_timeout, [127, 0, 0, 1].into()).await
+    }
+
+    /// As [`Lab::start_full`], with the TAS's media on `media_address`.
+    pub async fn start_media(
+        subscribers: &[String],
+        handsets: Vec<HandsetConfig>,
+        fallback_no_answer: Duration,
+        routes: Vec<ringer::config::core::SbcRoute>,
+        media_timeout: Duration,
+        media_address: std::net::IpAddr,
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
         let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
@@ -97,6 +109,7 @@ impl Lab {
             routes,
             media_timeout,
             voicemail_dir: dir.path().join("voicemail"),
+            media_address,
         };
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
