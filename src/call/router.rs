@@ -86,7 +86,7 @@ impl CallRouter {
     /// announcement file cannot be read or the mailbox cannot be opened.
     pub fn new(config: &ServeConfig) -> Result<Self, String> {
         let load = |file: &Option<std::path::PathBuf>| match file {
-            Some(path) => crate::media::apps::load_wav(path).map(Arc::new),
+            Some(path) => crate::media::apps::load_audio(path).map(Arc::new),
             None => Ok(Arc::new(crate::media::apps::default_greeting())),
         };
         let mailbox = crate::media::mailbox::Mailbox::open(&config.voicemail.dir)

@@ -154,7 +154,7 @@ impl MediaConfig {
 pub struct VoicemailConfig {
     /// The mailbox folder (one folder per subscriber inside).
     pub dir: PathBuf,
-    /// The greeting (WAV, 16-bit PCM, 8/16/48 kHz); default: a synthesised three-note chime.
+    /// The greeting (WAV 16-bit PCM at 8/16/48 kHz, or Ogg/Opus); default: a synthesised chime.
     pub greeting: Option<PathBuf>,
     /// Longest message.
     #[serde(with = "humantime_serde")]
@@ -179,7 +179,7 @@ impl Default for VoicemailConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnnouncementConfig {
-    /// What it plays (WAV, 16-bit PCM, 8/16/48 kHz); default: a synthesised three-note chime.
+    /// What it plays (WAV 16-bit PCM at 8/16/48 kHz, or Ogg/Opus); default: a synthesised chime.
     pub file: Option<PathBuf>,
 }
 

@@ -62,6 +62,20 @@ pub fn beep() -> Vec<i16> {
     tone(1400.0, 400, 10000.0)
 }
 
+/// Reads an audio file as 8 kHz mono: WAV (16-bit PCM, mono or stereo, 8, 16 or 48 kHz) or
+/// Ogg/Opus (RFC 7845), told apart by their first bytes.
+pub fn load_audio(path: &Path) -> Result<Vec<i16>, String> {
+    let fail = |why: String| format!("{}: {why}", path.display());
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
+    std::io::Read::read_exact(&mut file, &mut magic).map_err(|_| fail("too short for an audio file".into()))?;
+    match &magic {
+        b"RIFF" => load_wav(path),
+        b"OggS" => load_ogg_opus(path),
+        _ => Err(fail("neither WAV (RIFF) nor Ogg/Opus (OggS)".into())),
+    }
+}
+
 /// Reads a WAV file (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
     let fail = |why: String| format!("{}: {why}", path.display());
@@ -84,6 +98,34 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
         .map(|frame| frame.iter().map(|s| i32::from(*s)).sum::<i32>() / channels as i32)
         .collect();
     Ok(mono.chunks(factor).map(|group| (group.iter().sum::<i32>() / group.len() as i32) as i16).collect())
+}
+
+/// Reads an Ogg/Opus file (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz mono,
+/// without the encoder's pre-skip.
+pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, String> {
+    let fail = |why: String| format!("{}: {why}", path.display());
+    let file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
+    let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
+    let mut next = || reader.read_packet().map_err(|error| fail(format!("Ogg: {error}")));
+    let head = next()?.ok_or_else(|| fail("empty Ogg stream".into()))?;
+    if head.data.len() < 19 || &head.data[..8] != b"OpusHead" {
+        return Err(fail("not an Ogg/Opus stream (no OpusHead)".into()));
+    }
+    if head.data[18] != 0 {
+        return Err(fail("multichannel (mapping family > 0) Opus is not supported".into()));
+    }
+    // Pre-skip counts 48 kHz samples.
+    let pre_skip = usize::from(u16::from_le_bytes([head.data[10], head.data[11]])) / 6;
+    let tags = next()?.ok_or_else(|| fail("no OpusTags packet".into()))?;
+    if !tags.data.starts_with(b"OpusTags") {
+        return Err(fail("the second packet is not OpusTags".into()));
+    }
+    let mut decoder = super::codec::Codec::Opus.decoder().map_err(|error| fail(error.to_string()))?;
+    let mut samples = Vec::new();
+    while let Some(packet) = next()? {
+        samples.extend(decoder.decode(&packet.data).map_err(|error| fail(error.to_string()))?);
+    }
+    Ok(samples.split_off(pre_skip.min(samples.len())))
 }
 
 /// Root mean square of a frame.
@@ -156,5 +198,91 @@ pub async fn voicemail(
             warn!(%error, "could not complete the message; it will be recovered as partial");
             (end, None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ogg/Opus file of `samples` (8 kHz mono) as opusenc writes one: OpusHead, OpusTags,
+    /// then one 20 ms packet per page.
+    fn write_ogg_opus(path: &Path, samples: &[i16], pre_skip: u16) {
+        let mut encoder = super::super::codec::Codec::Opus.encoder().unwrap();
+        let mut writer = ogg::PacketWriter::new(std::fs::File::create(path).unwrap());
+        let mut head = b"OpusHead\x01\x01".to_vec();
+        head.extend(pre_skip.to_le_bytes());
+        head.extend(8000u32.to_le_bytes());
+        head.extend([0, 0, 0]);
+        writer.write_packet(head, 7, ogg::PacketWriteEndInfo::EndPage, 0).unwrap();
+        let mut tags = b"OpusTags".to_vec();
+        tags.extend(6u32.to_le_bytes());
+        tags.extend(b"ringer");
+        tags.extend(0u32.to_le_bytes());
+        writer.write_packet(tags, 7, ogg::PacketWriteEndInfo::EndPage, 0).unwrap();
+        let frames: Vec<&[i16]> = samples.chunks(super::super::codec::FRAME).collect();
+        for (n, frame) in frames.iter().enumerate() {
+            let end = if n + 1 == frames.len() { ogg::PacketWriteEndInfo::EndStream } else { ogg::PacketWriteEndInfo::EndPage };
+            let position = (n as u64 + 1) * 960;
+            writer.write_packet(encoder.encode(frame).unwrap(), 7, end, position).unwrap();
+        }
+    }
+
+    fn share(samples: &[i16], frequency: f64) -> f64 {
+        // Goertzel power at `frequency` over the whole signal's.
+        let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / 8000.0).cos();
+        let (mut previous, mut before) = (0.0, 0.0);
+        for sample in samples {
+            let current = f64::from(*sample) + coefficient * previous - before;
+            before = previous;
+            previous = current;
+        }
+        let power = previous * previous + before * before - coefficient * previous * before;
+        power / (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() * samples.len() as f64 / 2.0)
+    }
+
+    #[test]
+    fn an_ogg_opus_greeting_is_read_at_8_khz() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("greeting.opus");
+        write_ogg_opus(&path, &tone(700.0, 1000, 9000.0), 312);
+        let audio = load_audio(&path).unwrap();
+        // One second less the pre-skip (312 / 6 = 52 samples at 8 kHz).
+        assert_eq!(audio.len(), 8000 - 52);
+        assert!(share(&audio[400..], 700.0) > 0.8, "the tone survives Opus");
+    }
+
+    #[test]
+    fn a_wav_greeting_is_read_by_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("greeting.bin");
+        let spec = hound::WavSpec { channels: 2, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+        for sample in tone(500.0, 500, 9000.0) {
+            // 16 kHz stereo: each 8 kHz sample twice, on both channels.
+            for _ in 0..4 {
+                writer.write_sample(sample).unwrap();
+            }
+        }
+        writer.finalize().unwrap();
+        let audio = load_audio(&path).unwrap();
+        assert_eq!(audio.len(), 4000);
+        assert!(share(&audio, 500.0) > 0.8);
+    }
+
+    #[test]
+    fn files_that_are_not_audio_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("text.wav", &b"hello world"[..]),
+            ("short.ogg", b"Og"),
+            ("vorbis.ogg", b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let error = load_audio(&path).unwrap_err();
+            assert!(error.contains(name), "{error}");
+        }
+        assert!(load_audio(&dir.path().join("missing.wav")).unwrap_err().contains("missing.wav"));
     }
 }
