@@ -232,3 +232,33 @@ async fn the_hash_key_ends_the_recording_and_ringer_hangs_up() {
     assert!((700..=1300).contains(&message.duration_ms), "about 1 s: {message:?}");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn an_announcement_plays_as_early_media_before_the_refusal() {
+    const GONE: &str = "+4799990044";
+    let announce = "\"announce 410 Number not in service\"";
+    let lab = Lab::start(&[subscriber(GONE, "loop-mt", "", "44", "", announce)], Vec::new()).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let port = rtp.local_addr().expect("addr").port();
+    let mut call = lab.call_offering(ALICE, GONE, &offer(port, "8", ""));
+    let early = loop {
+        match tokio::time::timeout(Duration::from_secs(10), call.next()).await.expect("a response") {
+            Progress::Provisional(response) if response.status == 183 => break response,
+            Progress::Provisional(_) => continue,
+            _ => panic!("the announcement comes before the final response"),
+        }
+    };
+    let answer = SessionDescription::parse(&String::from_utf8_lossy(&early.body)).expect("SDP in the 183");
+    assert_eq!(answer.media[0].formats, ["8"]);
+    let mut heard = Vec::new();
+    let mut buffer = [0u8; 1500];
+    while let Ok(Ok(length)) = tokio::time::timeout(Duration::from_millis(500), rtp.recv(&mut buffer)).await {
+        let packet = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]).expect("RTP");
+        heard.extend(packet.payload.iter().map(|b| f64::from(g711::alaw_decode(*b))));
+    }
+    assert!(heard.len() >= 8000, "the announcement as early media: {} samples", heard.len());
+    assert!(tone_share(&heard[..2400], 440.0) > 0.5, "the default announcement's first note");
+    let Progress::Failed(refusal) = final_of(&mut call).await else { panic!("refused after the announcement") };
+    assert_eq!((refusal.status, refusal.reason.as_str()), (410, "Number not in service"));
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

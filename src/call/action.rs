@@ -50,6 +50,13 @@ pub enum Action {
     },
     /// Answered by the TAS itself.
     Answer(App),
+    /// The announcement as early media (183), then this refusal ("number not in service").
+    Announce {
+        /// The final status (400-699).
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
 }
 
 impl Action {
@@ -70,11 +77,11 @@ impl FromStr for Action {
         let text = text.trim();
         let (verb, rest) = text.split_once(char::is_whitespace).map(|(v, r)| (v, r.trim())).unwrap_or((text, ""));
         let expected =
-            "expected loop, forward <+E.164>, reject <code> [reason] or answer [voicemail|announcement|echo]";
+            "expected loop, forward <+E.164>, reject <code> [reason], announce <code> [reason] or answer [voicemail|announcement|echo]";
         match verb.to_ascii_lowercase().as_str() {
             "loop" if rest.is_empty() => Ok(Action::Loop),
             "forward" => Msisdn::parse(rest).map(Action::Forward).map_err(|error| format!("action {text:?}: {error}")),
-            "reject" => {
+            "reject" | "announce" => {
                 let (code, reason) = rest.split_once(' ').map(|(c, r)| (c, r.trim())).unwrap_or((rest, ""));
                 let status: u16 =
                     code.parse().map_err(|_| format!("action {text:?}: {code:?} is not a status code"))?;
@@ -82,7 +89,10 @@ impl FromStr for Action {
                     return Err(format!("action {text:?}: a rejection is 400 to 699"));
                 }
                 let reason = if reason.is_empty() { reason_phrase(status).to_owned() } else { reason.to_owned() };
-                Ok(Action::Reject { status, reason })
+                Ok(match verb.eq_ignore_ascii_case("reject") {
+                    true => Action::Reject { status, reason },
+                    false => Action::Announce { status, reason },
+                })
             }
             "answer" => match rest.to_ascii_lowercase().as_str() {
                 "" | "voicemail" => Ok(Action::Answer(App::Voicemail)),
@@ -116,6 +126,7 @@ impl fmt::Display for Action {
             Action::Forward(to) => write!(f, "forward {to}"),
             Action::Reject { status, reason } => write!(f, "reject {status} {reason}"),
             Action::Answer(app) => write!(f, "answer {app}"),
+            Action::Announce { status, reason } => write!(f, "announce {status} {reason}"),
         }
     }
 }
@@ -252,6 +263,8 @@ mod tests {
             ("answer", Action::Answer(App::Voicemail)),
             ("answer echo", Action::Answer(App::Echo)),
             ("ANSWER announcement", Action::Answer(App::Announcement)),
+            ("announce 404", Action::Announce { status: 404, reason: "Not Found".into() }),
+            ("announce 410 Number not in service", Action::Announce { status: 410, reason: "Number not in service".into() }),
         ] {
             assert_eq!(text.parse::<Action>(), Ok(action.clone()), "{text}");
             assert_eq!(action.to_string().parse::<Action>(), Ok(action), "round trip of {text}");

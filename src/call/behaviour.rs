@@ -28,6 +28,18 @@ enum AppMedia {
     Channel(crate::media::channel::AudioChannel),
 }
 
+/// Media made ready for an answer (or early media).
+struct Prepared {
+    /// The SDP answer.
+    sdp: String,
+    /// What the app runs on.
+    media: AppMedia,
+    /// The codec agreed.
+    codec: crate::media::codec::Codec,
+    /// The session under it.
+    session: MediaSession,
+}
+
 /// The media of an answered call, as far as answering new offers in it goes.
 enum MediaSession {
     /// Plain RTP on `port`: a new offer keeps the port and the codec.
@@ -61,6 +73,14 @@ impl MediaSession {
                 Ok(answer) => OfferAnswer::Accept(Bytes::from(answer)),
                 Err(error) => OfferAnswer::NotAcceptable(error.to_string()),
             },
+        }
+    }
+
+    /// Whether the media is up within `timeout`: ICE and DTLS for WebRTC, at once for plain RTP.
+    async fn connected_within(&self, timeout: std::time::Duration) -> bool {
+        match self {
+            MediaSession::WebRtc(webrtc) => tokio::time::timeout(timeout, webrtc.connected()).await.unwrap_or(false),
+            MediaSession::Plain { .. } => true,
         }
     }
 
@@ -236,7 +256,7 @@ impl Engine {
                 None => action.to_string(),
             });
             step = match action {
-                Action::Reject { .. } | Action::Answer(_) => {
+                Action::Reject { .. } | Action::Answer(_) | Action::Announce { .. } => {
                     Step::Done(self.settle(pending, &action, info).await.status)
                 }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
@@ -257,6 +277,7 @@ impl Engine {
                 *status
             }
             Action::Answer(app) => self.answer(invite, *app, info).await,
+            Action::Announce { status, reason } => self.announce_then_reject(invite, *status, reason).await,
             Action::Loop | Action::Forward(_) => {
                 invite.reject(500, None, Some("no subscriber to relay for"));
                 500
@@ -269,45 +290,94 @@ impl Engine {
     /// offers (ICE, DTLS-SRTP) through the `webrtc` crate. An offer with nothing ringer can
     /// answer gets 488 and a Warning.
     async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> u16 {
-        use crate::media::plain::{self, NegotiationError};
-        use crate::media::sdp::SessionDescription;
         let call_id = invite.essentials().call_id.clone();
-        let text = std::str::from_utf8(&invite.request().body).unwrap_or_default().to_owned();
-        let offer = match SessionDescription::parse(&text) {
-            Ok(offer) => offer,
-            Err(error) => {
-                invite.reject(400, Some("Malformed SDP"), Some(&error.to_string()));
-                return 400;
+        let prepared = match self.prepare_media(&invite, app).await {
+            Ok(prepared) => prepared,
+            Err((status, why)) => {
+                info!(%call_id, status, why, "offer refused");
+                invite.reject(status, None, Some(&why));
+                return status;
             }
         };
+        let Some(call) = invite.answer(Bytes::from(prepared.sdp)) else {
+            prepared.session.close().await;
+            return 487;
+        };
+        info!(%call_id, %app, codec = %prepared.codec, "answered");
+        let meta = message_meta(info, prepared.codec.name());
+        self.run_app(call, prepared.media, app, meta, prepared.session);
+        200
+    }
+
+    /// Plays the announcement as early media (183 Session Progress with the answer), then
+    /// refuses the call with `status`, as operators do for "number not in service". The
+    /// caller's CANCEL stops it.
+    async fn announce_then_reject(&self, invite: PendingInvite, status: u16, reason: &str) -> u16 {
+        let call_id = invite.essentials().call_id.clone();
+        let prepared = match self.prepare_media(&invite, App::Announcement).await {
+            Ok(prepared) => prepared,
+            Err((refusal, why)) => {
+                // No media to play: the refusal itself still tells the caller.
+                info!(%call_id, refusal, why, "no early media; refusing at once");
+                invite.reject(status, Some(reason), None);
+                return status;
+            }
+        };
+        invite.provisional(183, Some(Bytes::from(prepared.sdp)));
+        info!(%call_id, codec = %prepared.codec, status, "announcement as early media");
+        let AppMedia::Channel(mut channel) = prepared.media else {
+            invite.reject(status, Some(reason), None);
+            return status;
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let played = async {
+            // Nothing is sent before ICE and DTLS are up.
+            if prepared.session.connected_within(self.media.timeout).await {
+                crate::media::apps::announcement(&mut channel, &self.media.announcement, &stop).await;
+            }
+        };
+        let cancelled = tokio::select! {
+            () = played => false,
+            () = invite.cancelled() => true,
+        };
+        prepared.session.close().await;
+        if cancelled {
+            return 487;
+        }
+        invite.reject(status, Some(reason), None);
+        status
+    }
+
+    /// Media for `app` on `invite`'s offer: the SDP answer, the channel, the session. Errors
+    /// carry the status to refuse with and why.
+    async fn prepare_media(&self, invite: &PendingInvite, app: App) -> Result<Prepared, (u16, String)> {
+        use crate::media::plain::{self, NegotiationError};
+        use crate::media::sdp::SessionDescription;
+        let text = std::str::from_utf8(&invite.request().body).unwrap_or_default().to_owned();
+        let offer = SessionDescription::parse(&text).map_err(|error| (400, error.to_string()))?;
         match plain::negotiate(&offer, &self.media.codecs) {
-            Ok(agreed) => return self.answer_plain(invite, &offer, agreed, app, info).await,
+            Ok(agreed) => return self.prepare_plain(invite, &offer, agreed, app).await,
             Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
-                info!(%call_id, %error, "offer refused");
-                invite.reject(488, None, Some(&error.to_string()));
-                return 488;
+                return Err((488, error.to_string()))
             }
             Err(NegotiationError::NoPlainAudio) => {}
         }
         if offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP")) {
-            return self.answer_webrtc(invite, &text, app, info).await;
+            return self.prepare_webrtc(invite, &text, app).await;
         }
-        info!(%call_id, "offer refused: no audio stream");
-        invite.reject(488, None, Some("no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])"));
-        488
+        Err((488, "no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])".into()))
     }
 
-    /// Answers a WebRTC-style offer (ICE, DTLS-SRTP) with `app`.
-    async fn answer_webrtc(&self, invite: PendingInvite, offer: &str, app: App, info: &CallInfo) -> u16 {
+    /// Media for a WebRTC-style offer (ICE, DTLS-SRTP).
+    async fn prepare_webrtc(&self, invite: &PendingInvite, offer: &str, app: App) -> Result<Prepared, (u16, String)> {
         use crate::media::webrtc::{self, WebRtcOptions};
-        let call_id = invite.essentials().call_id.clone();
         let bind = match self.media.ports.bind {
             address if address.is_unspecified() => invite.link().local().ip(),
             address => address,
         };
         let options = WebRtcOptions {
             bind,
-            public: Some(self.advertised(&invite)),
+            public: Some(self.advertised(invite)),
             ports: Some(self.media.ports.ports.clone()),
             codecs: self.media.codecs.clone(),
         };
@@ -315,16 +385,7 @@ impl Engine {
             App::Echo => webrtc::answer_echo(offer, &options).await,
             _ => webrtc::answer_for_app(offer, &options).await,
         };
-        let answered = match answered {
-            Ok(answered) => answered,
-            Err(error) => {
-                info!(%call_id, %error, "WebRTC offer refused");
-                invite.reject(488, None, Some(&error.to_string()));
-                return 488;
-            }
-        };
-        let Some(call) = invite.answer(Bytes::from(answered.sdp)) else { return 487 };
-        info!(%call_id, %app, codec = %answered.codec, "answered over WebRTC (ICE, DTLS-SRTP)");
+        let answered = answered.map_err(|error| (488, error.to_string()))?;
         let media = match answered.audio {
             None => AppMedia::WebRtcEcho,
             Some(audio) => match crate::media::channel::AudioChannel::webrtc(
@@ -337,16 +398,45 @@ impl Engine {
             ) {
                 Ok(channel) => AppMedia::Channel(channel),
                 Err(error) => {
-                    warn!(%call_id, %error, "no codec for the app: hanging up");
-                    let _ = call.hangup().await;
                     answered.session.close().await;
-                    return 200;
+                    return Err((500, error.to_string()));
                 }
             },
         };
-        let meta = message_meta(info, answered.codec.name());
-        self.run_app(call, media, app, meta, MediaSession::WebRtc(answered.session));
-        200
+        Ok(Prepared {
+            sdp: answered.sdp,
+            media,
+            codec: answered.codec,
+            session: MediaSession::WebRtc(answered.session),
+        })
+    }
+
+    /// Media for a plain RTP offer, on a port of the configured range.
+    async fn prepare_plain(
+        &self,
+        invite: &PendingInvite,
+        offer: &crate::media::sdp::SessionDescription,
+        agreed: crate::media::plain::Negotiated,
+        app: App,
+    ) -> Result<Prepared, (u16, String)> {
+        use crate::media::plain;
+        let socket = plain::bind(&self.media.ports).await.map_err(|error| {
+            warn!(call_id = %invite.essentials().call_id, %error, "no RTP port");
+            (503, "no RTP port free".to_owned())
+        })?;
+        let port = socket.local_addr().map(|addr| addr.port()).unwrap_or_default();
+        let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let advertise = self.advertised(invite);
+        let sdp = plain::answer(offer, &agreed, advertise, port, session, 0);
+        let media = match app {
+            App::Echo => AppMedia::PlainEcho(socket),
+            _ => AppMedia::Channel(
+                crate::media::channel::AudioChannel::udp(socket, agreed.clone())
+                    .map_err(|error| (500, error.to_string()))?,
+            ),
+        };
+        let codec = agreed.codec;
+        Ok(Prepared { sdp, media, codec, session: MediaSession::Plain { agreed, advertise, port, session, version: 0 } })
     }
 
     /// The address SDP answers carry: the configured one, else where the INVITE came in.
@@ -355,48 +445,6 @@ impl Engine {
             Ok(address) if !address.is_unspecified() => address,
             _ => invite.link().local().ip(),
         }
-    }
-
-    /// Answers with `app` on plain RTP. The app ends the call with BYE when it is done or no RTP
-    /// came for the media timeout; the caller's BYE ends the app (a recording is still stored).
-    async fn answer_plain(
-        &self,
-        invite: PendingInvite,
-        offer: &crate::media::sdp::SessionDescription,
-        agreed: crate::media::plain::Negotiated,
-        app: App,
-        info: &CallInfo,
-    ) -> u16 {
-        use crate::media::plain;
-        let call_id = invite.essentials().call_id.clone();
-        let socket = match plain::bind(&self.media.ports).await {
-            Ok(socket) => socket,
-            Err(error) => {
-                warn!(%call_id, %error, "no RTP port");
-                invite.reject(503, None, Some("no RTP port free"));
-                return 503;
-            }
-        };
-        let port = socket.local_addr().map(|addr| addr.port()).unwrap_or_default();
-        let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let advertise = self.advertised(&invite);
-        let sdp = plain::answer(offer, &agreed, advertise, port, session, 0);
-        let media = match app {
-            App::Echo => AppMedia::PlainEcho(socket),
-            _ => match crate::media::channel::AudioChannel::udp(socket, agreed.clone()) {
-                Ok(channel) => AppMedia::Channel(channel),
-                Err(error) => {
-                    warn!(%call_id, %error, "codec refused to start");
-                    invite.reject(500, None, Some(&error.to_string()));
-                    return 500;
-                }
-            },
-        };
-        let Some(call) = invite.answer(Bytes::from(sdp)) else { return 487 };
-        info!(%call_id, %app, codec = %agreed.codec, port, remote = %agreed.remote, "answered on plain RTP");
-        let meta = message_meta(info, agreed.codec.name());
-        self.run_app(call, media, app, meta, MediaSession::Plain { agreed, advertise, port, session, version: 0 });
-        200
     }
 
     /// Runs `app` on `media` until it is done, the caller hangs up, no RTP comes for the media
@@ -417,19 +465,17 @@ impl Engine {
         let mut offers = call.offers();
         tokio::spawn(async move {
             // No media before ICE and DTLS are up (and none at all if they fail).
-            if let MediaSession::WebRtc(webrtc) = &session {
-                let connected = tokio::select! {
-                    connected = tokio::time::timeout(timeout, webrtc.connected()) => connected.unwrap_or(false),
-                    _ = call.ended() => false,
-                };
-                if !connected {
-                    if !call.is_ended() {
-                        info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
-                        let _ = call.hangup().await;
-                    }
-                    session.close().await;
-                    return;
+            let connected = tokio::select! {
+                connected = session.connected_within(timeout) => connected,
+                _ = call.ended() => false,
+            };
+            if !connected {
+                if !call.is_ended() {
+                    info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
+                    let _ = call.hangup().await;
                 }
+                session.close().await;
+                return;
             }
             let stop = tokio_util::sync::CancellationToken::new();
             let running = async {

@@ -46,14 +46,15 @@ impl SessionHandler for DefaultActionHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let call_id = invite.essentials().call_id.clone();
         match &self.action {
-            Action::Reject { status, reason } => {
+            // This handler has no media: an announcement is left out, the refusal stays.
+            Action::Reject { status, reason } | Action::Announce { status, reason } => {
                 info!(%call_id, status, "call rejected (default action)");
                 invite.reject(*status, Some(reason), None);
             }
             Action::Loop | Action::Forward(_) => invite.reject(501, None, Some("no subscriber to relay for")),
             Action::Answer(_) => match self.declined(&invite.request().body) {
                 Some(answer) => {
-                    info!(%call_id, "call answered with every stream declined (no media apps yet)");
+                    info!(%call_id, "call answered with every stream declined (this handler has no media)");
                     invite.answer(answer);
                 }
                 None => {
