@@ -4,31 +4,24 @@
 //! tests run on it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::call::action::{Action, App, BehaviourConfig};
-use crate::call::DefaultActionHandler;
 use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
 use crate::config::serve::{
     AuthConfig, CallsConfig, CoreApiConfig, MediaConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig,
     TasConfig, VoicemailConfig,
 };
+use crate::core::caller::Caller;
 use crate::core::sbc::Sbc;
 use crate::core::CoreHandle;
 use crate::registrar::auth::Credentials;
 use crate::registrar::{Registrar, RegistrationClient};
-use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
-use crate::sip::message::header::NameAddr;
-use crate::sip::message::Uri;
-use crate::sip::transaction::Timers;
-use crate::sip::transport::policy::PeerPolicy;
-use crate::sip::transport::stream::StreamLimits;
-use crate::sip::ua::UaConfig;
-use crate::sip::uac::{InviteSpec, OutgoingCall};
+use crate::sip::endpoint::Endpoint;
+use crate::sip::uac::OutgoingCall;
 use crate::tas::Tas;
 use crate::tls::devcert::DevCertificateFiles;
 use crate::types::{Msisdn, SipsUri};
@@ -194,7 +187,7 @@ pub struct Lab {
     /// The registrar keeping the subscribers registered.
     pub registrar: Registrar,
     /// The caller: a SIP user agent on loopback UDP.
-    pub alice: Endpoint,
+    pub alice: Caller,
 }
 
 impl Lab {
@@ -269,24 +262,7 @@ impl Lab {
         tas_config.tas.sip_uri = sips(tls_port)?;
         let client = RegistrationClient::new(&tas_config.core, Credentials::None)?;
         let registrar = Registrar::start(client, tas_config.registrar.clone(), tas_config.registrations());
-        let alice = endpoint::start(
-            EndpointConfig {
-                tls: None,
-                tcp: None,
-                udp: Some(loopback(0)),
-                policy: PeerPolicy::default(),
-                limits: StreamLimits::default(),
-                ua: UaConfig {
-                    contact_host: "127.0.0.1".into(),
-                    server: "ringer-lab-alice".into(),
-                    timers: Timers::default(),
-                },
-                client_tls: None,
-                core_uri: None,
-            },
-            Arc::new(DefaultActionHandler::new(Action::reject(486), "127.0.0.1".into())),
-        )
-        .await?;
+        let alice = Caller::start(loopback(0).ip(), "ringer-lab-alice").await?;
         Ok(Lab { core, tas, config: tas_config, registrar, alice })
     }
 
@@ -303,24 +279,14 @@ impl Lab {
     /// Alice (`from`) calls `to` through the SBC's access side, offering `sdp`.
     pub fn call(&self, from: &Msisdn, to: &Msisdn, sdp: Bytes) -> Result<OutgoingCall, String> {
         let access = self.sbc().and_then(|sbc| sbc.access.udp_addr).ok_or("the SBC has no UDP access listener")?;
-        let parse = |text: String| NameAddr::parse(&text).map_err(|error| error.to_string());
-        let spec = InviteSpec {
-            uri: Uri::parse(&format!("sip:{to}@{access};user=phone")).map_err(|error| error.to_string())?,
-            from: parse(format!("<sip:{from}@alice.ringer.invalid;user=phone>"))?,
-            to: parse(format!("<sip:{to}@core.ringer.invalid;user=phone>"))?,
-            max_forwards: 70,
-            headers: Vec::new(),
-            body: sdp,
-        };
-        let link = self.alice.udp_link(access).ok_or("Alice has no UDP socket")?;
-        self.alice.user_agent().invite(spec, link).map_err(|error| error.to_string())
+        self.alice.invite(access, from, to, sdp).map_err(|error| error.to_string())
     }
 
     /// Dialogs, pending INVITEs and client transactions under way anywhere (0 once every call is over).
     pub fn live_state(&self) -> usize {
         let endpoint = |e: &Endpoint| e.live_dialogs() + e.pending_invites() + e.clients().in_progress();
         let sbc = self.sbc().map(|sbc| sbc.live_state() + sbc.open_sessions()).unwrap_or(0);
-        sbc + endpoint(&self.tas.endpoint) + endpoint(&self.alice)
+        sbc + endpoint(&self.tas.endpoint) + endpoint(self.alice.endpoint())
     }
 
     /// Stops everything, deleting the registrations first.

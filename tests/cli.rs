@@ -341,6 +341,22 @@ async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
     let refused = ringer(&["call", "--to", "+4712345678", "--from", "+4799999999"], &[]).await;
     assert_eq!(refused.code, Some(1), "{}\n{}", refused.stdout, refused.stderr);
     assert!(refused.stdout.contains("403 Forbidden") && refused.stdout.contains("Session-ID"), "{}", refused.stdout);
+    // A handset calls the Loop sample through the SBC with WebRTC media; the TAS loops the call
+    // back to the core, whose answering handset echoes: the tone comes back across all four legs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let heard = dir.path().join("heard.wav");
+    let heard_text = heard.to_str().expect("utf-8");
+    let dial = ringer(&["dial", "--to", "+4799990001", "--duration", "1s", "--record", heard_text], &[]).await;
+    assert_eq!(dial.code, Some(0), "{}\n{}", dial.stdout, dial.stderr);
+    assert!(dial.stdout.contains("answered; ICE and DTLS up after "), "{}", dial.stdout);
+    let samples: Vec<f64> = hound::WavReader::open(&heard)
+        .expect("recording")
+        .samples::<i16>()
+        .map(|s| f64::from(s.expect("sample")))
+        .collect();
+    let loud: Vec<f64> = samples.iter().copied().skip_while(|s| s.abs() < 1000.0).take(4000).collect();
+    assert!(loud.len() >= 4000, "half a second of echo: {}", dial.stdout);
+    assert!(common::audio::tone_share(&loud, 1000.0) > 0.5, "the echo is the tone sent");
     server.signal(Signal::SIGINT);
     let (code, stdout, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

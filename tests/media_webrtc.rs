@@ -8,12 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::audio::tone_share;
-use common::lab::{final_of, subscriber, Lab};
+use common::lab::{subscriber, Lab};
 use ringer::media::apps::tone;
 use ringer::media::codec::Codec;
 use ringer::media::peer::{OfferingPeer, PeerOptions};
 use ringer::media::webrtc::{answer_echo, WebRtcOptions};
-use ringer::sip::uac::Progress;
 
 fn loopback() -> std::net::IpAddr {
     std::net::IpAddr::from([127, 0, 0, 1])
@@ -129,19 +128,17 @@ async fn an_offer_without_a_common_codec_is_refused() {
     peer.close().await;
 }
 
-/// Places a call from Alice through the core to `to`, offering with `peer`'s offer; returns
-/// the dialog once ICE and DTLS are up.
+/// Alice calls `to` through the core with `options`' offer; returns the dialog and her media
+/// once ICE and DTLS are up.
 async fn call_through_core(
     lab: &Lab,
     to: &str,
     options: PeerOptions,
 ) -> (ringer::sip::dialog::CallHandle, OfferingPeer) {
-    let (mut peer, offer) = OfferingPeer::offer(options).await.expect("offer");
-    let mut call = lab.call_offering("+4711111111", to, &offer);
-    let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
-    dialog.ack(None).expect("ACK");
-    peer.accept(&String::from_utf8_lossy(&response.body), Duration::from_secs(10)).await.expect("ICE and DTLS");
-    (dialog, peer)
+    let access = lab.sbc().access.udp_addr.expect("SBC access");
+    let (from, to) = (common::msisdn("+4711111111"), common::msisdn(to));
+    let connected = lab.alice.dial(access, &from, &to, options, Duration::from_secs(10)).await.expect("connected");
+    (connected.call, connected.peer)
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 mod call;
 mod core;
 mod demo;
+mod dial;
 mod register;
 mod serve;
 mod voicemail;
@@ -37,6 +38,9 @@ enum Command {
     Demo,
     /// Place a call from the TAS to a subscriber through the core (route type ingress).
     Call(call::CallArgs),
+    /// Call a number through the emulated core's SBC as a handset, with WebRTC media: play a
+    /// tone or a file, send DTMF, record what comes back.
+    Dial(dial::DialArgs),
     /// Inspect the voicemail store: list, play (copy out), delete.
     Voicemail(voicemail::VoicemailArgs),
     /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint; with
@@ -68,6 +72,9 @@ impl Cli {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
             Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
+            // The WebRTC stack warns of STUN checks that arrive before the answer: normal for
+            // an offerer, and noise on a one-shot command's terminal.
+            Command::Dial(_) => "warn,rtc=error",
             Command::Serve { .. } | Command::Core { .. } | Command::Certs { .. } => "info",
         }
     }
@@ -92,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Core { config } => core::run(config).await,
         Command::Demo => demo::run().await,
         Command::Call(args) => call::run(args).await,
+        Command::Dial(args) => dial::run(args).await,
         Command::Voicemail(args) => voicemail::run(args),
         Command::Certs { domains, out } => {
             let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;

@@ -2,6 +2,7 @@
 //! the registrations they keep, so that a TAS runs and is tested with no operator account.
 
 pub mod auth;
+pub mod caller;
 pub mod grpc;
 pub mod oauth;
 pub mod registry;

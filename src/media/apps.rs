@@ -100,6 +100,17 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
     Ok(mono.chunks(factor).map(|group| (group.iter().sum::<i32>() / group.len() as i32) as i16).collect())
 }
 
+/// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
+pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), String> {
+    let fail = |why: String| format!("{}: {why}", path.display());
+    let spec = hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut writer = hound::WavWriter::create(path, spec).map_err(|error| fail(error.to_string()))?;
+    for sample in samples {
+        writer.write_sample(*sample).map_err(|error| fail(error.to_string()))?;
+    }
+    writer.finalize().map_err(|error| fail(error.to_string()))
+}
+
 /// Reads an Ogg/Opus file (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz mono,
 /// without the encoder's pre-skip.
 pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, String> {

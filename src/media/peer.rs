@@ -120,8 +120,33 @@ pub struct OfferingPeer {
     sequence: u16,
     timestamp: u32,
     states: watch::Receiver<RTCPeerConnectionState>,
-    hearing: mpsc::UnboundedReceiver<Heard>,
+    listener: Listener,
     options: PeerOptions,
+}
+
+/// The receiving half of an [`OfferingPeer`]: what it hears, decoded to 8 kHz.
+pub struct Listener {
+    hearing: mpsc::UnboundedReceiver<Heard>,
+    /// The decoder of the offered codec (kept across calls: Opus has state).
+    decoder: Option<super::codec::Decoder>,
+    payload_type: u8,
+}
+
+impl Listener {
+    fn new(hearing: mpsc::UnboundedReceiver<Heard>, codec: Codec, payload_type: u8) -> Self {
+        Self { hearing, decoder: codec.decoder().ok(), payload_type }
+    }
+
+    /// What arrived, decoded to 8 kHz, until `quiet` passes with nothing.
+    pub async fn heard(&mut self, quiet: Duration) -> Vec<i16> {
+        let mut samples = Vec::new();
+        while let Ok(Some(heard)) = tokio::time::timeout(quiet, self.hearing.recv()).await {
+            if let (true, Some(decoder)) = (heard.payload_type == self.payload_type, self.decoder.as_mut()) {
+                samples.extend(decoder.decode(&heard.payload).unwrap_or_default());
+            }
+        }
+        samples
+    }
 }
 
 impl OfferingPeer {
@@ -187,7 +212,7 @@ impl OfferingPeer {
             sequence: rand::random(),
             timestamp: rand::random(),
             states,
-            hearing,
+            listener: Listener::new(hearing, codec, payload_type),
             options,
         };
         let offer = peer.shape(&made);
@@ -318,17 +343,15 @@ impl OfferingPeer {
 
     /// What arrived, decoded to 8 kHz, until `quiet` passes with nothing.
     pub async fn heard(&mut self, quiet: Duration) -> Vec<i16> {
-        let mut decoder = match self.codec.decoder() {
-            Ok(decoder) => decoder,
-            Err(_) => return Vec::new(),
-        };
-        let mut samples = Vec::new();
-        while let Ok(Some(heard)) = tokio::time::timeout(quiet, self.hearing.recv()).await {
-            if heard.payload_type == self.payload_type {
-                samples.extend(decoder.decode(&heard.payload).unwrap_or_default());
-            }
-        }
-        samples
+        self.listener.heard(quiet).await
+    }
+
+    /// Takes the receiving half, to listen while playing; [`heard`](Self::heard) then hears
+    /// nothing.
+    pub fn take_listener(&mut self) -> Listener {
+        let (_, closed) = mpsc::unbounded_channel();
+        let empty = Listener::new(closed, self.codec, self.payload_type);
+        std::mem::replace(&mut self.listener, empty)
     }
 
     /// Ends the peer.

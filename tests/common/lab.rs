@@ -145,8 +145,8 @@ impl Lab {
             tas.live_dialogs(),
             tas.pending_invites(),
             tas.clients().in_progress(),
-            self.lab.alice.live_dialogs(),
-            self.lab.alice.clients().in_progress()
+            self.lab.alice.endpoint().live_dialogs(),
+            self.lab.alice.endpoint().clients().in_progress()
         )
     }
 }

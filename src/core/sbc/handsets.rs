@@ -72,7 +72,22 @@ impl Handsets {
 /// The handsets as the UA's handler.
 pub struct HandsetHandler(pub Arc<Handsets>);
 
-/// An SDP answer from a handset: every offered stream declined, as the TAS's apps do until media.
+/// A handset's answer to a WebRTC-style offer (ICE, DTLS-SRTP): an echo of what it hears, so
+/// that a caller hears its own audio come back across the whole call path. Other offers get
+/// every stream declined.
+async fn handset_media(offer: &Bytes) -> (Bytes, Option<crate::media::webrtc::WebRtcSession>) {
+    use crate::media::webrtc::{answer_echo, WebRtcOptions};
+    let text = std::str::from_utf8(offer).unwrap_or_default();
+    if text.lines().any(|line| line.starts_with("m=audio") && line.contains("/SAVP")) {
+        match answer_echo(text, &WebRtcOptions::on(std::net::IpAddr::from([127, 0, 0, 1]))).await {
+            Ok(answered) => return (Bytes::from(answered.sdp), Some(answered.session)),
+            Err(error) => info!(%error, "handset declines the WebRTC offer"),
+        }
+    }
+    (handset_answer(offer), None)
+}
+
+/// An SDP answer with every offered stream declined.
 fn handset_answer(offer: &Bytes) -> Bytes {
     let offer = std::str::from_utf8(offer).unwrap_or_default();
     let session = rand::random::<u32>() as u64;
@@ -108,15 +123,27 @@ impl SessionHandler for HandsetHandler {
                         () = invite.cancelled() => return,
                         () = tokio::time::sleep(config.ring_time) => {}
                     }
-                    let answer = handset_answer(&invite.request().body);
-                    let Some(call) = invite.answer(answer) else { return };
-                    if let Some(after) = config.hang_up_after {
-                        tokio::select! {
-                            _ = call.ended() => {}
-                            () = tokio::time::sleep(after) => {
-                                let _ = call.hangup().await;
-                            }
+                    let (answer, media) = handset_media(&invite.request().body).await;
+                    let Some(call) = invite.answer(answer) else {
+                        if let Some(media) = media {
+                            media.close().await;
                         }
+                        return;
+                    };
+                    let hang_up = async {
+                        match config.hang_up_after {
+                            Some(after) => tokio::time::sleep(after).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = call.ended() => {}
+                        () = hang_up => {
+                            let _ = call.hangup().await;
+                        }
+                    }
+                    if let Some(media) = media {
+                        media.close().await;
                     }
                 }
             }
