@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -140,12 +139,33 @@ impl Listener {
     /// What arrived, decoded to 8 kHz, until `quiet` passes with nothing.
     pub async fn heard(&mut self, quiet: Duration) -> Vec<i16> {
         let mut samples = Vec::new();
-        while let Ok(Some(heard)) = tokio::time::timeout(quiet, self.hearing.recv()).await {
-            if let (true, Some(decoder)) = (heard.payload_type == self.payload_type, self.decoder.as_mut()) {
-                samples.extend(decoder.decode(&heard.payload).unwrap_or_default());
-            }
+        while let Some(packet) = self.next(quiet).await {
+            samples.extend(packet);
         }
         samples
+    }
+
+    /// Whether the connection has gone (nothing more will be heard).
+    pub fn is_closed(&self) -> bool {
+        self.hearing.is_closed()
+    }
+
+    /// The next audio packet, decoded; `None` after `timeout` without one, or when the
+    /// connection has gone.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Vec<i16>> {
+        let payload = self.next_payload(timeout).await?;
+        Some(self.decoder.as_mut().and_then(|decoder| decoder.decode(&payload).ok()).unwrap_or_default())
+    }
+
+    /// The next audio packet's payload as it came (not decoded: for counting under load).
+    pub async fn next_payload(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let heard = tokio::time::timeout_at(deadline, self.hearing.recv()).await.ok()??;
+            if heard.payload_type == self.payload_type {
+                return Some(heard.payload);
+            }
+        }
     }
 }
 
@@ -187,7 +207,7 @@ impl OfferingPeer {
         let connection = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
-            .with_setting_engine(SettingEngineBuilder::new().with_lite(options.ice_lite).build())
+            .with_setting_engine(super::webrtc::ice_settings().with_lite(options.ice_lite).build())
             .with_handler(Arc::new(Handler { gathered, state, heard }))
             .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?)
             .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, 0))])
@@ -313,6 +333,17 @@ impl OfferingPeer {
             let Ok(payload) = self.encoder.encode(frame) else { continue };
             let ticks = self.encoder.ticks(frame.len());
             self.send_payload(self.payload_type, payload, ticks, false, true).await;
+        }
+    }
+
+    /// Sends frames already encoded in this peer's codec (20 ms each) in real time: a load
+    /// test that encodes once measures the far end, not the caller's encoder.
+    pub async fn play_encoded(&mut self, frames: &[Vec<u8>]) {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        let ticks = self.encoder.ticks(FRAME);
+        for payload in frames {
+            pace.tick().await;
+            self.send_payload(self.payload_type, payload.clone(), ticks, false, true).await;
         }
     }
 

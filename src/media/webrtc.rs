@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -408,6 +409,12 @@ pub async fn answer_for_app(offer: &str, options: &WebRtcOptions) -> Result<Answ
     answer(offer, options, true).await
 }
 
+/// ICE pacing: a check every 50 ms (RFC 8445's Ta) rather than the stack's 200 ms, for the same
+/// 1.4 s per candidate pair; media starts that much sooner after the answer.
+pub(super) fn ice_settings() -> SettingEngineBuilder {
+    SettingEngineBuilder::new().with_ice_connection_attempts(Some(std::time::Duration::from_millis(50)), Some(28))
+}
+
 /// Tries to build a connection to each port of the range in turn from a random place, as the
 /// stack binds when it is built.
 async fn build_connection(
@@ -423,12 +430,17 @@ async fn build_connection(
             all.iter().cycle().skip(start).take(all.len().min(16)).copied().collect()
         }
     };
-    let mut last_error = stack("the RTP port range is empty");
+    let mut last_error = stack("no free UDP port in media.rtp_ports");
     for port in ports {
+        // A port another socket holds would make the stack log an error before we move on.
+        if port != 0 && std::net::UdpSocket::bind(std::net::SocketAddr::new(options.bind, port)).is_err() {
+            continue;
+        }
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
         let built = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(chosen.media_engine()?)
+            .with_setting_engine(ice_settings().build())
             .with_handler(handler.clone())
             .with_runtime(runtime)
             .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, port))])
