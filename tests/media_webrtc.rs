@@ -215,3 +215,19 @@ async fn voicemail_over_webrtc_opus_ends_on_dtmf_hash() {
     peer.close().await;
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn a_silent_webrtc_caller_is_hung_up_after_the_media_timeout() {
+    let echo = subscriber("+4799990010", "loop-mt", "", "30", "", "\"answer echo\"");
+    let second = Duration::from_secs(1);
+    let lab = Lab::start_full(&[echo], Vec::new(), Duration::from_secs(30), Vec::new(), second).await;
+    let (dialog, mut peer) = call_through_core(&lab, "+4799990010", PeerOptions::sbc(loopback())).await;
+    // Some audio first: the timeout counts from the last packet, not from the answer.
+    peer.play(&tone(1000.0, 600, 12000.0)).await;
+    let started = tokio::time::Instant::now();
+    let reason = tokio::time::timeout(Duration::from_secs(5), dialog.ended()).await.expect("ringer hangs up");
+    assert!(reason.contains("BYE"), "{reason}");
+    assert!(started.elapsed() >= Duration::from_millis(800), "not before the timeout: {:?}", started.elapsed());
+    peer.close().await;
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

@@ -478,16 +478,29 @@ impl Engine {
                 return;
             }
             let stop = tokio_util::sync::CancellationToken::new();
+            let activity = match &session {
+                MediaSession::WebRtc(webrtc) => Some(webrtc.activity()),
+                MediaSession::Plain { .. } => None,
+            };
             let running = async {
                 match (media, app) {
                     (AppMedia::PlainEcho(socket), _) => match plain::echo(socket, timeout, stop.clone()).await {
                         plain::MediaEnd::TimedOut => apps::AppEnd::TimedOut,
                         plain::MediaEnd::Stopped => apps::AppEnd::CallerLeft,
                     },
-                    // The WebRTC stack reflects the packets itself.
+                    // The WebRTC stack reflects the packets itself; the media timeout still applies.
                     (AppMedia::WebRtcEcho, _) => {
-                        stop.cancelled().await;
-                        apps::AppEnd::CallerLeft
+                        let Some(activity) = activity else { return apps::AppEnd::Done };
+                        loop {
+                            let idle = activity.idle_for();
+                            if idle >= timeout {
+                                break apps::AppEnd::TimedOut;
+                            }
+                            tokio::select! {
+                                () = stop.cancelled() => break apps::AppEnd::CallerLeft,
+                                () = tokio::time::sleep(timeout - idle) => {}
+                            }
+                        }
                     }
                     (AppMedia::Channel(mut channel), App::Voicemail) => {
                         apps::voicemail(&mut channel, &settings.voicemail, meta, timeout, &stop).await.0

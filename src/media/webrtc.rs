@@ -259,6 +259,33 @@ struct Handler {
     sink: Sink,
     gathered: mpsc::Sender<()>,
     state: watch::Sender<RTCPeerConnectionState>,
+    activity: Activity,
+}
+
+/// When RTP last came from the peer, for the media timeout of calls whose app does not read
+/// the packets itself (echo).
+#[derive(Clone)]
+pub struct Activity {
+    since: std::time::Instant,
+    /// Milliseconds after `since` of the last packet.
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { since: std::time::Instant::now(), last: Arc::new(std::sync::atomic::AtomicU64::new(0)) }
+    }
+
+    fn touch(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the last packet (or since the session began, before any).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
 }
 
 #[async_trait::async_trait]
@@ -278,10 +305,12 @@ impl PeerConnectionEventHandler for Handler {
         match &self.sink {
             Sink::Echo(output) => {
                 let output = output.clone();
+                let activity = self.activity.clone();
                 tokio::spawn(async move {
                     let ssrc = output.ssrcs().await.first().copied().unwrap_or_default();
                     while let Some(event) = track.poll().await {
                         if let TrackRemoteEvent::OnRtpPacket(mut packet) = event {
+                            activity.touch();
                             packet.header.ssrc = ssrc;
                             // Header extensions were not negotiated for ringer's own track.
                             packet.header.extension = false;
@@ -295,9 +324,11 @@ impl PeerConnectionEventHandler for Handler {
             }
             Sink::App(sender) => {
                 let sender = sender.clone();
+                let activity = self.activity.clone();
                 tokio::spawn(async move {
                     while let Some(event) = track.poll().await {
                         if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                            activity.touch();
                             if sender.send(packet).is_err() {
                                 break;
                             }
@@ -315,6 +346,7 @@ pub struct WebRtcSession {
     state: watch::Receiver<RTCPeerConnectionState>,
     /// The bound address and the public one written in its place.
     public: Option<(IpAddr, IpAddr)>,
+    activity: Activity,
 }
 
 impl WebRtcSession {
@@ -361,6 +393,11 @@ impl WebRtcSession {
             Some((bind, public)) => with_public_address(&sdp, bind, public),
             None => sdp,
         })
+    }
+
+    /// When RTP last came from the peer.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
     }
 
     /// Ends the media.
@@ -491,7 +528,8 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     } else {
         (Sink::Echo(output.clone()), None)
     };
-    let handler = Arc::new(Handler { sink, gathered, state });
+    let activity = Activity::new();
+    let handler = Arc::new(Handler { sink, gathered, state, activity: activity.clone() });
     let connection = build_connection(options, &chosen, handler).await?;
     let output: Arc<dyn TrackLocal> = output;
     // The track's transceiver takes the offer's audio section; it answers with the chosen codec
@@ -505,7 +543,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gathering.recv()).await;
     let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
     let public = options.public.map(|public| (options.bind, public));
-    let session = WebRtcSession { connection, state: state_changes, public };
+    let session = WebRtcSession { connection, state: state_changes, public, activity };
     let sdp = shape_answer(&local.sdp, offer);
     let sdp = match public {
         Some((bind, public)) => with_public_address(&sdp, bind, public),
