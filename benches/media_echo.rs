@@ -28,8 +28,12 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options { calls: vec![50, 100, 200], hold: Duration::from_secs(30), codec: Codec::Pcma };
     let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test.
+    let mut options = match args.iter().any(|a| a == "--bench") {
+        true => Options { calls: vec![50, 100, 200], hold: Duration::from_secs(30), codec: Codec::Pcma },
+        false => Options { calls: vec![2], hold: Duration::from_secs(2), codec: Codec::Pcma },
+    };
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     if let Some(calls) = value("--calls") {
         options.calls = calls.split(',').filter_map(|n| n.trim().parse().ok()).collect();
