@@ -51,7 +51,8 @@ fn options() -> Options {
 fn process_figures(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let peak = status
@@ -174,7 +175,16 @@ async fn run(options: Options) {
     );
     println!(
         "{:>6} {:>6} {:>8} {:>9} {:>12} {:>12} {:>13} {:>13} {:>13} {:>13}",
-        "calls", "held", "loss %", "timeouts", "CPU %/call", "KiB/call", "DTLS p50 ms", "DTLS p99 ms", "echo p50 ms", "echo p99 ms"
+        "calls",
+        "held",
+        "loss %",
+        "timeouts",
+        "CPU %/call",
+        "KiB/call",
+        "DTLS p50 ms",
+        "DTLS p99 ms",
+        "echo p50 ms",
+        "echo p99 ms"
     );
     // The tone is encoded once: the callers' codec work stays out of the figures.
     let tone = ringer::media::apps::tone(1000.0, options.hold.as_millis() as u32, 9000.0);

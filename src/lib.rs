@@ -8,6 +8,7 @@
 
 pub mod call;
 pub mod config;
+pub mod conformance;
 pub mod core;
 pub mod lab;
 pub mod media;

@@ -44,9 +44,8 @@ fn baresip_config(dir: &Path, ca: &Path, dumps: &Path, codec: &str) {
         dumps = dumps.display(),
     );
     std::fs::write(dir.join("config"), config).expect("config");
-    let account = format!(
-        "<sip:alice@127.0.0.1;transport=tls>;regint=0;mediaenc=dtls_srtp;medianat=ice;audio_codecs={codec}\n"
-    );
+    let account =
+        format!("<sip:alice@127.0.0.1;transport=tls>;regint=0;mediaenc=dtls_srtp;medianat=ice;audio_codecs={codec}\n");
     std::fs::write(dir.join("accounts"), account).expect("accounts");
     std::fs::write(dir.join("contacts"), "").expect("contacts");
 }

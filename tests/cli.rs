@@ -572,3 +572,78 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
     assert!(message.partial && message.duration_ms >= 1000, "at least the synced seconds survived: {message:?}");
     assert_eq!(message.caller.as_deref(), Some("+4711111111"));
 }
+
+#[tokio::test]
+async fn conformance_passes_against_ringer_serve_and_writes_junit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let certs_text = certs.to_str().expect("utf-8").to_owned();
+    let out = ringer(&["certs", "--domain", "localhost", "--domain", "127.0.0.1", "--out", &certs_text], &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let harness = common::free_port();
+    let config = format!(
+        "[tas]\nsip_uri = \"sips:localhost:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [sip]\ntls_listen = \"127.0.0.1:0\"\ncert_file = \"{0}/server.pem\"\nkey_file = \"{0}/server.key\"\n\
+         core_uri = \"sips:localhost:{1}\"\ncore_ca_file = \"{0}/ca.pem\"\nmedia_address = \"127.0.0.1\"\n\
+         [media]\nbind_address = \"127.0.0.1\"\n[voicemail]\ndir = \"{2}\"\n\
+         [[subscriber]]\nphone_number = \"+4799990061\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"21\"\n",
+        certs.display(),
+        harness.port(),
+        dir.path().join("voicemail").display(),
+    );
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, config).expect("write");
+    let path_text = path.to_str().expect("utf-8");
+    let server = Server::spawn(&["serve", "--config", path_text], &[]);
+    let stdout = server.stdout.clone();
+    eventually(Duration::from_secs(10), "TLS listener announced", || {
+        stdout.lock().expect("lock").contains("SIP/TLS listening on ")
+    })
+    .await;
+    let tls: std::net::SocketAddr = stdout
+        .lock()
+        .expect("lock")
+        .lines()
+        .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
+        .and_then(|addr| addr.trim().parse().ok())
+        .expect("address");
+    let junit = dir.path().join("report.xml");
+    let target = format!("sips:localhost:{}", tls.port());
+    let listen = harness.to_string();
+    let ca = format!("{certs_text}/ca.pem");
+    let (cert, key) = (format!("{certs_text}/server.pem"), format!("{certs_text}/server.key"));
+    let junit_text = junit.to_str().expect("utf-8");
+    let args = [
+        "conformance",
+        "--target",
+        &target,
+        "--ca",
+        &ca,
+        "--config",
+        path_text,
+        "--listen",
+        &listen,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--junit",
+        junit_text,
+    ];
+    let out = ringer(&args, &[]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("call.loop.mt.+4799990061") && out.stdout.contains("0 failed"), "{}", out.stdout);
+    assert!(out.stderr.contains("running tls.certificate"), "progress on stderr: {}", out.stderr);
+    let xml = std::fs::read_to_string(&junit).expect("JUnit report");
+    assert!(xml.contains("failures=\"0\"") && xml.contains("name=\"sip.options\""), "{xml}");
+    // Without the CA the dev certificate does not verify: a failing run, exit code 1.
+    let args = ["conformance", "--target", &target, "--config", path_text, "--listen", &listen, "--json"];
+    let out = ringer(&args, &[]).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    assert_eq!(json["cases"][0]["name"], "tls.certificate");
+    assert_eq!(json["cases"][0]["verdict"], "fail");
+    server.signal(Signal::SIGTERM);
+    let (code, _, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -119,9 +119,8 @@ async fn the_public_address_is_the_candidate_offered() {
 #[tokio::test]
 async fn an_offer_without_a_common_codec_is_refused() {
     ringer::tls::install_crypto_provider();
-    let (peer, offer) = OfferingPeer::offer(PeerOptions { codec: Codec::Opus, ..PeerOptions::sbc(loopback()) })
-        .await
-        .expect("offer");
+    let (peer, offer) =
+        OfferingPeer::offer(PeerOptions { codec: Codec::Opus, ..PeerOptions::sbc(loopback()) }).await.expect("offer");
     let g711_only = WebRtcOptions { codecs: vec![Codec::Pcma, Codec::Pcmu], ..WebRtcOptions::on(loopback()) };
     let refused = answer_echo(&offer, &g711_only).await.err().expect("no common codec");
     assert!(refused.to_string().contains("PCMA, PCMU"), "{refused}");

@@ -107,8 +107,11 @@ async fn options_is_answered_with_capabilities_on_every_transport() {
             // A sip: Request-URI: a sip: Contact with transport=tls (RFC 3261 §12.1.1 asks
             // for SIPS only when the request was addressed to SIPS).
             assert!(contact.starts_with("<sip:tas.example.com:") && contact.ends_with(";transport=tls>"), "{contact}");
-            let secure = request("OPTIONS", "opt-sips", 2, "opt2", transport, None, "", "")
-                .replacen("OPTIONS sip:", "OPTIONS sips:", 1);
+            let secure = request("OPTIONS", "opt-sips", 2, "opt2", transport, None, "", "").replacen(
+                "OPTIONS sip:",
+                "OPTIONS sips:",
+                1,
+            );
             peer.send(secure.as_bytes()).await;
             let response = peer.final_response().await;
             let contact = response.headers.get("Contact").expect("Contact");

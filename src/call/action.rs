@@ -264,7 +264,10 @@ mod tests {
             ("answer echo", Action::Answer(App::Echo)),
             ("ANSWER announcement", Action::Answer(App::Announcement)),
             ("announce 404", Action::Announce { status: 404, reason: "Not Found".into() }),
-            ("announce 410 Number not in service", Action::Announce { status: 410, reason: "Number not in service".into() }),
+            (
+                "announce 410 Number not in service",
+                Action::Announce { status: 410, reason: "Number not in service".into() },
+            ),
         ] {
             assert_eq!(text.parse::<Action>(), Ok(action.clone()), "{text}");
             assert_eq!(action.to_string().parse::<Action>(), Ok(action), "round trip of {text}");

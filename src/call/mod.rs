@@ -3,6 +3,7 @@
 //! carries it out. [`CallRouter`] ties them to the SIP layer.
 
 pub mod action;
+pub mod answer;
 pub mod behaviour;
 pub mod router;
 pub mod routing;

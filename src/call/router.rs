@@ -14,7 +14,8 @@ use crate::sip::ua::{PendingInvite, SessionHandler, UserAgent};
 use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::action::{Action, Behaviour};
-use super::behaviour::{CallInfo, Engine, MediaSettings, Outcome};
+use super::answer::{CallInfo, MediaSettings};
+use super::behaviour::{Engine, Outcome};
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
 use crate::media::plain::PortRange;

@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands' wiring; protocol details live in the library.
 
 mod call;
+mod conformance;
 mod core;
 mod demo;
 mod dial;
@@ -41,6 +42,9 @@ enum Command {
     /// Call a number through the emulated core's SBC as a handset, with WebRTC media: play a
     /// tone or a file, send DTMF, record what comes back.
     Dial(dial::DialArgs),
+    /// Play the operator core against a TAS (this one or any other) and print a verdict per
+    /// documented behaviour; exits 0 only when every case passed or was skipped.
+    Conformance(conformance::ConformanceArgs),
     /// Inspect the voicemail store: list, play (copy out), delete.
     Voicemail(voicemail::VoicemailArgs),
     /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint; with
@@ -74,7 +78,7 @@ impl Cli {
             Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
             // The WebRTC stack warns of STUN checks that arrive before the answer: normal for
             // an offerer, and noise on a one-shot command's terminal.
-            Command::Dial(_) => "warn,rtc=error",
+            Command::Dial(_) | Command::Conformance(_) => "warn,rtc=error",
             Command::Serve { .. } | Command::Core { .. } | Command::Certs { .. } => "info",
         }
     }
@@ -100,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo => demo::run().await,
         Command::Call(args) => call::run(args).await,
         Command::Dial(args) => dial::run(args).await,
+        Command::Conformance(args) => conformance::run(args).await,
         Command::Voicemail(args) => voicemail::run(args),
         Command::Certs { domains, out } => {
             let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;

@@ -90,7 +90,13 @@ impl Caller {
     }
 
     /// Sends an INVITE from `from` to `to` at `access` with `sdp`, as a handset would.
-    pub fn invite(&self, access: SocketAddr, from: &Msisdn, to: &Msisdn, sdp: Bytes) -> Result<OutgoingCall, DialError> {
+    pub fn invite(
+        &self,
+        access: SocketAddr,
+        from: &Msisdn,
+        to: &Msisdn,
+        sdp: Bytes,
+    ) -> Result<OutgoingCall, DialError> {
         let parse = |text: String| NameAddr::parse(&text).map_err(|error| DialError::Sip(error.to_string()));
         let spec = InviteSpec {
             uri: Uri::parse(&format!("sip:{to}@{access};user=phone")).map_err(|e| DialError::Sip(e.to_string()))?,

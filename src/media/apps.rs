@@ -103,7 +103,12 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
 /// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
 pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), String> {
     let fail = |why: String| format!("{}: {why}", path.display());
-    let spec = hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(path, spec).map_err(|error| fail(error.to_string()))?;
     for sample in samples {
         writer.write_sample(*sample).map_err(|error| fail(error.to_string()))?;
@@ -233,7 +238,11 @@ mod tests {
         writer.write_packet(tags, 7, ogg::PacketWriteEndInfo::EndPage, 0).unwrap();
         let frames: Vec<&[i16]> = samples.chunks(super::super::codec::FRAME).collect();
         for (n, frame) in frames.iter().enumerate() {
-            let end = if n + 1 == frames.len() { ogg::PacketWriteEndInfo::EndStream } else { ogg::PacketWriteEndInfo::EndPage };
+            let end = if n + 1 == frames.len() {
+                ogg::PacketWriteEndInfo::EndStream
+            } else {
+                ogg::PacketWriteEndInfo::EndPage
+            };
             let position = (n as u64 + 1) * 960;
             writer.write_packet(encoder.encode(frame).unwrap(), 7, end, position).unwrap();
         }
@@ -267,7 +276,12 @@ mod tests {
     fn a_wav_greeting_is_read_by_its_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("greeting.bin");
-        let spec = hound::WavSpec { channels: 2, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 16000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut writer = hound::WavWriter::create(&path, spec).unwrap();
         for sample in tone(500.0, 500, 9000.0) {
             // 16 kHz stereo: each 8 kHz sample twice, on both channels.
@@ -287,7 +301,10 @@ mod tests {
         for (name, bytes) in [
             ("text.wav", &b"hello world"[..]),
             ("short.ogg", b"Og"),
-            ("vorbis.ogg", b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+            (
+                "vorbis.ogg",
+                b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            ),
         ] {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();

@@ -87,9 +87,9 @@ impl Codec {
         Ok(match self {
             Codec::Pcma => Decoder::Alaw,
             Codec::Pcmu => Decoder::Ulaw,
-            Codec::Opus => Decoder::Opus(Box::new(
-                opus_rs::OpusDecoder::new(SAMPLE_RATE as i32, 1).map_err(CodecError::Opus)?,
-            )),
+            Codec::Opus => {
+                Decoder::Opus(Box::new(opus_rs::OpusDecoder::new(SAMPLE_RATE as i32, 1).map_err(CodecError::Opus)?))
+            }
         })
     }
 }

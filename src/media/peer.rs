@@ -259,7 +259,7 @@ impl OfferingPeer {
 
     /// Takes the answer and waits (up to `timeout`) for ICE and DTLS to complete.
     pub async fn accept(&mut self, answer: &str, timeout: Duration) -> Result<(), WebRtcError> {
-        let (answer, _) = super::webrtc::normalise_offer(answer);
+        let answer = super::webrtc::normalise_offer(answer);
         let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)?;
         self.connected(timeout).await
@@ -295,7 +295,7 @@ impl OfferingPeer {
 
     /// Takes the answer to a [`reoffer`](Self::reoffer).
     pub async fn accept_reanswer(&mut self, answer: &str) -> Result<(), WebRtcError> {
-        let (answer, _) = super::webrtc::normalise_offer(answer);
+        let answer = super::webrtc::normalise_offer(answer);
         let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)
     }

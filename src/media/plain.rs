@@ -58,10 +58,7 @@ pub fn negotiate(offer: &SessionDescription, preference: &[Codec]) -> Result<Neg
     let (codec, payload_type) = preference
         .iter()
         .find_map(|codec| {
-            offered
-                .iter()
-                .find(|(_, name, rate)| codec.matches(name, *rate))
-                .map(|(pt, _, _)| (*codec, *pt))
+            offered.iter().find(|(_, name, rate)| codec.matches(name, *rate)).map(|(pt, _, _)| (*codec, *pt))
         })
         .ok_or_else(|| {
             NegotiationError::NoCommonCodec(preference.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
@@ -255,7 +252,11 @@ mod tests {
         assert!(sdp.contains("o=ringer 7 3 IN IP4"), "{sdp}");
         assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/48000\r\n"), "{sdp}");
         assert!(sdp.contains("a=recvonly\r\n"), "held by the offerer: {sdp}");
-        assert_eq!(negotiate(&offer, &[Codec::Pcma]).unwrap().telephone_event, None, "events at 48 kHz do not go with PCMA");
+        assert_eq!(
+            negotiate(&offer, &[Codec::Pcma]).unwrap().telephone_event,
+            None,
+            "events at 48 kHz do not go with PCMA"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! WebRTC-style media (ICE, DTLS-SRTP, RTP/RTCP multiplexed) through the `webrtc` crate, for
 //! the offers the operator's SBC sends.
 //!
-//! SIP offers are not browser offers: they may have no `a=mid` (and no BUNDLE, msid or SSRC
-//! lines), and the crate refuses a media section without `a=mid`. [`normalise_offer`] is the
-//! one place that adds what the crate needs; [`shape_answer`] takes it out of the answer again
-//! when the offer had none, so the answer has the shape of the offer.
+//! SIP offers are not browser offers: they may have no `a=mid`, BUNDLE, msid or SSRC lines, use
+//! `SAVP`, write hash names in capitals or leave out rtcp-mux, and SIP peers read `c=` and the
+//! `m=` port that browsers ignore. [`normalise_offer`] is the one place that turns an offer into
+//! what the crate takes, and [`shape_answer`] the one place that gives the crate's answer the
+//! shape of the offer.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -73,9 +74,9 @@ impl WebRtcOptions {
 /// group when it has none (without one the stack answers every section with port 0), and
 /// `SAVPF` for `SAVP` (the stack rejects the plain profile; RTCP feedback stays unused unless
 /// the offer lists some), and fingerprint hash names in lower case (they are case-insensitive,
-/// RFC 8122 §5, but the stack matches `sha-256` only: baresip writes `SHA-256`). Returns
-/// whether the original had mids.
-pub fn normalise_offer(offer: &str) -> (String, bool) {
+/// RFC 8122 §5, but the stack matches `sha-256` only: baresip writes `SHA-256`). Used for
+/// answers too: the crate reads them the same way.
+pub fn normalise_offer(offer: &str) -> String {
     let had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
     let had_bundle = offer.lines().any(|line| line.trim_end().starts_with("a=group:BUNDLE"));
     let mids: Vec<String> = match had_mid {
@@ -102,7 +103,7 @@ pub fn normalise_offer(offer: &str) -> (String, bool) {
             out.push_str("\r\n");
         }
     }
-    (out, had_mid)
+    out
 }
 
 /// `sdp` with `public` in place of `bind` in its candidates and connection lines: ringer behind
@@ -144,7 +145,8 @@ pub fn shape_answer(answer: &str, offer: &str) -> String {
     let candidate = |component: &str| {
         answer.lines().find_map(|line| {
             let fields: Vec<&str> = line.trim_end().strip_prefix("a=candidate:")?.split_whitespace().collect();
-            (fields.get(1) == Some(&component)).then(|| Some((fields.get(4)?.to_string(), fields.get(5)?.to_string())))?
+            (fields.get(1) == Some(&component))
+                .then(|| Some((fields.get(4)?.to_string(), fields.get(5)?.to_string())))?
         })
     };
     let (default_candidate, rtcp_candidate) = (candidate("1"), candidate("2"));
@@ -223,7 +225,8 @@ impl Chosen {
 
     /// The chosen codec, then telephone-event when offered.
     fn codec_parameters(&self) -> Vec<RTCRtpCodecParameters> {
-        let mut parameters = vec![RTCRtpCodecParameters { rtp_codec: self.rtp_codec(), payload_type: self.payload_type }];
+        let mut parameters =
+            vec![RTCRtpCodecParameters { rtp_codec: self.rtp_codec(), payload_type: self.payload_type }];
         if let Some((payload_type, clock_rate, fmtp)) = &self.telephone_event {
             let events = RTCRtpCodec {
                 mime_type: "audio/telephone-event".into(),
@@ -382,7 +385,7 @@ impl WebRtcSession {
     /// Answers a new offer within the call (a re-INVITE or UPDATE from the core) on the same
     /// connection: the same ICE agent, DTLS association and tracks, so the media goes on.
     pub async fn reanswer(&self, offer: &str) -> Result<String, WebRtcError> {
-        let (normalised, _) = normalise_offer(offer);
+        let normalised = normalise_offer(offer);
         let remote = RTCSessionDescription::offer(normalised).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)?;
         let answer = self.connection.create_answer(None).await.map_err(stack)?;
@@ -496,11 +499,10 @@ async fn build_connection(
 
 async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<Answered, WebRtcError> {
     let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
-    let chosen = choose_codec(&parsed, &options.codecs).ok_or_else(|| {
-        WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
-    })?;
+    let chosen = choose_codec(&parsed, &options.codecs)
+        .ok_or_else(|| WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))?;
     let ssrc = rand::random::<u32>();
-    let (normalised, _) = normalise_offer(offer);
+    let normalised = normalise_offer(offer);
     let output = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("ringer-{}", rand::random::<u32>()),
         "ringer-audio".to_owned(),
@@ -559,11 +561,14 @@ mod tests {
     #[test]
     fn mids_and_bundle_are_added_for_the_stack_and_taken_out_of_the_answer() {
         let offer = "v=0\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
-        let (normalised, had_mid) = normalise_offer(offer);
-        assert!(!had_mid);
-        assert!(normalised.contains("t=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"), "{normalised}");
+        let normalised = normalise_offer(offer);
+        assert!(
+            normalised.contains("t=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"),
+            "{normalised}"
+        );
         assert!(normalised.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"), "{normalised}");
-        let answer = "v=0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtcp-mux\r\n\
+        let answer =
+            "v=0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtcp-mux\r\n\
             a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n";
         assert_eq!(
             shape_answer(answer, offer),
@@ -577,13 +582,13 @@ mod tests {
         assert!(shaped.contains("m=audio 5000 RTP/SAVP 8\r\n") && !shaped.contains("a=rtcp-mux"), "{shaped}");
         assert!(shaped.contains("a=rtcp:5000 IN IP4 192.0.2.4\r\n"), "RTCP on the same port: {shaped}");
         let browser = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio\r\n";
-        assert_eq!(normalise_offer(browser), (browser.to_owned(), true));
+        assert_eq!(normalise_offer(browser), browser);
         let savp = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\na=mid:audio\r\n";
-        assert_eq!(normalise_offer(savp).0, browser);
+        assert_eq!(normalise_offer(savp), browser);
         let upper = "v=0\r\na=fingerprint:SHA-256 AB:CD\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
-        assert!(normalise_offer(upper).0.contains("a=fingerprint:sha-256 AB:CD\r\n"));
+        assert!(normalise_offer(upper).contains("a=fingerprint:sha-256 AB:CD\r\n"));
         let mids_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a1\r\n";
-        assert!(normalise_offer(mids_only).0.contains("a=group:BUNDLE a1\r\nm=audio"));
+        assert!(normalise_offer(mids_only).contains("a=group:BUNDLE a1\r\nm=audio"));
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Outbound {
 
     /// Where a target without a port is served (RFC 3263 §4.2): the SRV record of lowest
     /// priority and highest weight, or `None` (then the default port applies).
-    async fn srv(&self, host: &str, transport: Transport) -> Option<(String, u16)> {
+    pub async fn srv(&self, host: &str, transport: Transport) -> Option<(String, u16)> {
         let service = match transport {
             Transport::Tls => "_sips._tcp",
             Transport::Tcp => "_sip._tcp",

@@ -290,9 +290,15 @@ impl UserAgent {
             return;
         };
         if is_invite {
-            response
-                .headers
-                .push("Contact", contact(&self.shared.config, self.shared.outbound.ports(), transaction.link(), addressed_securely(request)));
+            response.headers.push(
+                "Contact",
+                contact(
+                    &self.shared.config,
+                    self.shared.outbound.ports(),
+                    transaction.link(),
+                    addressed_securely(request),
+                ),
+            );
         }
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
@@ -576,7 +582,9 @@ impl PendingInvite {
         let config = &self.shared.config;
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
         let secure = addressed_securely(&self.request);
-        response.headers.push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
+        response
+            .headers
+            .push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", SUPPORTED);
         let id = DialogId {

@@ -1,0 +1,117 @@
+//! `ringer conformance`: plays the operator core against a TAS and prints a verdict per case.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringer::config::serve::ServeConfig;
+use ringer::conformance::{self, HarnessConfig};
+use ringer::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+
+/// `ringer conformance`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ConformanceArgs {
+    /// The TAS under test, as it registers: `sips:host:port`, or `sips:host` for DNS SRV.
+    /// Default: `tas.sip_uri` of --config.
+    #[arg(long, value_name = "SIPS_URI")]
+    target: Option<String>,
+    /// The CA the TAS certificate must chain to; default: the system's roots.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// A ringer-style TAS config whose [[subscriber]] entries (number, route type, prefixes)
+    /// say what the TAS registers.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A subscriber the TAS serves: `+E164,route_type[,mo=PREFIX][,mt=PREFIX]` (repeatable).
+    #[arg(long = "subscriber", value_name = "SPEC")]
+    subscribers: Vec<String>,
+    /// Where the harness takes leg 3 over TLS: the core address the TAS sends its calls to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5071")]
+    listen: SocketAddr,
+    /// The harness's certificate for that listener (PEM chain); default: a development
+    /// certificate made for the run (a TAS that verifies the core will refuse it).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `+E164,route_type[,mo=PREFIX][,mt=PREFIX]`.
+fn parse_subscriber(text: &str) -> anyhow::Result<Registration> {
+    let mut parts = text.split(',').map(str::trim);
+    let number = Msisdn::parse(parts.next().unwrap_or_default())?;
+    let route: RouteType = parts
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--subscriber {text}: a route type after the number"))?
+        .parse()
+        .map_err(|error| anyhow::anyhow!("--subscriber {text}: {error}"))?;
+    let (mut mo_prefix, mut mt_prefix) = (None, None);
+    for part in parts {
+        match part.split_once('=') {
+            Some(("mo", prefix)) => mo_prefix = Some(Prefix::parse(prefix)?),
+            Some(("mt", prefix)) => mt_prefix = Some(Prefix::parse(prefix)?),
+            _ => anyhow::bail!("--subscriber {text}: {part:?} is not mo=PREFIX or mt=PREFIX"),
+        }
+    }
+    // The harness puts the target in; this placeholder never leaves the process.
+    let placeholder = SipsUri::parse("sips:placeholder.invalid")?;
+    Ok(Registration { phone_number: Some(number), sip_uri: placeholder, route_type: route, mo_prefix, mt_prefix })
+}
+
+/// Runs the harness; exits 0 when every case passed or was skipped.
+pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let file = args.config.as_deref().map(ServeConfig::load).transpose()?;
+    let target = match (&args.target, &file) {
+        (Some(target), _) => SipsUri::parse(target)?,
+        (None, Some(config)) => config.tas.sip_uri.clone(),
+        (None, None) => anyhow::bail!("--target (or --config with tas.sip_uri) is needed"),
+    };
+    let mut subscribers: Vec<Registration> = file.as_ref().map(ServeConfig::registrations).unwrap_or_default();
+    for spec in &args.subscribers {
+        subscribers.push(parse_subscriber(spec)?);
+    }
+    anyhow::ensure!(!subscribers.is_empty(), "no subscriber: give --subscriber or --config");
+    let scratch = tempfile::tempdir()?;
+    let (cert_file, key_file) = match (args.cert, args.key) {
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            let names = ["localhost".to_owned(), args.listen.ip().to_string()];
+            let files = ringer::tls::devcert::generate(&names)?.write_to(scratch.path())?;
+            (files.server_cert, files.server_key)
+        }
+    };
+    let config = HarnessConfig {
+        target,
+        ca_file: args.ca,
+        subscribers,
+        interconnect: args.listen,
+        cert_file,
+        key_file,
+        media_address: match args.listen.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        },
+    };
+    let quiet = args.json;
+    let report = conformance::run(config, move |case| {
+        if !quiet {
+            eprintln!("running {case}");
+        }
+    })
+    .await?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit()).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    }
+    match args.json {
+        true => println!("{}", report.json()),
+        false => print!("{}", report.table()),
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,498 @@
+//! `ringer conformance`: the emulated core played against any TAS, a verdict per documented
+//! behaviour. The harness registers the TAS's subscribers in its own registry (as the TAS
+//! would with UpsertRegistration), runs the emulated SBC with handsets for them, probes the TAS
+//! over TLS as the SBC does, and places calls through the SBC with WebRTC-style media, then
+//! reads what happened on each leg.
+
+pub mod probe;
+pub mod report;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::call::routing::Direction;
+use crate::config::core::{HandsetConfig, HandsetMode, SbcConfig};
+use crate::core::caller::Caller;
+use crate::core::registry::Registry;
+use crate::core::sbc::Sbc;
+use crate::media::peer::{OfferingPeer, PeerOptions};
+use crate::sip::message::{Message, Uri};
+use crate::sip::uac::Progress;
+use crate::types::{Msisdn, Registration, RouteType, SipsUri};
+
+use probe::{Probe, PROBE_TIMEOUT};
+pub use report::{CaseResult, Report, Verdict};
+
+/// What the harness needs to know.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// The TAS under test, `sips:host` or `sips:host:port`, as it registers.
+    pub target: SipsUri,
+    /// The CA its certificate must chain to; default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The subscribers the TAS serves, as it would register them.
+    pub subscribers: Vec<Registration>,
+    /// Where the harness takes leg 3 from the TAS, over TLS (the TAS's view of the core).
+    pub interconnect: SocketAddr,
+    /// The harness's certificate chain and key for that listener.
+    pub cert_file: PathBuf,
+    /// Its key.
+    pub key_file: PathBuf,
+    /// The address the harness's media and handsets use.
+    pub media_address: IpAddr,
+}
+
+/// Why the harness could not run at all (as opposed to a case failing).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The emulated SBC would not start.
+    #[error("the emulated SBC: {0}")]
+    Sbc(#[from] crate::core::sbc::SbcError),
+    /// A socket would not open.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// TLS settings are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// The caller's number for MT calls: no registration.
+const ALICE: &str = "+4711111111";
+/// The callee of MO calls: a handset that answers.
+const BOB: &str = "+4712340000";
+
+/// A running harness.
+struct Harness {
+    config: HarnessConfig,
+    sbc: Sbc,
+    caller: Caller,
+    tls: Arc<rustls::ClientConfig>,
+    report: Report,
+    progress: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Runs every case against the TAS; `progress` hears each case's name as it starts.
+pub async fn run(
+    config: HarnessConfig,
+    progress: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<Report, HarnessError> {
+    let registry = Arc::new(Registry::new(Duration::from_secs(3600)));
+    for registration in &config.subscribers {
+        if let Some(number) = &registration.phone_number {
+            let registration = Registration { sip_uri: config.target.clone(), ..registration.clone() };
+            registry.upsert(number.clone(), registration);
+        }
+    }
+    let mut handsets = vec![handset(BOB, HandsetMode::Answer)];
+    for registration in &config.subscribers {
+        let Some(number) = &registration.phone_number else { continue };
+        // The phone beside the TAS: it must leave the call to the TAS where the route type
+        // rings both (Fork) or the phone first (Fallback).
+        let mode = match registration.route_type {
+            RouteType::Fork => HandsetMode::NoAnswer,
+            RouteType::Fallback => HandsetMode::Busy,
+            _ => HandsetMode::Answer,
+        };
+        handsets.push(HandsetConfig {
+            number: number.clone(),
+            mode,
+            ring_time: Duration::from_millis(50),
+            hang_up_after: None,
+        });
+    }
+    let sbc_config = SbcConfig {
+        udp_listen: Some(SocketAddr::new(config.media_address, 0)),
+        tcp_listen: None,
+        tls_listen: None,
+        interconnect_listen: config.interconnect,
+        cert_file: Some(config.cert_file.clone()),
+        key_file: Some(config.key_file.clone()),
+        tas_ca_file: config.ca_file.clone(),
+        domain: "core.ringer.invalid".into(),
+        fallback_no_answer: Duration::from_secs(5),
+        handsets,
+        routes: Vec::new(),
+        dns_server: None,
+    };
+    let sbc = crate::core::sbc::start(&sbc_config, registry).await?;
+    let caller = Caller::start(config.media_address, "ringer-conformance").await?;
+    let tls = crate::tls::client_config(config.ca_file.as_deref(), None)?;
+    let report = Report { target: config.target.as_str().to_owned(), cases: Vec::new() };
+    let mut harness = Harness { config, sbc, caller, tls, report, progress: Box::new(progress) };
+    harness.tls_cases().await;
+    harness.sip_cases().await;
+    harness.call_cases().await;
+    harness.robustness_cases().await;
+    harness.sbc.shutdown();
+    let Harness { report, caller, .. } = harness;
+    caller.shutdown();
+    Ok(report)
+}
+
+fn handset(number: &str, mode: HandsetMode) -> HandsetConfig {
+    let number = Msisdn::parse(number).unwrap_or_else(|_| unreachable!("{number} is E.164"));
+    HandsetConfig { number, mode, ring_time: Duration::from_millis(50), hang_up_after: None }
+}
+
+/// What a case found: its verdict and the evidence on the way.
+struct Finding {
+    verdict: Verdict,
+    evidence: Vec<String>,
+}
+
+impl Finding {
+    fn pass(evidence: Vec<String>) -> Self {
+        Finding { verdict: Verdict::Pass, evidence }
+    }
+
+    fn fail(expected: impl Into<String>, got: impl Into<String>, evidence: Vec<String>) -> Self {
+        Finding { verdict: Verdict::fail(expected, got), evidence }
+    }
+}
+
+impl Harness {
+    fn record(&mut self, name: &str, description: &str, started: Instant, finding: Finding) {
+        self.report.cases.push(CaseResult {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            verdict: finding.verdict,
+            evidence: finding.evidence,
+            duration: started.elapsed(),
+        });
+    }
+
+    fn start(&self, name: &str) -> Instant {
+        (self.progress)(name);
+        Instant::now()
+    }
+
+    /// Where the TAS is: its port, or DNS SRV `_sips._tcp` as the core resolves it.
+    async fn address(&self) -> Result<(SocketAddr, Vec<String>), String> {
+        let host = self.config.target.host().to_owned();
+        let (server, port, evidence) = match self.config.target.port() {
+            Some(port) => (host.clone(), port, vec![format!("{host}:{port} from the sip_uri")]),
+            None => match self
+                .sbc
+                .interconnect
+                .user_agent()
+                .outbound()
+                .srv(&host, crate::sip::transport::Transport::Tls)
+                .await
+            {
+                Some((server, port)) => {
+                    (server.clone(), port, vec![format!("SRV _sips._tcp.{host} → {server}:{port}")])
+                }
+                None => (host.clone(), 5061, vec![format!("no SRV record for _sips._tcp.{host}: port 5061")]),
+            },
+        };
+        let addr = tokio::net::lookup_host((server.as_str(), port))
+            .await
+            .map_err(|error| format!("{server}: {error}"))?
+            .next()
+            .ok_or_else(|| format!("{server}: no address"))?;
+        Ok((addr, evidence))
+    }
+
+    async fn connect(&self) -> Result<(Probe, Vec<String>), String> {
+        let (addr, mut evidence) = self.address().await?;
+        let probe = Probe::connect(addr, self.config.target.host(), self.tls.clone()).await?;
+        evidence.push(format!("TLS {} with {addr}", probe.version));
+        Ok((probe, evidence))
+    }
+
+    async fn tls_cases(&mut self) {
+        let started = self.start("tls.certificate");
+        let finding = match self.connect().await {
+            Ok((_, evidence)) => Finding::pass(evidence),
+            Err(error) => Finding::fail(
+                format!(
+                    "a TLS 1.2+ handshake with a certificate for {} that chains to {} (spec: the core verifies the TAS over TLS)",
+                    self.config.target.host(),
+                    self.config.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the system roots".into())
+                ),
+                error,
+                Vec::new(),
+            ),
+        };
+        self.record("tls.certificate", "TLS 1.2+, certificate valid for the sip_uri host", started, finding);
+    }
+
+    async fn sip_cases(&mut self) {
+        let started = self.start("sip.options");
+        let finding = match self.options().await {
+            Ok(evidence) => Finding::pass(evidence),
+            Err(got) => Finding::fail("200 OK to OPTIONS (RFC 3261 §11)", got, Vec::new()),
+        };
+        self.record("sip.options", "OPTIONS is answered 200", started, finding);
+
+        let started = self.start("sip.keepalive");
+        let finding = match self.connect().await {
+            Err(error) => Finding::fail("a TLS connection", error, Vec::new()),
+            Ok((mut probe, evidence)) => match probe.send(b"\r\n\r\n").await {
+                Err(error) => Finding::fail("a CRLF pong", error, evidence),
+                Ok(()) => {
+                    let pong = probe.read_raw(Duration::from_secs(2)).await;
+                    if pong.starts_with(b"\r\n") {
+                        Finding::pass(evidence)
+                    } else {
+                        Finding::fail(
+                            "CRLF in answer to a CRLFCRLF ping within 2 s (RFC 5626 §4.4.1)",
+                            format!("{:?}", String::from_utf8_lossy(&pong)),
+                            evidence,
+                        )
+                    }
+                }
+            },
+        };
+        self.record("sip.keepalive", "a CRLFCRLF keep-alive gets its CRLF pong", started, finding);
+    }
+
+    async fn options(&self) -> Result<Vec<String>, String> {
+        let (mut probe, mut evidence) = self.connect().await?;
+        let request = probe::options(self.config.target.as_str(), probe.local, "conformance-options");
+        probe.send(request.as_bytes()).await?;
+        let response = probe.final_response(PROBE_TIMEOUT).await?;
+        evidence.push(format!("{} {}", response.status, response.reason));
+        match response.status {
+            200..=299 => Ok(evidence),
+            _ => Err(excerpt(&response.to_bytes())),
+        }
+    }
+
+    async fn call_cases(&mut self) {
+        let subscribers = self.config.subscribers.clone();
+        for registration in &subscribers {
+            let Some(number) = &registration.phone_number else { continue };
+            for direction in [Direction::Originating, Direction::Terminating] {
+                let short = match direction {
+                    Direction::Originating => "mo",
+                    Direction::Terminating => "mt",
+                };
+                let brings = match direction {
+                    Direction::Originating => matches!(registration.route_type, RouteType::Loop | RouteType::LoopMo),
+                    Direction::Terminating => {
+                        !matches!(registration.route_type, RouteType::LoopMo | RouteType::Ingress)
+                    }
+                };
+                let route = registration.route_type.name().replace('_', "-");
+                let name = format!("call.{route}.{short}.{number}");
+                let started = self.start(&name);
+                let finding = match brings {
+                    true => self.call(number, direction).await,
+                    false => Finding {
+                        verdict: Verdict::skip(format!("route type {route} brings no {} calls", short.to_uppercase())),
+                        evidence: Vec::new(),
+                    },
+                };
+                self.record(
+                    &name,
+                    "leg 2 with the prefix; leg 3 or a final answer; media; BYE across",
+                    started,
+                    finding,
+                );
+            }
+        }
+    }
+
+    /// One call through the SBC to or from `number`, checked leg by leg.
+    async fn call(&mut self, number: &Msisdn, direction: Direction) -> Finding {
+        let Some(access) = self.sbc.access.udp_addr else {
+            return Finding::fail("the SBC's access side", "no UDP listener", Vec::new());
+        };
+        let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
+        let bob = Msisdn::parse(BOB).unwrap_or_else(|_| unreachable!());
+        let (from, to) = match direction {
+            Direction::Originating => (number.clone(), bob),
+            Direction::Terminating => (alice, number.clone()),
+        };
+        let refused_before = self.sbc.refused_leg3();
+        let options = PeerOptions::sbc(self.config.media_address);
+        let (mut peer, offer) = match OfferingPeer::offer(options).await {
+            Ok(made) => made,
+            Err(error) => return Finding::fail("a WebRTC offer", error.to_string(), Vec::new()),
+        };
+        let mut evidence = Vec::new();
+        let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer)) {
+            Ok(outgoing) => outgoing,
+            Err(error) => return Finding::fail("leg 1 sent", error.to_string(), evidence),
+        };
+        let outcome = loop {
+            match tokio::time::timeout(Duration::from_secs(30), outgoing.next()).await {
+                Ok(Progress::Provisional(_)) => continue,
+                Ok(progress) => break Some(progress),
+                Err(_) => break None,
+            }
+        };
+        let record = self.sbc.calls().into_iter().rev().find(|call| call.callee == to);
+        if let Some(record) = &record {
+            evidence.push(format!(
+                "route {}, prefix {}, legs {}",
+                record.route,
+                record.prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+                record.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        if self.sbc.refused_leg3() > refused_before {
+            peer.close().await;
+            return Finding::fail(
+                "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)",
+                "the TAS sent an INVITE with no known Session-ID; the core refused it 403",
+                evidence,
+            );
+        }
+        let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 3).cloned());
+        if let Some(leg3) = &leg3 {
+            evidence.push(format!("leg 3 to {}", leg3.request_uri));
+            let target = Uri::parse(&leg3.request_uri).ok().and_then(|uri| crate::call::routing::number_of(&uri));
+            if target.as_deref() != Some(to.as_str()) {
+                peer.close().await;
+                return Finding::fail(
+                    format!("leg 3 to {to}, the number with the prefix removed (spec: the TAS strips the prefix)"),
+                    leg3.request_uri.clone(),
+                    evidence,
+                );
+            }
+        }
+        let (call, response) = match outcome {
+            None => {
+                outgoing.cancel();
+                peer.close().await;
+                return Finding::fail("a final response within 30 s", "none", evidence);
+            }
+            Some(Progress::Answered(call, response)) => (call, response),
+            Some(Progress::Failed(response)) => {
+                peer.close().await;
+                evidence.push(format!("refused: {} {}", response.status, response.reason));
+                return Finding::pass(evidence);
+            }
+            Some(other) => {
+                peer.close().await;
+                return Finding::fail("a final response", format!("{other:?}"), evidence);
+            }
+        };
+        let _ = call.ack(None);
+        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        if !answer.lines().any(|line| line.starts_with("m=audio ")) {
+            let _ = call.hangup().await;
+            peer.close().await;
+            return Finding::fail(
+                "an SDP answer with the audio stream in the 2xx to an INVITE that offered (RFC 3264 §5)",
+                excerpt(&response.to_bytes()),
+                evidence,
+            );
+        }
+        evidence.push(format!("answered {} {}", response.status, response.reason));
+        let media = self.media(&mut peer, &answer).await;
+        let hangup = call.hangup().await;
+        peer.close().await;
+        if let Err(got) = media {
+            return Finding::fail("ICE and DTLS complete, and audio comes back that is not silence", got, evidence);
+        }
+        evidence.push("ICE, DTLS and audio both ways".into());
+        match hangup {
+            Ok(status @ 200..=299) => evidence.push(format!("BYE answered {status}")),
+            Ok(status) => return Finding::fail("200 to BYE", format!("{status}"), evidence),
+            Err(error) => return Finding::fail("200 to BYE", error.to_string(), evidence),
+        }
+        let settled = async {
+            while self.sbc.live_state() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
+            return Finding::fail(
+                "every leg ended after the caller's BYE (the TAS relays BYE to leg 3)",
+                format!("{} dialogs or transactions still open at the core after 5 s", self.sbc.live_state()),
+                evidence,
+            );
+        }
+        Finding::pass(evidence)
+    }
+
+    /// ICE and DTLS complete with the answer, a second of tone goes out, and what comes back
+    /// (an echo, a greeting, the far end) is not silence.
+    async fn media(&self, peer: &mut OfferingPeer, answer: &str) -> Result<(), String> {
+        peer.accept(answer, Duration::from_secs(10)).await.map_err(|error| error.to_string())?;
+        peer.play(&crate::media::apps::tone(1000.0, 1000, 10000.0)).await;
+        let heard = peer.heard(Duration::from_millis(400)).await;
+        let loud = heard.iter().filter(|sample| sample.unsigned_abs() > 300).count();
+        if loud < 800 {
+            return Err(format!("{} samples heard, {loud} above -40 dBFS", heard.len()));
+        }
+        Ok(())
+    }
+
+    /// Malformed requests are refused cleanly, and the TAS still answers OPTIONS afterwards.
+    async fn robustness_cases(&mut self) {
+        let started = self.start("robustness.malformed");
+        let mut evidence = Vec::new();
+        let mut failure = None;
+        for (label, message) in MALFORMED {
+            let result = async {
+                let (mut probe, _) = self.connect().await?;
+                let text = message.replace("{local}", &probe.local.to_string());
+                probe.send(text.as_bytes()).await?;
+                match probe.next_message(Duration::from_secs(2)).await {
+                    Ok(Message::Response(response)) if (400..500).contains(&response.status) => {
+                        Ok(format!("{label}: {} {}", response.status, response.reason))
+                    }
+                    Ok(Message::Response(response)) => Err(format!("{label}: {} {}", response.status, response.reason)),
+                    Ok(Message::Request(request)) => {
+                        Ok(format!("{label}: a {} request back, no answer", request.method))
+                    }
+                    // Dropping what cannot be answered (no usable Via) is fine; so is closing.
+                    Err(why) => Ok(format!("{label}: no answer ({why})")),
+                }
+            }
+            .await;
+            match result {
+                Ok(line) => evidence.push(line),
+                Err(line) => {
+                    failure.get_or_insert(line.clone());
+                    evidence.push(line);
+                }
+            }
+        }
+        let finding = match (failure, self.options().await) {
+            (Some(got), _) => Finding::fail(
+                "a 4xx response or silence to a malformed request (RFC 3261 §16.3, RFC 4475)",
+                got,
+                evidence,
+            ),
+            (None, Err(got)) => Finding::fail("OPTIONS still answered after malformed requests", got, evidence),
+            (None, Ok(_)) => Finding::pass(evidence),
+        };
+        self.record("robustness.malformed", "malformed requests refused cleanly; the TAS lives on", started, finding);
+    }
+}
+
+/// Requests the TAS must refuse cleanly (from the kinds RFC 4475 lists); `{local}` is the
+/// probe's address for the Via.
+const MALFORMED: [(&str, &str); 3] = [
+    (
+        "CSeq method mismatch (RFC 4475 3.1.2.x)",
+        "OPTIONS sip:tas@conformance.invalid SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKbad1\r\nMax-Forwards: 70\r\n\
+         From: <sip:c@conformance.invalid>;tag=b1\r\nTo: <sip:tas@conformance.invalid>\r\nCall-ID: bad1@conformance\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    ),
+    (
+        "unknown Request-URI scheme (RFC 4475 3.3.2)",
+        "OPTIONS nope:tas@conformance.invalid SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKbad2\r\nMax-Forwards: 70\r\n\
+         From: <sip:c@conformance.invalid>;tag=b2\r\nTo: <sip:tas@conformance.invalid>\r\nCall-ID: bad2@conformance\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+    ),
+    (
+        "no Call-ID",
+        "OPTIONS sip:tas@conformance.invalid SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKbad3\r\nMax-Forwards: 70\r\n\
+         From: <sip:c@conformance.invalid>;tag=b3\r\nTo: <sip:tas@conformance.invalid>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+    ),
+];
+
+/// The first lines of a message, for a failure's "got".
+fn excerpt(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().take(14).collect::<Vec<_>>().join("\n")
+}

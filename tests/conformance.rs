@@ -1,0 +1,283 @@
+//! `ringer conformance` against a TAS: ringer itself passes every case; deliberately broken
+//! TASs fail the right ones (a harness that cannot fail is worthless).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringer::config::serve::ServeConfig;
+use ringer::conformance::{self, HarnessConfig, Report, Verdict};
+use ringer::tls::devcert::DevCertificateFiles;
+
+/// A ringer TAS config: three subscribers, leg 3 to the harness at `core`.
+fn tas_config(dir: &Path, certs: &DevCertificateFiles, core: SocketAddr) -> String {
+    format!(
+        "[tas]\nsip_uri = \"sips:localhost:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [sip]\ntls_listen = \"127.0.0.1:0\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+         core_uri = \"sips:localhost:{port}\"\ncore_ca_file = \"{ca}\"\nmedia_address = \"127.0.0.1\"\n\
+         [media]\nbind_address = \"127.0.0.1\"\n[voicemail]\ndir = \"{vm}\"\n\
+         [[subscriber]]\nphone_number = \"+4799990051\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"21\"\n\
+         [[subscriber]]\nphone_number = \"+4799990052\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"answer echo\"\n\
+         [[subscriber]]\nphone_number = \"+4799990053\"\nroute_type = \"fallback\"\nmt_prefix = \"23\"\n",
+        cert = certs.server_cert.display(),
+        key = certs.server_key.display(),
+        ca = certs.ca_cert.display(),
+        port = core.port(),
+        vm = dir.join("voicemail").display(),
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    certs: DevCertificateFiles,
+    config: ServeConfig,
+    core: SocketAddr,
+}
+
+fn setup() -> Setup {
+    ringer::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write");
+    let core = common::free_port();
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, tas_config(dir.path(), &certs, core)).expect("config");
+    let config = ServeConfig::load(&path).expect("TAS config");
+    Setup { dir, certs, config, core }
+}
+
+async fn run_harness(setup: &Setup, target: &str) -> Report {
+    run_harness_trusting(setup, target, &setup.certs.ca_cert).await
+}
+
+async fn run_harness_trusting(setup: &Setup, target: &str, ca: &Path) -> Report {
+    let config = HarnessConfig {
+        target: ringer::types::SipsUri::parse(target).expect("target"),
+        ca_file: Some(ca.to_owned()),
+        subscribers: setup.config.registrations(),
+        interconnect: setup.core,
+        cert_file: setup.certs.server_cert.clone(),
+        key_file: setup.certs.server_key.clone(),
+        media_address: [127, 0, 0, 1].into(),
+    };
+    tokio::time::timeout(Duration::from_secs(120), conformance::run(config, |_| {}))
+        .await
+        .expect("the harness finishes")
+        .expect("the harness runs")
+}
+
+fn verdict<'a>(report: &'a Report, name: &str) -> &'a Verdict {
+    &report.case(name).unwrap_or_else(|| panic!("no case {name} in\n{}", report.table())).verdict
+}
+
+#[tokio::test]
+async fn ringer_passes_every_case() {
+    let setup = setup();
+    let tas = ringer::tas::start_sip(&setup.config).await.expect("TAS starts");
+    let port = tas.endpoint.tls_addr.expect("TLS").port();
+    let report = run_harness(&setup, &format!("sips:localhost:{port}")).await;
+    assert!(report.passed(), "{}", report.table());
+    for name in [
+        "tls.certificate",
+        "sip.options",
+        "sip.keepalive",
+        "call.loop.mo.+4799990051",
+        "call.loop.mt.+4799990051",
+        "call.loop-mt.mt.+4799990052",
+        "call.fallback.mt.+4799990053",
+        "robustness.malformed",
+    ] {
+        assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}\n{}", report.table());
+    }
+    assert!(matches!(verdict(&report, "call.loop-mt.mo.+4799990052"), Verdict::Skip { .. }));
+    // The loop call went out as leg 3 and came back; the echo was answered by the TAS itself.
+    let loop_mt = report.case("call.loop.mt.+4799990051").expect("case");
+    assert!(loop_mt.evidence.iter().any(|line| line.starts_with("leg 3 to ")), "{:?}", loop_mt.evidence);
+    let junit = report.junit();
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+    tas.endpoint.shutdown();
+    drop(setup.dir);
+}
+
+/// A broken TAS: answers every INVITE itself with `answer`, or relays it as leg 3 without
+/// the Session-ID / without stripping the prefix.
+mod broken {
+    use bytes::Bytes;
+    use ringer::sip::dialog::{DialogId, OfferAnswer};
+    use ringer::sip::ua::{PendingInvite, SessionHandler, UserAgent};
+    use std::sync::OnceLock;
+
+    #[derive(Clone, Copy)]
+    pub enum Fault {
+        /// 200 OK without an SDP answer.
+        AnswerWithoutSdp,
+        /// Leg 3 without leg 2's Session-ID.
+        NoSessionId,
+        /// Leg 3 to the Request-URI as it came, prefix and all.
+        PrefixKept,
+    }
+
+    pub struct BrokenTas {
+        pub fault: Fault,
+        pub core: String,
+        pub ua: OnceLock<UserAgent>,
+    }
+
+    impl SessionHandler for BrokenTas {
+        fn on_invite(&self, invite: PendingInvite) {
+            let Some(ua) = self.ua.get().cloned() else { return };
+            let (fault, core) = (self.fault, self.core.clone());
+            tokio::spawn(async move {
+                if let Fault::AnswerWithoutSdp = fault {
+                    invite.answer(Bytes::new());
+                    return;
+                }
+                let request = invite.request();
+                let mut uri = request.uri.clone();
+                if let (Fault::NoSessionId, ringer::sip::message::Uri::Sip(sip)) = (fault, &mut uri) {
+                    // Strip the two-digit prefix as a TAS should; only the Session-ID is missing.
+                    if let Some(user) = sip.user.as_mut() {
+                        *user = format!("+{}", &user[3..]);
+                    }
+                }
+                if let ringer::sip::message::Uri::Sip(sip) = &mut uri {
+                    let core = ringer::sip::message::Uri::parse(&core).expect("core URI");
+                    let core = core.as_sip().expect("sip").clone();
+                    sip.host = core.host;
+                    sip.port = core.port;
+                }
+                let carried: &[&str] = match fault {
+                    Fault::NoSessionId => &["P-Asserted-Identity"],
+                    _ => &["P-Asserted-Identity", "Session-ID"],
+                };
+                let spec = ringer::sip::b2bua::onward(&invite, uri, carried);
+                let Ok(link) = ua.outbound().link_to(&core).await else { return };
+                let Ok(leg) = ua.invite(spec, link) else { return };
+                if let ringer::sip::b2bua::LegOutcome::Answered(call, response) =
+                    ringer::sip::b2bua::ring(&invite, leg, None).await
+                {
+                    if let Some(incoming) = invite.answer(response.body.clone()) {
+                        ringer::sip::b2bua::hold(incoming, call).await;
+                    }
+                }
+            });
+        }
+
+        fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
+            OfferAnswer::NotAcceptable("broken".into())
+        }
+
+        fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
+    }
+}
+
+async fn broken_report(fault: broken::Fault) -> (Report, Setup) {
+    broken_report_with(fault, None).await
+}
+
+/// A certificate of another CA, for `names`; the harness trusts that CA or not.
+struct OtherCertificate<'a> {
+    names: &'a [String],
+    trusted: bool,
+}
+
+/// As [`broken_report`], the TAS presenting another certificate.
+async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCertificate<'_>>) -> (Report, Setup) {
+    use ringer::sip::endpoint::{self, EndpointConfig};
+    let mut setup = setup();
+    let mut ca = setup.certs.ca_cert.clone();
+    if let Some(other) = &certificate {
+        let files = ringer::tls::devcert::generate(other.names).expect("certs");
+        let files = files.write_to(&setup.dir.path().join("other")).expect("write");
+        setup.config.sip.cert_file = Some(files.server_cert.clone());
+        setup.config.sip.key_file = Some(files.server_key.clone());
+        if other.trusted {
+            ca = files.ca_cert.clone();
+        }
+    }
+    let handler = Arc::new(broken::BrokenTas {
+        fault,
+        core: format!("sips:localhost:{}", setup.core.port()),
+        ua: std::sync::OnceLock::new(),
+    });
+    let sip = &setup.config.sip;
+    let chain = ringer::tls::load_chain(sip.cert_file.as_deref().expect("cert")).expect("chain");
+    let key = ringer::tls::load_key(sip.key_file.as_deref().expect("key")).expect("key");
+    let server = ringer::tls::server_config(chain, key, None).expect("server TLS");
+    let client = ringer::tls::client_config(Some(&setup.certs.ca_cert), None).expect("client TLS");
+    let endpoint = endpoint::start(
+        EndpointConfig {
+            tls: Some((common::loopback_any_port(), server)),
+            tcp: None,
+            udp: None,
+            policy: Default::default(),
+            limits: Default::default(),
+            ua: ringer::sip::ua::UaConfig {
+                contact_host: "localhost".into(),
+                server: "broken-tas".into(),
+                timers: Default::default(),
+            },
+            client_tls: Some(client),
+            core_uri: Some(handler.core.clone()),
+        },
+        handler.clone(),
+    )
+    .await
+    .expect("broken TAS starts");
+    let _ = handler.ua.set(endpoint.user_agent().clone());
+    let port = endpoint.tls_addr.expect("TLS").port();
+    let report = run_harness_trusting(&setup, &format!("sips:localhost:{port}"), &ca).await;
+    endpoint.shutdown();
+    (report, setup)
+}
+
+fn failure(report: &Report, name: &str) -> (String, String) {
+    match verdict(report, name) {
+        Verdict::Fail { expected, got } => (expected.clone(), got.clone()),
+        other => panic!("{name}: {other:?}\n{}", report.table()),
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_fails_the_tls_case() {
+    let names = ["other.example.com".to_owned()];
+    let other = OtherCertificate { names: &names, trusted: true };
+    let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
+    let (expected, got) = failure(&report, "tls.certificate");
+    assert!(expected.contains("localhost") && got.contains("not valid for name"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_untrusted_ca_fails_the_tls_case() {
+    let names = ["localhost".to_owned()];
+    let other = OtherCertificate { names: &names, trusted: false };
+    let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
+    let (_, got) = failure(&report, "tls.certificate");
+    // Same issuer name as the trusted CA, another key: the signature does not verify.
+    assert!(got.contains("invalid peer certificate"), "{got}");
+}
+
+#[tokio::test]
+async fn a_2xx_without_sdp_fails_the_call_cases() {
+    let (report, _setup) = broken_report(broken::Fault::AnswerWithoutSdp).await;
+    let (expected, _) = failure(&report, "call.loop-mt.mt.+4799990052");
+    assert!(expected.contains("RFC 3264"), "{expected}");
+    assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "the rest is fine: {}", report.table());
+}
+
+#[tokio::test]
+async fn leg_3_without_the_session_id_fails() {
+    let (report, _setup) = broken_report(broken::Fault::NoSessionId).await;
+    let (expected, got) = failure(&report, "call.loop.mt.+4799990051");
+    assert!(expected.contains("Session-ID") && got.contains("403"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn leg_3_with_the_prefix_kept_fails() {
+    let (report, _setup) = broken_report(broken::Fault::PrefixKept).await;
+    let (expected, got) = failure(&report, "call.loop.mt.+4799990051");
+    assert!(expected.contains("prefix") && got.contains("+214799990051"), "{expected} / {got}");
+}
