@@ -295,7 +295,85 @@ impl Harness {
                     finding,
                 );
             }
+            if registration.route_type == RouteType::Fork {
+                let name = format!("call.fork.cancel.{number}");
+                let started = self.start(&name);
+                let finding = self.cancel_while_ringing(number).await;
+                self.record(&name, "CANCEL of the ringing TAS leg: 487, nothing left", started, finding);
+            }
         }
+    }
+
+    /// A Fork call cancelled while the TAS leg rings (the core cancels it when the phone
+    /// answers first): the TAS answers 487 and keeps no dialog.
+    async fn cancel_while_ringing(&mut self, number: &Msisdn) -> Finding {
+        let Some(access) = self.sbc.access.udp_addr else {
+            return Finding::fail("the SBC's access side", "no UDP listener", Vec::new());
+        };
+        let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
+        let (peer, offer) = match OfferingPeer::offer(PeerOptions::sbc(self.config.media_address)).await {
+            Ok(made) => made,
+            Err(error) => return Finding::fail("a WebRTC offer", error.to_string(), Vec::new()),
+        };
+        let mut evidence = Vec::new();
+        let mut outgoing = match self.caller.invite(access, &alice, number, Bytes::from(offer)) {
+            Ok(outgoing) => outgoing,
+            Err(error) => return Finding::fail("leg 1 sent", error.to_string(), evidence),
+        };
+        // Wait until the TAS leg rings (a provisional from it reaches the caller).
+        let ringing = loop {
+            match tokio::time::timeout(Duration::from_secs(10), outgoing.next()).await {
+                Ok(Progress::Provisional(response)) if response.status > 100 => break Ok(response.status),
+                Ok(Progress::Provisional(_)) => continue,
+                Ok(Progress::Answered(call, _)) => {
+                    let _ = call.ack(None);
+                    let _ = call.hangup().await;
+                    break Err("answered before ringing");
+                }
+                Ok(_) => break Err("refused before ringing"),
+                Err(_) => break Err("no provisional response in 10 s"),
+            }
+        };
+        let status = match ringing {
+            Ok(status) => status,
+            Err(why) => {
+                peer.close().await;
+                return Finding { verdict: Verdict::skip(format!("no ringing phase to cancel: {why}")), evidence };
+            }
+        };
+        evidence.push(format!("{status} relayed to the caller; CANCEL"));
+        outgoing.cancel();
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), outgoing.next()).await {
+                Ok(Progress::Provisional(_)) => continue,
+                Ok(progress) => break Some(progress),
+                Err(_) => break None,
+            }
+        };
+        peer.close().await;
+        let record = self.sbc.calls().into_iter().rev().find(|call| &call.callee == number);
+        let leg2 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status));
+        evidence.push(format!("leg 2 final: {}", leg2.unwrap_or(0)));
+        if !matches!(end, Some(Progress::Cancelled)) || leg2 != Some(487) {
+            return Finding::fail(
+                "487 Request Terminated on the TAS leg after CANCEL (RFC 3261 §9.2)",
+                format!("leg 2 ended {}, the caller saw {end:?}", leg2.unwrap_or(0)),
+                evidence,
+            );
+        }
+        let settled = async {
+            while self.sbc.live_state() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
+            return Finding::fail(
+                "no dialog or transaction left after the CANCEL",
+                format!("{} still open at the core after 5 s", self.sbc.live_state()),
+                evidence,
+            );
+        }
+        Finding::pass(evidence)
     }
 
     /// One call through the SBC to or from `number`, checked leg by leg.
