@@ -100,6 +100,9 @@ async fn ringer_passes_every_case() {
     // The loop call went out as leg 3 and came back; the echo was answered by the TAS itself.
     let loop_mt = report.case("call.loop.mt.+4799990051").expect("case");
     assert!(loop_mt.evidence.iter().any(|line| line.starts_with("leg 3 to ")), "{:?}", loop_mt.evidence);
+    // Its re-INVITE went through the TAS to the handset and back, the echo going on.
+    let reinvite = loop_mt.evidence.iter().find(|line| line.starts_with("re-INVITE answered")).expect("re-INVITE");
+    assert!(!reinvite.contains("/ 0 loud"), "{reinvite}");
     let junit = report.junit();
     assert!(junit.contains("failures=\"0\""), "{junit}");
     tas.endpoint.shutdown();
@@ -122,6 +125,8 @@ mod broken {
         NoSessionId,
         /// Leg 3 to the Request-URI as it came, prefix and all.
         PrefixKept,
+        /// Answers with a WebRTC echo itself, then refuses every re-INVITE.
+        RefusesReoffers,
     }
 
     pub struct BrokenTas {
@@ -137,6 +142,16 @@ mod broken {
             tokio::spawn(async move {
                 if let Fault::AnswerWithoutSdp = fault {
                     invite.answer(Bytes::new());
+                    return;
+                }
+                if let Fault::RefusesReoffers = fault {
+                    let offer = String::from_utf8_lossy(&invite.request().body).into_owned();
+                    let options = ringer::media::webrtc::WebRtcOptions::on([127, 0, 0, 1].into());
+                    let Ok(answered) = ringer::media::webrtc::answer_echo(&offer, &options).await else { return };
+                    if let Some(call) = invite.answer(Bytes::from(answered.sdp)) {
+                        call.ended().await;
+                    }
+                    answered.session.close().await;
                     return;
                 }
                 let request = invite.request();
@@ -273,6 +288,13 @@ async fn a_2xx_without_sdp_fails_the_call_cases() {
     let (expected, _) = failure(&report, "call.loop-mt.mt.+4799990052");
     assert!(expected.contains("RFC 3264"), "{expected}");
     assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "the rest is fine: {}", report.table());
+}
+
+#[tokio::test]
+async fn a_refused_re_invite_fails_the_call_case() {
+    let (report, _setup) = broken_report(broken::Fault::RefusesReoffers).await;
+    let (expected, got) = failure(&report, "call.loop-mt.mt.+4799990052");
+    assert!(expected.contains("re-INVITE") && got.contains("488"), "{expected} / {got}");
 }
 
 #[tokio::test]

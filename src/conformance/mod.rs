@@ -465,12 +465,26 @@ impl Harness {
         }
         evidence.push(format!("answered {} {}", response.status, response.reason));
         let media = self.media(&mut peer, &answer).await;
-        let hangup = call.hangup().await;
-        peer.close().await;
         if let Err(got) = media {
+            let _ = call.hangup().await;
+            peer.close().await;
             return Finding::fail("ICE and DTLS complete, and audio comes back that is not silence", got, evidence);
         }
         evidence.push("ICE, DTLS and audio both ways".into());
+        // The core re-offers mid-call (session refresh, codec checks): the media must go on.
+        let reoffer = self.reoffer(&call, &mut peer).await;
+        let hangup = call.hangup().await;
+        peer.close().await;
+        match reoffer {
+            Ok(line) => evidence.push(line),
+            Err(got) => {
+                return Finding::fail(
+                    "a re-INVITE mid-call answered 200 with SDP, the media going on (RFC 3261 §14.2)",
+                    got,
+                    evidence,
+                )
+            }
+        }
         match hangup {
             Ok(status @ 200..=299) => evidence.push(format!("BYE answered {status}")),
             Ok(status) => return Finding::fail("200 to BYE", format!("{status}"), evidence),
@@ -489,6 +503,32 @@ impl Harness {
             );
         }
         Finding::pass(evidence)
+    }
+
+    /// A new offer in the call: answered with SDP, the connection stays up, and where audio
+    /// came back before (an echo, the far end; not a voicemail recording in silence) it still
+    /// does.
+    async fn reoffer(&self, call: &crate::sip::dialog::CallHandle, peer: &mut OfferingPeer) -> Result<String, String> {
+        let tone = crate::media::apps::tone(1000.0, 600, 10000.0);
+        let loud = |heard: &[i16]| heard.iter().filter(|sample| sample.unsigned_abs() > 300).count();
+        peer.play(&tone).await;
+        let before = loud(&peer.heard(Duration::from_millis(300)).await);
+        let offer = peer.reoffer().await.map_err(|error| error.to_string())?;
+        let answer = call.reinvite(Bytes::from(offer)).await.map_err(|error| format!("re-INVITE: {error}"))?;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        if !answer.lines().any(|line| line.starts_with("m=audio ")) {
+            return Err(format!("a 2xx without an SDP answer:\n{answer}"));
+        }
+        peer.accept_reanswer(&answer).await.map_err(|error| error.to_string())?;
+        peer.play(&tone).await;
+        let after = loud(&peer.heard(Duration::from_millis(300)).await);
+        if !peer.is_connected() {
+            return Err("ICE or DTLS went down after the re-INVITE".into());
+        }
+        if before >= 400 && after < 400 {
+            return Err(format!("audio stopped: {before} loud samples before the re-INVITE, {after} after"));
+        }
+        Ok(format!("re-INVITE answered; media on ({before} / {after} loud samples before / after)"))
     }
 
     /// ICE and DTLS complete with the answer, a second of tone goes out, and what comes back

@@ -285,6 +285,11 @@ impl OfferingPeer {
         waited.unwrap_or_else(|_| Err(stack("ICE and DTLS did not complete in time")))
     }
 
+    /// Whether ICE and DTLS are up now.
+    pub fn is_connected(&self) -> bool {
+        *self.states.borrow() == RTCPeerConnectionState::Connected
+    }
+
     /// A new offer within the call (as the core sends in a re-INVITE), same shape.
     pub async fn reoffer(&mut self) -> Result<String, WebRtcError> {
         let offer = self.connection.create_offer(None).await.map_err(stack)?;

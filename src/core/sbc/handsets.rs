@@ -136,10 +136,33 @@ impl SessionHandler for HandsetHandler {
                             None => std::future::pending().await,
                         }
                     };
-                    tokio::select! {
-                        _ = call.ended() => {}
-                        () = hang_up => {
-                            let _ = call.hangup().await;
+                    tokio::pin!(hang_up);
+                    // A WebRTC call answers new offers on its own connection, so media goes on.
+                    let mut offers = media.as_ref().map(|_| call.offers());
+                    loop {
+                        let offer = async {
+                            match offers.as_mut() {
+                                Some(offers) => offers.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = call.ended() => break,
+                            () = &mut hang_up => {
+                                let _ = call.hangup().await;
+                                break;
+                            }
+                            Some(offer) = offer => {
+                                let text = String::from_utf8_lossy(&offer.sdp).into_owned();
+                                let answer = match media.as_ref().map(|session| session.reanswer(&text)) {
+                                    Some(reanswer) => match reanswer.await {
+                                        Ok(sdp) => OfferAnswer::Accept(Bytes::from(sdp)),
+                                        Err(error) => OfferAnswer::NotAcceptable(error.to_string()),
+                                    },
+                                    None => OfferAnswer::Accept(handset_answer(&offer.sdp)),
+                                };
+                                offer.answer(answer);
+                            }
                         }
                     }
                     if let Some(media) = media {
