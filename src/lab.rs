@@ -210,6 +210,7 @@ impl Lab {
                 handsets: config.handsets.clone(),
                 routes: config.routes.clone(),
                 dns_server: None,
+                leg2_tel: false,
             }),
             ..CoreConfig::default()
         };

@@ -632,7 +632,7 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
     ];
     let out = ringer(&args, &[]).await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("call.loop.mt.+4799990061") && out.stdout.contains("0 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("call.loop.mt.tel.+4799990061") && out.stdout.contains("0 failed"), "{}", out.stdout);
     assert!(out.stderr.contains("running tls.certificate"), "progress on stderr: {}", out.stderr);
     let xml = std::fs::read_to_string(&junit).expect("JUnit report");
     assert!(xml.contains("failures=\"0\"") && xml.contains("name=\"sip.options\""), "{xml}");

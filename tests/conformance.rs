@@ -82,23 +82,27 @@ async fn ringer_passes_every_case() {
     let port = tas.endpoint.tls_addr.expect("TLS").port();
     let report = run_harness(&setup, &format!("sips:localhost:{port}")).await;
     assert!(report.passed(), "{}", report.table());
-    for name in [
-        "tls.certificate",
-        "sip.options",
-        "sip.keepalive",
-        "call.loop.mo.+4799990051",
-        "call.loop.mt.+4799990051",
-        "call.loop-mt.mt.+4799990052",
-        "call.fallback.mt.+4799990053",
-        "call.fork.mt.+4799990054",
-        "call.fork.cancel.+4799990054",
-        "robustness.malformed",
-    ] {
+    let mut names = vec![
+        "tls.certificate".to_owned(),
+        "sip.options".to_owned(),
+        "sip.keepalive".to_owned(),
+        "call.fork.cancel.+4799990054".to_owned(),
+        "robustness.malformed".to_owned(),
+    ];
+    for form in ["sip", "tel"] {
+        for call in ["loop.mo", "loop.mt"] {
+            names.push(format!("call.{call}.{form}.+4799990051"));
+        }
+        names.push(format!("call.loop-mt.mt.{form}.+4799990052"));
+        names.push(format!("call.fallback.mt.{form}.+4799990053"));
+        names.push(format!("call.fork.mt.{form}.+4799990054"));
+    }
+    for name in &names {
         assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}\n{}", report.table());
     }
-    assert!(matches!(verdict(&report, "call.loop-mt.mo.+4799990052"), Verdict::Skip { .. }));
+    assert!(matches!(verdict(&report, "call.loop-mt.mo.sip.+4799990052"), Verdict::Skip { .. }));
     // The loop call went out as leg 3 and came back; the echo was answered by the TAS itself.
-    let loop_mt = report.case("call.loop.mt.+4799990051").expect("case");
+    let loop_mt = report.case("call.loop.mt.sip.+4799990051").expect("case");
     assert!(loop_mt.evidence.iter().any(|line| line.starts_with("leg 3 to ")), "{:?}", loop_mt.evidence);
     // Its re-INVITE went through the TAS to the handset and back, the echo going on.
     let reinvite = loop_mt.evidence.iter().find(|line| line.starts_with("re-INVITE answered")).expect("re-INVITE");
@@ -197,10 +201,36 @@ async fn broken_report(fault: broken::Fault) -> (Report, Setup) {
     broken_report_with(fault, None).await
 }
 
-/// A certificate of another CA, for `names`; the harness trusts that CA or not.
+/// A certificate of another CA, for `names`; the harness trusts that CA or not; expired or not.
 struct OtherCertificate<'a> {
     names: &'a [String],
     trusted: bool,
+    expired: bool,
+}
+
+/// A CA and a server certificate for `names` that expired in 2020, written into `dir`.
+fn expired_certificate(names: &[String], dir: &Path) -> DevCertificateFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(names.to_vec()).expect("params");
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let key = KeyPair::generate().expect("key");
+    let certificate = params.signed_by(&key, &issuer).expect("certificate");
+    std::fs::create_dir_all(dir).expect("dir");
+    let files = DevCertificateFiles {
+        ca_cert: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    };
+    std::fs::write(&files.ca_cert, ca.pem()).expect("write");
+    std::fs::write(&files.server_cert, certificate.pem()).expect("write");
+    std::fs::write(&files.server_key, key.serialize_pem()).expect("write");
+    files
 }
 
 /// As [`broken_report`], the TAS presenting another certificate.
@@ -212,8 +242,11 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
     setup.config.subscribers.retain(|s| s.route_type != ringer::types::RouteType::Fork);
     let mut ca = setup.certs.ca_cert.clone();
     if let Some(other) = &certificate {
-        let files = ringer::tls::devcert::generate(other.names).expect("certs");
-        let files = files.write_to(&setup.dir.path().join("other")).expect("write");
+        let dir = setup.dir.path().join("other");
+        let files = match other.expired {
+            true => expired_certificate(other.names, &dir),
+            false => ringer::tls::devcert::generate(other.names).expect("certs").write_to(&dir).expect("write"),
+        };
         setup.config.sip.cert_file = Some(files.server_cert.clone());
         setup.config.sip.key_file = Some(files.server_key.clone());
         if other.trusted {
@@ -266,16 +299,25 @@ fn failure(report: &Report, name: &str) -> (String, String) {
 #[tokio::test]
 async fn a_certificate_for_another_name_fails_the_tls_case() {
     let names = ["other.example.com".to_owned()];
-    let other = OtherCertificate { names: &names, trusted: true };
+    let other = OtherCertificate { names: &names, trusted: true, expired: false };
     let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
     let (expected, got) = failure(&report, "tls.certificate");
     assert!(expected.contains("localhost") && got.contains("not valid for name"), "{expected} / {got}");
 }
 
 #[tokio::test]
+async fn an_expired_certificate_fails_the_tls_case() {
+    let names = ["localhost".to_owned()];
+    let other = OtherCertificate { names: &names, trusted: true, expired: true };
+    let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
+    let (_, got) = failure(&report, "tls.certificate");
+    assert!(got.contains("certificate expired"), "{got}");
+}
+
+#[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_fails_the_tls_case() {
     let names = ["localhost".to_owned()];
-    let other = OtherCertificate { names: &names, trusted: false };
+    let other = OtherCertificate { names: &names, trusted: false, expired: false };
     let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
     let (_, got) = failure(&report, "tls.certificate");
     // Same issuer name as the trusted CA, another key: the signature does not verify.
@@ -285,7 +327,7 @@ async fn a_certificate_from_an_untrusted_ca_fails_the_tls_case() {
 #[tokio::test]
 async fn a_2xx_without_sdp_fails_the_call_cases() {
     let (report, _setup) = broken_report(broken::Fault::AnswerWithoutSdp).await;
-    let (expected, _) = failure(&report, "call.loop-mt.mt.+4799990052");
+    let (expected, _) = failure(&report, "call.loop-mt.mt.sip.+4799990052");
     assert!(expected.contains("RFC 3264"), "{expected}");
     assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "the rest is fine: {}", report.table());
 }
@@ -293,20 +335,20 @@ async fn a_2xx_without_sdp_fails_the_call_cases() {
 #[tokio::test]
 async fn a_refused_re_invite_fails_the_call_case() {
     let (report, _setup) = broken_report(broken::Fault::RefusesReoffers).await;
-    let (expected, got) = failure(&report, "call.loop-mt.mt.+4799990052");
+    let (expected, got) = failure(&report, "call.loop-mt.mt.sip.+4799990052");
     assert!(expected.contains("re-INVITE") && got.contains("488"), "{expected} / {got}");
 }
 
 #[tokio::test]
 async fn leg_3_without_the_session_id_fails() {
     let (report, _setup) = broken_report(broken::Fault::NoSessionId).await;
-    let (expected, got) = failure(&report, "call.loop.mt.+4799990051");
+    let (expected, got) = failure(&report, "call.loop.mt.sip.+4799990051");
     assert!(expected.contains("Session-ID") && got.contains("403"), "{expected} / {got}");
 }
 
 #[tokio::test]
 async fn leg_3_with_the_prefix_kept_fails() {
     let (report, _setup) = broken_report(broken::Fault::PrefixKept).await;
-    let (expected, got) = failure(&report, "call.loop.mt.+4799990051");
+    let (expected, got) = failure(&report, "call.loop.mt.sip.+4799990051");
     assert!(expected.contains("prefix") && got.contains("+214799990051"), "{expected} / {got}");
 }

@@ -71,6 +71,9 @@ pub struct SbcConfig {
     /// The DNS server for SRV lookups of `sip_uri`s without a port; default: the system's.
     #[serde(default)]
     pub dns_server: Option<SocketAddr>,
+    /// Write leg 2's Request-URI as `tel:+<prefix><number>` rather than `sip:` with `user=phone`.
+    #[serde(default)]
+    pub leg2_tel: bool,
 }
 
 fn default_sbc_domain() -> String {

@@ -117,6 +117,7 @@ pub async fn run(
         handsets,
         routes: Vec::new(),
         dns_server: None,
+        leg2_tel: false,
     };
     let sbc = crate::core::sbc::start(&sbc_config, registry).await?;
     let caller = Caller::start(config.media_address, "ringer-conformance").await?;
@@ -279,21 +280,27 @@ impl Harness {
                     }
                 };
                 let route = registration.route_type.name().replace('_', "-");
-                let name = format!("call.{route}.{short}.{number}");
-                let started = self.start(&name);
-                let finding = match brings {
-                    true => self.call(number, direction).await,
-                    false => Finding {
-                        verdict: Verdict::skip(format!("route type {route} brings no {} calls", short.to_uppercase())),
-                        evidence: Vec::new(),
-                    },
-                };
-                self.record(
-                    &name,
-                    "leg 2 with the prefix; leg 3 or a final answer; media; BYE across",
-                    started,
-                    finding,
-                );
+                // Leg 2's Request-URI in both forms the core uses.
+                for (form, tel) in [("sip", false), ("tel", true)] {
+                    let name = format!("call.{route}.{short}.{form}.{number}");
+                    let started = self.start(&name);
+                    self.sbc.set_leg2_tel(tel);
+                    let finding = match brings {
+                        true => self.call(number, direction).await,
+                        false => Finding {
+                            verdict: Verdict::skip(format!(
+                                "route type {route} brings no {} calls",
+                                short.to_uppercase()
+                            )),
+                            evidence: Vec::new(),
+                        },
+                    };
+                    self.sbc.set_leg2_tel(false);
+                    let description = format!(
+                        "leg 2 ({form}: URI) with the prefix; leg 3 or a final answer; media; re-INVITE; BYE across"
+                    );
+                    self.record(&name, &description, started, finding);
+                }
             }
             if registration.route_type == RouteType::Fork {
                 let name = format!("call.fork.cancel.{number}");

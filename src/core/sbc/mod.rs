@@ -132,6 +132,8 @@ struct Shared {
     sessions: Mutex<HashMap<String, SharedCall>>,
     calls: Mutex<VecDeque<SharedCall>>,
     refused_leg3: AtomicU64,
+    /// Leg 2's Request-URI as `tel:+<prefix><number>` instead of `sip:...;user=phone`.
+    leg2_tel: std::sync::atomic::AtomicBool,
 }
 
 /// A running SBC.
@@ -171,6 +173,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         sessions: Mutex::new(HashMap::new()),
         calls: Mutex::new(VecDeque::new()),
         refused_leg3: AtomicU64::new(0),
+        leg2_tel: std::sync::atomic::AtomicBool::new(config.leg2_tel),
     });
     let base = EndpointConfig {
         tls: None,
@@ -228,6 +231,12 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
 }
 
 impl Sbc {
+    /// Whether leg 2's Request-URI is written `tel:+<prefix><number>` (else `sip:` with
+    /// `user=phone`); the core uses both forms.
+    pub fn set_leg2_tel(&self, tel: bool) {
+        self.shared.leg2_tel.store(tel, Ordering::Relaxed);
+    }
+
     /// The calls seen, oldest first (the last 1000).
     pub fn calls(&self) -> Vec<SbcCall> {
         self.shared.calls.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|call| lock(call).clone()).collect()
@@ -339,7 +348,10 @@ async fn leg2(
     let ua = shared.interconnect.get().ok_or("SBC not started")?;
     let sip_uri = &registration.registration.sip_uri;
     let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), number.digits());
-    let uri = phone_uri(&prefixed, sip_uri.host());
+    let uri = match shared.leg2_tel.load(Ordering::Relaxed) {
+        true => Uri::Tel { number: prefixed, params: Default::default() },
+        false => phone_uri(&prefixed, sip_uri.host()),
+    };
     let mut extra = vec![("Session-ID".to_owned(), format!("{session_id};remote={}", "0".repeat(32)))];
     if leg1.request().headers.get("P-Asserted-Identity").is_none() {
         if let Some(caller) = caller_number(&leg1.request().headers, &leg1.essentials().from) {
