@@ -11,6 +11,7 @@ use std::time::Duration;
 use ringer::config::serve::ServeConfig;
 use ringer::conformance::{self, HarnessConfig, Report, Verdict};
 use ringer::tls::devcert::DevCertificateFiles;
+use ringer::types::RouteType;
 
 /// A ringer TAS config: three subscribers, leg 3 to the harness at `core`.
 fn tas_config(dir: &Path, certs: &DevCertificateFiles, core: SocketAddr) -> String {
@@ -23,7 +24,8 @@ fn tas_config(dir: &Path, certs: &DevCertificateFiles, core: SocketAddr) -> Stri
          [[subscriber]]\nphone_number = \"+4799990052\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"answer echo\"\n\
          [[subscriber]]\nphone_number = \"+4799990053\"\nroute_type = \"fallback\"\nmt_prefix = \"23\"\n\
          [[subscriber]]\nphone_number = \"+4799990054\"\nroute_type = \"fork\"\nmt_prefix = \"24\"\n\
-         mt = {{ action = \"answer echo\", ring_time = \"1s\" }}\n",
+         mt = {{ action = \"answer echo\", ring_time = \"1s\" }}\n\
+         [[subscriber]]\nphone_number = \"+4799990055\"\nroute_type = \"ingress\"\n",
         cert = certs.server_cert.display(),
         key = certs.server_key.display(),
         ca = certs.ca_cert.display(),
@@ -51,12 +53,16 @@ fn setup() -> Setup {
     Setup { dir, certs, config, core }
 }
 
-async fn run_harness(setup: &Setup, target: &str) -> Report {
-    run_harness_trusting(setup, target, &setup.certs.ca_cert).await
+async fn run_harness_trusting(setup: &Setup, target: &str, ca: &Path) -> Report {
+    let config = harness_config(setup, target, ca);
+    tokio::time::timeout(Duration::from_secs(120), conformance::run(config, |_| {}))
+        .await
+        .expect("the harness finishes")
+        .expect("the harness runs")
 }
 
-async fn run_harness_trusting(setup: &Setup, target: &str, ca: &Path) -> Report {
-    let config = HarnessConfig {
+fn harness_config(setup: &Setup, target: &str, ca: &Path) -> HarnessConfig {
+    HarnessConfig {
         target: ringer::types::SipsUri::parse(target).expect("target"),
         ca_file: Some(ca.to_owned()),
         subscribers: setup.config.registrations(),
@@ -64,11 +70,8 @@ async fn run_harness_trusting(setup: &Setup, target: &str, ca: &Path) -> Report 
         cert_file: setup.certs.server_cert.clone(),
         key_file: setup.certs.server_key.clone(),
         media_address: [127, 0, 0, 1].into(),
-    };
-    tokio::time::timeout(Duration::from_secs(120), conformance::run(config, |_| {}))
-        .await
-        .expect("the harness finishes")
-        .expect("the harness runs")
+        ingress_wait: None,
+    }
 }
 
 fn verdict<'a>(report: &'a Report, name: &str) -> &'a Verdict {
@@ -78,10 +81,39 @@ fn verdict<'a>(report: &'a Report, name: &str) -> &'a Verdict {
 #[tokio::test]
 async fn ringer_passes_every_case() {
     let setup = setup();
-    let tas = ringer::tas::start_sip(&setup.config).await.expect("TAS starts");
+    let tas = Arc::new(ringer::tas::start_sip(&setup.config).await.expect("TAS starts"));
     let port = tas.endpoint.tls_addr.expect("TLS").port();
-    let report = run_harness(&setup, &format!("sips:localhost:{port}")).await;
+    let mut config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
+    config.ingress_wait = Some(Duration::from_secs(10));
+    // When the harness waits for the Ingress call, the TAS places it (as `ringer call` does).
+    let (ingress, mut placing) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let caller = tas.clone();
+    tokio::spawn(async move {
+        if placing.recv().await.is_some() {
+            let (to, from) = (common::msisdn("+4799990055"), common::msisdn("+4799999999"));
+            let mut call = caller
+                .call(&to, &from, bytes::Bytes::from_static(common::lab::OFFER.as_bytes()))
+                .await
+                .expect("placed");
+            if let ringer::sip::uac::Progress::Answered(dialog, _) = common::lab::final_of(&mut call).await {
+                let _ = dialog.ack(None);
+                let _ = dialog.hangup().await;
+            }
+        }
+    });
+    let progress = move |case: &str| {
+        if case == "call.ingress.+4799990055" {
+            let _ = ingress.send(());
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(120), conformance::run(config, progress))
+        .await
+        .expect("the harness finishes")
+        .expect("the harness runs");
     assert!(report.passed(), "{}", report.table());
+    let ingress = report.case("call.ingress.+4799990055").expect("Ingress case");
+    assert_eq!(ingress.verdict, Verdict::Pass, "{}", report.table());
+    assert!(ingress.evidence.iter().any(|line| line.contains("ingress")), "{:?}", ingress.evidence);
     let mut names = vec![
         "tls.certificate".to_owned(),
         "sip.options".to_owned(),
@@ -238,8 +270,8 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
     use ringer::sip::endpoint::{self, EndpointConfig};
     let mut setup = setup();
     // A broken TAS loops the Fork subscriber's calls to a phone that never answers: slow, and
-    // not what these tests are about.
-    setup.config.subscribers.retain(|s| s.route_type != ringer::types::RouteType::Fork);
+    // not what these tests are about; nor is Ingress.
+    setup.config.subscribers.retain(|s| !matches!(s.route_type, RouteType::Fork | RouteType::Ingress));
     let mut ca = setup.certs.ca_cert.clone();
     if let Some(other) = &certificate {
         let dir = setup.dir.path().join("other");
@@ -325,6 +357,20 @@ async fn a_certificate_from_an_untrusted_ca_fails_the_tls_case() {
 }
 
 #[tokio::test]
+async fn an_ingress_call_that_never_comes_fails() {
+    let mut setup = setup();
+    setup.config.subscribers.retain(|s| s.route_type == RouteType::Ingress);
+    let tas = ringer::tas::start_sip(&setup.config).await.expect("TAS starts");
+    let port = tas.endpoint.tls_addr.expect("TLS").port();
+    let mut config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
+    config.ingress_wait = Some(Duration::from_millis(500));
+    let report = conformance::run(config, |_| {}).await.expect("the harness runs");
+    let (expected, got) = failure(&report, "call.ingress.+4799990055");
+    assert!(expected.contains("from the TAS to +4799990055") && got == "none arrived", "{expected} / {got}");
+    tas.endpoint.shutdown();
+}
+
+#[tokio::test]
 async fn a_2xx_without_sdp_fails_the_call_cases() {
     let (report, _setup) = broken_report(broken::Fault::AnswerWithoutSdp).await;
     let (expected, _) = failure(&report, "call.loop-mt.mt.sip.+4799990052");
@@ -351,4 +397,40 @@ async fn leg_3_with_the_prefix_kept_fails() {
     let (report, _setup) = broken_report(broken::Fault::PrefixKept).await;
     let (expected, got) = failure(&report, "call.loop.mt.sip.+4799990051");
     assert!(expected.contains("prefix") && got.contains("+214799990051"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn a_tas_that_completes_tls_and_then_says_nothing_fails_the_sip_cases() {
+    let mut setup = setup();
+    setup.config.subscribers.clear();
+    let chain = ringer::tls::load_chain(&setup.certs.server_cert).expect("chain");
+    let key = ringer::tls::load_key(&setup.certs.server_key).expect("key");
+    let acceptor = tokio_rustls::TlsAcceptor::from(ringer::tls::server_config(chain, key, None).expect("TLS"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Completes every TLS handshake, then reads and never answers.
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut stream) = acceptor.accept(tcp).await {
+                    let mut sink = [0u8; 4096];
+                    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
+    let report = conformance::run(config, |_| {}).await.expect("the harness runs");
+    assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "{}", report.table());
+    let (expected, got) = failure(&report, "sip.options");
+    assert!(expected.contains("OPTIONS") && got.contains("nothing within"), "{expected} / {got}");
+    let (expected, _) = failure(&report, "sip.keepalive");
+    assert!(expected.contains("RFC 5626"), "{expected}");
+    let (expected, _) = failure(&report, "robustness.malformed");
+    assert!(expected.contains("OPTIONS still answered"), "{expected}");
 }

@@ -35,6 +35,10 @@ pub struct ConformanceArgs {
     /// Its key.
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    /// Wait this long for the TAS to call each Ingress subscriber (it starts those calls);
+    /// without it the Ingress cases are skipped.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    ingress_wait: Option<std::time::Duration>,
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -94,6 +98,7 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         interconnect: args.listen,
         cert_file,
         key_file,
+        ingress_wait: args.ingress_wait,
         media_address: match args.listen.ip() {
             ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
             ip => ip,

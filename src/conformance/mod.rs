@@ -44,6 +44,9 @@ pub struct HarnessConfig {
     pub key_file: PathBuf,
     /// The address the harness's media and handsets use.
     pub media_address: IpAddr,
+    /// How long to wait for the TAS to call each Ingress subscriber (it starts those calls
+    /// itself); `None` skips the Ingress cases.
+    pub ingress_wait: Option<Duration>,
 }
 
 /// Why the harness could not run at all (as opposed to a case failing).
@@ -127,6 +130,7 @@ pub async fn run(
     harness.tls_cases().await;
     harness.sip_cases().await;
     harness.call_cases().await;
+    harness.ingress_cases().await;
     harness.robustness_cases().await;
     harness.sbc.shutdown();
     let Harness { report, caller, .. } = harness;
@@ -549,6 +553,61 @@ impl Harness {
             return Err(format!("{} samples heard, {loud} above -40 dBFS", heard.len()));
         }
         Ok(())
+    }
+
+    /// For each Ingress subscriber: the TAS calls it through the core (leg 3 without a
+    /// Session-ID, which the core accepts only towards an Ingress registration) and the handset
+    /// answers. The harness cannot start these calls: it waits for them.
+    async fn ingress_cases(&mut self) {
+        let subscribers = self.config.subscribers.clone();
+        for registration in subscribers.iter().filter(|r| r.route_type == RouteType::Ingress) {
+            let Some(number) = &registration.phone_number else { continue };
+            let name = format!("call.ingress.{number}");
+            let started = self.start(&name);
+            let finding = match self.config.ingress_wait {
+                None => Finding {
+                    verdict: Verdict::skip(
+                        "Ingress calls start at the TAS: give --ingress-wait and have it call the subscriber",
+                    ),
+                    evidence: Vec::new(),
+                },
+                Some(wait) => self.await_ingress(number, wait).await,
+            };
+            self.record(&name, "a TAS-originated call to the subscriber goes through the core", started, finding);
+        }
+    }
+
+    async fn await_ingress(&self, number: &Msisdn, wait: Duration) -> Finding {
+        let refused_before = self.sbc.refused_leg3();
+        let seen_before = self.sbc.calls().iter().filter(|call| &call.callee == number).count();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let calls: Vec<_> = self.sbc.calls().into_iter().filter(|call| &call.callee == number).collect();
+            if let Some(call) = calls.get(seen_before).filter(|call| call.status != 0) {
+                let mut evidence = vec![format!(
+                    "route {}, legs {}",
+                    call.route,
+                    call.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
+                )];
+                evidence.push(format!("final {}", call.status));
+                return Finding::pass(evidence);
+            }
+            if self.sbc.refused_leg3() > refused_before {
+                return Finding::fail(
+                    format!("an INVITE to {number}, an Ingress subscriber, which the core accepts without Session-ID"),
+                    "an INVITE the core refused (403): not to a registered Ingress number",
+                    Vec::new(),
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Finding::fail(
+                    format!("an INVITE from the TAS to {number} within {} s", wait.as_secs()),
+                    "none arrived",
+                    Vec::new(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Malformed requests are refused cleanly, and the TAS still answers OPTIONS afterwards.
