@@ -71,6 +71,7 @@ fn harness_config(setup: &Setup, target: &str, ca: &Path) -> HarnessConfig {
         key_file: setup.certs.server_key.clone(),
         media_address: [127, 0, 0, 1].into(),
         ingress_wait: None,
+        grpc: None,
     }
 }
 
@@ -433,4 +434,84 @@ async fn a_tas_that_completes_tls_and_then_says_nothing_fails_the_sip_cases() {
     assert!(expected.contains("RFC 5626"), "{expected}");
     let (expected, _) = failure(&report, "robustness.malformed");
     assert!(expected.contains("OPTIONS still answered"), "{expected}");
+}
+
+/// The TAS of `setup` registering against the harness's own SipBreakoutService at `grpc`:
+/// continuously (ringer's registrar), or once and never again.
+async fn grpc_report(mut setup: Setup, registers: &[ringer::types::Registration], keeps_refreshing: bool) -> Report {
+    let grpc = common::free_port();
+    setup.config.core.endpoint = format!("http://{grpc}");
+    let tas = ringer::tas::start_sip(&setup.config).await.expect("TAS starts");
+    let port = tas.endpoint.tls_addr.expect("TLS").port();
+    let target = format!("sips:localhost:{port}");
+    let sip_uri = ringer::types::SipsUri::parse(&target).expect("sip_uri");
+    let registrations: Vec<_> =
+        registers.iter().map(|r| ringer::types::Registration { sip_uri: sip_uri.clone(), ..r.clone() }).collect();
+    let mut config = harness_config(&setup, &target, &setup.certs.ca_cert);
+    let ttl = Duration::from_secs(4);
+    config.grpc = Some(conformance::GrpcSide { listen: grpc, time_to_live: ttl, wait: Duration::from_secs(10) });
+    let client = || {
+        ringer::registrar::RegistrationClient::new(&setup.config.core, ringer::registrar::auth::Credentials::None)
+            .expect("client")
+    };
+    let registering = {
+        let registrations = registrations.clone();
+        let registrar_config = setup.config.registrar.clone();
+        let client = client();
+        tokio::spawn(async move {
+            // The harness's gRPC API comes up with it: let it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            match keeps_refreshing {
+                true => Some(ringer::registrar::Registrar::start(client, registrar_config, registrations)),
+                false => {
+                    for registration in &registrations {
+                        let _ = client.upsert(registration).await;
+                    }
+                    None
+                }
+            }
+        })
+    };
+    let report = conformance::run(config, |_| {}).await.expect("the harness runs");
+    if let Ok(Some(registrar)) = registering.await {
+        registrar.shutdown().await;
+    }
+    tas.endpoint.shutdown();
+    report
+}
+
+#[tokio::test]
+async fn with_the_grpc_side_ringer_registers_refreshes_and_passes() {
+    let mut setup = setup();
+    setup.config.subscribers.retain(|s| s.phone_number.as_str() == "+4799990051");
+    let registers = setup.config.registrations();
+    let report = grpc_report(setup, &registers, true).await;
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(verdict(&report, "grpc.registration.+4799990051"), &Verdict::Pass);
+    assert_eq!(verdict(&report, "grpc.refresh.+4799990051"), &Verdict::Pass);
+    assert_eq!(verdict(&report, "call.loop.mt.sip.+4799990051"), &Verdict::Pass, "calls routed by its registration");
+}
+
+#[tokio::test]
+async fn with_the_grpc_side_wrong_fields_and_no_refresh_fail() {
+    let mut setup = setup();
+    setup.config.subscribers.retain(|s| s.phone_number.as_str() == "+4799990051");
+    // The TAS claims MT prefix 21 but registers 29, and never refreshes.
+    let mut registers = setup.config.registrations();
+    registers[0].mt_prefix = Some(ringer::types::Prefix::parse("29").expect("prefix"));
+    let report = grpc_report(setup, &registers, false).await;
+    let (_, got) = failure(&report, "grpc.registration.+4799990051");
+    assert!(got.contains("29"), "{got}");
+    assert!(report.case("grpc.refresh.+4799990051").is_none(), "no refresh check for a wrong registration");
+}
+
+#[tokio::test]
+async fn with_the_grpc_side_a_registration_never_refreshed_fails() {
+    let mut setup = setup();
+    setup.config.subscribers.retain(|s| s.phone_number.as_str() == "+4799990051");
+    let registers = setup.config.registrations();
+    let report = grpc_report(setup, &registers, false).await;
+    assert_eq!(verdict(&report, "grpc.registration.+4799990051"), &Verdict::Pass, "{}", report.table());
+    let (expected, got) = failure(&report, "grpc.refresh.+4799990051");
+    assert!(expected.contains("refresh") && (got.contains("lapsed") || got.contains("1 upsert")), "{expected} / {got}");
 }

@@ -39,6 +39,17 @@ pub struct ConformanceArgs {
     /// without it the Ingress cases are skipped.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     ingress_wait: Option<std::time::Duration>,
+    /// Also serve SipBreakoutService here (plain HTTP/2, sandbox authentication) for the TAS
+    /// to register against; its registrations then route the calls, and their fields and
+    /// refreshes are checked.
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
+    /// The time to live the harness's SipBreakoutService grants (the TAS must refresh within).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    grpc_ttl: std::time::Duration,
+    /// How long the TAS has to register every subscriber.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    grpc_wait: std::time::Duration,
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -99,6 +110,11 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         cert_file,
         key_file,
         ingress_wait: args.ingress_wait,
+        grpc: args.grpc_listen.map(|listen| conformance::GrpcSide {
+            listen,
+            time_to_live: args.grpc_ttl,
+            wait: args.grpc_wait,
+        }),
         media_address: match args.listen.ip() {
             ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
             ip => ip,

@@ -47,6 +47,20 @@ pub struct HarnessConfig {
     /// How long to wait for the TAS to call each Ingress subscriber (it starts those calls
     /// itself); `None` skips the Ingress cases.
     pub ingress_wait: Option<Duration>,
+    /// Serve SipBreakoutService too, for the TAS to register against (instead of the harness
+    /// registering the claimed subscribers itself).
+    pub grpc: Option<GrpcSide>,
+}
+
+/// The harness's own SipBreakoutService.
+#[derive(Debug, Clone)]
+pub struct GrpcSide {
+    /// Where it listens (plain HTTP/2, sandbox authentication).
+    pub listen: SocketAddr,
+    /// The time to live it grants; the TAS must refresh within it.
+    pub time_to_live: Duration,
+    /// How long the TAS has to register every subscriber.
+    pub wait: Duration,
 }
 
 /// Why the harness could not run at all (as opposed to a case failing).
@@ -55,6 +69,9 @@ pub enum HarnessError {
     /// The emulated SBC would not start.
     #[error("the emulated SBC: {0}")]
     Sbc(#[from] crate::core::sbc::SbcError),
+    /// The emulated core would not start.
+    #[error("the emulated core: {0}")]
+    Core(#[from] crate::core::CoreError),
     /// A socket would not open.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -71,7 +88,10 @@ const BOB: &str = "+4712340000";
 /// A running harness.
 struct Harness {
     config: HarnessConfig,
-    sbc: Sbc,
+    /// The SBC when the harness registers the subscribers itself.
+    own_sbc: Option<Sbc>,
+    /// The core (its gRPC API, its SBC) when the TAS registers.
+    core: Option<crate::core::CoreHandle>,
     caller: Caller,
     tls: Arc<rustls::ClientConfig>,
     report: Report,
@@ -122,19 +142,35 @@ pub async fn run(
         dns_server: None,
         leg2_tel: false,
     };
-    let sbc = crate::core::sbc::start(&sbc_config, registry).await?;
+    let (own_sbc, core) = match &config.grpc {
+        None => (Some(crate::core::sbc::start(&sbc_config, registry).await?), None),
+        Some(grpc) => {
+            let core_config = crate::config::core::CoreConfig {
+                grpc: crate::config::core::GrpcListenConfig { listen: grpc.listen, tls: None },
+                time_to_live: grpc.time_to_live,
+                sbc: Some(sbc_config),
+                ..Default::default()
+            };
+            (None, Some(crate::core::start(&core_config).await?))
+        }
+    };
     let caller = Caller::start(config.media_address, "ringer-conformance").await?;
     let tls = crate::tls::client_config(config.ca_file.as_deref(), None)?;
     let report = Report { target: config.target.as_str().to_owned(), cases: Vec::new() };
-    let mut harness = Harness { config, sbc, caller, tls, report, progress: Box::new(progress) };
+    let mut harness = Harness { config, own_sbc, core, caller, tls, report, progress: Box::new(progress) };
+    let registered = harness.registration_cases().await;
     harness.tls_cases().await;
     harness.sip_cases().await;
     harness.call_cases().await;
     harness.ingress_cases().await;
     harness.robustness_cases().await;
-    harness.sbc.shutdown();
-    let Harness { report, caller, .. } = harness;
+    harness.refresh_cases(registered).await;
+    harness.sbc().shutdown();
+    let Harness { report, caller, core, .. } = harness;
     caller.shutdown();
+    if let Some(core) = core {
+        core.shutdown().await;
+    }
     Ok(report)
 }
 
@@ -160,6 +196,97 @@ impl Finding {
 }
 
 impl Harness {
+    fn sbc(&self) -> &Sbc {
+        match (&self.own_sbc, &self.core) {
+            (Some(sbc), _) => sbc,
+            (None, Some(core)) => core.sbc().unwrap_or_else(|| unreachable!("the core was started with an SBC")),
+            (None, None) => unreachable!("the harness runs an SBC or a core with one"),
+        }
+    }
+
+    /// With the gRPC side: each claimed subscriber registered by the TAS, with the claimed
+    /// fields. Returns when each was first seen.
+    async fn registration_cases(&mut self) -> Vec<(Msisdn, Instant)> {
+        let Some(grpc) = self.config.grpc.clone() else { return Vec::new() };
+        let Some(registry) = self.core.as_ref().map(|core| core.registry().clone()) else { return Vec::new() };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + grpc.wait;
+        for claimed in self.config.subscribers.clone() {
+            let Some(number) = claimed.phone_number.clone() else { continue };
+            let name = format!("grpc.registration.{number}");
+            let started = self.start(&name);
+            let record = loop {
+                if let Some(record) = registry.lookup(&number) {
+                    break Some(record);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let expected = Registration { sip_uri: self.config.target.clone(), ..claimed.clone() };
+            let finding = match record {
+                None => Finding::fail(
+                    format!("UpsertRegistration for {number} within {} s", grpc.wait.as_secs()),
+                    "no registration",
+                    Vec::new(),
+                ),
+                Some(record) if record.registration != expected => Finding::fail(
+                    format!("{expected:?}"),
+                    format!("{:?}", record.registration),
+                    vec!["the registration's fields differ from what the TAS claims".into()],
+                ),
+                Some(record) => {
+                    seen.push((number.clone(), Instant::now()));
+                    Finding::pass(vec![format!(
+                        "{} {} mo={} mt={}",
+                        record.registration.sip_uri.as_str(),
+                        record.registration.route_type.name(),
+                        record.registration.mo_prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+                        record.registration.mt_prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+                    )])
+                }
+            };
+            self.record(
+                &name,
+                "UpsertRegistration with the claimed sip_uri, route type and prefixes",
+                started,
+                finding,
+            );
+        }
+        seen
+    }
+
+    /// With the gRPC side: every registration refreshed before its time to live ran out.
+    async fn refresh_cases(&mut self, registered: Vec<(Msisdn, Instant)>) {
+        let Some(grpc) = self.config.grpc.clone() else { return };
+        let Some(registry) = self.core.as_ref().map(|core| core.registry().clone()) else { return };
+        for (number, first_seen) in registered {
+            let name = format!("grpc.refresh.{number}");
+            let started = self.start(&name);
+            // Past one time to live from first sight, it lives only if refreshed.
+            let lapse = first_seen + grpc.time_to_live + Duration::from_millis(500);
+            tokio::time::sleep(lapse.saturating_duration_since(Instant::now())).await;
+            let finding = match registry.lookup(&number) {
+                Some(record) if record.upserts >= 2 => {
+                    Finding::pass(vec![format!("{} upserts within {} s", record.upserts, first_seen.elapsed().as_secs())])
+                }
+                other => Finding::fail(
+                    format!(
+                        "a refresh (UpsertRegistration again) before the {} s time to live runs out (spec: registrations expire unless refreshed)",
+                        grpc.time_to_live.as_secs()
+                    ),
+                    match other {
+                        Some(record) => format!("{} upsert(s)", record.upserts),
+                        None => "the registration lapsed".into(),
+                    },
+                    Vec::new(),
+                ),
+            };
+            self.record(&name, "the registration refreshed before its time to live", started, finding);
+        }
+    }
+
     fn record(&mut self, name: &str, description: &str, started: Instant, finding: Finding) {
         self.report.cases.push(CaseResult {
             name: name.to_owned(),
@@ -181,7 +308,7 @@ impl Harness {
         let (server, port, evidence) = match self.config.target.port() {
             Some(port) => (host.clone(), port, vec![format!("{host}:{port} from the sip_uri")]),
             None => match self
-                .sbc
+                .sbc()
                 .interconnect
                 .user_agent()
                 .outbound()
@@ -288,7 +415,7 @@ impl Harness {
                 for (form, tel) in [("sip", false), ("tel", true)] {
                     let name = format!("call.{route}.{short}.{form}.{number}");
                     let started = self.start(&name);
-                    self.sbc.set_leg2_tel(tel);
+                    self.sbc().set_leg2_tel(tel);
                     let finding = match brings {
                         true => self.call(number, direction).await,
                         false => Finding {
@@ -299,7 +426,7 @@ impl Harness {
                             evidence: Vec::new(),
                         },
                     };
-                    self.sbc.set_leg2_tel(false);
+                    self.sbc().set_leg2_tel(false);
                     let description = format!(
                         "leg 2 ({form}: URI) with the prefix; leg 3 or a final answer; media; re-INVITE; BYE across"
                     );
@@ -318,7 +445,7 @@ impl Harness {
     /// A Fork call cancelled while the TAS leg rings (the core cancels it when the phone
     /// answers first): the TAS answers 487 and keeps no dialog.
     async fn cancel_while_ringing(&mut self, number: &Msisdn) -> Finding {
-        let Some(access) = self.sbc.access.udp_addr else {
+        let Some(access) = self.sbc().access.udp_addr else {
             return Finding::fail("the SBC's access side", "no UDP listener", Vec::new());
         };
         let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
@@ -362,7 +489,7 @@ impl Harness {
             }
         };
         peer.close().await;
-        let record = self.sbc.calls().into_iter().rev().find(|call| &call.callee == number);
+        let record = self.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
         let leg2 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status));
         evidence.push(format!("leg 2 final: {}", leg2.unwrap_or(0)));
         if !matches!(end, Some(Progress::Cancelled)) || leg2 != Some(487) {
@@ -373,14 +500,14 @@ impl Harness {
             );
         }
         let settled = async {
-            while self.sbc.live_state() > 0 {
+            while self.sbc().live_state() > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
         if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
             return Finding::fail(
                 "no dialog or transaction left after the CANCEL",
-                format!("{} still open at the core after 5 s", self.sbc.live_state()),
+                format!("{} still open at the core after 5 s", self.sbc().live_state()),
                 evidence,
             );
         }
@@ -389,7 +516,7 @@ impl Harness {
 
     /// One call through the SBC to or from `number`, checked leg by leg.
     async fn call(&mut self, number: &Msisdn, direction: Direction) -> Finding {
-        let Some(access) = self.sbc.access.udp_addr else {
+        let Some(access) = self.sbc().access.udp_addr else {
             return Finding::fail("the SBC's access side", "no UDP listener", Vec::new());
         };
         let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
@@ -398,7 +525,7 @@ impl Harness {
             Direction::Originating => (number.clone(), bob),
             Direction::Terminating => (alice, number.clone()),
         };
-        let refused_before = self.sbc.refused_leg3();
+        let refused_before = self.sbc().refused_leg3();
         let options = PeerOptions::sbc(self.config.media_address);
         let (mut peer, offer) = match OfferingPeer::offer(options).await {
             Ok(made) => made,
@@ -416,7 +543,7 @@ impl Harness {
                 Err(_) => break None,
             }
         };
-        let record = self.sbc.calls().into_iter().rev().find(|call| call.callee == to);
+        let record = self.sbc().calls().into_iter().rev().find(|call| call.callee == to);
         if let Some(record) = &record {
             evidence.push(format!(
                 "route {}, prefix {}, legs {}",
@@ -425,7 +552,7 @@ impl Harness {
                 record.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
             ));
         }
-        if self.sbc.refused_leg3() > refused_before {
+        if self.sbc().refused_leg3() > refused_before {
             peer.close().await;
             return Finding::fail(
                 "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)",
@@ -502,14 +629,14 @@ impl Harness {
             Err(error) => return Finding::fail("200 to BYE", error.to_string(), evidence),
         }
         let settled = async {
-            while self.sbc.live_state() > 0 {
+            while self.sbc().live_state() > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
         if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
             return Finding::fail(
                 "every leg ended after the caller's BYE (the TAS relays BYE to leg 3)",
-                format!("{} dialogs or transactions still open at the core after 5 s", self.sbc.live_state()),
+                format!("{} dialogs or transactions still open at the core after 5 s", self.sbc().live_state()),
                 evidence,
             );
         }
@@ -578,11 +705,11 @@ impl Harness {
     }
 
     async fn await_ingress(&self, number: &Msisdn, wait: Duration) -> Finding {
-        let refused_before = self.sbc.refused_leg3();
-        let seen_before = self.sbc.calls().iter().filter(|call| &call.callee == number).count();
+        let refused_before = self.sbc().refused_leg3();
+        let seen_before = self.sbc().calls().iter().filter(|call| &call.callee == number).count();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let calls: Vec<_> = self.sbc.calls().into_iter().filter(|call| &call.callee == number).collect();
+            let calls: Vec<_> = self.sbc().calls().into_iter().filter(|call| &call.callee == number).collect();
             if let Some(call) = calls.get(seen_before).filter(|call| call.status != 0) {
                 let mut evidence = vec![format!(
                     "route {}, legs {}",
@@ -592,7 +719,7 @@ impl Harness {
                 evidence.push(format!("final {}", call.status));
                 return Finding::pass(evidence);
             }
-            if self.sbc.refused_leg3() > refused_before {
+            if self.sbc().refused_leg3() > refused_before {
                 return Finding::fail(
                     format!("an INVITE to {number}, an Ingress subscriber, which the core accepts without Session-ID"),
                     "an INVITE the core refused (403): not to a registered Ingress number",
