@@ -534,7 +534,7 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
     let mut core = common::sip::Peer::tcp(addr).await;
     core.send(invite.as_bytes()).await;
     let answer = loop {
-        match core.recv_within(Duration::from_secs(5)).await {
+        match core.recv_within(Duration::from_secs(15)).await {
             Some(Message::Response(response)) if response.status == 200 => break response,
             Some(Message::Response(response)) if response.status < 200 => continue,
             other => panic!("expected 200, got {other:?}"),
