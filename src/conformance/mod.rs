@@ -103,13 +103,6 @@ pub async fn run(
     config: HarnessConfig,
     progress: impl Fn(&str) + Send + Sync + 'static,
 ) -> Result<Report, HarnessError> {
-    let registry = Arc::new(Registry::new(Duration::from_secs(3600)));
-    for registration in &config.subscribers {
-        if let Some(number) = &registration.phone_number {
-            let registration = Registration { sip_uri: config.target.clone(), ..registration.clone() };
-            registry.upsert(number.clone(), registration);
-        }
-    }
     let mut handsets = vec![handset(BOB, HandsetMode::Answer)];
     for registration in &config.subscribers {
         let Some(number) = &registration.phone_number else { continue };
@@ -143,7 +136,17 @@ pub async fn run(
         leg2_tel: false,
     };
     let (own_sbc, core) = match &config.grpc {
-        None => (Some(crate::core::sbc::start(&sbc_config, registry).await?), None),
+        None => {
+            // The harness registers the claimed subscribers itself, as the TAS would.
+            let registry = Arc::new(Registry::new(Duration::from_secs(3600)));
+            for registration in &config.subscribers {
+                if let Some(number) = &registration.phone_number {
+                    let registration = Registration { sip_uri: config.target.clone(), ..registration.clone() };
+                    registry.upsert(number.clone(), registration);
+                }
+            }
+            (Some(crate::core::sbc::start(&sbc_config, registry).await?), None)
+        }
         Some(grpc) => {
             let core_config = crate::config::core::CoreConfig {
                 grpc: crate::config::core::GrpcListenConfig { listen: grpc.listen, tls: None },
