@@ -164,6 +164,8 @@ mod broken {
         PrefixKept,
         /// Answers with a WebRTC echo itself, then refuses every re-INVITE.
         RefusesReoffers,
+        /// Sends RTP to the offered candidate before anything else, then answers with an echo.
+        MediaBeforeDtls,
     }
 
     pub struct BrokenTas {
@@ -181,7 +183,19 @@ mod broken {
                     invite.answer(Bytes::new());
                     return;
                 }
-                if let Fault::RefusesReoffers = fault {
+                if let Fault::MediaBeforeDtls = fault {
+                    let offer = String::from_utf8_lossy(&invite.request().body).into_owned();
+                    if let Some(candidate) = ringer::conformance::relay::first_candidate(&offer) {
+                        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+                        // RTP version 2, PCMA: plain audio, no keys yet.
+                        let packet = [0x80u8, 8, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 0xd5, 0xd5, 0xd5, 0xd5];
+                        for _ in 0..5 {
+                            let _ = socket.send_to(&packet, candidate).await;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+                if matches!(fault, Fault::RefusesReoffers | Fault::MediaBeforeDtls) {
                     let offer = String::from_utf8_lossy(&invite.request().body).into_owned();
                     let options = ringer::media::webrtc::WebRtcOptions::on([127, 0, 0, 1].into());
                     let Ok(answered) = ringer::media::webrtc::answer_echo(&offer, &options).await else { return };
@@ -384,6 +398,16 @@ async fn a_refused_re_invite_fails_the_call_case() {
     let (report, _setup) = broken_report(broken::Fault::RefusesReoffers).await;
     let (expected, got) = failure(&report, "call.loop-mt.mt.sip.+4799990052");
     assert!(expected.contains("re-INVITE") && got.contains("488"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn media_before_dtls_fails_the_call_case() {
+    let (report, _setup) = broken_report(broken::Fault::MediaBeforeDtls).await;
+    let (expected, got) = failure(&report, "call.loop-mt.mt.sip.+4799990052");
+    assert!(
+        expected.contains("no media before DTLS") && got.contains("before the DTLS handshake"),
+        "{expected} / {got}"
+    );
 }
 
 #[tokio::test]

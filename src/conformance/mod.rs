@@ -5,6 +5,7 @@
 //! reads what happened on each leg.
 
 pub mod probe;
+pub mod relay;
 pub mod report;
 
 use std::net::{IpAddr, SocketAddr};
@@ -534,6 +535,15 @@ impl Harness {
             Ok(made) => made,
             Err(error) => return Finding::fail("a WebRTC offer", error.to_string(), Vec::new()),
         };
+        // The media passes a relay that sees what the TAS sends before DTLS.
+        let relay = match relay::first_candidate(&offer) {
+            Some(candidate) => relay::MediaRelay::start(self.config.media_address, candidate).await.ok(),
+            None => None,
+        };
+        let offer = match &relay {
+            Some(relay) => relay::through(&offer, relay.tas_side()),
+            None => offer,
+        };
         let mut evidence = Vec::new();
         let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer)) {
             Ok(outgoing) => outgoing,
@@ -605,15 +615,19 @@ impl Harness {
             );
         }
         evidence.push(format!("answered {} {}", response.status, response.reason));
-        let media = self.media(&mut peer, &answer).await;
+        let media = self.media(&mut peer, &answer, relay.as_ref()).await;
         if let Err(got) = media {
             let _ = call.hangup().await;
             peer.close().await;
-            return Finding::fail("ICE and DTLS complete, and audio comes back that is not silence", got, evidence);
+            return Finding::fail(
+                "ICE and DTLS complete, no media before DTLS, and audio comes back that is not silence",
+                got,
+                evidence,
+            );
         }
         evidence.push("ICE, DTLS and audio both ways".into());
         // The core re-offers mid-call (session refresh, codec checks): the media must go on.
-        let reoffer = self.reoffer(&call, &mut peer).await;
+        let reoffer = self.reoffer(&call, &mut peer, relay.as_ref()).await;
         let hangup = call.hangup().await;
         peer.close().await;
         match reoffer {
@@ -649,17 +663,30 @@ impl Harness {
     /// A new offer in the call: answered with SDP, the connection stays up, and where audio
     /// came back before (an echo, the far end; not a voicemail recording in silence) it still
     /// does.
-    async fn reoffer(&self, call: &crate::sip::dialog::CallHandle, peer: &mut OfferingPeer) -> Result<String, String> {
+    async fn reoffer(
+        &self,
+        call: &crate::sip::dialog::CallHandle,
+        peer: &mut OfferingPeer,
+        relay: Option<&relay::MediaRelay>,
+    ) -> Result<String, String> {
         let tone = crate::media::apps::tone(1000.0, 600, 10000.0);
         let loud = |heard: &[i16]| heard.iter().filter(|sample| sample.unsigned_abs() > 300).count();
         peer.play(&tone).await;
         let before = loud(&peer.heard(Duration::from_millis(300)).await);
         let offer = peer.reoffer().await.map_err(|error| error.to_string())?;
+        let offer = match relay {
+            Some(relay) => relay::through(&offer, relay.tas_side()),
+            None => offer,
+        };
         let answer = call.reinvite(Bytes::from(offer)).await.map_err(|error| format!("re-INVITE: {error}"))?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
         if !answer.lines().any(|line| line.starts_with("m=audio ")) {
             return Err(format!("a 2xx without an SDP answer:\n{answer}"));
         }
+        let answer = match relay {
+            Some(relay) => relay::through(&answer, relay.peer_side()),
+            None => answer,
+        };
         peer.accept_reanswer(&answer).await.map_err(|error| error.to_string())?;
         peer.play(&tone).await;
         let after = loud(&peer.heard(Duration::from_millis(300)).await);
@@ -674,8 +701,32 @@ impl Harness {
 
     /// ICE and DTLS complete with the answer, a second of tone goes out, and what comes back
     /// (an echo, a greeting, the far end) is not silence.
-    async fn media(&self, peer: &mut OfferingPeer, answer: &str) -> Result<(), String> {
-        peer.accept(answer, Duration::from_secs(10)).await.map_err(|error| error.to_string())?;
+    async fn media(
+        &self,
+        peer: &mut OfferingPeer,
+        answer: &str,
+        relay: Option<&relay::MediaRelay>,
+    ) -> Result<(), String> {
+        let answer = match (relay, relay::first_candidate(answer)) {
+            (Some(relay), Some(tas)) => {
+                relay.set_tas(tas);
+                relay::through(answer, relay.peer_side())
+            }
+            _ => answer.to_owned(),
+        };
+        peer.accept(&answer, Duration::from_secs(10)).await.map_err(|error| error.to_string())?;
+        // No media before DTLS: RTP from the TAS before the harness's DTLS has even started
+        // cannot be protected.
+        if let Some(firsts) = relay.map(relay::MediaRelay::firsts) {
+            if let (Some(rtp), dtls) = (firsts.tas_rtp, firsts.peer_dtls) {
+                if dtls.is_none_or(|dtls| rtp < dtls) {
+                    return Err(
+                        "RTP from the TAS before the DTLS handshake (RFC 5763 §5: no media before DTLS-SRTP keys)"
+                            .into(),
+                    );
+                }
+            }
+        }
         peer.play(&crate::media::apps::tone(1000.0, 1000, 10000.0)).await;
         let heard = peer.heard(Duration::from_millis(400)).await;
         let loud = heard.iter().filter(|sample| sample.unsigned_abs() > 300).count();
