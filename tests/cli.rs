@@ -223,6 +223,23 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The SIP/TLS address `ringer serve` announces on stdout.
+    async fn tls_listener(&self) -> std::net::SocketAddr {
+        let stdout = self.stdout.clone();
+        eventually(Duration::from_secs(10), "TLS listener announced", || {
+            stdout.lock().expect("lock").contains("SIP/TLS listening on ")
+        })
+        .await;
+        let announced = self.stdout.lock().expect("lock");
+        announced
+            .lines()
+            .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
+            .and_then(|addr| addr.trim().parse().ok())
+            .expect("address")
+    }
+}
+
 fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = text.clone();
@@ -418,18 +435,7 @@ async fn certs_then_serve_over_tls_verified_against_the_dev_ca() {
     let path = dir.path().join("ringer.toml");
     std::fs::write(&path, tls_serve_config(&core.endpoint(), &certs)).expect("write");
     let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
-    let stdout = server.stdout.clone();
-    eventually(Duration::from_secs(10), "TLS listener announced", || {
-        stdout.lock().expect("lock").contains("SIP/TLS listening on ")
-    })
-    .await;
-    let addr: std::net::SocketAddr = stdout
-        .lock()
-        .expect("lock")
-        .lines()
-        .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
-        .and_then(|addr| addr.trim().parse().ok())
-        .expect("address");
+    let addr = server.tls_listener().await;
     let mut peer = common::sip::Peer::tls(addr, &certs.join("ca.pem"), "tas.example.com").await;
     peer.send(common::sip::request("OPTIONS", "cli-tls", 1, "clitls", "TLS", None, "", "").as_bytes()).await;
     let response = peer.final_response().await;
@@ -595,18 +601,7 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
     std::fs::write(&path, config).expect("write");
     let path_text = path.to_str().expect("utf-8");
     let server = Server::spawn(&["serve", "--config", path_text], &[]);
-    let stdout = server.stdout.clone();
-    eventually(Duration::from_secs(10), "TLS listener announced", || {
-        stdout.lock().expect("lock").contains("SIP/TLS listening on ")
-    })
-    .await;
-    let tls: std::net::SocketAddr = stdout
-        .lock()
-        .expect("lock")
-        .lines()
-        .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
-        .and_then(|addr| addr.trim().parse().ok())
-        .expect("address");
+    let tls = server.tls_listener().await;
     let junit = dir.path().join("report.xml");
     let target = format!("sips:localhost:{}", tls.port());
     let listen = harness.to_string();

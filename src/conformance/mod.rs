@@ -291,6 +291,19 @@ impl Harness {
         }
     }
 
+    /// Waits up to 5 s for every dialog and transaction at the core to end; `Err` with how
+    /// many are still open.
+    async fn settled(&self) -> Result<(), usize> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.sbc().live_state() {
+                0 => return Ok(()),
+                open if tokio::time::Instant::now() >= deadline => return Err(open),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     fn record(&mut self, name: &str, description: &str, started: Instant, finding: Finding) {
         self.report.cases.push(CaseResult {
             name: name.to_owned(),
@@ -503,15 +516,10 @@ impl Harness {
                 evidence,
             );
         }
-        let settled = async {
-            while self.sbc().live_state() > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
+        if let Err(open) = self.settled().await {
             return Finding::fail(
                 "no dialog or transaction left after the CANCEL",
-                format!("{} still open at the core after 5 s", self.sbc().live_state()),
+                format!("{open} still open at the core after 5 s"),
                 evidence,
             );
         }
@@ -645,15 +653,10 @@ impl Harness {
             Ok(status) => return Finding::fail("200 to BYE", format!("{status}"), evidence),
             Err(error) => return Finding::fail("200 to BYE", error.to_string(), evidence),
         }
-        let settled = async {
-            while self.sbc().live_state() > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
+        if let Err(open) = self.settled().await {
             return Finding::fail(
                 "every leg ended after the caller's BYE (the TAS relays BYE to leg 3)",
-                format!("{} dialogs or transactions still open at the core after 5 s", self.sbc().live_state()),
+                format!("{open} dialogs or transactions still open at the core after 5 s"),
                 evidence,
             );
         }

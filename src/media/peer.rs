@@ -8,13 +8,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -24,7 +21,7 @@ use webrtc::peer_connection::{
 };
 
 use super::codec::{Codec, Encoder, FRAME};
-use super::webrtc::WebRtcError;
+use super::webrtc::{stack, WebRtcError};
 
 /// How the offer looks.
 #[derive(Debug, Clone)]
@@ -91,21 +88,13 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn stack(error: impl std::fmt::Display) -> WebRtcError {
-    WebRtcError::Stack(error.to_string())
-}
-
+/// `codec` with the parameters browsers and SBCs offer it with.
 fn rtp_codec(codec: Codec) -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: format!("audio/{}", codec.name()),
-        clock_rate: codec.clock_rate(),
-        channels: codec.channels(),
-        sdp_fmtp_line: match codec {
-            Codec::Opus => "minptime=10;useinbandfec=1".into(),
-            _ => String::new(),
-        },
-        rtcp_feedback: vec![],
-    }
+    let fmtp = match codec {
+        Codec::Opus => "minptime=10;useinbandfec=1",
+        _ => "",
+    };
+    super::webrtc::audio_codec(codec, fmtp)
 }
 
 /// One side of a WebRTC-style call that offers.
@@ -176,13 +165,7 @@ impl OfferingPeer {
         let payload_type = codec.static_payload_type().unwrap_or(111);
         let audio = RTCRtpCodecParameters { rtp_codec: rtp_codec(codec), payload_type };
         let events = RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/telephone-event".into(),
-                clock_rate: codec.clock_rate(),
-                channels: 1,
-                sdp_fmtp_line: "0-16".into(),
-                rtcp_feedback: vec![],
-            },
+            rtp_codec: super::webrtc::telephone_event_codec(codec.clock_rate(), "0-16"),
             payload_type: TELEPHONE_EVENT,
         };
         let mut media_engine = MediaEngine::default();
@@ -190,17 +173,7 @@ impl OfferingPeer {
             media_engine.register_codec(parameters.clone(), RtpCodecKind::Audio).map_err(stack)?;
         }
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("peer-{ssrc}"),
-            "peer-audio".into(),
-            "peer-audio".into(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                codec: rtp_codec(codec),
-                ..Default::default()
-            }],
-        )));
+        let track = super::webrtc::audio_track(format!("peer-{ssrc}"), "peer-audio", ssrc, rtp_codec(codec));
         let (gathered, mut gathering) = mpsc::channel(1);
         let (state, states) = watch::channel(RTCPeerConnectionState::New);
         let (heard, hearing) = mpsc::unbounded_channel();

@@ -46,8 +46,45 @@ pub enum WebRtcError {
     Stack(String),
 }
 
-fn stack(error: impl std::fmt::Display) -> WebRtcError {
+pub(super) fn stack(error: impl std::fmt::Display) -> WebRtcError {
     WebRtcError::Stack(error.to_string())
+}
+
+/// `codec` as the stack names it, with its `a=fmtp` parameters.
+pub(super) fn audio_codec(codec: Codec, fmtp: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: format!("audio/{}", codec.name()),
+        clock_rate: codec.clock_rate(),
+        channels: codec.channels(),
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// RFC 4733 telephone-event at `clock_rate`, with its events (`0-16`).
+pub(super) fn telephone_event_codec(clock_rate: u32, fmtp: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/telephone-event".into(),
+        clock_rate,
+        channels: 1,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A local audio track sending `codec` as SSRC `ssrc`.
+pub(super) fn audio_track(id: String, label: &str, ssrc: u32, codec: RTCRtpCodec) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        id,
+        label.to_owned(),
+        label.to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    )))
 }
 
 /// Where and how ringer's side of WebRTC calls runs.
@@ -214,13 +251,7 @@ fn choose_codec(offer: &SessionDescription, preference: &[Codec]) -> Option<Chos
 
 impl Chosen {
     fn rtp_codec(&self) -> RTCRtpCodec {
-        RTCRtpCodec {
-            mime_type: format!("audio/{}", self.codec.name()),
-            clock_rate: self.codec.clock_rate(),
-            channels: self.codec.channels(),
-            sdp_fmtp_line: self.fmtp.clone(),
-            rtcp_feedback: vec![],
-        }
+        audio_codec(self.codec, &self.fmtp)
     }
 
     /// The chosen codec, then telephone-event when offered.
@@ -228,13 +259,7 @@ impl Chosen {
         let mut parameters =
             vec![RTCRtpCodecParameters { rtp_codec: self.rtp_codec(), payload_type: self.payload_type }];
         if let Some((payload_type, clock_rate, fmtp)) = &self.telephone_event {
-            let events = RTCRtpCodec {
-                mime_type: "audio/telephone-event".into(),
-                clock_rate: *clock_rate,
-                channels: 1,
-                sdp_fmtp_line: fmtp.clone(),
-                rtcp_feedback: vec![],
-            };
+            let events = telephone_event_codec(*clock_rate, fmtp);
             parameters.push(RTCRtpCodecParameters { rtp_codec: events, payload_type: *payload_type });
         }
         parameters
@@ -503,17 +528,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
         .ok_or_else(|| WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))?;
     let ssrc = rand::random::<u32>();
     let normalised = normalise_offer(offer);
-    let output = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        format!("ringer-{}", rand::random::<u32>()),
-        "ringer-audio".to_owned(),
-        "ringer-audio".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec: chosen.rtp_codec(),
-            ..Default::default()
-        }],
-    )));
+    let output = audio_track(format!("ringer-{}", rand::random::<u32>()), "ringer-audio", ssrc, chosen.rtp_codec());
     let (gathered, mut gathering) = mpsc::channel(1);
     let (state, state_changes) = watch::channel(RTCPeerConnectionState::New);
     let (sink, audio) = if for_app {
