@@ -71,6 +71,7 @@ fn harness_config(setup: &Setup, target: &str, ca: &Path) -> HarnessConfig {
         key_file: setup.certs.server_key.clone(),
         media_address: [127, 0, 0, 1].into(),
         ingress_wait: None,
+        answer_wait: Duration::from_secs(30),
         grpc: None,
     }
 }
@@ -134,6 +135,19 @@ async fn ringer_passes_every_case() {
         assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}\n{}", report.table());
     }
     assert!(matches!(verdict(&report, "call.loop-mt.mo.sip.+4799990052"), Verdict::Skip { .. }));
+    // The BYE races: a re-INVITE crossed by BYE wherever the TAS takes the call; BYEs from
+    // both ends where a far end answered through leg 3 (the loop call).
+    for number in ["+4799990051", "+4799990052", "+4799990054"] {
+        let name = format!("call.race.bye-reinvite.{number}");
+        assert_eq!(verdict(&report, &name), &Verdict::Pass, "{name}\n{}", report.table());
+    }
+    assert_eq!(verdict(&report, "call.race.bye-bye.+4799990051"), &Verdict::Pass, "{}", report.table());
+    assert!(
+        matches!(verdict(&report, "call.race.bye-bye.+4799990052"), Verdict::Skip { .. }),
+        "an echo has no far end"
+    );
+    let crossed = report.case("call.race.bye-reinvite.+4799990051").expect("case");
+    assert!(crossed.evidence.iter().any(|line| line.starts_with("re-INVITE ")), "{:?}", crossed.evidence);
     // The loop call went out as leg 3 and came back; the echo was answered by the TAS itself.
     let loop_mt = report.case("call.loop.mt.sip.+4799990051").expect("case");
     assert!(loop_mt.evidence.iter().any(|line| line.starts_with("leg 3 to ")), "{:?}", loop_mt.evidence);
@@ -473,11 +487,18 @@ async fn grpc_report(mut setup: Setup, registers: &[ringer::types::Registration]
         registers.iter().map(|r| ringer::types::Registration { sip_uri: sip_uri.clone(), ..r.clone() }).collect();
     let mut config = harness_config(&setup, &target, &setup.certs.ca_cert);
     let ttl = Duration::from_secs(4);
-    config.grpc = Some(conformance::GrpcSide { listen: grpc, time_to_live: ttl, wait: Duration::from_secs(10) });
+    config.grpc = Some(conformance::GrpcSide {
+        listen: grpc,
+        time_to_live: ttl,
+        wait: Duration::from_secs(10),
+        delete_wait: Some(Duration::from_secs(3)),
+    });
     let client = || {
         ringer::registrar::RegistrationClient::new(&setup.config.core, ringer::registrar::auth::Credentials::None)
             .expect("client")
     };
+    // The harness says when to stop the TAS (its delete cases start).
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
     let registering = {
         let registrations = registrations.clone();
         let registrar_config = setup.config.registrar.clone();
@@ -486,20 +507,31 @@ async fn grpc_report(mut setup: Setup, registers: &[ringer::types::Registration]
             // The harness's gRPC API comes up with it: let it.
             tokio::time::sleep(Duration::from_millis(300)).await;
             match keeps_refreshing {
-                true => Some(ringer::registrar::Registrar::start(client, registrar_config, registrations)),
+                true => {
+                    let registrar = ringer::registrar::Registrar::start(client, registrar_config, registrations);
+                    let _ = stopping.await;
+                    registrar.shutdown().await
+                }
                 false => {
                     for registration in &registrations {
                         let _ = client.upsert(registration).await;
                     }
-                    None
+                    let _ = stopping.await;
+                    Default::default()
                 }
             }
         })
     };
-    let report = conformance::run(config, |_| {}).await.expect("the harness runs");
-    if let Ok(Some(registrar)) = registering.await {
-        registrar.shutdown().await;
-    }
+    let stop = std::sync::Mutex::new(Some(stop));
+    let progress = move |case: &str| {
+        if case.starts_with("grpc.delete.") {
+            if let Some(stop) = stop.lock().expect("lock").take() {
+                let _ = stop.send(());
+            }
+        }
+    };
+    let report = conformance::run(config, progress).await.expect("the harness runs");
+    registering.abort();
     tas.endpoint.shutdown();
     report
 }
@@ -513,6 +545,7 @@ async fn with_the_grpc_side_ringer_registers_refreshes_and_passes() {
     assert!(report.passed(), "{}", report.table());
     assert_eq!(verdict(&report, "grpc.registration.+4799990051"), &Verdict::Pass);
     assert_eq!(verdict(&report, "grpc.refresh.+4799990051"), &Verdict::Pass);
+    assert_eq!(verdict(&report, "grpc.delete.+4799990051"), &Verdict::Pass, "deleted at the registrar's shutdown");
     assert_eq!(verdict(&report, "call.loop.mt.sip.+4799990051"), &Verdict::Pass, "calls routed by its registration");
 }
 
@@ -538,4 +571,7 @@ async fn with_the_grpc_side_a_registration_never_refreshed_fails() {
     assert_eq!(verdict(&report, "grpc.registration.+4799990051"), &Verdict::Pass, "{}", report.table());
     let (expected, got) = failure(&report, "grpc.refresh.+4799990051");
     assert!(expected.contains("refresh") && (got.contains("lapsed") || got.contains("1 upsert")), "{expected} / {got}");
+    // Stopped, it never deleted the registration either.
+    let (expected, got) = failure(&report, "grpc.delete.+4799990051");
+    assert!(expected.contains("DeleteRegistration") && got.contains("no delete"), "{expected} / {got}");
 }

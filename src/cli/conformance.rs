@@ -50,6 +50,14 @@ pub struct ConformanceArgs {
     /// How long the TAS has to register every subscriber.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     grpc_wait: std::time::Duration,
+    /// After the other cases, wait this long for DeleteRegistration of each subscriber: stop
+    /// the TAS when the harness says so. Without it the delete cases are skipped.
+    #[arg(long, value_name = "DURATION", requires = "grpc_listen", value_parser = humantime::parse_duration)]
+    grpc_delete_wait: Option<std::time::Duration>,
+    /// How long a call may ring without a final response before the harness cancels it and
+    /// fails the case.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    answer_wait: std::time::Duration,
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -110,10 +118,12 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         cert_file,
         key_file,
         ingress_wait: args.ingress_wait,
+        answer_wait: args.answer_wait,
         grpc: args.grpc_listen.map(|listen| conformance::GrpcSide {
             listen,
             time_to_live: args.grpc_ttl,
             wait: args.grpc_wait,
+            delete_wait: args.grpc_delete_wait,
         }),
         media_address: match args.listen.ip() {
             ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
@@ -121,7 +131,14 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let quiet = args.json;
+    let delete_wait = args.grpc_delete_wait;
+    let told_to_stop = std::sync::atomic::AtomicBool::new(false);
     let report = conformance::run(config, move |case| {
+        if case.starts_with("grpc.delete.") && !told_to_stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let wait = delete_wait.map(|wait| humantime::format_duration(wait).to_string()).unwrap_or_default();
+            // Said even with --json: the operator has to act on it.
+            eprintln!("stop the TAS now: waiting up to {wait} for it to delete its registrations");
+        }
         if !quiet {
             eprintln!("running {case}");
         }

@@ -48,6 +48,8 @@ pub struct HarnessConfig {
     /// How long to wait for the TAS to call each Ingress subscriber (it starts those calls
     /// itself); `None` skips the Ingress cases.
     pub ingress_wait: Option<Duration>,
+    /// How long a call may go without a final response before the harness gives up on it.
+    pub answer_wait: Duration,
     /// Serve SipBreakoutService too, for the TAS to register against (instead of the harness
     /// registering the claimed subscribers itself).
     pub grpc: Option<GrpcSide>,
@@ -62,6 +64,9 @@ pub struct GrpcSide {
     pub time_to_live: Duration,
     /// How long the TAS has to register every subscriber.
     pub wait: Duration,
+    /// After every other case, how long to wait for DeleteRegistration of each subscriber
+    /// while the TAS is being stopped; `None` skips those cases.
+    pub delete_wait: Option<Duration>,
 }
 
 /// Why the harness could not run at all (as opposed to a case failing).
@@ -168,7 +173,8 @@ pub async fn run(
     harness.call_cases().await;
     harness.ingress_cases().await;
     harness.robustness_cases().await;
-    harness.refresh_cases(registered).await;
+    harness.refresh_cases(registered.clone()).await;
+    harness.delete_cases(registered).await;
     harness.sbc().shutdown();
     let Harness { report, caller, core, .. } = harness;
     caller.shutdown();
@@ -288,6 +294,43 @@ impl Harness {
                 ),
             };
             self.record(&name, "the registration refreshed before its time to live", started, finding);
+        }
+    }
+
+    /// With the gRPC side and a delete wait: the vendor stops the TAS as these cases start (the
+    /// progress callback hears `grpc.delete.<number>`), and each registration it made is
+    /// deleted rather than left to lapse.
+    async fn delete_cases(&mut self, registered: Vec<(Msisdn, Instant)>) {
+        let Some(grpc) = self.config.grpc.clone() else { return };
+        let Some(wait) = grpc.delete_wait else { return };
+        let Some(registry) = self.core.as_ref().map(|core| core.registry().clone()) else { return };
+        let deadline = Instant::now() + wait;
+        for (number, _) in registered {
+            let name = format!("grpc.delete.{number}");
+            let started = self.start(&name);
+            let finding = loop {
+                if registry.deletions(&number) > 0 {
+                    break Finding::pass(vec![format!(
+                        "DeleteRegistration after {} ms",
+                        started.elapsed().as_millis()
+                    )]);
+                }
+                if Instant::now() >= deadline {
+                    break Finding::fail(
+                        format!(
+                            "DeleteRegistration for {number}, with the registered sip_uri, within {} s of the TAS being stopped (spec: DeleteRegistration removes it before the TTL expires)",
+                            wait.as_secs()
+                        ),
+                        match registry.lookup(&number) {
+                            Some(_) => "the registration is still there".to_owned(),
+                            None => "no delete; the registration lapsed or was never there".to_owned(),
+                        },
+                        Vec::new(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            self.record(&name, "the registration deleted when the TAS stops", started, finding);
         }
     }
 
@@ -456,6 +499,7 @@ impl Harness {
                 let finding = self.cancel_while_ringing(number).await;
                 self.record(&name, "CANCEL of the ringing TAS leg: 487, nothing left", started, finding);
             }
+            self.race_cases(registration, number).await;
         }
     }
 
@@ -528,114 +572,24 @@ impl Harness {
 
     /// One call through the SBC to or from `number`, checked leg by leg.
     async fn call(&mut self, number: &Msisdn, direction: Direction) -> Finding {
-        let Some(access) = self.sbc().access.udp_addr else {
-            return Finding::fail("the SBC's access side", "no UDP listener", Vec::new());
+        let mut up = match self.place(number, direction).await {
+            Placed::Up(up) => *up,
+            Placed::Over(finding) => return finding,
         };
-        let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
-        let bob = Msisdn::parse(BOB).unwrap_or_else(|_| unreachable!());
-        let (from, to) = match direction {
-            Direction::Originating => (number.clone(), bob),
-            Direction::Terminating => (alice, number.clone()),
-        };
-        let refused_before = self.sbc().refused_leg3();
-        let options = PeerOptions::sbc(self.config.media_address);
-        let (mut peer, offer) = match OfferingPeer::offer(options).await {
-            Ok(made) => made,
-            Err(error) => return Finding::fail("a WebRTC offer", error.to_string(), Vec::new()),
-        };
-        // The media passes a relay that sees what the TAS sends before DTLS.
-        let relay = match relay::first_candidate(&offer) {
-            Some(candidate) => relay::MediaRelay::start(self.config.media_address, candidate).await.ok(),
-            None => None,
-        };
-        let offer = match &relay {
-            Some(relay) => relay::through(&offer, relay.tas_side()),
-            None => offer,
-        };
-        let mut evidence = Vec::new();
-        let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer)) {
-            Ok(outgoing) => outgoing,
-            Err(error) => return Finding::fail("leg 1 sent", error.to_string(), evidence),
-        };
-        let outcome = loop {
-            match tokio::time::timeout(Duration::from_secs(30), outgoing.next()).await {
-                Ok(Progress::Provisional(_)) => continue,
-                Ok(progress) => break Some(progress),
-                Err(_) => break None,
-            }
-        };
-        let record = self.sbc().calls().into_iter().rev().find(|call| call.callee == to);
-        if let Some(record) = &record {
-            evidence.push(format!(
-                "route {}, prefix {}, legs {}",
-                record.route,
-                record.prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
-                record.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
-            ));
-        }
-        if self.sbc().refused_leg3() > refused_before {
-            peer.close().await;
-            return Finding::fail(
-                "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)",
-                "the TAS sent an INVITE with no known Session-ID; the core refused it 403",
-                evidence,
-            );
-        }
-        let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 3).cloned());
-        if let Some(leg3) = &leg3 {
-            evidence.push(format!("leg 3 to {}", leg3.request_uri));
-            let target = Uri::parse(&leg3.request_uri).ok().and_then(|uri| crate::call::routing::number_of(&uri));
-            if target.as_deref() != Some(to.as_str()) {
-                peer.close().await;
-                return Finding::fail(
-                    format!("leg 3 to {to}, the number with the prefix removed (spec: the TAS strips the prefix)"),
-                    leg3.request_uri.clone(),
-                    evidence,
-                );
-            }
-        }
-        let (call, response) = match outcome {
-            None => {
-                outgoing.cancel();
-                peer.close().await;
-                return Finding::fail("a final response within 30 s", "none", evidence);
-            }
-            Some(Progress::Answered(call, response)) => (call, response),
-            Some(Progress::Failed(response)) => {
-                peer.close().await;
-                evidence.push(format!("refused: {} {}", response.status, response.reason));
-                return Finding::pass(evidence);
-            }
-            Some(other) => {
-                peer.close().await;
-                return Finding::fail("a final response", format!("{other:?}"), evidence);
-            }
-        };
-        let _ = call.ack(None);
-        let answer = String::from_utf8_lossy(&response.body).into_owned();
-        if !answer.lines().any(|line| line.starts_with("m=audio ")) {
-            let _ = call.hangup().await;
-            peer.close().await;
-            return Finding::fail(
-                "an SDP answer with the audio stream in the 2xx to an INVITE that offered (RFC 3264 §5)",
-                excerpt(&response.to_bytes()),
-                evidence,
-            );
-        }
-        evidence.push(format!("answered {} {}", response.status, response.reason));
-        let media = self.media(&mut peer, &answer, relay.as_ref()).await;
+        let media = self.media(&mut up).await;
         if let Err(got) = media {
-            let _ = call.hangup().await;
-            peer.close().await;
-            return Finding::fail(
-                "ICE and DTLS complete, no media before DTLS, and audio comes back that is not silence",
-                got,
-                evidence,
-            );
+            return up
+                .abandon(Finding::fail(
+                    "ICE and DTLS complete, no media before DTLS, and audio comes back that is not silence",
+                    got,
+                    Vec::new(),
+                ))
+                .await;
         }
-        evidence.push("ICE, DTLS and audio both ways".into());
+        up.evidence.push("ICE, DTLS and audio both ways".into());
         // The core re-offers mid-call (session refresh, codec checks): the media must go on.
-        let reoffer = self.reoffer(&call, &mut peer, relay.as_ref()).await;
+        let reoffer = self.reoffer(&up.call, &mut up.peer, up.relay.as_ref()).await;
+        let Established { call, peer, mut evidence, .. } = up;
         let hangup = call.hangup().await;
         peer.close().await;
         match reoffer {
@@ -661,6 +615,252 @@ impl Harness {
             );
         }
         Finding::pass(evidence)
+    }
+
+    /// Places a call through the SBC to or from `number` and checks it up to the answer: leg 3
+    /// (Session-ID, prefix stripped), a final response in time, an SDP answer in a 2xx. A
+    /// refusal is a finished call that passed.
+    async fn place(&mut self, number: &Msisdn, direction: Direction) -> Placed {
+        let Some(access) = self.sbc().access.udp_addr else {
+            return Placed::Over(Finding::fail("the SBC's access side", "no UDP listener", Vec::new()));
+        };
+        let alice = Msisdn::parse(ALICE).unwrap_or_else(|_| unreachable!());
+        let bob = Msisdn::parse(BOB).unwrap_or_else(|_| unreachable!());
+        let (from, to) = match direction {
+            Direction::Originating => (number.clone(), bob),
+            Direction::Terminating => (alice, number.clone()),
+        };
+        let refused_before = self.sbc().refused_leg3();
+        let options = PeerOptions::sbc(self.config.media_address);
+        let (peer, offer) = match OfferingPeer::offer(options).await {
+            Ok(made) => made,
+            Err(error) => return Placed::Over(Finding::fail("a WebRTC offer", error.to_string(), Vec::new())),
+        };
+        // The media passes a relay that sees what the TAS sends before DTLS.
+        let relay = match relay::first_candidate(&offer) {
+            Some(candidate) => relay::MediaRelay::start(self.config.media_address, candidate).await.ok(),
+            None => None,
+        };
+        let offer = match &relay {
+            Some(relay) => relay::through(&offer, relay.tas_side()),
+            None => offer,
+        };
+        let mut evidence = Vec::new();
+        let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer)) {
+            Ok(outgoing) => outgoing,
+            Err(error) => return Placed::Over(Finding::fail("leg 1 sent", error.to_string(), evidence)),
+        };
+        let wait = self.config.answer_wait;
+        let outcome = loop {
+            match tokio::time::timeout(wait, outgoing.next()).await {
+                Ok(Progress::Provisional(_)) => continue,
+                Ok(progress) => break Some(progress),
+                Err(_) => break None,
+            }
+        };
+        let record = self.sbc().calls().into_iter().rev().find(|call| call.callee == to);
+        if let Some(record) = &record {
+            evidence.push(format!(
+                "route {}, prefix {}, legs {}",
+                record.route,
+                record.prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+                record.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 3).cloned());
+        let failed = if self.sbc().refused_leg3() > refused_before {
+            Some(Finding::fail(
+                "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)",
+                "the TAS sent an INVITE with no known Session-ID; the core refused it 403",
+                Vec::new(),
+            ))
+        } else if let Some(leg3) = &leg3 {
+            evidence.push(format!("leg 3 to {}", leg3.request_uri));
+            let target = Uri::parse(&leg3.request_uri).ok().and_then(|uri| crate::call::routing::number_of(&uri));
+            (target.as_deref() != Some(to.as_str())).then(|| {
+                Finding::fail(
+                    format!("leg 3 to {to}, the number with the prefix removed (spec: the TAS strips the prefix)"),
+                    leg3.request_uri.clone(),
+                    Vec::new(),
+                )
+            })
+        } else {
+            None
+        };
+        let (call, response) = match (outcome, failed) {
+            (Some(Progress::Answered(call, response)), None) => (call, response),
+            (outcome, failed) => {
+                if let Some(Progress::Answered(call, _)) = &outcome {
+                    let _ = call.ack(None);
+                    let _ = call.hangup().await;
+                }
+                if outcome.is_none() {
+                    outgoing.cancel();
+                }
+                peer.close().await;
+                let finding = match (failed, outcome) {
+                    (Some(failed), _) => failed,
+                    (None, Some(Progress::Failed(response))) => {
+                        evidence.push(format!("refused: {} {}", response.status, response.reason));
+                        return Placed::Over(Finding::pass(evidence));
+                    }
+                    (None, None) => Finding::fail(
+                        format!("a final response within {} s", wait.as_secs()),
+                        "none; the call was cancelled",
+                        Vec::new(),
+                    ),
+                    (None, Some(other)) => Finding::fail("a final response", format!("{other:?}"), Vec::new()),
+                };
+                return Placed::Over(Finding { evidence, ..finding });
+            }
+        };
+        let _ = call.ack(None);
+        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        let up = Established { call, peer, relay, answer, evidence, far_end: leg3.is_some_and(|leg| leg.status < 300) };
+        if !up.answer.lines().any(|line| line.starts_with("m=audio ")) {
+            let got = excerpt(&response.to_bytes());
+            return Placed::Over(
+                up.abandon(Finding::fail(
+                    "an SDP answer with the audio stream in the 2xx to an INVITE that offered (RFC 3264 §5)",
+                    got,
+                    Vec::new(),
+                ))
+                .await,
+            );
+        }
+        let mut up = up;
+        up.evidence.push(format!("answered {} {}", response.status, response.reason));
+        Placed::Up(Box::new(up))
+    }
+
+    /// For each subscriber whose calls the TAS takes: a re-INVITE with a BYE right behind it,
+    /// and (where a far end answered through leg 3) BYEs from both ends at once. Every request
+    /// gets its final response and nothing is left open.
+    async fn race_cases(&mut self, registration: &Registration, number: &Msisdn) {
+        let direction = match registration.route_type {
+            RouteType::LoopMo => Some(Direction::Originating),
+            RouteType::Ingress => None,
+            _ => Some(Direction::Terminating),
+        };
+        for race in [Race::ByeCrossesReinvite, Race::ByeFromBothEnds] {
+            let name = format!("call.race.{}.{number}", race.name());
+            let started = self.start(&name);
+            let finding = match direction {
+                Some(direction) => self.race(number, direction, race).await,
+                None => Finding { verdict: Verdict::skip("Ingress calls start at the TAS"), evidence: Vec::new() },
+            };
+            self.record(&name, race.description(), started, finding);
+        }
+    }
+
+    async fn race(&mut self, number: &Msisdn, direction: Direction, race: Race) -> Finding {
+        let mut up = match self.place(number, direction).await {
+            Placed::Up(up) => *up,
+            Placed::Over(Finding { verdict: Verdict::Pass, .. }) => {
+                return Finding {
+                    verdict: Verdict::skip("the TAS refuses this call: nothing to race"),
+                    evidence: Vec::new(),
+                }
+            }
+            Placed::Over(_) => {
+                return Finding {
+                    verdict: Verdict::skip("the call itself fails (see the call cases)"),
+                    evidence: Vec::new(),
+                }
+            }
+        };
+        if let Err(error) = self.connect_media(&mut up).await {
+            return up
+                .abandon(Finding {
+                    verdict: Verdict::skip(format!("no media to race over: {error}")),
+                    evidence: Vec::new(),
+                })
+                .await;
+        }
+        let Established { call, mut peer, relay, mut evidence, far_end, .. } = up;
+        let finding = match race {
+            Race::ByeCrossesReinvite => {
+                let offer = match peer.reoffer().await {
+                    Ok(offer) => offer,
+                    Err(error) => {
+                        let _ = call.hangup().await;
+                        peer.close().await;
+                        return Finding::fail("a WebRTC re-offer", error.to_string(), evidence);
+                    }
+                };
+                let offer = match &relay {
+                    Some(relay) => relay::through(&offer, relay.tas_side()),
+                    None => offer,
+                };
+                let (reinvite, bye) = tokio::join!(
+                    tokio::time::timeout(Duration::from_secs(10), call.reinvite(Bytes::from(offer))),
+                    async {
+                        // Right behind the re-INVITE (sent when first polled), before its
+                        // answer can come back.
+                        tokio::task::yield_now().await;
+                        call.hangup().await
+                    }
+                );
+                evidence.push(match &reinvite {
+                    Ok(Ok(_)) => "re-INVITE answered 200".to_owned(),
+                    Ok(Err(error)) => format!("re-INVITE ended: {error}"),
+                    Err(_) => "re-INVITE unanswered after 10 s".to_owned(),
+                });
+                evidence.push(format!("BYE: {}", bye.as_ref().map(u16::to_string).unwrap_or_else(|e| e.to_string())));
+                match (reinvite, bye) {
+                    (Err(_), _) => Some("the re-INVITE got no final response after the BYE".to_owned()),
+                    (_, Ok(200..=299)) => None,
+                    (_, bye) => Some(format!("BYE answered {bye:?}")),
+                }
+            }
+            Race::ByeFromBothEnds if !far_end => {
+                let _ = call.hangup().await;
+                peer.close().await;
+                return Finding {
+                    verdict: Verdict::skip("the TAS answers this call itself: no far end to hang up with the caller"),
+                    evidence,
+                };
+            }
+            Race::ByeFromBothEnds => {
+                // The far end's BYE is on its way the moment the caller's leaves.
+                self.sbc().handsets().hang_up_all();
+                let bye = call.hangup().await;
+                evidence.push(format!(
+                    "caller's BYE: {}",
+                    bye.as_ref().map(u16::to_string).unwrap_or_else(|e| e.to_string())
+                ));
+                match bye {
+                    // The far end's BYE may reach the caller first; then 481 is right.
+                    Ok(200..=299 | 481) => None,
+                    bye => Some(format!("BYE answered {bye:?}")),
+                }
+            }
+        };
+        peer.close().await;
+        drop(relay);
+        if let Some(got) = finding {
+            return Finding::fail(race.expected(), got, evidence);
+        }
+        if let Err(open) = self.settled().await {
+            return Finding::fail(
+                race.expected(),
+                format!("{open} dialogs or transactions still open at the core after 5 s"),
+                evidence,
+            );
+        }
+        Finding::pass(evidence)
+    }
+
+    /// ICE and DTLS up with the call's answer, through the relay.
+    async fn connect_media(&self, up: &mut Established) -> Result<(), String> {
+        let answer = match (&up.relay, relay::first_candidate(&up.answer)) {
+            (Some(relay), Some(tas)) => {
+                relay.set_tas(tas);
+                relay::through(&up.answer, relay.peer_side())
+            }
+            _ => up.answer.clone(),
+        };
+        up.peer.accept(&answer, Duration::from_secs(10)).await.map_err(|error| error.to_string())
     }
 
     /// A new offer in the call: answered with SDP, the connection stays up, and where audio
@@ -704,31 +904,21 @@ impl Harness {
 
     /// ICE and DTLS complete with the answer, a second of tone goes out, and what comes back
     /// (an echo, a greeting, the far end) is not silence.
-    async fn media(
-        &self,
-        peer: &mut OfferingPeer,
-        answer: &str,
-        relay: Option<&relay::MediaRelay>,
-    ) -> Result<(), String> {
-        let answer = match (relay, relay::first_candidate(answer)) {
-            (Some(relay), Some(tas)) => {
-                relay.set_tas(tas);
-                relay::through(answer, relay.peer_side())
+    async fn media(&self, up: &mut Established) -> Result<(), String> {
+        self.connect_media(up).await?;
+        let (peer, relay) = (&mut up.peer, up.relay.as_ref());
+        // No media before DTLS: RTP from the TAS before its handshake can have finished cannot
+        // be protected.
+        match relay.map(relay::MediaRelay::firsts).and_then(|firsts| firsts.early_media()) {
+            Some(relay::EarlyMedia::BeforeHandshake) => {
+                return Err(
+                    "RTP from the TAS before the DTLS handshake (RFC 5763 §5: no media before DTLS-SRTP keys)".into()
+                )
             }
-            _ => answer.to_owned(),
-        };
-        peer.accept(&answer, Duration::from_secs(10)).await.map_err(|error| error.to_string())?;
-        // No media before DTLS: RTP from the TAS before the harness's DTLS has even started
-        // cannot be protected.
-        if let Some(firsts) = relay.map(relay::MediaRelay::firsts) {
-            if let (Some(rtp), dtls) = (firsts.tas_rtp, firsts.peer_dtls) {
-                if dtls.is_none_or(|dtls| rtp < dtls) {
-                    return Err(
-                        "RTP from the TAS before the DTLS handshake (RFC 5763 §5: no media before DTLS-SRTP keys)"
-                            .into(),
-                    );
-                }
+            Some(relay::EarlyMedia::DuringHandshake) => {
+                return Err("RTP from the TAS during the DTLS handshake, before the harness's ChangeCipherSpec (RFC 5763 §5: no media before DTLS-SRTP keys)".into())
             }
+            None => {}
         }
         peer.play(&crate::media::apps::tone(1000.0, 1000, 10000.0)).await;
         let heard = peer.heard(Duration::from_millis(400)).await;
@@ -835,6 +1025,71 @@ impl Harness {
             (None, Ok(_)) => Finding::pass(evidence),
         };
         self.record("robustness.malformed", "malformed requests refused cleanly; the TAS lives on", started, finding);
+    }
+}
+
+/// A call the TAS took (answered itself or through leg 3), its media not yet checked.
+struct Established {
+    call: crate::sip::dialog::CallHandle,
+    peer: OfferingPeer,
+    relay: Option<relay::MediaRelay>,
+    /// The SDP answer as the TAS sent it.
+    answer: String,
+    evidence: Vec<String>,
+    /// Leg 3 was answered: a far end (a handset) is in the call.
+    far_end: bool,
+}
+
+impl Established {
+    /// Hangs up and closes the media, then returns `finding` with this call's evidence.
+    async fn abandon(self, finding: Finding) -> Finding {
+        let _ = self.call.hangup().await;
+        self.peer.close().await;
+        let mut evidence = self.evidence;
+        evidence.extend(finding.evidence);
+        Finding { verdict: finding.verdict, evidence }
+    }
+}
+
+/// How a placed call went: up, or finished with a finding.
+enum Placed {
+    Up(Box<Established>),
+    Over(Finding),
+}
+
+/// The BYE races the harness runs (RFC 5407).
+#[derive(Debug, Clone, Copy)]
+enum Race {
+    /// A re-INVITE with the caller's BYE right behind it.
+    ByeCrossesReinvite,
+    /// The caller and the far end hang up at the same moment.
+    ByeFromBothEnds,
+}
+
+impl Race {
+    fn name(self) -> &'static str {
+        match self {
+            Race::ByeCrossesReinvite => "bye-reinvite",
+            Race::ByeFromBothEnds => "bye-bye",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Race::ByeCrossesReinvite => "a BYE crossing a re-INVITE: both answered, nothing left open",
+            Race::ByeFromBothEnds => "BYE from both ends at once: both answered, nothing left open",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Race::ByeCrossesReinvite => {
+                "the re-INVITE answered (200, or 487 once the BYE came: RFC 3261 §15.1.2), the BYE answered 200, and every leg ended (RFC 5407 §3.5)"
+            }
+            Race::ByeFromBothEnds => {
+                "each BYE answered (200, or 481 for a dialog already gone: RFC 5407 §3.3.2) and every leg ended"
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! A UDP relay between the TAS and the harness's media peer, to see what the TAS sends before
 //! DTLS: the offer names the relay's TAS side, the answer given to the peer names its peer
 //! side, and every datagram is classified by its first byte (RFC 7983: STUN 0-3, DTLS 20-63,
-//! RTP/RTCP 128-191) on the way through.
+//! RTP/RTCP 128-191) on the way through. The TAS may send media only once the harness's
+//! ChangeCipherSpec has passed: in either DTLS role it cannot have finished the handshake
+//! before that flight reached it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +19,47 @@ pub struct Firsts {
     pub tas_rtp: Option<Instant>,
     /// The first DTLS record from the peer to the TAS.
     pub peer_dtls: Option<Instant>,
+    /// The first ChangeCipherSpec (or protected record) from the peer to the TAS.
+    pub peer_change_cipher: Option<Instant>,
+}
+
+/// When media from the TAS came too early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyMedia {
+    /// Before the peer's first DTLS record: the handshake had not begun.
+    BeforeHandshake,
+    /// During the handshake, before the peer's ChangeCipherSpec.
+    DuringHandshake,
+}
+
+impl Firsts {
+    /// Whether the TAS sent RTP or RTCP before it could have finished DTLS.
+    pub fn early_media(&self) -> Option<EarlyMedia> {
+        let rtp = self.tas_rtp?;
+        if self.peer_dtls.is_none_or(|dtls| rtp < dtls) {
+            Some(EarlyMedia::BeforeHandshake)
+        } else if self.peer_change_cipher.is_none_or(|change| rtp < change) {
+            Some(EarlyMedia::DuringHandshake)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether a DTLS datagram carries a ChangeCipherSpec record or a record already protected
+/// (epoch above 0): a datagram holds one or more records of 13-byte headers (RFC 6347 §4.1).
+pub fn changes_cipher(datagram: &[u8]) -> bool {
+    let mut rest = datagram;
+    while rest.len() >= 13 {
+        let content_type = rest[0];
+        let epoch = u16::from_be_bytes([rest[3], rest[4]]);
+        if content_type == 20 || epoch > 0 {
+            return true;
+        }
+        let length = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        rest = rest.get(13 + length..).unwrap_or_default();
+    }
+    false
 }
 
 /// A running relay; it stops when dropped.
@@ -67,7 +110,12 @@ impl MediaRelay {
                 while let Ok((length, _)) = inbound.recv_from(&mut buffer).await {
                     let Some(target) = *lock(&tas) else { continue };
                     if buffer.first().is_some_and(|b| (20..=63).contains(b)) {
-                        lock(&firsts).peer_dtls.get_or_insert_with(Instant::now);
+                        let now = Instant::now();
+                        let mut firsts = lock(&firsts);
+                        firsts.peer_dtls.get_or_insert(now);
+                        if changes_cipher(&buffer[..length]) {
+                            firsts.peer_change_cipher.get_or_insert(now);
+                        }
                     }
                     let _ = outbound.send_to(&buffer[..length], target).await;
                 }
@@ -156,6 +204,70 @@ pub fn through(sdp: &str, address: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A DTLS record header and body: `content_type`, DTLS 1.2, `epoch`.
+    fn record(content_type: u8, epoch: u16, body: &[u8]) -> Vec<u8> {
+        let mut record = vec![content_type, 0xfe, 0xfd];
+        record.extend_from_slice(&epoch.to_be_bytes());
+        record.extend_from_slice(&[0, 0, 0, 0, 0, 1]);
+        record.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        record.extend_from_slice(body);
+        record
+    }
+
+    #[test]
+    fn change_cipher_spec_is_found_among_the_records_of_a_flight() {
+        let handshake = record(22, 0, &[1; 40]);
+        assert!(!changes_cipher(&handshake));
+        let mut flight = handshake.clone();
+        flight.extend(record(20, 0, &[1]));
+        flight.extend(record(22, 1, &[9; 48]));
+        assert!(changes_cipher(&flight));
+        assert!(changes_cipher(&record(23, 1, &[0; 20])), "protected data");
+        assert!(!changes_cipher(&handshake[..20]), "a truncated record is not read past");
+        assert!(!changes_cipher(&[]));
+    }
+
+    /// Datagrams through a real relay: a TAS sending RTP after the peer's first handshake
+    /// flight but before its ChangeCipherSpec is caught; RTP after it is not.
+    #[tokio::test]
+    async fn rtp_in_the_middle_of_the_handshake_is_caught() {
+        let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+        let peer = UdpSocket::bind((localhost, 0)).await.unwrap();
+        let tas = UdpSocket::bind((localhost, 0)).await.unwrap();
+        let relay = MediaRelay::start(localhost, peer.local_addr().unwrap()).await.unwrap();
+        let mut buffer = [0u8; 2048];
+        let rtp = [0x80u8, 8, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 0xd5, 0xd5];
+        // The TAS's ClientHello tells the relay where it is; the peer answers its flight.
+        tas.send_to(&record(22, 0, &[1; 60]), relay.tas_side()).await.unwrap();
+        peer.recv_from(&mut buffer).await.unwrap();
+        peer.send_to(&record(22, 0, &[2; 80]), relay.peer_side()).await.unwrap();
+        tas.recv_from(&mut buffer).await.unwrap();
+        tas.send_to(&rtp, relay.tas_side()).await.unwrap();
+        peer.recv_from(&mut buffer).await.unwrap();
+        assert_eq!(relay.firsts().early_media(), Some(EarlyMedia::DuringHandshake));
+
+        let relay = MediaRelay::start(localhost, peer.local_addr().unwrap()).await.unwrap();
+        tas.send_to(&record(22, 0, &[1; 60]), relay.tas_side()).await.unwrap();
+        peer.recv_from(&mut buffer).await.unwrap();
+        let mut last_flight = record(20, 0, &[1]);
+        last_flight.extend(record(22, 1, &[3; 48]));
+        peer.send_to(&last_flight, relay.peer_side()).await.unwrap();
+        tas.recv_from(&mut buffer).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tas.send_to(&rtp, relay.tas_side()).await.unwrap();
+        peer.recv_from(&mut buffer).await.unwrap();
+        assert_eq!(relay.firsts().early_media(), None);
+    }
+
+    #[test]
+    fn rtp_before_any_dtls_is_caught() {
+        let now = Instant::now();
+        let firsts = Firsts { tas_rtp: Some(now), peer_dtls: None, peer_change_cipher: None };
+        assert_eq!(firsts.early_media(), Some(EarlyMedia::BeforeHandshake));
+        assert_eq!(Firsts::default().early_media(), None, "no RTP at all is not early");
+    }
 
     #[test]
     fn candidates_are_pointed_through_the_relay() {

@@ -40,12 +40,14 @@ pub enum DeleteOutcome {
 pub struct Registry {
     time_to_live: Duration,
     entries: Mutex<HashMap<Msisdn, RegistrationRecord>>,
+    /// How many registrations of each number a delete removed (lapses not counted).
+    deletions: Mutex<HashMap<Msisdn, u64>>,
 }
 
 impl Registry {
     /// An empty registry whose entries live `time_to_live` from their last upsert.
     pub fn new(time_to_live: Duration) -> Self {
-        Self { time_to_live, entries: Mutex::new(HashMap::new()) }
+        Self { time_to_live, entries: Mutex::new(HashMap::new()), deletions: Mutex::new(HashMap::new()) }
     }
 
     /// The time to live granted by each upsert.
@@ -91,10 +93,16 @@ impl Registry {
             Some(record) if !same_sip_uri(&record.registration.sip_uri, sip_uri) => DeleteOutcome::SipUriMismatch,
             Some(_) => {
                 entries.remove(msisdn);
+                *self.deletions.lock().unwrap_or_else(PoisonError::into_inner).entry(msisdn.clone()).or_default() += 1;
                 DeleteOutcome::Removed
             }
             None => DeleteOutcome::NotFound,
         }
+    }
+
+    /// How many live registrations of `msisdn` a delete has removed so far.
+    pub fn deletions(&self, msisdn: &Msisdn) -> u64 {
+        self.deletions.lock().unwrap_or_else(PoisonError::into_inner).get(msisdn).copied().unwrap_or(0)
     }
 
     /// The live registration of `msisdn`, if any.
@@ -164,7 +172,9 @@ mod tests {
         let other = SipsUri::parse("sips:b.example:5061").unwrap();
         assert_eq!(registry.delete(&msisdn, &other), DeleteOutcome::SipUriMismatch);
         let same = SipsUri::parse("sips:A.example:5061").unwrap();
+        assert_eq!(registry.deletions(&msisdn), 0);
         assert_eq!(registry.delete(&msisdn, &same), DeleteOutcome::Removed);
         assert_eq!(registry.delete(&msisdn, &same), DeleteOutcome::NotFound);
+        assert_eq!(registry.deletions(&msisdn), 1);
     }
 }

@@ -128,27 +128,47 @@ pub async fn hold(incoming: CallHandle, callee: CallHandle) -> JoinEnd {
     let mut caller_offers = incoming.offers();
     let mut callee_offers = callee.offers();
     loop {
-        tokio::select! {
-            reason = incoming.ended() => {
+        // An offer is relayed while both ends are still watched: a BYE that crosses it ends
+        // the call at once, and the dropped offer is answered 487 (RFC 3261 §15.1.2).
+        let relayed = tokio::select! {
+            reason = incoming.ended() => Ended::Caller(reason),
+            reason = callee.ended() => Ended::Callee(reason),
+            Some(offer) = caller_offers.recv() => tokio::select! {
+                answer = relay_offer(&callee, offer.sdp.clone()) => {
+                    offer.answer(answer);
+                    continue;
+                }
+                reason = incoming.ended() => Ended::Caller(reason),
+                reason = callee.ended() => Ended::Callee(reason),
+            },
+            Some(offer) = callee_offers.recv() => tokio::select! {
+                answer = relay_offer(&incoming, offer.sdp.clone()) => {
+                    offer.answer(answer);
+                    continue;
+                }
+                reason = incoming.ended() => Ended::Caller(reason),
+                reason = callee.ended() => Ended::Callee(reason),
+            },
+        };
+        return match relayed {
+            Ended::Caller(reason) => {
                 info!(call_id = %callee.id().call_id, %reason, "caller side ended: hanging up the callee side");
                 let _ = callee.hangup().await;
-                return JoinEnd::CallerEnded(reason);
+                JoinEnd::CallerEnded(reason)
             }
-            reason = callee.ended() => {
+            Ended::Callee(reason) => {
                 info!(call_id = %incoming.id().call_id, %reason, "callee side ended: hanging up the caller side");
                 let _ = incoming.hangup().await;
-                return JoinEnd::CalleeEnded(reason);
+                JoinEnd::CalleeEnded(reason)
             }
-            Some(offer) = caller_offers.recv() => {
-                let answer = relay_offer(&callee, offer.sdp.clone()).await;
-                offer.answer(answer);
-            }
-            Some(offer) = callee_offers.recv() => {
-                let answer = relay_offer(&incoming, offer.sdp.clone()).await;
-                offer.answer(answer);
-            }
-        }
+        };
     }
+}
+
+/// Which side of a joined call ended it, and why.
+enum Ended {
+    Caller(String),
+    Callee(String),
 }
 
 async fn relay_offer(to: &CallHandle, sdp: bytes::Bytes) -> OfferAnswer {

@@ -38,7 +38,7 @@ pub enum OfferAnswer {
 }
 
 /// A new offer from the peer, for a layer that took the dialog's offers with
-/// [`CallHandle::offers`]; it is answered 488 if dropped unanswered.
+/// [`CallHandle::offers`]; it is answered 487 if dropped unanswered (the call is ending).
 pub struct IncomingOffer {
     /// The offered SDP.
     pub sdp: Bytes,

@@ -241,9 +241,16 @@ impl UserAgent {
                 let _ = offers.send(IncomingOffer { sdp: request.body.clone(), reply });
                 let ua = self.clone();
                 tokio::spawn(async move {
-                    let answer =
-                        answer.await.unwrap_or_else(|_| OfferAnswer::NotAcceptable("the call is ending".into()));
-                    ua.answer_offer(&dialog, &transaction, &request, answer);
+                    match answer.await {
+                        Ok(answer) => ua.answer_offer(&dialog, &transaction, &request, answer),
+                        // Dropped unanswered: the call is ending under it (a BYE crossed it);
+                        // RFC 3261 §15.1.2 ends pending requests with 487.
+                        Err(_) => {
+                            if let Some(response) = build_response(&ua.shared.config, &request, 487, None, None) {
+                                transaction.respond(response);
+                            }
+                        }
+                    }
                 });
             }
             _ => respond(405, None),

@@ -35,6 +35,8 @@ pub struct ReceivedCall {
 pub struct Handsets {
     config: HashMap<Msisdn, HandsetConfig>,
     received: Mutex<Vec<ReceivedCall>>,
+    /// Bumped to have every answered handset hang up at once.
+    hang_up: tokio::sync::watch::Sender<u64>,
 }
 
 impl Handsets {
@@ -43,7 +45,14 @@ impl Handsets {
         Self {
             config: handsets.iter().map(|handset| (handset.number.clone(), handset.clone())).collect(),
             received: Mutex::new(Vec::new()),
+            hang_up: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Every handset in a call hangs up now (a BYE race with the caller, for the
+    /// conformance harness).
+    pub fn hang_up_all(&self) {
+        self.hang_up.send_modify(|generation| *generation += 1);
     }
 
     /// Whether `number` is a simulated handset.
@@ -130,10 +139,18 @@ impl SessionHandler for HandsetHandler {
                         }
                         return;
                     };
+                    let mut told = handsets.hang_up.subscribe();
                     let hang_up = async {
                         match config.hang_up_after {
-                            Some(after) => tokio::time::sleep(after).await,
-                            None => std::future::pending().await,
+                            Some(after) => {
+                                tokio::select! {
+                                    () = tokio::time::sleep(after) => {}
+                                    _ = told.changed() => {}
+                                }
+                            }
+                            None => {
+                                let _ = told.changed().await;
+                            }
                         }
                     };
                     tokio::pin!(hang_up);
