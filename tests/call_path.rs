@@ -68,9 +68,17 @@ async fn refused(lab: &Lab, from: &str, to: &str) -> u16 {
     }
 }
 
-fn legs(lab: &Lab) -> Vec<(u8, u16)> {
+/// The last call's legs as (leg, final status) now; 0 while a leg is under way.
+fn legs_now(lab: &Lab) -> Vec<(u8, u16)> {
     let calls = lab.sbc().calls();
     calls.last().expect("a call").legs.iter().map(|leg| (leg.leg, leg.status)).collect()
+}
+
+/// The last call's legs once each has its final status (a cancelled leg's 487 comes a moment
+/// after the call it lost to was answered).
+async fn legs(lab: &Lab) -> Vec<(u8, u16)> {
+    common::poll_until(Duration::from_secs(5), || legs_now(lab).iter().all(|(_, status)| *status != 0)).await;
+    legs_now(lab)
 }
 
 async fn hang_up_and_settle(lab: &Lab, dialog: ringer::sip::dialog::CallHandle) {
@@ -107,12 +115,12 @@ async fn loop_mt_only_leaves_calls_the_subscriber_makes_alone() {
     // MO: the core does not involve the TAS.
     let dialog = answered(&lab, "+4799990003", BOB).await;
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Direct);
-    assert_eq!(legs(&lab), [(1, 200), (4, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (4, 200)]);
     hang_up_and_settle(&lab, dialog).await;
     // MT: through the TAS with the MT prefix.
     let dialog = answered(&lab, BOB, "+4799990003").await;
     assert_eq!(lab.sbc().calls()[1].route, CallRoute::Loop(Direction::Terminating));
-    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 200), (4, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200), (3, 200), (4, 200)]);
     hang_up_and_settle(&lab, dialog).await;
 }
 
@@ -124,7 +132,7 @@ async fn reject_relays_the_status_and_reason() {
     )
     .await;
     assert_eq!(refused(&lab, ALICE, "+4799990001").await, 603);
-    assert_eq!(legs(&lab), [(1, 603), (2, 603)]);
+    assert_eq!(legs(&lab).await, [(1, 603), (2, 603)]);
     assert_eq!(refused(&lab, "+4799990001", BOB).await, 403);
     assert!(lab.sbc().handsets().received().is_empty(), "nothing reached a handset");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
@@ -141,7 +149,7 @@ async fn answer_takes_the_call_at_the_tas() {
         "voicemail takes the audio: {sdp}"
     );
     dialog.ack(None).expect("ACK");
-    assert_eq!(legs(&lab), [(1, 200), (2, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200)]);
     hang_up_and_settle(&lab, dialog).await;
 }
 
@@ -192,7 +200,7 @@ async fn forward_on_busy_and_on_unreachable() {
     )
     .await;
     let dialog = answered(&lab, ALICE, "+4799990001").await;
-    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 486), (4, 486), (3, 200), (4, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200), (3, 486), (4, 486), (3, 200), (4, 200)]);
     let carol =
         lab.sbc().handsets().received().into_iter().find(|call| call.number.as_str() == CAROL).expect("Carol rang");
     assert!(carol.diversion[0].contains("reason=user-busy"), "{:?}", carol.diversion);
@@ -221,7 +229,7 @@ async fn no_answer_goes_to_voicemail_and_cancels_the_phone() {
     )
     .await;
     let dialog = answered(&lab, ALICE, "+4799990001").await;
-    assert_eq!(legs(&lab), [(1, 200), (2, 200), (3, 487), (4, 487)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200), (3, 487), (4, 487)]);
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.outcome.actions, ["loop", "answer voicemail (no-answer)"]);
     hang_up_and_settle(&lab, dialog).await;
@@ -240,11 +248,11 @@ async fn cancel_from_alice_before_answer_ends_every_leg() {
         other => panic!("expected 180, got {other:?}"),
     }
     // The handset's 180 has come all the way back; make sure the handset leg exists before CANCEL.
-    assert!(common::poll_until(Duration::from_secs(5), || legs(&lab).len() == 4).await, "{:?}", legs(&lab));
+    assert!(common::poll_until(Duration::from_secs(5), || legs_now(&lab).len() == 4).await, "{:?}", legs_now(&lab));
     call.cancel();
     assert!(matches!(final_of(&mut call).await, Progress::Cancelled));
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
-    assert_eq!(legs(&lab), [(1, 487), (2, 487), (3, 487), (4, 487)]);
+    assert_eq!(legs(&lab).await, [(1, 487), (2, 487), (3, 487), (4, 487)]);
     assert_eq!(lab.tas.router.records()[0].outcome.status, 487);
 }
 
@@ -259,7 +267,7 @@ async fn fork_subscriber_answers_first_and_the_tas_leg_gets_487() {
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fork);
     assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
     assert_eq!(lab.tas.router.records()[0].outcome.status, 487, "the TAS leg was cancelled");
-    assert_eq!(legs(&lab), [(1, 200), (2, 487), (4, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 487), (4, 200)]);
     hang_up_and_settle(&lab, dialog).await;
 }
 
@@ -271,7 +279,7 @@ async fn fork_tas_answers_first_and_the_phone_is_cancelled() {
     )
     .await;
     let dialog = answered(&lab, ALICE, "+4799990004").await;
-    assert_eq!(legs(&lab), [(1, 200), (2, 200), (4, 487)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200), (4, 487)]);
     hang_up_and_settle(&lab, dialog).await;
 }
 
@@ -288,10 +296,10 @@ async fn fallback_on_busy_and_on_no_answer() {
     .await;
     let dialog = answered(&lab, ALICE, "+4799990005").await;
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fallback);
-    assert_eq!(legs(&lab), [(1, 200), (4, 486), (2, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (4, 486), (2, 200)]);
     hang_up_and_settle(&lab, dialog).await;
     let dialog = answered(&lab, ALICE, "+4799990006").await;
-    assert_eq!(legs(&lab), [(1, 200), (4, 487), (2, 200)]);
+    assert_eq!(legs(&lab).await, [(1, 200), (4, 487), (2, 200)]);
     assert!(lab.sbc().calls()[1].legs[2].request_uri.starts_with("sip:+264799990006@"));
     hang_up_and_settle(&lab, dialog).await;
 }
@@ -310,7 +318,7 @@ async fn ingress_lets_the_tas_call_the_subscriber() {
     let Progress::Answered(dialog, _) = final_of(&mut call).await else { panic!("not answered") };
     dialog.ack(None).expect("ACK");
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Ingress);
-    assert_eq!(legs(&lab), [(3, 200), (4, 200)]);
+    assert_eq!(legs(&lab).await, [(3, 200), (4, 200)]);
     assert_eq!(lab.sbc().refused_leg3(), 0);
     hang_up_and_settle(&lab, dialog).await;
 }
@@ -340,7 +348,7 @@ async fn calls_without_registrations_go_straight_through() {
     let lab = Lab::start(&[], vec![handset(BOB, HandsetMode::Busy)]).await;
     assert_eq!(refused(&lab, ALICE, BOB).await, 486);
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Direct);
-    assert_eq!(legs(&lab), [(1, 486), (4, 486)]);
+    assert_eq!(legs(&lab).await, [(1, 486), (4, 486)]);
     assert_eq!(refused(&lab, ALICE, "+4700000000").await, 404, "no handset, no route");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }

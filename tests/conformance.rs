@@ -258,6 +258,221 @@ mod broken {
     }
 }
 
+/// A TLS man in the middle between the harness (the core) and a real ringer TAS that drops or
+/// holds chosen SIP messages: a TAS with one protocol fault and everything else right.
+mod fault_proxy {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use ringer::sip::message::header::{CSeq, NameAddr};
+    use ringer::sip::message::{frame_stream, parse_message, Framing, Message, Method};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    #[derive(Clone, Copy)]
+    pub enum Fault {
+        /// The TAS answers CANCEL 200 but never ends the INVITE with 487.
+        No487OnCancel,
+        /// The TAS never answers a re-INVITE once a BYE has crossed it.
+        ForgetsCrossedReinvite,
+        /// The TAS does not answer a BYE for a dialog it is hanging up itself.
+        IgnoresByeWhileHangingUp,
+    }
+
+    /// What the proxy has seen, per Call-ID.
+    #[derive(Default)]
+    struct Seen {
+        /// (Call-ID, CSeq) of re-INVITEs from the core.
+        reinvites: HashSet<(String, u32)>,
+        byes_from_core: HashSet<String>,
+        byes_from_tas: HashSet<String>,
+    }
+
+    enum Way {
+        ToTas,
+        FromTas,
+    }
+
+    /// Listens on loopback as the TAS (with its certificate), and relays each connection to
+    /// the TAS at `tas` over TLS; returns the proxy's address.
+    pub async fn start(
+        fault: Fault,
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+        tas: SocketAddr,
+    ) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, connector, seen) = (acceptor.clone(), connector.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(core) = acceptor.accept(tcp).await else { return };
+                    let Ok(upstream) = tokio::net::TcpStream::connect(tas).await else { return };
+                    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                    let Ok(tas) = connector.connect(name, upstream).await else { return };
+                    let (core_read, core_write) = tokio::io::split(core);
+                    let (tas_read, tas_write) = tokio::io::split(tas);
+                    tokio::join!(
+                        pump(core_read, tas_write, Way::ToTas, fault, seen.clone()),
+                        pump(tas_read, core_write, Way::FromTas, fault, seen),
+                    );
+                });
+            }
+        });
+        address
+    }
+
+    async fn pump(
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+        way: Way,
+        fault: Fault,
+        seen: Arc<Mutex<Seen>>,
+    ) {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            let length = match frame_stream(&buffer) {
+                Framing::Message(length) | Framing::KeepAlive { consumed: length, .. } => length,
+                Framing::Incomplete => match from.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => {
+                        buffer.extend_from_slice(&chunk[..read]);
+                        continue;
+                    }
+                },
+                Framing::Invalid(_) => return,
+            };
+            let bytes: Vec<u8> = buffer.drain(..length).collect();
+            let forward = match parse_message(&bytes) {
+                Ok(message) => decide(&message, &way, fault, &seen).await,
+                Err(_) => true,
+            };
+            if forward && to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether to pass `message` on (after holding it, for some faults).
+    async fn decide(message: &Message, way: &Way, fault: Fault, seen: &Mutex<Seen>) -> bool {
+        let headers = match message {
+            Message::Request(request) => &request.headers,
+            Message::Response(response) => &response.headers,
+        };
+        let call_id = headers.get("Call-ID").unwrap_or_default().to_owned();
+        let Some(cseq) = headers.get("CSeq").and_then(|value| CSeq::parse(value).ok()) else { return true };
+        match (message, way) {
+            (Message::Request(request), Way::ToTas) => {
+                let in_dialog =
+                    headers.get("To").and_then(|to| NameAddr::parse(to).ok()).is_some_and(|to| to.tag().is_some());
+                match request.method {
+                    Method::Invite if in_dialog => {
+                        seen.lock().expect("lock").reinvites.insert((call_id, cseq.number));
+                    }
+                    Method::Bye => {
+                        if let Fault::IgnoresByeWhileHangingUp = fault {
+                            // Let the TAS's own BYE for this call go first, if it sends one.
+                            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                            while !seen.lock().expect("lock").byes_from_tas.contains(&call_id)
+                                && tokio::time::Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                        seen.lock().expect("lock").byes_from_core.insert(call_id);
+                    }
+                    _ => {}
+                }
+                true
+            }
+            (Message::Request(request), Way::FromTas) => {
+                if request.method == Method::Bye {
+                    seen.lock().expect("lock").byes_from_tas.insert(call_id);
+                }
+                true
+            }
+            (Message::Response(_), Way::ToTas) => true,
+            (Message::Response(response), Way::FromTas) => match fault {
+                Fault::No487OnCancel => response.status != 487,
+                Fault::ForgetsCrossedReinvite => {
+                    let reinvite = cseq.method == Method::Invite
+                        && response.status >= 200
+                        && seen.lock().expect("lock").reinvites.contains(&(call_id.clone(), cseq.number));
+                    if !reinvite {
+                        return true;
+                    }
+                    // Held until a BYE comes (then forgotten), or 2 s.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while tokio::time::Instant::now() < deadline {
+                        if seen.lock().expect("lock").byes_from_core.contains(&call_id) {
+                            return false;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    true
+                }
+                Fault::IgnoresByeWhileHangingUp => {
+                    !(cseq.method == Method::Bye && seen.lock().expect("lock").byes_from_tas.contains(&call_id))
+                }
+            },
+        }
+    }
+}
+
+/// The harness against ringer serving `setup`'s subscribers (those `keep` allows) behind a
+/// [`fault_proxy`] with `fault`.
+async fn proxied_report(fault: fault_proxy::Fault, keep: &[&str]) -> Report {
+    let mut setup = setup();
+    setup.config.subscribers.retain(|s| keep.contains(&s.phone_number.as_str()));
+    let tas = ringer::tas::start_sip(&setup.config).await.expect("TAS starts");
+    let chain = ringer::tls::load_chain(&setup.certs.server_cert).expect("chain");
+    let key = ringer::tls::load_key(&setup.certs.server_key).expect("key");
+    let server = ringer::tls::server_config(chain, key, None).expect("server TLS");
+    let client = ringer::tls::client_config(Some(&setup.certs.ca_cert), None).expect("client TLS");
+    let proxy = fault_proxy::start(fault, server, client, tas.endpoint.tls_addr.expect("TLS")).await;
+    let mut config = harness_config(&setup, &format!("sips:localhost:{}", proxy.port()), &setup.certs.ca_cert);
+    config.answer_wait = Duration::from_secs(5);
+    let report = tokio::time::timeout(Duration::from_secs(150), conformance::run(config, |_| {}))
+        .await
+        .expect("the harness finishes")
+        .expect("the harness runs");
+    tas.endpoint.shutdown();
+    report
+}
+
+#[tokio::test]
+async fn no_487_after_cancel_fails_the_fork_cancel_case() {
+    let report = proxied_report(fault_proxy::Fault::No487OnCancel, &["+4799990054"]).await;
+    assert_eq!(verdict(&report, "call.fork.mt.sip.+4799990054"), &Verdict::Pass, "{}", report.table());
+    let (expected, got) = failure(&report, "call.fork.cancel.+4799990054");
+    assert!(expected.contains("487") && got.contains("no final response within 5 s"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn a_re_invite_forgotten_when_a_bye_crosses_it_fails_the_race_case() {
+    let report = proxied_report(fault_proxy::Fault::ForgetsCrossedReinvite, &["+4799990052"]).await;
+    assert_eq!(verdict(&report, "call.loop-mt.mt.sip.+4799990052"), &Verdict::Pass, "{}", report.table());
+    let (expected, got) = failure(&report, "call.race.bye-reinvite.+4799990052");
+    // The core's own side (a B2BUA) ended the caller's re-INVITE at once: what stays open is
+    // the TAS's leg.
+    assert!(expected.contains("487") && got.contains("still open"), "{expected} / {got}");
+}
+
+#[tokio::test]
+async fn a_bye_ignored_while_hanging_up_fails_the_race_case() {
+    let report = proxied_report(fault_proxy::Fault::IgnoresByeWhileHangingUp, &["+4799990051"]).await;
+    assert_eq!(verdict(&report, "call.loop.mt.sip.+4799990051"), &Verdict::Pass, "{}", report.table());
+    assert_eq!(verdict(&report, "call.race.bye-reinvite.+4799990051"), &Verdict::Pass, "{}", report.table());
+    let (expected, got) = failure(&report, "call.race.bye-bye.+4799990051");
+    assert!(expected.contains("481") && got.contains("still open"), "{expected} / {got}");
+}
+
 async fn broken_report(fault: broken::Fault) -> (Report, Setup) {
     broken_report_with(fault, None).await
 }

@@ -246,7 +246,7 @@ impl Engine {
                     }
                 }
             }
-            LegOutcome::NoAnswer => self.on_condition(
+            LegOutcome::NoAnswer(_) => self.on_condition(
                 invite,
                 conditions.and_then(|c| c.on_no_answer.clone()),
                 ForwardCause::NoAnswer,
@@ -260,7 +260,7 @@ impl Engine {
                 408,
                 keep,
             ),
-            LegOutcome::CallerCancelled => Step::Done(487),
+            LegOutcome::CallerCancelled(_) => Step::Done(487),
         }
     }
 

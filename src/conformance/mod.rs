@@ -550,13 +550,25 @@ impl Harness {
             }
         };
         peer.close().await;
-        let record = self.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
-        let leg2 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status));
-        evidence.push(format!("leg 2 final: {}", leg2.unwrap_or(0)));
-        if !matches!(end, Some(Progress::Cancelled)) || leg2 != Some(487) {
+        // The TAS leg's own final response, as the core got it (0 while none has come).
+        let leg2 = || {
+            let record = self.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
+            record.and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status)).unwrap_or(0)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while leg2() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leg2 = leg2();
+        evidence.push(format!("leg 2 final: {leg2}"));
+        if !matches!(end, Some(Progress::Cancelled)) || leg2 != 487 {
+            let leg2 = match leg2 {
+                0 => "with no final response within 5 s of the CANCEL".to_owned(),
+                status => format!("with {status}"),
+            };
             return Finding::fail(
                 "487 Request Terminated on the TAS leg after CANCEL (RFC 3261 §9.2)",
-                format!("leg 2 ended {}, the caller saw {end:?}", leg2.unwrap_or(0)),
+                format!("leg 2 ended {leg2}; the caller saw {end:?}"),
                 evidence,
             );
         }
@@ -792,15 +804,23 @@ impl Harness {
                     Some(relay) => relay::through(&offer, relay.tas_side()),
                     None => offer,
                 };
-                let (reinvite, bye) = tokio::join!(
+                let towards_tas = self.sbc().interconnect.clients().clone();
+                let before = towards_tas.in_progress();
+                let (reinvite, (crossed, bye)) = tokio::join!(
                     tokio::time::timeout(Duration::from_secs(10), call.reinvite(Bytes::from(offer))),
                     async {
-                        // Right behind the re-INVITE (sent when first polled), before its
-                        // answer can come back.
-                        tokio::task::yield_now().await;
-                        call.hangup().await
+                        // The BYE leaves the moment the core has relayed the re-INVITE to the
+                        // TAS, so that both reach it before it can answer.
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                        while towards_tas.in_progress() <= before && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        (towards_tas.in_progress() > before, call.hangup().await)
                     }
                 );
+                if !crossed {
+                    evidence.push("the re-INVITE was not seen going to the TAS before the BYE".into());
+                }
                 evidence.push(match &reinvite {
                     Ok(Ok(_)) => "re-INVITE answered 200".to_owned(),
                     Ok(Err(error)) => format!("re-INVITE ended: {error}"),

@@ -43,11 +43,11 @@ pub enum LegOutcome {
     /// It refused with a final response (486, 603...).
     Refused(Response),
     /// It rang for the whole no-answer time and was cancelled.
-    NoAnswer,
+    NoAnswer(Cancelling),
     /// It could not be reached or sent no final response.
     Unreachable,
     /// The incoming leg was cancelled by its caller; the outgoing one is being cancelled.
-    CallerCancelled,
+    CallerCancelled(Cancelling),
 }
 
 /// Relays `leg`'s provisional responses (with any early-media SDP) to `caller` until its final
@@ -64,13 +64,11 @@ pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Opti
         tokio::select! {
             biased;
             () = caller.cancelled() => {
-                cancel_in_background(leg);
-                return LegOutcome::CallerCancelled;
+                return LegOutcome::CallerCancelled(cancel_in_background(leg));
             }
             () = &mut timer => {
                 debug!(call_id = leg.call_id(), "no answer in time: cancelling");
-                cancel_in_background(leg);
-                return LegOutcome::NoAnswer;
+                return LegOutcome::NoAnswer(cancel_in_background(leg));
             }
             progress = leg.next() => match progress {
                 Progress::Provisional(response) => {
@@ -85,9 +83,31 @@ pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Opti
 }
 
 /// Cancels `leg` and follows it to its end without holding up the caller.
-pub fn cancel_in_background(mut leg: OutgoingCall) {
+pub fn cancel_in_background(mut leg: OutgoingCall) -> Cancelling {
     leg.cancel();
-    tokio::spawn(async move { while let Progress::Provisional(_) = leg.next().await {} });
+    Cancelling(tokio::spawn(async move {
+        loop {
+            match leg.next().await {
+                Progress::Provisional(_) => continue,
+                Progress::Cancelled => return Some(487),
+                // A 2xx that crossed the CANCEL (hung up by now) or a refusal of its own.
+                Progress::Answered(_, response) | Progress::Failed(response) => return Some(response.status),
+                Progress::TimedOut => return None,
+            }
+        }
+    }))
+}
+
+/// A leg being cancelled in the background.
+#[derive(Debug)]
+pub struct Cancelling(tokio::task::JoinHandle<Option<u16>>);
+
+impl Cancelling {
+    /// The leg's final status once the CANCEL has played out (487 when it took); `None` when
+    /// no final response came (RFC 3261 §9.1: given up after 64·T1).
+    pub async fn outcome(self) -> Option<u16> {
+        self.0.await.ok().flatten()
+    }
 }
 
 /// How a joined call ended.

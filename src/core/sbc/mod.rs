@@ -134,6 +134,8 @@ struct Shared {
     refused_leg3: AtomicU64,
     /// Leg 2's Request-URI as `tel:+<prefix><number>` instead of `sip:...;user=phone`.
     leg2_tel: std::sync::atomic::AtomicBool,
+    /// Cancelled legs whose real final status is not recorded yet.
+    settling: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A running SBC.
@@ -174,6 +176,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         calls: Mutex::new(VecDeque::new()),
         refused_leg3: AtomicU64::new(0),
         leg2_tel: std::sync::atomic::AtomicBool::new(config.leg2_tel),
+        settling: Arc::default(),
     });
     let base = EndpointConfig {
         tls: None,
@@ -257,7 +260,8 @@ impl Sbc {
         [&self.access, &self.interconnect, &self.handset_endpoint]
             .iter()
             .map(|endpoint| endpoint.live_dialogs() + endpoint.pending_invites() + endpoint.clients().in_progress())
-            .sum()
+            .sum::<usize>()
+            + self.shared.settling.load(Ordering::Relaxed)
     }
 
     /// Calls with a leg 2 under way.
@@ -410,6 +414,17 @@ fn set_leg_status(call: &SharedCall, index: usize, status: u16) {
     }
 }
 
+/// Records the final status leg `index` really sent once its CANCEL has played out (408 when
+/// none came); until then it stays 0.
+fn record_cancelled(shared: &Shared, call: &SharedCall, index: usize, cancelling: b2bua::Cancelling) {
+    let (call, settling) = (call.clone(), shared.settling.clone());
+    settling.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        set_leg_status(&call, index, cancelling.outcome().await.unwrap_or(408));
+        settling.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 /// Records that the legs at `indexes` got `status`, and the call too when it is final for the caller.
 fn answered(call: &SharedCall, indexes: &[usize], status: u16) {
     for index in indexes {
@@ -421,6 +436,7 @@ fn answered(call: &SharedCall, indexes: &[usize], status: u16) {
 /// Rings `leg` for `incoming` (the leg at `incoming_index`) and, when it answers, joins the
 /// two; returns the final status `incoming` got.
 async fn bridge(
+    shared: &Shared,
     incoming: PendingInvite,
     incoming_index: usize,
     leg: OutgoingCall,
@@ -444,8 +460,8 @@ async fn bridge(
             incoming.reject(408, None, None);
             408
         }
-        LegOutcome::NoAnswer | LegOutcome::CallerCancelled => {
-            set_leg_status(call, index, 487);
+        LegOutcome::NoAnswer(cancelling) | LegOutcome::CallerCancelled(cancelling) => {
+            record_cancelled(shared, call, index, cancelling);
             487
         }
     }
@@ -517,7 +533,7 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
 
 async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> u16 {
     match callee_leg(shared, &invite, callee, call).await {
-        Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
+        Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
         Err((status, why)) => {
             warn!(%callee, why, "cannot deliver the call");
             invite.reject(status, None, Some(&why));
@@ -540,7 +556,7 @@ impl ViaTas<'_> {
     async fn to_tas(&self, invite: PendingInvite) -> u16 {
         let Self { shared, registration, prefix, callee, call } = *self;
         match leg2(shared, &invite, registration, prefix, callee, call).await {
-            Ok((leg, index)) => bridge(invite, 0, leg, call, index).await,
+            Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
             Err(why) => {
                 warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
                 invite.reject(503, None, Some(&format!("TAS unreachable: {why}")));
@@ -573,8 +589,7 @@ impl ViaTas<'_> {
                 biased;
                 () = invite.cancelled() => {
                     for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                        set_leg_status(call, index, 487);
-                        b2bua::cancel_in_background(leg);
+                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg));
                     }
                     return 487;
                 }
@@ -591,8 +606,7 @@ impl ViaTas<'_> {
                         answered(call, &[0, index], status);
                     }
                     for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                        set_leg_status(call, index, 487);
-                        b2bua::cancel_in_background(leg);
+                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg));
                     }
                     b2bua::join(invite, callee_call, response).await;
                     return status;
@@ -634,10 +648,10 @@ impl ViaTas<'_> {
                     invite.relay_refusal(&response);
                     return response.status;
                 }
-                LegOutcome::NoAnswer => set_leg_status(call, index, 487),
+                LegOutcome::NoAnswer(cancelling) => record_cancelled(shared, call, index, cancelling),
                 LegOutcome::Unreachable => set_leg_status(call, index, 408),
-                LegOutcome::CallerCancelled => {
-                    set_leg_status(call, index, 487);
+                LegOutcome::CallerCancelled(cancelling) => {
+                    record_cancelled(shared, call, index, cancelling);
                     return 487;
                 }
             },
@@ -694,7 +708,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     };
     info!(%call_id, %number, "leg 3 from the TAS");
     let status = match callee_leg(&shared, &invite, &number, &call).await {
-        Ok((leg, index)) => bridge(invite, leg3_index, leg, &call, index).await,
+        Ok((leg, index)) => bridge(&shared, invite, leg3_index, leg, &call, index).await,
         Err((status, why)) => {
             invite.reject(status, None, Some(&why));
             status
