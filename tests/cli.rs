@@ -638,6 +638,11 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
     assert_eq!(json["cases"][0]["name"], "tls.certificate");
     assert_eq!(json["cases"][0]["verdict"], "fail");
+    // Waiting for deletes needs the harness's own gRPC side.
+    let args = ["conformance", "--target", &target, "--config", path_text, "--grpc-delete-wait", "5s"];
+    let out = ringer(&args, &[]).await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--grpc-listen"), "{}", out.stderr);
     server.signal(Signal::SIGTERM);
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
