@@ -58,6 +58,10 @@ pub struct ConformanceArgs {
     /// fails the case.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     answer_wait: std::time::Duration,
+    /// Run only this case, or the cases a prefix ending in `*` names (repeatable), e.g.
+    /// `--only 'call.race.*' --only tls.certificate`.
+    #[arg(long, value_name = "CASE")]
+    only: Vec<String>,
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -119,6 +123,7 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         key_file,
         ingress_wait: args.ingress_wait,
         answer_wait: args.answer_wait,
+        only: args.only,
         grpc: args.grpc_listen.map(|listen| conformance::GrpcSide {
             listen,
             time_to_live: args.grpc_ttl,
