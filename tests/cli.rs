@@ -632,10 +632,12 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
     let xml = std::fs::read_to_string(&junit).expect("JUnit report");
     assert!(xml.contains("failures=\"0\"") && xml.contains("name=\"sip.options\""), "{xml}");
     // Without the CA the dev certificate does not verify: a failing run, exit code 1.
-    let args = ["conformance", "--target", &target, "--config", path_text, "--listen", &listen, "--json"];
+    let args =
+        ["conformance", "--target", &target, "--config", path_text, "--listen", &listen, "--json", "--only", "tls.*"];
     let out = ringer(&args, &[]).await;
     assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    assert_eq!(json["cases"].as_array().map(Vec::len), Some(1), "only the TLS case: {json}");
     assert_eq!(json["cases"][0]["name"], "tls.certificate");
     assert_eq!(json["cases"][0]["verdict"], "fail");
     // Waiting for deletes needs the harness's own gRPC side.
