@@ -143,6 +143,10 @@ async fn ringer_passes_every_case() {
         assert_eq!(verdict(&report, &name), &Verdict::Pass, "{name}\n{}", report.table());
     }
     assert_eq!(verdict(&report, "call.race.bye-bye.+4799990051"), &Verdict::Pass, "{}", report.table());
+    // Fallback after the phone rang unanswered: cancelled (its own 487), then the TAS answered.
+    assert_eq!(verdict(&report, "call.fallback.no-answer.+4799990053"), &Verdict::Pass, "{}", report.table());
+    let no_answer = report.case("call.fallback.no-answer.+4799990053").expect("case");
+    assert!(no_answer.evidence.iter().any(|line| line.contains("4:487 2:200")), "{:?}", no_answer.evidence);
     assert!(
         matches!(verdict(&report, "call.race.bye-bye.+4799990052"), Verdict::Skip { .. }),
         "an echo has no far end"
@@ -674,7 +678,8 @@ async fn leg_3_with_the_prefix_kept_fails() {
 #[tokio::test]
 async fn a_tas_that_completes_tls_and_then_says_nothing_fails_the_sip_cases() {
     let mut setup = setup();
-    setup.config.subscribers.clear();
+    // A Fallback subscriber: the calls reach the TAS after the phone is busy or does not answer.
+    setup.config.subscribers.retain(|s| s.phone_number.as_str() == "+4799990053");
     let chain = ringer::tls::load_chain(&setup.certs.server_cert).expect("chain");
     let key = ringer::tls::load_key(&setup.certs.server_key).expect("key");
     let acceptor = tokio_rustls::TlsAcceptor::from(ringer::tls::server_config(chain, key, None).expect("TLS"));
@@ -696,9 +701,17 @@ async fn a_tas_that_completes_tls_and_then_says_nothing_fails_the_sip_cases() {
             });
         }
     });
-    let config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
+    let mut config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
+    config.answer_wait = Duration::from_secs(8);
+    config.only = ["tls.*", "sip.*", "robustness.*", "call.fallback.mt.sip.*", "call.fallback.no-answer.*"]
+        .map(str::to_owned)
+        .to_vec();
     let report = conformance::run(config, |_| {}).await.expect("the harness runs");
     assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "{}", report.table());
+    for case in ["call.fallback.mt.sip.+4799990053", "call.fallback.no-answer.+4799990053"] {
+        let (expected, got) = failure(&report, case);
+        assert!(expected.contains("within 8 s") && got.contains("cancelled"), "{case}: {expected} / {got}");
+    }
     let (expected, got) = failure(&report, "sip.options");
     assert!(expected.contains("OPTIONS") && got.contains("nothing within"), "{expected} / {got}");
     let (expected, _) = failure(&report, "sip.keepalive");

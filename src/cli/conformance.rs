@@ -54,8 +54,8 @@ pub struct ConformanceArgs {
     /// the TAS when the harness says so. Without it the delete cases are skipped.
     #[arg(long, value_name = "DURATION", requires = "grpc_listen", value_parser = humantime::parse_duration)]
     grpc_delete_wait: Option<std::time::Duration>,
-    /// How long a call may ring without a final response before the harness cancels it and
-    /// fails the case.
+    /// How long after its INVITE a call may go without a final response before the harness
+    /// cancels it and fails the case.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     answer_wait: std::time::Duration,
     /// Run only this case, or the cases a prefix ending in `*` names (repeatable), e.g.

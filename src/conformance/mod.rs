@@ -48,7 +48,8 @@ pub struct HarnessConfig {
     /// How long to wait for the TAS to call each Ingress subscriber (it starts those calls
     /// itself); `None` skips the Ingress cases.
     pub ingress_wait: Option<Duration>,
-    /// How long a call may go without a final response before the harness gives up on it.
+    /// How long after its INVITE a call may go without a final response before the harness
+    /// cancels it (a Fallback call's no-answer time, 5 s at the harness's core, included).
     pub answer_wait: Duration,
     /// Only the cases these patterns name (a name, or a prefix ending in `*`); all when empty.
     pub only: Vec<String>,
@@ -506,6 +507,18 @@ impl Harness {
                     self.record(&name, &description, started, finding);
                 }
             }
+            if registration.route_type == RouteType::Fallback {
+                let name = format!("call.fallback.no-answer.{number}");
+                if let Some(started) = self.start(&name) {
+                    let finding = self.fallback_on_no_answer(number).await;
+                    self.record(
+                        &name,
+                        "the phone rings unanswered; the TAS gets leg 2 and answers or refuses in time",
+                        started,
+                        finding,
+                    );
+                }
+            }
             if registration.route_type == RouteType::Fork {
                 let name = format!("call.fork.cancel.{number}");
                 if let Some(started) = self.start(&name) {
@@ -515,6 +528,23 @@ impl Harness {
             }
             self.race_cases(registration, number).await;
         }
+    }
+
+    /// A Fallback call whose phone rings unanswered (the other calls find it busy): the core
+    /// cancels it after its no-answer time and sends leg 2, which the TAS must take like any.
+    async fn fallback_on_no_answer(&mut self, number: &Msisdn) -> Finding {
+        self.sbc().handsets().set_mode(number, HandsetMode::NoAnswer);
+        let mut finding = self.call(number, Direction::Terminating).await;
+        self.sbc().handsets().set_mode(number, HandsetMode::Busy);
+        let record = self.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
+        let phone = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 4).map(|leg| leg.status));
+        if finding.verdict == Verdict::Pass && phone != Some(487) {
+            finding.verdict = Verdict::fail(
+                "the phone cancelled after the no-answer time, then leg 2 to the TAS",
+                format!("the phone's leg ended {}", phone.unwrap_or(0)),
+            );
+        }
+        finding
     }
 
     /// A Fork call cancelled while the TAS leg rings (the core cancels it when the phone
@@ -677,8 +707,9 @@ impl Harness {
             Err(error) => return Placed::Over(Finding::fail("leg 1 sent", error.to_string(), evidence)),
         };
         let wait = self.config.answer_wait;
+        let deadline = tokio::time::Instant::now() + wait;
         let outcome = loop {
-            match tokio::time::timeout(wait, outgoing.next()).await {
+            match tokio::time::timeout_at(deadline, outgoing.next()).await {
                 Ok(Progress::Provisional(_)) => continue,
                 Ok(progress) => break Some(progress),
                 Err(_) => break None,

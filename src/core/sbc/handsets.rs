@@ -37,6 +37,8 @@ pub struct Handsets {
     received: Mutex<Vec<ReceivedCall>>,
     /// Bumped to have every answered handset hang up at once.
     hang_up: tokio::sync::watch::Sender<u64>,
+    /// Modes set at run time, over the configured ones.
+    modes: Mutex<HashMap<Msisdn, HandsetMode>>,
 }
 
 impl Handsets {
@@ -46,7 +48,22 @@ impl Handsets {
             config: handsets.iter().map(|handset| (handset.number.clone(), handset.clone())).collect(),
             received: Mutex::new(Vec::new()),
             hang_up: tokio::sync::watch::Sender::new(0),
+            modes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// From now on the handset of `number` behaves as `mode` (busy, not answering...).
+    pub fn set_mode(&self, number: &Msisdn, mode: HandsetMode) {
+        self.modes.lock().unwrap_or_else(PoisonError::into_inner).insert(number.clone(), mode);
+    }
+
+    /// The handset of `number` as it behaves now.
+    fn current(&self, number: &Msisdn) -> Option<HandsetConfig> {
+        let mut config = self.config.get(number)?.clone();
+        if let Some(mode) = self.modes.lock().unwrap_or_else(PoisonError::into_inner).get(number) {
+            config.mode = *mode;
+        }
+        Some(config)
     }
 
     /// Every handset in a call hangs up now (a BYE race with the caller, for the
@@ -107,7 +124,7 @@ impl SessionHandler for HandsetHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let handsets = self.0.clone();
         let number = number_of(&invite.request().uri).and_then(|number| Msisdn::parse(&number).ok());
-        let Some((number, config)) = number.and_then(|n| handsets.config.get(&n).cloned().map(|c| (n, c))) else {
+        let Some((number, config)) = number.and_then(|n| handsets.current(&n).map(|c| (n, c))) else {
             invite.reject(404, None, None);
             return;
         };
