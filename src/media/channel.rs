@@ -16,6 +16,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 
 use super::codec::{Codec, CodecError, Decoder, Encoder, FRAME};
 use super::plain::{telephone_event, Negotiated};
+use super::rtp::RtpStream;
 
 /// What arrives on an audio channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +43,7 @@ pub struct AudioChannel {
     decoder: Decoder,
     payload_type: u8,
     telephone_event: Option<u8>,
-    ssrc: u32,
-    sequence: u16,
-    timestamp: u32,
+    rtp: RtpStream,
     /// The timestamp of the last DTMF event reported, so its three end packets count once.
     last_dtmf: Option<u32>,
 }
@@ -59,9 +58,7 @@ impl AudioChannel {
             decoder: agreed.codec.decoder()?,
             payload_type: agreed.payload_type,
             telephone_event: agreed.telephone_event,
-            ssrc: rand::random(),
-            sequence: rand::random(),
-            timestamp: rand::random(),
+            rtp: RtpStream::new(rand::random()),
             last_dtmf: None,
         })
     }
@@ -84,9 +81,7 @@ impl AudioChannel {
             decoder: codec.decoder()?,
             payload_type,
             telephone_event,
-            ssrc,
-            sequence: rand::random(),
-            timestamp: rand::random(),
+            rtp: RtpStream::new(ssrc),
             last_dtmf: None,
         })
     }
@@ -166,19 +161,8 @@ impl AudioChannel {
                 return;
             }
         };
-        let packet = rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: self.payload_type,
-                sequence_number: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-                ..Default::default()
-            },
-            payload: payload.into(),
-        };
-        self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(self.encoder.ticks(samples.len()));
+        let packet = self.rtp.packet(self.payload_type, false, payload);
+        self.rtp.advance(self.encoder.ticks(samples.len()));
         match &self.path {
             Path::Udp { socket, remote, .. } => {
                 if let Ok(bytes) = packet.marshal() {

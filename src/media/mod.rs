@@ -8,5 +8,6 @@ pub mod g711;
 pub mod mailbox;
 pub mod peer;
 pub mod plain;
+pub mod rtp;
 pub mod sdp;
 pub mod webrtc;

@@ -21,6 +21,7 @@ use webrtc::peer_connection::{
 };
 
 use super::codec::{Codec, Encoder, FRAME};
+use super::rtp::RtpStream;
 use super::webrtc::{stack, WebRtcError};
 
 /// How the offer looks.
@@ -104,9 +105,7 @@ pub struct OfferingPeer {
     codec: Codec,
     payload_type: u8,
     encoder: Encoder,
-    ssrc: u32,
-    sequence: u16,
-    timestamp: u32,
+    rtp: RtpStream,
     states: watch::Receiver<RTCPeerConnectionState>,
     listener: Listener,
     options: PeerOptions,
@@ -201,9 +200,7 @@ impl OfferingPeer {
             codec,
             payload_type,
             encoder: codec.encoder().map_err(stack)?,
-            ssrc,
-            sequence: rand::random(),
-            timestamp: rand::random(),
+            rtp: RtpStream::new(ssrc),
             states,
             listener: Listener::new(hearing, codec, payload_type),
             options,
@@ -283,23 +280,9 @@ impl OfferingPeer {
         self.codec
     }
 
-    async fn send_payload(&mut self, payload_type: u8, payload: Vec<u8>, ticks: u32, marker: bool, advance: bool) {
-        let packet = rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type,
-                marker,
-                sequence_number: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-                ..Default::default()
-            },
-            payload: payload.into(),
-        };
-        self.sequence = self.sequence.wrapping_add(1);
-        if advance {
-            self.timestamp = self.timestamp.wrapping_add(ticks);
-        }
+    async fn send_payload(&mut self, payload_type: u8, payload: Vec<u8>, ticks: u32, marker: bool) {
+        let packet = self.rtp.packet(payload_type, marker, payload);
+        self.rtp.advance(ticks);
         let _ = self.track.write_rtp(packet).await;
     }
 
@@ -310,7 +293,7 @@ impl OfferingPeer {
             pace.tick().await;
             let Ok(payload) = self.encoder.encode(frame) else { continue };
             let ticks = self.encoder.ticks(frame.len());
-            self.send_payload(self.payload_type, payload, ticks, false, true).await;
+            self.send_payload(self.payload_type, payload, ticks, false).await;
         }
     }
 
@@ -321,7 +304,7 @@ impl OfferingPeer {
         let ticks = self.encoder.ticks(FRAME);
         for payload in frames {
             pace.tick().await;
-            self.send_payload(self.payload_type, payload.clone(), ticks, false, true).await;
+            self.send_payload(self.payload_type, payload.clone(), ticks, false).await;
         }
     }
 
@@ -343,11 +326,11 @@ impl OfferingPeer {
             let flags = if end { 0x80 | 10 } else { 10 };
             let payload = vec![event, flags, (duration >> 8) as u8, duration as u8];
             for _ in 0..if end { 3 } else { 1 } {
-                self.send_payload(TELEPHONE_EVENT, payload.clone(), 0, step == 1, false).await;
+                self.send_payload(TELEPHONE_EVENT, payload.clone(), 0, step == 1).await;
             }
         }
         // The next audio starts after the event.
-        self.timestamp = self.timestamp.wrapping_add(800 * scale);
+        self.rtp.advance(800 * scale);
     }
 
     /// What arrived, decoded to 8 kHz, until `quiet` passes with nothing.
