@@ -383,12 +383,8 @@ mod fault_proxy {
                     Method::Bye => {
                         if let Fault::IgnoresByeWhileHangingUp = fault {
                             // Let the TAS's own BYE for this call go first, if it sends one.
-                            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                            while !seen.lock().expect("lock").byes_from_tas.contains(&call_id)
-                                && tokio::time::Instant::now() < deadline
-                            {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
+                            let tas_said_bye = || seen.lock().expect("lock").byes_from_tas.contains(&call_id);
+                            crate::common::poll_until(Duration::from_secs(2), tas_said_bye).await;
                         }
                         seen.lock().expect("lock").byes_from_core.insert(call_id);
                     }
@@ -413,14 +409,8 @@ mod fault_proxy {
                         return true;
                     }
                     // Held until a BYE comes (then forgotten), or 2 s.
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                    while tokio::time::Instant::now() < deadline {
-                        if seen.lock().expect("lock").byes_from_core.contains(&call_id) {
-                            return false;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    true
+                    let core_said_bye = || seen.lock().expect("lock").byes_from_core.contains(&call_id);
+                    !crate::common::poll_until(Duration::from_secs(2), core_said_bye).await
                 }
                 Fault::IgnoresByeWhileHangingUp => {
                     !(cseq.method == Method::Bye && seen.lock().expect("lock").byes_from_tas.contains(&call_id))

@@ -223,20 +223,13 @@ impl Harness {
         let Some(grpc) = self.config.grpc.clone() else { return Vec::new() };
         let Some(registry) = self.core.as_ref().map(|core| core.registry().clone()) else { return Vec::new() };
         let mut seen = Vec::new();
-        let deadline = Instant::now() + grpc.wait;
+        let deadline = tokio::time::Instant::now() + grpc.wait;
         for claimed in self.config.subscribers.clone() {
             let Some(number) = claimed.phone_number.clone() else { continue };
             let name = format!("grpc.registration.{number}");
             let started = self.start(&name);
-            let record = loop {
-                if let Some(record) = registry.lookup(&number) {
-                    break Some(record);
-                }
-                if Instant::now() >= deadline {
-                    break None;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            poll_until(deadline, POLL, || registry.lookup(&number).is_some()).await;
+            let record = registry.lookup(&number);
             let expected = Registration { sip_uri: self.config.target.clone(), ..claimed.clone() };
             let finding = match record {
                 None => Finding::fail(
@@ -310,47 +303,37 @@ impl Harness {
         let Some(grpc) = self.config.grpc.clone() else { return };
         let Some(wait) = grpc.delete_wait else { return };
         let Some(registry) = self.core.as_ref().map(|core| core.registry().clone()) else { return };
-        let deadline = Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
         for (number, _) in registered {
             let name = format!("grpc.delete.{number}");
             let Some(started) = self.start(&name) else { continue };
-            let finding = loop {
-                if registry.deletions(&number) > 0 {
-                    break Finding::pass(vec![format!(
-                        "DeleteRegistration after {} ms",
-                        started.elapsed().as_millis()
-                    )]);
-                }
-                if Instant::now() >= deadline {
-                    break Finding::fail(
-                        format!(
-                            "DeleteRegistration for {number}, with the registered sip_uri, within {} s of the TAS being stopped (spec: DeleteRegistration removes it before the TTL expires)",
-                            wait.as_secs()
-                        ),
-                        match registry.lookup(&number) {
-                            Some(_) => "the registration is still there".to_owned(),
-                            None => "no delete; the registration lapsed or was never there".to_owned(),
-                        },
-                        Vec::new(),
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let finding = match poll_until(deadline, POLL, || registry.deletions(&number) > 0).await {
+                true => Finding::pass(vec![format!("DeleteRegistration after {} ms", started.elapsed().as_millis())]),
+                false => Finding::fail(
+                    format!(
+                        "DeleteRegistration for {number}, with the registered sip_uri, within {} s of the TAS being stopped (spec: DeleteRegistration removes it before the TTL expires)",
+                        wait.as_secs()
+                    ),
+                    match registry.lookup(&number) {
+                        Some(_) => "the registration is still there".to_owned(),
+                        None => "no delete; the registration lapsed or was never there".to_owned(),
+                    },
+                    Vec::new(),
+                ),
             };
             self.record(&name, "the registration deleted when the TAS stops", started, finding);
         }
     }
 
-    /// Waits up to 5 s for every dialog and transaction at the core to end; `Err` with how
-    /// many are still open.
-    async fn settled(&self) -> Result<(), usize> {
+    /// The call's last check: every dialog and transaction at the core ends within 5 s. A pass
+    /// with `evidence`, or a failure against `expected` saying how many are still open.
+    async fn settled(&self, expected: &str, evidence: Vec<String>) -> Finding {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.sbc().live_state() {
-                0 => return Ok(()),
-                open if tokio::time::Instant::now() >= deadline => return Err(open),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+        if poll_until(deadline, POLL, || self.sbc().live_state() == 0).await {
+            return Finding::pass(evidence);
         }
+        let open = self.sbc().live_state();
+        Finding::fail(expected, format!("{open} dialogs or transactions still open at the core after 5 s"), evidence)
     }
 
     fn record(&mut self, name: &str, description: &str, started: Instant, finding: Finding) {
@@ -599,10 +582,7 @@ impl Harness {
             let record = self.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
             record.and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status)).unwrap_or(0)
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while leg2() == 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_until(tokio::time::Instant::now() + Duration::from_secs(5), POLL, || leg2() != 0).await;
         let leg2 = leg2();
         evidence.push(format!("leg 2 final: {leg2}"));
         if !matches!(end, Some(Progress::Cancelled)) || leg2 != 487 {
@@ -616,14 +596,7 @@ impl Harness {
                 evidence,
             );
         }
-        if let Err(open) = self.settled().await {
-            return Finding::fail(
-                "no dialog or transaction left after the CANCEL",
-                format!("{open} still open at the core after 5 s"),
-                evidence,
-            );
-        }
-        Finding::pass(evidence)
+        self.settled("no dialog or transaction left after the CANCEL", evidence).await
     }
 
     /// One call through the SBC to or from `number`, checked leg by leg.
@@ -663,14 +636,7 @@ impl Harness {
             Ok(status) => return Finding::fail("200 to BYE", format!("{status}"), evidence),
             Err(error) => return Finding::fail("200 to BYE", error.to_string(), evidence),
         }
-        if let Err(open) = self.settled().await {
-            return Finding::fail(
-                "every leg ended after the caller's BYE (the TAS relays BYE to leg 3)",
-                format!("{open} dialogs or transactions still open at the core after 5 s"),
-                evidence,
-            );
-        }
-        Finding::pass(evidence)
+        self.settled("every leg ended after the caller's BYE (the TAS relays BYE to leg 3)", evidence).await
     }
 
     /// Places a call through the SBC to or from `number` and checks it up to the answer: leg 3
@@ -857,10 +823,9 @@ impl Harness {
                         // The BYE leaves the moment the core has relayed the re-INVITE to the
                         // TAS, so that both reach it before it can answer.
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                        while towards_tas.in_progress() <= before && tokio::time::Instant::now() < deadline {
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        (towards_tas.in_progress() > before, call.hangup().await)
+                        let crossed =
+                            poll_until(deadline, Duration::from_millis(1), || towards_tas.in_progress() > before).await;
+                        (crossed, call.hangup().await)
                     }
                 );
                 if !crossed {
@@ -907,14 +872,7 @@ impl Harness {
         if let Some(got) = finding {
             return Finding::fail(race.expected(), got, evidence);
         }
-        if let Err(open) = self.settled().await {
-            return Finding::fail(
-                race.expected(),
-                format!("{open} dialogs or transactions still open at the core after 5 s"),
-                evidence,
-            );
-        }
-        Finding::pass(evidence)
+        self.settled(race.expected(), evidence).await
     }
 
     /// ICE and DTLS up with the call's answer, through the relay.
@@ -1180,6 +1138,20 @@ const MALFORMED: [(&str, &str); 3] = [
          From: <sip:c@conformance.invalid>;tag=b3\r\nTo: <sip:tas@conformance.invalid>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
     ),
 ];
+
+/// How often the harness looks again at what it waits for.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `condition` every `every` until it holds (true) or `deadline` passes (false).
+async fn poll_until(deadline: tokio::time::Instant, every: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+    true
+}
 
 /// Whether case `name` is one of `only` (a name, or a prefix ending in `*`); all are when
 /// `only` is empty.

@@ -147,41 +147,32 @@ pub async fn hold(incoming: CallHandle, callee: CallHandle) -> JoinEnd {
     let _ = callee.ack(Some(body).filter(|body| !body.is_empty()));
     let mut caller_offers = incoming.offers();
     let mut callee_offers = callee.offers();
-    loop {
-        // An offer is relayed while both ends are still watched: a BYE that crosses it ends
+    let ended = loop {
+        let (offer, to) = tokio::select! {
+            reason = incoming.ended() => break Ended::Caller(reason),
+            reason = callee.ended() => break Ended::Callee(reason),
+            Some(offer) = caller_offers.recv() => (offer, &callee),
+            Some(offer) = callee_offers.recv() => (offer, &incoming),
+        };
+        // The offer is relayed while both ends are still watched: a BYE that crosses it ends
         // the call at once, and the dropped offer is answered 487 (RFC 3261 §15.1.2).
-        let relayed = tokio::select! {
-            reason = incoming.ended() => Ended::Caller(reason),
-            reason = callee.ended() => Ended::Callee(reason),
-            Some(offer) = caller_offers.recv() => tokio::select! {
-                answer = relay_offer(&callee, offer.sdp.clone()) => {
-                    offer.answer(answer);
-                    continue;
-                }
-                reason = incoming.ended() => Ended::Caller(reason),
-                reason = callee.ended() => Ended::Callee(reason),
-            },
-            Some(offer) = callee_offers.recv() => tokio::select! {
-                answer = relay_offer(&incoming, offer.sdp.clone()) => {
-                    offer.answer(answer);
-                    continue;
-                }
-                reason = incoming.ended() => Ended::Caller(reason),
-                reason = callee.ended() => Ended::Callee(reason),
-            },
-        };
-        return match relayed {
-            Ended::Caller(reason) => {
-                info!(call_id = %callee.id().call_id, %reason, "caller side ended: hanging up the callee side");
-                let _ = callee.hangup().await;
-                JoinEnd::CallerEnded(reason)
-            }
-            Ended::Callee(reason) => {
-                info!(call_id = %incoming.id().call_id, %reason, "callee side ended: hanging up the caller side");
-                let _ = incoming.hangup().await;
-                JoinEnd::CalleeEnded(reason)
-            }
-        };
+        tokio::select! {
+            answer = relay_offer(to, offer.sdp.clone()) => offer.answer(answer),
+            reason = incoming.ended() => break Ended::Caller(reason),
+            reason = callee.ended() => break Ended::Callee(reason),
+        }
+    };
+    match ended {
+        Ended::Caller(reason) => {
+            info!(call_id = %callee.id().call_id, %reason, "caller side ended: hanging up the callee side");
+            let _ = callee.hangup().await;
+            JoinEnd::CallerEnded(reason)
+        }
+        Ended::Callee(reason) => {
+            info!(call_id = %incoming.id().call_id, %reason, "callee side ended: hanging up the caller side");
+            let _ = incoming.hangup().await;
+            JoinEnd::CalleeEnded(reason)
+        }
     }
 }
 
