@@ -22,7 +22,7 @@ use webrtc::peer_connection::{
 
 use super::codec::{Codec, Encoder, FRAME};
 use super::rtp::RtpStream;
-use super::webrtc::{stack, WebRtcError};
+use super::webrtc::{connection_events, stack, until_connected, ConnectionEvents, WebRtcError};
 
 /// How the offer looks.
 #[derive(Debug, Clone)]
@@ -56,21 +56,18 @@ struct Heard {
 }
 
 struct Handler {
-    gathered: mpsc::Sender<()>,
-    state: watch::Sender<RTCPeerConnectionState>,
+    events: ConnectionEvents,
     heard: mpsc::UnboundedSender<Heard>,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.try_send(());
-        }
+        self.events.gathering(state);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.state.send(state);
+        self.events.changed(state);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -173,14 +170,13 @@ impl OfferingPeer {
         }
         let ssrc = rand::random::<u32>();
         let track = super::webrtc::audio_track(format!("peer-{ssrc}"), "peer-audio", ssrc, rtp_codec(codec));
-        let (gathered, mut gathering) = mpsc::channel(1);
-        let (state, states) = watch::channel(RTCPeerConnectionState::New);
+        let (reports, mut watch) = connection_events();
         let (heard, hearing) = mpsc::unbounded_channel();
         let connection = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
             .with_setting_engine(super::webrtc::ice_settings().with_lite(options.ice_lite).build())
-            .with_handler(Arc::new(Handler { gathered, state, heard }))
+            .with_handler(Arc::new(Handler { events: reports, heard }))
             .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?)
             .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, 0))])
             .build()
@@ -192,7 +188,7 @@ impl OfferingPeer {
         transceiver.set_codec_preferences(vec![audio, events]).await.map_err(stack)?;
         let offer = connection.create_offer(None).await.map_err(stack)?;
         connection.set_local_description(offer).await.map_err(stack)?;
-        let _ = tokio::time::timeout(Duration::from_secs(5), gathering.recv()).await;
+        watch.gathered().await;
         let made = connection.local_description().await.ok_or_else(|| stack("no offer"))?.sdp;
         let peer = OfferingPeer {
             connection: Box::new(connection),
@@ -201,7 +197,7 @@ impl OfferingPeer {
             payload_type,
             encoder: codec.encoder().map_err(stack)?,
             rtp: RtpStream::new(ssrc),
-            states,
+            states: watch.state,
             listener: Listener::new(hearing, codec, payload_type),
             options,
         };
@@ -237,22 +233,11 @@ impl OfferingPeer {
 
     /// Waits for the connection to be up.
     async fn connected(&mut self, timeout: Duration) -> Result<(), WebRtcError> {
-        let waited = tokio::time::timeout(timeout, async {
-            loop {
-                match *self.states.borrow_and_update() {
-                    RTCPeerConnectionState::Connected => return Ok(()),
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                        return Err(stack("ICE or DTLS failed"))
-                    }
-                    _ => {}
-                }
-                if self.states.changed().await.is_err() {
-                    return Err(stack("the connection went away"));
-                }
-            }
-        })
-        .await;
-        waited.unwrap_or_else(|_| Err(stack("ICE and DTLS did not complete in time")))
+        match tokio::time::timeout(timeout, until_connected(&mut self.states)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(stack("ICE or DTLS failed, or the connection closed")),
+            Err(_) => Err(stack("ICE and DTLS did not complete in time")),
+        }
     }
 
     /// Whether ICE and DTLS are up now.

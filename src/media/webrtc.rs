@@ -285,9 +285,67 @@ enum Sink {
 
 struct Handler {
     sink: Sink,
+    events: ConnectionEvents,
+    activity: Activity,
+}
+
+/// What a connection's event handler passes on besides tracks: ICE gathering done, and each
+/// connection state. Ringer's answering side and the emulated core's offering peer share it.
+pub(crate) struct ConnectionEvents {
     gathered: mpsc::Sender<()>,
     state: watch::Sender<RTCPeerConnectionState>,
-    activity: Activity,
+}
+
+/// Where those events arrive.
+pub(crate) struct ConnectionWatch {
+    gathering: mpsc::Receiver<()>,
+    /// The connection's state, as it changes.
+    pub(crate) state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+/// A new pair of [`ConnectionEvents`] and [`ConnectionWatch`].
+pub(crate) fn connection_events() -> (ConnectionEvents, ConnectionWatch) {
+    let (gathered, gathering) = mpsc::channel(1);
+    let (state, states) = watch::channel(RTCPeerConnectionState::New);
+    (ConnectionEvents { gathered, state }, ConnectionWatch { gathering, state: states })
+}
+
+impl ConnectionEvents {
+    /// For `on_ice_gathering_state_change`.
+    pub(crate) fn gathering(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    /// For `on_connection_state_change`.
+    pub(crate) fn changed(&self, state: RTCPeerConnectionState) {
+        debug!(%state, "WebRTC connection state");
+        let _ = self.state.send(state);
+    }
+}
+
+impl ConnectionWatch {
+    /// Waits up to 5 s for ICE gathering to complete: no trickle ICE over SIP, so the
+    /// description carries every candidate.
+    pub(crate) async fn gathered(&mut self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.gathering.recv()).await;
+    }
+}
+
+/// Resolves when ICE and DTLS have completed (`true`), or failed, the connection closed or
+/// went away (`false`).
+pub(crate) async fn until_connected(state: &mut watch::Receiver<RTCPeerConnectionState>) -> bool {
+    loop {
+        match *state.borrow_and_update() {
+            RTCPeerConnectionState::Connected => return true,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return false,
+            _ => {}
+        }
+        if state.changed().await.is_err() {
+            return false;
+        }
+    }
 }
 
 /// When RTP last came from the peer, for the media timeout of calls whose app does not read
@@ -319,14 +377,11 @@ impl Activity {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.try_send(());
-        }
+        self.events.gathering(state);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        debug!(%state, "WebRTC connection state");
-        let _ = self.state.send(state);
+        self.events.changed(state);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -394,17 +449,7 @@ impl WebRtcSession {
     /// Resolves when ICE and DTLS have completed (`true`), or failed (`false`). Apps wait for
     /// this before they send: no media leaves before DTLS is up.
     pub async fn connected(&self) -> bool {
-        let mut state = self.state.clone();
-        loop {
-            match *state.borrow_and_update() {
-                RTCPeerConnectionState::Connected => return true,
-                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return false,
-                _ => {}
-            }
-            if state.changed().await.is_err() {
-                return false;
-            }
-        }
+        until_connected(&mut self.state.clone()).await
     }
 
     /// Answers a new offer within the call (a re-INVITE or UPDATE from the core) on the same
@@ -529,8 +574,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     let ssrc = rand::random::<u32>();
     let normalised = normalise_offer(offer);
     let output = audio_track(format!("ringer-{}", rand::random::<u32>()), "ringer-audio", ssrc, chosen.rtp_codec());
-    let (gathered, mut gathering) = mpsc::channel(1);
-    let (state, state_changes) = watch::channel(RTCPeerConnectionState::New);
+    let (events, mut watch) = connection_events();
     let (sink, audio) = if for_app {
         let (sender, incoming) = mpsc::unbounded_channel();
         let audio = WebRtcAudio {
@@ -546,7 +590,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
         (Sink::Echo(output.clone()), None)
     };
     let activity = Activity::new();
-    let handler = Arc::new(Handler { sink, gathered, state, activity: activity.clone() });
+    let handler = Arc::new(Handler { sink, events, activity: activity.clone() });
     let connection = build_connection(options, &chosen, handler).await?;
     let output: Arc<dyn TrackLocal> = output;
     // The track's transceiver takes the offer's audio section; it answers with the chosen codec
@@ -556,11 +600,10 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     connection.set_remote_description(RTCSessionDescription::offer(normalised).map_err(stack)?).await.map_err(stack)?;
     let answer = connection.create_answer(None).await.map_err(stack)?;
     connection.set_local_description(answer).await.map_err(stack)?;
-    // No trickle ICE over SIP: the answer carries every candidate.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gathering.recv()).await;
+    watch.gathered().await;
     let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
     let public = options.public.map(|public| (options.bind, public));
-    let session = WebRtcSession { connection, state: state_changes, public, activity };
+    let session = WebRtcSession { connection, state: watch.state, public, activity };
     let sdp = shape_answer(&local.sdp, offer);
     let sdp = match public {
         Some((bind, public)) => with_public_address(&sdp, bind, public),
