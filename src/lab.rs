@@ -211,6 +211,7 @@ impl Lab {
                 routes: config.routes.clone(),
                 dns_server: None,
                 leg2_tel: false,
+                fork_mo: true,
             }),
             ..CoreConfig::default()
         };

@@ -141,6 +141,24 @@ impl From<Prefix> for String {
     }
 }
 
+/// Whether the subscriber makes or receives the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Mobile originating: the subscriber is the caller.
+    Originating,
+    /// Mobile terminating: the subscriber is the callee.
+    Terminating,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Originating => "MO",
+            Direction::Terminating => "MT",
+        })
+    }
+}
+
 /// How the core puts the TAS into a subscriber's calls (the `RouteType` of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -264,10 +264,35 @@ async fn fork_subscriber_answers_first_and_the_tas_leg_gets_487() {
     )
     .await;
     let dialog = answered(&lab, ALICE, "+4799990004").await;
-    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fork);
+    assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fork(Direction::Terminating));
     assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
     assert_eq!(lab.tas.router.records()[0].outcome.status, 487, "the TAS leg was cancelled");
     assert_eq!(legs(&lab).await, [(1, 200), (2, 487), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+#[tokio::test]
+async fn a_fork_subscribers_own_call_is_forked_to_the_tas_which_declines_its_copy() {
+    let lab =
+        Lab::start(&[subscriber("+4799990004", "fork", "14", "24", "", "")], vec![handset(BOB, HandsetMode::Answer)])
+            .await;
+    let dialog = answered(&lab, "+4799990004", BOB).await;
+    let call = &lab.sbc().calls()[0];
+    assert_eq!(
+        (call.route, call.prefix.as_ref().map(|p| p.as_str())),
+        (CallRoute::Fork(Direction::Originating), Some("14"))
+    );
+    assert!(call.legs.iter().any(|leg| leg.leg == 2 && leg.request_uri.contains("+144755555555")), "{call:?}");
+    assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
+    let record = &lab.tas.router.records()[0];
+    assert_eq!(record.subscriber.as_ref().map(|(_, direction)| *direction), Some(Direction::Originating));
+    assert_eq!(record.outcome.status, 480, "declined with 480 so that the callee's branch carries the call");
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 480), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+    // With `fork_mo` off the core sends such calls straight to the callee.
+    lab.sbc().set_fork_mo(false);
+    let dialog = answered(&lab, "+4799990004", BOB).await;
+    assert_eq!(lab.sbc().calls()[1].route, CallRoute::Direct);
     hang_up_and_settle(&lab, dialog).await;
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::netns::NetNs;
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -25,7 +26,15 @@ struct Output {
 }
 
 async fn ringer(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BINARY);
+    ringer_in(None, args, env).await
+}
+
+/// `ringer` with `args`, in `namespace` when given.
+async fn ringer_in(namespace: Option<&NetNs>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = match namespace {
+        Some(namespace) => namespace.command(BINARY),
+        None => Command::new(BINARY),
+    };
     command.args(args).env_remove("RINGER_TOKEN").env_remove("RINGER_CLIENT_SECRET").env_remove("RINGER_CLIENT_ID");
     for (key, value) in env {
         command.env(key, value);
@@ -192,7 +201,16 @@ struct Server {
 
 impl Server {
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BINARY)
+        Self::spawn_in(None, args, env)
+    }
+
+    /// `ringer` with `args`, in `namespace` when given.
+    fn spawn_in(namespace: Option<&NetNs>, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = match namespace {
+            Some(namespace) => namespace.command(BINARY),
+            None => Command::new(BINARY),
+        };
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .env("RINGER_LOG", "info")
@@ -343,19 +361,24 @@ async fn serve_refuses_a_bad_config_with_a_clear_message() {
 
 #[tokio::test]
 async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
-    let server = Server::spawn(&["serve"], &[]);
+    // The embedded defaults use well-known ports: in a namespace of its own the test runs while
+    // `ringer serve` (or anything else) holds them on this machine.
+    let Some(namespace) = NetNs::new() else { return };
+    let namespace = Some(&namespace);
+    let ringer = |args: &'static [&'static str]| ringer_in(namespace, args, &[]);
+    let server = Server::spawn_in(namespace, &["serve"], &[]);
     let stderr = server.stderr.clone();
     eventually(Duration::from_secs(10), "six sample subscribers registered", || {
         stderr.lock().expect("lock").matches(" registered ").count() >= 6
     })
     .await;
     // The TAS places a call through the running emulated core to the Ingress sample.
-    let call = ringer(&["call", "--to", "+4799990006", "--from", "+4799999999", "--hold", "100ms"], &[]).await;
+    let call = ringer(&["call", "--to", "+4799990006", "--from", "+4799999999", "--hold", "100ms"]).await;
     assert_eq!(call.code, Some(0), "{}\n{}", call.stdout, call.stderr);
     assert!(call.stdout.contains("200 OK: answered"), "{}", call.stdout);
     assert!(call.stdout.contains("hung up: BYE answered 200"), "{}", call.stdout);
     // A number with no Ingress registration: the core refuses a TAS call without a Session-ID.
-    let refused = ringer(&["call", "--to", "+4712345678", "--from", "+4799999999"], &[]).await;
+    let refused = ringer(&["call", "--to", "+4712345678", "--from", "+4799999999"]).await;
     assert_eq!(refused.code, Some(1), "{}\n{}", refused.stdout, refused.stderr);
     assert!(refused.stdout.contains("403 Forbidden") && refused.stdout.contains("Session-ID"), "{}", refused.stdout);
     // A handset calls the Loop sample through the SBC with WebRTC media; the TAS loops the call
@@ -363,7 +386,8 @@ async fn serve_on_embedded_defaults_registers_samples_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let heard = dir.path().join("heard.wav");
     let heard_text = heard.to_str().expect("utf-8");
-    let dial = ringer(&["dial", "--to", "+4799990001", "--duration", "1s", "--record", heard_text], &[]).await;
+    let dial =
+        ringer_in(namespace, &["dial", "--to", "+4799990001", "--duration", "1s", "--record", heard_text], &[]).await;
     assert_eq!(dial.code, Some(0), "{}\n{}", dial.stdout, dial.stderr);
     assert!(dial.stdout.contains("answered; ICE and DTLS up after "), "{}", dial.stdout);
     let samples: Vec<f64> = hound::WavReader::open(&heard)
@@ -645,6 +669,93 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
     let out = ringer(&args, &[]).await;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("--grpc-listen"), "{}", out.stderr);
+    server.signal(Signal::SIGTERM);
+    let (code, _, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// The harness judges only what the TAS did: the emulated core's own 503 (nothing listening,
+/// a failed TLS handshake) fails every call case with the reason, and so does a refusal where
+/// the subscriber is declared to loop; undeclared, the refusal passes and the report names it.
+#[tokio::test]
+async fn conformance_fails_calls_the_tas_never_took_or_took_otherwise_than_declared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ringer(&args, &[]).await
+    };
+    let listen = common::free_port().to_string();
+    let calls = |target: &str, subscriber: &str, extra: &[&str]| {
+        let mut args: Vec<String> =
+            ["conformance", "--target", target, "--subscriber", subscriber, "--listen", &listen]
+                .iter()
+                .map(|arg| arg.to_string())
+                .collect();
+        args.extend(["--only", "call.*", "--answer-wait", "10s"].iter().map(|arg| arg.to_string()));
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args
+    };
+    let failures = |stdout: &str, why: &str| {
+        stdout.lines().filter(|line| line.contains(" FAIL ")).count() == 4
+            && stdout.lines().filter(|line| line.contains("got:") && line.contains(why)).count() == 4
+            && stdout.contains("4 failed")
+    };
+
+    // Nothing listens where the TAS should be.
+    let nowhere = format!("sips:127.0.0.1:{}", common::free_port().port());
+    let out = run(calls(&nowhere, "+4799990070,loop,mo=11,mt=21", &[])).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(failures(&out.stdout, "leg 2 never reached the TAS"), "{}", out.stdout);
+    assert!(out.stdout.contains("came from the emulated core, not from the TAS"), "{}", out.stdout);
+
+    // A TAS whose certificate the harness does not trust: the handshake fails, in words.
+    let certs = dir.path().join("certs");
+    let certs_text = certs.to_str().expect("utf-8").to_owned();
+    let out = ringer(&["certs", "--domain", "localhost", "--domain", "127.0.0.1", "--out", &certs_text], &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let config = |behaviour: &str| {
+        format!(
+            "[tas]\nsip_uri = \"sips:localhost:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+             [sip]\ntls_listen = \"127.0.0.1:0\"\ncert_file = \"{0}/server.pem\"\nkey_file = \"{0}/server.key\"\n\
+             core_uri = \"sips:localhost:{1}\"\ncore_ca_file = \"{0}/ca.pem\"\nmedia_address = \"127.0.0.1\"\n\
+             [media]\nbind_address = \"127.0.0.1\"\n[voicemail]\ndir = \"{2}\"\n\
+             [[subscriber]]\nphone_number = \"+4799990071\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"21\"\n{3}",
+            certs.display(),
+            listen.rsplit(':').next().unwrap_or_default(),
+            dir.path().join("voicemail").display(),
+            behaviour,
+        )
+    };
+    let path = dir.path().join("refuses.toml");
+    std::fs::write(&path, config("mo = \"reject 404\"\nmt = \"reject 404\"\n")).expect("write");
+    let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
+    let target = format!("sips:localhost:{}", server.tls_listener().await.port());
+    let out = run(calls(&target, "+4799990071,loop,mo=11,mt=21", &[])).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        failures(&out.stdout, "TLS handshake failed: the server's certificate is signed by an issuer"),
+        "{}",
+        out.stdout
+    );
+
+    // Trusted now, the TAS refuses every call with 404: a pass that says so when nothing is
+    // declared, a failure of each call case when the subscriber is declared to loop.
+    let ca = format!("{certs_text}/ca.pem");
+    let out = run(calls(&target, "+4799990071,loop,mo=11,mt=21", &["--ca", &ca])).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("outcome:  refused 404").count(), 4, "{}", out.stdout);
+    let declared = "+4799990071,loop,mo=11,mt=21,expect-mo=loop,expect-mt=loop";
+    let out = run(calls(&target, declared, &["--ca", &ca])).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(failures(&out.stdout, "refused 404"), "{}", out.stdout);
+    assert!(out.stdout.contains("expected: loop for MT calls of +4799990071 (as declared)"), "{}", out.stdout);
+    // The TAS's own config declares what it does: refusals pass as such.
+    let mut only_config = calls(&target, "+4799990071,loop,mo=11,mt=21", &["--ca", &ca]);
+    only_config.retain(|arg| arg != "--subscriber" && arg != "+4799990071,loop,mo=11,mt=21");
+    only_config.extend(["--config".to_owned(), path.to_str().expect("utf-8").to_owned()]);
+    let out = run(only_config).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("outcome:  refused 404").count(), 4, "{}", out.stdout);
     server.signal(Signal::SIGTERM);
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

@@ -73,6 +73,7 @@ fn harness_config(setup: &Setup, target: &str, ca: &Path) -> HarnessConfig {
         ingress_wait: None,
         answer_wait: Duration::from_secs(30),
         only: Vec::new(),
+        expectations: Default::default(),
         grpc: None,
     }
 }
@@ -88,6 +89,18 @@ async fn ringer_passes_every_case() {
     let port = tas.endpoint.tls_addr.expect("TLS").port();
     let mut config = harness_config(&setup, &format!("sips:localhost:{port}"), &setup.certs.ca_cert);
     config.ingress_wait = Some(Duration::from_secs(10));
+    // What the config above makes the TAS do: every call case must show exactly that.
+    use ringer::conformance::expect::Expectation;
+    use ringer::types::Direction::{Originating as Mo, Terminating as Mt};
+    for (number, direction, expected) in [
+        ("+4799990051", Mo, Expectation::Loop),
+        ("+4799990051", Mt, Expectation::Loop),
+        ("+4799990052", Mt, Expectation::Answer),
+        ("+4799990053", Mt, Expectation::Answer),
+        ("+4799990054", Mt, Expectation::Answer),
+    ] {
+        config.expectations.insert((common::msisdn(number), direction), expected);
+    }
     // When the harness waits for the Ingress call, the TAS places it (as `ringer call` does).
     let (ingress, mut placing) = tokio::sync::mpsc::unbounded_channel::<()>();
     let caller = tas.clone();
@@ -114,6 +127,9 @@ async fn ringer_passes_every_case() {
         .expect("the harness finishes")
         .expect("the harness runs");
     assert!(report.passed(), "{}", report.table());
+    let outcome = |name: &str| report.case(name).and_then(|case| case.outcome.clone()).unwrap_or_default();
+    assert_eq!(outcome("call.loop.mt.sip.+4799990051"), "leg 3 to +4799990051, answered", "{}", report.table());
+    assert_eq!(outcome("call.loop-mt.mt.tel.+4799990052"), "answered by the TAS itself (no leg 3)");
     let ingress = report.case("call.ingress.+4799990055").expect("Ingress case");
     assert_eq!(ingress.verdict, Verdict::Pass, "{}", report.table());
     assert!(ingress.evidence.iter().any(|line| line.contains("ingress")), "{:?}", ingress.evidence);
@@ -489,33 +505,79 @@ async fn broken_report(fault: broken::Fault) -> (Report, Setup) {
     broken_report_with(fault, None).await
 }
 
-/// A certificate of another CA, for `names`; the harness trusts that CA or not; expired or not.
+/// A certificate the TAS presents instead of the lab's, for `names`.
 struct OtherCertificate<'a> {
     names: &'a [String],
-    trusted: bool,
-    expired: bool,
+    kind: CertificateKind,
+    /// What the harness is given as `--ca`.
+    trust: Trust,
 }
 
-/// A CA and a server certificate for `names` that expired in 2020, written into `dir`.
-fn expired_certificate(names: &[String], dir: &Path) -> DevCertificateFiles {
+/// How the TAS's certificate is made.
+#[derive(Clone, Copy)]
+enum CertificateKind {
+    /// Signed by a CA of its own.
+    Signed,
+    /// Signed by a CA of its own, valid in 2019 only.
+    Expired,
+    /// Self-signed, as labs make them; `ca` marks it as a CA too (basicConstraints CA:TRUE).
+    SelfSigned { ca: bool },
+    /// A CA certificate (CA:TRUE, for `names`) signed by a root, served as the server's own.
+    IntermediateCa,
+}
+
+/// What the harness trusts.
+#[derive(Clone, Copy, PartialEq)]
+enum Trust {
+    /// The lab's CA, which did not sign this certificate.
+    LabCa,
+    /// The certificate's own CA.
+    ItsCa,
+    /// The server certificate itself (pinned).
+    ItsCertificate,
+}
+
+/// Writes the certificate of `kind` for `names` into `dir`: its CA (or, when self-signed, the
+/// certificate itself) as `ca.pem`, the server certificate and its key.
+fn other_certificate(kind: CertificateKind, names: &[String], dir: &Path) -> DevCertificateFiles {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().expect("CA key");
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let issuer = Issuer::new(ca_params, ca_key);
+    let ca_params = || {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+    };
     let mut params = CertificateParams::new(names.to_vec()).expect("params");
-    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
     let key = KeyPair::generate().expect("key");
-    let certificate = params.signed_by(&key, &issuer).expect("certificate");
+    let (ca_pem, certificate) = match kind {
+        CertificateKind::SelfSigned { ca } => {
+            if ca {
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            }
+            let certificate = params.self_signed(&key).expect("self-signed");
+            (certificate.pem(), certificate)
+        }
+        kind => {
+            let ca_key = KeyPair::generate().expect("CA key");
+            let ca = ca_params().self_signed(&ca_key).expect("CA");
+            let issuer = Issuer::new(ca_params(), ca_key);
+            match kind {
+                CertificateKind::Expired => {
+                    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+                    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+                }
+                CertificateKind::IntermediateCa => params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained),
+                _ => {}
+            }
+            (ca.pem(), params.signed_by(&key, &issuer).expect("certificate"))
+        }
+    };
     std::fs::create_dir_all(dir).expect("dir");
     let files = DevCertificateFiles {
         ca_cert: dir.join("ca.pem"),
         server_cert: dir.join("server.pem"),
         server_key: dir.join("server.key"),
     };
-    std::fs::write(&files.ca_cert, ca.pem()).expect("write");
+    std::fs::write(&files.ca_cert, ca_pem).expect("write");
     std::fs::write(&files.server_cert, certificate.pem()).expect("write");
     std::fs::write(&files.server_key, key.serialize_pem()).expect("write");
     files
@@ -531,14 +593,13 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
     let mut ca = setup.certs.ca_cert.clone();
     if let Some(other) = &certificate {
         let dir = setup.dir.path().join("other");
-        let files = match other.expired {
-            true => expired_certificate(other.names, &dir),
-            false => ringer::tls::devcert::generate(other.names).expect("certs").write_to(&dir).expect("write"),
-        };
+        let files = other_certificate(other.kind, other.names, &dir);
         setup.config.sip.cert_file = Some(files.server_cert.clone());
         setup.config.sip.key_file = Some(files.server_key.clone());
-        if other.trusted {
-            ca = files.ca_cert.clone();
+        match other.trust {
+            Trust::LabCa => {}
+            Trust::ItsCa => ca = files.ca_cert.clone(),
+            Trust::ItsCertificate => ca = files.server_cert.clone(),
         }
     }
     let handler = Arc::new(broken::BrokenTas {
@@ -587,29 +648,58 @@ fn failure(report: &Report, name: &str) -> (String, String) {
 #[tokio::test]
 async fn a_certificate_for_another_name_fails_the_tls_case() {
     let names = ["other.example.com".to_owned()];
-    let other = OtherCertificate { names: &names, trusted: true, expired: false };
+    let other = OtherCertificate { names: &names, kind: CertificateKind::Signed, trust: Trust::ItsCa };
     let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
     let (expected, got) = failure(&report, "tls.certificate");
-    assert!(expected.contains("localhost") && got.contains("not valid for name"), "{expected} / {got}");
+    assert!(
+        expected.contains("localhost") && got.contains("does not name \"localhost\" (it names other.example.com)"),
+        "{expected} / {got}"
+    );
 }
 
 #[tokio::test]
 async fn an_expired_certificate_fails_the_tls_case() {
     let names = ["localhost".to_owned()];
-    let other = OtherCertificate { names: &names, trusted: true, expired: true };
+    let other = OtherCertificate { names: &names, kind: CertificateKind::Expired, trust: Trust::ItsCa };
     let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
     let (_, got) = failure(&report, "tls.certificate");
-    assert!(got.contains("certificate expired"), "{got}");
+    assert!(got.contains("certificate expired on 2020-"), "{got}");
 }
 
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_fails_the_tls_case() {
     let names = ["localhost".to_owned()];
-    let other = OtherCertificate { names: &names, trusted: false, expired: false };
+    let other = OtherCertificate { names: &names, kind: CertificateKind::Signed, trust: Trust::LabCa };
     let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
     let (_, got) = failure(&report, "tls.certificate");
-    // Same issuer name as the trusted CA, another key: the signature does not verify.
-    assert!(got.contains("invalid peer certificate"), "{got}");
+    // Same issuer name as the trusted CA, another key: not the CA the harness holds.
+    assert!(got.contains("signed by an issuer the CA bundle does not hold"), "{got}");
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_passes_when_given_as_the_ca_and_is_named_when_not() {
+    let names = ["localhost".to_owned()];
+    for ca in [false, true] {
+        // Given itself with --ca, a self-signed certificate (even one marked as a CA, which
+        // webpki alone refuses with CaUsedAsEndEntity) is trusted as is.
+        let kind = CertificateKind::SelfSigned { ca };
+        let pinned = OtherCertificate { names: &names, kind, trust: Trust::ItsCertificate };
+        let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(pinned)).await;
+        assert_eq!(verdict(&report, "tls.certificate"), &Verdict::Pass, "CA bit {ca}:\n{}", report.table());
+        let unknown = OtherCertificate { names: &names, kind, trust: Trust::LabCa };
+        let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(unknown)).await;
+        let (_, got) = failure(&report, "tls.certificate");
+        assert!(got.contains("self-signed and not in the CA bundle") && got.contains("--ca"), "{got}");
+    }
+}
+
+#[tokio::test]
+async fn a_ca_certificate_served_as_the_server_certificate_is_named() {
+    let names = ["localhost".to_owned()];
+    let other = OtherCertificate { names: &names, kind: CertificateKind::IntermediateCa, trust: Trust::ItsCa };
+    let (report, _setup) = broken_report_with(broken::Fault::AnswerWithoutSdp, Some(other)).await;
+    let (_, got) = failure(&report, "tls.certificate");
+    assert!(got.contains("presented a CA certificate (basicConstraints CA:TRUE) as its own"), "{got}");
 }
 
 #[tokio::test]

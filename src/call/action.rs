@@ -176,6 +176,10 @@ impl Behaviour {
                 Some(Self { ring_time: Some(DEFAULT_NO_ANSWER), ..Self::plain(Action::Answer(App::Voicemail)) })
             }
             (RouteType::Fallback, Direction::Terminating) => Some(Self::plain(Action::Answer(App::Voicemail))),
+            // The core forks the subscriber's own calls to the TAS beside the callee: decline
+            // the copy so the callee's branch carries the call. 480, not a 6xx: a 6xx ends
+            // every branch of a fork (RFC 3261 §16.7).
+            (RouteType::Fork, Direction::Originating) => Some(Self::plain(Action::reject(480))),
             _ => None,
         }
     }
@@ -297,7 +301,8 @@ mod tests {
         assert!(brings(RouteType::Loop, Mo) && brings(RouteType::Loop, Mt));
         assert!(brings(RouteType::LoopMo, Mo) && !brings(RouteType::LoopMo, Mt));
         assert!(!brings(RouteType::LoopMt, Mo) && brings(RouteType::LoopMt, Mt));
-        assert!(!brings(RouteType::Fork, Mo) && brings(RouteType::Fork, Mt));
+        assert!(brings(RouteType::Fork, Mo) && brings(RouteType::Fork, Mt));
+        assert_eq!(Behaviour::default_for(RouteType::Fork, Mo).map(|b| b.action), Some(Action::reject(480)));
         assert!(!brings(RouteType::Fallback, Mo) && brings(RouteType::Fallback, Mt));
         assert!(!brings(RouteType::Ingress, Mo) && !brings(RouteType::Ingress, Mt));
     }

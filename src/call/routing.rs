@@ -2,29 +2,10 @@
 //! registration's MO prefix after the `+` of the Request-URI when the caller is registered,
 //! else the MT prefix when the answerer is. Pure functions, table-tested.
 
-use std::fmt;
-
 use crate::sip::message::header::{split_list, NameAddr};
 use crate::sip::message::{Headers, Uri};
+pub use crate::types::Direction;
 use crate::types::{Msisdn, Prefix, RouteType};
-
-/// Whether the subscriber makes or receives the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Mobile originating: the subscriber is the caller.
-    Originating,
-    /// Mobile terminating: the subscriber is the callee.
-    Terminating,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Originating => "MO",
-            Direction::Terminating => "MT",
-        })
-    }
-}
 
 /// A subscriber as the router knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,15 @@
 //! `ringer conformance`: plays the operator core against a TAS and prints a verdict per case.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ringer::call::action::Action;
 use ringer::config::serve::ServeConfig;
+use ringer::conformance::expect::Expectation;
 use ringer::conformance::{self, HarnessConfig};
-use ringer::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+use ringer::types::{Direction, Msisdn, Prefix, Registration, RouteType, SipsUri};
 
 /// `ringer conformance`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -22,7 +25,10 @@ pub struct ConformanceArgs {
     /// say what the TAS registers.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// A subscriber the TAS serves: `+E164,route_type[,mo=PREFIX][,mt=PREFIX]` (repeatable).
+    /// A subscriber the TAS serves: `+E164,route_type[,mo=PREFIX][,mt=PREFIX]`, and what the
+    /// TAS is meant to do with its calls, `[,expect-mo=WHAT][,expect-mt=WHAT]` where WHAT is
+    /// `loop`, `forward:+E164`, `answer`, `reject` or `reject:CODE` (repeatable). With a
+    /// declaration any other outcome fails the call case.
     #[arg(long = "subscriber", value_name = "SPEC")]
     subscribers: Vec<String>,
     /// Where the harness takes leg 3 over TLS: the core address the TAS sends its calls to.
@@ -70,8 +76,11 @@ pub struct ConformanceArgs {
     json: bool,
 }
 
-/// `+E164,route_type[,mo=PREFIX][,mt=PREFIX]`.
-fn parse_subscriber(text: &str) -> anyhow::Result<Registration> {
+/// What a `--subscriber` says: the registration, and the outcomes declared per direction.
+type Declared = (Registration, Vec<(Direction, Expectation)>);
+
+/// `+E164,route_type[,mo=PREFIX][,mt=PREFIX][,expect-mo=WHAT][,expect-mt=WHAT]`.
+fn parse_subscriber(text: &str) -> anyhow::Result<Declared> {
     let mut parts = text.split(',').map(str::trim);
     let number = Msisdn::parse(parts.next().unwrap_or_default())?;
     let route: RouteType = parts
@@ -80,16 +89,45 @@ fn parse_subscriber(text: &str) -> anyhow::Result<Registration> {
         .parse()
         .map_err(|error| anyhow::anyhow!("--subscriber {text}: {error}"))?;
     let (mut mo_prefix, mut mt_prefix) = (None, None);
+    let mut expectations = Vec::new();
     for part in parts {
+        let expect = |direction, what: &str| -> anyhow::Result<(Direction, Expectation)> {
+            Ok((direction, what.parse().map_err(|error| anyhow::anyhow!("--subscriber {text}: {error}"))?))
+        };
         match part.split_once('=') {
             Some(("mo", prefix)) => mo_prefix = Some(Prefix::parse(prefix)?),
             Some(("mt", prefix)) => mt_prefix = Some(Prefix::parse(prefix)?),
-            _ => anyhow::bail!("--subscriber {text}: {part:?} is not mo=PREFIX or mt=PREFIX"),
+            Some(("expect-mo", what)) => expectations.push(expect(Direction::Originating, what)?),
+            Some(("expect-mt", what)) => expectations.push(expect(Direction::Terminating, what)?),
+            _ => anyhow::bail!(
+                "--subscriber {text}: {part:?} is not mo=PREFIX, mt=PREFIX, expect-mo=WHAT or expect-mt=WHAT"
+            ),
         }
     }
     // The harness puts the target in; this placeholder never leaves the process.
     let placeholder = SipsUri::parse("sips:placeholder.invalid")?;
-    Ok(Registration { phone_number: Some(number), sip_uri: placeholder, route_type: route, mo_prefix, mt_prefix })
+    let registration =
+        Registration { phone_number: Some(number), sip_uri: placeholder, route_type: route, mo_prefix, mt_prefix };
+    Ok((registration, expectations))
+}
+
+/// What a ringer TAS config says its subscribers' calls get: the first action of each
+/// behaviour (an announcement then refusal counts as the refusal).
+fn configured_expectations(config: &ServeConfig) -> HashMap<(Msisdn, Direction), Expectation> {
+    let mut expectations = HashMap::new();
+    for subscriber in &config.subscribers {
+        for direction in [Direction::Originating, Direction::Terminating] {
+            let Some(behaviour) = subscriber.behaviour(direction) else { continue };
+            let expectation = match behaviour.action {
+                Action::Loop => Expectation::Loop,
+                Action::Forward(number) => Expectation::Forward(number),
+                Action::Answer(_) => Expectation::Answer,
+                Action::Reject { status, .. } | Action::Announce { status, .. } => Expectation::Reject(Some(status)),
+            };
+            expectations.insert((subscriber.phone_number.clone(), direction), expectation);
+        }
+    }
+    expectations
 }
 
 /// Runs the harness; exits 0 when every case passed or was skipped.
@@ -101,8 +139,13 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("--target (or --config with tas.sip_uri) is needed"),
     };
     let mut subscribers: Vec<Registration> = file.as_ref().map(ServeConfig::registrations).unwrap_or_default();
+    let mut expectations = file.as_ref().map(configured_expectations).unwrap_or_default();
     for spec in &args.subscribers {
-        subscribers.push(parse_subscriber(spec)?);
+        let (registration, declared) = parse_subscriber(spec)?;
+        if let Some(number) = &registration.phone_number {
+            expectations.extend(declared.into_iter().map(|(direction, what)| ((number.clone(), direction), what)));
+        }
+        subscribers.push(registration);
     }
     anyhow::ensure!(!subscribers.is_empty(), "no subscriber: give --subscriber or --config");
     let scratch = tempfile::tempdir()?;
@@ -124,6 +167,7 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         ingress_wait: args.ingress_wait,
         answer_wait: args.answer_wait,
         only: args.only,
+        expectations,
         grpc: args.grpc_listen.map(|listen| conformance::GrpcSide {
             listen,
             time_to_live: args.grpc_ttl,

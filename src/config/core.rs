@@ -74,6 +74,15 @@ pub struct SbcConfig {
     /// Write leg 2's Request-URI as `tel:+<prefix><number>` rather than `sip:` with `user=phone`.
     #[serde(default)]
     pub leg2_tel: bool,
+    /// Fork a Fork subscriber's own calls (MO) to the TAS too, with the MO prefix, beside the
+    /// callee: the operator's pages say all signalling from and to a Fork (or Loop) MSISDN is
+    /// replicated to the TAS. Off: MO calls of Fork subscribers go straight to the callee.
+    #[serde(default = "default_true")]
+    pub fork_mo: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_sbc_domain() -> String {

@@ -4,6 +4,7 @@
 //! over TLS as the SBC does, and places calls through the SBC with WebRTC-style media, then
 //! reads what happened on each leg.
 
+pub mod expect;
 pub mod probe;
 pub mod relay;
 pub mod report;
@@ -15,16 +16,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::call::routing::Direction;
 use crate::config::core::{HandsetConfig, HandsetMode, SbcConfig};
 use crate::core::caller::Caller;
+use crate::core::numbers::addressed_number;
 use crate::core::registry::Registry;
 use crate::core::sbc::Sbc;
 use crate::media::peer::{OfferingPeer, PeerOptions};
 use crate::sip::message::{Message, Uri};
 use crate::sip::uac::Progress;
-use crate::types::{Msisdn, Registration, RouteType, SipsUri};
+use crate::types::{Direction, Msisdn, Registration, RouteType, SipsUri};
 
+use expect::{Expectation, Observed};
 use probe::{Probe, PROBE_TIMEOUT};
 pub use report::{CaseResult, Report, Verdict};
 
@@ -56,6 +58,9 @@ pub struct HarnessConfig {
     /// Serve SipBreakoutService too, for the TAS to register against (instead of the harness
     /// registering the claimed subscribers itself).
     pub grpc: Option<GrpcSide>,
+    /// What the TAS is declared to do per subscriber and direction; a call case whose outcome
+    /// differs fails. Undeclared calls pass on any proper outcome, which the report names.
+    pub expectations: std::collections::HashMap<(Msisdn, Direction), Expectation>,
 }
 
 /// The harness's own SipBreakoutService.
@@ -143,6 +148,7 @@ pub async fn run(
         routes: Vec::new(),
         dns_server: None,
         leg2_tel: false,
+        fork_mo: true,
     };
     let (own_sbc, core) = match &config.grpc {
         None => {
@@ -192,19 +198,29 @@ fn handset(number: &str, mode: HandsetMode) -> HandsetConfig {
     HandsetConfig { number, mode, ring_time: Duration::from_millis(50), hang_up_after: None }
 }
 
-/// What a case found: its verdict and the evidence on the way.
+/// What a case found: its verdict, the evidence on the way and, for a call, what the TAS did.
 struct Finding {
     verdict: Verdict,
     evidence: Vec<String>,
+    outcome: Option<String>,
 }
 
 impl Finding {
     fn pass(evidence: Vec<String>) -> Self {
-        Finding { verdict: Verdict::Pass, evidence }
+        Finding { verdict: Verdict::Pass, evidence, outcome: None }
     }
 
     fn fail(expected: impl Into<String>, got: impl Into<String>, evidence: Vec<String>) -> Self {
-        Finding { verdict: Verdict::fail(expected, got), evidence }
+        Finding { verdict: Verdict::fail(expected, got), evidence, outcome: None }
+    }
+
+    fn skip(reason: impl Into<String>) -> Self {
+        Finding { verdict: Verdict::skip(reason), evidence: Vec::new(), outcome: None }
+    }
+
+    /// The same finding, saying what the TAS did with the call.
+    fn with_outcome(self, outcome: Option<String>) -> Self {
+        Finding { outcome, ..self }
     }
 }
 
@@ -342,6 +358,7 @@ impl Harness {
             description: description.to_owned(),
             verdict: finding.verdict,
             evidence: finding.evidence,
+            outcome: finding.outcome,
             duration: started.elapsed(),
         });
     }
@@ -462,7 +479,10 @@ impl Harness {
                     Direction::Terminating => "mt",
                 };
                 let brings = match direction {
-                    Direction::Originating => matches!(registration.route_type, RouteType::Loop | RouteType::LoopMo),
+                    // The harness's core forks a Fork subscriber's own calls to the TAS too.
+                    Direction::Originating => {
+                        matches!(registration.route_type, RouteType::Loop | RouteType::LoopMo | RouteType::Fork)
+                    }
                     Direction::Terminating => {
                         !matches!(registration.route_type, RouteType::LoopMo | RouteType::Ingress)
                     }
@@ -475,13 +495,7 @@ impl Harness {
                     self.sbc().set_leg2_tel(tel);
                     let finding = match brings {
                         true => self.call(number, direction).await,
-                        false => Finding {
-                            verdict: Verdict::skip(format!(
-                                "route type {route} brings no {} calls",
-                                short.to_uppercase()
-                            )),
-                            evidence: Vec::new(),
-                        },
+                        false => Finding::skip(format!("route type {route} brings no {} calls", short.to_uppercase())),
                     };
                     self.sbc().set_leg2_tel(false);
                     let description = format!(
@@ -564,7 +578,7 @@ impl Harness {
             Ok(status) => status,
             Err(why) => {
                 peer.close().await;
-                return Finding { verdict: Verdict::skip(format!("no ringing phase to cancel: {why}")), evidence };
+                return Finding { evidence, ..Finding::skip(format!("no ringing phase to cancel: {why}")) };
             }
         };
         evidence.push(format!("{status} relayed to the caller; CANCEL"));
@@ -605,6 +619,7 @@ impl Harness {
             Placed::Up(up) => *up,
             Placed::Over(finding) => return finding,
         };
+        let outcome = up.outcome.clone();
         let media = self.media(&mut up).await;
         if let Err(got) = media {
             return up
@@ -621,22 +636,27 @@ impl Harness {
         let Established { call, peer, mut evidence, .. } = up;
         let hangup = call.hangup().await;
         peer.close().await;
-        match reoffer {
-            Ok(line) => evidence.push(line),
-            Err(got) => {
-                return Finding::fail(
-                    "a re-INVITE mid-call answered 200 with SDP, the media going on (RFC 3261 §14.2)",
-                    got,
-                    evidence,
-                )
+        let finding = match (reoffer, hangup) {
+            (Err(got), _) => Finding::fail(
+                "a re-INVITE mid-call answered 200 with SDP, the media going on (RFC 3261 §14.2)",
+                got,
+                evidence,
+            ),
+            (Ok(line), Ok(status @ 200..=299)) => {
+                evidence.push(line);
+                evidence.push(format!("BYE answered {status}"));
+                self.settled("every leg ended after the caller's BYE (the TAS relays BYE to leg 3)", evidence).await
             }
-        }
-        match hangup {
-            Ok(status @ 200..=299) => evidence.push(format!("BYE answered {status}")),
-            Ok(status) => return Finding::fail("200 to BYE", format!("{status}"), evidence),
-            Err(error) => return Finding::fail("200 to BYE", error.to_string(), evidence),
-        }
-        self.settled("every leg ended after the caller's BYE (the TAS relays BYE to leg 3)", evidence).await
+            (Ok(line), Ok(status)) => {
+                evidence.push(line);
+                Finding::fail("200 to BYE", format!("{status}"), evidence)
+            }
+            (Ok(line), Err(error)) => {
+                evidence.push(line);
+                Finding::fail("200 to BYE", error.to_string(), evidence)
+            }
+        };
+        finding.with_outcome(outcome)
     }
 
     /// Places a call through the SBC to or from `number` and checks it up to the answer: leg 3
@@ -691,25 +711,22 @@ impl Harness {
             ));
         }
         let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 3).cloned());
-        let failed = if self.sbc().refused_leg3() > refused_before {
-            Some(Finding::fail(
-                "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)",
-                "the TAS sent an INVITE with no known Session-ID; the core refused it 403",
-                Vec::new(),
-            ))
-        } else if let Some(leg3) = &leg3 {
-            evidence.push(format!("leg 3 to {}", leg3.request_uri));
-            let target = Uri::parse(&leg3.request_uri).ok().and_then(|uri| crate::call::routing::number_of(&uri));
-            (target.as_deref() != Some(to.as_str())).then(|| {
-                Finding::fail(
-                    format!("leg 3 to {to}, the number with the prefix removed (spec: the TAS strips the prefix)"),
-                    leg3.request_uri.clone(),
-                    Vec::new(),
-                )
-            })
-        } else {
-            None
+        let judged = self.judge(number, direction, &to, record.as_ref(), outcome.as_ref(), refused_before);
+        let (failed, observed) = match judged {
+            Ok(observed) => (None, Some(observed)),
+            Err(failed) => (Some(failed), None),
         };
+        if let Some(leg3) = &leg3 {
+            evidence.push(format!("leg 3 to {}", leg3.request_uri));
+        }
+        let outcome_line = observed.as_ref().map(|observed| match (observed, &leg3, &outcome) {
+            (Observed::Leg3(_), Some(leg3), Some(Progress::Answered(..))) if leg3.status >= 300 => {
+                format!("{observed}, refused {}; then answered by the TAS", leg3.status)
+            }
+            (Observed::Leg3(_), Some(leg3), _) if (200..300).contains(&leg3.status) => format!("{observed}, answered"),
+            (Observed::Leg3(_), Some(leg3), _) => format!("{observed}, ended {}", leg3.status),
+            _ => observed.to_string(),
+        });
         let (call, response) = match (outcome, failed) {
             (Some(Progress::Answered(call, response)), None) => (call, response),
             (outcome, failed) => {
@@ -722,24 +739,26 @@ impl Harness {
                 }
                 peer.close().await;
                 let finding = match (failed, outcome) {
-                    (Some(failed), _) => failed,
+                    // The caller's own account of a missing final response says more.
+                    (Some(failed), Some(_)) => failed,
                     (None, Some(Progress::Failed(response))) => {
                         evidence.push(format!("refused: {} {}", response.status, response.reason));
-                        return Placed::Over(Finding::pass(evidence));
+                        return Placed::Over(Finding::pass(evidence).with_outcome(outcome_line));
                     }
-                    (None, None) => Finding::fail(
+                    (_, None) => Finding::fail(
                         format!("a final response within {} s", wait.as_secs()),
                         "none; the call was cancelled",
                         Vec::new(),
                     ),
-                    (None, Some(other)) => Finding::fail("a final response", format!("{other:?}"), Vec::new()),
+                    (_, Some(other)) => Finding::fail("a final response", format!("{other:?}"), Vec::new()),
                 };
                 return Placed::Over(Finding { evidence, ..finding });
             }
         };
         let _ = call.ack(None);
         let answer = String::from_utf8_lossy(&response.body).into_owned();
-        let up = Established { call, peer, relay, answer, evidence, far_end: leg3.is_some_and(|leg| leg.status < 300) };
+        let far_end = leg3.is_some_and(|leg| leg.status < 300);
+        let up = Established { call, peer, relay, answer, evidence, far_end, outcome: outcome_line };
         if !up.answer.lines().any(|line| line.starts_with("m=audio ")) {
             let got = excerpt(&response.to_bytes());
             return Placed::Over(
@@ -756,6 +775,78 @@ impl Harness {
         Placed::Up(Box::new(up))
     }
 
+    /// What the TAS did with a call placed to or from `number` for `callee`, from the core's
+    /// record of it; a finding when that already fails the case: leg 3 without the call's
+    /// Session-ID, a leg 2 the TAS never answered (the core's own 503 or 408 is not the TAS's
+    /// refusal), leg 3 to a number the prefix was not removed from, or an outcome other than
+    /// the one declared for the subscriber and direction.
+    fn judge(
+        &self,
+        number: &Msisdn,
+        direction: Direction,
+        callee: &Msisdn,
+        record: Option<&crate::core::sbc::SbcCall>,
+        outcome: Option<&Progress>,
+        refused_before: u64,
+    ) -> Result<Observed, Finding> {
+        let fail = |expected: String, got: String| Err(Finding::fail(expected, got, Vec::new()));
+        if self.sbc().refused_leg3() > refused_before {
+            return fail(
+                "leg 3 carries leg 2's Session-ID (spec: the core matches leg 3 to its call by Session-ID)".into(),
+                "the TAS sent an INVITE with no known Session-ID; the core refused it 403".into(),
+            );
+        }
+        let legs = record.map(|record| record.legs.as_slice()).unwrap_or_default();
+        let Some(leg2) = legs.iter().rev().find(|leg| leg.leg == 2) else {
+            return fail(
+                format!("leg 2 to the TAS for this {direction} call"),
+                "the core sent no leg 2: no registration of the TAS routed the call".into(),
+            );
+        };
+        if let Some(why) = &leg2.by_core {
+            return fail(
+                "the TAS answers leg 2 (a final response of its own)".into(),
+                format!("{why}; the caller's {} came from the emulated core, not from the TAS", leg2.status),
+            );
+        }
+        let observed = match (legs.iter().find(|leg| leg.leg == 3), outcome) {
+            (Some(leg3), _) => match Uri::parse(&leg3.request_uri).ok().as_ref().and_then(addressed_number) {
+                Some(target) => Observed::Leg3(target),
+                None => {
+                    return fail("leg 3 to an E.164 number (+ and digits)".into(), leg3.request_uri.clone());
+                }
+            },
+            // Where the core forked the call, another branch may have answered it.
+            (None, Some(Progress::Answered(..))) => match leg2.status {
+                200..=299 => Observed::Answered,
+                487 | 0 => Observed::Cancelled,
+                status => Observed::Refused(status),
+            },
+            (None, Some(Progress::Failed(response))) => {
+                Observed::Refused(if leg2.status >= 300 { leg2.status } else { response.status })
+            }
+            // No final response, or none the caller could use: the caller's account says so.
+            (None, _) => return Err(Finding::fail("a final response", "none", Vec::new())),
+        };
+        match self.config.expectations.get(&(number.clone(), direction)) {
+            Some(declared) if !declared.matches(&observed, callee) => {
+                fail(format!("{declared} for {direction} calls of {number} (as declared)"), observed.to_string())
+            }
+            None => match &observed {
+                Observed::Leg3(target) if target != callee => fail(
+                    format!(
+                        "leg 3 to {callee}, the number with the prefix removed (spec: the TAS strips the prefix); \
+                         declare expect-{}=forward:NUMBER if the TAS forwards",
+                        direction.to_string().to_lowercase()
+                    ),
+                    observed.to_string(),
+                ),
+                _ => Ok(observed),
+            },
+            Some(_) => Ok(observed),
+        }
+    }
+
     /// For each subscriber whose calls the TAS takes: a re-INVITE with a BYE right behind it,
     /// and (where a far end answered through leg 3) BYEs from both ends at once. Every request
     /// gets its final response and nothing is left open.
@@ -770,7 +861,7 @@ impl Harness {
             let Some(started) = self.start(&name) else { continue };
             let finding = match direction {
                 Some(direction) => self.race(number, direction, race).await,
-                None => Finding { verdict: Verdict::skip("Ingress calls start at the TAS"), evidence: Vec::new() },
+                None => Finding::skip("Ingress calls start at the TAS"),
             };
             self.record(&name, race.description(), started, finding);
         }
@@ -780,25 +871,12 @@ impl Harness {
         let mut up = match self.place(number, direction).await {
             Placed::Up(up) => *up,
             Placed::Over(Finding { verdict: Verdict::Pass, .. }) => {
-                return Finding {
-                    verdict: Verdict::skip("the TAS refuses this call: nothing to race"),
-                    evidence: Vec::new(),
-                }
+                return Finding::skip("the TAS refuses this call: nothing to race")
             }
-            Placed::Over(_) => {
-                return Finding {
-                    verdict: Verdict::skip("the call itself fails (see the call cases)"),
-                    evidence: Vec::new(),
-                }
-            }
+            Placed::Over(_) => return Finding::skip("the call itself fails (see the call cases)"),
         };
         if let Err(error) = self.connect_media(&mut up).await {
-            return up
-                .abandon(Finding {
-                    verdict: Verdict::skip(format!("no media to race over: {error}")),
-                    evidence: Vec::new(),
-                })
-                .await;
+            return up.abandon(Finding::skip(format!("no media to race over: {error}"))).await;
         }
         let Established { call, mut peer, relay, mut evidence, far_end, .. } = up;
         let finding = match race {
@@ -847,8 +925,8 @@ impl Harness {
                 let _ = call.hangup().await;
                 peer.close().await;
                 return Finding {
-                    verdict: Verdict::skip("the TAS answers this call itself: no far end to hang up with the caller"),
                     evidence,
+                    ..Finding::skip("the TAS answers this call itself: no far end to hang up with the caller")
                 };
             }
             Race::ByeFromBothEnds => {
@@ -963,12 +1041,9 @@ impl Harness {
             let name = format!("call.ingress.{number}");
             let Some(started) = self.start(&name) else { continue };
             let finding = match self.config.ingress_wait {
-                None => Finding {
-                    verdict: Verdict::skip(
-                        "Ingress calls start at the TAS: give --ingress-wait and have it call the subscriber",
-                    ),
-                    evidence: Vec::new(),
-                },
+                None => {
+                    Finding::skip("Ingress calls start at the TAS: give --ingress-wait and have it call the subscriber")
+                }
                 Some(wait) => self.await_ingress(number, wait).await,
             };
             self.record(&name, "a TAS-originated call to the subscriber goes through the core", started, finding);
@@ -1062,6 +1137,8 @@ struct Established {
     evidence: Vec<String>,
     /// Leg 3 was answered: a far end (a handset) is in the call.
     far_end: bool,
+    /// What the TAS did with the call, for the report.
+    outcome: Option<String>,
 }
 
 impl Established {
@@ -1071,7 +1148,7 @@ impl Established {
         self.peer.close().await;
         let mut evidence = self.evidence;
         evidence.extend(finding.evidence);
-        Finding { verdict: finding.verdict, evidence }
+        Finding { verdict: finding.verdict, evidence, outcome: finding.outcome.or(self.outcome) }
     }
 }
 

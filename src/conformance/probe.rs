@@ -37,7 +37,7 @@ impl Probe {
         let stream = tokio::time::timeout(PROBE_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
             .await
             .map_err(|_| "TLS handshake: timed out".to_owned())?
-            .map_err(|error| format!("TLS handshake: {error}"))?;
+            .map_err(|error| crate::tls::verify::explain_io(&error))?;
         let version = stream.get_ref().1.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
         Ok(Probe { stream, buffer: Vec::new(), version, local })
     }

@@ -63,6 +63,10 @@ pub struct CaseResult {
     pub verdict: Verdict,
     /// What was observed on the way (also for passes).
     pub evidence: Vec<String>,
+    /// For a call, what the TAS did with it (leg 3 to a number, answered, refused with a
+    /// status), so that a pass without a declared expectation still says what passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     /// How long it took.
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
@@ -126,6 +130,9 @@ impl Report {
                     let _ = writeln!(out, "{:width$}  because:  {reason}", "");
                 }
                 Verdict::Pass => {}
+            }
+            if let Some(outcome) = &case.outcome {
+                let _ = writeln!(out, "{:width$}  outcome:  {outcome}", "");
             }
         }
         let (passed, failed, skipped) = self.counts();
@@ -206,6 +213,7 @@ mod tests {
             description: "d".into(),
             verdict,
             evidence: vec![],
+            outcome: None,
             duration: Duration::from_millis(12),
         };
         Report {

@@ -9,18 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::call::action::Action;
-use crate::call::DefaultActionHandler;
 use crate::media::peer::{OfferingPeer, PeerOptions};
 use crate::media::webrtc::WebRtcError;
-use crate::sip::dialog::CallHandle;
+use crate::sip::dialog::{CallHandle, DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::message::header::NameAddr;
 use crate::sip::message::Uri;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
 use crate::sip::transport::stream::StreamLimits;
-use crate::sip::ua::UaConfig;
+use crate::sip::ua::{PendingInvite, SessionHandler, UaConfig};
 use crate::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use crate::types::Msisdn;
 
@@ -44,6 +42,21 @@ pub enum DialError {
     /// The offer could not be made or ICE and DTLS did not complete.
     #[error("media: {0}")]
     Media(#[from] WebRtcError),
+}
+
+/// The caller's answer to calls made to it: busy (it only places calls).
+struct TakesNoCalls;
+
+impl SessionHandler for TakesNoCalls {
+    fn on_invite(&self, invite: PendingInvite) {
+        invite.reject(486, None, Some("this handset only places calls"));
+    }
+
+    fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
+        OfferAnswer::NotAcceptable("this handset only places calls".into())
+    }
+
+    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
 }
 
 /// A SIP user agent on UDP that calls through the SBC's access side.
@@ -78,7 +91,7 @@ impl Caller {
                 core_uri: None,
             },
             // Nobody calls a caller: anything that comes in is busy.
-            Arc::new(DefaultActionHandler::new(Action::reject(486), bind.to_string())),
+            Arc::new(TakesNoCalls),
         )
         .await?;
         Ok(Caller { endpoint })

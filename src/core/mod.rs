@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod caller;
 pub mod grpc;
+pub mod numbers;
 pub mod oauth;
 pub mod registry;
 pub mod sbc;

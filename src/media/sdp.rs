@@ -24,6 +24,53 @@ pub fn decline_all(offer: &str, session_id: u64, address: &str) -> Option<String
     Some(answer)
 }
 
+/// `sdp` with its first audio section offering only the payload types in `keep` (their
+/// `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines kept, the others' dropped), each once. An answer
+/// may only name what was offered (RFC 3264 §6.1), so narrowing the offer to what ringer chose
+/// (one codec, and the telephone-event at that codec's clock, RFC 4733 §7.1.1) keeps a stack
+/// from pairing the codec with the wrong telephone-event or listing one twice.
+pub fn keep_audio_formats(sdp: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut in_audio = false;
+    let mut audio_seen = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            in_audio = !audio_seen && media.starts_with("audio ") && !media.starts_with("audio 0 ");
+            audio_seen |= in_audio;
+            if in_audio {
+                let fields: Vec<&str> = media.split_whitespace().collect();
+                let mut formats: Vec<&str> = Vec::new();
+                for format in fields.iter().skip(3) {
+                    let kept = format.parse::<u8>().is_ok_and(|pt| keep.contains(&pt));
+                    if kept && !formats.contains(format) {
+                        formats.push(format);
+                    }
+                }
+                out.push_str(&format!(
+                    "m={}\r\n",
+                    fields[..3.min(fields.len())].iter().chain(&formats).copied().collect::<Vec<_>>().join(" ")
+                ));
+                continue;
+            }
+        } else if in_audio {
+            let payload_type = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .find_map(|prefix| line.strip_prefix(prefix))
+                .map(|rest| rest.split_whitespace().next().unwrap_or_default());
+            if let Some(payload_type) = payload_type {
+                // `a=rtcp-fb:*` applies to every format and stays.
+                let kept = payload_type == "*" || payload_type.parse::<u8>().is_ok_and(|pt| keep.contains(&pt));
+                if !kept {
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// An SDP body, as far as ringer reads it (RFC 4566).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDescription {
@@ -166,6 +213,35 @@ mod tests {
         assert!(answer.starts_with("v=0\r\no=ringer 7 7 IN IP4 127.0.0.1\r\n"));
         assert_eq!(decline_all("v=0\r\n", 1, "127.0.0.1"), None);
         assert_eq!(decline_all("m=audio\r\n", 1, "127.0.0.1"), None);
+    }
+
+    #[test]
+    fn the_audio_section_is_narrowed_to_the_chosen_formats() {
+        let offer = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+                     m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 101 102\r\na=rtpmap:111 opus/48000/2\r\n\
+                     a=fmtp:111 minptime=10\r\na=rtcp-fb:111 transport-cc\r\na=rtcp-fb:* nack\r\n\
+                     a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+                     a=rtpmap:101 telephone-event/48000\r\na=fmtp:101 0-16\r\n\
+                     a=rtpmap:102 telephone-event/8000\r\na=fmtp:102 0-16\r\na=sendrecv\r\n\
+                     m=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let narrowed = keep_audio_formats(offer, &[8, 102]);
+        assert!(narrowed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 8 102\r\n"), "{narrowed}");
+        for gone in ["opus", "G722", "PCMU", "telephone-event/48000", "a=fmtp:101", "transport-cc"] {
+            assert!(!narrowed.split("m=audio 9 RTP/AVP").next().unwrap().contains(gone), "{gone} in {narrowed}");
+        }
+        for kept in [
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:102 telephone-event/8000",
+            "a=fmtp:102 0-16",
+            "a=rtcp-fb:* nack",
+            "a=sendrecv",
+        ] {
+            assert!(narrowed.contains(kept), "{kept} missing from {narrowed}");
+        }
+        // Only the first audio section is narrowed.
+        assert!(narrowed.ends_with("m=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"), "{narrowed}");
+        // Each payload type once.
+        assert!(keep_audio_formats("m=audio 1 RTP/AVP 8 8 101\r\n", &[8]).starts_with("m=audio 1 RTP/AVP 8\r\n"));
     }
 
     #[test]

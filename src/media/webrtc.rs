@@ -30,7 +30,7 @@ use webrtc::peer_connection::{
 };
 
 use super::codec::Codec;
-use super::sdp::SessionDescription;
+use super::sdp::{keep_audio_formats, SessionDescription};
 
 /// Why a WebRTC answer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +250,11 @@ fn choose_codec(offer: &SessionDescription, preference: &[Codec]) -> Option<Chos
 }
 
 impl Chosen {
+    /// The payload types answered: the codec's, then telephone-event's.
+    fn payload_types(&self) -> Vec<u8> {
+        std::iter::once(self.payload_type).chain(self.telephone_event.as_ref().map(|(pt, _, _)| *pt)).collect()
+    }
+
     fn rtp_codec(&self) -> RTCRtpCodec {
         audio_codec(self.codec, &self.fmtp)
     }
@@ -430,6 +435,8 @@ pub struct WebRtcSession {
     /// The bound address and the public one written in its place.
     public: Option<(IpAddr, IpAddr)>,
     activity: Activity,
+    /// The codec of the first answer: re-offers are answered with it.
+    codec: Codec,
 }
 
 impl WebRtcSession {
@@ -455,7 +462,10 @@ impl WebRtcSession {
     /// Answers a new offer within the call (a re-INVITE or UPDATE from the core) on the same
     /// connection: the same ICE agent, DTLS association and tracks, so the media goes on.
     pub async fn reanswer(&self, offer: &str) -> Result<String, WebRtcError> {
-        let normalised = normalise_offer(offer);
+        let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
+        let chosen =
+            choose_codec(&parsed, &[self.codec]).ok_or_else(|| WebRtcError::NoCodec(self.codec.name().into()))?;
+        let normalised = normalise_offer(&keep_audio_formats(offer, &chosen.payload_types()));
         let remote = RTCSessionDescription::offer(normalised).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)?;
         let answer = self.connection.create_answer(None).await.map_err(stack)?;
@@ -572,7 +582,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     let chosen = choose_codec(&parsed, &options.codecs)
         .ok_or_else(|| WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))?;
     let ssrc = rand::random::<u32>();
-    let normalised = normalise_offer(offer);
+    let normalised = normalise_offer(&keep_audio_formats(offer, &chosen.payload_types()));
     let output = audio_track(format!("ringer-{}", rand::random::<u32>()), "ringer-audio", ssrc, chosen.rtp_codec());
     let (events, mut watch) = connection_events();
     let (sink, audio) = if for_app {
@@ -603,7 +613,7 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     watch.gathered().await;
     let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
     let public = options.public.map(|public| (options.bind, public));
-    let session = WebRtcSession { connection, state: watch.state, public, activity };
+    let session = WebRtcSession { connection, state: watch.state, public, activity, codec: chosen.codec };
     let sdp = shape_answer(&local.sdp, offer);
     let sdp = match public {
         Some((bind, public)) => with_public_address(&sdp, bind, public),

@@ -137,14 +137,23 @@ pub async fn join(caller: PendingInvite, callee: CallHandle, answer: Response) -
 
 /// Keeps `incoming` (answered with `callee`'s SDP) and `callee` together until either ends.
 pub async fn hold(incoming: CallHandle, callee: CallHandle) -> JoinEnd {
-    // The ACK end to end: the callee's 2xx is acknowledged when the caller's ACK arrives, with
-    // its body (the answer, when the 2xx carried the offer).
-    let Some(body) = incoming.acked().await else {
+    // The callee's 2xx is acknowledged at once when it completed the INVITE's offer, so a
+    // late or lost ACK from the caller does not leave the callee retransmitting. Only a 2xx
+    // that carried the offer (an INVITE without SDP) waits: its ACK carries the caller's answer.
+    let answer_from_caller = !callee.invite_had_offer();
+    if !answer_from_caller {
         let _ = callee.ack(None);
+    }
+    let Some(body) = incoming.acked().await else {
+        if answer_from_caller {
+            let _ = callee.ack(None);
+        }
         let _ = callee.hangup().await;
         return JoinEnd::NoAck;
     };
-    let _ = callee.ack(Some(body).filter(|body| !body.is_empty()));
+    if answer_from_caller {
+        let _ = callee.ack(Some(body).filter(|body| !body.is_empty()));
+    }
     let mut caller_offers = incoming.offers();
     let mut callee_offers = callee.offers();
     let ended = loop {

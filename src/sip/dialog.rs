@@ -14,8 +14,9 @@ use super::client::RequestError;
 use super::message::header::MAGIC_COOKIE;
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::outbound::ConnectError;
+use super::route::RouteSet;
 use super::transport::{Link, Transport};
-use super::ua::{contact, local_host, UserAgent};
+use super::ua::{contact, local_host, remote_target, UserAgent};
 
 /// Identifies a dialog (RFC 3261 §12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,20 +68,23 @@ pub(super) struct DialogState {
     /// Where offers go when the layer above took them.
     pub(super) offers: Option<mpsc::UnboundedSender<IncomingOffer>>,
     pub(super) end_reason: Option<String>,
+    /// Where in-dialog requests go: the peer's Contact, updated by target refreshes (§12.2).
+    pub(super) remote_target: Uri,
 }
 
 impl DialogState {
-    pub(super) fn new(remote_cseq: u32, local_cseq: u32, local_sdp: Bytes, acked: bool) -> Self {
+    pub(super) fn new(remote_cseq: u32, local_cseq: u32, local_sdp: Bytes, remote_target: Uri) -> Self {
         Self {
             remote_cseq,
             local_cseq,
             local_sdp,
             offer_pending: false,
-            acked,
+            acked: false,
             ack_body: None,
             sent_ack: None,
             offers: None,
             end_reason: None,
+            remote_target,
         }
     }
 }
@@ -88,14 +92,15 @@ impl DialogState {
 pub(super) struct Dialog {
     pub(super) id: DialogId,
     pub(super) link: Link,
-    /// Where in-dialog requests go: the peer's Contact.
-    pub(super) remote_target: String,
     /// The peer's address (with tag), our To in requests we send.
     pub(super) remote_uri: String,
     /// Our address (with tag), our From in requests we send.
     pub(super) local_uri: String,
     /// The route set (RFC 3261 §12.1), in the order requests carry it.
-    pub(super) route_set: Vec<String>,
+    pub(super) route_set: RouteSet,
+    /// The INVITE that made the dialog carried an SDP offer (else its 2xx did, and the ACK
+    /// carries the answer).
+    pub(super) invite_had_offer: bool,
     pub(super) state: Mutex<DialogState>,
     /// The first ACK arrived (UAS).
     pub(super) confirmed: CancellationToken,
@@ -195,6 +200,12 @@ impl CallHandle {
         }
     }
 
+    /// Whether the INVITE that made the dialog carried the SDP offer; when it did not, the 2xx
+    /// carried it and the ACK must carry the answer (RFC 3264 §5, RFC 3261 §13.2.2.4).
+    pub fn invite_had_offer(&self) -> bool {
+        self.dialog.invite_had_offer
+    }
+
     /// Sends the ACK for the peer's 2xx (a call ringer placed), with `body` when the 2xx carried
     /// an offer; retransmitted 2xx get the same ACK again.
     pub fn ack(&self, body: Option<Bytes>) -> Result<(), DialogError> {
@@ -233,6 +244,9 @@ impl CallHandle {
             match response.status {
                 100..=199 => continue,
                 200..=299 => {
+                    if let Some(target) = remote_target(&response.headers) {
+                        dialog.state().remote_target = target;
+                    }
                     let ack = self.ua.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
                     let _ = link.send(Bytes::from(ack.to_bytes()));
                     dialog.state().local_sdp = sdp;
@@ -267,9 +281,15 @@ impl UserAgent {
         Ok(response.status)
     }
 
-    /// Where a dialog's requests go when its connection has closed: the core, or the Contact.
+    /// Where a dialog's requests go when its connection has closed: the first route when
+    /// proxies record-routed (RFC 3261 §12.2.1.1), else the core when configured, else the
+    /// peer's Contact.
     fn next_hop(&self, dialog: &Dialog) -> String {
-        self.outbound().core().map(str::to_owned).unwrap_or_else(|| dialog.remote_target.clone())
+        let route = dialog.route_set.route(&dialog.state().remote_target);
+        match self.outbound().core() {
+            Some(core) if dialog.route_set.is_empty() => core.to_owned(),
+            _ => route.next_hop.to_string(),
+        }
     }
 
     /// The dialog's link while open, else a new connection to the next hop.
@@ -280,7 +300,8 @@ impl UserAgent {
         Ok(self.outbound().link_to(&self.next_hop(dialog)).await?)
     }
 
-    /// A request inside `dialog`, to be sent on `link`.
+    /// A request inside `dialog`, to be sent on `link`: Request-URI and Route from the route
+    /// set and the remote target.
     pub(super) fn in_dialog_request(
         &self,
         dialog: &Dialog,
@@ -289,19 +310,20 @@ impl UserAgent {
         cseq: u32,
         body: Option<Bytes>,
     ) -> Result<Request, DialogError> {
-        let uri = Uri::parse(&dialog.remote_target).map_err(|error| DialogError::Unreachable(error.to_string()))?;
+        let remote_target = dialog.state().remote_target.clone();
+        let route = dialog.route_set.route(&remote_target);
         let mut headers = Headers::new();
         headers.push("Via", self.via(link));
         headers.push("Max-Forwards", "70");
+        for value in &route.routes {
+            headers.push("Route", value.clone());
+        }
         headers.push("From", dialog.local_uri.clone());
         headers.push("To", dialog.remote_uri.clone());
         headers.push("Call-ID", dialog.id.call_id.clone());
         headers.push("CSeq", format!("{cseq} {method}"));
-        for route in &dialog.route_set {
-            headers.push("Route", route.clone());
-        }
         if method == Method::Invite {
-            let secure = dialog.remote_target.trim_start_matches('<').starts_with("sips:");
+            let secure = remote_target.scheme() == "sips";
             headers.push("Contact", contact(self.config(), self.outbound().ports(), link, secure));
         }
         headers.push("User-Agent", self.config().server.clone());
@@ -309,7 +331,7 @@ impl UserAgent {
         if !body.is_empty() {
             headers.push("Content-Type", "application/sdp");
         }
-        Ok(Request { method, uri, headers, body })
+        Ok(Request { method, uri: route.request_uri, headers, body })
     }
 
     /// A top Via for a request ringer sends on `link`, with a new branch.

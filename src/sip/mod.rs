@@ -9,6 +9,8 @@ pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod outbound;
+pub mod route;
+pub mod session_timer;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -220,7 +220,7 @@ impl Outbound {
         };
         let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT)
             .await
-            .map_err(|error| connect_error(error.to_string()))?;
+            .map_err(|error| connect_error(crate::tls::verify::explain_io(&error)))?;
         debug!(%addr, %transport, "connection opened for outgoing requests");
         *slot = Some(link.clone());
         Ok(link)

@@ -16,6 +16,7 @@ use super::message::header::NameAddr;
 use super::message::validate::Essentials;
 use super::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
 use super::outbound::{ListeningPorts, Outbound};
+use super::route::{copy_record_route, RouteSet};
 use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
 use super::transport::{response_to, Link, Transport};
 
@@ -296,6 +297,10 @@ impl UserAgent {
         else {
             return;
         };
+        // re-INVITE and UPDATE are target refreshes (RFC 3261 §12.2.2, RFC 3311 §5.2).
+        if let Some(target) = remote_target(&request.headers) {
+            dialog.state().remote_target = target;
+        }
         if is_invite {
             response.headers.push(
                 "Contact",
@@ -380,6 +385,11 @@ pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link, sec
         Transport::Tls if secure => format!("<sips:{host}:{port};transport=tls>"),
         transport => format!("<sip:{host}:{port};transport={}>", transport.via_name().to_ascii_lowercase()),
     }
+}
+
+/// The URI of the first Contact in `headers`: the peer's remote target (RFC 3261 §12.1).
+pub(super) fn remote_target(headers: &super::message::Headers) -> Option<Uri> {
+    headers.values("Contact").first().and_then(|contact| NameAddr::parse(contact).ok()).map(|contact| contact.uri)
 }
 
 /// Whether `request` was addressed to a SIPS URI: its Request-URI, or the top Record-Route.
@@ -580,6 +590,10 @@ impl PendingInvite {
             let ports = self.shared.outbound.ports();
             let secure = addressed_securely(&self.request);
             response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link(), secure));
+            // A provisional response with a To tag makes an early dialog (RFC 3261 §12.1.1).
+            if status > 100 {
+                copy_record_route(&self.request.headers, &mut response.headers);
+            }
             self.transaction.respond(response);
         }
     }
@@ -594,6 +608,7 @@ impl PendingInvite {
             .push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", SUPPORTED);
+        copy_record_route(&self.request.headers, &mut response.headers);
         let id = DialogId {
             call_id: self.essentials.call_id.clone(),
             local_tag: self.local_tag.clone(),
@@ -602,18 +617,16 @@ impl PendingInvite {
         let dialog = Arc::new(Dialog {
             id: id.clone(),
             link: self.transaction.link().clone(),
-            remote_target: self
-                .request
-                .headers
-                .values("Contact")
-                .first()
-                .and_then(|contact| NameAddr::parse(contact).ok())
-                .map(|contact| contact.uri.to_string())
-                .unwrap_or_else(|| self.request.uri.to_string()),
             remote_uri: self.request.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: response.headers.get("To").unwrap_or_default().to_owned(),
-            route_set: self.request.headers.values("Record-Route").into_iter().map(str::to_owned).collect(),
-            state: Mutex::new(DialogState::new(self.essentials.cseq.number, 0, sdp, false)),
+            route_set: RouteSet::of_uas(&self.request.headers),
+            invite_had_offer: !self.request.body.is_empty(),
+            state: Mutex::new(DialogState::new(
+                self.essentials.cseq.number,
+                0,
+                sdp,
+                remote_target(&self.request.headers).unwrap_or_else(|| self.request.uri.clone()),
+            )),
             confirmed: CancellationToken::new(),
             ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),

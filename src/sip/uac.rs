@@ -12,8 +12,9 @@ use super::client::{cancel_for, RequestError};
 use super::dialog::{CallHandle, Dialog, DialogId, DialogState};
 use super::message::header::NameAddr;
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
+use super::route::RouteSet;
 use super::transport::Link;
-use super::ua::{contact, local_host, UserAgent, ALLOW};
+use super::ua::{contact, local_host, remote_target, UserAgent, ALLOW};
 
 /// What to put in an INVITE ringer sends.
 #[derive(Debug, Clone)]
@@ -200,24 +201,19 @@ impl OutgoingCall {
         let remote_tag = NameAddr::parse(&to).ok().and_then(|to| to.tag().map(str::to_owned)).unwrap_or_default();
         let from = self.request.headers.get("From").unwrap_or_default().to_owned();
         let local_tag = NameAddr::parse(&from).ok().and_then(|from| from.tag().map(str::to_owned)).unwrap_or_default();
-        let remote_target = response
-            .headers
-            .values("Contact")
-            .first()
-            .and_then(|contact| NameAddr::parse(contact).ok())
-            .map(|contact| contact.uri.to_string())
-            .unwrap_or_else(|| self.request.uri.to_string());
-        let mut route_set: Vec<String> =
-            response.headers.values("Record-Route").into_iter().map(str::to_owned).collect();
-        route_set.reverse();
         let dialog = Arc::new(Dialog {
             id: DialogId { call_id: self.call_id().to_owned(), local_tag, remote_tag },
             link: self.link.clone(),
-            remote_target,
             remote_uri: to,
             local_uri: from,
-            route_set,
-            state: Mutex::new(DialogState::new(0, 1, self.request.body.clone(), false)),
+            route_set: RouteSet::of_uac(&response.headers),
+            invite_had_offer: !self.request.body.is_empty(),
+            state: Mutex::new(DialogState::new(
+                0,
+                1,
+                self.request.body.clone(),
+                remote_target(&response.headers).unwrap_or_else(|| self.request.uri.clone()),
+            )),
             confirmed: CancellationToken::new(),
             ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),

@@ -1,6 +1,7 @@
 //! TLS set-up shared by every module that opens or accepts TLS connections.
 
 pub mod devcert;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -113,26 +114,38 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A TLS client config trusting `ca` (or the system's roots), optionally presenting a client certificate.
+/// A TLS client config trusting `ca` (or the system's roots), optionally presenting a client
+/// certificate. A certificate of `ca` that a server presents as its own is trusted as is
+/// (a lab's self-signed certificate; see [`verify`]).
 pub fn client_config(
     ca: Option<&Path>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     install_crypto_provider();
-    let roots = match ca {
-        Some(path) => load_roots(path)?,
+    let mut roots = RootCertStore::empty();
+    let pinned = match ca {
+        Some(path) => {
+            let bundle = load_chain(path)?;
+            // A leaf webpki cannot take as an anchor is still trusted as itself.
+            let (_, unusable) = roots.add_parsable_certificates(bundle.iter().cloned());
+            if unusable == bundle.len() {
+                return Err(file_error(path, "no certificate in it can be read"));
+            }
+            bundle
+        }
         None => {
-            let mut roots = RootCertStore::empty();
             for certificate in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(certificate);
             }
-            roots
+            Vec::new()
         }
     };
+    let verifier = verify::ServerVerifier::new(roots, pinned).map_err(|error| TlsError::Config(error.to_string()))?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Config(error.to_string()))?
-        .with_root_certificates(roots);
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let config = match identity {
         Some((chain, key)) => {
             builder.with_client_auth_cert(chain, key).map_err(|error| TlsError::Config(error.to_string()))?

@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod lab;
+pub mod netns;
 pub mod sip;
 pub mod sipp;
 

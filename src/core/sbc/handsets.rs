@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use tracing::info;
 
-use crate::call::routing::number_of;
 use crate::config::core::{HandsetConfig, HandsetMode};
+use crate::core::numbers::addressed_number;
 use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::ua::{PendingInvite, SessionHandler};
 use crate::types::Msisdn;
@@ -123,7 +123,7 @@ fn handset_answer(offer: &Bytes) -> Bytes {
 impl SessionHandler for HandsetHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let handsets = self.0.clone();
-        let number = number_of(&invite.request().uri).and_then(|number| Msisdn::parse(&number).ok());
+        let number = addressed_number(&invite.request().uri);
         let Some((number, config)) = number.and_then(|n| handsets.current(&n).map(|c| (n, c))) else {
             invite.reject(404, None, None);
             return;

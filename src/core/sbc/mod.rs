@@ -9,7 +9,8 @@
 //!   subscriber is the TAS placing a call.
 //!
 //! Route types: Loop/Loop-MO/Loop-MT send leg 2 and create leg 4 only when leg 3 comes back;
-//! Fork rings the TAS and the callee at once (first 2xx wins, the other is cancelled);
+//! Fork rings the TAS and the callee at once (first 2xx wins, the other is cancelled), for the
+//! subscriber's incoming calls and, with `fork_mo` (the default), its outgoing ones too;
 //! Fallback rings the callee first and the TAS on busy or no answer.
 
 pub mod handsets;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::call::routing::{caller_number, number_of, Direction};
+use super::numbers::{addressed_number, caller};
 use crate::config::core::SbcConfig;
 use crate::sip::b2bua::{self, LegOutcome};
 use crate::sip::dialog::{DialogId, OfferAnswer};
@@ -35,6 +36,7 @@ use crate::sip::transport::stream::StreamLimits;
 use crate::sip::ua::{PendingInvite, SessionHandler, UaConfig, UserAgent};
 use crate::sip::uac::{InviteSpec, OutgoingCall, Progress};
 use crate::tls::TlsError;
+use crate::types::Direction;
 use crate::types::{Msisdn, Prefix, RouteType};
 
 use super::registry::{RegistrationRecord, Registry};
@@ -61,8 +63,9 @@ pub enum CallRoute {
     Direct,
     /// To the caller's or the callee's TAS, back as leg 3 (Loop, Loop-MO, Loop-MT).
     Loop(Direction),
-    /// The TAS and the callee rang at once.
-    Fork,
+    /// The TAS and the callee rang at once; the subscriber is the callee (MT) or, with
+    /// `fork_mo`, the caller (MO).
+    Fork(Direction),
     /// The callee first, the TAS on busy or no answer.
     Fallback,
     /// A call the TAS placed to an Ingress subscriber.
@@ -74,7 +77,7 @@ impl fmt::Display for CallRoute {
         match self {
             CallRoute::Direct => f.write_str("direct"),
             CallRoute::Loop(direction) => write!(f, "loop {direction}"),
-            CallRoute::Fork => f.write_str("fork"),
+            CallRoute::Fork(direction) => write!(f, "fork {direction}"),
             CallRoute::Fallback => f.write_str("fallback"),
             CallRoute::Ingress => f.write_str("ingress"),
         }
@@ -91,6 +94,16 @@ pub struct LegRecord {
     pub request_uri: String,
     /// Its final status (0 while under way).
     pub status: u16,
+    /// Why the core gave `status` itself, when the far end gave none: the connection or TLS
+    /// handshake failed, no final response came (Timer B), a CANCEL got no answer. A harness
+    /// must not take such a status for the far end's.
+    pub by_core: Option<String>,
+}
+
+impl LegRecord {
+    fn new(leg: u8, request_uri: String) -> Self {
+        Self { leg, request_uri, status: 0, by_core: None }
+    }
 }
 
 /// What the SBC did with one call.
@@ -134,6 +147,8 @@ struct Shared {
     refused_leg3: AtomicU64,
     /// Leg 2's Request-URI as `tel:+<prefix><number>` instead of `sip:...;user=phone`.
     leg2_tel: std::sync::atomic::AtomicBool,
+    /// A Fork subscriber's own calls are forked to the TAS too.
+    fork_mo: std::sync::atomic::AtomicBool,
     /// Cancelled legs whose real final status is not recorded yet.
     settling: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -176,6 +191,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         calls: Mutex::new(VecDeque::new()),
         refused_leg3: AtomicU64::new(0),
         leg2_tel: std::sync::atomic::AtomicBool::new(config.leg2_tel),
+        fork_mo: std::sync::atomic::AtomicBool::new(config.fork_mo),
         settling: Arc::default(),
     });
     let base = EndpointConfig {
@@ -238,6 +254,11 @@ impl Sbc {
     /// `user=phone`); the core uses both forms.
     pub fn set_leg2_tel(&self, tel: bool) {
         self.shared.leg2_tel.store(tel, Ordering::Relaxed);
+    }
+
+    /// Whether a Fork subscriber's own calls (MO) are forked to its TAS too (`sbc.fork_mo`).
+    pub fn set_fork_mo(&self, fork: bool) {
+        self.shared.fork_mo.store(fork, Ordering::Relaxed);
     }
 
     /// The calls seen, oldest first (the last 1000).
@@ -358,7 +379,7 @@ async fn leg2(
     };
     let mut extra = vec![("Session-ID".to_owned(), format!("{session_id};remote={}", "0".repeat(32)))];
     if leg1.request().headers.get("P-Asserted-Identity").is_none() {
-        if let Some(caller) = caller_number(&leg1.request().headers, &leg1.essentials().from) {
+        if let Some(caller) = caller(&leg1.request().headers, &leg1.essentials().from) {
             extra.push((
                 "P-Asserted-Identity".into(),
                 format!("<{}>", phone_uri(caller.as_str(), &shared.config.domain)),
@@ -366,9 +387,15 @@ async fn leg2(
         }
     }
     let spec = spec_from(leg1, uri, extra);
-    let link = ua.outbound().link_to(sip_uri.as_str()).await.map_err(|error| error.to_string())?;
     let index = add_leg(call, 2, &spec);
-    ua.invite(spec, link).map(|leg| (leg, index)).map_err(|error| error.to_string())
+    let placed = match ua.outbound().link_to(sip_uri.as_str()).await {
+        Ok(link) => ua.invite(spec, link).map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    placed.map(|leg| (leg, index)).map_err(|why| {
+        set_leg_by_core(call, index, 503, format!("leg 2 never reached the TAS: {why}"));
+        why
+    })
 }
 
 /// A leg from `incoming` to the callee `number` (leg 4, or the direct leg), recorded in `call`.
@@ -396,7 +423,7 @@ async fn callee_leg(
     match ua.invite(spec, link) {
         Ok(leg) => Ok((leg, index)),
         Err(error) => {
-            set_leg_status(call, index, 503);
+            set_leg_by_core(call, index, 503, format!("not sent: {error}"));
             Err((503, error.to_string()))
         }
     }
@@ -404,7 +431,7 @@ async fn callee_leg(
 
 fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
     let mut call = lock(call);
-    call.legs.push(LegRecord { leg, request_uri: spec.uri.to_string(), status: 0 });
+    call.legs.push(LegRecord::new(leg, spec.uri.to_string()));
     call.legs.len() - 1
 }
 
@@ -414,13 +441,27 @@ fn set_leg_status(call: &SharedCall, index: usize, status: u16) {
     }
 }
 
+/// Records a status the core gave leg `index` itself because its far end gave none.
+fn set_leg_by_core(call: &SharedCall, index: usize, status: u16, why: String) {
+    if let Some(leg) = lock(call).legs.get_mut(index) {
+        leg.status = status;
+        leg.by_core = Some(why);
+    }
+}
+
+/// Why a leg got no final response: Timer B ran out, or the connection failed under it.
+const NO_FINAL_RESPONSE: &str = "no final response from the far end (Timer B, or its connection failed)";
+
 /// Records the final status leg `index` really sent once its CANCEL has played out (408 when
 /// none came); until then it stays 0.
 fn record_cancelled(shared: &Shared, call: &SharedCall, index: usize, cancelling: b2bua::Cancelling) {
     let (call, settling) = (call.clone(), shared.settling.clone());
     settling.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        set_leg_status(&call, index, cancelling.outcome().await.unwrap_or(408));
+        match cancelling.outcome().await {
+            Some(status) => set_leg_status(&call, index, status),
+            None => set_leg_by_core(&call, index, 408, "no final response after the CANCEL (64*T1)".into()),
+        }
         settling.fetch_sub(1, Ordering::Relaxed);
     });
 }
@@ -456,7 +497,7 @@ async fn bridge(
             response.status
         }
         LegOutcome::Unreachable => {
-            set_leg_status(call, index, 408);
+            set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into());
             incoming.reject(408, None, None);
             408
         }
@@ -469,21 +510,29 @@ async fn bridge(
 
 /// Leg 1: find the registrations of caller and callee and route the call.
 async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
-    let Some(callee) = number_of(&invite.request().uri).and_then(|number| Msisdn::parse(&number).ok()) else {
+    let Some(callee) = addressed_number(&invite.request().uri) else {
         invite.reject(404, None, Some("the Request-URI holds no E.164 number"));
         return;
     };
-    let caller = caller_number(&invite.request().headers, &invite.essentials().from);
-    let mo = caller.as_ref().and_then(|c| shared.registration(c, &[RouteType::Loop, RouteType::LoopMo]));
+    let caller = caller(&invite.request().headers, &invite.essentials().from);
+    let mo_routes: &[RouteType] = match shared.fork_mo.load(Ordering::Relaxed) {
+        true => &[RouteType::Loop, RouteType::LoopMo, RouteType::Fork],
+        false => &[RouteType::Loop, RouteType::LoopMo],
+    };
+    let mo = caller.as_ref().and_then(|c| shared.registration(c, mo_routes));
     let mt = shared.registration(&callee, &[RouteType::Loop, RouteType::LoopMt, RouteType::Fork, RouteType::Fallback]);
     let (route, registration, prefix) = match (mo, mt) {
         (Some(mo), _) => {
             let prefix = mo.registration.mo_prefix.clone();
-            (CallRoute::Loop(Direction::Originating), Some(mo), prefix)
+            let route = match mo.registration.route_type {
+                RouteType::Fork => CallRoute::Fork(Direction::Originating),
+                _ => CallRoute::Loop(Direction::Originating),
+            };
+            (route, Some(mo), prefix)
         }
         (None, Some(mt)) => {
             let route = match mt.registration.route_type {
-                RouteType::Fork => CallRoute::Fork,
+                RouteType::Fork => CallRoute::Fork(Direction::Terminating),
                 RouteType::Fallback => CallRoute::Fallback,
                 _ => CallRoute::Loop(Direction::Terminating),
             };
@@ -499,7 +548,7 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         route,
         prefix: prefix.clone(),
         session_id: session_id.clone(),
-        legs: vec![LegRecord { leg: 1, request_uri: invite.request().uri.to_string(), status: 0 }],
+        legs: vec![LegRecord::new(1, invite.request().uri.to_string())],
         status: 0,
     });
     info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
@@ -515,7 +564,7 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
                 call: &call,
             };
             let status = match route {
-                CallRoute::Fork => via_tas.fork(invite).await,
+                CallRoute::Fork(_) => via_tas.fork(invite).await,
                 CallRoute::Fallback => via_tas.fallback(invite).await,
                 _ => via_tas.to_tas(invite).await,
             };
@@ -622,7 +671,7 @@ impl ViaTas<'_> {
                 }
                 Progress::Cancelled | Progress::TimedOut => {
                     if let Some((_, index)) = legs[which].take() {
-                        set_leg_status(call, index, 408);
+                        set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into());
                     }
                 }
             }
@@ -649,7 +698,7 @@ impl ViaTas<'_> {
                     return response.status;
                 }
                 LegOutcome::NoAnswer(cancelling) => record_cancelled(shared, call, index, cancelling),
-                LegOutcome::Unreachable => set_leg_status(call, index, 408),
+                LegOutcome::Unreachable => set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into()),
                 LegOutcome::CallerCancelled(cancelling) => {
                     record_cancelled(shared, call, index, cancelling);
                     return 487;
@@ -672,7 +721,7 @@ async fn next_of(slot: &mut Option<(OutgoingCall, usize)>) -> Progress {
 /// An INVITE from a TAS: leg 3 of a call with a known Session-ID, an Ingress call, or refused.
 async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let call_id = invite.essentials().call_id.clone();
-    let Some(number) = number_of(&invite.request().uri).and_then(|number| Msisdn::parse(&number).ok()) else {
+    let Some(number) = addressed_number(&invite.request().uri) else {
         invite.reject(404, None, Some("the Request-URI holds no E.164 number"));
         return;
     };
@@ -680,12 +729,12 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let call = match session {
         Some(call) => call,
         None if shared.registration(&number, &[RouteType::Ingress]).is_some() => shared.record(SbcCall {
-            caller: caller_number(&invite.request().headers, &invite.essentials().from),
+            caller: caller(&invite.request().headers, &invite.essentials().from),
             callee: number.clone(),
             route: CallRoute::Ingress,
             prefix: None,
             session_id: session_id_of(invite.request()).unwrap_or_default(),
-            legs: vec![LegRecord { leg: 3, request_uri: invite.request().uri.to_string(), status: 0 }],
+            legs: vec![LegRecord::new(3, invite.request().uri.to_string())],
             status: 0,
         }),
         None => {
@@ -702,7 +751,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let leg3_index = {
         let mut record = lock(&call);
         if record.route != CallRoute::Ingress {
-            record.legs.push(LegRecord { leg: 3, request_uri: invite.request().uri.to_string(), status: 0 });
+            record.legs.push(LegRecord::new(3, invite.request().uri.to_string()));
         }
         record.legs.len() - 1
     };

@@ -339,6 +339,121 @@ impl fmt::Display for CSeq {
     }
 }
 
+/// Whether the option tag `tag` (`100rel`, `timer`) is listed in `header` (Supported,
+/// Require...) of `headers`; tags compare case-insensitively (RFC 3261 §19.2).
+pub fn lists_option(headers: &super::Headers, header: &str, tag: &str) -> bool {
+    headers.values(header).iter().any(|value| value.eq_ignore_ascii_case(tag))
+}
+
+/// RAck (RFC 3262 §7.2): which reliable provisional response a PRACK acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RAck {
+    /// The RSeq of the provisional response.
+    pub rseq: u32,
+    /// The CSeq number of its request.
+    pub cseq: u32,
+    /// The method of its request.
+    pub method: Method,
+}
+
+/// A delta-seconds or sequence number: digits only, below 2^32 (RFC 3261 §25.1).
+fn number(text: &str) -> Result<u32, BadHeader> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BadHeader("expected a number"));
+    }
+    text.parse().map_err(|_| BadHeader("number out of range"))
+}
+
+impl RAck {
+    /// Parses `776656 1 INVITE`.
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let mut parts = value.split_whitespace();
+        let (Some(rseq), Some(cseq), Some(method), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(BadHeader("bad RAck header"));
+        };
+        if !is_token(method) {
+            return Err(BadHeader("bad RAck method"));
+        }
+        Ok(Self { rseq: number(rseq)?, cseq: number(cseq)?, method: Method::from_token(method) })
+    }
+}
+
+impl fmt::Display for RAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.rseq, self.cseq, self.method)
+    }
+}
+
+/// Parses an RSeq value (RFC 3262 §7.1): 1 to 2^32-1.
+pub fn parse_rseq(value: &str) -> Result<u32, BadHeader> {
+    match number(value.trim())? {
+        0 => Err(BadHeader("RSeq 0")),
+        rseq => Ok(rseq),
+    }
+}
+
+/// Who refreshes a session (RFC 4028 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresher {
+    /// The UAC of the transaction that set the interval.
+    Uac,
+    /// Its UAS.
+    Uas,
+}
+
+impl fmt::Display for Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refresher::Uac => "uac",
+            Refresher::Uas => "uas",
+        })
+    }
+}
+
+/// Session-Expires (RFC 4028 §4): the session interval in seconds and, when stated, who refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionExpires {
+    /// The session interval.
+    pub seconds: u32,
+    /// The refresher, when the `refresher` parameter is there.
+    pub refresher: Option<Refresher>,
+}
+
+impl SessionExpires {
+    /// Parses `1800;refresher=uac` (other parameters are ignored, as the RFC allows).
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let end = value.find(';').unwrap_or(value.len());
+        let seconds = number(value[..end].trim())?;
+        if seconds == 0 {
+            return Err(BadHeader("Session-Expires of 0"));
+        }
+        let params = Params::parse(&value[end..])?;
+        let refresher = match params.get("refresher").flatten().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("uac") => Some(Refresher::Uac),
+            Some("uas") => Some(Refresher::Uas),
+            Some(_) => return Err(BadHeader("refresher is uac or uas")),
+        };
+        Ok(Self { seconds, refresher })
+    }
+}
+
+impl fmt::Display for SessionExpires {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.seconds)?;
+        match self.refresher {
+            Some(refresher) => write!(f, ";refresher={refresher}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses Min-SE (RFC 4028 §5): delta-seconds, parameters ignored.
+pub fn parse_min_se(value: &str) -> Result<u32, BadHeader> {
+    number(value.split(';').next().unwrap_or_default().trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +499,31 @@ mod tests {
         ] {
             assert!(NameAddr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rack_rseq_and_session_timer_headers() {
+        let rack = RAck::parse(" 776656  1 INVITE ").unwrap();
+        assert_eq!((rack.rseq, rack.cseq, rack.method.clone()), (776656, 1, Method::Invite));
+        assert_eq!(rack.to_string(), "776656 1 INVITE");
+        for bad in ["", "1 INVITE", "1 2 INVITE x", "a 1 INVITE", "1 2 IN<VITE", "4294967296 1 INVITE"] {
+            assert!(RAck::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rseq(" 42 "), Ok(42));
+        assert!(parse_rseq("0").is_err() && parse_rseq("-1").is_err() && parse_rseq("x").is_err());
+        let expires = SessionExpires::parse("1800 ; refresher = UAS;x=1").unwrap();
+        assert_eq!(expires, SessionExpires { seconds: 1800, refresher: Some(Refresher::Uas) });
+        assert_eq!(expires.to_string(), "1800;refresher=uas");
+        assert_eq!(SessionExpires::parse("90").unwrap().refresher, None);
+        for bad in ["", "0", "abc", "90;refresher=both", "-5"] {
+            assert!(SessionExpires::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_min_se("120;x"), Ok(120));
+        let mut headers = super::super::Headers::new();
+        headers.push("Supported", "timer, 100REL");
+        headers.push("k", "path");
+        assert!(lists_option(&headers, "Supported", "100rel") && lists_option(&headers, "Supported", "path"));
+        assert!(!lists_option(&headers, "Require", "100rel"));
     }
 
     #[test]
