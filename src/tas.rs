@@ -9,7 +9,6 @@ use crate::call::router::RouterHandler;
 use crate::call::CallRouter;
 use crate::config::serve::ServeConfig;
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
-use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
 use crate::sip::transport::stream::StreamLimits;
 use crate::sip::ua::UaConfig;
@@ -67,11 +66,10 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             idle_timeout: sip.idle_timeout,
             ..StreamLimits::default()
         },
-        ua: UaConfig {
-            contact_host: sip.contact_host.clone().unwrap_or_else(|| config.tas.sip_uri.host().to_owned()),
-            server: server_header(),
-            timers: Timers::default(),
-        },
+        ua: UaConfig::new(
+            sip.contact_host.clone().unwrap_or_else(|| config.tas.sip_uri.host().to_owned()),
+            server_header(),
+        ),
         client_tls: Some(crate::tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
         core_uri: sip.core_uri.clone(),
     })

@@ -619,11 +619,7 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
             udp: None,
             policy: Default::default(),
             limits: Default::default(),
-            ua: ringer::sip::ua::UaConfig {
-                contact_host: "localhost".into(),
-                server: "broken-tas".into(),
-                timers: Default::default(),
-            },
+            ua: ringer::sip::ua::UaConfig::new("localhost", "broken-tas"),
             client_tls: Some(client),
             core_uri: Some(handler.core.clone()),
         },

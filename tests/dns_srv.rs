@@ -10,7 +10,6 @@ use std::sync::Arc;
 use ringer::call::DefaultActionHandler;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::{Headers, Method, Request, Uri};
-use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
 use ringer::sip::ua::UaConfig;
@@ -77,7 +76,7 @@ fn config(
         udp: None,
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
-        ua: UaConfig { contact_host: "tas.test".into(), server: "ringer-test".into(), timers: Timers::default() },
+        ua: UaConfig::new("tas.test", "ringer-test"),
         client_tls,
         core_uri: None,
     }

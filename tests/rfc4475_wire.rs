@@ -10,7 +10,6 @@ use common::sip::Peer;
 use ringer::call::DefaultActionHandler;
 use ringer::sip::endpoint::{self, EndpointConfig};
 use ringer::sip::message::Message;
-use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
 use ringer::sip::ua::UaConfig;
@@ -78,7 +77,7 @@ async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
         udp: Some("127.0.0.1:0".parse().expect("addr")),
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
-        ua: UaConfig { contact_host: "127.0.0.1".into(), server: "ringer-test".into(), timers: Timers::default() },
+        ua: UaConfig::new("127.0.0.1", "ringer-test"),
         client_tls: None,
         core_uri: None,
     };

@@ -52,7 +52,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
         udp: Some(ANY.parse().expect("addr")),
         policy: PeerPolicy::default(),
         limits: StreamLimits { message_timeout: Duration::from_millis(500), ..StreamLimits::default() },
-        ua: UaConfig { contact_host: "tas.example.com".into(), server: "ringer-test".into(), timers: fast_timers() },
+        ua: UaConfig { timers: fast_timers(), ..UaConfig::new("tas.example.com", "ringer-test") },
         client_tls: None,
         core_uri: None,
     };
@@ -94,9 +94,9 @@ async fn options_is_answered_with_capabilities_on_every_transport() {
         let response = peer.final_response().await;
         assert_eq!((response.status, response.reason.as_str()), (200, "OK"), "{transport}");
         let headers = &response.headers;
-        assert_eq!(headers.get("Allow"), Some("INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"));
+        assert_eq!(headers.get("Allow"), Some("INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK"));
         assert_eq!(headers.get("Accept"), Some("application/sdp"));
-        assert!(headers.get("Supported").is_some());
+        assert_eq!(headers.get("Supported"), Some("100rel, timer"));
         assert_eq!(headers.get("Server"), Some("ringer-test"));
         assert_eq!(headers.get("Call-ID"), Some(format!("opt-{transport}").as_str()));
         assert_eq!(headers.get("CSeq"), Some("1 OPTIONS"));
@@ -263,18 +263,25 @@ async fn requests_the_ua_cannot_serve_get_the_right_status() {
         (
             request("MESSAGE", "m1", 1, "m1", "TCP", None, "", ""),
             405,
-            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")),
+            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK")),
         ),
         (
             request("FROBNICATE", "f1", 1, "f1", "TCP", None, "", ""),
             501,
-            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")),
+            Some(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK")),
         ),
         (
-            request("OPTIONS", "r1", 1, "r1", "TCP", None, "Require: 100rel, foo\r\n", ""),
+            request("OPTIONS", "r1", 1, "r1", "TCP", None, "Require: 100rel, foo, timer\r\n", ""),
             420,
-            Some(("Unsupported", "100rel, foo")),
+            Some(("Unsupported", "foo")),
         ),
+        (
+            request("INVITE", "s1", 1, "s1", "TCP", None, "Supported: timer\r\nSession-Expires: 30\r\n", SDP_OFFER),
+            422,
+            Some(("Min-SE", "90")),
+        ),
+        (request("PRACK", "p1", 2, "p1", "TCP", Some("unknown"), "RAck: 1 1 INVITE\r\n", ""), 481, None),
+        (request("PRACK", "p2", 2, "p2", "TCP", Some("unknown"), "", ""), 400, None),
         (
             request("INVITE", "c1", 1, "c1", "TCP", None, "Content-Type: text/plain\r\n", "hello"),
             415,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use ringer::call::DefaultActionHandler;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
-use ringer::sip::transaction::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
 use ringer::sip::ua::UaConfig;
@@ -36,11 +35,7 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
         udp: Some("127.0.0.1:0".parse().expect("addr")),
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
-        ua: UaConfig {
-            contact_host: "tas.example.com".into(),
-            server: "ringer-test".into(),
-            timers: Timers::default(),
-        },
+        ua: UaConfig::new("tas.example.com", "ringer-test"),
         client_tls: None,
         core_uri: None,
     };

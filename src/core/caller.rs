@@ -15,7 +15,6 @@ use crate::sip::dialog::{CallHandle, DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::message::header::NameAddr;
 use crate::sip::message::Uri;
-use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
 use crate::sip::transport::stream::StreamLimits;
 use crate::sip::ua::{PendingInvite, SessionHandler, UaConfig};
@@ -86,7 +85,7 @@ impl Caller {
                 udp: Some(SocketAddr::new(bind, 0)),
                 policy: PeerPolicy::default(),
                 limits: StreamLimits::default(),
-                ua: UaConfig { contact_host: bind.to_string(), server: name.to_owned(), timers: Timers::default() },
+                ua: UaConfig::new(bind.to_string(), name),
                 client_tls: None,
                 core_uri: None,
             },

@@ -60,7 +60,18 @@ pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Opti
         }
     };
     tokio::pin!(timer);
+    // The last session description of the outgoing leg's early dialog: a 2xx after a reliable
+    // provisional response may leave it out, the caller's 2xx may not (RFC 3264 §5).
+    let mut early_sdp = None;
+    // The caller's PRACK body, awaited when the outgoing leg's provisional carried the offer.
+    let mut answer_from_caller: Option<tokio::sync::oneshot::Receiver<bytes::Bytes>> = None;
     loop {
+        let caller_answered = async {
+            match answer_from_caller.as_mut() {
+                Some(answer) => answer.await,
+                None => std::future::pending::<Result<bytes::Bytes, tokio::sync::oneshot::error::RecvError>>().await,
+            }
+        };
         tokio::select! {
             biased;
             () = caller.cancelled() => {
@@ -70,11 +81,35 @@ pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Opti
                 debug!(call_id = leg.call_id(), "no answer in time: cancelling");
                 return LegOutcome::NoAnswer(cancel_in_background(leg));
             }
+            answer = caller_answered => {
+                // The caller's PRACK carried the answer to the outgoing leg's offer: its PRACK does too.
+                answer_from_caller = None;
+                leg.prack(answer.unwrap_or_default());
+            }
             progress = leg.next() => match progress {
                 Progress::Provisional(response) => {
-                    caller.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
+                    let sdp = Some(response.body.clone()).filter(|body| !body.is_empty());
+                    if sdp.is_some() {
+                        early_sdp.clone_from(&sdp);
+                    }
+                    let prack = caller.provisional(response.status, sdp);
+                    if leg.awaits_answer() {
+                        match prack {
+                            Some(prack) => answer_from_caller = Some(prack),
+                            // The caller takes no reliable provisional response, so no answer
+                            // can come from it: acknowledge without one (RFC 3262 §5 asks one).
+                            None => leg.prack(bytes::Bytes::new()),
+                        }
+                    }
                 }
-                Progress::Answered(call, response) => return LegOutcome::Answered(call, response),
+                Progress::Answered(call, mut response) => {
+                    if response.body.is_empty() {
+                        if let Some(sdp) = early_sdp {
+                            response.body = sdp;
+                        }
+                    }
+                    return LegOutcome::Answered(call, response);
+                }
                 Progress::Failed(response) => return LegOutcome::Refused(response),
                 Progress::Cancelled | Progress::TimedOut => return LegOutcome::Unreachable,
             }

@@ -8,13 +8,14 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::client::RequestError;
 use super::message::header::MAGIC_COOKIE;
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::outbound::ConnectError;
 use super::route::RouteSet;
+use super::session_timer::{self, Agreed};
 use super::transport::{Link, Transport};
 use super::ua::{contact, local_host, remote_target, UserAgent};
 
@@ -70,6 +71,15 @@ pub(super) struct DialogState {
     pub(super) end_reason: Option<String>,
     /// Where in-dialog requests go: the peer's Contact, updated by target refreshes (§12.2).
     pub(super) remote_target: Uri,
+    /// The o= line of the peer's last session description: an offer with the same one is a
+    /// session refresh, answered here (RFC 3264 §8).
+    pub(super) remote_origin: Option<String>,
+    /// The session timer agreed (RFC 4028), if any.
+    pub(super) session: Option<Agreed>,
+    /// When the session was last refreshed.
+    pub(super) refreshed_at: tokio::time::Instant,
+    /// Whether the task running the session timer was started.
+    pub(super) timer_running: bool,
 }
 
 impl DialogState {
@@ -85,8 +95,19 @@ impl DialogState {
             offers: None,
             end_reason: None,
             remote_target,
+            remote_origin: None,
+            session: None,
+            refreshed_at: tokio::time::Instant::now(),
+            timer_running: false,
         }
     }
+}
+
+/// The o= line of a session description: its originator, session id and version, which stay
+/// the same while the description does not change (RFC 3264 §8).
+pub(super) fn origin_line(sdp: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    text.lines().map(str::trim_end).find(|line| line.starts_with("o=")).map(str::to_owned)
 }
 
 pub(super) struct Dialog {
@@ -101,7 +122,12 @@ pub(super) struct Dialog {
     /// The INVITE that made the dialog carried an SDP offer (else its 2xx did, and the ACK
     /// carries the answer).
     pub(super) invite_had_offer: bool,
+    /// The peer allows UPDATE (its Allow in the dialog-creating message): session refreshes
+    /// use it rather than a re-INVITE (RFC 4028 §7.1).
+    pub(super) peer_allows_update: bool,
     pub(super) state: Mutex<DialogState>,
+    /// The session timer was agreed anew (wakes the task that runs it).
+    pub(super) timer_changed: tokio::sync::Notify,
     /// The first ACK arrived (UAS).
     pub(super) confirmed: CancellationToken,
     /// Any ACK arrived (wakes the 2xx retransmission of a re-INVITE too).
@@ -109,7 +135,38 @@ pub(super) struct Dialog {
     pub(super) ended: CancellationToken,
 }
 
+/// What a new dialog is made of, on either side.
+pub(super) struct DialogParts {
+    pub(super) id: DialogId,
+    pub(super) link: Link,
+    pub(super) remote_uri: String,
+    pub(super) local_uri: String,
+    pub(super) route_set: RouteSet,
+    pub(super) invite_had_offer: bool,
+    pub(super) peer_allows_update: bool,
+    pub(super) state: DialogState,
+}
+
 impl Dialog {
+    pub(super) fn new(parts: DialogParts) -> Arc<Self> {
+        let DialogParts { id, link, remote_uri, local_uri, route_set, invite_had_offer, peer_allows_update, state } =
+            parts;
+        Arc::new(Self {
+            id,
+            link,
+            remote_uri,
+            local_uri,
+            route_set,
+            invite_had_offer,
+            peer_allows_update,
+            state: Mutex::new(state),
+            timer_changed: tokio::sync::Notify::new(),
+            confirmed: CancellationToken::new(),
+            ack_arrived: tokio::sync::Notify::new(),
+            ended: CancellationToken::new(),
+        })
+    }
+
     pub(super) fn state(&self) -> MutexGuard<'_, DialogState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -238,7 +295,8 @@ impl CallHandle {
             state.local_cseq
         };
         let link = self.ua.dialog_link(dialog).await?;
-        let invite = self.ua.in_dialog_request(dialog, &link, Method::Invite, cseq, Some(sdp.clone()))?;
+        let mut invite = self.ua.in_dialog_request(dialog, &link, Method::Invite, cseq, Some(sdp.clone()))?;
+        self.ua.push_session_timer(dialog, &mut invite);
         let mut responses = self.ua.clients().send_invite(invite, link.clone())?;
         while let Some(response) = responses.recv().await {
             match response.status {
@@ -249,7 +307,14 @@ impl CallHandle {
                     }
                     let ack = self.ua.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
                     let _ = link.send(Bytes::from(ack.to_bytes()));
-                    dialog.state().local_sdp = sdp;
+                    {
+                        let mut state = dialog.state();
+                        state.local_sdp = sdp;
+                        state.remote_origin = origin_line(&response.body);
+                    }
+                    // Any re-INVITE that succeeds refreshes the session (RFC 4028 §10).
+                    let agreed = session_timer::as_uac(&response.headers, &self.ua.config().session_timer);
+                    self.ua.set_session_timer(dialog, agreed);
                     return Ok(response.body);
                 }
                 status => return Err(DialogError::Refused(status)),
@@ -260,11 +325,145 @@ impl CallHandle {
 }
 
 impl UserAgent {
+    /// Starts, changes or stops `dialog`'s session timer (RFC 4028) as just agreed; the
+    /// session counts as refreshed now.
+    pub(super) fn set_session_timer(&self, dialog: &Arc<Dialog>, agreed: Option<Agreed>) {
+        let start = {
+            let mut state = dialog.state();
+            state.session = agreed;
+            state.refreshed_at = tokio::time::Instant::now();
+            let start = agreed.is_some() && !state.timer_running;
+            state.timer_running |= start;
+            start
+        };
+        dialog.timer_changed.notify_waiters();
+        if start {
+            tokio::spawn(run_session_timer(self.clone(), dialog.clone()));
+        }
+    }
+
+    /// Session-Expires (the interval agreed, else ours), Min-SE and `Supported: timer` for a
+    /// re-INVITE or UPDATE in `dialog`, which refreshes the session when it succeeds.
+    pub(super) fn push_session_timer(&self, dialog: &Dialog, request: &mut Request) {
+        let config = &self.config().session_timer;
+        let interval = dialog.state().session.map(|agreed| agreed.interval).unwrap_or(config.interval);
+        for (name, value) in session_timer::request_headers(config, interval, None) {
+            request.headers.push(name, value);
+        }
+    }
+
+    /// Refreshes `dialog`'s session (RFC 4028 §7.1, §8.1): an UPDATE without a body where the
+    /// peer allows it, else a re-INVITE offering the same session description. Returns why the
+    /// dialog must end, when it must.
+    async fn refresh_session(&self, dialog: &Arc<Dialog>) -> Option<String> {
+        let use_update = dialog.peer_allows_update;
+        let (method, body) = match use_update {
+            true => (Method::Update, None),
+            false => (Method::Invite, Some(dialog.state().local_sdp.clone())),
+        };
+        let cseq = {
+            let mut state = dialog.state();
+            state.local_cseq = state.local_cseq.max(1) + 1;
+            state.local_cseq
+        };
+        let link = match self.dialog_link(dialog).await {
+            Ok(link) => link,
+            Err(error) => return Some(format!("session refresh could not be sent: {error}")),
+        };
+        let Ok(mut request) = self.in_dialog_request(dialog, &link, method.clone(), cseq, body) else {
+            return Some("session refresh could not be built".into());
+        };
+        self.push_session_timer(dialog, &mut request);
+        let outcome = match method {
+            Method::Invite => match self.clients().send_invite(request, link.clone()) {
+                Ok(mut responses) => loop {
+                    match responses.recv().await {
+                        Some(response) if response.status < 200 => continue,
+                        Some(response) => {
+                            if response.status < 300 {
+                                if let Ok(ack) = self.in_dialog_request(dialog, &link, Method::Ack, cseq, None) {
+                                    let _ = link.send(Bytes::from(ack.to_bytes()));
+                                }
+                            }
+                            break Ok(response);
+                        }
+                        None => break Err(RequestError::Timeout),
+                    }
+                },
+                Err(error) => Err(error),
+            },
+            _ => self.clients().send(&request, &link).await,
+        };
+        let config = &self.config().session_timer;
+        match outcome {
+            Ok(response) if response.status < 300 => {
+                let agreed = session_timer::as_uac(&response.headers, config);
+                debug!(call_id = %dialog.id.call_id, %method, "session refreshed");
+                // A 2xx without Session-Expires keeps the interval we asked (we stay refresher).
+                let kept = dialog.state().session;
+                self.set_session_timer(dialog, agreed.or(kept));
+                None
+            }
+            Ok(response) if matches!(response.status, 408 | 481) => {
+                Some(format!("session refresh answered {} (RFC 4028 §10)", response.status))
+            }
+            Ok(response) => {
+                // 491 or a refusal: the session goes on; the next try is due at the next half-interval.
+                warn!(call_id = %dialog.id.call_id, status = response.status, %method, "session refresh refused");
+                let kept = dialog.state().session;
+                self.set_session_timer(dialog, kept);
+                None
+            }
+            Err(error) => Some(format!("session refresh got no answer: {error}")),
+        }
+    }
+}
+
+/// Runs `dialog`'s session timer until the dialog ends or the timer is given up: the refresher
+/// refreshes at half the interval; the other side, when no refresh came in time, ends the
+/// session with BYE (RFC 4028 §10).
+async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
+    loop {
+        let changed = dialog.timer_changed.notified();
+        let Some((agreed, since)) = ({
+            let state = dialog.state();
+            state.session.map(|agreed| (agreed, state.refreshed_at))
+        }) else {
+            dialog.state().timer_running = false;
+            return;
+        };
+        tokio::select! {
+            () = dialog.ended.cancelled() => return,
+            () = changed => continue,
+            () = tokio::time::sleep_until(since + agreed.next_action()) => {}
+        }
+        let ended = match agreed.we_refresh {
+            true => ua.refresh_session(&dialog).await,
+            false => Some(format!("session expired: no refresh within {} s (RFC 4028 §10)", agreed.interval.as_secs())),
+        };
+        if let Some(reason) = ended {
+            if dialog.ended.is_cancelled() {
+                return;
+            }
+            warn!(call_id = %dialog.id.call_id, %reason, "ending the call");
+            let _ = ua.hangup_because(&dialog.id, &reason).await;
+            ua.handler().on_ended(&dialog.id, &reason);
+            return;
+        }
+    }
+}
+
+impl UserAgent {
     /// Sends BYE in dialog `id` (over its connection while open, else a new one) and forgets
     /// the dialog.
     pub async fn hangup(&self, id: &DialogId) -> Result<u16, DialogError> {
+        self.hangup_because(id, "BYE from ringer").await
+    }
+
+    /// As [`UserAgent::hangup`], the dialog ending with `reason`.
+    pub(super) async fn hangup_because(&self, id: &DialogId, reason: &str) -> Result<u16, DialogError> {
         let dialog = self.remove_dialog(id).ok_or(DialogError::NoDialog)?;
-        dialog.end("BYE from ringer");
+        dialog.end(reason);
         let cseq = {
             let mut state = dialog.state();
             state.local_cseq = state.local_cseq.max(1) + 1;

@@ -11,23 +11,27 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::client::ClientTransactions;
-use super::dialog::{CallHandle, Dialog, DialogId, DialogState, IncomingOffer, OfferAnswer};
+use super::dialog::{origin_line, CallHandle, Dialog, DialogId, DialogParts, DialogState, IncomingOffer, OfferAnswer};
 use super::message::header::NameAddr;
+use super::message::header::{lists_option, RAck};
 use super::message::validate::Essentials;
 use super::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
 use super::outbound::{ListeningPorts, Outbound};
 use super::route::{copy_record_route, RouteSet};
+use super::session_timer::{self, Agreed, SessionTimerConfig, Support, UasTimer};
 use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
 use super::transport::{response_to, Link, Transport};
+use tokio::sync::oneshot;
+
+mod prack;
+use prack::Reliable;
 
 /// Methods this UA accepts.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK";
 /// Body types this UA understands.
 pub const ACCEPT: &str = "application/sdp";
-/// Option tags this UA supports (none yet).
-pub const SUPPORTED: &str = "";
 
-/// How the UA presents itself.
+/// How the UA presents itself and which extensions it uses.
 #[derive(Debug, Clone)]
 pub struct UaConfig {
     /// The host in Contact on TLS (the certificate's name), and where no local address is known.
@@ -36,6 +40,30 @@ pub struct UaConfig {
     pub server: String,
     /// Transaction timers, for the 2xx retransmission.
     pub timers: Timers,
+    /// Reliable provisional responses (RFC 3262, option tag `100rel`).
+    pub rel100: Support,
+    /// Session timers (RFC 4028, option tag `timer`).
+    pub session_timer: SessionTimerConfig,
+}
+
+impl UaConfig {
+    /// A UA presenting itself as `server`, with `contact_host` in its Contact, RFC 3261's
+    /// timers, and 100rel and session timers supported with RFC 4028's intervals.
+    pub fn new(contact_host: impl Into<String>, server: impl Into<String>) -> Self {
+        Self {
+            contact_host: contact_host.into(),
+            server: server.into(),
+            timers: Timers::default(),
+            rel100: Support::Supported,
+            session_timer: SessionTimerConfig::default(),
+        }
+    }
+
+    /// The option tags of a Supported header.
+    pub fn supported(&self) -> String {
+        let tags = [(self.rel100, "100rel"), (self.session_timer.support, "timer")];
+        tags.iter().filter(|(support, _)| *support != Support::Off).map(|(_, tag)| *tag).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// The layer above: decides what to do with new calls and with offers inside them.
@@ -56,6 +84,9 @@ struct PendingEntry {
     local_tag: String,
 }
 
+/// An early dialog on our side: the Call-ID and our tag.
+type EarlyKey = (String, String);
+
 struct Shared {
     config: UaConfig,
     handler: Arc<dyn SessionHandler>,
@@ -64,9 +95,15 @@ struct Shared {
     dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
     /// INVITEs awaiting the call layer, by transaction id.
     pending: Mutex<HashMap<u64, PendingEntry>>,
+    /// The reliable provisional responses of INVITEs not yet answered, for their PRACKs.
+    early: Mutex<HashMap<EarlyKey, Arc<Reliable>>>,
 }
 
 impl Shared {
+    fn early(&self) -> MutexGuard<'_, HashMap<EarlyKey, Arc<Reliable>>> {
+        self.early.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingEntry>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -99,6 +136,7 @@ impl UserAgent {
                 outbound,
                 dialogs: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
+                early: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -110,6 +148,10 @@ impl UserAgent {
 
     pub(super) fn config(&self) -> &UaConfig {
         &self.shared.config
+    }
+
+    pub(super) fn handler(&self) -> &Arc<dyn SessionHandler> {
+        &self.shared.handler
     }
 
     /// The connections ringer opens.
@@ -142,21 +184,48 @@ impl UserAgent {
     fn refuse_early(&self, incoming: &IncomingRequest) -> Option<Response> {
         let request = &incoming.request;
         let reply = |status: u16| build_response(&self.shared.config, request, status, None, None);
+        let config = &self.shared.config;
         match &request.method {
-            Method::Invite | Method::Bye | Method::Cancel | Method::Options | Method::Update => {}
+            Method::Invite | Method::Bye | Method::Cancel | Method::Options | Method::Update | Method::Prack => {}
             Method::Extension(_) => return reply(501).map(with_allow),
             _ => return reply(405).map(with_allow),
         }
         if !matches!(request.uri, Uri::Sip(_) | Uri::Tel { .. }) {
             return reply(416);
         }
-        let required: Vec<&str> = request.headers.values("Require");
-        if !required.is_empty() {
+        let understood = |tag: &&str| {
+            (tag.eq_ignore_ascii_case("100rel") && config.rel100 != Support::Off)
+                || (tag.eq_ignore_ascii_case("timer") && config.session_timer.support != Support::Off)
+        };
+        let unsupported: Vec<&str> =
+            request.headers.values("Require").into_iter().filter(|tag| !understood(tag)).collect();
+        if !unsupported.is_empty() {
             let mut response = reply(420)?;
-            response.headers.push("Unsupported", required.join(", "));
+            response.headers.push("Unsupported", unsupported.join(", "));
             return Some(response);
         }
+        // Extensions this UA requires of the peers that start calls with it (RFC 3261 §21.4.16).
+        if request.method == Method::Invite && incoming.essentials.to.tag().is_none() {
+            let supports = |tag: &str| {
+                lists_option(&request.headers, "Supported", tag) || lists_option(&request.headers, "Require", tag)
+            };
+            let missing: Vec<&str> = [(config.rel100, "100rel"), (config.session_timer.support, "timer")]
+                .iter()
+                .filter(|(support, tag)| *support == Support::Required && !supports(tag))
+                .map(|(_, tag)| *tag)
+                .collect();
+            if !missing.is_empty() {
+                let mut response = reply(421)?;
+                response.headers.push("Require", missing.join(", "));
+                return Some(response);
+            }
+        }
         if matches!(request.method, Method::Invite | Method::Update) {
+            if let UasTimer::TooSmall(min_se) = session_timer::as_uas(&request.headers, &config.session_timer) {
+                let mut response = reply(422)?;
+                response.headers.push("Min-SE", min_se.to_string());
+                return Some(response);
+            }
             if !request.body.is_empty() && !is_sdp(request.headers.get("Content-Type")) {
                 let mut response = reply(415)?;
                 response.headers.push("Accept", ACCEPT);
@@ -190,6 +259,10 @@ impl UserAgent {
                 transaction.respond(response);
             }
         };
+        if request.method == Method::Prack {
+            self.prack(&id, &request, &transaction);
+            return;
+        }
         let Some(dialog) = self.shared.dialogs().get(&id).cloned() else {
             respond(481, None);
             return;
@@ -222,12 +295,22 @@ impl UserAgent {
                     return;
                 }
                 if request.body.is_empty() {
-                    // A session refresh, or an offerless re-INVITE: offer what we have.
+                    // An offerless re-INVITE gets our session as the offer (its ACK answers);
+                    // an UPDATE without a body is a session refresh, answered without one.
                     let sdp = state.local_sdp.clone();
                     state.offer_pending = is_invite;
                     state.acked = !is_invite;
                     drop(state);
-                    self.send_success(&dialog, &transaction, &request, sdp, is_invite);
+                    self.send_success(&dialog, &transaction, &request, is_invite.then_some(sdp), is_invite);
+                    return;
+                }
+                // The same session description again (same o= line, RFC 3264 §8): a session
+                // refresh (RFC 4028), answered here with ours, not passed up or across a B2BUA.
+                if state.remote_origin.is_some() && state.remote_origin == origin_line(&request.body) {
+                    let sdp = state.local_sdp.clone();
+                    state.acked = !is_invite;
+                    drop(state);
+                    self.send_success(&dialog, &transaction, &request, Some(sdp), is_invite);
                     return;
                 }
                 let taken = state.offers.clone();
@@ -258,6 +341,27 @@ impl UserAgent {
         }
     }
 
+    /// A PRACK (RFC 3262 §4): 200 when it acknowledges the reliable provisional response
+    /// awaiting one (or repeats the last one's PRACK, also once the call is answered), 481
+    /// when it names none, 400 without a readable RAck.
+    fn prack(&self, id: &DialogId, request: &Request, transaction: &ServerTransaction) {
+        let early = self.shared.early().get(&(id.call_id.clone(), id.local_tag.clone())).cloned();
+        let rack = request.headers.get("RAck").and_then(|value| RAck::parse(value).ok());
+        let status = match (rack, early) {
+            (None, _) => 400,
+            (Some(rack), Some(reliable)) if reliable.on_prack(&rack, request.body.clone()) => 200,
+            (Some(_), Some(_)) => 481,
+            (Some(_), None) if self.shared.dialogs().contains_key(id) => 200,
+            (Some(_), None) => 481,
+        };
+        if let Some(mut response) = build_response(&self.shared.config, request, status, None, None) {
+            if status == 400 {
+                response.reason = "Bad Request (RAck missing or malformed)".into();
+            }
+            transaction.respond(response);
+        }
+    }
+
     fn answer_offer(
         &self,
         dialog: &Arc<Dialog>,
@@ -271,9 +375,10 @@ impl UserAgent {
                 {
                     let mut state = dialog.state();
                     state.local_sdp = sdp.clone();
+                    state.remote_origin = origin_line(&request.body);
                     state.acked = !is_invite;
                 }
-                self.send_success(dialog, transaction, request, sdp, is_invite);
+                self.send_success(dialog, transaction, request, Some(sdp), is_invite);
             }
             OfferAnswer::NotAcceptable(warning) => {
                 if let Some(mut response) = build_response(&self.shared.config, request, 488, None, None) {
@@ -284,38 +389,51 @@ impl UserAgent {
         }
     }
 
+    /// The 2xx to a re-INVITE or UPDATE in `dialog`, with `sdp` when it carries one, and the
+    /// session timer agreed anew (every successful one is a refresh, RFC 4028 §10).
     fn send_success(
         &self,
         dialog: &Arc<Dialog>,
         transaction: &ServerTransaction,
         request: &Request,
-        sdp: Bytes,
+        sdp: Option<Bytes>,
         is_invite: bool,
     ) {
-        let Some(mut response) =
-            build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), Some(sdp))
+        let Some(mut response) = build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), sdp)
         else {
             return;
         };
+        let agreed = grant_session_timer(&self.shared.config, request, &mut response);
         // re-INVITE and UPDATE are target refreshes (RFC 3261 §12.2.2, RFC 3311 §5.2).
         if let Some(target) = remote_target(&request.headers) {
             dialog.state().remote_target = target;
         }
-        if is_invite {
-            response.headers.push(
-                "Contact",
-                contact(
-                    &self.shared.config,
-                    self.shared.outbound.ports(),
-                    transaction.link(),
-                    addressed_securely(request),
-                ),
-            );
-        }
+        // A 2xx to a target refresh carries our Contact (RFC 3261 §12.2.2, RFC 3311 §5.2).
+        let contact =
+            contact(&self.shared.config, self.shared.outbound.ports(), transaction.link(), addressed_securely(request));
+        response.headers.push("Contact", contact);
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
         }
-        transaction.respond(response);
+        if transaction.respond(response) {
+            self.set_session_timer(dialog, agreed);
+        }
+    }
+}
+
+/// The session timer of a 2xx to `request` (RFC 4028 §9): Session-Expires, and `Require: timer`
+/// when the UAC refreshes, added to `response`; what this side does, when a timer applies.
+fn grant_session_timer(config: &UaConfig, request: &Request, response: &mut Response) -> Option<Agreed> {
+    match session_timer::as_uas(&request.headers, &config.session_timer) {
+        UasTimer::Agreed { session_expires, require, agreed } => {
+            response.headers.push("Session-Expires", session_expires.to_string());
+            if require {
+                response.headers.push("Require", "timer");
+            }
+            Some(agreed)
+        }
+        // Refused with 422 before the request got this far.
+        UasTimer::None | UasTimer::TooSmall(_) => None,
     }
 }
 
@@ -353,7 +471,7 @@ fn build_response(
     if (200..300).contains(&status) && request.method == Method::Options {
         response.headers.push("Allow", ALLOW);
         response.headers.push("Accept", ACCEPT);
-        response.headers.push("Supported", SUPPORTED);
+        response.headers.push("Supported", config.supported());
     }
     if let Some(body) = body {
         response.headers.push("Content-Type", "application/sdp");
@@ -390,6 +508,11 @@ pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link, sec
 /// The URI of the first Contact in `headers`: the peer's remote target (RFC 3261 §12.1).
 pub(super) fn remote_target(headers: &super::message::Headers) -> Option<Uri> {
     headers.values("Contact").first().and_then(|contact| NameAddr::parse(contact).ok()).map(|contact| contact.uri)
+}
+
+/// Whether the Allow header of `headers` lists UPDATE.
+pub(super) fn allows_update(headers: &super::message::Headers) -> bool {
+    headers.values("Allow").iter().any(|method| method.eq_ignore_ascii_case("UPDATE"))
 }
 
 /// Whether `request` was addressed to a SIPS URI: its Request-URI, or the top Record-Route.
@@ -482,6 +605,31 @@ impl TransactionUser for UserAgent {
                         local_tag: local_tag.clone(),
                     },
                 );
+                // Provisional responses go reliably where the caller supports 100rel.
+                let supports_100rel = lists_option(&request.headers, "Supported", "100rel");
+                let requires_100rel = lists_option(&request.headers, "Require", "100rel");
+                let reliable = match config.rel100 != Support::Off && (supports_100rel || requires_100rel) {
+                    true => {
+                        let timeout = build_response(config, &request, 504, Some(&local_tag), None);
+                        timeout.map(|mut timeout| {
+                            timeout
+                                .headers
+                                .push("Warning", "399 ringer \"no PRACK for a reliable provisional response\"");
+                            let reliable = Reliable::new(
+                                incoming.essentials.cseq.number,
+                                incoming.transaction.clone(),
+                                config.timers.t1,
+                                cancelled.clone(),
+                                timeout,
+                            );
+                            let key = (incoming.essentials.call_id.clone(), local_tag.clone());
+                            self.shared.early().insert(key, reliable.clone());
+                            reliable
+                        })
+                    }
+                    false => None,
+                };
+                let all_reliable = requires_100rel || (reliable.is_some() && config.rel100 == Support::Required);
                 let invite = PendingInvite {
                     shared: self.shared.clone(),
                     received_at: tokio::time::Instant::now(),
@@ -490,6 +638,9 @@ impl TransactionUser for UserAgent {
                     request,
                     essentials: incoming.essentials,
                     transaction: incoming.transaction,
+                    reliable,
+                    all_reliable,
+                    answer_held: false,
                 };
                 self.shared.handler.on_invite(invite);
             }
@@ -554,6 +705,12 @@ pub struct PendingInvite {
     request: Arc<Request>,
     essentials: Essentials,
     transaction: ServerTransaction,
+    /// Its reliable provisional responses, when the caller supports 100rel.
+    reliable: Option<Arc<Reliable>>,
+    /// Every provisional response goes reliably (the caller requires 100rel, or we do).
+    all_reliable: bool,
+    /// The 2xx waits for a PRACK: the INVITE is not over when this is dropped.
+    answer_held: bool,
 }
 
 impl PendingInvite {
@@ -582,24 +739,37 @@ impl PendingInvite {
         self.cancelled.cancelled()
     }
 
-    /// Sends a provisional response (180, 183), with SDP for early media.
-    pub fn provisional(&self, status: u16, sdp: Option<Bytes>) {
-        if let Some(mut response) =
-            build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)
-        {
-            let ports = self.shared.outbound.ports();
-            let secure = addressed_securely(&self.request);
-            response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link(), secure));
-            // A provisional response with a To tag makes an early dialog (RFC 3261 §12.1.1).
-            if status > 100 {
-                copy_record_route(&self.request.headers, &mut response.headers);
+    /// Sends a provisional response (180, 183), with SDP for early media. It goes reliably
+    /// (RFC 3262) when the caller supports 100rel and it carries SDP, or when 100rel is
+    /// required; then the returned receiver hears the body of its PRACK (the answer, when the
+    /// provisional carried the offer).
+    pub fn provisional(&self, status: u16, sdp: Option<Bytes>) -> Option<oneshot::Receiver<Bytes>> {
+        let mut response = build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)?;
+        let ports = self.shared.outbound.ports();
+        let secure = addressed_securely(&self.request);
+        response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link(), secure));
+        // A provisional response with a To tag makes an early dialog (RFC 3261 §12.1.1).
+        if status > 100 {
+            copy_record_route(&self.request.headers, &mut response.headers);
+        }
+        match &self.reliable {
+            Some(reliable) if status > 100 && (self.all_reliable || !response.body.is_empty()) => {
+                let (answer_to, answer) = oneshot::channel();
+                reliable.send(response, Some(answer_to));
+                Some(answer)
             }
-            self.transaction.respond(response);
+            _ => {
+                self.transaction.respond(response);
+                None
+            }
         }
     }
 
     /// Answers 200 with `sdp` and creates the dialog; `None` if the INVITE was already ended (CANCEL).
-    pub fn answer(self, sdp: Bytes) -> Option<CallHandle> {
+    ///
+    /// While a reliable provisional response with SDP awaits its PRACK, the 2xx waits too
+    /// (RFC 3262 §3): the dialog exists at once, and ends if no PRACK comes.
+    pub fn answer(mut self, sdp: Bytes) -> Option<CallHandle> {
         let config = &self.shared.config;
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
         let secure = addressed_securely(&self.request);
@@ -607,38 +777,63 @@ impl PendingInvite {
             .headers
             .push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
         response.headers.push("Allow", ALLOW);
-        response.headers.push("Supported", SUPPORTED);
+        response.headers.push("Supported", config.supported());
         copy_record_route(&self.request.headers, &mut response.headers);
+        let agreed = grant_session_timer(config, &self.request, &mut response);
         let id = DialogId {
             call_id: self.essentials.call_id.clone(),
             local_tag: self.local_tag.clone(),
             remote_tag: self.essentials.from.tag().unwrap_or_default().to_owned(),
         };
-        let dialog = Arc::new(Dialog {
+        let mut state = DialogState::new(
+            self.essentials.cseq.number,
+            0,
+            sdp,
+            remote_target(&self.request.headers).unwrap_or_else(|| self.request.uri.clone()),
+        );
+        state.remote_origin = origin_line(&self.request.body);
+        let dialog = Dialog::new(DialogParts {
             id: id.clone(),
             link: self.transaction.link().clone(),
             remote_uri: self.request.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: response.headers.get("To").unwrap_or_default().to_owned(),
             route_set: RouteSet::of_uas(&self.request.headers),
             invite_had_offer: !self.request.body.is_empty(),
-            state: Mutex::new(DialogState::new(
-                self.essentials.cseq.number,
-                0,
-                sdp,
-                remote_target(&self.request.headers).unwrap_or_else(|| self.request.uri.clone()),
-            )),
-            confirmed: CancellationToken::new(),
-            ack_arrived: tokio::sync::Notify::new(),
-            ended: CancellationToken::new(),
+            peer_allows_update: allows_update(&self.request.headers),
+            state,
         });
         // The dialog exists before the 2xx leaves, so a fast ACK or BYE finds it.
         self.shared.dialogs().insert(id.clone(), dialog.clone());
-        if !self.transaction.respond(response.clone()) {
-            self.shared.dialogs().remove(&id);
-            return None;
+        let ua = UserAgent { shared: self.shared.clone() };
+        let send = {
+            let (ua, dialog, transaction) = (ua.clone(), dialog.clone(), self.transaction.clone());
+            let early = (self.essentials.call_id.clone(), self.local_tag.clone());
+            move |prack_came: bool| {
+                ua.shared.early().remove(&early);
+                if prack_came && transaction.respond(response.clone()) {
+                    retransmit_until_ack(&ua.shared, dialog.clone(), response);
+                    ua.set_session_timer(&dialog, agreed);
+                    return;
+                }
+                ua.shared.dialogs().remove(&dialog.id);
+                dialog.end(if prack_came { "cancelled" } else { "no PRACK for a provisional response with SDP" });
+            }
+        };
+        let send: prack::HeldAnswer = Box::new(send);
+        let send = match &self.reliable {
+            Some(reliable) => reliable.hold_answer(send),
+            None => Some(send),
+        };
+        let Some(send) = send else {
+            self.answer_held = true;
+            return Some(CallHandle { dialog, ua });
+        };
+        // Sent now: a 2xx that could not go (the INVITE ended under it) took the dialog away.
+        send(true);
+        match self.shared.dialogs().contains_key(&id) {
+            true => Some(CallHandle { dialog, ua }),
+            false => None,
         }
-        retransmit_until_ack(&self.shared, dialog.clone(), response);
-        Some(CallHandle { dialog, ua: UserAgent { shared: self.shared.clone() } })
     }
 
     /// Answers with a final non-2xx status; `reason` overrides the standard phrase, `warning`
@@ -677,6 +872,13 @@ impl PendingInvite {
 impl Drop for PendingInvite {
     fn drop(&mut self) {
         self.shared.pending().remove(&self.transaction.id());
+        if self.answer_held {
+            return;
+        }
+        if let Some(reliable) = &self.reliable {
+            reliable.finish();
+            self.shared.early().remove(&(self.essentials.call_id.clone(), self.local_tag.clone()));
+        }
         if !self.transaction.is_final() {
             // Never leave the caller ringing because a handler forgot the call.
             if let Some(response) = build_response(&self.shared.config, &self.request, 500, Some(&self.local_tag), None)

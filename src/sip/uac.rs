@@ -1,20 +1,21 @@
 //! Calls ringer places (RFC 3261 §13.2): the INVITE, its responses, CANCEL (§9.1), and the
 //! dialog a 2xx creates. The B2BUA's leg 3 and the emulated core's legs 2 and 4 start here.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::client::{cancel_for, RequestError};
-use super::dialog::{CallHandle, Dialog, DialogId, DialogState};
-use super::message::header::NameAddr;
+use super::dialog::{origin_line, CallHandle, Dialog, DialogId, DialogParts, DialogState};
+use super::message::header::{lists_option, parse_rseq, CSeq, NameAddr, RAck, SessionExpires};
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::route::RouteSet;
+use super::session_timer::{self, Support};
 use super::transport::Link;
-use super::ua::{contact, local_host, remote_target, UserAgent, ALLOW};
+use super::ua::{allows_update, contact, local_host, remote_target, UserAgent, ALLOW};
 
 /// What to put in an INVITE ringer sends.
 #[derive(Debug, Clone)]
@@ -65,6 +66,18 @@ pub struct OutgoingCall {
     provisional_seen: bool,
     cancel: CancelState,
     cancel_deadline: Option<tokio::time::Instant>,
+    /// The last CSeq number used in the call (the INVITE's, then PRACKs'); the dialog goes on
+    /// from it.
+    cseq: u32,
+    /// The RSeq of the last reliable provisional response acknowledged, per early dialog (To tag).
+    rseqs: HashMap<String, u32>,
+    /// A reliable provisional response that carried the offer (our INVITE had none): its PRACK
+    /// waits for the answer, given with [`OutgoingCall::prack`].
+    awaiting_answer: Option<Response>,
+    /// The o= line of an early session description (a 2xx may leave it out).
+    early_origin: Option<String>,
+    /// The INVITE was sent again after a 422 (RFC 4028 §7.4); once is enough.
+    resent_after_422: bool,
 }
 
 impl std::fmt::Debug for OutgoingCall {
@@ -90,6 +103,14 @@ impl UserAgent {
         headers.push("Contact", contact(self.config(), self.outbound().ports(), &link, secure));
         headers.push("Allow", ALLOW);
         headers.push("User-Agent", self.config().server.clone());
+        self.push_extensions(&mut headers);
+        let config = &self.config().session_timer;
+        for (name, value) in session_timer::request_headers(config, config.interval, None) {
+            // The option tag itself went with the others.
+            if name != "Supported" {
+                headers.push(name, value);
+            }
+        }
         for (name, value) in spec.headers {
             headers.push(&name, value);
         }
@@ -106,7 +127,29 @@ impl UserAgent {
             provisional_seen: false,
             cancel: CancelState::NotAsked,
             cancel_deadline: None,
+            cseq: 1,
+            rseqs: HashMap::new(),
+            awaiting_answer: None,
+            early_origin: None,
+            resent_after_422: false,
         })
+    }
+
+    /// Supported and Require for the extensions this UA uses in the calls it places.
+    fn push_extensions(&self, headers: &mut Headers) {
+        let config = self.config();
+        let supported = config.supported();
+        if !supported.is_empty() {
+            headers.push("Supported", supported);
+        }
+        let required: Vec<&str> = [(config.rel100, "100rel"), (config.session_timer.support, "timer")]
+            .iter()
+            .filter(|(support, _)| *support == Support::Required)
+            .map(|(_, tag)| *tag)
+            .collect();
+        if !required.is_empty() {
+            headers.push("Require", required.join(", "));
+        }
     }
 }
 
@@ -172,8 +215,21 @@ impl OutgoingCall {
                     if self.cancel == CancelState::Waiting {
                         self.send_cancel();
                     }
+                    if response.status > 100 && !self.acknowledge_provisional(&response) {
+                        // A retransmission of a reliable one already acknowledged.
+                        continue;
+                    }
+                    if let Some(origin) = origin_line(&response.body) {
+                        self.early_origin = Some(origin);
+                    }
                     if response.status > 100 && self.cancel == CancelState::NotAsked {
                         return Progress::Provisional(response);
+                    }
+                }
+                422 if !self.resent_after_422 => {
+                    // RFC 4028 §7.4: ask again with at least the Min-SE the UAS requires.
+                    if let Some(progress) = self.resend_after_422(&response) {
+                        return progress;
                     }
                 }
                 200..=299 => {
@@ -195,30 +251,143 @@ impl OutgoingCall {
         }
     }
 
+    /// Acknowledges a reliable provisional response (RFC 3262 §4) with PRACK, at once, or
+    /// once the layer above gives the answer to the offer it carries; `false` for a
+    /// retransmission or a response out of order, which the caller drops.
+    fn acknowledge_provisional(&mut self, response: &Response) -> bool {
+        let reliable = lists_option(&response.headers, "Require", "100rel") && self.ua.config().rel100 != Support::Off;
+        let rseq = response.headers.get("RSeq").and_then(|value| parse_rseq(value).ok());
+        let (true, Some(rseq)) = (reliable, rseq) else { return true };
+        let tag = response
+            .headers
+            .get("To")
+            .and_then(|to| NameAddr::parse(to).ok())
+            .and_then(|to| to.tag().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(last) = self.rseqs.get(&tag) {
+            if rseq != last.wrapping_add(1) {
+                return false;
+            }
+        }
+        self.rseqs.insert(tag, rseq);
+        let carries_offer = self.request.body.is_empty() && !response.body.is_empty() && self.early_origin.is_none();
+        match carries_offer {
+            true => self.awaiting_answer = Some(response.clone()),
+            false => self.send_prack(response, rseq, Bytes::new()),
+        }
+        true
+    }
+
+    /// Whether a reliable provisional response carried the offer and its PRACK waits for
+    /// the answer ([`OutgoingCall::prack`]).
+    pub fn awaits_answer(&self) -> bool {
+        self.awaiting_answer.is_some()
+    }
+
+    /// Sends the PRACK held for a reliable provisional response that carried the offer, with
+    /// `answer` (RFC 3262 §5: the PRACK carries the answer to an offer in the provisional).
+    pub fn prack(&mut self, answer: Bytes) {
+        let Some(response) = self.awaiting_answer.take() else { return };
+        let Some(rseq) = response.headers.get("RSeq").and_then(|value| parse_rseq(value).ok()) else { return };
+        self.send_prack(&response, rseq, answer);
+    }
+
+    /// A PRACK for `response` in its early dialog: its Contact as Request-URI, the route set
+    /// of its Record-Route, the next CSeq, RAck naming it; sent in the background.
+    fn send_prack(&mut self, response: &Response, rseq: u32, body: Bytes) {
+        self.cseq += 1;
+        let invite_cseq =
+            CSeq::parse(self.request.headers.get("CSeq").unwrap_or_default()).map(|c| c.number).unwrap_or(1);
+        let target = remote_target(&response.headers).unwrap_or_else(|| self.request.uri.clone());
+        let route = RouteSet::of_uac(&response.headers).route(&target);
+        let mut headers = Headers::new();
+        headers.push("Via", self.ua.via(&self.link));
+        headers.push("Max-Forwards", "70");
+        for value in &route.routes {
+            headers.push("Route", value.clone());
+        }
+        for name in ["From", "Call-ID"] {
+            headers.push(name, self.request.headers.get(name).unwrap_or_default());
+        }
+        headers.push("To", response.headers.get("To").unwrap_or_default());
+        headers.push("CSeq", CSeq { number: self.cseq, method: Method::Prack }.to_string());
+        headers.push("RAck", RAck { rseq, cseq: invite_cseq, method: Method::Invite }.to_string());
+        headers.push("User-Agent", self.ua.config().server.clone());
+        if !body.is_empty() {
+            headers.push("Content-Type", "application/sdp");
+        }
+        let prack = Request { method: Method::Prack, uri: route.request_uri, headers, body };
+        let clients = self.ua.clients().clone();
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            match clients.send(&prack, &link).await {
+                Ok(response) if response.status < 300 => {}
+                Ok(response) => debug!(status = response.status, "PRACK refused"),
+                Err(error) => debug!(%error, "PRACK got no answer"),
+            }
+        });
+    }
+
+    /// Sends the INVITE again after a 422, asking the Min-SE it gave: same Call-ID and From
+    /// tag, the next CSeq, a new branch; `None` when it could not be (the 422 is then final).
+    fn resend_after_422(&mut self, response: &Response) -> Option<Progress> {
+        let config = &self.ua.config().session_timer;
+        let asked = self
+            .request
+            .headers
+            .get("Session-Expires")
+            .and_then(|value| SessionExpires::parse(value).ok())
+            .map(|expires| std::time::Duration::from_secs(u64::from(expires.seconds)))
+            .unwrap_or(config.interval);
+        let Some(interval) = session_timer::after_too_small(&response.headers, asked) else {
+            return Some(Progress::Failed(response.clone()));
+        };
+        self.resent_after_422 = true;
+        self.cseq += 1;
+        let mut request = (*self.request).clone();
+        request.headers.set("Via", self.ua.via(&self.link));
+        request.headers.set("CSeq", CSeq { number: self.cseq, method: Method::Invite }.to_string());
+        for (name, value) in session_timer::request_headers(config, interval, None) {
+            if name != "Supported" && name != "Require" {
+                request.headers.set(name, value);
+            }
+        }
+        match self.ua.clients().send_invite(request.clone(), self.link.clone()) {
+            Ok(responses) => {
+                info!(call_id = %self.call_id(), seconds = interval.as_secs(), "422: INVITE sent again with a longer session interval");
+                self.responses = responses;
+                self.request = Arc::new(request);
+                None
+            }
+            Err(_) => Some(Progress::Failed(response.clone())),
+        }
+    }
+
     /// The dialog a 2xx creates (RFC 3261 §12.1.2).
     fn confirm(&self, response: &Response) -> CallHandle {
         let to = response.headers.get("To").unwrap_or_default().to_owned();
         let remote_tag = NameAddr::parse(&to).ok().and_then(|to| to.tag().map(str::to_owned)).unwrap_or_default();
         let from = self.request.headers.get("From").unwrap_or_default().to_owned();
         let local_tag = NameAddr::parse(&from).ok().and_then(|from| from.tag().map(str::to_owned)).unwrap_or_default();
-        let dialog = Arc::new(Dialog {
+        let mut state = DialogState::new(
+            0,
+            self.cseq,
+            self.request.body.clone(),
+            remote_target(&response.headers).unwrap_or_else(|| self.request.uri.clone()),
+        );
+        state.remote_origin = origin_line(&response.body).or_else(|| self.early_origin.clone());
+        let dialog = Dialog::new(DialogParts {
             id: DialogId { call_id: self.call_id().to_owned(), local_tag, remote_tag },
             link: self.link.clone(),
             remote_uri: to,
             local_uri: from,
             route_set: RouteSet::of_uac(&response.headers),
             invite_had_offer: !self.request.body.is_empty(),
-            state: Mutex::new(DialogState::new(
-                0,
-                1,
-                self.request.body.clone(),
-                remote_target(&response.headers).unwrap_or_else(|| self.request.uri.clone()),
-            )),
-            confirmed: CancellationToken::new(),
-            ack_arrived: tokio::sync::Notify::new(),
-            ended: CancellationToken::new(),
+            peer_allows_update: allows_update(&response.headers),
+            state,
         });
         self.ua.insert_dialog(dialog.clone());
+        self.ua.set_session_timer(&dialog, session_timer::as_uac(&response.headers, &self.ua.config().session_timer));
         CallHandle { dialog, ua: self.ua.clone() }
     }
 }

@@ -30,7 +30,6 @@ use crate::sip::b2bua::{self, LegOutcome};
 use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::message::{Request, Uri};
-use crate::sip::transaction::Timers;
 use crate::sip::transport::policy::PeerPolicy;
 use crate::sip::transport::stream::StreamLimits;
 use crate::sip::ua::{PendingInvite, SessionHandler, UaConfig, UserAgent};
@@ -165,11 +164,7 @@ pub struct Sbc {
 }
 
 fn ua_config(contact_host: String) -> UaConfig {
-    UaConfig {
-        contact_host,
-        server: format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION")),
-        timers: Timers::default(),
-    }
+    UaConfig::new(contact_host, format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION")))
 }
 
 /// Starts the SBC on the registrations of `registry`.

@@ -1,0 +1,197 @@
+//! Reliable provisional responses on the UAS side (RFC 3262 §3): each 18x sent reliably gets
+//! the next RSeq and is retransmitted (every transport, T1 doubling) until its PRACK; the next
+//! one waits behind it, and so does a 2xx while the unacknowledged one carried SDP. With no
+//! PRACK after 64·T1 the INVITE is refused with 504.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::sip::message::header::RAck;
+use crate::sip::message::{Method, Response};
+use crate::sip::transaction::ServerTransaction;
+
+/// A 2xx held back until the PRACK of a provisional response with SDP; called with `true` to
+/// send it, `false` when no PRACK came.
+pub(super) type HeldAnswer = Box<dyn FnOnce(bool) + Send>;
+
+/// The reliable provisional responses of one INVITE.
+pub(super) struct Reliable {
+    invite_cseq: u32,
+    transaction: ServerTransaction,
+    t1: Duration,
+    /// Cancelled when no PRACK came: the layer above stops as for a CANCEL.
+    given_up: CancellationToken,
+    /// The final response sent when no PRACK came.
+    timeout: Response,
+    state: Mutex<State>,
+}
+
+struct State {
+    next_rseq: u32,
+    outstanding: Option<Outstanding>,
+    queued: VecDeque<Queued>,
+    last_acked: Option<u32>,
+    held_answer: Option<HeldAnswer>,
+    /// A final response went out (or was given up on): nothing more is sent.
+    done: bool,
+}
+
+/// A provisional response waiting for its turn, whether it has SDP, and who hears its PRACK.
+struct Queued {
+    response: Response,
+    answer_to: Option<oneshot::Sender<Bytes>>,
+}
+
+struct Outstanding {
+    rseq: u32,
+    has_sdp: bool,
+    /// Hears the PRACK's body (the answer, when the provisional carried the offer).
+    answer_to: Option<oneshot::Sender<Bytes>>,
+}
+
+impl Reliable {
+    /// The reliable provisional responses to the INVITE numbered `invite_cseq` of `transaction`.
+    pub(super) fn new(
+        invite_cseq: u32,
+        transaction: ServerTransaction,
+        t1: Duration,
+        given_up: CancellationToken,
+        timeout: Response,
+    ) -> Arc<Self> {
+        // RFC 3262 §3: the first RSeq is random, below 2^31.
+        let next_rseq = rand::random_range(1..(1 << 31));
+        let state = State {
+            next_rseq,
+            outstanding: None,
+            queued: VecDeque::new(),
+            last_acked: None,
+            held_answer: None,
+            done: false,
+        };
+        Arc::new(Self { invite_cseq, transaction, t1, given_up, timeout, state: Mutex::new(state) })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `response` reliably, or queues it behind the one awaiting its PRACK; `answer_to`
+    /// hears the body of its PRACK.
+    pub(super) fn send(self: &Arc<Self>, response: Response, answer_to: Option<oneshot::Sender<Bytes>>) {
+        let mut state = self.state();
+        if state.done {
+            return;
+        }
+        let queued = Queued { response, answer_to };
+        match state.outstanding {
+            Some(_) => state.queued.push_back(queued),
+            None => self.transmit(&mut state, queued),
+        }
+    }
+
+    fn transmit(self: &Arc<Self>, state: &mut State, queued: Queued) {
+        let Queued { mut response, answer_to } = queued;
+        let rseq = state.next_rseq;
+        state.next_rseq = rseq.wrapping_add(1).max(1);
+        response.headers.push("Require", "100rel");
+        response.headers.push("RSeq", rseq.to_string());
+        state.outstanding = Some(Outstanding { rseq, has_sdp: !response.body.is_empty(), answer_to });
+        self.transaction.respond(response.clone());
+        tokio::spawn(self.clone().retransmit(rseq, response));
+    }
+
+    /// Sends `response` again, T1 doubling, until its PRACK; gives up after 64·T1.
+    async fn retransmit(self: Arc<Self>, rseq: u32, response: Response) {
+        let deadline = tokio::time::Instant::now() + self.t1 * 64;
+        let mut interval = self.t1;
+        loop {
+            tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
+            {
+                let state = self.state();
+                if state.done || state.outstanding.as_ref().map(|outstanding| outstanding.rseq) != Some(rseq) {
+                    return;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.give_up();
+                return;
+            }
+            self.transaction.respond(response.clone());
+            interval *= 2;
+        }
+    }
+
+    fn give_up(&self) {
+        let held = {
+            let mut state = self.state();
+            state.done = true;
+            state.outstanding = None;
+            state.queued.clear();
+            state.held_answer.take()
+        };
+        warn!("no PRACK for a reliable provisional response within 64*T1: refusing the INVITE (RFC 3262 §3)");
+        match held {
+            Some(answer) => answer(false),
+            None => {
+                self.transaction.respond(self.timeout.clone());
+            }
+        }
+        self.given_up.cancel();
+    }
+
+    /// A PRACK naming `rack`, with `body`: `true` when it acknowledges the response awaiting
+    /// one (or, retransmitted, the last one acknowledged), else `false` (481).
+    pub(super) fn on_prack(self: &Arc<Self>, rack: &RAck, body: Bytes) -> bool {
+        let mut state = self.state();
+        let ours = rack.method == Method::Invite && rack.cseq == self.invite_cseq;
+        let acknowledged = match state.outstanding.take() {
+            Some(outstanding) if ours && outstanding.rseq == rack.rseq => outstanding,
+            other => {
+                state.outstanding = other;
+                return ours && state.last_acked == Some(rack.rseq);
+            }
+        };
+        state.last_acked = Some(acknowledged.rseq);
+        if let Some(answer_to) = acknowledged.answer_to {
+            let _ = answer_to.send(body);
+        }
+        if let Some(next) = state.queued.pop_front() {
+            self.transmit(&mut state, next);
+            return true;
+        }
+        if let Some(answer) = state.held_answer.take() {
+            state.done = true;
+            drop(state);
+            answer(true);
+        }
+        true
+    }
+
+    /// Holds `answer` while a provisional response with SDP awaits its PRACK (a 2xx may not
+    /// overtake it, RFC 3262 §3); gives it back when nothing does, to be sent at once.
+    pub(super) fn hold_answer(&self, answer: HeldAnswer) -> Option<HeldAnswer> {
+        let mut state = self.state();
+        let waiting = state.outstanding.as_ref().is_some_and(|outstanding| outstanding.has_sdp)
+            || state.queued.iter().any(|queued| !queued.response.body.is_empty());
+        if waiting && !state.done {
+            state.held_answer = Some(answer);
+            return None;
+        }
+        state.done = true;
+        state.queued.clear();
+        Some(answer)
+    }
+
+    /// The INVITE got its final response: nothing more is sent.
+    pub(super) fn finish(&self) {
+        let mut state = self.state();
+        state.done = true;
+        state.queued.clear();
+    }
+}
