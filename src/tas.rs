@@ -66,10 +66,10 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             idle_timeout: sip.idle_timeout,
             ..StreamLimits::default()
         },
-        ua: UaConfig::new(
+        ua: sip.extensions().apply(UaConfig::new(
             sip.contact_host.clone().unwrap_or_else(|| config.tas.sip_uri.host().to_owned()),
             server_header(),
-        ),
+        )),
         client_tls: Some(crate::tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
         core_uri: sip.core_uri.clone(),
     })

@@ -172,3 +172,41 @@ async fn sipp_as_the_core_drives_ringer_with_mo_and_mt_prefixes() {
         "no call left in ringer"
     );
 }
+
+/// Reliable provisional responses (RFC 3262) on every leg: SIPp's Bob sends his early media
+/// in a reliable 183 and waits for its PRACK; the SBC and ringer relay it reliably leg by leg,
+/// each leg PRACKed by the side that received it, up to SIPp's Alice, who PRACKs the SBC's.
+#[tokio::test]
+async fn reliable_early_media_is_prack_ed_on_every_leg_between_sipp_ends() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bob_port = common::free_port().port();
+    let lab = Lab::start_routed(
+        &[subscriber("+4799990001", "loop", "11", "22", "", "")],
+        Vec::new(),
+        Duration::from_secs(30),
+        vec![SbcRoute { prefix: "+".into(), target: format!("sip:127.0.0.1:{bob_port}") }],
+    )
+    .await;
+    let access = lab.sbc().access.udp_addr.expect("access UDP");
+    let log = log_path(dir.path(), "bob-100rel.log");
+    let bob = sipp_server(&sipp, "bob_100rel.xml", "u1", bob_port, &log);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, failed, screen) =
+        sipp_client(&sipp, "alice_100rel.xml", "u1", &[("caller", "+4711111111")], "+4799990001", access).await;
+    assert_eq!((ok, failed), (CALLS, 0), "Alice: the reliable 183 PRACKed and answered\n{screen}");
+    let (code, bob_screen) = finished(bob).await;
+    assert_eq!(code, Some(0), "Bob: every INVITE offered 100rel and every 183 got its PRACK\n{bob_screen}");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    let calls = lab.sbc().calls();
+    assert_eq!(calls.len(), CALLS as usize);
+    assert!(
+        calls.iter().all(|call| call.legs.iter().map(|leg| (leg.leg, leg.status)).eq([
+            (1, 200),
+            (2, 200),
+            (3, 200),
+            (4, 200)
+        ])),
+        "{calls:?}"
+    );
+}

@@ -79,6 +79,38 @@ pub struct SbcConfig {
     /// replicated to the TAS. Off: MO calls of Fork subscribers go straight to the callee.
     #[serde(default = "default_true")]
     pub fork_mo: bool,
+    /// Reliable provisional responses (RFC 3262) on every leg: `off`, `supported`, `required`.
+    #[serde(default)]
+    pub rel100: super::ExtensionUse,
+    /// Session timers (RFC 4028) on every leg: `off`, `supported`, `required`.
+    #[serde(default)]
+    pub session_timer: super::ExtensionUse,
+    /// The session interval asked for, and granted to calls that ask none.
+    #[serde(default = "default_session_expires", with = "humantime_serde")]
+    pub session_expires: Duration,
+    /// The shortest session interval accepted (smaller gets 422).
+    #[serde(default = "default_min_se", with = "humantime_serde")]
+    pub min_se: Duration,
+}
+
+fn default_session_expires() -> Duration {
+    super::ExtensionsConfig::default().session_expires
+}
+
+fn default_min_se() -> Duration {
+    super::ExtensionsConfig::default().min_se
+}
+
+impl SbcConfig {
+    /// The SIP extensions as configured.
+    pub fn extensions(&self) -> super::ExtensionsConfig {
+        super::ExtensionsConfig {
+            rel100: self.rel100,
+            session_timer: self.session_timer,
+            session_expires: self.session_expires,
+            min_se: self.min_se,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -291,6 +323,7 @@ impl CoreConfig {
 impl SbcConfig {
     /// Checks what serde alone cannot.
     pub fn validate(&self) -> Result<(), String> {
+        self.extensions().validate("sbc")?;
         if self.cert_file.is_none() || self.key_file.is_none() {
             return Err("sbc.cert_file and sbc.key_file are needed: the interconnect to TASs is TLS".into());
         }

@@ -84,6 +84,28 @@ pub struct SipConfig {
     pub contact_host: Option<String>,
     /// The address written into SDP answers.
     pub media_address: String,
+    /// Reliable provisional responses (RFC 3262): `off`, `supported` or `required`.
+    pub rel100: super::ExtensionUse,
+    /// Session timers (RFC 4028): `off`, `supported` or `required`.
+    pub session_timer: super::ExtensionUse,
+    /// The session interval asked for, and granted to calls that ask none.
+    #[serde(with = "humantime_serde")]
+    pub session_expires: Duration,
+    /// The shortest session interval accepted (smaller gets 422); RFC 4028 says 90 s.
+    #[serde(with = "humantime_serde")]
+    pub min_se: Duration,
+}
+
+impl SipConfig {
+    /// The SIP extensions as configured.
+    pub fn extensions(&self) -> super::ExtensionsConfig {
+        super::ExtensionsConfig {
+            rel100: self.rel100,
+            session_timer: self.session_timer,
+            session_expires: self.session_expires,
+            min_se: self.min_se,
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -104,6 +126,10 @@ impl Default for SipConfig {
             idle_timeout: Duration::from_secs(15 * 60),
             contact_host: None,
             media_address: "0.0.0.0".into(),
+            rel100: super::ExtensionUse::Supported,
+            session_timer: super::ExtensionUse::Supported,
+            session_expires: super::ExtensionsConfig::default().session_expires,
+            min_se: super::ExtensionsConfig::default().min_se,
         }
     }
 }
@@ -381,6 +407,7 @@ impl ServeConfig {
                 _ => return Err(format!("sip.core_uri {uri:?} is not a sip: or sips: URI")),
             }
         }
+        sip.extensions().validate("sip")?;
         if sip.max_connections == 0 || sip.max_connections_per_peer == 0 {
             return Err("sip.max_connections and sip.max_connections_per_peer must be at least 1".into());
         }

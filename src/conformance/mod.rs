@@ -149,6 +149,10 @@ pub async fn run(
         dns_server: None,
         leg2_tel: false,
         fork_mo: true,
+        rel100: Default::default(),
+        session_timer: Default::default(),
+        session_expires: Duration::from_secs(1800),
+        min_se: Duration::from_secs(90),
     };
     let (own_sbc, core) = match &config.grpc {
         None => {

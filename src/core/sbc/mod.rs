@@ -163,8 +163,8 @@ pub struct Sbc {
     shared: Arc<Shared>,
 }
 
-fn ua_config(contact_host: String) -> UaConfig {
-    UaConfig::new(contact_host, format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION")))
+fn ua_config(config: &SbcConfig, contact_host: String) -> UaConfig {
+    config.extensions().apply(UaConfig::new(contact_host, format!("ringer-core-sbc/{}", env!("CARGO_PKG_VERSION"))))
 }
 
 /// Starts the SBC on the registrations of `registry`.
@@ -195,13 +195,18 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         udp: None,
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
-        ua: ua_config(config.interconnect_listen.ip().to_string()),
+        ua: ua_config(config, config.interconnect_listen.ip().to_string()),
         client_tls: Some(client_tls),
         core_uri: None,
     };
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let handset_endpoint = endpoint::start(
-        EndpointConfig { tcp: Some(loopback), udp: Some(loopback), ua: ua_config("127.0.0.1".into()), ..base.clone() },
+        EndpointConfig {
+            tcp: Some(loopback),
+            udp: Some(loopback),
+            ua: ua_config(config, "127.0.0.1".into()),
+            ..base.clone()
+        },
         Arc::new(HandsetHandler(shared.handsets.clone())),
     )
     .await?;
@@ -219,7 +224,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
             tls: config.tls_listen.map(|addr| (addr, server_tls.clone())),
             tcp: config.tcp_listen,
             udp: config.udp_listen,
-            ua: ua_config(access_host),
+            ua: ua_config(config, access_host),
             ..base.clone()
         },
         Arc::new(SideHandler { shared: shared.clone(), side: Side::Access }),
