@@ -88,6 +88,18 @@ pub struct LabConfig {
     /// Where the TAS's media binds and what its SDP says (loopback by default; a SIP client that
     /// leaves loopback out of ICE, as baresip does, needs an interface address).
     pub media_address: std::net::IpAddr,
+    /// A proxy between the core and the TAS (a record-routing SBC or load balancer such as
+    /// Kamailio); `None`: the core and the TAS talk directly.
+    pub proxy: Option<ProxyPath>,
+}
+
+/// Where the core and the TAS reach each other when a proxy sits between them.
+#[derive(Debug, Clone)]
+pub struct ProxyPath {
+    /// The `sip_uri` the TAS registers: the proxy's side facing the core.
+    pub registered: SipsUri,
+    /// The TAS's `sip.core_uri`: the proxy's side facing the TAS, where leg 3 goes.
+    pub core_uri: String,
 }
 
 /// Sample numbers: one subscriber of each route type, and callees.
@@ -168,6 +180,7 @@ impl LabConfig {
             media_timeout: MediaConfig::default().timeout,
             voicemail_dir: VoicemailConfig::default().dir,
             media_address: std::net::IpAddr::from([127, 0, 0, 1]),
+            proxy: None,
         }
     }
 }
@@ -252,7 +265,10 @@ impl Lab {
                 cert_file: Some(certs.server_cert.clone()),
                 key_file: Some(certs.server_key.clone()),
                 core_ca_file: Some(certs.ca_cert.clone()),
-                core_uri: Some(format!("sips:localhost:{}", interconnect.port())),
+                core_uri: Some(match &config.proxy {
+                    Some(proxy) => proxy.core_uri.clone(),
+                    None => format!("sips:localhost:{}", interconnect.port()),
+                }),
                 media_address: config.media_address.to_string(),
                 // Peers that resolve names only through DNS (baresip) cannot look up
                 // "localhost"; the development certificate names the address too.
@@ -263,9 +279,12 @@ impl Lab {
         };
         tas_config.validate().map_err(LabError::Config)?;
         let tas = crate::tas::start_sip(&tas_config).await?;
-        // Register the port the TAS really listens on.
+        // Register the port the TAS really listens on, or the proxy in front of it.
         let tls_port = tas.endpoint.tls_addr.map(|addr| addr.port()).unwrap_or(config.ports.tas_tls);
-        tas_config.tas.sip_uri = sips(tls_port)?;
+        tas_config.tas.sip_uri = match &config.proxy {
+            Some(proxy) => proxy.registered.clone(),
+            None => sips(tls_port)?,
+        };
         let client = RegistrationClient::new(&tas_config.core, Credentials::None)?;
         let registrar = Registrar::start(client, tas_config.registrar.clone(), tas_config.registrations());
         let alice = Caller::start(loopback(0).ip(), "ringer-lab-alice").await?;

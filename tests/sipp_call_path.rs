@@ -6,35 +6,19 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::lab::{subscriber, Lab};
-use common::sipp::{call_counts, tool};
+use common::sipp::{finished, tool};
 use ringer::config::core::SbcRoute;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const CALLS: u32 = 20;
 
-fn scenario(name: &str) -> String {
-    format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A SIPp server (a uas scenario) on `port`, logging to `log`, handling `CALLS` calls.
 fn sipp_server(sipp: &Path, name: &str, transport: &str, port: u16, log: &Path) -> Child {
-    Command::new(sipp)
-        .args(["-sf", &scenario(name), "-t", transport, "-p", &port.to_string(), "-i", "127.0.0.1"])
-        .args(["-m", &CALLS.to_string(), "-nostdin", "-timeout", "60s", "-trace_logs", "-log_file"])
-        .arg(log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("SIPp server starts")
+    common::sipp::server(sipp, name, transport, port, CALLS, log)
 }
 
-/// A SIPp client: `CALLS` calls at 10/s to `target`; returns (successful, failed, screen).
 async fn sipp_client(
     sipp: &Path,
     name: &str,
@@ -43,50 +27,7 @@ async fn sipp_client(
     service: &str,
     target: SocketAddr,
 ) -> (u32, u32, String) {
-    let mut command = Command::new(sipp);
-    command.args([
-        "-sf",
-        &scenario(name),
-        "-t",
-        transport,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &common::free_port().port().to_string(),
-    ]);
-    for (key, value) in keys {
-        command.args(["-key", key, value]);
-    }
-    command.args([
-        "-s",
-        service,
-        "-m",
-        &CALLS.to_string(),
-        "-r",
-        "10",
-        "-nostdin",
-        "-timeout",
-        "60s",
-        "-timeout_error",
-    ]);
-    command.arg(target.to_string()).stdin(Stdio::null()).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("SIPp finished in time")
-        .expect("SIPp ran");
-    let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    let (ok, failed) = call_counts(&screen);
-    (ok, failed, screen)
-}
-
-/// Waits for a SIPp server to finish its calls; returns its screen.
-async fn finished(server: Child) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(Duration::from_secs(30), server.wait_with_output())
-        .await
-        .expect("SIPp server finished")
-        .expect("SIPp server ran");
-    let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code(), screen)
+    common::sipp::client(sipp, name, transport, keys, service, target, CALLS).await
 }
 
 /// The Request-URIs a scenario logged (`R-URI <uri>` lines).

@@ -96,21 +96,39 @@ impl Lab {
         media_timeout: Duration,
         media_address: std::net::IpAddr,
     ) -> Lab {
+        Self::start_adjusted(subscribers, handsets, routes, |config| {
+            config.fallback_no_answer = fallback_no_answer;
+            config.media_timeout = media_timeout;
+            config.media_address = media_address;
+        })
+        .await
+    }
+
+    /// The lab with `subscribers`, `handsets` and SBC `routes`, its config changed by `adjust`
+    /// (ports, a proxy in the path...) before it starts.
+    pub async fn start_adjusted(
+        subscribers: &[String],
+        handsets: Vec<HandsetConfig>,
+        routes: Vec<ringer::config::core::SbcRoute>,
+        adjust: impl FnOnce(&mut ringer::lab::LabConfig),
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
         let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
         let parsed: Subscribers = toml::from_str(&subscribers.join("\n")).expect("subscriber TOML");
-        let config = ringer::lab::LabConfig {
+        let mut config = ringer::lab::LabConfig {
             ports: ringer::lab::LabPorts::ANY,
             subscribers: parsed.subscriber,
             handsets,
-            fallback_no_answer,
+            fallback_no_answer: Duration::from_secs(30),
             calls: CallsConfig::default(),
             routes,
-            media_timeout,
+            media_timeout: Duration::from_secs(30),
             voicemail_dir: dir.path().join("voicemail"),
-            media_address,
+            media_address: [127, 0, 0, 1].into(),
+            proxy: None,
         };
+        adjust(&mut config);
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
         Lab { lab, certs, dir }

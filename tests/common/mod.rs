@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod kamailio;
 pub mod lab;
 pub mod netns;
 pub mod sip;
