@@ -91,6 +91,8 @@ pub struct LabConfig {
     /// A proxy between the core and the TAS (a record-routing SBC or load balancer such as
     /// Kamailio); `None`: the core and the TAS talk directly.
     pub proxy: Option<ProxyPath>,
+    /// The SBC's use of 100rel and session timers.
+    pub sbc_extensions: crate::config::ExtensionsConfig,
 }
 
 /// Where the core and the TAS reach each other when a proxy sits between them.
@@ -181,6 +183,7 @@ impl LabConfig {
             voicemail_dir: VoicemailConfig::default().dir,
             media_address: std::net::IpAddr::from([127, 0, 0, 1]),
             proxy: None,
+            sbc_extensions: crate::config::ExtensionsConfig::default(),
         }
     }
 }
@@ -225,10 +228,10 @@ impl Lab {
                 dns_server: None,
                 leg2_tel: false,
                 fork_mo: true,
-                rel100: Default::default(),
-                session_timer: Default::default(),
-                session_expires: Duration::from_secs(1800),
-                min_se: Duration::from_secs(90),
+                rel100: config.sbc_extensions.rel100,
+                session_timer: config.sbc_extensions.session_timer,
+                session_expires: config.sbc_extensions.session_expires,
+                min_se: config.sbc_extensions.min_se,
             }),
             ..CoreConfig::default()
         };

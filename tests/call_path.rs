@@ -400,3 +400,41 @@ async fn a_re_invite_is_relayed_across_every_leg() {
     assert!(answer.contains("m=audio 0 RTP/AVP 8"), "the handset's answer came back: {answer}");
     hang_up_and_settle(&lab, dialog).await;
 }
+
+/// An SBC that requires 100rel and session timers of every leg: ringer, as UAS on leg 2, sends
+/// its provisional responses reliably and grants a session timer; as UAC on leg 3, it PRACKs
+/// the SBC's reliable 180 and keeps the timer the SBC grants.
+#[tokio::test]
+async fn an_sbc_requiring_100rel_and_timers_gets_them_on_every_leg() {
+    use ringer::config::ExtensionUse;
+    let lab = Lab::start_adjusted(
+        &[subscriber("+4799990001", "loop", "11", "22", "", "")],
+        vec![handset("+4799990001", HandsetMode::Answer)],
+        Vec::new(),
+        |config| {
+            config.sbc_extensions.rel100 = ExtensionUse::Required;
+            config.sbc_extensions.session_timer = ExtensionUse::Required;
+        },
+    )
+    .await;
+    let mut call = lab.call(ALICE, "+4799990001");
+    let mut provisional = Vec::new();
+    let answered = loop {
+        match final_of_or_provisional(&mut call).await {
+            Progress::Provisional(response) => provisional.push(response),
+            Progress::Answered(dialog, response) => break (dialog, response),
+            other => panic!("{other:?}; left: {}", lab.leftovers()),
+        }
+    };
+    let (dialog, response) = answered;
+    assert!(response.headers.get("Session-Expires").is_some(), "a session timer granted: {response:?}");
+    assert!(provisional.iter().any(|r| r.status == 180 && r.headers.get("RSeq").is_some()), "{provisional:?}");
+    dialog.ack(None).expect("ACK");
+    assert_eq!(legs(&lab).await, [(1, 200), (2, 200), (3, 200), (4, 200)]);
+    hang_up_and_settle(&lab, dialog).await;
+}
+
+/// The next provisional or final progress of `call`.
+async fn final_of_or_provisional(call: &mut ringer::sip::uac::OutgoingCall) -> Progress {
+    tokio::time::timeout(Duration::from_secs(20), call.next()).await.expect("progress within 20 s")
+}

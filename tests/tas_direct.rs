@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::sip::{Peer, WAIT};
 use ringer::config::serve::ServeConfig;
@@ -118,12 +119,14 @@ async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
     assert_eq!(ok.status, 200);
     assert_eq!(&ok.body[..], ANSWER_SDP.as_bytes(), "the answer passed through unchanged");
     let tag = common::sip::to_tag(&ok);
-    // ACK leg 2; the TAS then ACKs leg 3 end to end.
-    let ack = in_leg2("ACK", 1, uri, &tag);
-    core.send(ack.as_bytes()).await;
+    // Leg 3's 2xx answered its offer: the TAS ACKs it at once, without waiting for leg 2's ACK
+    // (a late or lost one would leave the far end retransmitting its 200).
     let (leg3_ack, _) = next_request(&mut core).await;
     assert_eq!(leg3_ack.method.as_str(), "ACK");
     assert_eq!(leg3_ack.headers.get("Call-ID"), leg3.headers.get("Call-ID"));
+    assert!(leg3_ack.body.is_empty(), "nothing to answer: leg 3's INVITE carried the offer");
+    let ack = in_leg2("ACK", 1, uri, &tag);
+    core.send(ack.as_bytes()).await;
     // BYE on leg 2 ends leg 3 too.
     let bye = in_leg2("BYE", 2, uri, &tag);
     core.send(bye.as_bytes()).await;
@@ -200,4 +203,43 @@ async fn the_answer_for_unknown_numbers_is_configurable() {
     core.send(leg2("sip:+994712345678@127.0.0.1;user=phone", "+4711111111", "unknown", "").as_bytes()).await;
     let response = core.final_response().await;
     assert_eq!((response.status, response.reason.as_str()), (403, "Not Our Subscriber"));
+}
+
+/// A UAS behind a record-routing proxy: the 200 carries the request's Record-Route values in
+/// order, and once the connection the call came on has closed, ringer's BYE goes to the first
+/// route (a loose router) with the route set in Route and the caller's Contact as Request-URI.
+#[tokio::test]
+async fn requests_in_a_dialog_follow_its_route_set_after_the_connection_closed() {
+    let tas = tas("[[subscriber]]\nphone_number = \"+4799990003\"\nroute_type = \"loop-mt\"\nmt_prefix = \"23\"\nmt = \"answer announcement\"\n").await;
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
+    let proxy_port = proxy.local_addr().expect("addr").port();
+    let routes = format!(
+        "Record-Route: <sip:127.0.0.1:{proxy_port};transport=tcp;lr>\r\nRecord-Route: <sip:192.0.2.7;lr;ftag=core1>\r\n"
+    );
+    let uri = "sip:+234799990003@127.0.0.1;user=phone";
+    let mut core = Peer::tcp(addr(&tas)).await;
+    core.send(leg2(uri, "+4712345678", "routed", &routes).as_bytes()).await;
+    let ok = core.final_response().await;
+    assert_eq!(ok.status, 200);
+    let copied: Vec<&str> = ok.headers.get_all("Record-Route").collect();
+    assert_eq!(
+        copied,
+        [format!("<sip:127.0.0.1:{proxy_port};transport=tcp;lr>").as_str(), "<sip:192.0.2.7;lr;ftag=core1>"]
+    );
+    let tag = common::sip::to_tag(&ok);
+    core.send(in_leg2("ACK", 1, uri, &tag).replace("Call-ID: leg2-mo", "Call-ID: routed").as_bytes()).await;
+    drop(core);
+    // The announcement ends and ringer hangs up: over a new connection to the first route.
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(20), proxy.accept())
+        .await
+        .expect("ringer connects to the first route")
+        .expect("accept");
+    let mut proxy = Peer::from_tcp(stream);
+    let (bye, _) = next_request(&mut proxy).await;
+    assert_eq!(bye.method.as_str(), "BYE");
+    assert_eq!(bye.uri.to_string(), "sip:127.0.0.1:5099;transport=tcp", "the caller's Contact");
+    let route: Vec<&str> = bye.headers.get_all("Route").collect();
+    assert_eq!(route, copied, "the route set, in order");
+    proxy.send(answer(&bye, 200, "OK", "").as_bytes()).await;
+    assert!(common::poll_until(WAIT, || tas.endpoint.live_dialogs() == 0).await);
 }

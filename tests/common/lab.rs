@@ -127,6 +127,7 @@ impl Lab {
             voicemail_dir: dir.path().join("voicemail"),
             media_address: [127, 0, 0, 1].into(),
             proxy: None,
+            sbc_extensions: Default::default(),
         };
         adjust(&mut config);
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");

@@ -33,6 +33,11 @@ impl Peer {
         Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TCP" }
     }
 
+    /// A peer on a TCP connection accepted from ringer.
+    pub fn from_tcp(stream: TcpStream) -> Self {
+        Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TCP" }
+    }
+
     pub async fn tls(server: SocketAddr, ca: &std::path::Path, name: &str) -> Self {
         let config = ringer::tls::client_config(Some(ca), None).expect("client config");
         let stream = tls_connect(server, config, name).await.expect("TLS handshake");
