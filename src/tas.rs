@@ -136,6 +136,7 @@ impl Tas {
             max_forwards: 70,
             headers: Vec::new(),
             body: sdp,
+            offer_100rel: true,
         };
         let link = ua.outbound().link_to(&core).await?;
         Ok(ua.invite(spec, link)?)

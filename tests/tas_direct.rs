@@ -243,3 +243,94 @@ async fn requests_in_a_dialog_follow_its_route_set_after_the_connection_closed()
     proxy.send(answer(&bye, 200, "OK", "").as_bytes()).await;
     assert!(common::poll_until(WAIT, || tas.endpoint.live_dialogs() == 0).await);
 }
+
+/// A response to `request` (leg 3, from the core's side) with `extra` headers and `body`.
+fn answer_with(request: &Request, status: u16, reason: &str, extra: &str, body: &str) -> String {
+    answer(request, status, reason, body).replacen("Contact:", &format!("{extra}Contact:"), 1)
+}
+
+/// Sends leg 2 with 100rel; answers leg 3 with a reliable 183 carrying early media (PRACKed by
+/// ringer with the INVITE's CSeq in RAck) and then 200 (ACKed with the INVITE's CSeq, not the
+/// PRACK's). Returns the core's connection, leg 2's reliable 183 and leg 3's INVITE.
+async fn leg2_waiting_for_its_prack(tas: &Tas, call_id: &str) -> (Peer, Response, Request) {
+    let mut core = Peer::tcp(addr(tas)).await;
+    let uri = "sip:+114712345678@127.0.0.1;user=phone";
+    let extra = format!("Session-ID: {SESSION_ID}\r\nSupported: 100rel\r\n");
+    core.send(leg2(uri, "+4799990001", call_id, &extra).as_bytes()).await;
+    let (leg3, _) = next_request(&mut core).await;
+    assert!(common::sip::lists(&leg3.headers, "Supported", "100rel"), "the caller offered 100rel, so leg 3 does");
+    core.send(answer_with(&leg3, 183, "Session Progress", "Require: 100rel\r\nRSeq: 7\r\n", ANSWER_SDP).as_bytes())
+        .await;
+    let (prack, _) = next_request(&mut core).await;
+    assert_eq!(prack.method.as_str(), "PRACK");
+    assert_eq!(prack.headers.get("RAck"), Some("7 1 INVITE"));
+    core.send(answer(&prack, 200, "OK", "").as_bytes()).await;
+    // Leg 2 gets the 183 reliably, carrying the early media.
+    let reliable = loop {
+        let response = core.response().await;
+        if response.status == 183 {
+            break response;
+        }
+    };
+    assert_eq!(reliable.headers.get("Require"), Some("100rel"));
+    assert!(reliable.headers.get("RSeq").is_some() && !reliable.body.is_empty(), "{reliable:?}");
+    core.send(answer(&leg3, 200, "OK", ANSWER_SDP).as_bytes()).await;
+    let (ack, _) = next_request(&mut core).await;
+    assert_eq!((ack.method.as_str(), ack.headers.get("CSeq")), ("ACK", Some("1 ACK")), "the INVITE's CSeq");
+    // The 2xx for leg 2 waits: its 183 carried SDP and is not PRACKed yet (RFC 3262 §3).
+    if let Some(early) = core.recv_within(std::time::Duration::from_millis(300)).await {
+        assert!(!matches!(&early, Message::Response(r) if r.status == 200), "2xx before the PRACK: {early:?}");
+    }
+    (core, reliable, leg3)
+}
+
+#[tokio::test]
+async fn a_2xx_waits_for_the_prack_of_a_reliable_183_with_sdp() {
+    let tas = tas("").await;
+    let (mut core, reliable, _) = leg2_waiting_for_its_prack(&tas, "held-prack").await;
+    let rseq = reliable.headers.get("RSeq").expect("RSeq");
+    let tag = common::sip::to_tag(&reliable);
+    let prack = in_leg2("PRACK", 2, "sip:+114712345678@127.0.0.1;user=phone", &tag)
+        .replace("Call-ID: leg2-mo", "Call-ID: held-prack")
+        .replace("Content-Length: 0", &format!("RAck: {rseq} 1 INVITE\r\nContent-Length: 0"));
+    core.send(prack.as_bytes()).await;
+    let mut statuses = Vec::new();
+    while !statuses.iter().any(|(status, method): &(u16, String)| *status == 200 && method == "INVITE") {
+        let response = core.response().await;
+        let method = response.headers.get("CSeq").unwrap_or_default().rsplit(' ').next().unwrap_or_default().to_owned();
+        statuses.push((response.status, method));
+    }
+    assert!(statuses.contains(&(200, "PRACK".into())), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&(200, "INVITE".into())), "the 2xx after the PRACK: {statuses:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_drops_a_2xx_held_for_its_prack() {
+    let tas = tas("").await;
+    let (mut core, reliable, leg3) = leg2_waiting_for_its_prack(&tas, "held-cancel").await;
+    let cancel = leg2("sip:+114712345678@127.0.0.1;user=phone", "+4799990001", "held-cancel", "")
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = cancel.split("Content-Type:").next().unwrap_or_default().to_owned() + "Content-Length: 0\r\n\r\n";
+    core.send(cancel.as_bytes()).await;
+    // 200 for the CANCEL, 487 for the INVITE, never its 2xx; leg 3 is hung up.
+    let mut seen = Vec::new();
+    let mut leg3_bye = false;
+    while !(seen.contains(&487) && leg3_bye) {
+        match core.recv_within(WAIT).await {
+            Some(Message::Response(response)) => {
+                assert!(!(response.status == 200 && response.headers.get("CSeq") == Some("1 INVITE")), "{response:?}");
+                seen.push(response.status);
+            }
+            Some(Message::Request(request)) if request.method.as_str() == "BYE" => {
+                assert_eq!(request.headers.get("Call-ID"), leg3.headers.get("Call-ID"));
+                core.send(answer(&request, 200, "OK", "").as_bytes()).await;
+                leg3_bye = true;
+            }
+            Some(Message::Request(request)) => panic!("unexpected {request:?}"),
+            None => panic!("saw {seen:?}, leg 3 BYE {leg3_bye}"),
+        }
+    }
+    let _ = reliable;
+    assert!(common::poll_until(WAIT, || tas.endpoint.live_dialogs() == 0 && tas.endpoint.pending_invites() == 0).await);
+}

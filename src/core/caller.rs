@@ -117,6 +117,7 @@ impl Caller {
             max_forwards: 70,
             headers: Vec::new(),
             body: sdp,
+            offer_100rel: true,
         };
         let link = self.endpoint.udp_link(access).ok_or_else(|| DialError::Sip("no UDP socket".into()))?;
         self.endpoint.user_agent().invite(spec, link).map_err(|error| DialError::Sip(error.to_string()))

@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::dialog::{CallHandle, OfferAnswer};
+use super::dialog::{CallHandle, DialogError, OfferAnswer};
+use super::message::header::lists_option;
 use super::message::{Response, Uri};
 use super::ua::PendingInvite;
 use super::uac::{InviteSpec, OutgoingCall, Progress};
@@ -27,7 +30,9 @@ pub fn onward(incoming: &PendingInvite, uri: Uri, carried: &[&str]) -> InviteSpe
         .flat_map(|name| request.headers.get_all(name).map(|value| ((*name).to_owned(), value.to_owned())))
         .collect();
     let max_forwards = max_forwards(incoming).unwrap_or(70).saturating_sub(1);
-    InviteSpec { uri, from, to, max_forwards, headers, body: request.body.clone() }
+    let offer_100rel =
+        lists_option(&request.headers, "Supported", "100rel") || lists_option(&request.headers, "Require", "100rel");
+    InviteSpec { uri, from, to, max_forwards, headers, body: request.body.clone(), offer_100rel }
 }
 
 /// The incoming INVITE's Max-Forwards, when it has a readable one.
@@ -52,7 +57,7 @@ pub enum LegOutcome {
 
 /// Relays `leg`'s provisional responses (with any early-media SDP) to `caller` until its final
 /// response, `no_answer` running out, or `caller` being cancelled. `caller` is not answered here.
-pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Option<Duration>) -> LegOutcome {
+pub async fn ring(caller: &PendingInvite, leg: OutgoingCall, no_answer: Option<Duration>) -> LegOutcome {
     let timer = async {
         match no_answer {
             Some(time) => tokio::time::sleep(time).await,
@@ -60,58 +65,95 @@ pub async fn ring(caller: &PendingInvite, mut leg: OutgoingCall, no_answer: Opti
         }
     };
     tokio::pin!(timer);
-    // The last session description of the outgoing leg's early dialog: a 2xx after a reliable
-    // provisional response may leave it out, the caller's 2xx may not (RFC 3264 §5).
-    let mut early_sdp = None;
-    // The caller's PRACK body, awaited when the outgoing leg's provisional carried the offer.
-    let mut answer_from_caller: Option<tokio::sync::oneshot::Receiver<bytes::Bytes>> = None;
-    loop {
-        let caller_answered = async {
-            match answer_from_caller.as_mut() {
-                Some(answer) => answer.await,
-                None => std::future::pending::<Result<bytes::Bytes, tokio::sync::oneshot::error::RecvError>>().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            () = caller.cancelled() => {
-                return LegOutcome::CallerCancelled(cancel_in_background(leg));
-            }
-            () = &mut timer => {
-                debug!(call_id = leg.call_id(), "no answer in time: cancelling");
-                return LegOutcome::NoAnswer(cancel_in_background(leg));
-            }
-            answer = caller_answered => {
-                // The caller's PRACK carried the answer to the outgoing leg's offer: its PRACK does too.
-                answer_from_caller = None;
-                leg.prack(answer.unwrap_or_default());
-            }
-            progress = leg.next() => match progress {
-                Progress::Provisional(response) => {
-                    let sdp = Some(response.body.clone()).filter(|body| !body.is_empty());
-                    if sdp.is_some() {
-                        early_sdp.clone_from(&sdp);
-                    }
-                    let prack = caller.provisional(response.status, sdp);
-                    if leg.awaits_answer() {
-                        match prack {
-                            Some(prack) => answer_from_caller = Some(prack),
-                            // The caller takes no reliable provisional response, so no answer
-                            // can come from it: acknowledge without one (RFC 3262 §5 asks one).
-                            None => leg.prack(bytes::Bytes::new()),
-                        }
-                    }
+    let mut leg = RelayedLeg::new(leg);
+    tokio::select! {
+        biased;
+        () = caller.cancelled() => LegOutcome::CallerCancelled(cancel_in_background(leg.into_leg())),
+        () = &mut timer => {
+            debug!(call_id = leg.call_id(), "no answer in time: cancelling");
+            LegOutcome::NoAnswer(cancel_in_background(leg.into_leg()))
+        }
+        progress = leg.settle(caller) => match progress {
+            Progress::Answered(call, response) => LegOutcome::Answered(call, response),
+            Progress::Failed(response) => LegOutcome::Refused(response),
+            Progress::Provisional(_) | Progress::Cancelled | Progress::TimedOut => LegOutcome::Unreachable,
+        },
+    }
+}
+
+/// An outgoing leg whose early responses are relayed to the caller of its incoming leg: each
+/// provisional response with its early media (reliably where the caller takes 100rel); a
+/// reliable one that carried the offer PRACKed with the answer from the caller's PRACK; and
+/// the early session description put into a 2xx that left it out (the caller's 2xx may not,
+/// RFC 3264 §5).
+pub struct RelayedLeg {
+    leg: OutgoingCall,
+    early_sdp: Option<Bytes>,
+    /// The caller's PRACK body, awaited when the leg's provisional response carried the offer.
+    answer_from_caller: Option<oneshot::Receiver<Bytes>>,
+}
+
+impl RelayedLeg {
+    /// `leg`, nothing relayed yet.
+    pub fn new(leg: OutgoingCall) -> Self {
+        Self { leg, early_sdp: None, answer_from_caller: None }
+    }
+
+    /// The leg's Call-ID.
+    pub fn call_id(&self) -> &str {
+        self.leg.call_id()
+    }
+
+    /// The leg itself (to cancel it).
+    pub fn into_leg(self) -> OutgoingCall {
+        self.leg
+    }
+
+    /// Waits for the leg's final progress (never [`Progress::Provisional`]), relaying its
+    /// provisional responses to `caller` on the way. Safe to drop and call again.
+    pub async fn settle(&mut self, caller: &PendingInvite) -> Progress {
+        loop {
+            let (leg, answer_slot) = (&mut self.leg, &mut self.answer_from_caller);
+            let caller_answered = async {
+                match answer_slot.as_mut() {
+                    Some(answer) => answer.await.unwrap_or_default(),
+                    None => std::future::pending().await,
                 }
-                Progress::Answered(call, mut response) => {
-                    if response.body.is_empty() {
-                        if let Some(sdp) = early_sdp {
-                            response.body = sdp;
-                        }
-                    }
-                    return LegOutcome::Answered(call, response);
+            };
+            tokio::select! {
+                answer = caller_answered => {
+                    // The caller's PRACK carried the answer to the leg's offer: its PRACK does too.
+                    self.answer_from_caller = None;
+                    self.leg.prack(answer);
                 }
-                Progress::Failed(response) => return LegOutcome::Refused(response),
-                Progress::Cancelled | Progress::TimedOut => return LegOutcome::Unreachable,
+                progress = leg.next() => match progress {
+                    Progress::Provisional(response) => self.relay(caller, response),
+                    Progress::Answered(call, mut response) => {
+                        if response.body.is_empty() {
+                            if let Some(sdp) = self.early_sdp.take() {
+                                response.body = sdp;
+                            }
+                        }
+                        return Progress::Answered(call, response);
+                    }
+                    other => return other,
+                },
+            }
+        }
+    }
+
+    fn relay(&mut self, caller: &PendingInvite, response: Response) {
+        let sdp = Some(response.body).filter(|body| !body.is_empty());
+        if sdp.is_some() {
+            self.early_sdp.clone_from(&sdp);
+        }
+        let prack = caller.provisional(response.status, sdp);
+        if self.leg.awaits_answer() {
+            match prack {
+                Some(prack) => self.answer_from_caller = Some(prack),
+                // The caller took no reliable provisional response, so no answer can come from
+                // it (leg 3 offers 100rel only when its caller does, so this is rare).
+                None => self.leg.prack(Bytes::new()),
             }
         }
     }
@@ -229,6 +271,8 @@ enum Ended {
 async fn relay_offer(to: &CallHandle, sdp: bytes::Bytes) -> OfferAnswer {
     match to.reinvite(sdp).await {
         Ok(answer) => OfferAnswer::Accept(answer),
+        // The other side's own re-INVITE (a refresh) is under way, or it answered 491.
+        Err(DialogError::Busy | DialogError::Refused(491)) => OfferAnswer::Pending,
         Err(error) => OfferAnswer::NotAcceptable(format!("the other side refused the offer: {error}")),
     }
 }

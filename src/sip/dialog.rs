@@ -3,6 +3,7 @@
 //! the end, a new offer from the peer).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::client::RequestError;
-use super::message::header::MAGIC_COOKIE;
+use super::message::header::{tag_of, MAGIC_COOKIE};
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::outbound::ConnectError;
 use super::route::RouteSet;
@@ -37,6 +38,8 @@ pub enum OfferAnswer {
     Accept(Bytes),
     /// Refuse with 488 and this Warning text.
     NotAcceptable(String),
+    /// Refuse with 491 Request Pending: an offer of ours is under way (glare, RFC 3261 §14.1).
+    Pending,
 }
 
 /// A new offer from the peer, for a layer that took the dialog's offers with
@@ -80,6 +83,10 @@ pub(super) struct DialogState {
     pub(super) refreshed_at: tokio::time::Instant,
     /// Whether the task running the session timer was started.
     pub(super) timer_running: bool,
+    /// When a refresh that failed without ending the session is tried again.
+    pub(super) retry_at: Option<tokio::time::Instant>,
+    /// One of our INVITEs (a re-INVITE, a refresh) is under way: no second one (RFC 3261 §14.1).
+    pub(super) invite_in_progress: bool,
 }
 
 impl DialogState {
@@ -99,7 +106,15 @@ impl DialogState {
             session: None,
             refreshed_at: tokio::time::Instant::now(),
             timer_running: false,
+            retry_at: None,
+            invite_in_progress: false,
         }
+    }
+
+    /// The CSeq number of the next request we send in the dialog.
+    pub(super) fn next_cseq(&mut self) -> u32 {
+        self.local_cseq = self.local_cseq.max(1) + 1;
+        self.local_cseq
     }
 }
 
@@ -122,6 +137,8 @@ pub(super) struct Dialog {
     /// The INVITE that made the dialog carried an SDP offer (else its 2xx did, and the ACK
     /// carries the answer).
     pub(super) invite_had_offer: bool,
+    /// The CSeq number of the INVITE that made the dialog: its ACK carries it.
+    pub(super) invite_cseq: u32,
     /// The peer allows UPDATE (its Allow in the dialog-creating message): session refreshes
     /// use it rather than a re-INVITE (RFC 4028 §7.1).
     pub(super) peer_allows_update: bool,
@@ -143,14 +160,24 @@ pub(super) struct DialogParts {
     pub(super) local_uri: String,
     pub(super) route_set: RouteSet,
     pub(super) invite_had_offer: bool,
+    pub(super) invite_cseq: u32,
     pub(super) peer_allows_update: bool,
     pub(super) state: DialogState,
 }
 
 impl Dialog {
     pub(super) fn new(parts: DialogParts) -> Arc<Self> {
-        let DialogParts { id, link, remote_uri, local_uri, route_set, invite_had_offer, peer_allows_update, state } =
-            parts;
+        let DialogParts {
+            id,
+            link,
+            remote_uri,
+            local_uri,
+            route_set,
+            invite_had_offer,
+            invite_cseq,
+            peer_allows_update,
+            state,
+        } = parts;
         Arc::new(Self {
             id,
             link,
@@ -158,6 +185,7 @@ impl Dialog {
             local_uri,
             route_set,
             invite_had_offer,
+            invite_cseq,
             peer_allows_update,
             state: Mutex::new(state),
             timer_changed: tokio::sync::Notify::new(),
@@ -198,6 +226,9 @@ pub enum DialogError {
     /// The peer refused a re-INVITE.
     #[error("re-INVITE refused with {0}")]
     Refused(u16),
+    /// Another INVITE of ours is under way in the dialog (RFC 3261 §14.1).
+    #[error("another INVITE is under way in the dialog")]
+    Busy,
 }
 
 impl From<ConnectError> for DialogError {
@@ -264,11 +295,11 @@ impl CallHandle {
     }
 
     /// Sends the ACK for the peer's 2xx (a call ringer placed), with `body` when the 2xx carried
-    /// an offer; retransmitted 2xx get the same ACK again.
+    /// an offer; retransmitted 2xx get the same ACK again. Its CSeq is the INVITE's (RFC 3261
+    /// §13.2.2.4), whatever PRACKs came between.
     pub fn ack(&self, body: Option<Bytes>) -> Result<(), DialogError> {
         let dialog = &self.dialog;
-        let cseq = dialog.state().local_cseq;
-        let ack = self.ua.in_dialog_request(dialog, &dialog.link, Method::Ack, cseq, body)?;
+        let ack = self.ua.in_dialog_request(dialog, &dialog.link, Method::Ack, dialog.invite_cseq, body)?;
         let bytes = Bytes::from(ack.to_bytes());
         {
             let mut state = dialog.state();
@@ -287,40 +318,23 @@ impl CallHandle {
     }
 
     /// Sends a re-INVITE with `sdp` and returns the peer's answer (the 2xx is ACKed here).
+    /// Refused with [`DialogError::Busy`] while another INVITE of ours is under way in the
+    /// dialog (RFC 3261 §14.1).
     pub async fn reinvite(&self, sdp: Bytes) -> Result<Bytes, DialogError> {
-        let dialog = &self.dialog;
-        let cseq = {
-            let mut state = dialog.state();
-            state.local_cseq = state.local_cseq.max(1) + 1;
-            state.local_cseq
-        };
-        let link = self.ua.dialog_link(dialog).await?;
-        let mut invite = self.ua.in_dialog_request(dialog, &link, Method::Invite, cseq, Some(sdp.clone()))?;
-        self.ua.push_session_timer(dialog, &mut invite);
-        let mut responses = self.ua.clients().send_invite(invite, link.clone())?;
-        while let Some(response) = responses.recv().await {
-            match response.status {
-                100..=199 => continue,
-                200..=299 => {
-                    if let Some(target) = remote_target(&response.headers) {
-                        dialog.state().remote_target = target;
-                    }
-                    let ack = self.ua.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
-                    let _ = link.send(Bytes::from(ack.to_bytes()));
-                    {
-                        let mut state = dialog.state();
-                        state.local_sdp = sdp;
-                        state.remote_origin = origin_line(&response.body);
-                    }
-                    // Any re-INVITE that succeeds refreshes the session (RFC 4028 §10).
-                    let agreed = session_timer::as_uac(&response.headers, &self.ua.config().session_timer);
-                    self.ua.set_session_timer(dialog, agreed);
-                    return Ok(response.body);
-                }
-                status => return Err(DialogError::Refused(status)),
-            }
+        let response = self.ua.update_session(&self.dialog, Method::Invite, Some(sdp)).await?;
+        match response.status {
+            200..=299 => Ok(response.body),
+            status => Err(DialogError::Refused(status)),
         }
-        Err(DialogError::Request(RequestError::Timeout))
+    }
+}
+
+/// Clears a dialog's "INVITE under way" mark when the transaction is over, however it ends.
+struct InviteUnderWay<'a>(&'a Dialog);
+
+impl Drop for InviteUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.state().invite_in_progress = false;
     }
 }
 
@@ -332,6 +346,7 @@ impl UserAgent {
             let mut state = dialog.state();
             state.session = agreed;
             state.refreshed_at = tokio::time::Instant::now();
+            state.retry_at = None;
             let start = agreed.is_some() && !state.timer_running;
             state.timer_running |= start;
             start
@@ -342,100 +357,148 @@ impl UserAgent {
         }
     }
 
-    /// Session-Expires (the interval agreed, else ours), Min-SE and `Supported: timer` for a
-    /// re-INVITE or UPDATE in `dialog`, which refreshes the session when it succeeds.
-    pub(super) fn push_session_timer(&self, dialog: &Dialog, request: &mut Request) {
+    /// Session-Expires (`interval`, else the one agreed, else ours), Min-SE and the timer
+    /// option tag for a re-INVITE or UPDATE in `dialog`, which refreshes the session when it
+    /// succeeds.
+    fn push_session_timer(&self, dialog: &Dialog, request: &mut Request, interval: Option<Duration>) {
         let config = &self.config().session_timer;
-        let interval = dialog.state().session.map(|agreed| agreed.interval).unwrap_or(config.interval);
+        let agreed = dialog.state().session.map(|agreed| agreed.interval);
+        let interval = interval.or(agreed).unwrap_or(config.interval);
         for (name, value) in session_timer::request_headers(config, interval, None) {
             request.headers.push(name, value);
         }
     }
 
+    /// Sends a re-INVITE or UPDATE in `dialog` (with `sdp` as the offer, if any) and returns
+    /// the final response. A 2xx updates the remote target, the peer's session description
+    /// and the session timer (every successful one refreshes the session, RFC 4028 §10), and a
+    /// re-INVITE's 2xx is ACKed; a 422 is retried once with the Min-SE it asked (§7.4).
+    async fn update_session(
+        &self,
+        dialog: &Arc<Dialog>,
+        method: Method,
+        sdp: Option<Bytes>,
+    ) -> Result<Response, DialogError> {
+        let is_invite = method == Method::Invite;
+        let _under_way = match is_invite {
+            true => {
+                let mut state = dialog.state();
+                if state.invite_in_progress {
+                    return Err(DialogError::Busy);
+                }
+                state.invite_in_progress = true;
+                drop(state);
+                Some(InviteUnderWay(dialog))
+            }
+            false => None,
+        };
+        let mut interval = None;
+        for attempt in 0..2 {
+            let cseq = dialog.state().next_cseq();
+            let link = self.dialog_link(dialog).await?;
+            let mut request = self.in_dialog_request(dialog, &link, method.clone(), cseq, sdp.clone())?;
+            self.push_session_timer(dialog, &mut request, interval);
+            let response = match is_invite {
+                true => {
+                    let mut responses = self.clients().send_invite(request, link.clone())?;
+                    loop {
+                        match responses.recv().await {
+                            Some(response) if response.status < 200 => continue,
+                            Some(response) => break response,
+                            None => return Err(DialogError::Request(RequestError::Timeout)),
+                        }
+                    }
+                }
+                false => self.clients().send(&request, &link).await?,
+            };
+            if response.status == 422 && attempt == 0 {
+                let asked = interval.unwrap_or(self.config().session_timer.interval);
+                if let Some(larger) = session_timer::after_too_small(&response.headers, asked) {
+                    interval = Some(larger);
+                    continue;
+                }
+            }
+            if (200..300).contains(&response.status) {
+                if let Some(target) = remote_target(&response.headers) {
+                    dialog.state().remote_target = target;
+                }
+                if is_invite {
+                    let ack = self.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
+                    let _ = link.send(Bytes::from(ack.to_bytes()));
+                }
+                if let Some(sdp) = sdp {
+                    let mut state = dialog.state();
+                    state.local_sdp = sdp;
+                    state.remote_origin = origin_line(&response.body);
+                }
+                // A 2xx without Session-Expires leaves no timer (RFC 4028 §7.2), unless we
+                // refresh: then ours goes on.
+                let agreed = session_timer::as_uac(&response.headers, &self.config().session_timer);
+                let ours = dialog.state().session.filter(|agreed| agreed.we_refresh);
+                self.set_session_timer(dialog, agreed.or(ours));
+            }
+            return Ok(response);
+        }
+        Err(DialogError::Refused(422))
+    }
+
     /// Refreshes `dialog`'s session (RFC 4028 §7.1, §8.1): an UPDATE without a body where the
     /// peer allows it, else a re-INVITE offering the same session description. Returns why the
-    /// dialog must end, when it must.
+    /// dialog must end, when it must; a refusal that leaves the session up schedules a retry.
     async fn refresh_session(&self, dialog: &Arc<Dialog>) -> Option<String> {
-        let use_update = dialog.peer_allows_update;
-        let (method, body) = match use_update {
+        let (method, body) = match dialog.peer_allows_update {
             true => (Method::Update, None),
             false => (Method::Invite, Some(dialog.state().local_sdp.clone())),
         };
-        let cseq = {
-            let mut state = dialog.state();
-            state.local_cseq = state.local_cseq.max(1) + 1;
-            state.local_cseq
-        };
-        let link = match self.dialog_link(dialog).await {
-            Ok(link) => link,
-            Err(error) => return Some(format!("session refresh could not be sent: {error}")),
-        };
-        let Ok(mut request) = self.in_dialog_request(dialog, &link, method.clone(), cseq, body) else {
-            return Some("session refresh could not be built".into());
-        };
-        self.push_session_timer(dialog, &mut request);
-        let outcome = match method {
-            Method::Invite => match self.clients().send_invite(request, link.clone()) {
-                Ok(mut responses) => loop {
-                    match responses.recv().await {
-                        Some(response) if response.status < 200 => continue,
-                        Some(response) => {
-                            if response.status < 300 {
-                                if let Ok(ack) = self.in_dialog_request(dialog, &link, Method::Ack, cseq, None) {
-                                    let _ = link.send(Bytes::from(ack.to_bytes()));
-                                }
-                            }
-                            break Ok(response);
-                        }
-                        None => break Err(RequestError::Timeout),
-                    }
-                },
-                Err(error) => Err(error),
-            },
-            _ => self.clients().send(&request, &link).await,
-        };
-        let config = &self.config().session_timer;
-        match outcome {
+        let retry_in = match self.update_session(dialog, method.clone(), body).await {
             Ok(response) if response.status < 300 => {
-                let agreed = session_timer::as_uac(&response.headers, config);
                 debug!(call_id = %dialog.id.call_id, %method, "session refreshed");
-                // A 2xx without Session-Expires keeps the interval we asked (we stay refresher).
-                let kept = dialog.state().session;
-                self.set_session_timer(dialog, agreed.or(kept));
-                None
+                return None;
             }
             Ok(response) if matches!(response.status, 408 | 481) => {
-                Some(format!("session refresh answered {} (RFC 4028 §10)", response.status))
+                return Some(format!("session refresh answered {} (RFC 4028 §10)", response.status));
             }
+            Err(DialogError::Request(RequestError::Timeout)) => {
+                return Some("session refresh got no answer (RFC 4028 §10)".into());
+            }
+            // Glare with the peer's own re-INVITE or one of ours: again in 2.1 to 4 s (RFC 3261 §14.1).
+            Ok(response) if response.status == 491 => Duration::from_millis(rand::random_range(2100..=4000)),
+            Err(DialogError::Busy) => Duration::from_millis(rand::random_range(2100..=4000)),
             Ok(response) => {
-                // 491 or a refusal: the session goes on; the next try is due at the next half-interval.
                 warn!(call_id = %dialog.id.call_id, status = response.status, %method, "session refresh refused");
-                let kept = dialog.state().session;
-                self.set_session_timer(dialog, kept);
-                None
+                Duration::from_secs(1)
             }
-            Err(error) => Some(format!("session refresh got no answer: {error}")),
-        }
+            Err(error) => {
+                warn!(call_id = %dialog.id.call_id, %error, %method, "session refresh not sent");
+                Duration::from_secs(1)
+            }
+        };
+        // The session was not refreshed: its deadline stands; only the next try moves.
+        dialog.state().retry_at = Some(tokio::time::Instant::now() + retry_in);
+        dialog.timer_changed.notify_waiters();
+        None
     }
 }
 
 /// Runs `dialog`'s session timer until the dialog ends or the timer is given up: the refresher
-/// refreshes at half the interval; the other side, when no refresh came in time, ends the
-/// session with BYE (RFC 4028 §10).
+/// refreshes at half the interval (again after a failed try); the other side, when no refresh
+/// came in time, ends the session with BYE (RFC 4028 §10).
 async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
     loop {
         let changed = dialog.timer_changed.notified();
-        let Some((agreed, since)) = ({
-            let state = dialog.state();
-            state.session.map(|agreed| (agreed, state.refreshed_at))
-        }) else {
-            dialog.state().timer_running = false;
-            return;
+        let (agreed, due) = {
+            let mut state = dialog.state();
+            let Some(agreed) = state.session else {
+                // Checked and cleared under one lock: a timer set now starts a new task.
+                state.timer_running = false;
+                return;
+            };
+            (agreed, state.retry_at.unwrap_or(state.refreshed_at + agreed.next_action()))
         };
         tokio::select! {
             () = dialog.ended.cancelled() => return,
             () = changed => continue,
-            () = tokio::time::sleep_until(since + agreed.next_action()) => {}
+            () = tokio::time::sleep_until(due) => {}
         }
         let ended = match agreed.we_refresh {
             true => ua.refresh_session(&dialog).await,
@@ -464,11 +527,7 @@ impl UserAgent {
     pub(super) async fn hangup_because(&self, id: &DialogId, reason: &str) -> Result<u16, DialogError> {
         let dialog = self.remove_dialog(id).ok_or(DialogError::NoDialog)?;
         dialog.end(reason);
-        let cseq = {
-            let mut state = dialog.state();
-            state.local_cseq = state.local_cseq.max(1) + 1;
-            state.local_cseq
-        };
+        let cseq = dialog.state().next_cseq();
         let mut link = self.dialog_link(&dialog).await?;
         let mut bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq, None)?;
         if link.transport() == Transport::Udp && bye.to_bytes().len() > UDP_REQUEST_LIMIT {
@@ -521,7 +580,8 @@ impl UserAgent {
         headers.push("To", dialog.remote_uri.clone());
         headers.push("Call-ID", dialog.id.call_id.clone());
         headers.push("CSeq", format!("{cseq} {method}"));
-        if method == Method::Invite {
+        // Target refresh requests carry our Contact (RFC 3261 §12.2.1.1, RFC 3311 §5.1).
+        if matches!(method, Method::Invite | Method::Update) {
             let secure = remote_target.scheme() == "sips";
             headers.push("Contact", contact(self.config(), self.outbound().ports(), link, secure));
         }
@@ -552,14 +612,7 @@ impl UserAgent {
         if !(200..300).contains(&response.status) || !cseq.ends_with("INVITE") {
             return;
         }
-        let tag = |name: &str| {
-            response
-                .headers
-                .get(name)
-                .and_then(|value| super::message::header::NameAddr::parse(value).ok())
-                .and_then(|addr| addr.tag().map(str::to_owned))
-                .unwrap_or_default()
-        };
+        let tag = |name: &str| tag_of(&response.headers, name);
         let id = DialogId {
             call_id: response.headers.get("Call-ID").unwrap_or_default().to_owned(),
             local_tag: tag("From"),

@@ -134,8 +134,11 @@ pub fn as_uac(response: &Headers, config: &SessionTimerConfig) -> Option<Agreed>
         return None;
     }
     let granted = SessionExpires::parse(response.get("Session-Expires")?).ok()?;
+    // Below our own Min-SE is not an interval we keep to (it would mean refreshing every few
+    // hundred milliseconds for a peer that grants 1 s).
+    let interval = Duration::from_secs(u64::from(granted.seconds)).max(config.min_se);
     Some(Agreed {
-        interval: Duration::from_secs(u64::from(granted.seconds)),
+        interval,
         // A Session-Expires without refresher leaves refreshing to the UAC (§7.2).
         we_refresh: granted.refresher != Some(Refresher::Uas),
     })
@@ -205,6 +208,8 @@ mod tests {
         let agreed = as_uac(&headers(&[("Session-Expires", "120;refresher=uac")]), &config(90)).unwrap();
         assert_eq!((agreed.interval, agreed.we_refresh), (Duration::from_secs(120), true));
         assert_eq!(agreed.next_action(), Duration::from_secs(60));
+        let tiny = as_uac(&headers(&[("Session-Expires", "1;refresher=uac")]), &config(90)).unwrap();
+        assert_eq!(tiny.interval, Duration::from_secs(90), "raised to our Min-SE");
         let agreed = as_uac(&headers(&[("Session-Expires", "120;refresher=uas")]), &config(90)).unwrap();
         assert!(!agreed.we_refresh);
         // Expiry for the side that watches: the interval less min(32 s, a third).

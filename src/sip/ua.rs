@@ -59,9 +59,14 @@ impl UaConfig {
         }
     }
 
+    /// The extensions this UA knows, with their option tags and how each is used.
+    pub fn extensions(&self) -> [(Support, &'static str); 2] {
+        [(self.rel100, "100rel"), (self.session_timer.support, "timer")]
+    }
+
     /// The option tags of a Supported header.
     pub fn supported(&self) -> String {
-        let tags = [(self.rel100, "100rel"), (self.session_timer.support, "timer")];
+        let tags = self.extensions();
         tags.iter().filter(|(support, _)| *support != Support::Off).map(|(_, tag)| *tag).collect::<Vec<_>>().join(", ")
     }
 }
@@ -77,15 +82,21 @@ pub trait SessionHandler: Send + Sync + 'static {
     fn on_ended(&self, dialog: &DialogId, reason: &str);
 }
 
-/// What a CANCEL needs of a pending INVITE: its token, the request to answer 487, our tag.
+/// What a CANCEL needs of a pending INVITE: its token, the request to answer 487, our tag,
+/// and its reliable provisional responses (a 2xx held behind one is dropped).
 struct PendingEntry {
     cancelled: CancellationToken,
     request: Arc<Request>,
     local_tag: String,
+    reliable: Option<Arc<Reliable>>,
 }
 
 /// An early dialog on our side: the Call-ID and our tag.
 type EarlyKey = (String, String);
+
+fn early_key(call_id: &str, local_tag: &str) -> EarlyKey {
+    (call_id.to_owned(), local_tag.to_owned())
+}
 
 struct Shared {
     config: UaConfig,
@@ -194,8 +205,10 @@ impl UserAgent {
             return reply(416);
         }
         let understood = |tag: &&str| {
-            (tag.eq_ignore_ascii_case("100rel") && config.rel100 != Support::Off)
-                || (tag.eq_ignore_ascii_case("timer") && config.session_timer.support != Support::Off)
+            config
+                .extensions()
+                .iter()
+                .any(|(support, known)| *support != Support::Off && tag.eq_ignore_ascii_case(known))
         };
         let unsupported: Vec<&str> =
             request.headers.values("Require").into_iter().filter(|tag| !understood(tag)).collect();
@@ -209,7 +222,8 @@ impl UserAgent {
             let supports = |tag: &str| {
                 lists_option(&request.headers, "Supported", tag) || lists_option(&request.headers, "Require", tag)
             };
-            let missing: Vec<&str> = [(config.rel100, "100rel"), (config.session_timer.support, "timer")]
+            let missing: Vec<&str> = config
+                .extensions()
                 .iter()
                 .filter(|(support, tag)| *support == Support::Required && !supports(tag))
                 .map(|(_, tag)| *tag)
@@ -281,6 +295,17 @@ impl UserAgent {
             Method::Bye => {
                 self.shared.dialogs().remove(&id);
                 respond(200, None);
+                // A BYE in the early dialog of a 2xx still held: the INVITE ends 487 (§15.1.2).
+                let held = self.shared.early().remove(&early_key(&id.call_id, &id.local_tag));
+                if let Some(reliable) = held {
+                    if let Some(entry) = self.shared.pending().remove(&reliable.transaction_id()) {
+                        if let Some(response) =
+                            build_response(config, &entry.request, 487, Some(&entry.local_tag), None)
+                        {
+                            reliable.abandon_with(response);
+                        }
+                    }
+                }
                 info!(call_id = %id.call_id, "call ended by BYE from the peer");
                 dialog.end("BYE from the peer");
                 self.shared.handler.on_ended(&id, "BYE from the peer");
@@ -299,7 +324,8 @@ impl UserAgent {
                     // an UPDATE without a body is a session refresh, answered without one.
                     let sdp = state.local_sdp.clone();
                     state.offer_pending = is_invite;
-                    state.acked = !is_invite;
+                    // A re-INVITE's 2xx waits for its ACK; an UPDATE has none.
+                    state.acked &= !is_invite;
                     drop(state);
                     self.send_success(&dialog, &transaction, &request, is_invite.then_some(sdp), is_invite);
                     return;
@@ -308,7 +334,8 @@ impl UserAgent {
                 // refresh (RFC 4028), answered here with ours, not passed up or across a B2BUA.
                 if state.remote_origin.is_some() && state.remote_origin == origin_line(&request.body) {
                     let sdp = state.local_sdp.clone();
-                    state.acked = !is_invite;
+                    // A re-INVITE's 2xx waits for its ACK; an UPDATE has none.
+                    state.acked &= !is_invite;
                     drop(state);
                     self.send_success(&dialog, &transaction, &request, Some(sdp), is_invite);
                     return;
@@ -345,20 +372,39 @@ impl UserAgent {
     /// awaiting one (or repeats the last one's PRACK, also once the call is answered), 481
     /// when it names none, 400 without a readable RAck.
     fn prack(&self, id: &DialogId, request: &Request, transaction: &ServerTransaction) {
-        let early = self.shared.early().get(&(id.call_id.clone(), id.local_tag.clone())).cloned();
+        let early = self.shared.early().get(&early_key(&id.call_id, &id.local_tag)).cloned();
         let rack = request.headers.get("RAck").and_then(|value| RAck::parse(value).ok());
+        let mut released = None;
         let status = match (rack, early) {
             (None, _) => 400,
-            (Some(rack), Some(reliable)) if reliable.on_prack(&rack, request.body.clone()) => 200,
-            (Some(_), Some(_)) => 481,
+            (Some(rack), Some(reliable)) => {
+                let (acknowledged, release) = reliable.on_prack(&rack, request.body.clone());
+                released = release;
+                match acknowledged {
+                    prack::Acknowledged::Yes => 200,
+                    // The provisional response carried our answer: a body now is a new offer,
+                    // which ringer does not take before the call is answered (RFC 3262 §5).
+                    prack::Acknowledged::WithOffer => 488,
+                    prack::Acknowledged::No => 481,
+                }
+            }
             (Some(_), None) if self.shared.dialogs().contains_key(id) => 200,
             (Some(_), None) => 481,
         };
         if let Some(mut response) = build_response(&self.shared.config, request, status, None, None) {
-            if status == 400 {
-                response.reason = "Bad Request (RAck missing or malformed)".into();
+            match status {
+                400 => response.reason = "Bad Request (RAck missing or malformed)".into(),
+                488 => response.headers.push(
+                    "Warning",
+                    "399 ringer \"no new offer in PRACK: the provisional response carried the answer\"",
+                ),
+                _ => {}
             }
             transaction.respond(response);
+        }
+        // The 2xx held behind the acknowledged response goes after the PRACK's own answer.
+        if let Some(answer) = released {
+            answer(prack::Held::Send);
         }
     }
 
@@ -376,9 +422,15 @@ impl UserAgent {
                     let mut state = dialog.state();
                     state.local_sdp = sdp.clone();
                     state.remote_origin = origin_line(&request.body);
-                    state.acked = !is_invite;
+                    // A re-INVITE's 2xx waits for its ACK; an UPDATE has none.
+                    state.acked &= !is_invite;
                 }
                 self.send_success(dialog, transaction, request, Some(sdp), is_invite);
+            }
+            OfferAnswer::Pending => {
+                if let Some(response) = build_response(&self.shared.config, request, 491, None, None) {
+                    transaction.respond(response);
+                }
             }
             OfferAnswer::NotAcceptable(warning) => {
                 if let Some(mut response) = build_response(&self.shared.config, request, 488, None, None) {
@@ -597,14 +649,6 @@ impl TransactionUser for UserAgent {
                 let cancelled = CancellationToken::new();
                 let request = Arc::new(incoming.request);
                 let local_tag = new_tag();
-                self.shared.pending().insert(
-                    incoming.transaction.id(),
-                    PendingEntry {
-                        cancelled: cancelled.clone(),
-                        request: request.clone(),
-                        local_tag: local_tag.clone(),
-                    },
-                );
                 // Provisional responses go reliably where the caller supports 100rel.
                 let supports_100rel = lists_option(&request.headers, "Supported", "100rel");
                 let requires_100rel = lists_option(&request.headers, "Require", "100rel");
@@ -617,12 +661,13 @@ impl TransactionUser for UserAgent {
                                 .push("Warning", "399 ringer \"no PRACK for a reliable provisional response\"");
                             let reliable = Reliable::new(
                                 incoming.essentials.cseq.number,
+                                !request.body.is_empty(),
                                 incoming.transaction.clone(),
                                 config.timers.t1,
                                 cancelled.clone(),
                                 timeout,
                             );
-                            let key = (incoming.essentials.call_id.clone(), local_tag.clone());
+                            let key = early_key(&incoming.essentials.call_id, &local_tag);
                             self.shared.early().insert(key, reliable.clone());
                             reliable
                         })
@@ -630,6 +675,15 @@ impl TransactionUser for UserAgent {
                     false => None,
                 };
                 let all_reliable = requires_100rel || (reliable.is_some() && config.rel100 == Support::Required);
+                self.shared.pending().insert(
+                    incoming.transaction.id(),
+                    PendingEntry {
+                        cancelled: cancelled.clone(),
+                        request: request.clone(),
+                        local_tag: local_tag.clone(),
+                        reliable: reliable.clone(),
+                    },
+                );
                 let invite = PendingInvite {
                     shared: self.shared.clone(),
                     received_at: tokio::time::Instant::now(),
@@ -685,11 +739,16 @@ impl TransactionUser for UserAgent {
     }
 
     fn on_cancel(&self, invite: ServerTransaction) {
-        let Some(PendingEntry { cancelled, request, local_tag }) = self.shared.pending().remove(&invite.id()) else {
+        let Some(PendingEntry { cancelled, request, local_tag, reliable }) = self.shared.pending().remove(&invite.id())
+        else {
             return;
         };
         if let Some(response) = build_response(&self.shared.config, &request, 487, Some(&local_tag), None) {
             invite.respond(response);
+        }
+        // A 2xx held behind an unacknowledged provisional response is never sent.
+        if let Some(reliable) = reliable {
+            reliable.abandon();
         }
         info!(call_id = request.headers.get("Call-ID").unwrap_or_default(), "call cancelled by the caller");
         cancelled.cancel();
@@ -799,6 +858,7 @@ impl PendingInvite {
             local_uri: response.headers.get("To").unwrap_or_default().to_owned(),
             route_set: RouteSet::of_uas(&self.request.headers),
             invite_had_offer: !self.request.body.is_empty(),
+            invite_cseq: self.essentials.cseq.number,
             peer_allows_update: allows_update(&self.request.headers),
             state,
         });
@@ -807,29 +867,33 @@ impl PendingInvite {
         let ua = UserAgent { shared: self.shared.clone() };
         let send = {
             let (ua, dialog, transaction) = (ua.clone(), dialog.clone(), self.transaction.clone());
-            let early = (self.essentials.call_id.clone(), self.local_tag.clone());
-            move |prack_came: bool| {
+            let early = early_key(&self.essentials.call_id, &self.local_tag);
+            move |outcome: prack::Held| {
                 ua.shared.early().remove(&early);
-                if prack_came && transaction.respond(response.clone()) {
+                ua.shared.pending().remove(&transaction.id());
+                if outcome == prack::Held::Send && transaction.respond(response.clone()) {
                     retransmit_until_ack(&ua.shared, dialog.clone(), response);
                     ua.set_session_timer(&dialog, agreed);
                     return;
                 }
                 ua.shared.dialogs().remove(&dialog.id);
-                dialog.end(if prack_came { "cancelled" } else { "no PRACK for a provisional response with SDP" });
+                dialog.end(match outcome {
+                    prack::Held::NoPrack => "no PRACK for a provisional response with SDP",
+                    _ => "cancelled before the answer",
+                });
             }
         };
-        let send: prack::HeldAnswer = Box::new(send);
         let send = match &self.reliable {
-            Some(reliable) => reliable.hold_answer(send),
-            None => Some(send),
+            Some(reliable) => reliable.hold_answer(Box::new(send)),
+            None => Some(Box::new(send) as prack::HeldAnswer),
         };
         let Some(send) = send else {
+            // The PendingInvite's part ends here; the pending entry stays for a CANCEL.
             self.answer_held = true;
             return Some(CallHandle { dialog, ua });
         };
         // Sent now: a 2xx that could not go (the INVITE ended under it) took the dialog away.
-        send(true);
+        send(prack::Held::Send);
         match self.shared.dialogs().contains_key(&id) {
             true => Some(CallHandle { dialog, ua }),
             false => None,
@@ -871,13 +935,14 @@ impl PendingInvite {
 
 impl Drop for PendingInvite {
     fn drop(&mut self) {
-        self.shared.pending().remove(&self.transaction.id());
+        // A held 2xx keeps its entries until it is sent or dropped.
         if self.answer_held {
             return;
         }
+        self.shared.pending().remove(&self.transaction.id());
         if let Some(reliable) = &self.reliable {
             reliable.finish();
-            self.shared.early().remove(&(self.essentials.call_id.clone(), self.local_tag.clone()));
+            self.shared.early().remove(&early_key(&self.essentials.call_id, &self.local_tag));
         }
         if !self.transaction.is_final() {
             // Never leave the caller ringing because a handler forgot the call.

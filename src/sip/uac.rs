@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::client::{cancel_for, RequestError};
 use super::dialog::{origin_line, CallHandle, Dialog, DialogId, DialogParts, DialogState};
-use super::message::header::{lists_option, parse_rseq, CSeq, NameAddr, RAck, SessionExpires};
+use super::message::header::{lists_option, parse_rseq, tag_of, CSeq, NameAddr, RAck, SessionExpires};
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::route::RouteSet;
 use super::session_timer::{self, Support};
@@ -32,6 +32,10 @@ pub struct InviteSpec {
     pub headers: Vec<(String, String)>,
     /// The SDP offer (empty for an offerless INVITE).
     pub body: Bytes,
+    /// Offer reliable provisional responses (RFC 3262) when the UA uses them. A B2BUA offers
+    /// them only when its own caller does: an 18x carrying the offer of an offerless INVITE
+    /// must be PRACKed with an answer, which only such a caller can give.
+    pub offer_100rel: bool,
 }
 
 /// What happened next to an INVITE ringer sent.
@@ -76,6 +80,9 @@ pub struct OutgoingCall {
     awaiting_answer: Option<Response>,
     /// The o= line of an early session description (a 2xx may leave it out).
     early_origin: Option<String>,
+    /// A reliable provisional response carried a session description: the offer or answer of
+    /// the INVITE is settled, and later ones carry no new offer.
+    early_offer_seen: bool,
     /// The INVITE was sent again after a 422 (RFC 4028 §7.4); once is enough.
     resent_after_422: bool,
 }
@@ -103,11 +110,11 @@ impl UserAgent {
         headers.push("Contact", contact(self.config(), self.outbound().ports(), &link, secure));
         headers.push("Allow", ALLOW);
         headers.push("User-Agent", self.config().server.clone());
-        self.push_extensions(&mut headers);
+        self.push_extensions(&mut headers, spec.offer_100rel);
         let config = &self.config().session_timer;
         for (name, value) in session_timer::request_headers(config, config.interval, None) {
             // The option tag itself went with the others.
-            if name != "Supported" {
+            if !matches!(name, "Supported" | "Require") {
                 headers.push(name, value);
             }
         }
@@ -131,24 +138,26 @@ impl UserAgent {
             rseqs: HashMap::new(),
             awaiting_answer: None,
             early_origin: None,
+            early_offer_seen: false,
             resent_after_422: false,
         })
     }
 
-    /// Supported and Require for the extensions this UA uses in the calls it places.
-    fn push_extensions(&self, headers: &mut Headers) {
-        let config = self.config();
-        let supported = config.supported();
+    /// Supported and Require for the extensions this UA uses in the calls it places (100rel
+    /// only when `rel100`).
+    fn push_extensions(&self, headers: &mut Headers, rel100: bool) {
+        let offered: Vec<(Support, &str)> =
+            self.config().extensions().into_iter().filter(|(_, tag)| rel100 || *tag != "100rel").collect();
+        let listed = |wanted: fn(Support) -> bool| {
+            offered.iter().filter(|(support, _)| wanted(*support)).map(|(_, tag)| *tag).collect::<Vec<_>>().join(", ")
+        };
+        let supported = listed(|support| support != Support::Off);
         if !supported.is_empty() {
             headers.push("Supported", supported);
         }
-        let required: Vec<&str> = [(config.rel100, "100rel"), (config.session_timer.support, "timer")]
-            .iter()
-            .filter(|(support, _)| *support == Support::Required)
-            .map(|(_, tag)| *tag)
-            .collect();
+        let required = listed(|support| support == Support::Required);
         if !required.is_empty() {
-            headers.push("Require", required.join(", "));
+            headers.push("Require", required);
         }
     }
 }
@@ -258,19 +267,15 @@ impl OutgoingCall {
         let reliable = lists_option(&response.headers, "Require", "100rel") && self.ua.config().rel100 != Support::Off;
         let rseq = response.headers.get("RSeq").and_then(|value| parse_rseq(value).ok());
         let (true, Some(rseq)) = (reliable, rseq) else { return true };
-        let tag = response
-            .headers
-            .get("To")
-            .and_then(|to| NameAddr::parse(to).ok())
-            .and_then(|to| to.tag().map(str::to_owned))
-            .unwrap_or_default();
+        let tag = tag_of(&response.headers, "To");
         if let Some(last) = self.rseqs.get(&tag) {
             if rseq != last.wrapping_add(1) {
                 return false;
             }
         }
         self.rseqs.insert(tag, rseq);
-        let carries_offer = self.request.body.is_empty() && !response.body.is_empty() && self.early_origin.is_none();
+        let carries_offer = self.request.body.is_empty() && !response.body.is_empty() && !self.early_offer_seen;
+        self.early_offer_seen |= !response.body.is_empty();
         match carries_offer {
             true => self.awaiting_answer = Some(response.clone()),
             false => self.send_prack(response, rseq, Bytes::new()),
@@ -296,8 +301,7 @@ impl OutgoingCall {
     /// of its Record-Route, the next CSeq, RAck naming it; sent in the background.
     fn send_prack(&mut self, response: &Response, rseq: u32, body: Bytes) {
         self.cseq += 1;
-        let invite_cseq =
-            CSeq::parse(self.request.headers.get("CSeq").unwrap_or_default()).map(|c| c.number).unwrap_or(1);
+        let invite_cseq = self.invite_cseq();
         let target = remote_target(&response.headers).unwrap_or_else(|| self.request.uri.clone());
         let route = RouteSet::of_uac(&response.headers).route(&target);
         let mut headers = Headers::new();
@@ -348,10 +352,12 @@ impl OutgoingCall {
         request.headers.set("Via", self.ua.via(&self.link));
         request.headers.set("CSeq", CSeq { number: self.cseq, method: Method::Invite }.to_string());
         for (name, value) in session_timer::request_headers(config, interval, None) {
-            if name != "Supported" && name != "Require" {
+            if !matches!(name, "Supported" | "Require") {
                 request.headers.set(name, value);
             }
         }
+        // The Min-SE the 422 asked for, not ours (RFC 4028 §7.4).
+        request.headers.set("Min-SE", interval.as_secs().to_string());
         match self.ua.clients().send_invite(request.clone(), self.link.clone()) {
             Ok(responses) => {
                 info!(call_id = %self.call_id(), seconds = interval.as_secs(), "422: INVITE sent again with a longer session interval");
@@ -363,12 +369,17 @@ impl OutgoingCall {
         }
     }
 
+    /// The CSeq number of the INVITE now under way (2 and up after a 422).
+    fn invite_cseq(&self) -> u32 {
+        CSeq::parse(self.request.headers.get("CSeq").unwrap_or_default()).map(|cseq| cseq.number).unwrap_or(1)
+    }
+
     /// The dialog a 2xx creates (RFC 3261 §12.1.2).
     fn confirm(&self, response: &Response) -> CallHandle {
         let to = response.headers.get("To").unwrap_or_default().to_owned();
-        let remote_tag = NameAddr::parse(&to).ok().and_then(|to| to.tag().map(str::to_owned)).unwrap_or_default();
+        let remote_tag = tag_of(&response.headers, "To");
         let from = self.request.headers.get("From").unwrap_or_default().to_owned();
-        let local_tag = NameAddr::parse(&from).ok().and_then(|from| from.tag().map(str::to_owned)).unwrap_or_default();
+        let local_tag = tag_of(&self.request.headers, "From");
         let mut state = DialogState::new(
             0,
             self.cseq,
@@ -383,6 +394,7 @@ impl OutgoingCall {
             local_uri: from,
             route_set: RouteSet::of_uac(&response.headers),
             invite_had_offer: !self.request.body.is_empty(),
+            invite_cseq: self.invite_cseq(),
             peer_allows_update: allows_update(&response.headers),
             state,
         });

@@ -178,3 +178,8 @@ pub fn to_tag(response: &Response) -> String {
     let to = response.headers.get("To").expect("To");
     ringer::sip::message::header::NameAddr::parse(to).expect("To").tag().expect("To tag").to_owned()
 }
+
+/// Whether header `name` of `headers` lists the option tag `tag`.
+pub fn lists(headers: &ringer::sip::message::Headers, name: &str, tag: &str) -> bool {
+    headers.values(name).iter().any(|value| value.eq_ignore_ascii_case(tag))
+}

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::numbers::{addressed_number, caller};
 use crate::config::core::SbcConfig;
-use crate::sip::b2bua::{self, LegOutcome};
+use crate::sip::b2bua::{self, LegOutcome, RelayedLeg};
 use crate::sip::dialog::{DialogId, OfferAnswer};
 use crate::sip::endpoint::{self, Endpoint, EndpointConfig};
 use crate::sip::message::{Request, Uri};
@@ -617,13 +617,13 @@ impl ViaTas<'_> {
     /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
     async fn fork(&self, invite: PendingInvite) -> u16 {
         let Self { shared, registration, prefix, callee, call } = *self;
-        let mut legs: [Option<(OutgoingCall, usize)>; 2] = [None, None];
+        let mut legs: [Option<(RelayedLeg, usize)>; 2] = [None, None];
         match leg2(shared, &invite, registration, prefix, callee, call).await {
-            Ok(leg) => legs[0] = Some(leg),
+            Ok((leg, index)) => legs[0] = Some((RelayedLeg::new(leg), index)),
             Err(why) => warn!(why, "fork: TAS unreachable"),
         }
         match callee_leg(shared, &invite, callee, call).await {
-            Ok(leg) => legs[1] = Some(leg),
+            Ok((leg, index)) => legs[1] = Some((RelayedLeg::new(leg), index)),
             Err((_, why)) => warn!(why, "fork: callee unreachable"),
         }
         let mut best: Option<(u16, String)> = None;
@@ -638,24 +638,23 @@ impl ViaTas<'_> {
                 biased;
                 () = invite.cancelled() => {
                     for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg));
+                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg.into_leg()));
                     }
                     return 487;
                 }
-                progress = next_of(tas) => (0, progress),
-                progress = next_of(phone) => (1, progress),
+                progress = settle(tas, &invite) => (0, progress),
+                progress = settle(phone, &invite) => (1, progress),
             };
             match progress {
-                Progress::Provisional(response) => {
-                    invite.provisional(response.status, Some(response.body).filter(|body| !body.is_empty()));
-                }
+                // Relayed by `settle`, which returns only final progress.
+                Progress::Provisional(_) => {}
                 Progress::Answered(callee_call, response) => {
                     let status = response.status;
                     if let Some((_, index)) = legs[which].take() {
                         answered(call, &[0, index], status);
                     }
                     for (leg, index) in legs.iter_mut().filter_map(Option::take) {
-                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg));
+                        record_cancelled(shared, call, index, b2bua::cancel_in_background(leg.into_leg()));
                     }
                     b2bua::join(invite, callee_call, response).await;
                     return status;
@@ -710,10 +709,10 @@ impl ViaTas<'_> {
     }
 }
 
-/// The next progress of a fork's leg; never, once the leg is over.
-async fn next_of(slot: &mut Option<(OutgoingCall, usize)>) -> Progress {
+/// The final progress of a fork's leg, its provisional responses relayed; never, once the leg is over.
+async fn settle(slot: &mut Option<(RelayedLeg, usize)>, caller: &PendingInvite) -> Progress {
     match slot {
-        Some((leg, _)) => leg.next().await,
+        Some((leg, _)) => leg.settle(caller).await,
         None => std::future::pending().await,
     }
 }

@@ -306,6 +306,16 @@ impl fmt::Display for NameAddr {
     }
 }
 
+/// The `tag` parameter of the name-addr in header `name` (From, To) of `headers`; empty when
+/// there is none or the header does not parse.
+pub fn tag_of(headers: &super::Headers, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|value| NameAddr::parse(value).ok())
+        .and_then(|addr| addr.tag().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// CSeq: sequence number and method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CSeq {

@@ -16,13 +16,36 @@ use crate::sip::message::header::RAck;
 use crate::sip::message::{Method, Response};
 use crate::sip::transaction::ServerTransaction;
 
-/// A 2xx held back until the PRACK of a provisional response with SDP; called with `true` to
-/// send it, `false` when no PRACK came.
-pub(super) type HeldAnswer = Box<dyn FnOnce(bool) + Send>;
+/// What becomes of a 2xx held back behind a provisional response with SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// Its PRACK came: send the 2xx.
+    Send,
+    /// None came within 64·T1: the INVITE is refused (504).
+    NoPrack,
+    /// The caller cancelled, or hung up the early dialog: the INVITE ends 487.
+    Cancelled,
+}
+
+/// A 2xx held back until the PRACK of a provisional response with SDP.
+pub(super) type HeldAnswer = Box<dyn FnOnce(Held) + Send>;
+
+/// What a PRACK did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Acknowledged {
+    /// It acknowledged the response awaiting one (or repeated the last acknowledgement).
+    Yes,
+    /// It acknowledged it, but carries a new offer where the response carried our answer.
+    WithOffer,
+    /// It names no response awaiting one.
+    No,
+}
 
 /// The reliable provisional responses of one INVITE.
 pub(super) struct Reliable {
     invite_cseq: u32,
+    /// The INVITE carried the offer, so our provisional responses carry answers.
+    invite_had_offer: bool,
     transaction: ServerTransaction,
     t1: Duration,
     /// Cancelled when no PRACK came: the layer above stops as for a CANCEL.
@@ -59,6 +82,7 @@ impl Reliable {
     /// The reliable provisional responses to the INVITE numbered `invite_cseq` of `transaction`.
     pub(super) fn new(
         invite_cseq: u32,
+        invite_had_offer: bool,
         transaction: ServerTransaction,
         t1: Duration,
         given_up: CancellationToken,
@@ -74,7 +98,7 @@ impl Reliable {
             held_answer: None,
             done: false,
         };
-        Arc::new(Self { invite_cseq, transaction, t1, given_up, timeout, state: Mutex::new(state) })
+        Arc::new(Self { invite_cseq, invite_had_offer, transaction, t1, given_up, timeout, state: Mutex::new(state) })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -136,41 +160,68 @@ impl Reliable {
             state.held_answer.take()
         };
         warn!("no PRACK for a reliable provisional response within 64*T1: refusing the INVITE (RFC 3262 §3)");
-        match held {
-            Some(answer) => answer(false),
-            None => {
-                self.transaction.respond(self.timeout.clone());
-            }
+        if let Some(answer) = held {
+            answer(Held::NoPrack);
         }
+        self.transaction.respond(self.timeout.clone());
         self.given_up.cancel();
     }
 
-    /// A PRACK naming `rack`, with `body`: `true` when it acknowledges the response awaiting
-    /// one (or, retransmitted, the last one acknowledged), else `false` (481).
-    pub(super) fn on_prack(self: &Arc<Self>, rack: &RAck, body: Bytes) -> bool {
+    /// The transaction id of the INVITE.
+    pub(super) fn transaction_id(&self) -> u64 {
+        self.transaction.id()
+    }
+
+    /// The caller cancelled: a held 2xx is dropped, nothing more is sent.
+    pub(super) fn abandon(&self) {
+        let held = {
+            let mut state = self.state();
+            state.done = true;
+            state.outstanding = None;
+            state.queued.clear();
+            state.held_answer.take()
+        };
+        if let Some(answer) = held {
+            answer(Held::Cancelled);
+        }
+    }
+
+    /// As [`Reliable::abandon`], ending the INVITE with `terminated` (487).
+    pub(super) fn abandon_with(&self, terminated: Response) {
+        self.abandon();
+        self.transaction.respond(terminated);
+        self.given_up.cancel();
+    }
+
+    /// A PRACK naming `rack`, with `body`: whether it acknowledges the response awaiting one
+    /// (or, retransmitted, the last one acknowledged), and the 2xx it releases, to be sent once
+    /// the PRACK is answered.
+    pub(super) fn on_prack(self: &Arc<Self>, rack: &RAck, body: Bytes) -> (Acknowledged, Option<HeldAnswer>) {
         let mut state = self.state();
         let ours = rack.method == Method::Invite && rack.cseq == self.invite_cseq;
         let acknowledged = match state.outstanding.take() {
             Some(outstanding) if ours && outstanding.rseq == rack.rseq => outstanding,
             other => {
                 state.outstanding = other;
-                return ours && state.last_acked == Some(rack.rseq);
+                let repeated = ours && state.last_acked == Some(rack.rseq);
+                return (if repeated { Acknowledged::Yes } else { Acknowledged::No }, None);
             }
         };
         state.last_acked = Some(acknowledged.rseq);
-        if let Some(answer_to) = acknowledged.answer_to {
+        // Our provisional responses carried answers: a body is a new offer, not an answer.
+        let new_offer = self.invite_had_offer && !body.is_empty();
+        if let (Some(answer_to), false) = (acknowledged.answer_to, new_offer) {
             let _ = answer_to.send(body);
         }
+        let mut release = None;
         if let Some(next) = state.queued.pop_front() {
             self.transmit(&mut state, next);
-            return true;
-        }
-        if let Some(answer) = state.held_answer.take() {
+        } else if let Some(answer) = state.held_answer.take() {
             state.done = true;
-            drop(state);
-            answer(true);
+            release = Some(answer);
         }
-        true
+        let acknowledged = if new_offer { Acknowledged::WithOffer } else { Acknowledged::Yes };
+        (acknowledged, release)
     }
 
     /// Holds `answer` while a provisional response with SDP awaits its PRACK (a 2xx may not
