@@ -9,35 +9,35 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::call::action::{Action, App, BehaviourConfig};
-use crate::config::core::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
-use crate::config::serve::{
+use domain::types::{Msisdn, SipsUri};
+use emulator::caller::Caller;
+use emulator::config::{AuthMode, CoreConfig, GrpcListenConfig, HandsetConfig, HandsetMode, SbcConfig, SbcRoute};
+use emulator::sbc::Sbc;
+use emulator::CoreHandle;
+use registrar::auth::Credentials;
+use registrar::{Registrar, RegistrationClient};
+use sip::endpoint::Endpoint;
+use sip::uac::OutgoingCall;
+use tas::call::action::{Action, App, BehaviourConfig};
+use tas::config::{
     AuthConfig, CallsConfig, CoreApiConfig, MediaConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig,
     TasConfig, VoicemailConfig,
 };
-use crate::core::caller::Caller;
-use crate::core::sbc::Sbc;
-use crate::core::CoreHandle;
-use crate::registrar::auth::Credentials;
-use crate::registrar::{Registrar, RegistrationClient};
-use crate::sip::endpoint::Endpoint;
-use crate::sip::uac::OutgoingCall;
-use crate::tas::Tas;
-use crate::tls::devcert::DevCertificateFiles;
-use crate::types::{Msisdn, SipsUri};
+use tas::Tas;
+use tls::devcert::DevCertificateFiles;
 
 /// Why the lab could not start.
 #[derive(Debug, Error)]
 pub enum LabError {
     /// The emulated core.
     #[error("emulated core: {0}")]
-    Core(#[from] crate::core::CoreError),
+    Core(#[from] emulator::CoreError),
     /// The TAS.
     #[error("TAS: {0}")]
-    Tas(#[from] crate::tas::TasError),
+    Tas(#[from] tas::TasError),
     /// The registrar's client.
     #[error("registrar: {0}")]
-    Registrar(#[from] crate::registrar::ClientError),
+    Registrar(#[from] registrar::ClientError),
     /// A listener.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -92,7 +92,7 @@ pub struct LabConfig {
     /// Kamailio); `None`: the core and the TAS talk directly.
     pub proxy: Option<ProxyPath>,
     /// The SBC's use of 100rel and session timers.
-    pub sbc_extensions: crate::config::ExtensionsConfig,
+    pub sbc_extensions: sip::config::ExtensionsConfig,
 }
 
 /// Where the core and the TAS reach each other when a proxy sits between them.
@@ -183,7 +183,7 @@ impl LabConfig {
             voicemail_dir: VoicemailConfig::default().dir,
             media_address: std::net::IpAddr::from([127, 0, 0, 1]),
             proxy: None,
-            sbc_extensions: crate::config::ExtensionsConfig::default(),
+            sbc_extensions: sip::config::ExtensionsConfig::default(),
         }
     }
 }
@@ -236,7 +236,7 @@ impl Lab {
             ..CoreConfig::default()
         };
         debug_assert_eq!(core_config.auth.mode, AuthMode::Sandbox);
-        let core = crate::core::start(&core_config).await?;
+        let core = emulator::start(&core_config).await?;
         let interconnect = core
             .sbc()
             .and_then(|sbc| sbc.interconnect.tls_addr)
@@ -281,7 +281,7 @@ impl Lab {
             subscribers: config.subscribers.clone(),
         };
         tas_config.validate().map_err(LabError::Config)?;
-        let tas = crate::tas::start_sip(&tas_config).await?;
+        let tas = tas::start_sip(&tas_config).await?;
         // Register the port the TAS really listens on, or the proxy in front of it.
         let tls_port = tas.endpoint.tls_addr.map(|addr| addr.port()).unwrap_or(config.ports.tas_tls);
         tas_config.tas.sip_uri = match &config.proxy {
@@ -318,7 +318,7 @@ impl Lab {
     }
 
     /// Stops everything, deleting the registrations first.
-    pub async fn shutdown(self) -> crate::registrar::ShutdownReport {
+    pub async fn shutdown(self) -> registrar::ShutdownReport {
         let report = self.registrar.shutdown().await;
         self.alice.shutdown();
         self.tas.endpoint.shutdown();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::audio::tone_share;
 use common::lab::{final_of, subscriber, Lab};
 use ringer::media::g711;
-use ringer::media::sdp::SessionDescription;
+use ringer::sdp::SessionDescription;
 use ringer::sip::uac::Progress;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use tokio::net::UdpSocket;

@@ -1,0 +1,7 @@
+//! The domain both sides of the SIP Breakout API share, and nothing else of ringer: E.164
+//! numbers, prefixes, route types and call directions, the operator's gRPC contract (generated
+//! from `proto/`), and reading configuration files.
+
+pub mod config;
+pub mod proto;
+pub mod types;

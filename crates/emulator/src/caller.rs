@@ -1,0 +1,177 @@
+//! A handset calling in through the emulated SBC's access side, with the media the operator's
+//! SBC puts in front of a TAS: a WebRTC-style offer ([`OfferingPeer`]), audio from a tone or a
+//! file, and a recording of what comes back. `ringer dial` and the lab's Alice use it; so can
+//! a test of any TAS behind the emulated core.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use domain::types::Msisdn;
+use media::peer::{OfferingPeer, PeerOptions};
+use media::webrtc::WebRtcError;
+use sip::dialog::{CallHandle, DialogId, OfferAnswer};
+use sip::endpoint::{self, Endpoint, EndpointConfig};
+use sip::message::header::NameAddr;
+use sip::message::Uri;
+use sip::transport::policy::PeerPolicy;
+use sip::transport::stream::StreamLimits;
+use sip::ua::{PendingInvite, SessionHandler, UaConfig};
+use sip::uac::{InviteSpec, OutgoingCall, Progress};
+
+/// Why a call with media could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The SIP side failed before an answer (no socket, malformed target).
+    #[error("SIP: {0}")]
+    Sip(String),
+    /// The call was refused.
+    #[error("refused: {status} {reason}")]
+    Refused {
+        /// The final status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// No final answer came.
+    #[error("no answer (timeout)")]
+    NoAnswer,
+    /// The offer could not be made or ICE and DTLS did not complete.
+    #[error("media: {0}")]
+    Media(#[from] WebRtcError),
+}
+
+/// The caller's answer to calls made to it: busy (it only places calls).
+struct TakesNoCalls;
+
+impl SessionHandler for TakesNoCalls {
+    fn on_invite(&self, invite: PendingInvite) {
+        invite.reject(486, None, Some("this handset only places calls"));
+    }
+
+    fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
+        OfferAnswer::NotAcceptable("this handset only places calls".into())
+    }
+
+    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
+}
+
+/// A SIP user agent on UDP that calls through the SBC's access side.
+pub struct Caller {
+    endpoint: Endpoint,
+}
+
+/// A call answered, its media up.
+pub struct ConnectedCall {
+    /// The dialog.
+    pub call: CallHandle,
+    /// The media peer: play, send DTMF, listen.
+    pub peer: OfferingPeer,
+    /// The answer's SDP.
+    pub answer: String,
+    /// From INVITE to ICE and DTLS complete.
+    pub setup: Duration,
+}
+
+impl Caller {
+    /// A caller on a free UDP port of `bind`; `name` goes into its User-Agent.
+    pub async fn start(bind: IpAddr, name: &str) -> std::io::Result<Caller> {
+        let endpoint = endpoint::start(
+            EndpointConfig {
+                tls: None,
+                tcp: None,
+                udp: Some(SocketAddr::new(bind, 0)),
+                policy: PeerPolicy::default(),
+                limits: StreamLimits::default(),
+                ua: UaConfig::new(bind.to_string(), name),
+                client_tls: None,
+                core_uri: None,
+            },
+            // Nobody calls a caller: anything that comes in is busy.
+            Arc::new(TakesNoCalls),
+        )
+        .await?;
+        Ok(Caller { endpoint })
+    }
+
+    /// The endpoint under the caller (its dialogs and transactions).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends an INVITE from `from` to `to` at `access` with `sdp`, as a handset would.
+    pub fn invite(
+        &self,
+        access: SocketAddr,
+        from: &Msisdn,
+        to: &Msisdn,
+        sdp: Bytes,
+    ) -> Result<OutgoingCall, DialError> {
+        let parse = |text: String| NameAddr::parse(&text).map_err(|error| DialError::Sip(error.to_string()));
+        let spec = InviteSpec {
+            uri: Uri::parse(&format!("sip:{to}@{access};user=phone")).map_err(|e| DialError::Sip(e.to_string()))?,
+            from: parse(format!("<sip:{from}@handset.ringer.invalid;user=phone>"))?,
+            to: parse(format!("<sip:{to}@core.ringer.invalid;user=phone>"))?,
+            max_forwards: 70,
+            headers: Vec::new(),
+            body: sdp,
+            offer_100rel: true,
+        };
+        let link = self.endpoint.udp_link(access).ok_or_else(|| DialError::Sip("no UDP socket".into()))?;
+        self.endpoint.user_agent().invite(spec, link).map_err(|error| DialError::Sip(error.to_string()))
+    }
+
+    /// Calls `to` with a WebRTC-style offer shaped by `media`, and waits for the answer and for
+    /// ICE and DTLS (each up to `timeout`).
+    pub async fn dial(
+        &self,
+        access: SocketAddr,
+        from: &Msisdn,
+        to: &Msisdn,
+        media: PeerOptions,
+        timeout: Duration,
+    ) -> Result<ConnectedCall, DialError> {
+        let started = tokio::time::Instant::now();
+        let (mut peer, offer) = OfferingPeer::offer(media).await?;
+        let mut outgoing = self.invite(access, from, to, Bytes::from(offer))?;
+        let answered = tokio::time::timeout(timeout, async {
+            loop {
+                match outgoing.next().await {
+                    Progress::Provisional(_) => continue,
+                    Progress::Answered(call, response) => return Ok((call, response)),
+                    Progress::Failed(response) => {
+                        return Err(DialError::Refused { status: response.status, reason: response.reason })
+                    }
+                    Progress::Cancelled | Progress::TimedOut => return Err(DialError::NoAnswer),
+                }
+            }
+        })
+        .await;
+        let (call, response) = match answered {
+            Ok(answered) => answered?,
+            Err(_) => {
+                outgoing.cancel();
+                peer.close().await;
+                return Err(DialError::NoAnswer);
+            }
+        };
+        if let Err(error) = call.ack(None) {
+            peer.close().await;
+            return Err(DialError::Sip(error.to_string()));
+        }
+        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        if let Err(error) = peer.accept(&answer, timeout).await {
+            let _ = call.hangup().await;
+            peer.close().await;
+            return Err(error.into());
+        }
+        Ok(ConnectedCall { call, peer, answer, setup: started.elapsed() })
+    }
+
+    /// Stops the caller's endpoint.
+    pub fn shutdown(self) {
+        self.endpoint.shutdown();
+    }
+}

@@ -1,0 +1,13 @@
+//! Media: RTP and its codecs, plain-RTP and WebRTC-style sessions (ICE, DTLS-SRTP), the apps
+//! that play and listen (echo, announcement, voicemail) and the mailbox they record into. It
+//! knows SDP (the `sdp` crate) but nothing of SIP.
+
+pub mod apps;
+pub mod channel;
+pub mod codec;
+pub mod g711;
+pub mod mailbox;
+pub mod peer;
+pub mod plain;
+pub mod rtp;
+pub mod webrtc;

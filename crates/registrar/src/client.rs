@@ -1,0 +1,186 @@
+//! A gRPC client of the core's SipBreakoutService: validates locally, adds the bearer token,
+//! and retries once with a new token after UNAUTHENTICATED.
+
+use std::path::Path;
+use std::time::Duration;
+
+use thiserror::Error;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+use tracing::{debug, warn};
+
+use super::auth::{AuthError, Credentials, TokenSource};
+use crate::config::CoreApiConfig;
+use domain::proto::sipbreakout::v1::{
+    sip_breakout_service_client::SipBreakoutServiceClient, DeleteRegistrationRequest, DeleteRegistrationResponse,
+    UpsertRegistrationRequest, UpsertRegistrationResponse,
+};
+use domain::types::Registration;
+
+/// Why a call to the core did not get an answer.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The endpoint URL or CA file is unusable.
+    #[error("core endpoint: {0}")]
+    Endpoint(String),
+    /// The registration breaks a rule the core would enforce; nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// No token could be had.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The core (or the way to it) answered with a gRPC error.
+    #[error("gRPC {code:?}: {message}")]
+    Status {
+        /// The gRPC status code.
+        code: Code,
+        /// The status message.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later may help without a change of configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Auth(error) => error.is_transient(),
+            ClientError::Status { code, .. } => matches!(
+                code,
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+                    | Code::Internal
+                    | Code::Unknown
+                    | Code::Cancelled
+            ),
+            ClientError::Endpoint(_) | ClientError::Invalid(_) => false,
+        }
+    }
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> Self {
+        ClientError::Status { code: status.code(), message: status.message().to_owned() }
+    }
+}
+
+/// A client of SipBreakoutService at one endpoint, with one set of credentials.
+#[derive(Debug, Clone)]
+pub struct RegistrationClient {
+    grpc: SipBreakoutServiceClient<Channel>,
+    tokens: std::sync::Arc<TokenSource>,
+}
+
+impl RegistrationClient {
+    /// Prepares a client; the connection is made on first use and re-made after failures.
+    pub fn new(api: &CoreApiConfig, credentials: Credentials) -> Result<Self, ClientError> {
+        tls::install_crypto_provider();
+        let endpoint = Endpoint::from_shared(api.endpoint.clone())
+            .map_err(|error| ClientError::Endpoint(format!("{:?} is not a valid URL: {error}", api.endpoint)))?
+            .connect_timeout(api.connect_timeout)
+            .timeout(api.request_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(false);
+        let endpoint = if api.endpoint.starts_with("https://") {
+            endpoint
+                .tls_config(tls_config(api.ca_file.as_deref())?)
+                .map_err(|error| ClientError::Endpoint(error.to_string()))?
+        } else {
+            endpoint
+        };
+        let tokens = TokenSource::new(credentials, api.request_timeout)?;
+        Ok(Self { grpc: SipBreakoutServiceClient::new(endpoint.connect_lazy()), tokens: std::sync::Arc::new(tokens) })
+    }
+
+    /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
+    pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
+        self.check(registration)?;
+        let message = UpsertRegistrationRequest { registration: Some(registration.into()) };
+        self.with_token(
+            |request| {
+                let mut grpc = self.grpc.clone();
+                async move { grpc.upsert_registration(request).await }
+            },
+            message,
+        )
+        .await
+    }
+
+    /// Removes `registration` (same `sip_uri` as upserted) from the core.
+    pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
+        self.check(registration)?;
+        let message = DeleteRegistrationRequest { registration: Some(registration.into()) };
+        self.with_token(
+            |request| {
+                let mut grpc = self.grpc.clone();
+                async move { grpc.delete_registration(request).await }
+            },
+            message,
+        )
+        .await
+    }
+
+    fn check(&self, registration: &Registration) -> Result<(), ClientError> {
+        if self.tokens.credentials().requires_phone_number() && registration.phone_number.is_none() {
+            return Err(ClientError::Invalid(
+                "a phone number is required with client credentials: the core cannot tell which subscriber is meant"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `message` with the current token; after UNAUTHENTICATED, once more with a new one.
+    async fn with_token<M, R, F, Fut>(&self, call: F, message: M) -> Result<R, ClientError>
+    where
+        M: Clone,
+        F: Fn(Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let mut retried = false;
+        loop {
+            let mut request = Request::new(message.clone());
+            if let Some(token) = self.tokens.bearer().await? {
+                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
+                    ClientError::Invalid("the bearer token holds characters not allowed in a header".into())
+                })?;
+                value.set_sensitive(true);
+                request.metadata_mut().insert("authorization", value);
+            }
+            match call(request).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if status.code() == Code::Unauthenticated && !retried && self.can_renew() => {
+                    warn!(message = status.message(), "core refused the token; fetching a new one");
+                    self.tokens.invalidate().await;
+                    retried = true;
+                }
+                Err(status) => {
+                    debug!(code = ?status.code(), message = status.message(), "core call failed");
+                    return Err(status.into());
+                }
+            }
+        }
+    }
+
+    fn can_renew(&self) -> bool {
+        matches!(
+            self.tokens.credentials(),
+            Credentials::ClientCredentials(_) | Credentials::Bearer(super::auth::BearerSource::File(_))
+        )
+    }
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<ClientTlsConfig, ClientError> {
+    let config = ClientTlsConfig::new().with_native_roots();
+    match ca_file {
+        None => Ok(config),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|error| ClientError::Endpoint(format!("cannot read CA file {}: {error}", path.display())))?;
+            Ok(config.ca_certificate(Certificate::from_pem(pem)))
+        }
+    }
+}

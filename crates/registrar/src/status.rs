@@ -1,0 +1,136 @@
+//! What the registrar knows of each subscriber: last result, expiry, next attempt. Shown in log
+//! lines and, when configured, as JSON at `GET /registrations`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use domain::types::{Msisdn, Registration};
+
+/// Where a subscriber's registration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationState {
+    /// Not yet answered.
+    Pending,
+    /// Registered and not yet expired.
+    Registered,
+    /// Registered, but the last refresh failed; retrying before expiry.
+    Retrying,
+    /// The core refused it (NOT_ACCEPTABLE, PERMISSION_DENIED, a bad token…); retried on a long period.
+    Refused,
+    /// It expired while the core could not be reached.
+    Lapsed,
+    /// Deleted at shutdown or reload.
+    Deleted,
+}
+
+/// One subscriber's registration status.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberStatus {
+    /// The subscriber.
+    pub phone_number: String,
+    /// Its route type.
+    pub route_type: String,
+    /// The `sip_uri` registered.
+    pub sip_uri: String,
+    /// Where it stands.
+    pub state: RegistrationState,
+    /// What the last attempt brought.
+    pub last_result: String,
+    /// When the last attempt ended (RFC 3339).
+    pub last_attempt: Option<String>,
+    /// When the registration expires at the core, if it is registered (RFC 3339).
+    pub expires_at: Option<String>,
+    /// When the next attempt is due (RFC 3339).
+    pub next_attempt: Option<String>,
+    /// Successful upserts so far.
+    pub upserts: u64,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Whether an upsert has been sent, so the core may hold this registration (it is then
+    /// deleted at shutdown, even when the answer never came back).
+    #[serde(skip)]
+    pub may_be_registered: bool,
+}
+
+impl SubscriberStatus {
+    pub(crate) fn new(registration: &Registration) -> Self {
+        Self {
+            phone_number: registration.label(),
+            route_type: registration.route_type.to_string(),
+            sip_uri: registration.sip_uri.to_string(),
+            state: RegistrationState::Pending,
+            last_result: String::new(),
+            last_attempt: None,
+            expires_at: None,
+            next_attempt: None,
+            upserts: 0,
+            consecutive_failures: 0,
+            may_be_registered: false,
+        }
+    }
+}
+
+/// The status of every subscriber, shared by the registrar's tasks.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    entries: RwLock<BTreeMap<Msisdn, SubscriberStatus>>,
+}
+
+impl StatusBoard {
+    /// The status of one subscriber.
+    pub fn get(&self, msisdn: &Msisdn) -> Option<SubscriberStatus> {
+        self.read().get(msisdn).cloned()
+    }
+
+    /// Every subscriber's status, by number.
+    pub fn all(&self) -> Vec<SubscriberStatus> {
+        self.read().values().cloned().collect()
+    }
+
+    pub(crate) fn update(&self, msisdn: &Msisdn, change: impl FnOnce(&mut SubscriberStatus)) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(status) = entries.get_mut(msisdn) {
+            change(status);
+        }
+    }
+
+    pub(crate) fn insert(&self, msisdn: Msisdn, status: SubscriberStatus) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.insert(msisdn, status);
+    }
+
+    pub(crate) fn remove(&self, msisdn: &Msisdn) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.remove(msisdn);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Msisdn, SubscriberStatus>> {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Wall-clock text for a moment `delay` from now.
+pub(crate) fn rfc3339_in(delay: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string()
+}
+
+/// Serves `GET /registrations` (JSON) from `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, board: Arc<StatusBoard>) -> std::io::Result<()> {
+    axum::serve(listener, router(board)).await
+}
+
+/// The `GET /registrations` route, to serve beside others.
+pub fn router(board: Arc<StatusBoard>) -> axum::Router {
+    axum::Router::new().route("/registrations", axum::routing::get(registrations)).with_state(board)
+}
+
+async fn registrations(State(board): State<Arc<StatusBoard>>) -> Json<Vec<SubscriberStatus>> {
+    Json(board.all())
+}

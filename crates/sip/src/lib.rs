@@ -1,0 +1,18 @@
+//! The SIP stack: messages, transports, transactions and dialogs (RFC 3261).
+//!
+//! Data flows one way: [`transport`] turns bytes from sockets into [`message`]s, the
+//! transaction layer matches them, and the call layer above decides what to answer.
+
+pub mod b2bua;
+pub mod client;
+pub mod config;
+pub mod dialog;
+pub mod endpoint;
+pub mod message;
+pub mod outbound;
+pub mod route;
+pub mod session_timer;
+pub mod transaction;
+pub mod transport;
+pub mod ua;
+pub mod uac;

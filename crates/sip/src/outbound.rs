@@ -1,0 +1,238 @@
+//! Connections ringer opens itself: for the calls it places (leg 3, Ingress) and for requests
+//! in a dialog whose connection has closed. Stream connections are kept and reused per
+//! destination, so a busy TAS does one TLS handshake with the core rather than one a call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::TokioResolver;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use super::message::Uri;
+use super::transport::stream::{self, StreamContext};
+use super::transport::{Link, Transport};
+
+/// Why no connection could be made to a target.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The target is not a usable SIP URI.
+    #[error("{target}: {reason}")]
+    BadTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host did not resolve.
+    #[error("{target}: cannot resolve: {reason}")]
+    Resolve {
+        /// The target as given.
+        target: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// The connection (or its TLS handshake) failed.
+    #[error("{target}: cannot connect: {reason}")]
+    Connect {
+        /// The target as given.
+        target: String,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// The ports the endpoint listens on, which go into Contact and Via of requests it sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListeningPorts {
+    /// TLS.
+    pub tls: Option<u16>,
+    /// TCP.
+    pub tcp: Option<u16>,
+    /// UDP.
+    pub udp: Option<u16>,
+}
+
+impl ListeningPorts {
+    /// The listening port for `transport`.
+    pub fn of(&self, transport: Transport) -> Option<u16> {
+        match transport {
+            Transport::Tls => self.tls,
+            Transport::Tcp => self.tcp,
+            Transport::Udp => self.udp,
+        }
+    }
+}
+
+/// Opens (and keeps) the connections for requests ringer sends.
+pub struct Outbound {
+    context: OnceLock<StreamContext>,
+    udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    core: Option<String>,
+    ports: ListeningPorts,
+    connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
+    /// For SRV lookups (RFC 3263) of targets without a port; `None` when none could be set up.
+    resolver: OnceLock<Option<TokioResolver>>,
+}
+
+/// The connection to one destination, once made.
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Link>>>;
+
+/// How long a new connection (TCP and TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Outbound {
+    /// Connections verified with `tls` (for `sips:` targets); in-dialog requests whose
+    /// connection has closed go to `core` when set, else to the peer's Contact.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, core: Option<String>, ports: ListeningPorts) -> Self {
+        Self {
+            context: OnceLock::new(),
+            udp: OnceLock::new(),
+            tls,
+            core,
+            ports,
+            connections: Mutex::new(HashMap::new()),
+            resolver: OnceLock::new(),
+        }
+    }
+
+    /// Uses this DNS server for SRV lookups instead of the system's (a lab's own DNS server).
+    /// Has no effect once a lookup has been made.
+    pub fn use_dns_server(&self, server: SocketAddr) {
+        let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
+        let resolver = TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
+        let _ = self.resolver.set(Some(resolver));
+    }
+
+    fn resolver(&self) -> Option<&TokioResolver> {
+        self.resolver
+            .get_or_init(|| match TokioResolver::builder_tokio() {
+                Ok(builder) => Some(builder.build()),
+                Err(error) => {
+                    warn!(%error, "no DNS resolver configuration: SIP URIs without a port use the default port");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Where a target without a port is served (RFC 3263 §4.2): the SRV record of lowest
+    /// priority and highest weight, or `None` (then the default port applies).
+    pub async fn srv(&self, host: &str, transport: Transport) -> Option<(String, u16)> {
+        let service = match transport {
+            Transport::Tls => "_sips._tcp",
+            Transport::Tcp => "_sip._tcp",
+            Transport::Udp => "_sip._udp",
+        };
+        let name = format!("{service}.{}.", host.trim_end_matches('.'));
+        let lookup = match self.resolver()?.srv_lookup(name.as_str()).await {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                debug!(%name, %error, "no SRV record; using the default port");
+                return None;
+            }
+        };
+        let best = lookup.iter().min_by_key(|srv| (srv.priority(), std::cmp::Reverse(srv.weight())))?;
+        let target = best.target().to_utf8();
+        info!(%name, target = %target, port = best.port(), "SRV record found");
+        Some((target.trim_end_matches('.').to_owned(), best.port()))
+    }
+
+    /// Sets the context new stream connections run in (once the transaction layer exists).
+    pub(crate) fn set_context(&self, context: StreamContext) {
+        let _ = self.context.set(context);
+    }
+
+    /// Sets the UDP socket requests to `sip:` targets without a transport leave from.
+    pub(crate) fn set_udp(&self, socket: Arc<UdpSocket>, local: SocketAddr) {
+        let _ = self.udp.set((socket, local));
+    }
+
+    /// The core's SIP address, if configured.
+    pub fn core(&self) -> Option<&str> {
+        self.core.as_deref()
+    }
+
+    /// The ports the endpoint listens on.
+    pub fn ports(&self) -> ListeningPorts {
+        self.ports
+    }
+
+    fn connections(&self) -> MutexGuard<'_, HashMap<(String, u16, Transport), ConnectionSlot>> {
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A link to a SIP URI: TLS for `sips:` or `transport=tls`, TCP for `transport=tcp`, else
+    /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
+    /// reused, and callers asking at once share one connection attempt. Without a port: the
+    /// DNS SRV record (`_sips._tcp`, `_sip._tcp`, `_sip._udp`), else 5061 for TLS and 5060.
+    pub async fn link_to(&self, target: &str) -> Result<Link, ConnectError> {
+        let bad = |reason: &str| ConnectError::BadTarget { target: target.to_owned(), reason: reason.to_owned() };
+        let uri = Uri::parse(target).map_err(|error| bad(&error.to_string()))?;
+        let sip = uri.as_sip().ok_or_else(|| bad("not a sip: or sips: URI"))?;
+        let named = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
+        let transport = match named.as_deref() {
+            _ if sip.secure => Transport::Tls,
+            Some("tls") => Transport::Tls,
+            Some("tcp") => Transport::Tcp,
+            Some("udp") | None if self.udp.get().is_some() => Transport::Udp,
+            None => Transport::Tcp,
+            Some(other) => return Err(bad(&format!("transport {other} is not supported"))),
+        };
+        let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
+        let host = sip.host.clone();
+        // Without a port, DNS SRV names the server; the certificate must still name `host`.
+        let is_name = host.parse::<std::net::IpAddr>().is_err();
+        let (address, port) = match sip.port {
+            Some(port) => (host.clone(), port),
+            None if is_name => self.srv(&host, transport).await.unwrap_or((host.clone(), default_port)),
+            None => (host.clone(), default_port),
+        };
+        if transport == Transport::Udp {
+            let (socket, local) = self.udp.get().cloned().ok_or_else(|| bad("no UDP socket"))?;
+            return Ok(Link::datagram(socket, local, resolve(target, &address, port).await?));
+        }
+        // One slot per destination: the first caller connects, the others wait for its link.
+        let key = (host.clone(), sip.port.unwrap_or(0), transport);
+        let slot = self.connections().entry(key).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
+            return Ok(link.clone());
+        }
+        let connect_error = |reason: String| ConnectError::Connect { target: target.to_owned(), reason };
+        let addr = resolve(target, &address, port).await?;
+        let context = self.context.get().cloned().ok_or_else(|| connect_error("endpoint not started".into()))?;
+        let connector = match transport {
+            Transport::Tls => {
+                let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(host).map_err(|error| connect_error(error.to_string()))?;
+                Some((tokio_rustls::TlsConnector::from(config), name))
+            }
+            _ => None,
+        };
+        let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT)
+            .await
+            .map_err(|error| connect_error(tls::verify::explain_io(&error)))?;
+        debug!(%addr, %transport, "connection opened for outgoing requests");
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+}
+
+/// The first address of `host`.
+async fn resolve(target: &str, host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
+    let resolve_error = |reason: String| ConnectError::Resolve { target: target.to_owned(), reason };
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|error| resolve_error(error.to_string()))?
+        .next()
+        .ok_or_else(|| resolve_error("no address".into()))
+}

@@ -1,0 +1,365 @@
+//! Carrying out a [`Behaviour`] on one call: answer, reject, or relay it back to the core as
+//! leg 3 (loop, forward) through the B2BUA, and on busy, no answer or unreachable move on to
+//! the configured next action.
+
+use std::fmt;
+
+use tracing::{info, warn};
+
+use domain::types::Msisdn;
+use sip::b2bua::{self, LegOutcome};
+use sip::message::{reason_phrase, Uri};
+use sip::transport::Link;
+use sip::ua::{PendingInvite, UserAgent};
+use sip::uac::InviteSpec;
+
+use super::action::{Action, Behaviour};
+use super::answer::{Answerer, CallInfo, MediaSettings};
+use super::stats::CallStats;
+
+/// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardCause {
+    /// Call forwarding unconditional.
+    Unconditional,
+    /// Call forwarding on busy.
+    Busy,
+    /// Call forwarding on no reply.
+    NoAnswer,
+    /// Call forwarding when not reachable.
+    Unreachable,
+}
+
+impl ForwardCause {
+    /// The RFC 4458 `cause` (also the SIP status in History-Info's Reason).
+    pub fn cause(self) -> u16 {
+        match self {
+            ForwardCause::Unconditional => 302,
+            ForwardCause::Busy => 486,
+            ForwardCause::NoAnswer => 408,
+            ForwardCause::Unreachable => 503,
+        }
+    }
+
+    /// The RFC 5806 Diversion `reason`.
+    pub fn diversion_reason(self) -> &'static str {
+        match self {
+            ForwardCause::Unconditional => "unconditional",
+            ForwardCause::Busy => "user-busy",
+            ForwardCause::NoAnswer => "no-answer",
+            ForwardCause::Unreachable => "unavailable",
+        }
+    }
+}
+
+/// What became of a call, for the log and the call records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The actions taken, in order (`loop`, then `answer voicemail` on no answer...).
+    pub actions: Vec<String>,
+    /// Leg 3 INVITEs sent.
+    pub legs_placed: u32,
+    /// The final status the core got on leg 2 (487 when it cancelled).
+    pub status: u16,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.actions.join(", then "), self.status)
+    }
+}
+
+/// What the engine needs of the TAS.
+pub struct Engine {
+    /// The user agent that places leg 3.
+    pub ua: UserAgent,
+    /// Answers calls with the apps.
+    pub answerer: Answerer,
+    /// What the relay adds to call setup.
+    pub stats: std::sync::Arc<CallStats>,
+    /// `sip.core_uri`, read once: leg 3's Request-URI addresses its host and port.
+    core: Option<sip::message::uri::SipUri>,
+}
+
+enum Step {
+    Act(Action, Option<ForwardCause>),
+    Done(u16),
+}
+
+impl Engine {
+    /// An engine placing calls through `ua`, recording its latency into `stats`.
+    pub fn new(ua: UserAgent, media: MediaSettings, stats: std::sync::Arc<CallStats>) -> Self {
+        let core = match ua.outbound().core().map(Uri::parse) {
+            Some(Ok(Uri::Sip(core))) => Some(core),
+            _ => None,
+        };
+        Self { ua, answerer: Answerer::new(media), stats, core }
+    }
+
+    /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
+    pub async fn run(&self, invite: PendingInvite, info: &CallInfo, callee: &Msisdn, behaviour: &Behaviour) -> Outcome {
+        let mut outcome = Outcome { actions: Vec::new(), legs_placed: 0, status: 0 };
+        if let Some(ring_time) = behaviour.ring_time {
+            invite.provisional(180, None);
+            tokio::select! {
+                () = invite.cancelled() => {
+                    outcome.actions.push(format!("ring {}", humantime::format_duration(ring_time)));
+                    outcome.status = 487;
+                    return outcome;
+                }
+                () = tokio::time::sleep(ring_time) => {}
+            }
+        }
+        let mut invite = Some(invite);
+        let mut step = Step::Act(behaviour.action.clone(), None);
+        // The conditions apply to the first relay only: a forward on busy that is busy again ends there.
+        let mut conditions = Some(behaviour);
+        loop {
+            let (action, cause) = match step {
+                Step::Done(status) => {
+                    outcome.status = status;
+                    return outcome;
+                }
+                Step::Act(action, cause) => (action, cause),
+            };
+            // A step to act on always comes with the INVITE handed back.
+            let Some(pending) = invite.take() else { return outcome };
+            outcome.actions.push(match cause {
+                Some(cause) => format!("{action} ({})", cause.diversion_reason()),
+                None => action.to_string(),
+            });
+            step = match action {
+                Action::Reject { .. } | Action::Answer(_) | Action::Announce { .. } => {
+                    Step::Done(self.settle(pending, &action, info).await.status)
+                }
+                Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
+                Action::Forward(to) => {
+                    let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
+                    self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
+                }
+            };
+        }
+    }
+
+    /// Answers or rejects a call that has no subscriber to relay for (a relay action is
+    /// refused with 500: config validation keeps it out).
+    pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> Outcome {
+        let status = match action {
+            Action::Reject { status, reason } => {
+                invite.reject(*status, Some(reason), None);
+                *status
+            }
+            Action::Answer(app) => self.answerer.answer(invite, *app, info).await,
+            Action::Announce { status, reason } => self.answerer.announce_then_reject(invite, *status, reason).await,
+            Action::Loop | Action::Forward(_) => {
+                invite.reject(500, None, Some("no subscriber to relay for"));
+                500
+            }
+        };
+        Outcome { actions: vec![action.to_string()], legs_placed: 0, status }
+    }
+
+    /// Places leg 3 to `target` and follows it; returns the next step, handing `invite` back
+    /// through `keep` when a condition applies.
+    async fn relay(
+        &self,
+        outcome: &mut Outcome,
+        invite: PendingInvite,
+        target: &Msisdn,
+        diversion: Option<(&Msisdn, ForwardCause)>,
+        conditions: Option<&Behaviour>,
+        keep: &mut Option<PendingInvite>,
+    ) -> Step {
+        let call_id = invite.essentials().call_id.clone();
+        let spec = match leg3(&invite, target, diversion) {
+            Ok(mut spec) => {
+                // Leg 2 addressed the TAS; leg 3 addresses the core.
+                if let (Uri::Sip(uri), Some(core)) = (&mut spec.uri, &self.core) {
+                    uri.host = core.host.clone();
+                    uri.port = core.port;
+                    uri.params.remove("transport");
+                }
+                spec
+            }
+            Err((status, why)) => {
+                warn!(%call_id, why, "cannot place leg 3");
+                invite.reject(status, None, Some(why));
+                return Step::Done(status);
+            }
+        };
+        let placed = match self.leg3_link(invite.link()).await {
+            Ok(link) => self.ua.invite(spec, link).map_err(|error| error.to_string()),
+            Err(error) => Err(error),
+        };
+        let leg = match placed {
+            Ok(leg) => {
+                // The first leg 3 of a call without ring time measures the relay itself.
+                if conditions.is_some_and(|c| c.ring_time.is_none()) {
+                    self.stats.request_hop.record(invite.received_at().elapsed());
+                }
+                leg
+            }
+            Err(error) => {
+                warn!(%call_id, %error, "leg 3 could not be sent to the core");
+                return self.on_condition(
+                    invite,
+                    conditions.and_then(|c| c.on_unreachable.clone()),
+                    ForwardCause::Unreachable,
+                    503,
+                    keep,
+                );
+            }
+        };
+        outcome.legs_placed += 1;
+        info!(%call_id, leg3 = leg.call_id(), to = %target, "leg 3 placed");
+        let no_answer = conditions.filter(|c| c.on_no_answer.is_some()).map(|c| c.no_answer_after);
+        match b2bua::ring(&invite, leg, no_answer).await {
+            LegOutcome::Answered(call, response) => {
+                let answered_at = tokio::time::Instant::now();
+                let Some(incoming) = invite.answer(response.body.clone()) else {
+                    let _ = call.ack(None);
+                    let _ = call.hangup().await;
+                    return Step::Done(487);
+                };
+                self.stats.answer_hop.record(answered_at.elapsed());
+                let end = b2bua::hold(incoming, call).await;
+                info!(%call_id, ?end, "relayed call ended");
+                Step::Done(200)
+            }
+            LegOutcome::Refused(response) => {
+                let next = match response.status {
+                    486 | 600 => conditions.and_then(|c| c.on_busy.clone()).map(|a| (a, ForwardCause::Busy)),
+                    408 | 480 | 503 => {
+                        conditions.and_then(|c| c.on_unreachable.clone()).map(|a| (a, ForwardCause::Unreachable))
+                    }
+                    _ => None,
+                };
+                match next {
+                    Some((action, cause)) => {
+                        *keep = Some(invite);
+                        Step::Act(action, Some(cause))
+                    }
+                    None => {
+                        // Relay the refusal as the core's callee gave it.
+                        invite.relay_refusal(&response);
+                        Step::Done(response.status)
+                    }
+                }
+            }
+            LegOutcome::NoAnswer(_) => self.on_condition(
+                invite,
+                conditions.and_then(|c| c.on_no_answer.clone()),
+                ForwardCause::NoAnswer,
+                480,
+                keep,
+            ),
+            LegOutcome::Unreachable => self.on_condition(
+                invite,
+                conditions.and_then(|c| c.on_unreachable.clone()),
+                ForwardCause::Unreachable,
+                408,
+                keep,
+            ),
+            LegOutcome::CallerCancelled(_) => Step::Done(487),
+        }
+    }
+
+    fn on_condition(
+        &self,
+        invite: PendingInvite,
+        action: Option<Action>,
+        cause: ForwardCause,
+        otherwise: u16,
+        keep: &mut Option<PendingInvite>,
+    ) -> Step {
+        match action {
+            Some(action) => {
+                *keep = Some(invite);
+                Step::Act(action, Some(cause))
+            }
+            None => {
+                invite.reject(otherwise, None, None);
+                Step::Done(otherwise)
+            }
+        }
+    }
+
+    /// Leg 3 goes to the core's configured SIP address, else back over leg 2's connection.
+    async fn leg3_link(&self, leg2: &Link) -> Result<Link, String> {
+        match self.ua.outbound().core() {
+            Some(core) => self.ua.outbound().link_to(core).await.map_err(|error| error.to_string()),
+            None if leg2.is_open() => Ok(leg2.clone()),
+            None => Err("leg 2's connection has closed and sip.core_uri is not set".into()),
+        }
+    }
+}
+
+/// Headers of leg 2 that leg 3 carries on unchanged.
+const CARRIED: [&str; 4] = ["P-Asserted-Identity", "Privacy", "Session-ID", "History-Info"];
+
+/// The leg 3 INVITE for `invite`, to `target`; with `diversion` (the diverting number and why)
+/// it carries History-Info (RFC 7044) and Diversion (RFC 5806) entries. Errors carry the status
+/// to answer leg 2 with.
+pub fn leg3(
+    invite: &PendingInvite,
+    target: &Msisdn,
+    diversion: Option<(&Msisdn, ForwardCause)>,
+) -> Result<InviteSpec, (u16, &'static str)> {
+    let request = invite.request();
+    let essentials = invite.essentials();
+    if b2bua::max_forwards(invite) == Some(0) {
+        return Err((483, "Max-Forwards reached zero"));
+    }
+    let uri = retarget(&request.uri, target).ok_or((404, "the Request-URI cannot carry a number"))?;
+    let mut spec = b2bua::onward(invite, uri, &CARRIED);
+    // Leg 3 keeps no header parameter of leg 2's To.
+    spec.to.params = Default::default();
+    let headers = &mut spec.headers;
+    if request.headers.get("Session-ID").is_none_or(|value| value.trim().is_empty()) {
+        warn!(call_id = %essentials.call_id, "leg 2 carries no Session-ID: the core may not recognise leg 3");
+    }
+    if let Some((diverting, cause)) = diversion {
+        let original = retarget(&request.uri, diverting).ok_or((404, "the Request-URI cannot carry a number"))?;
+        let index = request.headers.values("History-Info").len() + 1;
+        let code = cause.cause();
+        let phrase = reason_phrase(code).replace(' ', "%20");
+        headers.push((
+            "History-Info".into(),
+            format!(
+                "<{original}?Reason=SIP%3Bcause%3D{code}%3Btext%3D%22{phrase}%22>;index={index},<{}>;index={index}.1;mp={index}",
+                with_cause(&spec.uri, code)
+            ),
+        ));
+        let counter = request.headers.values("Diversion").len() + 1;
+        let mut diversions =
+            vec![format!("<{original}>;reason={};counter={counter};privacy=off", cause.diversion_reason())];
+        diversions.extend(request.headers.get_all("Diversion").map(str::to_owned));
+        headers.retain(|(name, _)| name != "Diversion");
+        headers.extend(diversions.into_iter().map(|value| ("Diversion".to_owned(), value)));
+    }
+    Ok(spec)
+}
+
+/// `uri` with its number replaced by `number` (`sip:`/`sips:` user part, or `tel:`).
+pub fn retarget(uri: &Uri, number: &Msisdn) -> Option<Uri> {
+    match uri {
+        Uri::Sip(sip) => {
+            let mut sip = sip.clone();
+            sip.user = Some(number.as_str().to_owned());
+            Some(Uri::Sip(sip))
+        }
+        Uri::Tel { params, .. } => Some(Uri::Tel { number: number.as_str().to_owned(), params: params.clone() }),
+        Uri::Other { .. } => None,
+    }
+}
+
+/// The target URI with the RFC 4458 `cause` parameter, as History-Info writes the new target.
+fn with_cause(uri: &Uri, cause: u16) -> Uri {
+    let mut uri = uri.clone();
+    match &mut uri {
+        Uri::Sip(sip) => sip.params.set("cause", Some(cause.to_string())),
+        Uri::Tel { params, .. } => params.set("cause", Some(cause.to_string())),
+        Uri::Other { .. } => {}
+    }
+    uri
+}

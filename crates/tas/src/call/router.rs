@@ -1,0 +1,265 @@
+//! The TAS's [`SessionHandler`]: each INVITE from the core is classified (prefix, direction,
+//! subscriber), checked against the subscriber's route type, and handed to the behaviour
+//! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::config::{CallsConfig, ServeConfig};
+use domain::types::{Msisdn, Prefix, RouteType};
+use sip::dialog::{DialogId, OfferAnswer};
+use sip::ua::{PendingInvite, SessionHandler, UserAgent};
+
+use super::action::{Action, Behaviour};
+use super::answer::{CallInfo, MediaSettings};
+use super::behaviour::{Engine, Outcome};
+use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
+use super::stats::CallStats;
+use media::plain::PortRange;
+
+/// What happened to one call, as `ringer demo` and the tests read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// Call-ID of leg 2.
+    pub call_id: String,
+    /// The Request-URI of leg 2, as received.
+    pub request_uri: String,
+    /// The subscriber and direction, when the call matched one.
+    pub subscriber: Option<(Msisdn, Direction)>,
+    /// The prefix found in the Request-URI.
+    pub prefix: Option<Prefix>,
+    /// What was done.
+    pub outcome: Outcome,
+}
+
+/// How many calls [`CallRouter::records`] keeps.
+const RECORDS_KEPT: usize = 1000;
+
+struct Routes {
+    table: RoutingTable,
+    behaviours: HashMap<(Msisdn, Direction), Behaviour>,
+    route_types: HashMap<Msisdn, RouteType>,
+    calls: CallsConfig,
+}
+
+impl Routes {
+    fn from_config(config: &ServeConfig) -> Self {
+        let mut behaviours = HashMap::new();
+        let mut route_types = HashMap::new();
+        for subscriber in &config.subscribers {
+            route_types.insert(subscriber.phone_number.clone(), subscriber.route_type);
+            for direction in [Direction::Originating, Direction::Terminating] {
+                if let Some(behaviour) = subscriber.behaviour(direction) {
+                    behaviours.insert((subscriber.phone_number.clone(), direction), behaviour);
+                }
+            }
+        }
+        let table = RoutingTable::new(
+            config
+                .subscribers
+                .iter()
+                .map(|s| RoutedSubscriber {
+                    msisdn: s.phone_number.clone(),
+                    route_type: s.route_type,
+                    mo_prefix: s.mo_prefix.clone(),
+                    mt_prefix: s.mt_prefix.clone(),
+                })
+                .collect(),
+        );
+        Self { table, behaviours, route_types, calls: config.calls.clone() }
+    }
+}
+
+/// Routes the core's INVITEs to the subscribers' behaviours.
+pub struct CallRouter {
+    routes: RwLock<Arc<Routes>>,
+    stats: Arc<CallStats>,
+    engine: OnceLock<Arc<Engine>>,
+    media: MediaSettings,
+    records: Mutex<VecDeque<CallRecord>>,
+}
+
+impl CallRouter {
+    /// A router for the subscribers and call settings of `config`; fails when a greeting or
+    /// announcement file cannot be read or the mailbox cannot be opened.
+    pub fn new(config: &ServeConfig) -> Result<Self, String> {
+        let load = |file: &Option<std::path::PathBuf>| match file {
+            Some(path) => media::apps::load_audio(path).map(Arc::new),
+            None => Ok(Arc::new(media::apps::default_greeting())),
+        };
+        let mailbox = media::mailbox::Mailbox::open(&config.voicemail.dir)
+            .map_err(|error| format!("voicemail.dir {}: {error}", config.voicemail.dir.display()))?;
+        match mailbox.recover() {
+            Ok(recovered) if !recovered.is_empty() => {
+                warn!(
+                    count = recovered.len(),
+                    "voicemail messages cut short by the last stop were recovered, marked partial"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "could not look for partial voicemail messages"),
+        }
+        let voicemail = media::apps::VoicemailSettings {
+            mailbox,
+            greeting: load(&config.voicemail.greeting)?,
+            max_length: config.voicemail.max_length,
+            silence: config.voicemail.silence,
+        };
+        let announcement = load(&config.announcement.file)?;
+        Ok(Self {
+            routes: RwLock::new(Arc::new(Routes::from_config(config))),
+            stats: Arc::new(CallStats::default()),
+            engine: OnceLock::new(),
+            media: MediaSettings {
+                advertise: config.sip.media_address.clone(),
+                ports: PortRange {
+                    bind: config.media.bind_address,
+                    // Validated with the config; the default range otherwise.
+                    ports: config.media.port_range().unwrap_or(20000..=29999),
+                },
+                timeout: config.media.timeout,
+                codecs: config.media.codecs.clone(),
+                voicemail,
+                announcement,
+            },
+            records: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Connects the router to the user agent it places leg 3 with (once the endpoint runs).
+    pub fn attach(&self, ua: UserAgent) {
+        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media.clone(), self.stats.clone())));
+    }
+
+    /// What relaying adds to call setup.
+    pub fn stats(&self) -> &Arc<CallStats> {
+        &self.stats
+    }
+
+    /// Takes the subscribers and behaviours of a reloaded config; calls under way keep theirs.
+    pub fn reload(&self, config: &ServeConfig) {
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Routes::from_config(config));
+    }
+
+    /// The most recent calls, oldest first.
+    pub fn records(&self) -> Vec<CallRecord> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+fn record_of(invite: &PendingInvite) -> CallRecord {
+    CallRecord {
+        call_id: invite.essentials().call_id.clone(),
+        request_uri: invite.request().uri.to_string(),
+        subscriber: None,
+        prefix: None,
+        outcome: Outcome { actions: Vec::new(), legs_placed: 0, status: 0 },
+    }
+}
+
+impl CallRouter {
+    fn keep(&self, record: CallRecord) {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        if records.len() == RECORDS_KEPT {
+            records.pop_front();
+        }
+        records.push_back(record);
+    }
+
+    /// Answers without a subscriber (unknown number, unexpected direction) with `action`,
+    /// which config validation keeps to reject or answer.
+    fn refuse(self: &Arc<Self>, invite: PendingInvite, action: &Action, mut record: CallRecord) {
+        let Some(engine) = self.engine.get().cloned() else {
+            invite.reject(503, None, Some("the TAS is starting"));
+            return;
+        };
+        if let Action::Reject { status, reason } = action {
+            // At once, without a task: refusals are the cheapest answer under load.
+            invite.reject(*status, Some(reason), None);
+            record.outcome = Outcome { actions: vec![action.to_string()], legs_placed: 0, status: *status };
+            self.keep(record);
+            return;
+        }
+        let router = self.clone();
+        let action = action.clone();
+        tokio::spawn(async move {
+            record.outcome = engine.settle(invite, &action, &CallInfo::default()).await;
+            router.keep(record);
+        });
+    }
+}
+
+/// The router as the UA's handler: it needs an `Arc` of itself to hand calls to tasks.
+pub struct RouterHandler(pub Arc<CallRouter>);
+
+impl SessionHandler for RouterHandler {
+    fn on_invite(&self, invite: PendingInvite) {
+        let router = &self.0;
+        let routes = router.routes();
+        let mut record = record_of(&invite);
+        let call_id = record.call_id.clone();
+        let caller = caller_number(&invite.request().headers, &invite.essentials().from);
+        let classified = match routes.table.classify(&invite.request().uri, caller.as_ref()) {
+            Ok(classified) => classified,
+            Err(error) => {
+                let action = routes.calls.unknown_number.clone();
+                match &error {
+                    RoutingError::NoNumber(_) | RoutingError::UnknownNumber(_) => {
+                        info!(%call_id, request_uri = %record.request_uri, %error, %action, "call for no subscriber of this TAS")
+                    }
+                }
+                router.refuse(invite, &action, record);
+                return;
+            }
+        };
+        record.subscriber = Some((classified.subscriber.clone(), classified.direction));
+        record.prefix = classified.prefix.clone();
+        let Some(behaviour) = routes.behaviours.get(&(classified.subscriber.clone(), classified.direction)).cloned()
+        else {
+            let action = routes.calls.unexpected.clone();
+            let route_type = routes.route_types.get(&classified.subscriber).map(|r| r.name()).unwrap_or("unknown");
+            warn!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, route_type, %action,
+                "the subscriber's route type does not bring such calls");
+            router.refuse(invite, &action, record);
+            return;
+        };
+        let Some(engine) = router.engine.get().cloned() else {
+            invite.reject(503, None, Some("the TAS is starting"));
+            return;
+        };
+        info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction,
+            prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
+        let router = router.clone();
+        tokio::spawn(async move {
+            let info = CallInfo {
+                subscriber: Some(classified.subscriber.clone()),
+                direction: Some(classified.direction),
+                caller,
+                callee: Some(classified.callee.clone()),
+            };
+            record.outcome = engine.run(invite, &info, &classified.callee, &behaviour).await;
+            info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
+            router.keep(record);
+        });
+    }
+
+    fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
+        let session = rand::random::<u32>() as u64;
+        let offer = std::str::from_utf8(offer).unwrap_or_default();
+        match sdp::decline_all(offer, session, &self.0.media.advertise) {
+            Some(answer) => OfferAnswer::Accept(Bytes::from(answer)),
+            None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
+        }
+    }
+
+    fn on_ended(&self, dialog: &DialogId, reason: &str) {
+        info!(call_id = %dialog.call_id, reason, "call ended");
+    }
+}

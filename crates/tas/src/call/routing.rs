@@ -1,0 +1,258 @@
+//! Which subscriber a call from the core is for, and in which direction: the core inserts the
+//! registration's MO prefix after the `+` of the Request-URI when the caller is registered,
+//! else the MT prefix when the answerer is. Pure functions, table-tested.
+
+pub use domain::types::Direction;
+use domain::types::{Msisdn, Prefix, RouteType};
+use sip::message::header::{split_list, NameAddr};
+use sip::message::{Headers, Uri};
+
+/// A subscriber as the router knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedSubscriber {
+    /// The number.
+    pub msisdn: Msisdn,
+    /// Its route type.
+    pub route_type: RouteType,
+    /// Its MO prefix.
+    pub mo_prefix: Option<Prefix>,
+    /// Its MT prefix.
+    pub mt_prefix: Option<Prefix>,
+}
+
+/// What the router made of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// The direction.
+    pub direction: Direction,
+    /// The subscriber the TAS acts for.
+    pub subscriber: Msisdn,
+    /// The called number with the prefix removed (where leg 3 goes).
+    pub callee: Msisdn,
+    /// The prefix that was found, if the call carried one.
+    pub prefix: Option<Prefix>,
+}
+
+/// Why a call could not be classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// The Request-URI names no E.164 number (`+` and digits).
+    #[error("Request-URI {0:?} holds no E.164 number")]
+    NoNumber(String),
+    /// Neither a prefix nor the caller or callee matches a subscriber of this TAS.
+    #[error("no subscriber of this TAS matches {0} (no known prefix, caller or callee)")]
+    UnknownNumber(String),
+}
+
+/// The `+digits` number of a `sip:`/`sips:` user part or a `tel:` URI, visual separators removed.
+pub fn number_of(uri: &Uri) -> Option<String> {
+    let raw = match uri {
+        Uri::Sip(sip) => sip.user.as_deref()?.split(';').next()?.to_owned(),
+        Uri::Tel { number, .. } => number.clone(),
+        Uri::Other { .. } => return None,
+    };
+    let digits: String = raw.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect();
+    let rest = digits.strip_prefix('+')?;
+    (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// The caller's number: the first P-Asserted-Identity that holds one (what the core asserts),
+/// else From.
+pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
+    let asserted = headers.get_all("P-Asserted-Identity").flat_map(split_list).filter_map(|value| {
+        let addr = NameAddr::parse(value).ok()?;
+        number_of(&addr.uri)
+    });
+    asserted.chain(number_of(&from.uri)).find_map(|number| Msisdn::parse(&number).ok())
+}
+
+/// The subscribers of this TAS and their prefixes.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTable {
+    subscribers: Vec<RoutedSubscriber>,
+}
+
+impl RoutingTable {
+    /// A table of `subscribers`.
+    pub fn new(subscribers: Vec<RoutedSubscriber>) -> Self {
+        Self { subscribers }
+    }
+
+    fn find(&self, msisdn: &Msisdn) -> Option<&RoutedSubscriber> {
+        self.subscribers.iter().find(|s| &s.msisdn == msisdn)
+    }
+
+    /// Classifies a call from its Request-URI and the caller's number (From or
+    /// P-Asserted-Identity, when it is a `+` number).
+    pub fn classify(&self, request_uri: &Uri, caller: Option<&Msisdn>) -> Result<Classified, RoutingError> {
+        let number = number_of(request_uri).ok_or_else(|| RoutingError::NoNumber(request_uri.to_string()))?;
+        let digits = &number[1..];
+        // Every prefix in use, longest first: where prefixes overlap, the longest wins.
+        let mut candidates: Vec<(&Prefix, Direction)> = self
+            .subscribers
+            .iter()
+            .flat_map(|s| {
+                let mo = s.mo_prefix.iter().map(|p| (p, Direction::Originating));
+                let mt = s.mt_prefix.iter().map(|p| (p, Direction::Terminating));
+                mo.chain(mt)
+            })
+            .filter(|(prefix, _)| digits.starts_with(prefix.as_str()) && digits.len() > prefix.as_str().len())
+            .collect();
+        candidates.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.as_str().len()));
+        candidates.dedup();
+        for (prefix, direction) in candidates {
+            let Ok(callee) = Msisdn::parse(&format!("+{}", &digits[prefix.as_str().len()..])) else { continue };
+            let subscriber = match direction {
+                Direction::Originating => {
+                    caller.and_then(|c| self.find(c)).filter(|s| s.mo_prefix.as_ref() == Some(prefix))
+                }
+                Direction::Terminating => self.find(&callee).filter(|s| s.mt_prefix.as_ref() == Some(prefix)),
+            };
+            if let Some(subscriber) = subscriber {
+                return Ok(Classified {
+                    direction,
+                    subscriber: subscriber.msisdn.clone(),
+                    callee,
+                    prefix: Some(prefix.clone()),
+                });
+            }
+        }
+        // Registrations without prefixes: the caller, then the callee, against the subscribers.
+        let callee = Msisdn::parse(&number).map_err(|_| RoutingError::NoNumber(number.clone()))?;
+        if let Some(subscriber) = caller.and_then(|c| self.find(c)).filter(|s| s.mo_prefix.is_none()) {
+            return Ok(Classified {
+                direction: Direction::Originating,
+                subscriber: subscriber.msisdn.clone(),
+                callee,
+                prefix: None,
+            });
+        }
+        if let Some(subscriber) = self.find(&callee).filter(|s| s.mt_prefix.is_none()) {
+            return Ok(Classified {
+                direction: Direction::Terminating,
+                subscriber: subscriber.msisdn.clone(),
+                callee,
+                prefix: None,
+            });
+        }
+        Err(RoutingError::UnknownNumber(number))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(number: &str, mo: Option<&str>, mt: Option<&str>) -> RoutedSubscriber {
+        RoutedSubscriber {
+            msisdn: Msisdn::parse(number).unwrap(),
+            route_type: RouteType::Loop,
+            mo_prefix: mo.map(|p| Prefix::parse(p).unwrap()),
+            mt_prefix: mt.map(|p| Prefix::parse(p).unwrap()),
+        }
+    }
+
+    fn table() -> RoutingTable {
+        RoutingTable::new(vec![
+            subscriber("+4799990001", Some("11"), Some("22")),
+            subscriber("+4799990002", Some("111"), None),
+            subscriber("+4799990003", None, None),
+            subscriber("+4799990004", None, Some("2")),
+        ])
+    }
+
+    fn msisdn(text: &str) -> Msisdn {
+        Msisdn::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_prefix_table() {
+        let table = table();
+        // (Request-URI, caller) -> (direction, subscriber, callee, prefix)
+        type Case = (&'static str, Option<&'static str>, Direction, &'static str, &'static str, Option<&'static str>);
+        let cases: &[Case] = &[
+            (
+                "sip:+1147112334455@core.example;user=phone",
+                Some("+4799990001"),
+                Direction::Originating,
+                "+4799990001",
+                "+47112334455",
+                Some("11"),
+            ),
+            (
+                "tel:+1147112334455",
+                Some("+4799990001"),
+                Direction::Originating,
+                "+4799990001",
+                "+47112334455",
+                Some("11"),
+            ),
+            (
+                "sips:+11147112334455@core.example",
+                Some("+4799990002"),
+                Direction::Originating,
+                "+4799990002",
+                "+47112334455",
+                Some("111"),
+            ),
+            // MO prefix 11 for +...01 and 111 for +...02 overlap: the longest that fits the caller wins.
+            (
+                "sip:+11147112334455@core.example",
+                Some("+4799990001"),
+                Direction::Originating,
+                "+4799990001",
+                "+147112334455",
+                Some("11"),
+            ),
+            (
+                "sip:+224799990001@core.example;user=phone",
+                Some("+4711111111"),
+                Direction::Terminating,
+                "+4799990001",
+                "+4799990001",
+                Some("22"),
+            ),
+            ("sip:+24799990004@core.example", None, Direction::Terminating, "+4799990004", "+4799990004", Some("2")),
+            ("tel:+47-9999-0003", Some("+4711111111"), Direction::Terminating, "+4799990003", "+4799990003", None),
+            (
+                "sip:+4711111111@core.example",
+                Some("+4799990003"),
+                Direction::Originating,
+                "+4799990003",
+                "+4711111111",
+                None,
+            ),
+        ];
+        for (uri, caller, direction, subscriber, callee, prefix) in cases {
+            let classified = table.classify(&Uri::parse(uri).unwrap(), caller.map(msisdn).as_ref()).unwrap();
+            assert_eq!(
+                (
+                    classified.direction,
+                    classified.subscriber.as_str(),
+                    classified.callee.as_str(),
+                    classified.prefix.as_ref().map(Prefix::as_str)
+                ),
+                (*direction, *subscriber, *callee, *prefix),
+                "{uri} from {caller:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_numbers() {
+        let table = table();
+        let unknown =
+            table.classify(&Uri::parse("sip:+4712345678@core.example").unwrap(), Some(&msisdn("+4700000000")));
+        assert!(matches!(unknown, Err(RoutingError::UnknownNumber(_))));
+        // An MO prefix whose caller is not that subscriber is no match.
+        let wrong_caller =
+            table.classify(&Uri::parse("sip:+1147112334455@core.example").unwrap(), Some(&msisdn("+4700000000")));
+        assert!(matches!(wrong_caller, Err(RoutingError::UnknownNumber(_))));
+        for bad in
+            ["sip:alice@core.example", "sip:4799990001@core.example", "tel:+47abc", "sip:core.example", "mailto:a@b"]
+        {
+            let Ok(uri) = Uri::parse(bad) else { continue };
+            assert!(matches!(table.classify(&uri, None), Err(RoutingError::NoNumber(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! `ringer serve`: the TAS's own configuration.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::call::action::{Action, Behaviour, BehaviourConfig};
+use crate::call::routing::Direction;
+use domain::config::{read_toml, ConfigError};
+use domain::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+pub use registrar::config::{AuthConfig, CoreApiConfig, RegistrarConfig};
+
+/// Everything `ringer serve` reads from its `--config` file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// This TAS as the core sees it.
+    pub tas: TasConfig,
+    /// The operator core's gRPC API.
+    pub core: CoreApiConfig,
+    /// How to authenticate to the core.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// How registrations are kept alive.
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+    /// The SIP side: listeners, certificates, peers, limits.
+    #[serde(default)]
+    pub sip: SipConfig,
+    /// Calls that match no subscriber or arrive unexpectedly.
+    #[serde(default)]
+    pub calls: CallsConfig,
+    /// Media of the calls the TAS answers itself.
+    #[serde(default)]
+    pub media: MediaConfig,
+    /// The voicemail app.
+    #[serde(default)]
+    pub voicemail: VoicemailConfig,
+    /// The announcement app.
+    #[serde(default)]
+    pub announcement: AnnouncementConfig,
+    /// The subscribers this TAS serves.
+    #[serde(default, rename = "subscriber")]
+    pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// The SIP listeners and how calls are treated until behaviours are configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// SIP over TLS, what the core uses (e.g. `0.0.0.0:5061`).
+    pub tls_listen: Option<SocketAddr>,
+    /// Plain SIP over TCP, for lab peers and SIPp; off in production.
+    pub tcp_listen: Option<SocketAddr>,
+    /// SIP over UDP, for lab peers and SIPp; off in production.
+    pub udp_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS; must be valid for the host of `tas.sip_uri`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub key_file: Option<PathBuf>,
+    /// With this CA, TLS peers must present a certificate it signed (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// The CA that signs the core's certificate, for connections ringer opens; default: the
+    /// system's roots.
+    pub core_ca_file: Option<PathBuf>,
+    /// The core's SIP address (`sips:sbc.example.net:5061`), where ringer's own requests go when
+    /// the call's connection has closed; default: the peer's Contact.
+    pub core_uri: Option<String>,
+    /// Networks allowed to connect or send (e.g. the core's SBC); empty allows all.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Open stream connections allowed in total.
+    pub max_connections: usize,
+    /// Open stream connections allowed from one address.
+    pub max_connections_per_peer: usize,
+    /// A message begun on a stream must be complete within this.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
+    /// A connection with nothing to read for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The host in Contact headers; default: the host of `tas.sip_uri`.
+    pub contact_host: Option<String>,
+    /// The address written into SDP answers.
+    pub media_address: String,
+    /// Reliable provisional responses (RFC 3262): `off`, `supported` or `required`.
+    pub rel100: sip::config::ExtensionUse,
+    /// Session timers (RFC 4028): `off`, `supported` or `required`.
+    pub session_timer: sip::config::ExtensionUse,
+    /// The session interval asked for, and granted to calls that ask none.
+    #[serde(with = "humantime_serde")]
+    pub session_expires: Duration,
+    /// The shortest session interval accepted (smaller gets 422); RFC 4028 says 90 s.
+    #[serde(with = "humantime_serde")]
+    pub min_se: Duration,
+}
+
+impl SipConfig {
+    /// The SIP extensions as configured.
+    pub fn extensions(&self) -> sip::config::ExtensionsConfig {
+        sip::config::ExtensionsConfig {
+            rel100: self.rel100,
+            session_timer: self.session_timer,
+            session_expires: self.session_expires,
+            min_se: self.min_se,
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            tls_listen: None,
+            tcp_listen: None,
+            udp_listen: None,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            core_ca_file: None,
+            core_uri: None,
+            allow: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_peer: 1_000,
+            message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15 * 60),
+            contact_host: None,
+            media_address: "0.0.0.0".into(),
+            rel100: sip::config::ExtensionUse::Supported,
+            session_timer: sip::config::ExtensionUse::Supported,
+            session_expires: sip::config::ExtensionsConfig::default().session_expires,
+            min_se: sip::config::ExtensionsConfig::default().min_se,
+        }
+    }
+}
+
+/// Media of the calls the TAS answers itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The local address RTP sockets bind to.
+    pub bind_address: std::net::IpAddr,
+    /// The UDP ports for RTP, `"20000-29999"`.
+    pub rtp_ports: String,
+    /// A call whose peer sends no RTP for this long is ended with BYE.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Audio codecs (PCMA, PCMU, OPUS), in order of preference, for plain RTP and WebRTC alike.
+    pub codecs: Vec<media::codec::Codec>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        use media::codec::Codec;
+        Self {
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
+            rtp_ports: "20000-29999".into(),
+            timeout: Duration::from_secs(30),
+            codecs: Codec::ALL.to_vec(),
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The RTP port range, checked.
+    pub fn port_range(&self) -> Result<std::ops::RangeInclusive<u16>, String> {
+        let bad = || format!("media.rtp_ports {:?} must be \"low-high\" with 1 <= low <= high", self.rtp_ports);
+        let (low, high) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
+        let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
+        if low == 0 || low > high {
+            return Err(bad());
+        }
+        Ok(low..=high)
+    }
+}
+
+/// The voicemail app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoicemailConfig {
+    /// The mailbox folder (one folder per subscriber inside).
+    pub dir: PathBuf,
+    /// The greeting (WAV 16-bit PCM at 8/16/48 kHz, or Ogg/Opus); default: a synthesised chime.
+    pub greeting: Option<PathBuf>,
+    /// Longest message.
+    #[serde(with = "humantime_serde")]
+    pub max_length: Duration,
+    /// This long without speech ends the recording.
+    #[serde(with = "humantime_serde")]
+    pub silence: Duration,
+}
+
+impl Default for VoicemailConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/voicemail"),
+            greeting: None,
+            max_length: Duration::from_secs(120),
+            silence: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The announcement app.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnouncementConfig {
+    /// What it plays (WAV 16-bit PCM at 8/16/48 kHz, or Ogg/Opus); default: a synthesised chime.
+    pub file: Option<PathBuf>,
+}
+
+/// What calls get that no subscriber's behaviour covers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// A Request-URI that matches no prefix and no subscriber: `reject 404` or `reject 403`
+    /// (or, in a lab, `answer echo`).
+    pub unknown_number: Action,
+    /// A call the subscriber's route type should not have brought (an MT call for Loop-MO...).
+    pub unexpected: Action,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self { unknown_number: Action::reject(404), unexpected: Action::reject(403) }
+    }
+}
+
+/// This TAS as registered with the core.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasConfig {
+    /// `sip_uri` of every registration: `sips:host` (DNS SRV) or `sips:host:port`.
+    pub sip_uri: SipsUri,
+}
+
+/// One subscriber (MSISDN) served by this TAS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberConfig {
+    /// The subscriber's number, E.164.
+    pub phone_number: Msisdn,
+    /// How the core routes the subscriber's calls to this TAS.
+    pub route_type: RouteType,
+    /// Prefix marking calls the subscriber makes.
+    #[serde(default)]
+    pub mo_prefix: Option<Prefix>,
+    /// Prefix marking calls the subscriber receives.
+    #[serde(default)]
+    pub mt_prefix: Option<Prefix>,
+    /// What calls the subscriber makes get; default: by route type.
+    #[serde(default)]
+    pub mo: Option<BehaviourConfig>,
+    /// What calls the subscriber receives get; default: by route type.
+    #[serde(default)]
+    pub mt: Option<BehaviourConfig>,
+}
+
+impl SubscriberConfig {
+    /// The behaviour in `direction`: the configured one, else the route type's default; `None`
+    /// when the route type does not bring such calls.
+    pub fn behaviour(&self, direction: Direction) -> Option<Behaviour> {
+        let default = Behaviour::default_for(self.route_type, direction)?;
+        let configured = match direction {
+            Direction::Originating => &self.mo,
+            Direction::Terminating => &self.mt,
+        };
+        Some(configured.clone().map(Behaviour::from).unwrap_or(default))
+    }
+}
+
+impl ServeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = read_toml(path)?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Checks what serde alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let endpoint = &self.core.endpoint;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!("core.endpoint {endpoint:?} must start with http:// or https://"));
+        }
+        let registrar = &self.registrar;
+        if !(registrar.refresh_at > 0.0 && registrar.refresh_at < 1.0) {
+            return Err("registrar.refresh_at must be between 0 and 1 (exclusive)".into());
+        }
+        if !(0.0..=registrar.refresh_at.min(1.0 - registrar.refresh_at)).contains(&registrar.refresh_jitter) {
+            return Err("registrar.refresh_jitter must keep refresh_at ± jitter within (0, 1)".into());
+        }
+        if registrar.initial_backoff.is_zero() || registrar.max_backoff < registrar.initial_backoff {
+            return Err("registrar.initial_backoff must be > 0 and <= registrar.max_backoff".into());
+        }
+        if registrar.max_in_flight == 0 {
+            return Err("registrar.max_in_flight must be at least 1".into());
+        }
+        let sip = &self.sip;
+        if sip.tls_listen.is_some() && (sip.cert_file.is_none() || sip.key_file.is_none()) {
+            return Err("sip.tls_listen needs sip.cert_file and sip.key_file (make them with `ringer certs`)".into());
+        }
+        if let Some(uri) = &sip.core_uri {
+            match sip::message::Uri::parse(uri) {
+                Ok(sip::message::Uri::Sip(_)) => {}
+                _ => return Err(format!("sip.core_uri {uri:?} is not a sip: or sips: URI")),
+            }
+        }
+        sip.extensions().validate("sip")?;
+        if sip.max_connections == 0 || sip.max_connections_per_peer == 0 {
+            return Err("sip.max_connections and sip.max_connections_per_peer must be at least 1".into());
+        }
+        let mut seen = HashSet::new();
+        for subscriber in &self.subscribers {
+            let number = &subscriber.phone_number;
+            if !seen.insert(number) {
+                return Err(format!("subscriber {number} is listed twice"));
+            }
+            for (direction, configured) in
+                [(Direction::Originating, &subscriber.mo), (Direction::Terminating, &subscriber.mt)]
+            {
+                let key = direction.to_string().to_ascii_lowercase();
+                match subscriber.behaviour(direction) {
+                    Some(behaviour) => {
+                        behaviour.validate().map_err(|error| format!("subscriber {number}, {key}: {error}"))?
+                    }
+                    None if configured.is_some() => {
+                        return Err(format!(
+                            "subscriber {number}: route type {} brings no {direction} calls, so `{key}` cannot apply",
+                            subscriber.route_type.name()
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.media.port_range()?;
+        if self.media.codecs.is_empty() {
+            return Err("media.codecs must name at least one codec (PCMA, PCMU, OPUS)".into());
+        }
+        if self.media.timeout.is_zero() {
+            return Err("media.timeout must be above zero".into());
+        }
+        for (key, action) in
+            [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)]
+        {
+            if action.is_relay() {
+                return Err(format!("{key} must be reject or answer: there is no subscriber to loop or forward for"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The registration to upsert for each subscriber.
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.subscribers
+            .iter()
+            .map(|subscriber| Registration {
+                phone_number: Some(subscriber.phone_number.clone()),
+                sip_uri: self.tas.sip_uri.clone(),
+                route_type: subscriber.route_type,
+                mo_prefix: subscriber.mo_prefix.clone(),
+                mt_prefix: subscriber.mt_prefix.clone(),
+            })
+            .collect()
+    }
+
+    /// The configuration `ringer serve` runs on without `--config`: sample subscribers, one of
+    /// each route type, registered with an emulated core at `core_endpoint`.
+    pub fn embedded(core_endpoint: String, certs: &tls::devcert::DevCertificateFiles) -> Self {
+        let subscriber = |number: &str, route_type, mo: &str, mt: &str| SubscriberConfig {
+            // The literals below are valid; a failure here is a programming error caught by tests.
+            phone_number: Msisdn::parse(number).unwrap_or_else(|_| unreachable!("sample number")),
+            route_type,
+            mo_prefix: Prefix::from_wire(mo).ok().flatten(),
+            mt_prefix: Prefix::from_wire(mt).ok().flatten(),
+            mo: None,
+            mt: None,
+        };
+        Self {
+            tas: TasConfig {
+                sip_uri: SipsUri::parse("sips:localhost:5061").unwrap_or_else(|_| unreachable!("sample uri")),
+            },
+            core: CoreApiConfig {
+                endpoint: core_endpoint,
+                ca_file: None,
+                connect_timeout: registrar::config::default_connect_timeout(),
+                request_timeout: registrar::config::default_request_timeout(),
+            },
+            auth: AuthConfig::None,
+            registrar: RegistrarConfig::default(),
+            calls: CallsConfig::default(),
+            media: MediaConfig::default(),
+            voicemail: VoicemailConfig::default(),
+            announcement: AnnouncementConfig::default(),
+            sip: SipConfig {
+                tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
+                tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+                udp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+                cert_file: Some(certs.server_cert.clone()),
+                key_file: Some(certs.server_key.clone()),
+                media_address: "127.0.0.1".into(),
+                ..SipConfig::default()
+            },
+            subscribers: vec![
+                subscriber("+4799990001", RouteType::Loop, "11", "21"),
+                subscriber("+4799990002", RouteType::LoopMo, "12", ""),
+                subscriber("+4799990003", RouteType::LoopMt, "", "23"),
+                subscriber("+4799990004", RouteType::Fork, "14", "24"),
+                subscriber("+4799990005", RouteType::Fallback, "15", "25"),
+                subscriber("+4799990006", RouteType::Ingress, "", ""),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_validate() {
+        let files = tls::devcert::DevCertificateFiles {
+            ca_cert: "ca.pem".into(),
+            server_cert: "server.pem".into(),
+            server_key: "server.key".into(),
+        };
+        let config = ServeConfig::embedded("http://127.0.0.1:1".into(), &files);
+        assert_eq!(config.validate(), Ok(()));
+        let routes: HashSet<RouteType> = config.subscribers.iter().map(|s| s.route_type).collect();
+        assert_eq!(routes.len(), RouteType::ALL.len());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ringer.example.toml");
+        let config = ServeConfig::load(&path).unwrap();
+        assert!(!config.subscribers.is_empty());
+        assert!(matches!(config.auth, AuthConfig::ClientCredentials { .. }));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_place() {
+        let cases = [
+            ("[tas]\nsip_uri = \"sip:tas.example.com\"\n[core]\nendpoint = \"http://x:1\"\n", "Secure SIP domain name required"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[[subscriber]]\nphone_number = \"4799\"\nroute_type = \"loop\"\n", "E.164"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[[subscriber]]\nphone_number = \"+4799\"\nroute_type = \"sideways\"\n", "unknown variant"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"x:1\"\n", "must start with http"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\nbogus = 1\n", "unknown field"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[registrar]\nrefresh_at = 1.5\n", "refresh_at"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in cases {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let error = ServeConfig::load(&path).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error} should mention {expected}");
+            assert!(error.contains("c.toml"), "{error} should name the file");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The TAS: its configuration, the call handling (routing by prefix, behaviours, the B2BUA's
+//! leg 3, the apps) and the SIP endpoint assembled from them. The registrar is started beside it
+//! by the command line.
+
+pub mod call;
+pub mod config;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::call::router::RouterHandler;
+use crate::call::CallRouter;
+use crate::config::ServeConfig;
+use sip::endpoint::{self, Endpoint, EndpointConfig};
+use sip::transport::policy::PeerPolicy;
+use sip::transport::stream::StreamLimits;
+use sip::ua::UaConfig;
+use tls::TlsError;
+
+/// Why the TAS could not start.
+#[derive(Debug, Error)]
+pub enum TasError {
+    /// A certificate, key or CA is unusable, or does not name the registered host.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be opened.
+    #[error("{0}")]
+    Listen(#[from] std::io::Error),
+    /// A media file or the mailbox is unusable.
+    #[error("{0}")]
+    Media(String),
+    /// The config enables no SIP listener.
+    #[error("no SIP listener configured: set sip.tls_listen (and for lab use sip.tcp_listen / sip.udp_listen)")]
+    NoListener,
+}
+
+/// The `Server` header value.
+pub fn server_header() -> String {
+    format!("ringer/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Builds the endpoint's settings, checking the certificate against `tas.sip_uri`'s host.
+pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError> {
+    let sip = &config.sip;
+    if sip.tls_listen.is_none() && sip.tcp_listen.is_none() && sip.udp_listen.is_none() {
+        return Err(TasError::NoListener);
+    }
+    let tls = match (sip.tls_listen, &sip.cert_file, &sip.key_file) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let chain = tls::load_chain(cert)?;
+            // The core verifies the TAS against the host it registered: refuse to start otherwise.
+            tls::check_name(&chain, config.tas.sip_uri.host(), cert)?;
+            let key = tls::load_key(key)?;
+            Some((addr, tls::server_config(chain, key, sip.client_ca_file.as_deref())?))
+        }
+        _ => None,
+    };
+    Ok(EndpointConfig {
+        tls,
+        tcp: sip.tcp_listen,
+        udp: sip.udp_listen,
+        policy: PeerPolicy {
+            allow: sip.allow.clone(),
+            max_connections: sip.max_connections,
+            max_connections_per_peer: sip.max_connections_per_peer,
+        },
+        limits: StreamLimits {
+            message_timeout: sip.message_timeout,
+            idle_timeout: sip.idle_timeout,
+            ..StreamLimits::default()
+        },
+        ua: sip.extensions().apply(UaConfig::new(
+            sip.contact_host.clone().unwrap_or_else(|| config.tas.sip_uri.host().to_owned()),
+            server_header(),
+        )),
+        client_tls: Some(tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
+        core_uri: sip.core_uri.clone(),
+    })
+}
+
+/// The SIP side of a running TAS.
+pub struct Tas {
+    /// The listeners, transactions and dialogs.
+    pub endpoint: Endpoint,
+    /// The subscribers' behaviours and the record of calls.
+    pub router: Arc<CallRouter>,
+    /// The TAS's host (of `tas.sip_uri`), for addresses in calls it places.
+    host: String,
+}
+
+/// Starts the SIP side of the TAS.
+pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
+    let endpoint_config = endpoint_config(config)?;
+    let router = Arc::new(CallRouter::new(config).map_err(TasError::Media)?);
+    let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
+    router.attach(endpoint.user_agent().clone());
+    Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
+}
+
+/// Why the TAS could not place a call.
+#[derive(Debug, Error)]
+pub enum PlaceCallError {
+    /// `sip.core_uri` is not set: the TAS does not know where the core is.
+    #[error("sip.core_uri is not set: the TAS needs the core's SIP address to place calls")]
+    NoCore,
+    /// The core could not be reached.
+    #[error(transparent)]
+    Connect(#[from] sip::outbound::ConnectError),
+    /// The INVITE could not be sent.
+    #[error(transparent)]
+    Request(#[from] sip::client::RequestError),
+}
+
+impl Tas {
+    /// Places a call from the TAS to `to` through the core (route type Ingress), shown as coming
+    /// from `from`, offering `sdp`. Follow it with [`sip::uac::OutgoingCall::next`].
+    pub async fn call(
+        &self,
+        to: &domain::types::Msisdn,
+        from: &domain::types::Msisdn,
+        sdp: bytes::Bytes,
+    ) -> Result<sip::uac::OutgoingCall, PlaceCallError> {
+        use sip::message::header::NameAddr;
+        use sip::message::Uri;
+        let ua = self.endpoint.user_agent();
+        let core = ua.outbound().core().ok_or(PlaceCallError::NoCore)?.to_owned();
+        let core_host = match Uri::parse(&core) {
+            Ok(Uri::Sip(sip)) => sip.host,
+            _ => return Err(PlaceCallError::NoCore),
+        };
+        let uri = |number: &str, host: &str| Uri::parse(&format!("sip:{number}@{host};user=phone"));
+        let (Ok(request_uri), Ok(from_uri)) = (uri(to.as_str(), &core_host), uri(from.as_str(), &self.host)) else {
+            return Err(PlaceCallError::NoCore);
+        };
+        let spec = sip::uac::InviteSpec {
+            to: NameAddr { display_name: None, uri: request_uri.clone(), bracketed: true, params: Default::default() },
+            from: NameAddr { display_name: None, uri: from_uri, bracketed: true, params: Default::default() },
+            uri: request_uri,
+            max_forwards: 70,
+            headers: Vec::new(),
+            body: sdp,
+            offer_100rel: true,
+        };
+        let link = ua.outbound().link_to(&core).await?;
+        Ok(ua.invite(spec, link)?)
+    }
+}
