@@ -47,7 +47,7 @@ const BOB: &str = "+4755555555";
 const CAROL: &str = "+4766666666";
 
 /// Calls `to`, expects a 2xx, ACKs it; returns the dialog.
-async fn answered(lab: &Lab, from: &str, to: &str) -> ringer::sip::dialog::CallHandle {
+async fn answered(lab: &Lab, from: &str, to: &str) -> ringer::sip::call::CallHandle {
     let mut call = lab.call(from, to);
     match final_of(&mut call).await {
         Progress::Answered(dialog, response) => {
@@ -81,7 +81,7 @@ async fn legs(lab: &Lab) -> Vec<(u8, u16)> {
     legs_now(lab)
 }
 
-async fn hang_up_and_settle(lab: &Lab, dialog: ringer::sip::dialog::CallHandle) {
+async fn hang_up_and_settle(lab: &Lab, dialog: ringer::sip::call::CallHandle) {
     assert_eq!(dialog.hangup().await.expect("BYE"), 200);
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }

@@ -186,8 +186,7 @@ async fn ringer_passes_every_case() {
 mod broken {
     use bytes::Bytes;
     use ringer::sip::dialog::{DialogId, OfferAnswer};
-    use ringer::sip::ua::{PendingInvite, SessionHandler, UserAgent};
-    use std::sync::OnceLock;
+    use ringer::sip::ua::{PendingInvite, SessionHandler};
 
     #[derive(Clone, Copy)]
     pub enum Fault {
@@ -206,12 +205,11 @@ mod broken {
     pub struct BrokenTas {
         pub fault: Fault,
         pub core: String,
-        pub ua: OnceLock<UserAgent>,
     }
 
     impl SessionHandler for BrokenTas {
         fn on_invite(&self, invite: PendingInvite) {
-            let Some(ua) = self.ua.get().cloned() else { return };
+            let ua = invite.user_agent().clone();
             let (fault, core) = (self.fault, self.core.clone());
             tokio::spawn(async move {
                 if let Fault::AnswerWithoutSdp = fault {
@@ -274,8 +272,6 @@ mod broken {
         fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
             OfferAnswer::NotAcceptable("broken".into())
         }
-
-        fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
     }
 }
 
@@ -602,11 +598,7 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
             Trust::ItsCertificate => ca = files.server_cert.clone(),
         }
     }
-    let handler = Arc::new(broken::BrokenTas {
-        fault,
-        core: format!("sips:localhost:{}", setup.core.port()),
-        ua: std::sync::OnceLock::new(),
-    });
+    let handler = Arc::new(broken::BrokenTas { fault, core: format!("sips:localhost:{}", setup.core.port()) });
     let sip = &setup.config.sip;
     let chain = ringer::tls::load_chain(sip.cert_file.as_deref().expect("cert")).expect("chain");
     let key = ringer::tls::load_key(sip.key_file.as_deref().expect("key")).expect("key");
@@ -619,15 +611,17 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
             udp: None,
             policy: Default::default(),
             limits: Default::default(),
-            ua: ringer::sip::ua::UaConfig::new("localhost", "broken-tas"),
-            client_tls: Some(client),
-            core_uri: Some(handler.core.clone()),
+            ua: ringer::sip::config::UaConfig::new("localhost", "broken-tas"),
+            outbound: ringer::sip::outbound::OutboundSettings {
+                tls: Some(client),
+                core: Some(handler.core.clone()),
+                dns_server: None,
+            },
         },
         handler.clone(),
     )
     .await
     .expect("broken TAS starts");
-    let _ = handler.ua.set(endpoint.user_agent().clone());
     let port = endpoint.tls_addr.expect("TLS").port();
     let report = run_harness_trusting(&setup, &format!("sips:localhost:{port}"), &ca).await;
     endpoint.shutdown();

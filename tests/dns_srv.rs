@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ringer::call::DefaultActionHandler;
+use ringer::sip::config::UaConfig;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::{Headers, Method, Request, Uri};
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::ua::UaConfig;
 use tokio::net::UdpSocket;
 
 /// Answers SRV queries for `name` with one record: priority 10, weight 5, `port`, target
@@ -69,6 +69,7 @@ async fn dns_server(name: &'static str, port: u16) -> SocketAddr {
 fn config(
     tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     client_tls: Option<Arc<rustls::ClientConfig>>,
+    dns_server: Option<SocketAddr>,
 ) -> EndpointConfig {
     EndpointConfig {
         tls,
@@ -77,8 +78,7 @@ fn config(
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
         ua: UaConfig::new("tas.test", "ringer-test"),
-        client_tls,
-        core_uri: None,
+        outbound: ringer::sip::outbound::OutboundSettings { tls: client_tls, core: None, dns_server },
     }
 }
 
@@ -106,15 +106,15 @@ async fn a_sips_uri_without_port_is_found_through_srv_and_verified_by_its_name()
     let key = ringer::tls::load_key(&certs.server_key).expect("key");
     let server_tls = ringer::tls::server_config(chain, key, None).expect("server TLS");
     let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), "127.0.0.1".into()));
-    let tas = endpoint::start(config(Some(("127.0.0.1:0".parse().expect("addr"), server_tls)), None), handler.clone())
-        .await
-        .expect("TAS");
+    let tas =
+        endpoint::start(config(Some(("127.0.0.1:0".parse().expect("addr"), server_tls)), None, None), handler.clone())
+            .await
+            .expect("TAS");
     let tas_port = tas.tls_addr.expect("TLS").port();
     let dns = dns_server("_sips._tcp.tas.test", tas_port).await;
 
     let client_tls = ringer::tls::client_config(Some(&certs.ca_cert), None).expect("client TLS");
-    let core = endpoint::start(config(None, Some(client_tls)), handler).await.expect("core");
-    core.user_agent().outbound().use_dns_server(dns);
+    let core = endpoint::start(config(None, Some(client_tls), Some(dns)), handler).await.expect("core");
     assert_eq!(options(&core, "sips:tas.test").await, Ok(200), "SRV gave the port; the certificate names tas.test");
     // No SRV record for another name: the default port 5061, where nothing of ours listens.
     let error = options(&core, "sips:other.test").await.expect_err("no SRV record, no TAS");

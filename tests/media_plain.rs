@@ -132,7 +132,7 @@ struct Media {
 }
 
 impl Media {
-    async fn answered(lab: &Lab, to: &str) -> (Media, ringer::sip::dialog::CallHandle) {
+    async fn answered(lab: &Lab, to: &str) -> (Media, ringer::sip::call::CallHandle) {
         let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
         let port = rtp.local_addr().expect("addr").port();
         let mut call = lab.call_offering(ALICE, to, &offer(port, "8 101", "a=rtpmap:101 telephone-event/8000\r\n"));

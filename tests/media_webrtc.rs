@@ -129,11 +129,7 @@ async fn an_offer_without_a_common_codec_is_refused() {
 
 /// Alice calls `to` through the core with `options`' offer; returns the dialog and her media
 /// once ICE and DTLS are up.
-async fn call_through_core(
-    lab: &Lab,
-    to: &str,
-    options: PeerOptions,
-) -> (ringer::sip::dialog::CallHandle, OfferingPeer) {
+async fn call_through_core(lab: &Lab, to: &str, options: PeerOptions) -> (ringer::sip::call::CallHandle, OfferingPeer) {
     let access = lab.sbc().access.udp_addr.expect("SBC access");
     let (from, to) = (common::msisdn("+4711111111"), common::msisdn(to));
     let connected = lab.alice.dial(access, &from, &to, options, Duration::from_secs(10)).await.expect("connected");

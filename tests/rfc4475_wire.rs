@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::sip::Peer;
 use ringer::call::DefaultActionHandler;
+use ringer::sip::config::UaConfig;
 use ringer::sip::endpoint::{self, EndpointConfig};
 use ringer::sip::message::Message;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::ua::UaConfig;
 
 /// The answer owed to each file: a status, or silence (`None`: responses and unanswerable input).
 const ANSWERS: &[(&str, Option<u16>)] = &[
@@ -78,8 +78,7 @@ async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
         ua: UaConfig::new("127.0.0.1", "ringer-test"),
-        client_tls: None,
-        core_uri: None,
+        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
     };
     let endpoint = endpoint::start(config, handler).await.expect("endpoint");
     let server = endpoint.udp_addr.expect("udp");

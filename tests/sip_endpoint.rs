@@ -12,13 +12,14 @@ use common::eventually;
 use common::sip::*;
 use ringer::call::action::{Action, App};
 use ringer::call::DefaultActionHandler;
+use ringer::sip::config::UaConfig;
 use ringer::sip::dialog::{DialogId, OfferAnswer};
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::Message;
-use ringer::sip::transaction::Timers;
+use ringer::sip::timers::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::ua::{PendingInvite, SessionHandler, UaConfig};
+use ringer::sip::ua::{PendingInvite, SessionHandler};
 use tempfile::TempDir;
 
 const ANY: &str = "127.0.0.1:0";
@@ -53,8 +54,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
         policy: PeerPolicy::default(),
         limits: StreamLimits { message_timeout: Duration::from_millis(500), ..StreamLimits::default() },
         ua: UaConfig { timers: fast_timers(), ..UaConfig::new("tas.example.com", "ringer-test") },
-        client_tls: None,
-        core_uri: None,
+        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
     };
     tweak(&mut config, dir.path());
     let endpoint = endpoint::start(config, handler).await.expect("endpoint starts");
@@ -228,7 +228,6 @@ impl SessionHandler for RingForever {
     fn on_offer(&self, _: &DialogId, _: &bytes::Bytes) -> OfferAnswer {
         OfferAnswer::NotAcceptable("test".into())
     }
-    fn on_ended(&self, _: &DialogId, _: &str) {}
 }
 
 #[tokio::test]
@@ -527,7 +526,6 @@ impl SessionHandler for AnswerThenHangUp {
     fn on_offer(&self, _: &DialogId, offer: &bytes::Bytes) -> OfferAnswer {
         OfferAnswer::Accept(offer.clone())
     }
-    fn on_ended(&self, _: &DialogId, _: &str) {}
 }
 
 fn ok_to(request: &ringer::sip::message::Request) -> Vec<u8> {
@@ -634,8 +632,8 @@ async fn a_bye_goes_to_the_configured_core_over_verified_tls_once_the_call_conne
     core.set_nonblocking(true).expect("nonblocking");
     let core_addr = core.local_addr().expect("addr");
     let lab = lab_with(Arc::new(AnswerThenHangUp { outcomes }), |config, dir| {
-        config.client_tls = Some(ringer::tls::client_config(Some(&dir.join("ca.pem")), None).expect("client tls"));
-        config.core_uri = Some(format!("sips:127.0.0.1:{}", core_addr.port()));
+        config.outbound.tls = Some(ringer::tls::client_config(Some(&dir.join("ca.pem")), None).expect("client tls"));
+        config.outbound.core = Some(format!("sips:127.0.0.1:{}", core_addr.port()));
     })
     .await;
     // The emulated core's side: a TLS server with a certificate from the same CA.

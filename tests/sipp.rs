@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringer::call::DefaultActionHandler;
+use ringer::sip::config::UaConfig;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use ringer::sip::ua::UaConfig;
 use tokio::process::Command;
 
 const CALLS: u32 = 500;
@@ -36,8 +36,7 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
         ua: UaConfig::new("tas.example.com", "ringer-test"),
-        client_tls: None,
-        core_uri: None,
+        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
     };
     endpoint::start(config, handler).await.expect("endpoint")
 }

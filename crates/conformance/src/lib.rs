@@ -969,7 +969,7 @@ impl Harness {
     /// does.
     async fn reoffer(
         &self,
-        call: &sip::dialog::CallHandle,
+        call: &sip::call::CallHandle,
         peer: &mut OfferingPeer,
         relay: Option<&relay::MediaRelay>,
     ) -> Result<String, String> {
@@ -1128,7 +1128,7 @@ impl Harness {
 
 /// A call the TAS took (answered itself or through leg 3), its media not yet checked.
 struct Established {
-    call: sip::dialog::CallHandle,
+    call: sip::call::CallHandle,
     peer: OfferingPeer,
     relay: Option<relay::MediaRelay>,
     /// The SDP answer as the TAS sent it.

@@ -12,13 +12,15 @@ use bytes::Bytes;
 use domain::types::Msisdn;
 use media::peer::{OfferingPeer, PeerOptions};
 use media::webrtc::WebRtcError;
-use sip::dialog::{CallHandle, DialogId, OfferAnswer};
+use sip::call::CallHandle;
+use sip::config::UaConfig;
+use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::message::header::NameAddr;
 use sip::message::Uri;
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
-use sip::ua::{PendingInvite, SessionHandler, UaConfig};
+use sip::ua::{PendingInvite, SessionHandler};
 use sip::uac::{InviteSpec, OutgoingCall, Progress};
 
 /// Why a call with media could not be set up.
@@ -54,8 +56,6 @@ impl SessionHandler for TakesNoCalls {
     fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
         OfferAnswer::NotAcceptable("this handset only places calls".into())
     }
-
-    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
 }
 
 /// A SIP user agent on UDP that calls through the SBC's access side.
@@ -86,8 +86,7 @@ impl Caller {
                 policy: PeerPolicy::default(),
                 limits: StreamLimits::default(),
                 ua: UaConfig::new(bind.to_string(), name),
-                client_tls: None,
-                core_uri: None,
+                outbound: sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
             },
             // Nobody calls a caller: anything that comes in is busy.
             Arc::new(TakesNoCalls),

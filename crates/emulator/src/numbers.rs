@@ -4,7 +4,8 @@
 //! these functions, so a mistake in the TAS's reading must not be shared by its judge.
 
 use domain::types::Msisdn;
-use sip::message::header::{split_list, NameAddr};
+use sip::message::grammar::split_list;
+use sip::message::header::NameAddr;
 use sip::message::{Headers, Uri};
 
 /// The global number (`+` and digits) a URI addresses: a `tel:` URI's number, or the user part

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::dialog::{CallHandle, DialogError, OfferAnswer};
+use super::call::CallHandle;
+use super::dialog::{DialogError, OfferAnswer};
 use super::message::header::lists_option;
 use super::message::{Response, Uri};
 use super::ua::PendingInvite;

@@ -12,9 +12,10 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::message::header::{split_list, Via};
+use super::message::grammar::split_list;
+use super::message::header::Via;
 use super::message::{Headers, Method, Request, Response};
-use super::transaction::Timers;
+use super::timers::Timers;
 use super::transport::{Link, SendError};
 
 /// Why a request got no final response.

@@ -1,5 +1,9 @@
 //! How a user agent is configured to use SIP extensions (reliable provisional responses and
-//! session timers), as the TAS's `[sip]` and the emulated core's `[sbc]` sections write it.
+//! session timers), as the TAS's `[sip]` and the emulated core's `[sbc]` sections write it,
+//! and how a user agent presents itself.
+
+use crate::session_timer::{SessionTimerConfig, Support};
+use crate::timers::Timers;
 
 /// How a SIP extension is used: `off`, `supported` (when the peer asks or supports it) or
 /// `required` (asked of every peer).
@@ -65,8 +69,8 @@ impl ExtensionsConfig {
     }
 
     /// Applies these settings to a user agent's.
-    pub fn apply(&self, ua: crate::ua::UaConfig) -> crate::ua::UaConfig {
-        crate::ua::UaConfig {
+    pub fn apply(&self, ua: UaConfig) -> UaConfig {
+        UaConfig {
             rel100: self.rel100.into(),
             session_timer: crate::session_timer::SessionTimerConfig {
                 support: self.session_timer.into(),
@@ -75,5 +79,50 @@ impl ExtensionsConfig {
             },
             ..ua
         }
+    }
+}
+
+/// Methods this UA accepts.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK";
+/// Body types this UA understands.
+pub const ACCEPT: &str = "application/sdp";
+
+/// How the UA presents itself and which extensions it uses.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// The host in Contact on TLS (the certificate's name), and where no local address is known.
+    pub contact_host: String,
+    /// The Server header.
+    pub server: String,
+    /// Transaction timers, for the 2xx retransmission.
+    pub timers: Timers,
+    /// Reliable provisional responses (RFC 3262, option tag `100rel`).
+    pub rel100: Support,
+    /// Session timers (RFC 4028, option tag `timer`).
+    pub session_timer: SessionTimerConfig,
+}
+
+impl UaConfig {
+    /// A UA presenting itself as `server`, with `contact_host` in its Contact, RFC 3261's
+    /// timers, and 100rel and session timers supported with RFC 4028's intervals.
+    pub fn new(contact_host: impl Into<String>, server: impl Into<String>) -> Self {
+        Self {
+            contact_host: contact_host.into(),
+            server: server.into(),
+            timers: Timers::default(),
+            rel100: Support::Supported,
+            session_timer: SessionTimerConfig::default(),
+        }
+    }
+
+    /// The extensions this UA knows, with their option tags and how each is used.
+    pub fn extensions(&self) -> [(Support, &'static str); 2] {
+        [(self.rel100, "100rel"), (self.session_timer.support, "timer")]
+    }
+
+    /// The option tags of a Supported header.
+    pub fn supported(&self) -> String {
+        let tags = self.extensions();
+        tags.iter().filter(|(support, _)| *support != Support::Off).map(|(_, tag)| *tag).collect::<Vec<_>>().join(", ")
     }
 }

@@ -2,7 +2,7 @@
 //! core, with the counts tests and operators read.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::client::ClientTransactions;
-use super::outbound::{ListeningPorts, Outbound};
-use super::transaction::{Timers, TransactionLayer};
+use super::config::UaConfig;
+use super::core::UserAgent;
+use super::outbound::{ListeningPorts, Outbound, OutboundContext, OutboundSettings};
+use super::timers::Timers;
+use super::transaction::TransactionLayer;
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
 use super::transport::{udp, Handler, Link};
-use super::ua::{SessionHandler, UaConfig, UserAgent};
+use super::ua::{SessionHandler, Uas};
 
 /// Where and how to listen.
 #[derive(Clone)]
@@ -32,10 +35,8 @@ pub struct EndpointConfig {
     pub limits: StreamLimits,
     /// How the UA presents itself.
     pub ua: UaConfig,
-    /// TLS client settings for connections ringer opens (to the core); `None`: no TLS out.
-    pub client_tls: Option<Arc<rustls::ClientConfig>>,
-    /// Where new connections for ringer's own requests go; `None`: the peer's Contact.
-    pub core_uri: Option<String>,
+    /// How ringer reaches the peers it sends requests to (TLS, the core, DNS).
+    pub outbound: OutboundSettings,
 }
 
 /// A running endpoint.
@@ -50,74 +51,131 @@ pub struct Endpoint {
     clients: Arc<ClientTransactions>,
     udp_socket: Option<Arc<UdpSocket>>,
     ua: UserAgent,
+    uas: Uas,
     connections: Arc<ConnectionCounter>,
     shutdown: CancellationToken,
 }
 
+/// An endpoint's listeners, bound but not yet serving: their addresses are known (a handler
+/// built before it serves can name them), nothing is read yet.
+pub struct Bound {
+    config: EndpointConfig,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    tcp: Option<TcpListener>,
+    udp: Option<Arc<UdpSocket>>,
+    /// The TLS listener's address.
+    pub tls_addr: Option<SocketAddr>,
+    /// The TCP listener's address.
+    pub tcp_addr: Option<SocketAddr>,
+    /// The UDP socket's address.
+    pub udp_addr: Option<SocketAddr>,
+}
+
 /// Binds every configured listener and starts serving with `handler` deciding calls.
 pub async fn start(config: EndpointConfig, handler: Arc<dyn SessionHandler>) -> std::io::Result<Endpoint> {
+    Ok(bind(config).await?.serve(handler))
+}
+
+/// Binds every configured listener of `config`: the ports go into the Contact and Via of what
+/// the endpoint sends.
+pub async fn bind(config: EndpointConfig) -> std::io::Result<Bound> {
     tls::install_crypto_provider();
     fn bind_error(addr: SocketAddr, transport: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
         move |error| std::io::Error::new(error.kind(), format!("cannot listen for SIP/{transport} on {addr}: {error}"))
     }
-    // Bind first: the ports go into the Contact and Via of what ringer sends.
-    let tls_listener = match &config.tls {
+    let tls = match &config.tls {
         Some((addr, server_config)) => {
             let listener = TcpListener::bind(addr).await.map_err(bind_error(*addr, "TLS"))?;
             Some((listener, TlsAcceptor::from(server_config.clone())))
         }
         None => None,
     };
-    let tcp_listener = match config.tcp {
+    let tcp = match config.tcp {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr, "TCP"))?),
         None => None,
     };
-    let udp_socket = match config.udp {
+    let udp = match config.udp {
         Some(addr) => Some(Arc::new(udp::bind(addr).map_err(bind_error(addr, "UDP"))?)),
         None => None,
     };
-    let tls_addr = tls_listener.as_ref().map(|(listener, _)| listener.local_addr()).transpose()?;
-    let tcp_addr = tcp_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    let udp_addr = udp_socket.as_ref().map(|socket| socket.local_addr()).transpose()?;
-    let ports = ListeningPorts {
-        tls: tls_addr.map(|addr| addr.port()),
-        tcp: tcp_addr.map(|addr| addr.port()),
-        udp: udp_addr.map(|addr| addr.port()),
-    };
+    let tls_addr = tls.as_ref().map(|(listener, _)| listener.local_addr()).transpose()?;
+    let tcp_addr = tcp.as_ref().map(TcpListener::local_addr).transpose()?;
+    let udp_addr = udp.as_ref().map(|socket| socket.local_addr()).transpose()?;
+    Ok(Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr })
+}
 
-    let timers: Timers = config.ua.timers;
-    let clients = Arc::new(ClientTransactions::new(timers));
-    let outbound = Arc::new(Outbound::new(config.client_tls.clone(), config.core_uri.clone(), ports));
-    let ua = UserAgent::new(config.ua.clone(), handler, clients.clone(), outbound.clone());
-    let transactions = Arc::new(TransactionLayer::new(Arc::new(ua.clone()), clients.clone(), timers));
-    let as_handler: Arc<dyn Handler> = transactions.clone();
-    let policy = Arc::new(config.policy.clone());
-    let connections = Arc::new(ConnectionCounter::default());
-    let shutdown = CancellationToken::new();
-    let context = StreamContext {
-        handler: as_handler.clone(),
-        policy: policy.clone(),
-        counter: connections.clone(),
-        limits: config.limits.clone(),
-        shutdown: shutdown.clone(),
-    };
-    outbound.set_context(context.clone());
-    if let Some((listener, acceptor)) = tls_listener {
-        tokio::spawn(stream::serve(listener, Some(acceptor), context.clone()));
-    }
-    if let Some(listener) = tcp_listener {
-        tokio::spawn(stream::serve(listener, None, context.clone()));
-    }
-    if let (Some(socket), Some(addr)) = (&udp_socket, udp_addr) {
-        outbound.set_udp(socket.clone(), addr);
-        // One receive loop per core: a datagram's whole handling runs in the loop that read it.
-        let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
-        for _ in 0..loops {
-            tokio::spawn(udp::serve(socket.clone(), as_handler.clone(), policy.clone(), shutdown.clone()));
+impl Bound {
+    /// Starts serving: the layers are built bottom-up (client transactions, connections, the
+    /// user agent, its UAS passing calls to `handler`, the transaction layer), the connections
+    /// ringer opens delivering to that transaction layer through a weak reference made as it
+    /// is built.
+    pub fn serve(self, handler: Arc<dyn SessionHandler>) -> Endpoint {
+        let Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr } = self;
+        let ports = ListeningPorts {
+            tls: tls_addr.map(|addr| addr.port()),
+            tcp: tcp_addr.map(|addr| addr.port()),
+            udp: udp_addr.map(|addr| addr.port()),
+        };
+        let timers: Timers = config.ua.timers;
+        let clients = Arc::new(ClientTransactions::new(timers));
+        let policy = Arc::new(config.policy.clone());
+        let connections = Arc::new(ConnectionCounter::default());
+        let shutdown = CancellationToken::new();
+        let udp_local = udp.clone().zip(udp_addr);
+        let mut user_agent = None;
+        let transactions = Arc::new_cyclic(|layer: &Weak<TransactionLayer>| {
+            let context = OutboundContext {
+                handler: layer.clone(),
+                policy: policy.clone(),
+                counter: connections.clone(),
+                limits: config.limits.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let outbound = Arc::new(Outbound::new(config.outbound.clone(), ports, udp_local, context));
+            let ua = UserAgent::new(config.ua.clone(), clients.clone(), outbound);
+            let uas = Uas::new(ua.clone(), handler);
+            user_agent = Some((ua, uas.clone()));
+            TransactionLayer::new(Arc::new(uas), clients.clone(), timers)
+        });
+        let (ua, uas) = match user_agent {
+            Some(built) => built,
+            None => unreachable!("Arc::new_cyclic runs its closure before returning"),
+        };
+        let as_handler: Arc<dyn Handler> = transactions.clone();
+        let context = StreamContext {
+            handler: as_handler.clone(),
+            policy: policy.clone(),
+            counter: connections.clone(),
+            limits: config.limits.clone(),
+            shutdown: shutdown.clone(),
+        };
+        if let Some((listener, acceptor)) = tls {
+            tokio::spawn(stream::serve(listener, Some(acceptor), context.clone()));
+        }
+        if let Some(listener) = tcp {
+            tokio::spawn(stream::serve(listener, None, context.clone()));
+        }
+        if let Some(socket) = &udp {
+            // One receive loop per core: a datagram's whole handling runs in the loop that read it.
+            let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+            for _ in 0..loops {
+                tokio::spawn(udp::serve(socket.clone(), as_handler.clone(), policy.clone(), shutdown.clone()));
+            }
+        }
+        info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
+        Endpoint {
+            tls_addr,
+            tcp_addr,
+            udp_addr,
+            transactions,
+            clients,
+            udp_socket: udp,
+            ua,
+            uas,
+            connections,
+            shutdown,
         }
     }
-    info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
-    Ok(Endpoint { tls_addr, tcp_addr, udp_addr, transactions, clients, udp_socket, ua, connections, shutdown })
 }
 
 impl Endpoint {
@@ -149,7 +207,7 @@ impl Endpoint {
 
     /// INVITEs awaiting a decision.
     pub fn pending_invites(&self) -> usize {
-        self.ua.pending_invites()
+        self.uas.pending_invites()
     }
 
     /// Open stream connections.

@@ -4,14 +4,18 @@
 //! transaction layer matches them, and the call layer above decides what to answer.
 
 pub mod b2bua;
+pub mod call;
 pub mod client;
+pub mod compose;
 pub mod config;
+pub mod core;
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod outbound;
 pub mod route;
 pub mod session_timer;
+pub mod timers;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

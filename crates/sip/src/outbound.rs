@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
@@ -12,10 +12,13 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
 use thiserror::Error;
 use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::message::Uri;
-use super::transport::stream::{self, StreamContext};
+use super::transport::policy::{ConnectionCounter, PeerPolicy};
+use super::transport::stream::{self, StreamContext, StreamLimits};
+use super::transport::Handler;
 use super::transport::{Link, Transport};
 
 /// Why no connection could be made to a target.
@@ -69,16 +72,39 @@ impl ListeningPorts {
     }
 }
 
+/// What the connections ringer opens need from the endpoint: where what they read goes (the
+/// transaction layer, held weakly: it owns the user agent that owns this), and the endpoint's
+/// policy, counter, limits and shutdown.
+pub(crate) struct OutboundContext {
+    pub(crate) handler: Weak<dyn Handler>,
+    pub(crate) policy: Arc<PeerPolicy>,
+    pub(crate) counter: Arc<ConnectionCounter>,
+    pub(crate) limits: StreamLimits,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// How ringer reaches the peers it sends requests to.
+#[derive(Clone, Default)]
+pub struct OutboundSettings {
+    /// TLS client settings for `sips:` targets; `None`: no TLS out.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where in-dialog requests whose connection has closed go (the core), when no route set
+    /// says otherwise; `None`: the peer's Contact.
+    pub core: Option<String>,
+    /// The DNS server for SRV lookups (a lab's own); `None`: the system's.
+    pub dns_server: Option<SocketAddr>,
+}
+
 /// Opens (and keeps) the connections for requests ringer sends.
 pub struct Outbound {
-    context: OnceLock<StreamContext>,
-    udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
+    context: OutboundContext,
+    udp: Option<(Arc<UdpSocket>, SocketAddr)>,
     tls: Option<Arc<rustls::ClientConfig>>,
     core: Option<String>,
     ports: ListeningPorts,
     connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
     /// For SRV lookups (RFC 3263) of targets without a port; `None` when none could be set up.
-    resolver: OnceLock<Option<TokioResolver>>,
+    resolver: Option<TokioResolver>,
 }
 
 /// The connection to one destination, once made.
@@ -88,39 +114,20 @@ type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Link>>>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Outbound {
-    /// Connections verified with `tls` (for `sips:` targets); in-dialog requests whose
-    /// connection has closed go to `core` when set, else to the peer's Contact.
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, core: Option<String>, ports: ListeningPorts) -> Self {
-        Self {
-            context: OnceLock::new(),
-            udp: OnceLock::new(),
-            tls,
-            core,
-            ports,
-            connections: Mutex::new(HashMap::new()),
-            resolver: OnceLock::new(),
-        }
-    }
-
-    /// Uses this DNS server for SRV lookups instead of the system's (a lab's own DNS server).
-    /// Has no effect once a lookup has been made.
-    pub fn use_dns_server(&self, server: SocketAddr) {
-        let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
-        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
-        let resolver = TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
-        let _ = self.resolver.set(Some(resolver));
+    /// Connections as `settings` say, from an endpoint listening on `ports` (its UDP socket,
+    /// if any, sends requests to `sip:` targets without a transport).
+    pub(crate) fn new(
+        settings: OutboundSettings,
+        ports: ListeningPorts,
+        udp: Option<(Arc<UdpSocket>, SocketAddr)>,
+        context: OutboundContext,
+    ) -> Self {
+        let OutboundSettings { tls, core, dns_server } = settings;
+        Self { context, udp, tls, core, ports, connections: Mutex::new(HashMap::new()), resolver: resolver(dns_server) }
     }
 
     fn resolver(&self) -> Option<&TokioResolver> {
-        self.resolver
-            .get_or_init(|| match TokioResolver::builder_tokio() {
-                Ok(builder) => Some(builder.build()),
-                Err(error) => {
-                    warn!(%error, "no DNS resolver configuration: SIP URIs without a port use the default port");
-                    None
-                }
-            })
-            .as_ref()
+        self.resolver.as_ref()
     }
 
     /// Where a target without a port is served (RFC 3263 §4.2): the SRV record of lowest
@@ -143,16 +150,6 @@ impl Outbound {
         let target = best.target().to_utf8();
         info!(%name, target = %target, port = best.port(), "SRV record found");
         Some((target.trim_end_matches('.').to_owned(), best.port()))
-    }
-
-    /// Sets the context new stream connections run in (once the transaction layer exists).
-    pub(crate) fn set_context(&self, context: StreamContext) {
-        let _ = self.context.set(context);
-    }
-
-    /// Sets the UDP socket requests to `sip:` targets without a transport leave from.
-    pub(crate) fn set_udp(&self, socket: Arc<UdpSocket>, local: SocketAddr) {
-        let _ = self.udp.set((socket, local));
     }
 
     /// The core's SIP address, if configured.
@@ -182,7 +179,7 @@ impl Outbound {
             _ if sip.secure => Transport::Tls,
             Some("tls") => Transport::Tls,
             Some("tcp") => Transport::Tcp,
-            Some("udp") | None if self.udp.get().is_some() => Transport::Udp,
+            Some("udp") | None if self.udp.is_some() => Transport::Udp,
             None => Transport::Tcp,
             Some(other) => return Err(bad(&format!("transport {other} is not supported"))),
         };
@@ -196,7 +193,7 @@ impl Outbound {
             None => (host.clone(), default_port),
         };
         if transport == Transport::Udp {
-            let (socket, local) = self.udp.get().cloned().ok_or_else(|| bad("no UDP socket"))?;
+            let (socket, local) = self.udp.clone().ok_or_else(|| bad("no UDP socket"))?;
             return Ok(Link::datagram(socket, local, resolve(target, &address, port).await?));
         }
         // One slot per destination: the first caller connects, the others wait for its link.
@@ -208,7 +205,14 @@ impl Outbound {
         }
         let connect_error = |reason: String| ConnectError::Connect { target: target.to_owned(), reason };
         let addr = resolve(target, &address, port).await?;
-        let context = self.context.get().cloned().ok_or_else(|| connect_error("endpoint not started".into()))?;
+        let handler = self.context.handler.upgrade().ok_or_else(|| connect_error("the endpoint has stopped".into()))?;
+        let context = StreamContext {
+            handler,
+            policy: self.context.policy.clone(),
+            counter: self.context.counter.clone(),
+            limits: self.context.limits.clone(),
+            shutdown: self.context.shutdown.clone(),
+        };
         let connector = match transport {
             Transport::Tls => {
                 let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
@@ -235,4 +239,23 @@ async fn resolve(target: &str, host: &str, port: u16) -> Result<SocketAddr, Conn
         .map_err(|error| resolve_error(error.to_string()))?
         .next()
         .ok_or_else(|| resolve_error("no address".into()))
+}
+
+/// A resolver for SRV lookups: through `server` (a lab's DNS server), else the system's; `None`
+/// (SIP URIs without a port then use the default port) when the system has no configuration.
+fn resolver(server: Option<SocketAddr>) -> Option<TokioResolver> {
+    match server {
+        Some(server) => {
+            let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+            let config = ResolverConfig::from_parts(None, Vec::new(), servers);
+            Some(TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build())
+        }
+        None => match TokioResolver::builder_tokio() {
+            Ok(builder) => Some(builder.build()),
+            Err(error) => {
+                warn!(%error, "no DNS resolver configuration: SIP URIs without a port use the default port");
+                None
+            }
+        },
+    }
 }

@@ -18,24 +18,8 @@ use super::client::ClientTransactions;
 use super::message::header::Via;
 use super::message::validate::{validate_request, Essentials};
 use super::message::{Message, Method, Request, Response};
+use super::timers::Timers;
 use super::transport::{response_to, Handler, Link};
-
-/// RFC 3261 timer base values.
-#[derive(Debug, Clone, Copy)]
-pub struct Timers {
-    /// Round-trip estimate (500 ms).
-    pub t1: Duration,
-    /// Longest retransmit interval for non-INVITE requests and INVITE responses (4 s).
-    pub t2: Duration,
-    /// Longest time a message stays in the network (5 s).
-    pub t4: Duration,
-}
-
-impl Default for Timers {
-    fn default() -> Self {
-        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
-    }
-}
 
 /// Identifies a server transaction (RFC 3261 §17.2.3, and §17.2.3's RFC 2543 fallback).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,75 +1,34 @@
-//! The user agent core (RFC 3261 §8): which requests are allowed, what an OPTIONS answers,
-//! requests inside dialogs (BYE, re-INVITE, UPDATE), CANCEL, and the 2xx retransmission until
-//! the ACK. New INVITEs go up to a [`SessionHandler`] as a [`PendingInvite`]; calls ringer
-//! places itself start in [`super::uac`].
+//! The UAS side of the user agent (RFC 3261 §8.2, §12, §13.3): which requests are allowed,
+//! what an OPTIONS answers, requests inside dialogs (BYE, re-INVITE, UPDATE, PRACK), CANCEL,
+//! the 2xx retransmission until the ACK, and reliable provisional responses. New INVITEs go up
+//! to a [`SessionHandler`] as a [`PendingInvite`]; calls ringer places start in [`crate::uac`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::ClientTransactions;
-use super::dialog::{origin_line, CallHandle, Dialog, DialogId, DialogParts, DialogState, IncomingOffer, OfferAnswer};
-use super::message::header::NameAddr;
-use super::message::header::{lists_option, RAck};
-use super::message::validate::Essentials;
-use super::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
-use super::outbound::{ListeningPorts, Outbound};
-use super::route::{copy_record_route, RouteSet};
-use super::session_timer::{self, Agreed, SessionTimerConfig, Support, UasTimer};
-use super::transaction::{IncomingRequest, ServerTransaction, Timers, TransactionUser};
-use super::transport::{response_to, Link, Transport};
-use tokio::sync::oneshot;
+use crate::call::CallHandle;
+use crate::compose::{
+    accepts_sdp, addressed_securely, allows_update, build_response, contact, grant_session_timer, is_sdp, origin_line,
+    remote_target, with_allow,
+};
+use crate::config::{UaConfig, ACCEPT, ALLOW};
+use crate::core::UserAgent;
+use crate::dialog::{Dialog, DialogId, DialogParts, DialogState, IncomingOffer, OfferAnswer};
+use crate::message::header::{lists_option, RAck};
+use crate::message::validate::Essentials;
+use crate::message::{new_tag, Method, Request, Response, Uri};
+use crate::route::{copy_record_route, RouteSet};
+use crate::session_timer::{self, Support, UasTimer};
+use crate::transaction::{IncomingRequest, ServerTransaction, TransactionUser};
+use crate::transport::Link;
 
 mod prack;
 use prack::Reliable;
-
-/// Methods this UA accepts.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK";
-/// Body types this UA understands.
-pub const ACCEPT: &str = "application/sdp";
-
-/// How the UA presents itself and which extensions it uses.
-#[derive(Debug, Clone)]
-pub struct UaConfig {
-    /// The host in Contact on TLS (the certificate's name), and where no local address is known.
-    pub contact_host: String,
-    /// The Server header.
-    pub server: String,
-    /// Transaction timers, for the 2xx retransmission.
-    pub timers: Timers,
-    /// Reliable provisional responses (RFC 3262, option tag `100rel`).
-    pub rel100: Support,
-    /// Session timers (RFC 4028, option tag `timer`).
-    pub session_timer: SessionTimerConfig,
-}
-
-impl UaConfig {
-    /// A UA presenting itself as `server`, with `contact_host` in its Contact, RFC 3261's
-    /// timers, and 100rel and session timers supported with RFC 4028's intervals.
-    pub fn new(contact_host: impl Into<String>, server: impl Into<String>) -> Self {
-        Self {
-            contact_host: contact_host.into(),
-            server: server.into(),
-            timers: Timers::default(),
-            rel100: Support::Supported,
-            session_timer: SessionTimerConfig::default(),
-        }
-    }
-
-    /// The extensions this UA knows, with their option tags and how each is used.
-    pub fn extensions(&self) -> [(Support, &'static str); 2] {
-        [(self.rel100, "100rel"), (self.session_timer.support, "timer")]
-    }
-
-    /// The option tags of a Supported header.
-    pub fn supported(&self) -> String {
-        let tags = self.extensions();
-        tags.iter().filter(|(support, _)| *support != Support::Off).map(|(_, tag)| *tag).collect::<Vec<_>>().join(", ")
-    }
-}
 
 /// The layer above: decides what to do with new calls and with offers inside them.
 pub trait SessionHandler: Send + Sync + 'static {
@@ -78,8 +37,6 @@ pub trait SessionHandler: Send + Sync + 'static {
     /// A new offer inside an established dialog (unless the call's offers were taken with
     /// [`CallHandle::offers`]).
     fn on_offer(&self, dialog: &DialogId, offer: &Bytes) -> OfferAnswer;
-    /// The dialog ended (BYE from the peer, or no ACK for our 2xx).
-    fn on_ended(&self, dialog: &DialogId, reason: &str);
 }
 
 /// What a CANCEL needs of a pending INVITE: its token, the request to answer 487, our tag,
@@ -99,11 +56,8 @@ fn early_key(call_id: &str, local_tag: &str) -> EarlyKey {
 }
 
 struct Shared {
-    config: UaConfig,
+    ua: UserAgent,
     handler: Arc<dyn SessionHandler>,
-    clients: Arc<ClientTransactions>,
-    outbound: Arc<Outbound>,
-    dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
     /// INVITEs awaiting the call layer, by transaction id.
     pending: Mutex<HashMap<u64, PendingEntry>>,
     /// The reliable provisional responses of INVITEs not yet answered, for their PRACKs.
@@ -119,72 +73,33 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn dialogs(&self) -> MutexGuard<'_, HashMap<DialogId, Arc<Dialog>>> {
-        self.dialogs.lock().unwrap_or_else(PoisonError::into_inner)
+    fn config(&self) -> &UaConfig {
+        self.ua.config()
     }
 }
 
-/// The UAS core: a [`TransactionUser`] for the transaction layer.
+/// The UAS: a [`TransactionUser`] for the transaction layer, passing new calls to its handler.
 #[derive(Clone)]
-pub struct UserAgent {
+pub struct Uas {
     shared: Arc<Shared>,
 }
 
-impl UserAgent {
-    /// A UA passing calls to `handler`, sending its own requests through `clients` and, when a
-    /// dialog's connection has closed, over new connections made by `outbound`.
-    pub fn new(
-        config: UaConfig,
-        handler: Arc<dyn SessionHandler>,
-        clients: Arc<ClientTransactions>,
-        outbound: Arc<Outbound>,
-    ) -> Self {
+impl Uas {
+    /// The UAS of `ua`, passing new calls to `handler`.
+    pub fn new(ua: UserAgent, handler: Arc<dyn SessionHandler>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                config,
+                ua,
                 handler,
-                clients,
-                outbound,
-                dialogs: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 early: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Dialogs alive now.
-    pub fn live_dialogs(&self) -> usize {
-        self.shared.dialogs().len()
-    }
-
-    pub(super) fn config(&self) -> &UaConfig {
-        &self.shared.config
-    }
-
-    pub(super) fn handler(&self) -> &Arc<dyn SessionHandler> {
-        &self.shared.handler
-    }
-
-    /// The connections ringer opens.
-    pub fn outbound(&self) -> &Arc<Outbound> {
-        &self.shared.outbound
-    }
-
-    /// The client transactions.
-    pub fn clients(&self) -> &Arc<ClientTransactions> {
-        &self.shared.clients
-    }
-
-    pub(super) fn find_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
-        self.shared.dialogs().get(id).cloned()
-    }
-
-    pub(super) fn remove_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
-        self.shared.dialogs().remove(id)
-    }
-
-    pub(super) fn insert_dialog(&self, dialog: Arc<Dialog>) {
-        self.shared.dialogs().insert(dialog.id.clone(), dialog);
+    /// The user agent it answers for.
+    pub fn user_agent(&self) -> &UserAgent {
+        &self.shared.ua
     }
 
     /// INVITEs not yet answered.
@@ -194,8 +109,8 @@ impl UserAgent {
 
     fn refuse_early(&self, incoming: &IncomingRequest) -> Option<Response> {
         let request = &incoming.request;
-        let reply = |status: u16| build_response(&self.shared.config, request, status, None, None);
-        let config = &self.shared.config;
+        let reply = |status: u16| build_response(self.shared.config(), request, status, None, None);
+        let config = self.shared.config();
         match &request.method {
             Method::Invite | Method::Bye | Method::Cancel | Method::Options | Method::Update | Method::Prack => {}
             Method::Extension(_) => return reply(501).map(with_allow),
@@ -267,7 +182,7 @@ impl UserAgent {
             local_tag: to_tag.to_owned(),
             remote_tag: essentials.from.tag().unwrap_or_default().to_owned(),
         };
-        let config = &self.shared.config;
+        let config = self.shared.config();
         let respond = |status: u16, body: Option<Bytes>| {
             if let Some(response) = build_response(config, &request, status, None, body) {
                 transaction.respond(response);
@@ -277,7 +192,7 @@ impl UserAgent {
             self.prack(&id, &request, &transaction);
             return;
         }
-        let Some(dialog) = self.shared.dialogs().get(&id).cloned() else {
+        let Some(dialog) = self.shared.ua.find_dialog(&id) else {
             respond(481, None);
             return;
         };
@@ -293,7 +208,7 @@ impl UserAgent {
         }
         match request.method {
             Method::Bye => {
-                self.shared.dialogs().remove(&id);
+                self.shared.ua.remove_dialog(&id);
                 respond(200, None);
                 // A BYE in the early dialog of a 2xx still held: the INVITE ends 487 (§15.1.2).
                 let held = self.shared.early().remove(&early_key(&id.call_id, &id.local_tag));
@@ -308,7 +223,6 @@ impl UserAgent {
                 }
                 info!(call_id = %id.call_id, "call ended by BYE from the peer");
                 dialog.end("BYE from the peer");
-                self.shared.handler.on_ended(&id, "BYE from the peer");
             }
             Method::Options => respond(200, None),
             Method::Invite | Method::Update => {
@@ -357,7 +271,7 @@ impl UserAgent {
                         // Dropped unanswered: the call is ending under it (a BYE crossed it);
                         // RFC 3261 §15.1.2 ends pending requests with 487.
                         Err(_) => {
-                            if let Some(response) = build_response(&ua.shared.config, &request, 487, None, None) {
+                            if let Some(response) = build_response(ua.shared.config(), &request, 487, None, None) {
                                 transaction.respond(response);
                             }
                         }
@@ -388,10 +302,10 @@ impl UserAgent {
                     prack::Acknowledged::No => 481,
                 }
             }
-            (Some(_), None) if self.shared.dialogs().contains_key(id) => 200,
+            (Some(_), None) if self.shared.ua.find_dialog(id).is_some() => 200,
             (Some(_), None) => 481,
         };
-        if let Some(mut response) = build_response(&self.shared.config, request, status, None, None) {
+        if let Some(mut response) = build_response(self.shared.config(), request, status, None, None) {
             match status {
                 400 => response.reason = "Bad Request (RAck missing or malformed)".into(),
                 488 => response.headers.push(
@@ -428,12 +342,12 @@ impl UserAgent {
                 self.send_success(dialog, transaction, request, Some(sdp), is_invite);
             }
             OfferAnswer::Pending => {
-                if let Some(response) = build_response(&self.shared.config, request, 491, None, None) {
+                if let Some(response) = build_response(self.shared.config(), request, 491, None, None) {
                     transaction.respond(response);
                 }
             }
             OfferAnswer::NotAcceptable(warning) => {
-                if let Some(mut response) = build_response(&self.shared.config, request, 488, None, None) {
+                if let Some(mut response) = build_response(self.shared.config(), request, 488, None, None) {
                     response.headers.push("Warning", format!("304 ringer \"{warning}\""));
                     transaction.respond(response);
                 }
@@ -451,127 +365,30 @@ impl UserAgent {
         sdp: Option<Bytes>,
         is_invite: bool,
     ) {
-        let Some(mut response) = build_response(&self.shared.config, request, 200, Some(&dialog.id.local_tag), sdp)
+        let Some(mut response) = build_response(self.shared.config(), request, 200, Some(&dialog.id.local_tag), sdp)
         else {
             return;
         };
-        let agreed = grant_session_timer(&self.shared.config, request, &mut response);
+        let agreed = grant_session_timer(self.shared.config(), request, &mut response);
         // re-INVITE and UPDATE are target refreshes (RFC 3261 §12.2.2, RFC 3311 §5.2).
         if let Some(target) = remote_target(&request.headers) {
             dialog.state().remote_target = target;
         }
         // A 2xx to a target refresh carries our Contact (RFC 3261 §12.2.2, RFC 3311 §5.2).
-        let contact =
-            contact(&self.shared.config, self.shared.outbound.ports(), transaction.link(), addressed_securely(request));
+        let contact = contact(
+            self.shared.config(),
+            self.shared.ua.outbound().ports(),
+            transaction.link(),
+            addressed_securely(request),
+        );
         response.headers.push("Contact", contact);
         if is_invite {
             retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
         }
         if transaction.respond(response) {
-            self.set_session_timer(dialog, agreed);
+            self.shared.ua.set_session_timer(dialog, agreed);
         }
     }
-}
-
-/// The session timer of a 2xx to `request` (RFC 4028 §9): Session-Expires, and `Require: timer`
-/// when the UAC refreshes, added to `response`; what this side does, when a timer applies.
-fn grant_session_timer(config: &UaConfig, request: &Request, response: &mut Response) -> Option<Agreed> {
-    match session_timer::as_uas(&request.headers, &config.session_timer) {
-        UasTimer::Agreed { session_expires, require, agreed } => {
-            response.headers.push("Session-Expires", session_expires.to_string());
-            if require {
-                response.headers.push("Require", "timer");
-            }
-            Some(agreed)
-        }
-        // Refused with 422 before the request got this far.
-        UasTimer::None | UasTimer::TooSmall(_) => None,
-    }
-}
-
-fn with_allow(mut response: Response) -> Response {
-    response.headers.push("Allow", ALLOW);
-    response
-}
-
-fn is_sdp(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/sdp"))
-}
-
-fn accepts_sdp(media: &str) -> bool {
-    let media = media.split(';').next().unwrap_or_default().trim();
-    ["application/sdp", "application/*", "*/*"].iter().any(|ok| media.eq_ignore_ascii_case(ok))
-}
-
-/// A response to `request` as this UA sends it: copied headers, To tag, Server, and for
-/// successful INVITE/UPDATE/OPTIONS a Contact, Allow, Accept and Supported.
-fn build_response(
-    config: &UaConfig,
-    request: &Request,
-    status: u16,
-    tag: Option<&str>,
-    body: Option<Bytes>,
-) -> Option<Response> {
-    let mut response = response_to(&request.headers, status, reason_phrase(status))?;
-    match tag {
-        Some(tag) => response.add_to_tag(tag),
-        None => response.add_to_tag(&new_tag()),
-    }
-    response.headers.push("Server", config.server.clone());
-    if (200..300).contains(&status) && request.method == Method::Options {
-        response.headers.push("Allow", ALLOW);
-        response.headers.push("Accept", ACCEPT);
-        response.headers.push("Supported", config.supported());
-    }
-    if let Some(body) = body {
-        response.headers.push("Content-Type", "application/sdp");
-        response.body = body;
-    }
-    Some(response)
-}
-
-/// The host peers reach us at on `link`: the certificate's name on TLS, else the local address
-/// (the configured host when bound to an unspecified address).
-pub(super) fn local_host(config: &UaConfig, link: &Link) -> String {
-    let local = link.local();
-    match link.transport() {
-        Transport::Tls => config.contact_host.clone(),
-        _ if local.ip().is_unspecified() => config.contact_host.clone(),
-        _ if local.is_ipv6() => format!("[{}]", local.ip()),
-        _ => local.ip().to_string(),
-    }
-}
-
-/// Our Contact on `link`: the listening port of its transport (a connection ringer opened has
-/// an ephemeral local port that accepts nothing). Over TLS it is a SIPS URI when the request
-/// that makes the dialog was addressed to one (RFC 3261 §12.1.1), else `sip:` with
-/// `transport=tls`, which clients without SIPS support (baresip) can reach.
-pub(super) fn contact(config: &UaConfig, ports: ListeningPorts, link: &Link, secure: bool) -> String {
-    let port = ports.of(link.transport()).unwrap_or(link.local().port());
-    let host = local_host(config, link);
-    match link.transport() {
-        Transport::Tls if secure => format!("<sips:{host}:{port};transport=tls>"),
-        transport => format!("<sip:{host}:{port};transport={}>", transport.via_name().to_ascii_lowercase()),
-    }
-}
-
-/// The URI of the first Contact in `headers`: the peer's remote target (RFC 3261 §12.1).
-pub(super) fn remote_target(headers: &super::message::Headers) -> Option<Uri> {
-    headers.values("Contact").first().and_then(|contact| NameAddr::parse(contact).ok()).map(|contact| contact.uri)
-}
-
-/// Whether the Allow header of `headers` lists UPDATE.
-pub(super) fn allows_update(headers: &super::message::Headers) -> bool {
-    headers.values("Allow").iter().any(|method| method.eq_ignore_ascii_case("UPDATE"))
-}
-
-/// Whether `request` was addressed to a SIPS URI: its Request-URI, or the top Record-Route.
-pub(super) fn addressed_securely(request: &Request) -> bool {
-    let record_route = request.headers.get("Record-Route").map(str::trim_start);
-    matches!(&request.uri, Uri::Sip(uri) if uri.secure)
-        || record_route.is_some_and(|route| route.starts_with("<sips:") || route.starts_with("sips:"))
 }
 
 /// On UDP the UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); without ACK
@@ -580,7 +397,7 @@ fn retransmit_until_ack(shared: &Arc<Shared>, dialog: Arc<Dialog>, response: Res
     let bytes = Bytes::from(response.to_bytes());
     let shared = shared.clone();
     tokio::spawn(async move {
-        let timers = shared.config.timers;
+        let timers = shared.config().timers;
         let reliable = dialog.link.transport().is_reliable();
         let deadline = tokio::time::Instant::now() + timers.t1 * 64;
         let mut interval = timers.t1;
@@ -612,19 +429,18 @@ fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
     if dialog.state().acked {
         return;
     }
-    if shared.dialogs().contains_key(&dialog.id) {
+    if shared.ua.find_dialog(&dialog.id).is_some() {
         warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
-        let ua = UserAgent { shared: shared.clone() };
+        let ua = shared.ua.clone();
         let id = dialog.id.clone();
         dialog.end("no ACK");
         tokio::spawn(async move {
             let _ = ua.hangup(&id).await;
-            ua.shared.handler.on_ended(&id, "no ACK");
         });
     }
 }
 
-impl TransactionUser for UserAgent {
+impl TransactionUser for Uas {
     fn on_request(&self, incoming: IncomingRequest) {
         if let Some(response) = self.refuse_early(&incoming) {
             debug!(method = %incoming.request.method, status = response.status, "refused");
@@ -635,11 +451,11 @@ impl TransactionUser for UserAgent {
             self.in_dialog(incoming, &tag);
             return;
         }
-        let config = &self.shared.config;
+        let config = self.shared.config();
         match incoming.request.method {
             Method::Options => {
                 if let Some(mut response) = build_response(config, &incoming.request, 200, None, None) {
-                    let ports = self.shared.outbound.ports();
+                    let ports = self.shared.ua.outbound().ports();
                     let secure = addressed_securely(&incoming.request);
                     response.headers.push("Contact", contact(config, ports, incoming.transaction.link(), secure));
                     incoming.transaction.respond(response);
@@ -713,7 +529,7 @@ impl TransactionUser for UserAgent {
             local_tag: essentials.to.tag().unwrap_or_default().to_owned(),
             remote_tag: essentials.from.tag().unwrap_or_default().to_owned(),
         };
-        let Some(dialog) = self.shared.dialogs().get(&id).cloned() else {
+        let Some(dialog) = self.shared.ua.find_dialog(&id) else {
             debug!(call_id = %id.call_id, "ACK for no dialog dropped");
             return;
         };
@@ -735,7 +551,7 @@ impl TransactionUser for UserAgent {
     }
 
     fn on_stray_response(&self, response: Response) {
-        self.reack(&response);
+        self.shared.ua.reack(&response);
     }
 
     fn on_cancel(&self, invite: ServerTransaction) {
@@ -743,7 +559,7 @@ impl TransactionUser for UserAgent {
         else {
             return;
         };
-        if let Some(response) = build_response(&self.shared.config, &request, 487, Some(&local_tag), None) {
+        if let Some(response) = build_response(self.shared.config(), &request, 487, Some(&local_tag), None) {
             invite.respond(response);
         }
         // A 2xx held behind an unacknowledged provisional response is never sent.
@@ -773,6 +589,11 @@ pub struct PendingInvite {
 }
 
 impl PendingInvite {
+    /// The user agent that received it (to place the calls it leads to).
+    pub fn user_agent(&self) -> &UserAgent {
+        &self.shared.ua
+    }
+
     /// The INVITE.
     pub fn request(&self) -> &Request {
         &self.request
@@ -803,10 +624,10 @@ impl PendingInvite {
     /// required; then the returned receiver hears the body of its PRACK (the answer, when the
     /// provisional carried the offer).
     pub fn provisional(&self, status: u16, sdp: Option<Bytes>) -> Option<oneshot::Receiver<Bytes>> {
-        let mut response = build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), sdp)?;
-        let ports = self.shared.outbound.ports();
+        let mut response = build_response(self.shared.config(), &self.request, status, Some(&self.local_tag), sdp)?;
+        let ports = self.shared.ua.outbound().ports();
         let secure = addressed_securely(&self.request);
-        response.headers.push("Contact", contact(&self.shared.config, ports, self.transaction.link(), secure));
+        response.headers.push("Contact", contact(self.shared.config(), ports, self.transaction.link(), secure));
         // A provisional response with a To tag makes an early dialog (RFC 3261 §12.1.1).
         if status > 100 {
             copy_record_route(&self.request.headers, &mut response.headers);
@@ -829,12 +650,12 @@ impl PendingInvite {
     /// While a reliable provisional response with SDP awaits its PRACK, the 2xx waits too
     /// (RFC 3262 §3): the dialog exists at once, and ends if no PRACK comes.
     pub fn answer(mut self, sdp: Bytes) -> Option<CallHandle> {
-        let config = &self.shared.config;
+        let config = self.shared.config();
         let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
         let secure = addressed_securely(&self.request);
         response
             .headers
-            .push("Contact", contact(config, self.shared.outbound.ports(), self.transaction.link(), secure));
+            .push("Contact", contact(config, self.shared.ua.outbound().ports(), self.transaction.link(), secure));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", config.supported());
         copy_record_route(&self.request.headers, &mut response.headers);
@@ -863,20 +684,20 @@ impl PendingInvite {
             state,
         });
         // The dialog exists before the 2xx leaves, so a fast ACK or BYE finds it.
-        self.shared.dialogs().insert(id.clone(), dialog.clone());
-        let ua = UserAgent { shared: self.shared.clone() };
+        self.shared.ua.insert_dialog(dialog.clone());
+        let ua = self.shared.ua.clone();
         let send = {
-            let (ua, dialog, transaction) = (ua.clone(), dialog.clone(), self.transaction.clone());
+            let (shared, dialog, transaction) = (self.shared.clone(), dialog.clone(), self.transaction.clone());
             let early = early_key(&self.essentials.call_id, &self.local_tag);
             move |outcome: prack::Held| {
-                ua.shared.early().remove(&early);
-                ua.shared.pending().remove(&transaction.id());
+                shared.early().remove(&early);
+                shared.pending().remove(&transaction.id());
                 if outcome == prack::Held::Send && transaction.respond(response.clone()) {
-                    retransmit_until_ack(&ua.shared, dialog.clone(), response);
-                    ua.set_session_timer(&dialog, agreed);
+                    retransmit_until_ack(&shared, dialog.clone(), response);
+                    shared.ua.set_session_timer(&dialog, agreed);
                     return;
                 }
-                ua.shared.dialogs().remove(&dialog.id);
+                shared.ua.remove_dialog(&dialog.id);
                 dialog.end(match outcome {
                     prack::Held::NoPrack => "no PRACK for a provisional response with SDP",
                     _ => "cancelled before the answer",
@@ -894,7 +715,7 @@ impl PendingInvite {
         };
         // Sent now: a 2xx that could not go (the INVITE ended under it) took the dialog away.
         send(prack::Held::Send);
-        match self.shared.dialogs().contains_key(&id) {
+        match self.shared.ua.find_dialog(&id).is_some() {
             true => Some(CallHandle { dialog, ua }),
             false => None,
         }
@@ -904,7 +725,7 @@ impl PendingInvite {
     /// adds a Warning header (e.g. for 488).
     pub fn reject(self, status: u16, reason: Option<&str>, warning: Option<&str>) {
         if let Some(mut response) =
-            build_response(&self.shared.config, &self.request, status, Some(&self.local_tag), None)
+            build_response(self.shared.config(), &self.request, status, Some(&self.local_tag), None)
         {
             if let Some(reason) = reason {
                 response.reason = reason.to_owned();
@@ -922,7 +743,7 @@ impl PendingInvite {
     /// and Warning headers (a B2BUA relaying a refusal).
     pub fn relay_refusal(self, response: &Response) {
         if let Some(mut relayed) =
-            build_response(&self.shared.config, &self.request, response.status, Some(&self.local_tag), None)
+            build_response(self.shared.config(), &self.request, response.status, Some(&self.local_tag), None)
         {
             relayed.reason = response.reason.clone();
             for warning in response.headers.get_all("Warning") {
@@ -946,27 +767,11 @@ impl Drop for PendingInvite {
         }
         if !self.transaction.is_final() {
             // Never leave the caller ringing because a handler forgot the call.
-            if let Some(response) = build_response(&self.shared.config, &self.request, 500, Some(&self.local_tag), None)
+            if let Some(response) =
+                build_response(self.shared.config(), &self.request, 500, Some(&self.local_tag), None)
             {
                 self.transaction.respond(response);
             }
         }
-    }
-}
-
-impl UserAgent {
-    /// Hangs up every dialog at once (at shutdown); returns how many BYEs got a 2xx.
-    pub async fn hangup_all(&self) -> usize {
-        let ids: Vec<DialogId> = self.shared.dialogs().keys().cloned().collect();
-        let mut byes = tokio::task::JoinSet::new();
-        for id in ids {
-            let ua = self.clone();
-            byes.spawn(async move {
-                let result = ua.hangup(&id).await;
-                ua.shared.handler.on_ended(&id, "ringer shutting down");
-                matches!(result, Ok(200..=299))
-            });
-        }
-        byes.join_all().await.into_iter().filter(|ok| *ok).count()
     }
 }

@@ -8,14 +8,17 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
+use super::call::CallHandle;
 use super::client::{cancel_for, RequestError};
-use super::dialog::{origin_line, CallHandle, Dialog, DialogId, DialogParts, DialogState};
+use super::compose::{allows_update, contact, local_host, origin_line, remote_target};
+use super::config::ALLOW;
+use super::core::UserAgent;
+use super::dialog::{Dialog, DialogId, DialogParts, DialogState};
 use super::message::header::{lists_option, parse_rseq, tag_of, CSeq, NameAddr, RAck, SessionExpires};
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::route::RouteSet;
 use super::session_timer::{self, Support};
 use super::transport::Link;
-use super::ua::{allows_update, contact, local_host, remote_target, UserAgent, ALLOW};
 
 /// What to put in an INVITE ringer sends.
 #[derive(Debug, Clone)]

@@ -12,10 +12,10 @@ use thiserror::Error;
 use crate::call::router::RouterHandler;
 use crate::call::CallRouter;
 use crate::config::ServeConfig;
+use sip::config::UaConfig;
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
-use sip::ua::UaConfig;
 use tls::TlsError;
 
 /// Why the TAS could not start.
@@ -74,8 +74,11 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             sip.contact_host.clone().unwrap_or_else(|| config.tas.sip_uri.host().to_owned()),
             server_header(),
         )),
-        client_tls: Some(tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
-        core_uri: sip.core_uri.clone(),
+        outbound: sip::outbound::OutboundSettings {
+            tls: Some(tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
+            core: sip.core_uri.clone(),
+            dns_server: None,
+        },
     })
 }
 
@@ -94,7 +97,6 @@ pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
     let router = Arc::new(CallRouter::new(config).map_err(TasError::Media)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
-    router.attach(endpoint.user_agent().clone());
     Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
 }
 

@@ -210,6 +210,4 @@ impl SessionHandler for HandsetHandler {
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
         OfferAnswer::Accept(handset_answer(offer))
     }
-
-    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
 }

@@ -18,7 +18,7 @@ pub mod handsets;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -29,12 +29,14 @@ use crate::config::SbcConfig;
 use domain::types::Direction;
 use domain::types::{Msisdn, Prefix, RouteType};
 use sip::b2bua::{self, LegOutcome, RelayedLeg};
+use sip::config::UaConfig;
+use sip::core::UserAgent;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::message::{Request, Uri};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
-use sip::ua::{PendingInvite, SessionHandler, UaConfig, UserAgent};
+use sip::ua::{PendingInvite, SessionHandler};
 use sip::uac::{InviteSpec, OutgoingCall, Progress};
 use tls::TlsError;
 
@@ -137,9 +139,10 @@ struct Shared {
     config: SbcConfig,
     registry: Arc<Registry>,
     handsets: Arc<Handsets>,
-    handset_target: OnceLock<String>,
-    access: OnceLock<UserAgent>,
-    interconnect: OnceLock<UserAgent>,
+    /// Where calls to handsets go: the handset endpoint's UDP address.
+    handset_target: Option<String>,
+    access: UserAgent,
+    interconnect: UserAgent,
     /// Calls with a leg 2 under way, by Session-ID.
     sessions: Mutex<HashMap<String, SharedCall>>,
     calls: Mutex<VecDeque<SharedCall>>,
@@ -175,20 +178,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
     };
     let server_tls = tls::server_config(tls::load_chain(cert)?, tls::load_key(key)?, None)?;
     let client_tls = tls::client_config(config.tas_ca_file.as_deref(), None)?;
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        registry,
-        handsets: Arc::new(Handsets::new(&config.handsets)),
-        handset_target: OnceLock::new(),
-        access: OnceLock::new(),
-        interconnect: OnceLock::new(),
-        sessions: Mutex::new(HashMap::new()),
-        calls: Mutex::new(VecDeque::new()),
-        refused_leg3: AtomicU64::new(0),
-        leg2_tel: std::sync::atomic::AtomicBool::new(config.leg2_tel),
-        fork_mo: std::sync::atomic::AtomicBool::new(config.fork_mo),
-        settling: Arc::default(),
-    });
+    let handsets = Arc::new(Handsets::new(&config.handsets));
     let base = EndpointConfig {
         tls: None,
         tcp: None,
@@ -196,8 +186,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
         ua: ua_config(config, config.interconnect_listen.ip().to_string()),
-        client_tls: Some(client_tls),
-        core_uri: None,
+        outbound: sip::outbound::OutboundSettings { tls: Some(client_tls), core: None, dns_server: config.dns_server },
     };
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let handset_endpoint = endpoint::start(
@@ -207,40 +196,53 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
             ua: ua_config(config, "127.0.0.1".into()),
             ..base.clone()
         },
-        Arc::new(HandsetHandler(shared.handsets.clone())),
+        Arc::new(HandsetHandler(handsets.clone())),
     )
     .await?;
-    if let Some(addr) = handset_endpoint.udp_addr {
-        let _ = shared.handset_target.set(format!("sip:{addr}"));
-    }
     let access_host = [config.tls_listen, config.tcp_listen, config.udp_listen]
         .into_iter()
         .flatten()
         .next()
         .map(|addr| addr.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let access = endpoint::start(
-        EndpointConfig {
-            tls: config.tls_listen.map(|addr| (addr, server_tls.clone())),
-            tcp: config.tcp_listen,
-            udp: config.udp_listen,
-            ua: ua_config(config, access_host),
-            ..base.clone()
-        },
-        Arc::new(SideHandler { shared: shared.clone(), side: Side::Access }),
-    )
+    let access = endpoint::bind(EndpointConfig {
+        tls: config.tls_listen.map(|addr| (addr, server_tls.clone())),
+        tcp: config.tcp_listen,
+        udp: config.udp_listen,
+        ua: ua_config(config, access_host),
+        ..base.clone()
+    })
     .await?;
-    let interconnect = endpoint::start(
-        EndpointConfig { tls: Some((config.interconnect_listen, server_tls)), ..base },
-        Arc::new(SideHandler { shared: shared.clone(), side: Side::Interconnect }),
-    )
-    .await?;
-    if let Some(server) = config.dns_server {
-        interconnect.user_agent().outbound().use_dns_server(server);
-        access.user_agent().outbound().use_dns_server(server);
-    }
-    let _ = shared.access.set(access.user_agent().clone());
-    let _ = shared.interconnect.set(interconnect.user_agent().clone());
+    let interconnect =
+        endpoint::bind(EndpointConfig { tls: Some((config.interconnect_listen, server_tls)), ..base }).await?;
+    // Each side places legs on the other's user agent: the sides are wired as they are built,
+    // their handlers holding the SBC weakly.
+    let mut endpoints = None;
+    let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
+        let access = access.serve(Arc::new(SideHandler { shared: shared.clone(), side: Side::Access }));
+        let interconnect =
+            interconnect.serve(Arc::new(SideHandler { shared: shared.clone(), side: Side::Interconnect }));
+        let built = Shared {
+            config: config.clone(),
+            registry,
+            handsets,
+            handset_target: handset_endpoint.udp_addr.map(|addr| format!("sip:{addr}")),
+            access: access.user_agent().clone(),
+            interconnect: interconnect.user_agent().clone(),
+            sessions: Mutex::new(HashMap::new()),
+            calls: Mutex::new(VecDeque::new()),
+            refused_leg3: AtomicU64::new(0),
+            leg2_tel: std::sync::atomic::AtomicBool::new(config.leg2_tel),
+            fork_mo: std::sync::atomic::AtomicBool::new(config.fork_mo),
+            settling: Arc::default(),
+        };
+        endpoints = Some((access, interconnect));
+        built
+    });
+    let (access, interconnect) = match endpoints {
+        Some(endpoints) => endpoints,
+        None => unreachable!("Arc::new_cyclic runs its closure before returning"),
+    };
     info!(
         udp = ?access.udp_addr, tcp = ?access.tcp_addr, tls = ?access.tls_addr,
         interconnect = ?interconnect.tls_addr, handsets = config.handsets.len(),
@@ -328,7 +330,7 @@ impl Shared {
     /// Where calls to `number` are delivered: a handset, else the longest matching route.
     fn callee_target(&self, number: &Msisdn) -> Option<String> {
         if self.handsets.has(number) {
-            return self.handset_target.get().cloned();
+            return self.handset_target.clone();
         }
         self.config
             .routes
@@ -370,7 +372,7 @@ async fn leg2(
     call: &SharedCall,
 ) -> Result<(OutgoingCall, usize), String> {
     let session_id = lock(call).session_id.clone();
-    let ua = shared.interconnect.get().ok_or("SBC not started")?;
+    let ua = &shared.interconnect;
     let sip_uri = &registration.registration.sip_uri;
     let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), number.digits());
     let uri = match shared.leg2_tel.load(Ordering::Relaxed) {
@@ -405,7 +407,7 @@ async fn callee_leg(
     number: &Msisdn,
     call: &SharedCall,
 ) -> Result<(OutgoingCall, usize), (u16, String)> {
-    let ua = shared.access.get().ok_or((503, "SBC not started".to_owned()))?;
+    let ua = &shared.access;
     let target = shared.callee_target(number).ok_or((404, format!("no handset or route for {number}")))?;
     let host = match Uri::parse(&target) {
         Ok(Uri::Sip(sip)) => {
@@ -779,21 +781,24 @@ enum Side {
 }
 
 struct SideHandler {
-    shared: Arc<Shared>,
+    /// The SBC, held weakly: it owns the endpoints that own this handler.
+    shared: Weak<Shared>,
     side: Side,
 }
 
 impl SessionHandler for SideHandler {
     fn on_invite(&self, invite: PendingInvite) {
+        let Some(shared) = self.shared.upgrade() else {
+            invite.reject(503, None, Some("the SBC is stopping"));
+            return;
+        };
         match self.side {
-            Side::Access => tokio::spawn(leg1(self.shared.clone(), invite)),
-            Side::Interconnect => tokio::spawn(from_tas(self.shared.clone(), invite)),
+            Side::Access => tokio::spawn(leg1(shared, invite)),
+            Side::Interconnect => tokio::spawn(from_tas(shared, invite)),
         };
     }
 
     fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {
         OfferAnswer::NotAcceptable("the SBC relays offers only within bridged calls".into())
     }
-
-    fn on_ended(&self, _dialog: &DialogId, _reason: &str) {}
 }

@@ -4,134 +4,10 @@
 
 use std::fmt;
 
+use super::grammar::{is_token, quoted_string, split_host_port, write_host_port, BadHeader, Params};
+use super::headers::Headers;
+use super::method::Method;
 use super::uri::Uri;
-use super::Method;
-
-/// A header value that does not follow its grammar.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadHeader(pub &'static str);
-
-/// `token` characters (RFC 3261 §25.1).
-pub fn is_token_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
-}
-
-/// Whether `text` is a non-empty token.
-pub fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(is_token_char)
-}
-
-/// Splits a list header value at top-level commas (not inside quotes or angle brackets).
-pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped, mut angle) = (0, false, false, false);
-    for (index, byte) in value.bytes().enumerate() {
-        match byte {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            b',' if !quoted && !angle => {
-                parts.push(value[start..index].trim());
-                start = index + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(value[start..].trim());
-    parts.into_iter()
-}
-
-/// Reads a quoted string at the start of `text` (which starts with `"`); returns its content
-/// (escapes kept) and the rest after the closing quote.
-pub fn quoted_string(text: &str) -> Result<(&str, &str), BadHeader> {
-    let bytes = text.as_bytes();
-    let mut index = 1;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'\\' => index += 2,
-            b'"' => return Ok((&text[1..index], &text[index + 1..])),
-            _ => index += 1,
-        }
-    }
-    Err(BadHeader("unbalanced quotes"))
-}
-
-/// A `;name=value` parameter list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(String, Option<String>)>);
-
-impl Params {
-    /// Parses `;a=b;c` (the text after the main value; leading whitespace allowed).
-    pub fn parse(mut text: &str) -> Result<Self, BadHeader> {
-        let mut params = Vec::new();
-        loop {
-            text = text.trim_start();
-            if text.is_empty() {
-                return Ok(Self(params));
-            }
-            text = text.strip_prefix(';').ok_or(BadHeader("expected ';' before a parameter"))?.trim_start();
-            let name_end = text.find(|c: char| !is_token_char(c as u8) || !c.is_ascii()).unwrap_or(text.len());
-            let name = &text[..name_end];
-            if name.is_empty() {
-                return Err(BadHeader("empty parameter"));
-            }
-            text = text[name_end..].trim_start();
-            let value = if let Some(rest) = text.strip_prefix('=') {
-                let rest = rest.trim_start();
-                if rest.starts_with('"') {
-                    let (content, after) = quoted_string(rest)?;
-                    text = after;
-                    Some(format!("\"{content}\""))
-                } else {
-                    let end = rest.find(|c: char| c == ';' || c.is_whitespace()).unwrap_or(rest.len());
-                    let value = &rest[..end];
-                    let valid = !value.is_empty() && value.bytes().all(|b| is_token_char(b) || b":[]".contains(&b));
-                    if !valid {
-                        return Err(BadHeader("bad parameter value"));
-                    }
-                    text = &rest[end..];
-                    Some(value.to_owned())
-                }
-            } else {
-                None
-            };
-            params.push((name.to_owned(), value));
-        }
-    }
-
-    /// The value of `name` (case-insensitive); `Some(None)` for a flag parameter.
-    pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
-    }
-
-    /// Removes `name`.
-    pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    }
-
-    /// Sets `name`, replacing an earlier value.
-    pub fn set(&mut self, name: &str, value: Option<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            Some(entry) => entry.1 = value,
-            None => self.0.push((name.to_owned(), value)),
-        }
-    }
-}
-
-impl fmt::Display for Params {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, value) in &self.0 {
-            match value {
-                Some(value) => write!(f, ";{name}={value}")?,
-                None => write!(f, ";{name}")?,
-            }
-        }
-        Ok(())
-    }
-}
 
 /// One Via value: `SIP/2.0/UDP host:port;branch=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,46 +71,6 @@ impl fmt::Display for Via {
         write_host_port(f, &self.host, self.port)?;
         write!(f, "{}", self.params)
     }
-}
-
-/// Writes `host[:port]`, an IPv6 host in brackets.
-pub fn write_host_port(f: &mut fmt::Formatter<'_>, host: &str, port: Option<u16>) -> fmt::Result {
-    if host.contains(':') {
-        write!(f, "[{host}]")?;
-    } else {
-        f.write_str(host)?;
-    }
-    match port {
-        Some(port) => write!(f, ":{port}"),
-        None => Ok(()),
-    }
-}
-
-/// Splits `host[:port]` (IPv6 in brackets); checks the host's characters.
-pub fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if let Some(inner) = text.strip_prefix('[') {
-        let (host, after) = inner.split_once(']')?;
-        host.parse::<std::net::Ipv6Addr>().ok()?;
-        match after {
-            "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':')?)),
-        }
-    } else {
-        match text.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
-    };
-    let host_ok = text.starts_with('[')
-        || (!host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
-    if !host_ok {
-        return None;
-    }
-    let port = match port {
-        Some(port) => Some(port.trim().parse::<u16>().ok()?),
-        None => None,
-    };
-    Some((host, port))
 }
 
 /// A name-addr or addr-spec with header parameters: From, To, Contact, Route…
@@ -308,7 +144,7 @@ impl fmt::Display for NameAddr {
 
 /// The `tag` parameter of the name-addr in header `name` (From, To) of `headers`; empty when
 /// there is none or the header does not parse.
-pub fn tag_of(headers: &super::Headers, name: &str) -> String {
+pub fn tag_of(headers: &Headers, name: &str) -> String {
     headers
         .get(name)
         .and_then(|value| NameAddr::parse(value).ok())
@@ -351,7 +187,7 @@ impl fmt::Display for CSeq {
 
 /// Whether the option tag `tag` (`100rel`, `timer`) is listed in `header` (Supported,
 /// Require...) of `headers`; tags compare case-insensitively (RFC 3261 §19.2).
-pub fn lists_option(headers: &super::Headers, header: &str, tag: &str) -> bool {
+pub fn lists_option(headers: &Headers, header: &str, tag: &str) -> bool {
     headers.values(header).iter().any(|value| value.eq_ignore_ascii_case(tag))
 }
 
@@ -469,12 +305,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_split_outside_quotes_and_brackets() {
-        let parts: Vec<_> = split_list("\"a, b\" <sip:x;p=1,2>, <sip:y> ,z").collect();
-        assert_eq!(parts, ["\"a, b\" <sip:x;p=1,2>", "<sip:y>", "z"]);
-    }
-
-    #[test]
     fn via_with_whitespace_everywhere() {
         let via = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!((via.transport.as_str(), via.host.as_str(), via.branch()), ("UDP", "192.0.2.2", Some("390skdjuw")));
@@ -529,7 +359,7 @@ mod tests {
             assert!(SessionExpires::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_min_se("120;x"), Ok(120));
-        let mut headers = super::super::Headers::new();
+        let mut headers = Headers::new();
         headers.push("Supported", "timer, 100REL");
         headers.push("k", "path");
         assert!(lists_option(&headers, "Supported", "100rel") && lists_option(&headers, "Supported", "path"));

@@ -6,7 +6,10 @@
 
 use bytes::Bytes;
 
-use super::{Headers, Message, Method, Request, Response, Uri};
+use super::headers::Headers;
+use super::method::Method;
+use super::types::{Message, Request, Response};
+use super::uri::Uri;
 
 /// The largest message accepted (header section and body).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -190,7 +193,7 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
             return Err(ParseError::new(400, "Malformed header line (no colon)", is_request, None));
         };
         let name = name.trim_end_matches([' ', '\t']);
-        if !super::header::is_token(name) {
+        if !super::grammar::is_token(name) {
             return Err(ParseError::new(400, "Malformed header name", is_request, None));
         }
         current = Some((name.to_owned(), value.trim().to_owned()));
@@ -220,7 +223,7 @@ fn request_line(line: &str) -> Result<(Method, Uri), (u16, &'static str)> {
     let [method, uri, version] = parts.as_slice() else {
         return Err((400, "Malformed Request-Line"));
     };
-    if !super::header::is_token(method) {
+    if !super::grammar::is_token(method) {
         return Err((400, "Malformed method"));
     }
     check_version(version)?;

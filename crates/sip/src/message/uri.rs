@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::header::{split_host_port, Params};
+use super::grammar::{split_host_port, Params};
 
 /// A URI that does not follow the grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,7 +156,7 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        super::header::write_host_port(f, &self.host, self.port)?;
+        super::grammar::write_host_port(f, &self.host, self.port)?;
         write!(f, "{}", self.params)?;
         if let Some(headers) = &self.headers {
             write!(f, "?{headers}")?;

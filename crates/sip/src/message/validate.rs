@@ -2,7 +2,9 @@
 //! so that a request can be refused with a 400 whose reason tells the sender what to fix.
 
 use super::header::{CSeq, NameAddr, Via};
-use super::{Request, Response, Uri};
+use super::headers::Headers;
+use super::types::{Request, Response};
+use super::uri::Uri;
 
 /// A refusal: the status and a reason phrase naming the fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub struct Essentials {
     pub cseq: CSeq,
 }
 
-fn common(headers: &super::Headers) -> Result<Essentials, Rejection> {
+fn common(headers: &Headers) -> Result<Essentials, Rejection> {
     for name in REQUIRED {
         if headers.get(name).is_none() {
             return Err(Rejection::bad(format!("Missing {name} header")));

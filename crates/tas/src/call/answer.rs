@@ -324,7 +324,7 @@ impl Answerer {
     /// within the call are answered on the same media, which goes on.
     fn run_app(
         &self,
-        call: sip::dialog::CallHandle,
+        call: sip::call::CallHandle,
         media: AppMedia,
         app: App,
         meta: media::mailbox::MessageMeta,

@@ -8,9 +8,10 @@ use tracing::{info, warn};
 
 use domain::types::Msisdn;
 use sip::b2bua::{self, LegOutcome};
+use sip::core::UserAgent;
 use sip::message::{reason_phrase, Uri};
 use sip::transport::Link;
-use sip::ua::{PendingInvite, UserAgent};
+use sip::ua::PendingInvite;
 use sip::uac::InviteSpec;
 
 use super::action::{Action, Behaviour};
@@ -69,10 +70,9 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// What the engine needs of the TAS.
+/// What the engine needs of the TAS. Leg 3 goes out through the user agent that received
+/// leg 2.
 pub struct Engine {
-    /// The user agent that places leg 3.
-    pub ua: UserAgent,
     /// Answers calls with the apps.
     pub answerer: Answerer,
     /// What the relay adds to call setup.
@@ -87,13 +87,14 @@ enum Step {
 }
 
 impl Engine {
-    /// An engine placing calls through `ua`, recording its latency into `stats`.
-    pub fn new(ua: UserAgent, media: MediaSettings, stats: std::sync::Arc<CallStats>) -> Self {
-        let core = match ua.outbound().core().map(Uri::parse) {
+    /// An engine sending leg 3 to `core` (`sip.core_uri`; unset: back over leg 2's
+    /// connection), recording its latency into `stats`.
+    pub fn new(core: Option<&str>, media: MediaSettings, stats: std::sync::Arc<CallStats>) -> Self {
+        let core = match core.map(Uri::parse) {
             Some(Ok(Uri::Sip(core))) => Some(core),
             _ => None,
         };
-        Self { ua, answerer: Answerer::new(media), stats, core }
+        Self { answerer: Answerer::new(media), stats, core }
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
@@ -187,8 +188,8 @@ impl Engine {
                 return Step::Done(status);
             }
         };
-        let placed = match self.leg3_link(invite.link()).await {
-            Ok(link) => self.ua.invite(spec, link).map_err(|error| error.to_string()),
+        let placed = match self.leg3_link(invite.user_agent(), invite.link()).await {
+            Ok(link) => invite.user_agent().invite(spec, link).map_err(|error| error.to_string()),
             Err(error) => Err(error),
         };
         let leg = match placed {
@@ -285,9 +286,9 @@ impl Engine {
     }
 
     /// Leg 3 goes to the core's configured SIP address, else back over leg 2's connection.
-    async fn leg3_link(&self, leg2: &Link) -> Result<Link, String> {
-        match self.ua.outbound().core() {
-            Some(core) => self.ua.outbound().link_to(core).await.map_err(|error| error.to_string()),
+    async fn leg3_link(&self, ua: &UserAgent, leg2: &Link) -> Result<Link, String> {
+        match ua.outbound().core() {
+            Some(core) => ua.outbound().link_to(core).await.map_err(|error| error.to_string()),
             None if leg2.is_open() => Ok(leg2.clone()),
             None => Err("leg 2's connection has closed and sip.core_uri is not set".into()),
         }

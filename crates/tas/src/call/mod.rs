@@ -72,8 +72,4 @@ impl SessionHandler for DefaultActionHandler {
             None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
         }
     }
-
-    fn on_ended(&self, dialog: &DialogId, reason: &str) {
-        info!(call_id = %dialog.call_id, reason, "call ended");
-    }
 }

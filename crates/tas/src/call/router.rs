@@ -3,7 +3,7 @@
 //! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::{CallsConfig, ServeConfig};
 use domain::types::{Msisdn, Prefix, RouteType};
 use sip::dialog::{DialogId, OfferAnswer};
-use sip::ua::{PendingInvite, SessionHandler, UserAgent};
+use sip::ua::{PendingInvite, SessionHandler};
 
 use super::action::{Action, Behaviour};
 use super::answer::{CallInfo, MediaSettings};
@@ -77,7 +77,7 @@ impl Routes {
 pub struct CallRouter {
     routes: RwLock<Arc<Routes>>,
     stats: Arc<CallStats>,
-    engine: OnceLock<Arc<Engine>>,
+    engine: Arc<Engine>,
     media: MediaSettings,
     records: Mutex<VecDeque<CallRecord>>,
 }
@@ -109,29 +109,26 @@ impl CallRouter {
             silence: config.voicemail.silence,
         };
         let announcement = load(&config.announcement.file)?;
+        let media = MediaSettings {
+            advertise: config.sip.media_address.clone(),
+            ports: PortRange {
+                bind: config.media.bind_address,
+                // Validated with the config; the default range otherwise.
+                ports: config.media.port_range().unwrap_or(20000..=29999),
+            },
+            timeout: config.media.timeout,
+            codecs: config.media.codecs.clone(),
+            voicemail,
+            announcement,
+        };
+        let stats = Arc::new(CallStats::default());
         Ok(Self {
             routes: RwLock::new(Arc::new(Routes::from_config(config))),
-            stats: Arc::new(CallStats::default()),
-            engine: OnceLock::new(),
-            media: MediaSettings {
-                advertise: config.sip.media_address.clone(),
-                ports: PortRange {
-                    bind: config.media.bind_address,
-                    // Validated with the config; the default range otherwise.
-                    ports: config.media.port_range().unwrap_or(20000..=29999),
-                },
-                timeout: config.media.timeout,
-                codecs: config.media.codecs.clone(),
-                voicemail,
-                announcement,
-            },
+            engine: Arc::new(Engine::new(config.sip.core_uri.as_deref(), media.clone(), stats.clone())),
+            stats,
+            media,
             records: Mutex::new(VecDeque::new()),
         })
-    }
-
-    /// Connects the router to the user agent it places leg 3 with (once the endpoint runs).
-    pub fn attach(&self, ua: UserAgent) {
-        let _ = self.engine.set(Arc::new(Engine::new(ua, self.media.clone(), self.stats.clone())));
     }
 
     /// What relaying adds to call setup.
@@ -176,10 +173,7 @@ impl CallRouter {
     /// Answers without a subscriber (unknown number, unexpected direction) with `action`,
     /// which config validation keeps to reject or answer.
     fn refuse(self: &Arc<Self>, invite: PendingInvite, action: &Action, mut record: CallRecord) {
-        let Some(engine) = self.engine.get().cloned() else {
-            invite.reject(503, None, Some("the TAS is starting"));
-            return;
-        };
+        let engine = self.engine.clone();
         if let Action::Reject { status, reason } = action {
             // At once, without a task: refusals are the cheapest answer under load.
             invite.reject(*status, Some(reason), None);
@@ -230,10 +224,7 @@ impl SessionHandler for RouterHandler {
             router.refuse(invite, &action, record);
             return;
         };
-        let Some(engine) = router.engine.get().cloned() else {
-            invite.reject(503, None, Some("the TAS is starting"));
-            return;
-        };
+        let engine = router.engine.clone();
         info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction,
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
@@ -257,9 +248,5 @@ impl SessionHandler for RouterHandler {
             Some(answer) => OfferAnswer::Accept(Bytes::from(answer)),
             None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
         }
-    }
-
-    fn on_ended(&self, dialog: &DialogId, reason: &str) {
-        info!(call_id = %dialog.call_id, reason, "call ended");
     }
 }

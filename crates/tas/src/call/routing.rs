@@ -4,7 +4,8 @@
 
 pub use domain::types::Direction;
 use domain::types::{Msisdn, Prefix, RouteType};
-use sip::message::header::{split_list, NameAddr};
+use sip::message::grammar::split_list;
+use sip::message::header::NameAddr;
 use sip::message::{Headers, Uri};
 
 /// A subscriber as the router knows it.

@@ -1,0 +1,186 @@
+//! A message's header fields: names in their canonical spelling (compact forms expanded) and
+//! values in order, as read from the wire.
+
+use super::grammar::split_list;
+
+/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the full names they stand for.
+const COMPACT_FORMS: &[(u8, &str)] = &[
+    (b'a', "Accept-Contact"),
+    (b'b', "Referred-By"),
+    (b'c', "Content-Type"),
+    (b'd', "Request-Disposition"),
+    (b'e', "Content-Encoding"),
+    (b'f', "From"),
+    (b'i', "Call-ID"),
+    (b'j', "Reject-Contact"),
+    (b'k', "Supported"),
+    (b'l', "Content-Length"),
+    (b'm', "Contact"),
+    (b'o', "Event"),
+    (b'r', "Refer-To"),
+    (b's', "Subject"),
+    (b't', "To"),
+    (b'u', "Allow-Events"),
+    (b'v', "Via"),
+    (b'x', "Session-Expires"),
+    (b'y', "Identity"),
+];
+
+/// Canonical spellings of the headers this stack reads or writes.
+const KNOWN_NAMES: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Content-Encoding",
+    "Content-Disposition",
+    "Route",
+    "Record-Route",
+    "Require",
+    "Proxy-Require",
+    "Supported",
+    "Unsupported",
+    "Allow",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Expires",
+    "Server",
+    "User-Agent",
+    "Warning",
+    "Reason",
+    "Retry-After",
+    "Session-Expires",
+    "Min-SE",
+    "RSeq",
+    "RAck",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "History-Info",
+    "Diversion",
+    "Session-ID",
+    "Date",
+    "Subject",
+    "Event",
+    "Refer-To",
+    "Referred-By",
+    "Identity",
+    "Allow-Events",
+    "Accept-Contact",
+    "Reject-Contact",
+    "Request-Disposition",
+    "Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Timestamp",
+    "Organization",
+    "Priority",
+    "Privacy",
+];
+
+/// A header field name: compact forms expanded, known names in their canonical spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderName(std::borrow::Cow<'static, str>);
+
+impl HeaderName {
+    /// Normalises a name as read from the wire.
+    pub fn new(name: &str) -> Self {
+        if let [single] = name.as_bytes() {
+            let lower = single.to_ascii_lowercase();
+            if let Some((_, full)) = COMPACT_FORMS.iter().find(|(compact, _)| *compact == lower) {
+                return Self(std::borrow::Cow::Borrowed(full));
+            }
+        }
+        match KNOWN_NAMES.iter().find(|known| known.eq_ignore_ascii_case(name)) {
+            Some(known) => Self(std::borrow::Cow::Borrowed(known)),
+            None => Self(std::borrow::Cow::Owned(name.to_owned())),
+        }
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Case-insensitive comparison, as header names compare.
+    pub fn is(&self, name: &str) -> bool {
+        self.0.eq_ignore_ascii_case(name)
+    }
+}
+
+/// One header field line (after unfolding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The name.
+    pub name: HeaderName,
+    /// The value, without leading and trailing whitespace.
+    pub value: String,
+}
+
+/// The header fields of a message, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Appends a header.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        self.0.push(Header { name: HeaderName::new(name), value: value.into() });
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|h| h.name.is(name)).map(|h| h.value.as_str())
+    }
+
+    /// Every line of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |h| h.name.is(name)).map(|h| h.value.as_str())
+    }
+
+    /// How many lines of `name` there are.
+    pub fn count(&self, name: &str) -> usize {
+        self.0.iter().filter(|h| h.name.is(name)).count()
+    }
+
+    /// Every comma-separated value of `name` across its lines (for list headers like Via, Require).
+    pub fn values<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
+        self.get_all(name).flat_map(split_list).collect()
+    }
+
+    /// Removes every line of `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|h| !h.name.is(name));
+    }
+
+    /// Replaces every line of `name` with one.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter().position(|h| h.name.is(name)) {
+            Some(first) => {
+                self.0[first].value = value;
+                let mut index = 0;
+                self.0.retain(|h| {
+                    index += 1;
+                    index - 1 == first || !h.name.is(name)
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    /// All headers in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+}
