@@ -7,7 +7,7 @@ use ringer::config::core::CoreConfig;
 
 /// Starts the emulated core and serves until asked to stop.
 pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let mut signals = super::Signals::install()?;
+    let mut signals = super::signals::Signals::install()?;
     let config = match config {
         Some(path) => CoreConfig::load(&path)?,
         None => CoreConfig::default(),
@@ -26,7 +26,7 @@ pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    while let super::SignalEvent::Reload = signals.next().await {
+    while let super::signals::SignalEvent::Reload = signals.next().await {
         tracing::warn!("SIGHUP ignored: restart the emulated core to change its configuration");
     }
     core.shutdown().await;

@@ -16,7 +16,7 @@ pub const EMBEDDED_CERT_DIR: &str = "var/certs";
 
 /// Runs the TAS until SIGINT/SIGTERM.
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let mut signals = super::Signals::install()?;
+    let mut signals = super::signals::Signals::install()?;
     // Without a config, the whole call path runs in this process so a new user sees it all work.
     let (config, tas, mut registrar, embedded) = match &config_path {
         Some(path) => {
@@ -61,7 +61,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         });
     }
 
-    while let super::SignalEvent::Reload = signals.next().await {
+    while let super::signals::SignalEvent::Reload = signals.next().await {
         match &config_path {
             Some(path) => reload(path, &mut registrar, &tas.router).await,
             None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
