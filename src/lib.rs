@@ -8,6 +8,9 @@
 //! the operator core; the `conformance` harness. This crate is the `ringer` command and its lab
 //! (the whole path in one process); it re-exports the crates under one name for the tests.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod lab;
 
 pub use ::conformance;

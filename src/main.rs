@@ -1,5 +1,8 @@
 //! The `ringer` command: the TAS (`serve`), the emulated core (`core`) and the registration tools.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -189,7 +189,7 @@ mod broken {
     use ringer::sip::ua::{PendingInvite, SessionHandler};
 
     #[derive(Clone, Copy)]
-    pub enum Fault {
+    pub(crate) enum Fault {
         /// 200 OK without an SDP answer.
         AnswerWithoutSdp,
         /// Leg 3 without leg 2's Session-ID.
@@ -202,7 +202,7 @@ mod broken {
         MediaBeforeDtls,
     }
 
-    pub struct BrokenTas {
+    pub(crate) struct BrokenTas {
         pub fault: Fault,
         pub core: String,
     }
@@ -288,7 +288,7 @@ mod fault_proxy {
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
     #[derive(Clone, Copy)]
-    pub enum Fault {
+    pub(crate) enum Fault {
         /// The TAS answers CANCEL 200 but never ends the INVITE with 487.
         No487OnCancel,
         /// The TAS never answers a re-INVITE once a BYE has crossed it.
@@ -313,7 +313,7 @@ mod fault_proxy {
 
     /// Listens on loopback as the TAS (with its certificate), and relays each connection to
     /// the TAS at `tas` over TLS; returns the proxy's address.
-    pub async fn start(
+    pub(crate) async fn start(
         fault: Fault,
         server: Arc<rustls::ServerConfig>,
         client: Arc<rustls::ClientConfig>,

@@ -213,7 +213,8 @@ fn no_file_of_a_crate_reaches_back_to_one_that_reaches_it() {
     let mut found = Vec::new();
     for src in crate_sources() {
         for group in cycles(&references(&src)) {
-            let names: Vec<String> = group.iter().map(|module| format!("{}::{}", src.display(), module.join("::"))).collect();
+            let names: Vec<String> =
+                group.iter().map(|module| format!("{}::{}", src.display(), module.join("::"))).collect();
             found.push(names.join(" <-> "));
         }
     }
@@ -265,7 +266,8 @@ fn crates_depend_only_downwards() {
         }
     }
     // SIP knows no gRPC, media no SIP: checked on their external dependencies too.
-    let manifest = |name: &str| std::fs::read_to_string(root().join("crates").join(name).join("Cargo.toml")).expect("manifest");
+    let manifest =
+        |name: &str| std::fs::read_to_string(root().join("crates").join(name).join("Cargo.toml")).expect("manifest");
     assert!(!manifest("sip").contains("tonic") && !manifest("sip").contains("webrtc"), "sip depends on gRPC or media");
     assert!(!manifest("media").contains("tonic"), "media depends on gRPC");
 }

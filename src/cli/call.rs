@@ -13,7 +13,7 @@ use ringer::types::Msisdn;
 
 /// `ringer call`'s arguments.
 #[derive(Debug, clap::Args)]
-pub struct CallArgs {
+pub(super) struct CallArgs {
     /// The number to call (E.164), registered with route type ingress.
     #[arg(long, value_name = "E164")]
     to: String,
@@ -30,7 +30,7 @@ pub struct CallArgs {
 }
 
 /// Places the call, holds it, hangs up; exits 0 when it was answered.
-pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => ServeConfig::load(path)?,
         None => embedded_client_config()?,

@@ -13,7 +13,7 @@ use ringer::types::{Direction, Msisdn, Prefix, Registration, RouteType, SipsUri}
 
 /// `ringer conformance`'s arguments.
 #[derive(Debug, clap::Args)]
-pub struct ConformanceArgs {
+pub(super) struct ConformanceArgs {
     /// The TAS under test, as it registers: `sips:host:port`, or `sips:host` for DNS SRV.
     /// Default: `tas.sip_uri` of --config.
     #[arg(long, value_name = "SIPS_URI")]
@@ -131,7 +131,7 @@ fn configured_expectations(config: &ServeConfig) -> HashMap<(Msisdn, Direction),
 }
 
 /// Runs the harness; exits 0 when every case passed or was skipped.
-pub async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     let file = args.config.as_deref().map(ServeConfig::load).transpose()?;
     let target = match (&args.target, &file) {
         (Some(target), _) => SipsUri::parse(target)?,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ringer::config::core::CoreConfig;
 
 /// Starts the emulated core and serves until asked to stop.
-pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut signals = super::signals::Signals::install()?;
     let config = match config {
         Some(path) => CoreConfig::load(&path)?,

@@ -38,7 +38,7 @@ const CALLS: [DemoCall; 11] = [
 ];
 
 /// Runs the demo; exits 0 when every call was answered.
-pub async fn run() -> anyhow::Result<ExitCode> {
+pub(super) async fn run() -> anyhow::Result<ExitCode> {
     let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
     let certs = ringer::tls::devcert::ensure(std::path::Path::new(super::serve::EMBEDDED_CERT_DIR), &names)?;
     let lab = Lab::start(LabConfig::samples(LabPorts::ANY), &certs).await?;

@@ -13,7 +13,7 @@ use ringer::types::Msisdn;
 
 /// `ringer dial`'s arguments.
 #[derive(Debug, clap::Args)]
-pub struct DialArgs {
+pub(super) struct DialArgs {
     /// The number to call (E.164).
     #[arg(long, value_name = "E164")]
     to: String,
@@ -69,7 +69,7 @@ fn source(play: &str, duration: Duration) -> anyhow::Result<Vec<i16>> {
 }
 
 /// Places the call; exits 0 when it was answered and audio came back.
-pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     let (to, from) = (Msisdn::parse(&args.to)?, Msisdn::parse(&args.from)?);
     let audio = source(&args.play, args.duration)?;
     ringer::tls::install_crypto_provider();

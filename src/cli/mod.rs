@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 /// A SIP-side TAS/PBX for an operator core's SIP Breakout API, with an emulator of that core.
 #[derive(Debug, Parser)]
 #[command(name = "ringer", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -73,7 +73,7 @@ enum Command {
 
 impl Cli {
     /// One-shot tools keep stderr quiet unless asked; servers log their life.
-    pub fn default_log_level(&self) -> &'static str {
+    pub(crate) fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
             Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
@@ -86,7 +86,7 @@ impl Cli {
 }
 
 /// Logs go to stderr, filtered by `RINGER_LOG` (e.g. `RINGER_LOG=ringer=debug`).
-pub fn init_logging(default_level: &str) {
+pub(crate) fn init_logging(default_level: &str) {
     let filter = EnvFilter::try_from_env("RINGER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
@@ -97,7 +97,7 @@ pub fn init_logging(default_level: &str) {
 }
 
 /// Runs the parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     ringer::tls::install_crypto_provider();
     match cli.command {
         Command::Serve { config } => serve::run(config).await,

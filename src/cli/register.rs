@@ -21,7 +21,7 @@ const CLIENT_SECRET_ENV: &str = "RINGER_CLIENT_SECRET";
 
 /// Which API method to call.
 #[derive(Debug, Clone, Copy)]
-pub enum Operation {
+pub(super) enum Operation {
     Upsert,
     Delete,
 }
@@ -29,7 +29,7 @@ pub enum Operation {
 /// Arguments shared by `register` and `unregister`. Secrets are read from files or the
 /// environment, never from arguments, which other users can see in `ps`.
 #[derive(Debug, Args)]
-pub struct RegistrationArgs {
+pub(super) struct RegistrationArgs {
     /// The core's gRPC API, e.g. https://api.shamrock.wgtwo.com:443 or http://127.0.0.1:50051.
     #[arg(long, env = "RINGER_ENDPOINT", value_name = "URL")]
     endpoint: String,
@@ -108,7 +108,7 @@ impl RegistrationArgs {
 }
 
 /// Calls the core once and prints its answer as grpcurl would.
-pub async fn run(operation: Operation, args: RegistrationArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(operation: Operation, args: RegistrationArgs) -> anyhow::Result<ExitCode> {
     let api = CoreApiConfig {
         endpoint: args.endpoint.clone(),
         ca_file: args.ca_file.clone(),

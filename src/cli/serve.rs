@@ -12,10 +12,10 @@ use ringer::registrar::auth::Credentials;
 use ringer::registrar::{status, Registrar, RegistrationClient};
 
 /// Where the embedded defaults keep their development certificates (relative to the working directory).
-pub const EMBEDDED_CERT_DIR: &str = "var/certs";
+pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
 
 /// Runs the TAS until SIGINT/SIGTERM.
-pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut signals = super::signals::Signals::install()?;
     // Without a config, the whole call path runs in this process so a new user sees it all work.
     let (config, tas, mut registrar, embedded) = match &config_path {
@@ -86,7 +86,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 /// The embedded defaults: the emulated core with its SBC and handsets, and the TAS with one
 /// sample subscriber of each route type, on the documented ports.
-pub async fn start_embedded() -> anyhow::Result<Lab> {
+pub(super) async fn start_embedded() -> anyhow::Result<Lab> {
     // A development CA and certificate, made on first start and kept for the next.
     let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
     let certs = ringer::tls::devcert::ensure(Path::new(EMBEDDED_CERT_DIR), &names)?;

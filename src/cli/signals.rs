@@ -1,7 +1,7 @@
 //! The signals a server answers: SIGINT and SIGTERM stop it, SIGHUP reloads its config.
 
 /// What a signal asks of a server.
-pub enum SignalEvent {
+pub(super) enum SignalEvent {
     /// SIGINT or SIGTERM: clean up and exit.
     Stop,
     /// SIGHUP: reload the configuration.
@@ -10,7 +10,7 @@ pub enum SignalEvent {
 
 /// The signals a server answers, installed at once: left to their default actions until
 /// first polled, an early SIGTERM or SIGHUP would kill the process without clean-up.
-pub struct Signals {
+pub(super) struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
@@ -18,7 +18,7 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers.
-    pub fn install() -> std::io::Result<Self> {
+    pub(super) fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
@@ -28,7 +28,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    pub async fn next(&mut self) -> SignalEvent {
+    pub(super) async fn next(&mut self) -> SignalEvent {
         tokio::select! {
             _ = self.interrupt.recv() => SignalEvent::Stop,
             _ = self.terminate.recv() => SignalEvent::Stop,

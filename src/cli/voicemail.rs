@@ -8,7 +8,7 @@ use ringer::media::mailbox::Mailbox;
 
 /// `ringer voicemail`'s arguments.
 #[derive(Debug, clap::Args)]
-pub struct VoicemailArgs {
+pub(super) struct VoicemailArgs {
     #[command(subcommand)]
     command: VoicemailCommand,
     /// The mailbox folder; default: `voicemail.dir` of --config, else var/voicemail.
@@ -43,7 +43,7 @@ enum VoicemailCommand {
 }
 
 /// Runs the subcommand.
-pub fn run(args: VoicemailArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: VoicemailArgs) -> anyhow::Result<ExitCode> {
     let dir = match (&args.dir, &args.config) {
         (Some(dir), _) => dir.clone(),
         (None, Some(config)) => ServeConfig::load(config)?.voicemail.dir,

@@ -1,7 +1,7 @@
 //! Audio for the media tests: a 1 kHz PCMA tone to send, and a Goertzel check of what came back.
 
 /// Energy at `frequency` relative to the whole 8 kHz signal's (Goertzel).
-pub fn tone_share(samples: &[f64], frequency: f64) -> f64 {
+pub(crate) fn tone_share(samples: &[f64], frequency: f64) -> f64 {
     let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / 8000.0).cos();
     let (mut previous, mut before) = (0.0, 0.0);
     for sample in samples {
@@ -19,12 +19,12 @@ pub fn tone_share(samples: &[f64], frequency: f64) -> f64 {
 }
 
 /// 20 ms of a 1 kHz tone, A-law.
-pub fn pcma_tone_frame() -> Vec<u8> {
+pub(crate) fn pcma_tone_frame() -> Vec<u8> {
     ringer::media::apps::tone(1000.0, 20, 12000.0).iter().map(|s| ringer::media::g711::alaw_encode(*s)).collect()
 }
 
 /// Packet `n` of a PCMA tone stream from `ssrc` (payload type 8, 160 samples a packet).
-pub fn pcma_tone_packet(n: u32, ssrc: u32) -> rtc::rtp::Packet {
+pub(crate) fn pcma_tone_packet(n: u32, ssrc: u32) -> rtc::rtp::Packet {
     rtc::rtp::Packet {
         header: rtc::rtp::header::Header {
             version: 2,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Where the proxy listens and where it relays to.
-pub struct ProxyPorts {
+pub(crate) struct ProxyPorts {
     /// Its TLS listener facing the core (the TAS's registered `sip_uri`).
     pub core_side: u16,
     /// The core's interconnect (TLS), where requests from the TAS go.
@@ -25,7 +25,7 @@ pub struct ProxyPorts {
 }
 
 /// A running Kamailio; stopped (its whole process group) when dropped.
-pub struct Kamailio {
+pub(crate) struct Kamailio {
     child: Child,
     log: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
@@ -42,7 +42,7 @@ fn fill(template: &str, values: &[(&str, String)]) -> String {
 impl Kamailio {
     /// Starts Kamailio with `ports`, its TLS certificate and key, checking peers against `ca`;
     /// `None` outside CI when Kamailio is not installed (the test then passes, saying so).
-    pub async fn start(ports: ProxyPorts, cert: &Path, key: &Path, ca: &Path) -> Option<Kamailio> {
+    pub(crate) async fn start(ports: ProxyPorts, cert: &Path, key: &Path, ca: &Path) -> Option<Kamailio> {
         let binary = super::sipp::tool(&["kamailio"], "kamailio kamailio-tls-modules")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let tls_cfg = dir.path().join("tls.cfg");
@@ -93,12 +93,12 @@ impl Kamailio {
     }
 
     /// Everything Kamailio logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().expect("log").clone()
     }
 
     /// The requests of `method` Kamailio received for `call_id` (its `KAMREQ` lines).
-    pub fn requests(&self, method: &str, call_id: &str) -> usize {
+    pub(crate) fn requests(&self, method: &str, call_id: &str) -> usize {
         self.log()
             .lines()
             .filter(|line| line.contains(&format!("KAMREQ {method} ")) && line.contains(&format!("call-id={call_id}")))
@@ -106,7 +106,7 @@ impl Kamailio {
     }
 
     /// The lines where Kamailio refused an in-dialog request it could not route (404).
-    pub fn unroutable(&self) -> Vec<String> {
+    pub(crate) fn unroutable(&self) -> Vec<String> {
         self.log().lines().filter(|line| line.contains("without our Route")).map(str::to_owned).collect()
     }
 }

@@ -13,10 +13,10 @@ use ringer::tls::devcert::DevCertificateFiles;
 use super::{msisdn, poll_until};
 
 /// An SDP offer as SIPp or a desk phone sends it.
-pub const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
+pub(crate) const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
 
 /// A running lab and the folder of its certificates.
-pub struct Lab {
+pub(crate) struct Lab {
     pub lab: ringer::lab::Lab,
     pub certs: DevCertificateFiles,
     pub dir: tempfile::TempDir,
@@ -30,12 +30,19 @@ impl std::ops::Deref for Lab {
 }
 
 /// A handset that rings 50 ms before acting.
-pub fn handset(number: &str, mode: HandsetMode) -> HandsetConfig {
+pub(crate) fn handset(number: &str, mode: HandsetMode) -> HandsetConfig {
     HandsetConfig { number: msisdn(number), mode, ring_time: Duration::from_millis(50), hang_up_after: None }
 }
 
 /// A `[[subscriber]]` in TOML; `mo`/`mt` are behaviours (`"\"loop\""`, `{ action = ... }`) or empty.
-pub fn subscriber(number: &str, route_type: &str, mo_prefix: &str, mt_prefix: &str, mo: &str, mt: &str) -> String {
+pub(crate) fn subscriber(
+    number: &str,
+    route_type: &str,
+    mo_prefix: &str,
+    mt_prefix: &str,
+    mo: &str,
+    mt: &str,
+) -> String {
     let mut text = format!("[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"{route_type}\"\n");
     for (key, value, quoted) in
         [("mo_prefix", mo_prefix, true), ("mt_prefix", mt_prefix, true), ("mo", mo, false), ("mt", mt, false)]
@@ -57,17 +64,21 @@ struct Subscribers {
 
 impl Lab {
     /// The lab with `subscribers` (TOML) and `handsets`, registered and ready.
-    pub async fn start(subscribers: &[String], handsets: Vec<HandsetConfig>) -> Lab {
+    pub(crate) async fn start(subscribers: &[String], handsets: Vec<HandsetConfig>) -> Lab {
         Self::start_with(subscribers, handsets, Duration::from_secs(30)).await
     }
 
     /// As [`Lab::start`], with the SBC's Fallback no-answer time.
-    pub async fn start_with(subscribers: &[String], handsets: Vec<HandsetConfig>, fallback_no_answer: Duration) -> Lab {
+    pub(crate) async fn start_with(
+        subscribers: &[String],
+        handsets: Vec<HandsetConfig>,
+        fallback_no_answer: Duration,
+    ) -> Lab {
         Self::start_routed(subscribers, handsets, fallback_no_answer, Vec::new()).await
     }
 
     /// As [`Lab::start_with`], with SBC routes to outside callees.
-    pub async fn start_routed(
+    pub(crate) async fn start_routed(
         subscribers: &[String],
         handsets: Vec<HandsetConfig>,
         fallback_no_answer: Duration,
@@ -77,7 +88,7 @@ impl Lab {
     }
 
     /// Every setting the tests vary.
-    pub async fn start_full(
+    pub(crate) async fn start_full(
         subscribers: &[String],
         handsets: Vec<HandsetConfig>,
         fallback_no_answer: Duration,
@@ -88,7 +99,7 @@ impl Lab {
     }
 
     /// As [`Lab::start_full`], with the TAS's media on `media_address`.
-    pub async fn start_media(
+    pub(crate) async fn start_media(
         subscribers: &[String],
         handsets: Vec<HandsetConfig>,
         fallback_no_answer: Duration,
@@ -106,7 +117,7 @@ impl Lab {
 
     /// The lab with `subscribers`, `handsets` and SBC `routes`, its config changed by `adjust`
     /// (ports, a proxy in the path...) before it starts.
-    pub async fn start_adjusted(
+    pub(crate) async fn start_adjusted(
         subscribers: &[String],
         handsets: Vec<HandsetConfig>,
         routes: Vec<ringer::config::core::SbcRoute>,
@@ -135,27 +146,27 @@ impl Lab {
         Lab { lab, certs, dir }
     }
 
-    pub fn sbc(&self) -> &Sbc {
+    pub(crate) fn sbc(&self) -> &Sbc {
         self.lab.sbc().expect("SBC configured")
     }
 
     /// Alice (`from`) calls `to` through the SBC with an SDP offer.
-    pub fn call(&self, from: &str, to: &str) -> OutgoingCall {
+    pub(crate) fn call(&self, from: &str, to: &str) -> OutgoingCall {
         self.call_offering(from, to, OFFER)
     }
 
     /// Alice calls with `offer`.
-    pub fn call_offering(&self, from: &str, to: &str, offer: &str) -> OutgoingCall {
+    pub(crate) fn call_offering(&self, from: &str, to: &str, offer: &str) -> OutgoingCall {
         self.lab.call(&msisdn(from), &msisdn(to), Bytes::from(offer.to_owned())).expect("INVITE sent")
     }
 
     /// Waits until no call, transaction or leg 2 session is left anywhere.
-    pub async fn settled(&self) -> bool {
+    pub(crate) async fn settled(&self) -> bool {
         poll_until(Duration::from_secs(10), || self.lab.live_state() == 0).await
     }
 
     /// A summary of what is left, for failure messages.
-    pub fn leftovers(&self) -> String {
+    pub(crate) fn leftovers(&self) -> String {
         let tas = &self.lab.tas.endpoint;
         format!(
             "sbc live {} sessions {}; tas dialogs {} pending {} clients {}; alice dialogs {} clients {}",
@@ -171,7 +182,7 @@ impl Lab {
 }
 
 /// Follows `call` to its final answer, skipping provisionals.
-pub async fn final_of(call: &mut OutgoingCall) -> Progress {
+pub(crate) async fn final_of(call: &mut OutgoingCall) -> Progress {
     loop {
         match tokio::time::timeout(Duration::from_secs(20), call.next()).await {
             Ok(Progress::Provisional(_)) => continue,

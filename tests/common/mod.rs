@@ -3,12 +3,12 @@
 
 #![allow(dead_code)]
 
-pub mod audio;
-pub mod kamailio;
-pub mod lab;
-pub mod netns;
-pub mod sip;
-pub mod sipp;
+pub(crate) mod audio;
+pub(crate) mod kamailio;
+pub(crate) mod lab;
+pub(crate) mod netns;
+pub(crate) mod sip;
+pub(crate) mod sipp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,25 +22,25 @@ use ringer::registrar::auth::Credentials;
 use ringer::registrar::RegistrationClient;
 use ringer::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
 
-pub const SCOPE: &str = "call.routing:write";
-pub const CLIENT_TOKEN: &str = "client-token";
-pub const USER_TOKEN: &str = "user-token";
-pub const USER_MSISDN: &str = "+4790000001";
-pub const NO_SCOPE_TOKEN: &str = "no-scope-token";
-pub const CLIENT_ID: &str = "product";
-pub const CLIENT_SECRET: &str = "s3cret-never-logged";
+pub(crate) const SCOPE: &str = "call.routing:write";
+pub(crate) const CLIENT_TOKEN: &str = "client-token";
+pub(crate) const USER_TOKEN: &str = "user-token";
+pub(crate) const USER_MSISDN: &str = "+4790000001";
+pub(crate) const NO_SCOPE_TOKEN: &str = "no-scope-token";
+pub(crate) const CLIENT_ID: &str = "product";
+pub(crate) const CLIENT_SECRET: &str = "s3cret-never-logged";
 
-pub fn loopback_any_port() -> SocketAddr {
+pub(crate) fn loopback_any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// A free loopback port, released for the caller to bind later.
-pub fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind(loopback_any_port()).expect("bind loopback");
     listener.local_addr().expect("local addr")
 }
 
-pub fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreConfig {
+pub(crate) fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreConfig {
     CoreConfig {
         grpc: GrpcListenConfig { listen, tls: None },
         time_to_live: ttl,
@@ -78,11 +78,11 @@ pub fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreCon
     }
 }
 
-pub async fn start_core(mode: AuthMode, ttl: Duration) -> CoreHandle {
+pub(crate) async fn start_core(mode: AuthMode, ttl: Duration) -> CoreHandle {
     ringer::core::start(&core_config(loopback_any_port(), mode, ttl)).await.expect("core starts")
 }
 
-pub fn api(endpoint: String) -> CoreApiConfig {
+pub(crate) fn api(endpoint: String) -> CoreApiConfig {
     CoreApiConfig {
         endpoint,
         ca_file: None,
@@ -91,15 +91,15 @@ pub fn api(endpoint: String) -> CoreApiConfig {
     }
 }
 
-pub fn client(core: &CoreHandle, credentials: Credentials) -> RegistrationClient {
+pub(crate) fn client(core: &CoreHandle, credentials: Credentials) -> RegistrationClient {
     RegistrationClient::new(&api(core.endpoint()), credentials).expect("client")
 }
 
-pub fn msisdn(text: &str) -> Msisdn {
+pub(crate) fn msisdn(text: &str) -> Msisdn {
     Msisdn::parse(text).expect("test number")
 }
 
-pub fn registration(number: &str, route_type: RouteType, mo: Option<&str>, mt: Option<&str>) -> Registration {
+pub(crate) fn registration(number: &str, route_type: RouteType, mo: Option<&str>, mt: Option<&str>) -> Registration {
     Registration {
         phone_number: Some(msisdn(number)),
         sip_uri: SipsUri::parse("sips:tas.example.com:5061").expect("uri"),
@@ -110,7 +110,7 @@ pub fn registration(number: &str, route_type: RouteType, mo: Option<&str>, mt: O
 }
 
 /// Registrar timers scaled down for registrations that live a few seconds.
-pub fn fast_registrar() -> RegistrarConfig {
+pub(crate) fn fast_registrar() -> RegistrarConfig {
     RegistrarConfig {
         refresh_at: 0.5,
         refresh_jitter: 0.05,
@@ -124,14 +124,14 @@ pub fn fast_registrar() -> RegistrarConfig {
 }
 
 /// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
-pub async fn eventually(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+pub(crate) async fn eventually(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
     if !poll_until(limit, condition).await {
         panic!("timed out waiting for: {what}");
     }
 }
 
 /// Polls `condition` every 20 ms until it holds (true) or `limit` passes (false).
-pub async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while !condition() {
         if tokio::time::Instant::now() >= deadline {
@@ -143,7 +143,7 @@ pub async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
 }
 
 /// The RFC 4475 torture messages: `../shared/conformance/rfc4475`, or `$RFC4475_DIR`.
-pub fn rfc4475_dir() -> std::path::PathBuf {
+pub(crate) fn rfc4475_dir() -> std::path::PathBuf {
     std::env::var_os("RFC4475_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475"))

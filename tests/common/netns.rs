@@ -5,14 +5,14 @@
 use std::process::{Child, Stdio};
 
 /// A network namespace held open by a sleeping process; gone when dropped.
-pub struct NetNs {
+pub(crate) struct NetNs {
     holder: Child,
 }
 
 impl NetNs {
     /// A new namespace with its loopback up; `None` outside CI where that is not possible
     /// (not root, or no util-linux): the test then says so and passes. Under CI=true it fails.
-    pub fn new() -> Option<Self> {
+    pub(crate) fn new() -> Option<Self> {
         let holder = std::process::Command::new("unshare")
             .args(["--net", "--", "sleep", "3600"])
             .stdin(Stdio::null())
@@ -57,7 +57,7 @@ impl NetNs {
     }
 
     /// `program` to be run inside the namespace.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("nsenter");
         command.arg(format!("--net=/proc/{}/ns/net", self.holder.id())).arg("--").arg(program);
         command

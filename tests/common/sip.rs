@@ -11,54 +11,54 @@ use ringer::sip::message::{frame_stream, parse_datagram, parse_message, Framing,
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-pub const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 /// One side of a SIP conversation.
-pub enum Peer {
+pub(crate) enum Peer {
     Udp { socket: UdpSocket, server: SocketAddr },
     Stream { stream: Box<dyn Io>, buffer: BytesMut, transport: &'static str },
 }
 
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl Peer {
-    pub async fn udp(server: SocketAddr) -> Self {
+    pub(crate) async fn udp(server: SocketAddr) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         Peer::Udp { socket, server }
     }
 
-    pub async fn tcp(server: SocketAddr) -> Self {
+    pub(crate) async fn tcp(server: SocketAddr) -> Self {
         let stream = TcpStream::connect(server).await.expect("connect");
         Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TCP" }
     }
 
     /// A peer on a TCP connection accepted from ringer.
-    pub fn from_tcp(stream: TcpStream) -> Self {
+    pub(crate) fn from_tcp(stream: TcpStream) -> Self {
         Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TCP" }
     }
 
-    pub async fn tls(server: SocketAddr, ca: &std::path::Path, name: &str) -> Self {
+    pub(crate) async fn tls(server: SocketAddr, ca: &std::path::Path, name: &str) -> Self {
         let config = ringer::tls::client_config(Some(ca), None).expect("client config");
         let stream = tls_connect(server, config, name).await.expect("TLS handshake");
         Peer::Stream { stream: Box::new(stream), buffer: BytesMut::new(), transport: "TLS" }
     }
 
-    pub fn transport(&self) -> &'static str {
+    pub(crate) fn transport(&self) -> &'static str {
         match self {
             Peer::Udp { .. } => "UDP",
             Peer::Stream { transport, .. } => transport,
         }
     }
 
-    pub fn local(&self) -> String {
+    pub(crate) fn local(&self) -> String {
         match self {
             Peer::Udp { socket, .. } => socket.local_addr().expect("addr").to_string(),
             Peer::Stream { .. } => "127.0.0.1:5099".into(),
         }
     }
 
-    pub async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         match self {
             Peer::Udp { socket, server } => {
                 socket.send_to(bytes, *server).await.expect("send");
@@ -68,7 +68,7 @@ impl Peer {
     }
 
     /// The next message, or `None` after `limit` (or when the connection closed).
-    pub async fn recv_within(&mut self, limit: Duration) -> Option<Message> {
+    pub(crate) async fn recv_within(&mut self, limit: Duration) -> Option<Message> {
         match self {
             Peer::Udp { socket, .. } => {
                 let mut buffer = vec![0u8; 65_535];
@@ -97,7 +97,7 @@ impl Peer {
     }
 
     /// The next response, skipping nothing.
-    pub async fn response(&mut self) -> Response {
+    pub(crate) async fn response(&mut self) -> Response {
         match self.recv_within(WAIT).await {
             Some(Message::Response(response)) => response,
             other => panic!("expected a response, got {other:?}"),
@@ -105,7 +105,7 @@ impl Peer {
     }
 
     /// The next final response (skipping 1xx).
-    pub async fn final_response(&mut self) -> Response {
+    pub(crate) async fn final_response(&mut self) -> Response {
         loop {
             let response = self.response().await;
             if response.status >= 200 {
@@ -115,7 +115,7 @@ impl Peer {
     }
 
     /// Raw bytes until `limit` passes or the connection closes; returns them and whether it closed.
-    pub async fn read_raw(&mut self, limit: Duration) -> (Vec<u8>, bool) {
+    pub(crate) async fn read_raw(&mut self, limit: Duration) -> (Vec<u8>, bool) {
         let Peer::Stream { stream, buffer, .. } = self else { panic!("streams only") };
         let mut out = buffer.split().to_vec();
         let deadline = tokio::time::Instant::now() + limit;
@@ -130,7 +130,7 @@ impl Peer {
     }
 }
 
-pub async fn tls_connect(
+pub(crate) async fn tls_connect(
     server: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     name: &str,
@@ -140,11 +140,11 @@ pub async fn tls_connect(
     tokio_rustls::TlsConnector::from(config).connect(name, socket).await
 }
 
-pub const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(crate) const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 /// A request's text; `extra` headers are added before Content-Length.
 #[allow(clippy::too_many_arguments)]
-pub fn request(
+pub(crate) fn request(
     method: &str,
     call_id: &str,
     cseq: u32,
@@ -174,12 +174,12 @@ pub fn request(
     )
 }
 
-pub fn to_tag(response: &Response) -> String {
+pub(crate) fn to_tag(response: &Response) -> String {
     let to = response.headers.get("To").expect("To");
     ringer::sip::message::header::NameAddr::parse(to).expect("To").tag().expect("To tag").to_owned()
 }
 
 /// Whether header `name` of `headers` lists the option tag `tag`.
-pub fn lists(headers: &ringer::sip::message::Headers, name: &str, tag: &str) -> bool {
+pub(crate) fn lists(headers: &ringer::sip::message::Headers, name: &str, tag: &str) -> bool {
     headers.values(name).iter().any(|value| value.eq_ignore_ascii_case(tag))
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// The path of a scenario in `scenarios/`.
-pub fn scenario(name: &str) -> String {
+pub(crate) fn scenario(name: &str) -> String {
     format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A SIPp server (a uas scenario) on `port`, logging to `log`, handling `calls` calls.
-pub fn server(sipp: &Path, name: &str, transport: &str, port: u16, calls: u32, log: &Path) -> Child {
+pub(crate) fn server(sipp: &Path, name: &str, transport: &str, port: u16, calls: u32, log: &Path) -> Child {
     Command::new(sipp)
         .args(["-sf", &scenario(name), "-t", transport, "-p", &port.to_string(), "-i", "127.0.0.1"])
         .args(["-m", &calls.to_string(), "-nostdin", "-timeout", "60s", "-trace_logs", "-log_file"])
@@ -27,7 +27,7 @@ pub fn server(sipp: &Path, name: &str, transport: &str, port: u16, calls: u32, l
 }
 
 /// A SIPp client: `calls` calls at 10/s to `target`; returns (successful, failed, screen).
-pub async fn client(
+pub(crate) async fn client(
     sipp: &Path,
     name: &str,
     transport: &str,
@@ -54,7 +54,7 @@ pub async fn client(
 }
 
 /// Waits for a SIPp server to finish its calls; returns its exit code and screen.
-pub async fn finished(server: Child) -> (Option<i32>, String) {
+pub(crate) async fn finished(server: Child) -> (Option<i32>, String) {
     let output = tokio::time::timeout(Duration::from_secs(60), server.wait_with_output())
         .await
         .expect("SIPp server finished")
@@ -64,7 +64,7 @@ pub async fn finished(server: Child) -> (Option<i32>, String) {
 }
 
 /// The path of `tool`, or `None` outside CI when it is missing (the test then says so and passes).
-pub fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
+pub(crate) fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
     let found = candidates.iter().find_map(|name| {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|dir| dir.join(name))
@@ -79,7 +79,7 @@ pub fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
 }
 
 /// Cumulative successful and failed calls from SIPp's final statistics screen.
-pub fn call_counts(screen: &str) -> (u32, u32) {
+pub(crate) fn call_counts(screen: &str) -> (u32, u32) {
     let cumulative = |label: &str| {
         screen
             .lines()

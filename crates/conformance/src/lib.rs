@@ -4,6 +4,9 @@
 //! over TLS as the SBC does, and places calls through the SBC with WebRTC-style media, then
 //! reads what happened on each leg.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod expect;
 pub mod probe;
 pub mod relay;

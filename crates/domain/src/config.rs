@@ -51,15 +51,22 @@ pub mod defaults {
     /// The operator's OAuth 2.0 token endpoint.
     pub const TOKEN_URL: &str = "https://id.wgtwo.com/oauth2/token";
 
+    /// [`SCOPE`], for a field that holds one scope.
     pub fn scope() -> String {
         SCOPE.to_owned()
     }
+
+    /// [`SCOPE`] alone, for a field that holds a list.
     pub fn scopes() -> Vec<String> {
         vec![SCOPE.to_owned()]
     }
+
+    /// [`TOKEN_URL`].
     pub fn token_url() -> String {
         TOKEN_URL.to_owned()
     }
+
+    /// One hour, a token's or a registration's lifetime.
     pub fn one_hour() -> Duration {
         Duration::from_secs(3600)
     }

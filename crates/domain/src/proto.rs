@@ -1,9 +1,8 @@
 //! The operator's gRPC contract (`proto/`), generated at build time, with conversions to the
 //! project's own types and the proto3 JSON form that grpcurl prints.
 
-#![allow(missing_docs, clippy::all)]
-
-/// Package `wgtwo.sipbreakout.v1`.
+/// Package `wgtwo.sipbreakout.v1` (generated: its items are documented in the proto file).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod sipbreakout {
     /// Version 1 of the SIP Breakout API.
     pub mod v1 {
@@ -11,7 +10,8 @@ pub mod sipbreakout {
     }
 }
 
-/// Package `wgtwo.common.v1`.
+/// Package `wgtwo.common.v1` (generated).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod common {
     /// Version 1 of the common types.
     pub mod v1 {

@@ -3,6 +3,9 @@
 //! tested with no operator account. It reads numbers with code of its own and never depends on
 //! the TAS it emulates the network for.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod auth;
 pub mod caller;
 pub mod config;

@@ -2,6 +2,9 @@
 //! that play and listen (echo, announcement, voicemail) and the mailbox they record into. It
 //! knows SDP (the `sdp` crate) but nothing of SIP.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod apps;
 pub mod channel;
 pub mod codec;

@@ -2,6 +2,9 @@
 //! before its time to live ends, backing off while the core is unreachable, and deleting every
 //! registration it made at shutdown.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -1,5 +1,8 @@
 //! SDP (RFC 4566) answers built from offers (RFC 3264).
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::fmt::Write as _;
 
 /// An answer that declines every offered stream (port 0, RFC 3264 §6), or `None` when the

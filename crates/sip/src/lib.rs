@@ -3,6 +3,9 @@
 //! Data flows one way: [`transport`] turns bytes from sockets into [`message`]s, the
 //! transaction layer matches them, and the call layer above decides what to answer.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod b2bua;
 pub mod call;
 pub mod client;

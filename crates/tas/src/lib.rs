@@ -2,6 +2,9 @@
 //! leg 3, the apps) and the SIP endpoint assembled from them. The registrar is started beside it
 //! by the command line.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod call;
 pub mod config;
 

@@ -1,5 +1,8 @@
 //! TLS set-up shared by every module that opens or accepts TLS connections.
 
+// Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod devcert;
 pub mod verify;
 
