@@ -272,7 +272,7 @@ impl Lab {
                     Some(proxy) => proxy.core_uri.clone(),
                     None => format!("sips:localhost:{}", interconnect.port()),
                 }),
-                media_address: config.media_address.to_string(),
+                media_address: config.media_address,
                 // Peers that resolve names only through DNS (baresip) cannot look up
                 // "localhost"; the development certificate names the address too.
                 contact_host: Some("127.0.0.1".into()),

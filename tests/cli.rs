@@ -571,7 +571,7 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
         }
     };
     let answer = ringer::sdp::SessionDescription::parse(&String::from_utf8_lossy(&answer.body)).expect("SDP");
-    let remote = std::net::SocketAddr::new(answer.connection.expect("c="), answer.media[0].port);
+    let remote = std::net::SocketAddr::new(answer.connection().expect("c="), answer.media[0].port);
     // Past the greeting and beep, then two and a half seconds of speech, then the process dies.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     for n in 0..125u32 {

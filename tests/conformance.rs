@@ -217,7 +217,9 @@ mod broken {
                     return;
                 }
                 if let Fault::MediaBeforeDtls = fault {
-                    let offer = String::from_utf8_lossy(&invite.request().body).into_owned();
+                    let offer =
+                        ringer::sdp::SessionDescription::parse(&String::from_utf8_lossy(&invite.request().body))
+                            .expect("the harness offers SDP");
                     if let Some(candidate) = ringer::conformance::relay::first_candidate(&offer) {
                         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("socket");
                         // RTP version 2, PCMA: plain audio, no keys yet.
@@ -229,10 +231,12 @@ mod broken {
                     }
                 }
                 if matches!(fault, Fault::RefusesReoffers | Fault::MediaBeforeDtls) {
-                    let offer = String::from_utf8_lossy(&invite.request().body).into_owned();
+                    let offer =
+                        ringer::sdp::SessionDescription::parse(&String::from_utf8_lossy(&invite.request().body))
+                            .expect("the harness offers SDP");
                     let options = ringer::media::webrtc::WebRtcOptions::on([127, 0, 0, 1].into());
                     let Ok(answered) = ringer::media::webrtc::answer_echo(&offer, &options).await else { return };
-                    if let Some(call) = invite.answer(Bytes::from(answered.sdp)) {
+                    if let Some(call) = invite.answer(Bytes::from(answered.sdp.to_string())) {
                         call.ended().await;
                     }
                     answered.session.close().await;

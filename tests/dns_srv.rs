@@ -105,7 +105,7 @@ async fn a_sips_uri_without_port_is_found_through_srv_and_verified_by_its_name()
     let chain = ringer::tls::load_chain(&certs.server_cert).expect("chain");
     let key = ringer::tls::load_key(&certs.server_key).expect("key");
     let server_tls = ringer::tls::server_config(chain, key, None).expect("server TLS");
-    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), [127, 0, 0, 1].into()));
     let tas =
         endpoint::start(config(Some(("127.0.0.1:0".parse().expect("addr"), server_tls)), None, None), handler.clone())
             .await

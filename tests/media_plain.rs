@@ -46,7 +46,7 @@ async fn echo_returns_a_tone_sent_over_pcma() {
     let answer = SessionDescription::parse(&String::from_utf8_lossy(&response.body)).expect("SDP answer");
     let audio = &answer.media[0];
     assert_eq!(audio.formats, ["8", "101"], "PCMA preferred, telephone-event kept");
-    let remote = SocketAddr::new(answer.connection.expect("c="), audio.port);
+    let remote = SocketAddr::new(answer.connection().expect("c="), audio.port);
 
     // 50 packets of 20 ms: one second of a 1 kHz tone at 8 kHz, A-law.
     let mut sent = Vec::new();
@@ -139,7 +139,7 @@ impl Media {
         let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
         dialog.ack(None).expect("ACK");
         let answer = SessionDescription::parse(&String::from_utf8_lossy(&response.body)).expect("SDP answer");
-        let remote = SocketAddr::new(answer.connection.expect("c="), answer.media[0].port);
+        let remote = SocketAddr::new(answer.connection().expect("c="), answer.media[0].port);
         (Media { rtp, remote, sequence: 0 }, dialog)
     }
 

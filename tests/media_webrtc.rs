@@ -35,7 +35,7 @@ async fn echo_round_trip(options: PeerOptions) -> (String, String) {
     assert!(tone_share(&floats(&heard), 1000.0) > 0.5, "and it is the 1 kHz tone");
     peer.close().await;
     answered.session.close().await;
-    (offer, answered.sdp)
+    (offer.to_string(), answered.sdp.to_string())
 }
 
 #[tokio::test]
@@ -104,14 +104,13 @@ async fn the_public_address_is_the_candidate_offered() {
         ..WebRtcOptions::on(loopback())
     };
     let answered = answer_echo(&offer, &options).await.expect("ringer answers");
-    let candidates: Vec<&str> = answered.sdp.lines().filter(|line| line.starts_with("a=candidate:")).collect();
+    let candidates: Vec<_> = answered.sdp.media.iter().flat_map(|media| media.candidates()).collect();
     assert!(!candidates.is_empty(), "{}", answered.sdp);
     for candidate in &candidates {
-        let fields: Vec<&str> = candidate.split_whitespace().collect();
-        assert_eq!(fields[4], "203.0.113.7", "1:1 NAT address: {candidate}");
-        let port: u16 = fields[5].parse().expect("port");
-        assert!((31000..=31009).contains(&port), "from the configured range: {candidate}");
+        assert_eq!(candidate.address, "203.0.113.7", "1:1 NAT address: {candidate}");
+        assert!((31000..=31009).contains(&candidate.port), "from the configured range: {candidate}");
     }
+    assert!(answered.sdp.to_string().contains("c=IN IP4 203.0.113.7\r\n"), "{}", answered.sdp);
     answered.session.close().await;
     peer.close().await;
 }
@@ -145,9 +144,10 @@ async fn a_webrtc_echo_call_through_the_core_survives_a_re_offer() {
     assert!(before.len() >= 3000 && tone_share(&floats(&before), 1000.0) > 0.5, "echo: {} samples", before.len());
     // The core re-offers (a session refresh or a codec check): same connection, media goes on.
     let reoffer = peer.reoffer().await.expect("re-offer");
-    let answer = dialog.reinvite(bytes::Bytes::from(reoffer)).await.expect("re-INVITE answered 200");
+    let answer = dialog.reinvite(bytes::Bytes::from(reoffer.to_string())).await.expect("re-INVITE answered 200");
     let answer = String::from_utf8_lossy(&answer).into_owned();
     assert!(answer.contains("a=fingerprint:") && !answer.contains("a=mid:"), "{answer}");
+    let answer = ringer::sdp::SessionDescription::parse(&answer).expect("SDP");
     peer.accept_reanswer(&answer).await.expect("re-answer taken");
     peer.play(&tone(600.0, 500, 12000.0)).await;
     let after = peer.heard(Duration::from_millis(400)).await;

@@ -70,7 +70,7 @@ const ANSWERS: &[(&str, Option<u16>)] = &[
 
 #[tokio::test]
 async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
-    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), [127, 0, 0, 1].into()));
     let config = EndpointConfig {
         tls: None,
         tcp: None,

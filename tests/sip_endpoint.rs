@@ -62,7 +62,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
 }
 
 async fn lab(action: &str) -> Lab {
-    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), [127, 0, 0, 1].into()));
     lab_with(handler, |_, _| {}).await
 }
 
@@ -427,7 +427,7 @@ async fn a_bad_tls_client_disturbs_no_one_else() {
 
 #[tokio::test]
 async fn peer_policy_refuses_before_reading_and_limits_connections() {
-    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), [127, 0, 0, 1].into()));
     let lab = lab_with(handler.clone(), |config, _| {
         config.policy.allow = vec!["192.0.2.0/24".parse().expect("net")];
     })
@@ -460,7 +460,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let client_dir = tempfile::tempdir().expect("tempdir");
     let client_files = clients.write_to(client_dir.path()).expect("written");
     let client_ca = client_files.ca_cert.clone();
-    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(Action::Answer(App::Voicemail), [127, 0, 0, 1].into()));
     let lab = lab_with(handler, |config, dir| {
         let files = ringer::tls::devcert::generate(&["tas.example.com".into()])
             .expect("certs")

@@ -22,7 +22,7 @@ const CALLS: u32 = 500;
 const RATE: u32 = 50;
 
 async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
-    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), "127.0.0.1".into()));
+    let handler = Arc::new(DefaultActionHandler::new(action.parse().expect("action"), [127, 0, 0, 1].into()));
     let tls = certs.map(|dir| {
         let files = ringer::tls::devcert::ensure(dir, &["tas.example.com".into()]).expect("certs");
         let chain = ringer::tls::load_chain(&files.server_cert).expect("chain");

@@ -50,11 +50,12 @@ pub(super) async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     config.sip.tcp_listen = any_port(config.sip.tcp_listen);
     config.sip.udp_listen = any_port(config.sip.udp_listen);
     let tas = ringer::tas::start_sip(&config).await?;
-    let offer = format!(
-        "v=0\r\no=ringer 1 1 IN IP4 {0}\r\ns=-\r\nc=IN IP4 {0}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0\r\n",
-        if config.sip.media_address == "0.0.0.0" { "127.0.0.1" } else { &config.sip.media_address }
-    );
-    let mut call = tas.call(&to, &from, Bytes::from(offer)).await?;
+    let address = match config.sip.media_address {
+        address if address.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        address => address,
+    };
+    let offer = ringer::sdp::plain_audio_offer(1, address, 9, &[8, 0]);
+    let mut call = tas.call(&to, &from, Bytes::from(offer.to_string())).await?;
     println!("calling {to} from {from} through {}", config.sip.core_uri.as_deref().unwrap_or("?"));
     loop {
         match call.next().await {

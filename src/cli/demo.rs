@@ -11,8 +11,10 @@ use ringer::sip::uac::{OutgoingCall, Progress};
 use ringer::types::Msisdn;
 
 /// An offer as a desk phone sends it (the media itself comes with the media apps).
-const OFFER: &str =
-    "v=0\r\no=demo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 0\r\n";
+fn offer() -> Bytes {
+    let offer = ringer::sdp::plain_audio_offer(1, std::net::IpAddr::from([127, 0, 0, 1]), 40000, &[8, 0]);
+    Bytes::from(offer.to_string())
+}
 
 struct DemoCall {
     route_type: &'static str,
@@ -56,8 +58,8 @@ pub(super) async fn run() -> anyhow::Result<ExitCode> {
         let (from, to) = (Msisdn::parse(demo.from)?, Msisdn::parse(demo.to)?);
         let tas_records = lab.tas.router.records().len();
         let call = match demo.from_tas {
-            true => lab.tas.call(&to, &from, Bytes::from_static(OFFER.as_bytes())).await?,
-            false => lab.call(&from, &to, Bytes::from_static(OFFER.as_bytes())).map_err(anyhow::Error::msg)?,
+            true => lab.tas.call(&to, &from, offer()).await?,
+            false => lab.call(&from, &to, offer()).map_err(anyhow::Error::msg)?,
         };
         let status = complete(call).await;
         all_answered &= status == 200;

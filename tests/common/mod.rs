@@ -144,7 +144,7 @@ pub(crate) async fn poll_until(limit: Duration, mut condition: impl FnMut() -> b
 
 /// The RFC 4475 torture messages, byte-exact with their verdicts: `tests/fixtures/rfc4475`
 /// (copied from the project's shared conformance folder), or `$RFC4475_DIR`.
-pub fn rfc4475_dir() -> std::path::PathBuf {
+pub(crate) fn rfc4475_dir() -> std::path::PathBuf {
     std::env::var_os("RFC4475_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rfc4475"))

@@ -558,7 +558,7 @@ impl Harness {
             Err(error) => return Finding::fail("a WebRTC offer", error.to_string(), Vec::new()),
         };
         let mut evidence = Vec::new();
-        let mut outgoing = match self.caller.invite(access, &alice, number, Bytes::from(offer)) {
+        let mut outgoing = match self.caller.invite(access, &alice, number, Bytes::from(offer.to_string())) {
             Ok(outgoing) => outgoing,
             Err(error) => return Finding::fail("leg 1 sent", error.to_string(), evidence),
         };
@@ -690,7 +690,7 @@ impl Harness {
             None => offer,
         };
         let mut evidence = Vec::new();
-        let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer)) {
+        let mut outgoing = match self.caller.invite(access, &from, &to, Bytes::from(offer.to_string())) {
             Ok(outgoing) => outgoing,
             Err(error) => return Placed::Over(Finding::fail("leg 1 sent", error.to_string(), evidence)),
         };
@@ -758,10 +758,18 @@ impl Harness {
             }
         };
         let _ = call.ack(None);
-        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        let answer = audio_answer(&response.body);
         let far_end = leg3.is_some_and(|leg| leg.status < 300);
-        let up = Established { call, peer, relay, answer, evidence, far_end, outcome: outcome_line };
-        if !up.answer.lines().any(|line| line.starts_with("m=audio ")) {
+        let up = Established {
+            call,
+            peer,
+            relay,
+            answer: answer.clone().unwrap_or_default(),
+            evidence,
+            far_end,
+            outcome: outcome_line,
+        };
+        if answer.is_none() {
             let got = excerpt(&response.to_bytes());
             return Placed::Over(
                 up.abandon(Finding::fail(
@@ -898,7 +906,7 @@ impl Harness {
                 let towards_tas = self.sbc().interconnect.clients().clone();
                 let before = towards_tas.in_progress();
                 let (reinvite, (crossed, bye)) = tokio::join!(
-                    tokio::time::timeout(Duration::from_secs(10), call.reinvite(Bytes::from(offer))),
+                    tokio::time::timeout(Duration::from_secs(10), call.reinvite(Bytes::from(offer.to_string()))),
                     async {
                         // The BYE leaves the moment the core has relayed the re-INVITE to the
                         // TAS, so that both reach it before it can answer.
@@ -985,11 +993,11 @@ impl Harness {
             Some(relay) => relay::through(&offer, relay.tas_side()),
             None => offer,
         };
-        let answer = call.reinvite(Bytes::from(offer)).await.map_err(|error| format!("re-INVITE: {error}"))?;
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        if !answer.lines().any(|line| line.starts_with("m=audio ")) {
-            return Err(format!("a 2xx without an SDP answer:\n{answer}"));
-        }
+        let body =
+            call.reinvite(Bytes::from(offer.to_string())).await.map_err(|error| format!("re-INVITE: {error}"))?;
+        let Some(answer) = audio_answer(&body) else {
+            return Err(format!("a 2xx without an SDP answer:\n{}", String::from_utf8_lossy(&body)));
+        };
         let answer = match relay {
             Some(relay) => relay::through(&answer, relay.peer_side()),
             None => answer,
@@ -1135,7 +1143,7 @@ struct Established {
     peer: OfferingPeer,
     relay: Option<relay::MediaRelay>,
     /// The SDP answer as the TAS sent it.
-    answer: String,
+    answer: sdp::SessionDescription,
     evidence: Vec<String>,
     /// Leg 3 was answered: a far end (a handset) is in the call.
     far_end: bool,
@@ -1152,6 +1160,12 @@ impl Established {
         evidence.extend(finding.evidence);
         Finding { verdict: finding.verdict, evidence, outcome: finding.outcome.or(self.outcome) }
     }
+}
+
+/// The SDP in `body` when it can be read and has an audio stream.
+fn audio_answer(body: &[u8]) -> Option<sdp::SessionDescription> {
+    let answer = sdp::SessionDescription::parse(std::str::from_utf8(body).ok()?).ok()?;
+    answer.media.iter().any(|media| media.kind == "audio").then_some(answer)
 }
 
 /// How a placed call went: up, or finished with a finding.

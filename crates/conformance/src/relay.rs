@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use sdp::{Candidate, Connection, Line, MediaDescription, SessionDescription};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -154,51 +155,46 @@ impl Drop for MediaRelay {
 }
 
 /// The first component-1 candidate of `sdp`.
-pub fn first_candidate(sdp: &str) -> Option<SocketAddr> {
-    sdp.lines().find_map(|line| {
-        let fields: Vec<&str> = line.trim_end().strip_prefix("a=candidate:")?.split_whitespace().collect();
-        if fields.get(1) != Some(&"1") {
-            return None;
-        }
-        Some(SocketAddr::new(fields.get(4)?.parse().ok()?, fields.get(5)?.parse().ok()?))
-    })
+pub fn first_candidate(sdp: &SessionDescription) -> Option<SocketAddr> {
+    sdp.media
+        .iter()
+        .flat_map(MediaDescription::candidates)
+        .filter(|candidate| candidate.component == 1)
+        .find_map(|candidate| Some(SocketAddr::new(candidate.ip()?, candidate.port)))
 }
 
-/// `sdp` with its candidates reduced to one, at `address`, and `c=` and the `m=` port
-/// pointing there too (trickle placeholders `0.0.0.0` and 9 are left alone).
-pub fn through(sdp: &str, address: SocketAddr) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    let mut candidate_written = false;
-    for line in sdp.lines().map(str::trim_end) {
-        if let Some(rest) = line.strip_prefix("a=candidate:") {
-            let mut fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
-            let component = fields.get(1).cloned().unwrap_or_default();
-            if candidate_written && component == "1" {
-                continue;
-            }
-            if fields.len() > 5 {
-                fields[4] = address.ip().to_string();
-                fields[5] = address.port().to_string();
-            }
-            candidate_written |= component == "1";
-            out.push_str("a=candidate:");
-            out.push_str(&fields.join(" "));
-        } else if line.starts_with("c=IN IP4 ") && !line.ends_with(" 0.0.0.0") {
-            out.push_str(&format!("c=IN IP4 {}", address.ip()));
-        } else if let Some(media) = line.strip_prefix("m=audio ") {
-            let mut fields: Vec<&str> = media.split(' ').collect();
-            let port = address.port().to_string();
-            if fields.first().is_some_and(|p| *p != "9" && *p != "0") {
-                fields[0] = &port;
-            }
-            out.push_str("m=audio ");
-            out.push_str(&fields.join(" "));
-        } else {
-            out.push_str(line);
+/// `sdp` with its component-1 candidates reduced to one, every candidate at `address`, and
+/// `c=` and the audio port pointing there too (trickle placeholders `0.0.0.0` and 9 are left
+/// alone).
+pub fn through(sdp: &SessionDescription, address: SocketAddr) -> SessionDescription {
+    let mut relayed = sdp.clone();
+    for connection in relayed.connections_mut() {
+        if connection.ip().is_some_and(|ip| !ip.is_unspecified()) {
+            *connection = Connection::to_ip(address.ip());
         }
-        out.push_str("\r\n");
     }
-    out
+    let mut candidate_written = false;
+    for media in &mut relayed.media {
+        if media.kind == "audio" && media.port != 9 && media.port != 0 {
+            media.port = address.port();
+        }
+        media.lines.retain_mut(|line| {
+            let Line::Attribute(attribute) = line else { return true };
+            if !attribute.is("candidate") {
+                return true;
+            }
+            let Some(Ok(mut candidate)) = attribute.value.as_deref().map(Candidate::parse) else { return true };
+            if candidate.component == 1 && candidate_written {
+                return false;
+            }
+            candidate_written |= candidate.component == 1;
+            candidate.address = address.ip().to_string();
+            candidate.port = address.port();
+            attribute.value = Some(candidate.to_string());
+            true
+        });
+    }
+    relayed
 }
 
 #[cfg(test)]
@@ -271,13 +267,19 @@ mod tests {
 
     #[test]
     fn candidates_are_pointed_through_the_relay() {
-        let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 UDP/TLS/RTP/SAVPF 8\r\n\
+        let sdp = SessionDescription::parse(
+            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 UDP/TLS/RTP/SAVPF 8\r\n\
             a=candidate:1 1 udp 2130706431 192.0.2.1 4000 typ host\r\na=candidate:1 2 udp 2130706431 192.0.2.1 4000 typ host\r\n\
-            a=candidate:2 1 udp 2130706431 198.51.100.1 5000 typ host\r\n";
-        assert_eq!(first_candidate(sdp), Some("192.0.2.1:4000".parse().unwrap()));
-        let relayed = through(sdp, "127.0.0.1:7000".parse().unwrap());
+            a=candidate:2 1 udp 2130706431 198.51.100.1 5000 typ host\r\n",
+        )
+        .unwrap();
+        assert_eq!(first_candidate(&sdp), Some("192.0.2.1:4000".parse().unwrap()));
+        let relayed = through(&sdp, "127.0.0.1:7000".parse().unwrap()).to_string();
         assert!(relayed.contains("c=IN IP4 127.0.0.1\r\nm=audio 7000 "), "{relayed}");
         assert!(relayed.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 7000 typ host\r\n"), "{relayed}");
         assert!(!relayed.contains("198.51.100.1"), "one candidate only: {relayed}");
+        assert!(relayed.contains("a=candidate:1 2 udp 2130706431 127.0.0.1 7000 typ host\r\n"), "{relayed}");
+        let placeholders = SessionDescription::parse("c=IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\n").unwrap();
+        assert_eq!(through(&placeholders, "127.0.0.1:7000".parse().unwrap()), placeholders);
     }
 }

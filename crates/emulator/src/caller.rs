@@ -43,6 +43,9 @@ pub enum DialError {
     /// The offer could not be made or ICE and DTLS did not complete.
     #[error("media: {0}")]
     Media(#[from] WebRtcError),
+    /// The 2xx carried no SDP answer that can be read.
+    #[error("the answer's SDP: {0}")]
+    Answer(#[from] sdp::SdpError),
 }
 
 /// The caller's answer to calls made to it: busy (it only places calls).
@@ -70,7 +73,7 @@ pub struct ConnectedCall {
     /// The media peer: play, send DTMF, listen.
     pub peer: OfferingPeer,
     /// The answer's SDP.
-    pub answer: String,
+    pub answer: sdp::SessionDescription,
     /// From INVITE to ICE and DTLS complete.
     pub setup: Duration,
 }
@@ -134,7 +137,7 @@ impl Caller {
     ) -> Result<ConnectedCall, DialError> {
         let started = tokio::time::Instant::now();
         let (mut peer, offer) = OfferingPeer::offer(media).await?;
-        let mut outgoing = self.invite(access, from, to, Bytes::from(offer))?;
+        let mut outgoing = self.invite(access, from, to, Bytes::from(offer.to_string()))?;
         let answered = tokio::time::timeout(timeout, async {
             loop {
                 match outgoing.next().await {
@@ -160,12 +163,18 @@ impl Caller {
             peer.close().await;
             return Err(DialError::Sip(error.to_string()));
         }
-        let answer = String::from_utf8_lossy(&response.body).into_owned();
-        if let Err(error) = peer.accept(&answer, timeout).await {
-            let _ = call.hangup().await;
-            peer.close().await;
-            return Err(error.into());
-        }
+        let accepted = match sdp::SessionDescription::parse(&String::from_utf8_lossy(&response.body)) {
+            Ok(answer) => peer.accept(&answer, timeout).await.map(|()| answer).map_err(DialError::from),
+            Err(error) => Err(error.into()),
+        };
+        let answer = match accepted {
+            Ok(answer) => answer,
+            Err(error) => {
+                let _ = call.hangup().await;
+                peer.close().await;
+                return Err(error);
+            }
+        };
         Ok(ConnectedCall { call, peer, answer, setup: started.elapsed() })
     }
 

@@ -23,6 +23,7 @@ use webrtc::peer_connection::{
 use super::codec::{Codec, Encoder, FRAME};
 use super::rtp::RtpStream;
 use super::webrtc::{connection_events, stack, until_connected, ConnectionEvents, WebRtcError};
+use sdp::{Attribute, SessionDescription};
 
 /// How the offer looks.
 #[derive(Debug, Clone)]
@@ -156,7 +157,7 @@ impl Listener {
 
 impl OfferingPeer {
     /// A peer and its offer, shaped as `options` say.
-    pub async fn offer(options: PeerOptions) -> Result<(OfferingPeer, String), WebRtcError> {
+    pub async fn offer(options: PeerOptions) -> Result<(OfferingPeer, SessionDescription), WebRtcError> {
         let codec = options.codec;
         let payload_type = codec.static_payload_type().unwrap_or(111);
         let audio = RTCRtpCodecParameters { rtp_codec: rtp_codec(codec), payload_type };
@@ -201,31 +202,35 @@ impl OfferingPeer {
             listener: Listener::new(hearing, codec, payload_type),
             options,
         };
-        let offer = peer.shape(&made);
+        let offer = peer.shape(&made)?;
         Ok((peer, offer))
     }
 
     /// The stack's SDP in the shape the options ask for.
-    fn shape(&self, sdp: &str) -> String {
-        let mut out = String::with_capacity(sdp.len());
-        for line in sdp.lines().map(str::trim_end) {
-            let browser_only = ["a=mid:", "a=group:", "a=msid", "a=ssrc"].iter().any(|p| line.starts_with(p));
-            if browser_only && !self.options.browser_shape {
-                continue;
+    fn shape(&self, sdp: &str) -> Result<SessionDescription, WebRtcError> {
+        let mut shaped = SessionDescription::parse(sdp).map_err(stack)?;
+        if !self.options.browser_shape {
+            let browser_only = |attribute: &Attribute| {
+                ["mid", "group", "msid", "msid-semantic", "ssrc", "ssrc-group"].iter().any(|name| attribute.is(name))
+            };
+            shaped.retain_attributes(|attribute| !browser_only(attribute));
+            for media in &mut shaped.media {
+                media.retain_attributes(|attribute| !browser_only(attribute));
             }
-            if self.options.savp && line.starts_with("m=") {
-                out.push_str(&line.replacen("UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SAVP", 1));
-            } else {
-                out.push_str(line);
-            }
-            out.push_str("\r\n");
         }
-        out
+        if self.options.savp {
+            for media in &mut shaped.media {
+                if media.proto == "UDP/TLS/RTP/SAVPF" {
+                    media.proto = "UDP/TLS/RTP/SAVP".into();
+                }
+            }
+        }
+        Ok(shaped)
     }
 
     /// Takes the answer and waits (up to `timeout`) for ICE and DTLS to complete.
-    pub async fn accept(&mut self, answer: &str, timeout: Duration) -> Result<(), WebRtcError> {
-        let answer = super::webrtc::normalise_offer(answer);
+    pub async fn accept(&mut self, answer: &SessionDescription, timeout: Duration) -> Result<(), WebRtcError> {
+        let answer = super::webrtc::normalise_offer(answer).to_string();
         let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)?;
         self.connected(timeout).await
@@ -246,16 +251,16 @@ impl OfferingPeer {
     }
 
     /// A new offer within the call (as the core sends in a re-INVITE), same shape.
-    pub async fn reoffer(&mut self) -> Result<String, WebRtcError> {
+    pub async fn reoffer(&mut self) -> Result<SessionDescription, WebRtcError> {
         let offer = self.connection.create_offer(None).await.map_err(stack)?;
         self.connection.set_local_description(offer).await.map_err(stack)?;
         let made = self.connection.local_description().await.ok_or_else(|| stack("no offer"))?.sdp;
-        Ok(self.shape(&made))
+        self.shape(&made)
     }
 
     /// Takes the answer to a [`reoffer`](Self::reoffer).
-    pub async fn accept_reanswer(&mut self, answer: &str) -> Result<(), WebRtcError> {
-        let answer = super::webrtc::normalise_offer(answer);
+    pub async fn accept_reanswer(&mut self, answer: &SessionDescription) -> Result<(), WebRtcError> {
+        let answer = super::webrtc::normalise_offer(answer).to_string();
         let remote = RTCSessionDescription::answer(answer).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)
     }

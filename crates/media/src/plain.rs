@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 pub use super::codec::{Codec, FRAME};
-use sdp::{MediaDescription, SessionDescription};
+use sdp::{Attribute, MediaDescription, SessionDescription};
 
 /// What was agreed for one plain RTP audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn negotiate(offer: &SessionDescription, preference: &[Codec]) -> Result<Neg
             NegotiationError::NoCommonCodec(preference.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
         })?;
     let telephone_event = telephone_event_type(&offered, codec.clock_rate());
-    let address = media.connection.or(offer.connection).ok_or(NegotiationError::NoAddress)?;
+    let address = media.connection().or(offer.connection()).ok_or(NegotiationError::NoAddress)?;
     Ok(Negotiated { media_index, remote: SocketAddr::new(address, media.port), codec, payload_type, telephone_event })
 }
 
@@ -78,33 +78,31 @@ pub fn answer(
     port: u16,
     session: u64,
     version: u64,
-) -> String {
-    use std::fmt::Write as _;
-    let family = if advertise.is_ipv6() { "IP6" } else { "IP4" };
-    let mut sdp = format!(
-        "v=0\r\no=ringer {session} {version} IN {family} {advertise}\r\ns=ringer\r\nc=IN {family} {advertise}\r\nt=0 0\r\n"
-    );
+) -> SessionDescription {
+    let mut sdp = sdp::new_session(session, version, advertise);
     for (index, media) in offer.media.iter().enumerate() {
         if index != agreed.media_index {
-            let _ = write!(sdp, "m={} 0 {} {}\r\n", media.kind, media.proto, first_format(media));
+            sdp.media.push(media.declined());
             continue;
         }
         let (pt, codec, rate) = (agreed.payload_type, agreed.codec, agreed.codec.clock_rate());
         let rtpmap = match codec.channels() {
-            1 => format!("{codec}/{rate}"),
-            channels => format!("{codec}/{rate}/{channels}"),
+            1 => format!("{pt} {codec}/{rate}"),
+            channels => format!("{pt} {codec}/{rate}/{channels}"),
         };
-        match agreed.telephone_event {
-            Some(te) => {
-                let _ = write!(
-                    sdp,
-                    "m=audio {port} {} {pt} {te}\r\na=rtpmap:{pt} {rtpmap}\r\na=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n",
-                    media.proto
-                );
-            }
-            None => {
-                let _ = write!(sdp, "m=audio {port} {} {pt}\r\na=rtpmap:{pt} {rtpmap}\r\n", media.proto);
-            }
+        let mut stream = MediaDescription {
+            kind: "audio".into(),
+            port,
+            port_count: None,
+            proto: media.proto.clone(),
+            formats: vec![pt.to_string()],
+            lines: Vec::new(),
+        };
+        stream.push_attribute(Attribute::new("rtpmap", rtpmap));
+        if let Some(te) = agreed.telephone_event {
+            stream.formats.push(te.to_string());
+            stream.push_attribute(Attribute::new("rtpmap", format!("{te} telephone-event/{rate}")));
+            stream.push_attribute(Attribute::new("fmtp", format!("{te} 0-16")));
         }
         // RFC 3264 §6.1: a stream on hold (sendonly) is answered recvonly, and so on.
         let direction = if media.attribute("sendonly").is_some() {
@@ -116,13 +114,11 @@ pub fn answer(
         } else {
             "sendrecv"
         };
-        let _ = write!(sdp, "a=ptime:20\r\na={direction}\r\n");
+        stream.push_attribute(Attribute::new("ptime", "20"));
+        stream.push_attribute(Attribute::flag(direction));
+        sdp.media.push(stream);
     }
     sdp
-}
-
-fn first_format(media: &MediaDescription) -> &str {
-    media.formats.first().map(String::as_str).unwrap_or("0")
 }
 
 /// Where plain RTP sockets are opened.
@@ -228,7 +224,7 @@ mod tests {
         assert_eq!(agreed.media_index, 1);
         assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Pcma, 8, Some(101)));
         assert_eq!(agreed.remote, "192.0.2.1:49170".parse::<SocketAddr>().unwrap());
-        let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9, 0);
+        let sdp = answer(&offer, &agreed, "203.0.113.5".parse().unwrap(), 20000, 9, 0).to_string();
         assert!(sdp.contains("o=ringer 9 0 IN IP4 203.0.113.5\r\n"), "{sdp}");
         assert!(sdp.contains("a=sendrecv\r\n"), "{sdp}");
         assert!(sdp.contains("c=IN IP4 203.0.113.5\r\n"), "{sdp}");
@@ -248,7 +244,7 @@ mod tests {
         let offer = SessionDescription::parse(offer).unwrap();
         let agreed = negotiate(&offer, &[Codec::Opus, Codec::Pcma]).unwrap();
         assert_eq!((agreed.codec, agreed.payload_type, agreed.telephone_event), (Codec::Opus, 96, Some(101)));
-        let sdp = answer(&offer, &agreed, "192.0.2.9".parse().unwrap(), 20002, 7, 3);
+        let sdp = answer(&offer, &agreed, "192.0.2.9".parse().unwrap(), 20002, 7, 3).to_string();
         assert!(sdp.contains("o=ringer 7 3 IN IP4"), "{sdp}");
         assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/48000\r\n"), "{sdp}");
         assert!(sdp.contains("a=recvonly\r\n"), "held by the offerer: {sdp}");

@@ -30,7 +30,7 @@ use webrtc::peer_connection::{
 };
 
 use super::codec::Codec;
-use sdp::{keep_audio_formats, SessionDescription};
+use sdp::{keep_audio_formats, Attribute, Candidate, Connection, Line, MediaDescription, SessionDescription};
 
 /// Why a WebRTC answer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -113,54 +113,71 @@ impl WebRtcOptions {
 /// the offer lists some), and fingerprint hash names in lower case (they are case-insensitive,
 /// RFC 8122 §5, but the stack matches `sha-256` only: baresip writes `SHA-256`). Used for
 /// answers too: the crate reads them the same way.
-pub fn normalise_offer(offer: &str) -> String {
-    let had_mid = offer.lines().any(|line| line.trim_end().starts_with("a=mid:"));
-    let had_bundle = offer.lines().any(|line| line.trim_end().starts_with("a=group:BUNDLE"));
+pub fn normalise_offer(offer: &SessionDescription) -> SessionDescription {
+    let mut normalised = offer.clone();
+    let had_mid = offer.media.iter().any(|media| media.attribute("mid").is_some());
+    let had_bundle = offer.attributes().any(is_bundle);
     let mids: Vec<String> = match had_mid {
-        true => offer.lines().filter_map(|line| line.trim_end().strip_prefix("a=mid:")).map(str::to_owned).collect(),
-        false => (0..offer.lines().filter(|line| line.starts_with("m=")).count()).map(|i| i.to_string()).collect(),
+        true => offer.media.iter().filter_map(|media| media.attribute("mid")).map(str::to_owned).collect(),
+        false => (0..offer.media.len()).map(|index| index.to_string()).collect(),
     };
-    let mut out = String::with_capacity(offer.len() + 64);
-    let mut index = 0;
-    for line in offer.lines().map(str::trim_end) {
-        if line.starts_with("m=") {
-            if index == 0 && !had_bundle {
-                out.push_str(&format!("a=group:BUNDLE {}\r\n", mids.join(" ")));
-            }
-            out.push_str(&line.replacen("/SAVP ", "/SAVPF ", 1));
-            out.push_str("\r\n");
-            if !had_mid {
-                out.push_str(&format!("a=mid:{index}\r\n"));
-            }
-            index += 1;
-        } else if let Some((hash, value)) = line.strip_prefix("a=fingerprint:").and_then(|f| f.split_once(' ')) {
-            out.push_str(&format!("a=fingerprint:{} {value}\r\n", hash.to_ascii_lowercase()));
-        } else {
-            out.push_str(line);
-            out.push_str("\r\n");
+    if !had_bundle && !offer.media.is_empty() {
+        normalised.push_attribute(Attribute::new("group", format!("BUNDLE {}", mids.join(" "))));
+    }
+    for (index, media) in normalised.media.iter_mut().enumerate() {
+        if media.proto.ends_with("/SAVP") {
+            media.proto.push('F');
+        }
+        if !had_mid {
+            media.insert_attribute_first(Attribute::new("mid", index.to_string()));
         }
     }
-    out
+    for line in normalised.lines_mut() {
+        if let Line::Attribute(Attribute { name, value: Some(value) }) = line {
+            if name.as_str() == "fingerprint" {
+                if let Some((hash, fingerprint)) = value.split_once(' ') {
+                    *value = format!("{} {fingerprint}", hash.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    normalised
 }
 
-/// `sdp` with `public` in place of `bind` in its candidates and connection lines: ringer behind
-/// a 1:1 NAT (the stack does not rewrite them itself).
-pub fn with_public_address(sdp: &str, bind: IpAddr, public: IpAddr) -> String {
+fn is_bundle(attribute: &Attribute) -> bool {
+    attribute.is("group") && attribute.value.as_deref().is_some_and(|group| group.starts_with("BUNDLE"))
+}
+
+/// `sdp` with `public` in place of `bind` in its candidates, connection and `a=rtcp` lines:
+/// ringer behind a 1:1 NAT (the stack does not rewrite them itself).
+pub fn with_public_address(sdp: &mut SessionDescription, bind: IpAddr, public: IpAddr) {
     if bind == public {
-        return sdp.to_owned();
+        return;
     }
-    let (bind, public) = (bind.to_string(), public.to_string());
-    let mut out = String::with_capacity(sdp.len());
-    for line in sdp.lines().map(str::trim_end) {
-        if line.starts_with("a=candidate:") || line.starts_with("c=") || line.starts_with("a=rtcp:") {
-            let fields: Vec<&str> = line.split(' ').map(|field| if field == bind { &public } else { field }).collect();
-            out.push_str(&fields.join(" "));
-        } else {
-            out.push_str(line);
+    for line in sdp.lines_mut() {
+        match line {
+            Line::Connection(connection) if connection.ip() == Some(bind) => *connection = Connection::to_ip(public),
+            Line::Attribute(attribute @ Attribute { value: Some(_), .. }) if attribute.is("candidate") => {
+                let Some(Ok(mut candidate)) = attribute.value.as_deref().map(Candidate::parse) else { continue };
+                if candidate.ip() == Some(bind) {
+                    candidate.address = public.to_string();
+                    attribute.value = Some(candidate.to_string());
+                }
+            }
+            Line::Attribute(Attribute { name, value: Some(value) }) if name.as_str() == "rtcp" => {
+                // `port IN IP4 address` (RFC 3605).
+                let mut fields: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+                if let [_, _, family, address] = fields.as_mut_slice() {
+                    if address.parse() == Ok(bind) {
+                        *family = if public.is_ipv6() { "IP6" } else { "IP4" }.into();
+                        *address = public.to_string();
+                        *value = fields.join(" ");
+                    }
+                }
+            }
+            _ => {}
         }
-        out.push_str("\r\n");
     }
-    out
 }
 
 /// The answer in the offer's shape:
@@ -172,56 +189,47 @@ pub fn with_public_address(sdp: &str, bind: IpAddr, public: IpAddr) -> String {
 ///   RTCP address is among the component 2 candidates;
 /// - the default candidate in `c=` and the `m=` port (RFC 8839 §4.2.1.1) instead of the
 ///   stack's trickle-ICE placeholders `0.0.0.0` and 9: SIP peers read them.
-pub fn shape_answer(answer: &str, offer: &str) -> String {
-    let offered = |prefix: &str| offer.lines().any(|line| line.trim_end().starts_with(prefix));
-    let (had_mid, had_bundle, had_mux) = (offered("a=mid:"), offered("a=group:BUNDLE"), offered("a=rtcp-mux"));
-    let mut offered_protos = offer
-        .lines()
-        .filter_map(|line| line.trim_end().strip_prefix("m="))
-        .map(|media| media.split_whitespace().nth(2).unwrap_or_default().to_owned());
-    let candidate = |component: &str| {
-        answer.lines().find_map(|line| {
-            let fields: Vec<&str> = line.trim_end().strip_prefix("a=candidate:")?.split_whitespace().collect();
-            (fields.get(1) == Some(&component))
-                .then(|| Some((fields.get(4)?.to_string(), fields.get(5)?.to_string())))?
-        })
+pub fn shape_answer(answer: &SessionDescription, offer: &SessionDescription) -> SessionDescription {
+    let had_mid = offer.media.iter().any(|media| media.attribute("mid").is_some());
+    let had_bundle = offer.attributes().any(is_bundle);
+    let had_mux = offer.all_attributes().any(|attribute| attribute.is("rtcp-mux"));
+    let candidates: Vec<Candidate> = answer.media.iter().flat_map(MediaDescription::candidates).collect();
+    let candidate = |component: u16| candidates.iter().find(|candidate| candidate.component == component);
+    let default_candidate = candidate(1).and_then(|candidate| Some((candidate.ip()?, candidate.port)));
+    let rtcp_candidate = candidate(2).and_then(|candidate| Some((candidate.ip()?, candidate.port)));
+    let shape = |lines: &[Line]| -> Vec<Line> {
+        lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Attribute(attribute) if !had_mid && attribute.is("mid") => None,
+                Line::Attribute(attribute) if !had_bundle && is_bundle(attribute) => None,
+                Line::Attribute(attribute) if !had_mux && attribute.is("rtcp-mux") => {
+                    let (address, port) = rtcp_candidate.or(default_candidate)?;
+                    let family = if address.is_ipv6() { "IP6" } else { "IP4" };
+                    Some(Line::Attribute(Attribute::new("rtcp", format!("{port} IN {family} {address}"))))
+                }
+                Line::Connection(connection) if connection.address == "0.0.0.0" => match default_candidate {
+                    Some((address, _)) => Some(Line::Connection(Connection::to_ip(address))),
+                    None => Some(line.clone()),
+                },
+                _ => Some(line.clone()),
+            })
+            .collect()
     };
-    let (default_candidate, rtcp_candidate) = (candidate("1"), candidate("2"));
-    let mut out = String::with_capacity(answer.len());
-    for line in answer.lines().map(str::trim_end) {
-        if (!had_mid && line.starts_with("a=mid:")) || (!had_bundle && line.starts_with("a=group:BUNDLE")) {
-            continue;
-        }
-        if !had_mux && line == "a=rtcp-mux" {
-            if let Some((address, port)) = rtcp_candidate.as_ref().or(default_candidate.as_ref()) {
-                let family = if address.contains(':') { "IP6" } else { "IP4" };
-                out.push_str(&format!("a=rtcp:{port} IN {family} {address}\r\n"));
+    let mut shaped = SessionDescription { lines: shape(&answer.lines), media: Vec::new() };
+    for (index, media) in answer.media.iter().enumerate() {
+        let mut media = MediaDescription { lines: shape(&media.lines), ..media.clone() };
+        if let Some(offered) = offer.media.get(index) {
+            if offered.proto.contains("SAVP") {
+                media.proto.clone_from(&offered.proto);
             }
-            continue;
         }
-        if let Some(media) = line.strip_prefix("m=") {
-            let mut fields: Vec<String> = media.split_whitespace().map(str::to_owned).collect();
-            if let (Some(proto), Some(field)) = (offered_protos.next(), fields.get_mut(2)) {
-                if proto.contains("SAVP") {
-                    *field = proto;
-                }
-            }
-            if let (Some((_, port)), Some(field)) = (&default_candidate, fields.get_mut(1)) {
-                if field == "9" {
-                    field.clone_from(port);
-                }
-            }
-            out.push_str("m=");
-            out.push_str(&fields.join(" "));
-        } else if let (Some((address, _)), true) = (&default_candidate, line.starts_with("c=IN IP4 0.0.0.0")) {
-            let family = if address.contains(':') { "IP6" } else { "IP4" };
-            out.push_str(&format!("c=IN {family} {address}"));
-        } else {
-            out.push_str(line);
+        if let (Some((_, port)), 9) = (default_candidate, media.port) {
+            media.port = port;
         }
-        out.push_str("\r\n");
+        shaped.media.push(media);
     }
-    out
+    shaped
 }
 
 /// The audio ringer answers with: the codec, and telephone-event when offered.
@@ -461,21 +469,27 @@ impl WebRtcSession {
 
     /// Answers a new offer within the call (a re-INVITE or UPDATE from the core) on the same
     /// connection: the same ICE agent, DTLS association and tracks, so the media goes on.
-    pub async fn reanswer(&self, offer: &str) -> Result<String, WebRtcError> {
-        let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
+    pub async fn reanswer(&self, offer: &SessionDescription) -> Result<SessionDescription, WebRtcError> {
         let chosen =
-            choose_codec(&parsed, &[self.codec]).ok_or_else(|| WebRtcError::NoCodec(self.codec.name().into()))?;
+            choose_codec(offer, &[self.codec]).ok_or_else(|| WebRtcError::NoCodec(self.codec.name().into()))?;
         let normalised = normalise_offer(&keep_audio_formats(offer, &chosen.payload_types()));
-        let remote = RTCSessionDescription::offer(normalised).map_err(stack)?;
+        let remote = RTCSessionDescription::offer(normalised.to_string()).map_err(stack)?;
         self.connection.set_remote_description(remote).await.map_err(stack)?;
         let answer = self.connection.create_answer(None).await.map_err(stack)?;
         self.connection.set_local_description(answer).await.map_err(stack)?;
+        self.local_answer(offer).await
+    }
+
+    /// The connection's local description, in the shape of `offer` and with the public
+    /// address.
+    async fn local_answer(&self, offer: &SessionDescription) -> Result<SessionDescription, WebRtcError> {
         let local = self.connection.local_description().await.ok_or_else(|| stack("no local description"))?;
-        let sdp = shape_answer(&local.sdp, offer);
-        Ok(match self.public {
-            Some((bind, public)) => with_public_address(&sdp, bind, public),
-            None => sdp,
-        })
+        let local = SessionDescription::parse(&local.sdp).map_err(stack)?;
+        let mut sdp = shape_answer(&local, offer);
+        if let Some((bind, public)) = self.public {
+            with_public_address(&mut sdp, bind, public);
+        }
+        Ok(sdp)
     }
 
     /// When RTP last came from the peer.
@@ -509,7 +523,7 @@ pub struct WebRtcAudio {
 /// (`None` for echo, which the stack reflects itself).
 pub struct Answered {
     /// The SDP answer.
-    pub sdp: String,
+    pub sdp: SessionDescription,
     /// The media session.
     pub session: WebRtcSession,
     /// The codec answered with.
@@ -520,12 +534,12 @@ pub struct Answered {
 
 /// Answers a WebRTC-style `offer` with the echo app: what arrives on the audio track goes back
 /// on ringer's own.
-pub async fn answer_echo(offer: &str, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
+pub async fn answer_echo(offer: &SessionDescription, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
     answer(offer, options, false).await
 }
 
 /// Answers a WebRTC-style `offer` for an app that plays and listens.
-pub async fn answer_for_app(offer: &str, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
+pub async fn answer_for_app(offer: &SessionDescription, options: &WebRtcOptions) -> Result<Answered, WebRtcError> {
     answer(offer, options, true).await
 }
 
@@ -577,9 +591,8 @@ async fn build_connection(
     Err(last_error)
 }
 
-async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<Answered, WebRtcError> {
-    let parsed = SessionDescription::parse(offer).map_err(|error| WebRtcError::Offer(error.to_string()))?;
-    let chosen = choose_codec(&parsed, &options.codecs)
+async fn answer(offer: &SessionDescription, options: &WebRtcOptions, for_app: bool) -> Result<Answered, WebRtcError> {
+    let chosen = choose_codec(offer, &options.codecs)
         .ok_or_else(|| WebRtcError::NoCodec(options.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))?;
     let ssrc = rand::random::<u32>();
     let normalised = normalise_offer(&keep_audio_formats(offer, &chosen.payload_types()));
@@ -607,18 +620,14 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
     // and telephone-event, not only the track's codec.
     let transceiver = connection.add_transceiver_from_track(output, None).await.map_err(stack)?;
     transceiver.set_codec_preferences(chosen.codec_parameters()).await.map_err(stack)?;
-    connection.set_remote_description(RTCSessionDescription::offer(normalised).map_err(stack)?).await.map_err(stack)?;
+    let remote = RTCSessionDescription::offer(normalised.to_string()).map_err(stack)?;
+    connection.set_remote_description(remote).await.map_err(stack)?;
     let answer = connection.create_answer(None).await.map_err(stack)?;
     connection.set_local_description(answer).await.map_err(stack)?;
     watch.gathered().await;
-    let local = connection.local_description().await.ok_or_else(|| stack("no local description"))?;
     let public = options.public.map(|public| (options.bind, public));
     let session = WebRtcSession { connection, state: watch.state, public, activity, codec: chosen.codec };
-    let sdp = shape_answer(&local.sdp, offer);
-    let sdp = match public {
-        Some((bind, public)) => with_public_address(&sdp, bind, public),
-        None => sdp,
-    };
+    let sdp = session.local_answer(offer).await?;
     Ok(Answered { sdp, session, codec: chosen.codec, audio })
 }
 
@@ -626,46 +635,55 @@ async fn answer(offer: &str, options: &WebRtcOptions, for_app: bool) -> Result<A
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> SessionDescription {
+        SessionDescription::parse(text).unwrap()
+    }
+
     #[test]
     fn mids_and_bundle_are_added_for_the_stack_and_taken_out_of_the_answer() {
-        let offer = "v=0\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
-        let normalised = normalise_offer(offer);
-        assert!(
-            normalised.contains("t=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"),
-            "{normalised}"
-        );
-        assert!(normalised.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"), "{normalised}");
-        let answer =
+        let offer =
+            parse("v=0\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtcp-mux\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n");
+        let normalised = normalise_offer(&offer);
+        let text = normalised.to_string();
+        assert!(text.contains("t=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=mid:0\r\n"), "{text}");
+        assert!(text.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"), "{text}");
+        let answer = parse(
             "v=0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtcp-mux\r\n\
-            a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n";
+            a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n",
+        );
         assert_eq!(
-            shape_answer(answer, offer),
+            shape_answer(&answer, &offer).to_string(),
             "v=0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 192.0.2.4\r\na=rtcp-mux\r\n\
              a=candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host\r\n"
         );
-        let shaped = shape_answer(answer, &normalised);
+        let shaped = shape_answer(&answer, &normalised).to_string();
         assert!(shaped.contains("a=mid:0\r\n") && shaped.contains("a=group:BUNDLE 0\r\n"), "{shaped}");
-        let savp = "v=0\r\nm=audio 9 RTP/SAVP 8\r\na=mid:0\r\n";
-        let shaped = shape_answer(answer, savp);
+        let savp = parse("v=0\r\nm=audio 9 RTP/SAVP 8\r\na=mid:0\r\n");
+        let shaped = shape_answer(&answer, &savp).to_string();
         assert!(shaped.contains("m=audio 5000 RTP/SAVP 8\r\n") && !shaped.contains("a=rtcp-mux"), "{shaped}");
         assert!(shaped.contains("a=rtcp:5000 IN IP4 192.0.2.4\r\n"), "RTCP on the same port: {shaped}");
         let browser = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio\r\n";
-        assert_eq!(normalise_offer(browser), browser);
+        assert_eq!(normalise_offer(&parse(browser)).to_string(), browser);
         let savp = "v=0\r\na=group:BUNDLE audio\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\na=mid:audio\r\n";
-        assert_eq!(normalise_offer(savp), browser);
+        assert_eq!(normalise_offer(&parse(savp)).to_string(), browser);
         let upper = "v=0\r\na=fingerprint:SHA-256 AB:CD\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
-        assert!(normalise_offer(upper).contains("a=fingerprint:sha-256 AB:CD\r\n"));
+        assert!(normalise_offer(&parse(upper)).to_string().contains("a=fingerprint:sha-256 AB:CD\r\n"));
         let mids_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a1\r\n";
-        assert!(normalise_offer(mids_only).contains("a=group:BUNDLE a1\r\nm=audio"));
+        assert!(normalise_offer(&parse(mids_only)).to_string().contains("a=group:BUNDLE a1\r\nm=audio"));
     }
 
     #[test]
     fn the_public_address_replaces_the_bound_one() {
-        let sdp = "c=IN IP4 10.0.0.5\r\na=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\na=ice-ufrag:x\r\n";
-        let public = with_public_address(sdp, "10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let mut sdp = parse(
+            "c=IN IP4 10.0.0.5\r\nm=audio 40000 UDP/TLS/RTP/SAVP 8\r\na=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n\
+             a=candidate:2 1 udp 1 10.0.0.6 40002 typ host\r\na=rtcp:40001 IN IP4 10.0.0.5\r\na=ice-ufrag:x\r\n",
+        );
+        with_public_address(&mut sdp, "10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap());
         assert_eq!(
-            public,
-            "c=IN IP4 203.0.113.9\r\na=candidate:1 1 udp 2130706431 203.0.113.9 40000 typ host\r\na=ice-ufrag:x\r\n"
+            sdp.to_string(),
+            "c=IN IP4 203.0.113.9\r\nm=audio 40000 UDP/TLS/RTP/SAVP 8\r\n\
+             a=candidate:1 1 udp 2130706431 203.0.113.9 40000 typ host\r\n\
+             a=candidate:2 1 udp 1 10.0.0.6 40002 typ host\r\na=rtcp:40001 IN IP4 203.0.113.9\r\na=ice-ufrag:x\r\n"
         );
     }
 }

@@ -83,8 +83,9 @@ pub struct SipConfig {
     pub idle_timeout: Duration,
     /// The host in Contact headers; default: the host of `tas.sip_uri`.
     pub contact_host: Option<String>,
-    /// The address written into SDP answers.
-    pub media_address: String,
+    /// The address written into SDP answers; unspecified (the default): the address the
+    /// INVITE came to.
+    pub media_address: std::net::IpAddr,
     /// Reliable provisional responses (RFC 3262): `off`, `supported` or `required`.
     pub rel100: sip::config::ExtensionUse,
     /// Session timers (RFC 4028): `off`, `supported` or `required`.
@@ -126,7 +127,7 @@ impl Default for SipConfig {
             message_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
             contact_host: None,
-            media_address: "0.0.0.0".into(),
+            media_address: std::net::IpAddr::from([0, 0, 0, 0]),
             rel100: sip::config::ExtensionUse::Supported,
             session_timer: sip::config::ExtensionUse::Supported,
             session_expires: sip::config::ExtensionsConfig::default().session_expires,
@@ -400,7 +401,7 @@ impl ServeConfig {
                 udp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
                 cert_file: Some(certs.server_cert.clone()),
                 key_file: Some(certs.server_key.clone()),
-                media_address: "127.0.0.1".into(),
+                media_address: std::net::IpAddr::from([127, 0, 0, 1]),
                 ..SipConfig::default()
             },
             subscribers: vec![

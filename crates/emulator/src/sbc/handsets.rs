@@ -103,21 +103,26 @@ pub struct HandsetHandler(pub Arc<Handsets>);
 /// every stream declined.
 async fn handset_media(offer: &Bytes) -> (Bytes, Option<media::webrtc::WebRtcSession>) {
     use media::webrtc::{answer_echo, WebRtcOptions};
-    let text = std::str::from_utf8(offer).unwrap_or_default();
-    if text.lines().any(|line| line.starts_with("m=audio") && line.contains("/SAVP")) {
-        match answer_echo(text, &WebRtcOptions::on(std::net::IpAddr::from([127, 0, 0, 1]))).await {
-            Ok(answered) => return (Bytes::from(answered.sdp), Some(answered.session)),
+    let Some(parsed) = parse_offer(offer) else { return (Bytes::new(), None) };
+    if parsed.media.iter().any(|media| media.kind == "audio" && media.proto.contains("/SAVP")) {
+        match answer_echo(&parsed, &WebRtcOptions::on(std::net::IpAddr::from([127, 0, 0, 1]))).await {
+            Ok(answered) => return (Bytes::from(answered.sdp.to_string()), Some(answered.session)),
             Err(error) => info!(%error, "handset declines the WebRTC offer"),
         }
     }
-    (handset_answer(offer), None)
+    (handset_answer(&parsed), None)
 }
 
-/// An SDP answer with every offered stream declined.
-fn handset_answer(offer: &Bytes) -> Bytes {
-    let offer = std::str::from_utf8(offer).unwrap_or_default();
+/// The offer in `body`, when there is one that can be read.
+fn parse_offer(body: &Bytes) -> Option<sdp::SessionDescription> {
+    sdp::SessionDescription::parse(std::str::from_utf8(body).ok()?).ok()
+}
+
+/// An SDP answer with every offered stream declined (empty when nothing was offered).
+fn handset_answer(offer: &sdp::SessionDescription) -> Bytes {
     let session = rand::random::<u32>() as u64;
-    Bytes::from(sdp::decline_all(offer, session, "127.0.0.1").unwrap_or_default())
+    let answer = sdp::decline_all(offer, session, std::net::IpAddr::from([127, 0, 0, 1]));
+    answer.map(|answer| Bytes::from(answer.to_string())).unwrap_or_default()
 }
 
 impl SessionHandler for HandsetHandler {
@@ -187,13 +192,13 @@ impl SessionHandler for HandsetHandler {
                                 break;
                             }
                             Some(offer) = offer => {
-                                let text = String::from_utf8_lossy(&offer.sdp).into_owned();
-                                let answer = match media.as_ref().map(|session| session.reanswer(&text)) {
-                                    Some(reanswer) => match reanswer.await {
-                                        Ok(sdp) => OfferAnswer::Accept(Bytes::from(sdp)),
+                                let answer = match (parse_offer(&offer.sdp), media.as_ref()) {
+                                    (None, _) => OfferAnswer::NotAcceptable("the offer is not SDP ringer can read".into()),
+                                    (Some(parsed), Some(session)) => match session.reanswer(&parsed).await {
+                                        Ok(sdp) => OfferAnswer::Accept(Bytes::from(sdp.to_string())),
                                         Err(error) => OfferAnswer::NotAcceptable(error.to_string()),
                                     },
-                                    None => OfferAnswer::Accept(handset_answer(&offer.sdp)),
+                                    (Some(parsed), None) => OfferAnswer::Accept(handset_answer(&parsed)),
                                 };
                                 offer.answer(answer);
                             }
@@ -208,6 +213,9 @@ impl SessionHandler for HandsetHandler {
     }
 
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
-        OfferAnswer::Accept(handset_answer(offer))
+        match parse_offer(offer) {
+            Some(offer) => OfferAnswer::Accept(handset_answer(&offer)),
+            None => OfferAnswer::NotAcceptable("the offer is not SDP ringer can read".into()),
+        }
     }
 }

@@ -24,7 +24,7 @@ enum AppMedia {
 /// Media made ready for an answer (or early media).
 struct Prepared {
     /// The SDP answer.
-    sdp: String,
+    sdp: sdp::SessionDescription,
     /// What the app runs on.
     media: AppMedia,
     /// The codec agreed.
@@ -46,27 +46,25 @@ impl MediaSession {
     async fn reanswer(&mut self, offer: &Bytes) -> OfferAnswer {
         use media::plain;
         use sdp::SessionDescription;
-        let text = String::from_utf8_lossy(offer);
+        let parsed = match SessionDescription::parse(&String::from_utf8_lossy(offer)) {
+            Ok(parsed) => parsed,
+            Err(error) => return OfferAnswer::NotAcceptable(error.to_string()),
+        };
         match self {
             MediaSession::Plain { agreed, advertise, port, session, version } => {
-                let parsed = match SessionDescription::parse(&text) {
-                    Ok(parsed) => parsed,
-                    Err(error) => return OfferAnswer::NotAcceptable(error.to_string()),
-                };
                 // The app's codec runs on: the new offer must still have it.
                 match plain::negotiate(&parsed, &[agreed.codec]) {
                     Ok(renewed) => {
                         *version += 1;
                         *agreed = renewed;
-                        OfferAnswer::Accept(Bytes::from(plain::answer(
-                            &parsed, agreed, *advertise, *port, *session, *version,
-                        )))
+                        let answer = plain::answer(&parsed, agreed, *advertise, *port, *session, *version);
+                        OfferAnswer::Accept(Bytes::from(answer.to_string()))
                     }
                     Err(error) => OfferAnswer::NotAcceptable(format!("{error} (the call runs on {})", agreed.codec)),
                 }
             }
-            MediaSession::WebRtc(webrtc) => match webrtc.reanswer(&text).await {
-                Ok(answer) => OfferAnswer::Accept(Bytes::from(answer)),
+            MediaSession::WebRtc(webrtc) => match webrtc.reanswer(&parsed).await {
+                Ok(answer) => OfferAnswer::Accept(Bytes::from(answer.to_string())),
                 Err(error) => OfferAnswer::NotAcceptable(error.to_string()),
             },
         }
@@ -113,7 +111,7 @@ fn message_meta(info: &CallInfo, codec: &str) -> media::mailbox::MessageMeta {
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     /// The address written into SDP answers; unspecified: the address the INVITE came to.
-    pub advertise: String,
+    pub advertise: std::net::IpAddr,
     /// Where RTP sockets are opened.
     pub ports: media::plain::PortRange,
     /// No RTP for this long ends the call.
@@ -166,7 +164,7 @@ impl Answerer {
                 return status;
             }
         };
-        let Some(call) = invite.answer(Bytes::from(prepared.sdp)) else {
+        let Some(call) = invite.answer(Bytes::from(prepared.sdp.to_string())) else {
             prepared.session.close().await;
             return 487;
         };
@@ -190,7 +188,7 @@ impl Answerer {
                 return status;
             }
         };
-        invite.provisional(183, Some(Bytes::from(prepared.sdp)));
+        invite.provisional(183, Some(Bytes::from(prepared.sdp.to_string())));
         info!(%call_id, codec = %prepared.codec, status, "announcement as early media");
         let AppMedia::Channel(mut channel) = prepared.media else {
             invite.reject(status, Some(reason), None);
@@ -220,8 +218,8 @@ impl Answerer {
     async fn prepare_media(&self, invite: &PendingInvite, app: App) -> Result<Prepared, (u16, String)> {
         use media::plain::{self, NegotiationError};
         use sdp::SessionDescription;
-        let text = std::str::from_utf8(&invite.request().body).unwrap_or_default().to_owned();
-        let offer = SessionDescription::parse(&text).map_err(|error| (400, error.to_string()))?;
+        let text = std::str::from_utf8(&invite.request().body).unwrap_or_default();
+        let offer = SessionDescription::parse(text).map_err(|error| (400, error.to_string()))?;
         match plain::negotiate(&offer, &self.media.codecs) {
             Ok(agreed) => return self.prepare_plain(invite, &offer, agreed, app).await,
             Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
@@ -230,13 +228,18 @@ impl Answerer {
             Err(NegotiationError::NoPlainAudio) => {}
         }
         if offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP")) {
-            return self.prepare_webrtc(invite, &text, app).await;
+            return self.prepare_webrtc(invite, &offer, app).await;
         }
         Err((488, "no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])".into()))
     }
 
     /// Media for a WebRTC-style offer (ICE, DTLS-SRTP).
-    async fn prepare_webrtc(&self, invite: &PendingInvite, offer: &str, app: App) -> Result<Prepared, (u16, String)> {
+    async fn prepare_webrtc(
+        &self,
+        invite: &PendingInvite,
+        offer: &sdp::SessionDescription,
+        app: App,
+    ) -> Result<Prepared, (u16, String)> {
         use media::webrtc::{self, WebRtcOptions};
         let bind = match self.media.ports.bind {
             address if address.is_unspecified() => invite.link().local().ip(),
@@ -312,8 +315,8 @@ impl Answerer {
 
     /// The address SDP answers carry: the configured one, else where the INVITE came in.
     fn advertised(&self, invite: &PendingInvite) -> std::net::IpAddr {
-        match self.media.advertise.parse::<std::net::IpAddr>() {
-            Ok(address) if !address.is_unspecified() => address,
+        match self.media.advertise {
+            address if !address.is_unspecified() => address,
             _ => invite.link().local().ip(),
         }
     }

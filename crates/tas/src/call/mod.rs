@@ -17,7 +17,7 @@ use tracing::info;
 pub use router::{CallRecord, CallRouter};
 
 use action::Action;
-use sdp::decline_all;
+use sdp::{decline_all, SessionDescription};
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::ua::{PendingInvite, SessionHandler};
 
@@ -26,20 +26,20 @@ use sip::ua::{PendingInvite, SessionHandler};
 pub struct DefaultActionHandler {
     action: Action,
     /// The address written into SDP answers.
-    media_address: String,
+    media_address: std::net::IpAddr,
     sessions: AtomicU64,
 }
 
 impl DefaultActionHandler {
     /// A handler applying `action`; `media_address` goes into the SDP answers.
-    pub fn new(action: Action, media_address: String) -> Self {
+    pub fn new(action: Action, media_address: std::net::IpAddr) -> Self {
         Self { action, media_address, sessions: AtomicU64::new(1) }
     }
 
     fn declined(&self, offer: &Bytes) -> Option<Bytes> {
-        let offer = std::str::from_utf8(offer).ok()?;
+        let offer = SessionDescription::parse(std::str::from_utf8(offer).ok()?).ok()?;
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        decline_all(offer, session, &self.media_address).map(Bytes::from)
+        decline_all(&offer, session, self.media_address).map(|answer| Bytes::from(answer.to_string()))
     }
 }
 

@@ -110,7 +110,7 @@ impl CallRouter {
         };
         let announcement = load(&config.announcement.file)?;
         let media = MediaSettings {
-            advertise: config.sip.media_address.clone(),
+            advertise: config.sip.media_address,
             ports: PortRange {
                 bind: config.media.bind_address,
                 // Validated with the config; the default range otherwise.
@@ -243,9 +243,9 @@ impl SessionHandler for RouterHandler {
 
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
         let session = rand::random::<u32>() as u64;
-        let offer = std::str::from_utf8(offer).unwrap_or_default();
-        match sdp::decline_all(offer, session, &self.0.media.advertise) {
-            Some(answer) => OfferAnswer::Accept(Bytes::from(answer)),
+        let offer = sdp::SessionDescription::parse(&String::from_utf8_lossy(offer)).ok();
+        match offer.and_then(|offer| sdp::decline_all(&offer, session, self.0.media.advertise)) {
+            Some(answer) => OfferAnswer::Accept(Bytes::from(answer.to_string())),
             None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
         }
     }
