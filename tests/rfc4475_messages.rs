@@ -1,5 +1,5 @@
 //! Every RFC 4475 torture message through the parser and validator, with the RFC's verdict.
-//! The files are read from `../shared/conformance/rfc4475` (or `$RFC4475_DIR`), byte-exact.
+//! The files are read from `tests/fixtures/rfc4475` (or `$RFC4475_DIR`), byte-exact.
 
 mod common;
 

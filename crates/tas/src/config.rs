@@ -66,8 +66,9 @@ pub struct SipConfig {
     /// The CA that signs the core's certificate, for connections ringer opens; default: the
     /// system's roots.
     pub core_ca_file: Option<PathBuf>,
-    /// The core's SIP address (`sips:sbc.example.net:5061`), where ringer's own requests go when
-    /// the call's connection has closed; default: the peer's Contact.
+    /// The core's SIP address (`sips:sbc.example.net:5061`): leg 3 goes there (unset: back over
+    /// leg 2's connection), and so do ringer's own in-dialog requests once the call's connection
+    /// has closed (unset: the route set, else the peer's Contact).
     pub core_uri: Option<String>,
     /// Networks allowed to connect or send (e.g. the core's SBC); empty allows all.
     pub allow: Vec<ipnet::IpNet>,
