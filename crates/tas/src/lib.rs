@@ -139,8 +139,8 @@ impl Tas {
             return Err(PlaceCallError::NoCore);
         };
         let spec = sip::uac::InviteSpec {
-            to: NameAddr { display_name: None, uri: request_uri.clone(), bracketed: true, params: Default::default() },
-            from: NameAddr { display_name: None, uri: from_uri, bracketed: true, params: Default::default() },
+            to: NameAddr { display_name: None, uri: request_uri.clone(), params: Default::default() },
+            from: NameAddr { display_name: None, uri: from_uri, params: Default::default() },
             uri: request_uri,
             max_forwards: 70,
             headers: Vec::new(),

@@ -78,10 +78,8 @@ impl fmt::Display for Via {
 pub struct NameAddr {
     /// The display name, unquoted form kept as written (quotes removed).
     pub display_name: Option<String>,
-    /// The URI.
+    /// The URI (always written in angle brackets, so that its parameters stay its own).
     pub uri: Uri,
-    /// Whether the URI was in angle brackets.
-    pub bracketed: bool,
     /// Header parameters (`tag`, `expires`, `q`…).
     pub params: Params,
 }
@@ -111,7 +109,7 @@ impl NameAddr {
             }
             let uri = Uri::parse(uri_text).map_err(|_| BadHeader("bad URI"))?;
             let params = Params::parse(&inner[close + 1..])?;
-            return Ok(Self { display_name, uri, bracketed: true, params });
+            return Ok(Self { display_name, uri, params });
         }
         if display_name.is_some() {
             return Err(BadHeader("a display name needs an URI in angle brackets"));
@@ -124,7 +122,7 @@ impl NameAddr {
         }
         let uri = Uri::parse(uri_text).map_err(|_| BadHeader("bad URI"))?;
         let params = Params::parse(&rest[end..])?;
-        Ok(Self { display_name, uri, bracketed: false, params })
+        Ok(Self { display_name, uri, params })
     }
 
     /// The `tag` parameter.
@@ -327,7 +325,7 @@ mod tests {
         assert_eq!(from.tag(), Some("98asjd8"));
         let to = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(to.tag(), Some("1918181833n"));
-        assert!(!to.bracketed);
+        assert_eq!(to.to_string(), "<sip:vivekg@chair-dnrc.example.com>;tag=1918181833n", "written in brackets");
         let lws = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(lws.display_name.as_deref(), Some("caller"));
         for bad in [

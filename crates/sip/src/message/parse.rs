@@ -199,7 +199,8 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
         current = Some((name.to_owned(), value.trim().to_owned()));
     }
     if let Some((name, value)) = current {
-        headers.push(&name, value);
+        // A value begun on a continuation line would otherwise keep that line's space.
+        headers.push(&name, value.trim().to_owned());
     }
     Ok((start_line, headers))
 }

@@ -53,8 +53,12 @@ pub struct SipUri {
 impl Uri {
     /// Parses a URI as found in a Request-URI or between angle brackets.
     pub fn parse(text: &str) -> Result<Self, BadUri> {
-        if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            return Err(BadUri("empty, or with whitespace or control characters"));
+        // RFC 3986 §2: angle brackets and double quotes never appear unescaped in a URI (they
+        // delimit it in name-addr), so a URI written back in brackets stays one URI.
+        if text.is_empty()
+            || text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>\"".contains(&b))
+        {
+            return Err(BadUri("empty, or with whitespace, control characters, angle brackets or quotes"));
         }
         let (scheme, rest) = text.split_once(':').ok_or(BadUri("no scheme"))?;
         let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
