@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::lab::{final_of, handset, subscriber, Lab};
 use ringer::config::core::HandsetMode;
 use ringer::core::sbc::CallRoute;
+use ringer::sip::message::StatusCode;
 use ringer::sip::uac::Progress;
 
 const ALICE: &str = "+4711111111";
@@ -22,7 +23,7 @@ async fn loop_mt_reaches_the_callee_without_the_prefix() {
     .await;
     let mut call = lab.call(ALICE, "+4799990001");
     let Progress::Answered(dialog, response) = final_of(&mut call).await else { panic!("not answered") };
-    assert_eq!(response.status, 200);
+    assert_eq!(response.status.as_u16(), 200);
     dialog.ack(None).expect("ACK");
     let received = lab.sbc().handsets().received();
     assert_eq!(received.len(), 1);
@@ -51,7 +52,7 @@ async fn answered(lab: &Lab, from: &str, to: &str) -> ringer::sip::call::CallHan
     let mut call = lab.call(from, to);
     match final_of(&mut call).await {
         Progress::Answered(dialog, response) => {
-            assert_eq!(response.status, 200);
+            assert_eq!(response.status.as_u16(), 200);
             dialog.ack(None).expect("ACK");
             dialog
         }
@@ -63,7 +64,7 @@ async fn answered(lab: &Lab, from: &str, to: &str) -> ringer::sip::call::CallHan
 async fn refused(lab: &Lab, from: &str, to: &str) -> u16 {
     let mut call: OutgoingCall = lab.call(from, to);
     match final_of(&mut call).await {
-        Progress::Failed(response) => response.status,
+        Progress::Failed(response) => response.status.as_u16(),
         other => panic!("{to}: expected a refusal, got {other:?}"),
     }
 }
@@ -102,7 +103,7 @@ async fn loop_mo_goes_through_the_tas_and_bob_hangs_up() {
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.subscriber.as_ref().map(|(_, d)| *d), Some(Direction::Originating));
-    assert_eq!(record.outcome.status, 200);
+    assert_eq!(record.outcome.status, Some(StatusCode::OK));
 }
 
 #[tokio::test]
@@ -160,7 +161,7 @@ async fn voicemail_refuses_a_webrtc_offer_without_a_common_codec() {
                  m=audio 40000 UDP/TLS/RTP/SAVPF 9 18\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=rtcp-mux\r\n";
     let mut call = lab.call_offering(ALICE, "+4799990001", offer);
     let Progress::Failed(response) = final_of(&mut call).await else { panic!("expected 488") };
-    assert_eq!(response.status, 488);
+    assert_eq!(response.status.as_u16(), 488);
     let warning = response.headers.get("Warning").unwrap_or_default();
     assert!(warning.contains("PCMA, PCMU, opus"), "the Warning says what ringer has: {warning}");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
@@ -244,7 +245,7 @@ async fn cancel_from_alice_before_answer_ends_every_leg() {
     .await;
     let mut call = lab.call(ALICE, "+4799990001");
     match tokio::time::timeout(Duration::from_secs(5), call.next()).await.expect("ringing") {
-        Progress::Provisional(response) => assert_eq!(response.status, 180),
+        Progress::Provisional(response) => assert_eq!(response.status.as_u16(), 180),
         other => panic!("expected 180, got {other:?}"),
     }
     // The handset's 180 has come all the way back; make sure the handset leg exists before CANCEL.
@@ -253,7 +254,7 @@ async fn cancel_from_alice_before_answer_ends_every_leg() {
     assert!(matches!(final_of(&mut call).await, Progress::Cancelled));
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
     assert_eq!(legs(&lab).await, [(1, 487), (2, 487), (3, 487), (4, 487)]);
-    assert_eq!(lab.tas.router.records()[0].outcome.status, 487);
+    assert_eq!(lab.tas.router.records()[0].outcome.status, Some(StatusCode::REQUEST_TERMINATED));
 }
 
 #[tokio::test]
@@ -266,7 +267,11 @@ async fn fork_subscriber_answers_first_and_the_tas_leg_gets_487() {
     let dialog = answered(&lab, ALICE, "+4799990004").await;
     assert_eq!(lab.sbc().calls()[0].route, CallRoute::Fork(Direction::Terminating));
     assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
-    assert_eq!(lab.tas.router.records()[0].outcome.status, 487, "the TAS leg was cancelled");
+    assert_eq!(
+        lab.tas.router.records()[0].outcome.status,
+        Some(StatusCode::REQUEST_TERMINATED),
+        "the TAS leg was cancelled"
+    );
     assert_eq!(legs(&lab).await, [(1, 200), (2, 487), (4, 200)]);
     hang_up_and_settle(&lab, dialog).await;
 }
@@ -286,7 +291,11 @@ async fn a_fork_subscribers_own_call_is_forked_to_the_tas_which_declines_its_cop
     assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.subscriber.as_ref().map(|(_, direction)| *direction), Some(Direction::Originating));
-    assert_eq!(record.outcome.status, 480, "declined with 480 so that the callee's branch carries the call");
+    assert_eq!(
+        record.outcome.status,
+        Some(StatusCode::TEMPORARILY_UNAVAILABLE),
+        "declined with 480 so that the callee's branch carries the call"
+    );
     assert_eq!(legs(&lab).await, [(1, 200), (2, 480), (4, 200)]);
     hang_up_and_settle(&lab, dialog).await;
     // With `fork_mo` off the core sends such calls straight to the callee.
@@ -358,7 +367,7 @@ async fn a_tas_call_without_session_id_is_refused_and_counted() {
     let mut call = lab.tas.call(&common::msisdn(BOB), &common::msisdn("+4799990001"), offer).await.expect("sent");
     match final_of(&mut call).await {
         Progress::Failed(response) => {
-            assert_eq!(response.status, 403);
+            assert_eq!(response.status.as_u16(), 403);
             assert!(response.headers.get("Warning").unwrap_or_default().contains("Session-ID"));
         }
         other => panic!("expected 403, got {other:?}"),

@@ -94,7 +94,7 @@ async fn options(from: &Endpoint, target: &str) -> Result<u16, String> {
     headers.push("CSeq", "1 OPTIONS");
     let request =
         Request { method: Method::Options, uri: Uri::parse(target).expect("uri"), headers, body: Default::default() };
-    ua.clients().send(&request, &link).await.map(|response| response.status).map_err(|error| error.to_string())
+    ua.clients().send(&request, &link).await.map(|response| response.status.as_u16()).map_err(|error| error.to_string())
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ fn verdict_of(bytes: &[u8]) -> (Verdict, String) {
     match parse_datagram(bytes) {
         Ok(Message::Request(request)) => match validate_request(&request) {
             Ok(_) => (Request, String::new()),
-            Err(rejection) => (Refused(rejection.status), rejection.reason),
+            Err(rejection) => (Refused(rejection.status.as_u16()), rejection.reason),
         },
         Ok(Message::Response(response)) => match validate_response(&response) {
             Ok(_) => (Response, String::new()),
@@ -97,7 +97,7 @@ fn verdict_of(bytes: &[u8]) -> (Verdict, String) {
         Err(error) if !error.is_request => (BadResponse, error.reason),
         // A refusal can only be sent when the headers that address it were read.
         Err(error) if error.headers.as_ref().is_some_and(|h| h.get("Via").is_some()) => {
-            (Refused(error.status), error.reason)
+            (Refused(error.status.as_u16()), error.reason)
         }
         Err(error) => (Unanswerable, error.reason),
     }

@@ -15,7 +15,7 @@ use ringer::call::DefaultActionHandler;
 use ringer::sip::config::UaConfig;
 use ringer::sip::dialog::{DialogId, OfferAnswer};
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
-use ringer::sip::message::Message;
+use ringer::sip::message::{Message, StatusCode};
 use ringer::sip::timers::Timers;
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
@@ -92,7 +92,7 @@ async fn options_is_answered_with_capabilities_on_every_transport() {
         let transport = peer.transport();
         peer.send(request("OPTIONS", &format!("opt-{transport}"), 1, "opt", transport, None, "", "").as_bytes()).await;
         let response = peer.final_response().await;
-        assert_eq!((response.status, response.reason.as_str()), (200, "OK"), "{transport}");
+        assert_eq!((response.status.as_u16(), response.reason.as_str()), (200, "OK"), "{transport}");
         let headers = &response.headers;
         assert_eq!(headers.get("Allow"), Some("INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK"));
         assert_eq!(headers.get("Accept"), Some("application/sdp"));
@@ -132,7 +132,7 @@ async fn a_full_call_on_every_transport() {
         peer.send(request("INVITE", &call_id, 1, "inv1", t, None, "", SDP_OFFER).as_bytes()).await;
         // Answered while the request is handled: no 100 Trying is needed (RFC 3261 §17.2.1).
         let ok = peer.response().await;
-        assert_eq!(ok.status, 200, "{t}");
+        assert_eq!(ok.status.as_u16(), 200, "{t}");
         let answer = std::str::from_utf8(&ok.body).expect("utf-8");
         assert!(answer.contains("m=audio 0 RTP/AVP 0\r\n"), "every stream declined: {answer}");
         assert_eq!(ok.headers.get("Content-Type"), Some("application/sdp"));
@@ -144,17 +144,17 @@ async fn a_full_call_on_every_transport() {
         // A re-INVITE with a new offer and an UPDATE refresh, then BYE.
         peer.send(request("INVITE", &call_id, 2, "reinv", t, Some(&tag), "", SDP_OFFER).as_bytes()).await;
         let reinvite = peer.final_response().await;
-        assert_eq!((reinvite.status, to_tag(&reinvite)), (200, tag.clone()), "{t}");
+        assert_eq!((reinvite.status.as_u16(), to_tag(&reinvite)), (200, tag.clone()), "{t}");
         assert!(!reinvite.body.is_empty());
         peer.send(request("ACK", &call_id, 2, "ack2", t, Some(&tag), "", "").as_bytes()).await;
         peer.send(request("UPDATE", &call_id, 3, "upd", t, Some(&tag), "", "").as_bytes()).await;
-        assert_eq!(peer.final_response().await.status, 200, "{t}");
+        assert_eq!(peer.final_response().await.status.as_u16(), 200, "{t}");
         peer.send(request("BYE", &call_id, 4, "bye", t, Some(&tag), "", "").as_bytes()).await;
         let bye = peer.final_response().await;
-        assert_eq!((bye.status, bye.headers.get("CSeq")), (200, Some("4 BYE")), "{t}");
+        assert_eq!((bye.status.as_u16(), bye.headers.get("CSeq")), (200, Some("4 BYE")), "{t}");
         // The dialog is gone: a second BYE gets 481.
         peer.send(request("BYE", &call_id, 5, "bye2", t, Some(&tag), "", "").as_bytes()).await;
-        assert_eq!(peer.final_response().await.status, 481, "{t}");
+        assert_eq!(peer.final_response().await.status.as_u16(), 481, "{t}");
     }
     lab.quiet().await;
 }
@@ -166,7 +166,7 @@ async fn rejects_carry_the_configured_status_and_reason() {
         let t = peer.transport();
         peer.send(request("INVITE", &format!("rej-{t}"), 1, "rej", t, None, "", SDP_OFFER).as_bytes()).await;
         let response = peer.final_response().await;
-        assert_eq!((response.status, response.reason.as_str()), (603, "Decline Everything"), "{t}");
+        assert_eq!((response.status.as_u16(), response.reason.as_str()), (603, "Decline Everything"), "{t}");
         let tag = to_tag(&response);
         peer.send(request("ACK", &format!("rej-{t}"), 1, "rej", t, Some(&tag), "", "").as_bytes()).await;
     }
@@ -178,13 +178,13 @@ async fn udp_final_responses_are_retransmitted_until_the_ack() {
     let lab = lab("reject 486").await;
     let mut peer = Peer::udp(lab.endpoint.udp_addr.expect("udp")).await;
     peer.send(request("INVITE", "retx", 1, "retx", "UDP", None, "", SDP_OFFER).as_bytes()).await;
-    assert_eq!(peer.final_response().await.status, 486);
+    assert_eq!(peer.final_response().await.status.as_u16(), 486);
     // Timer G: the 486 comes again (T1 = 50 ms here) while no ACK is sent.
     let again = peer.final_response().await;
-    assert_eq!(again.status, 486);
+    assert_eq!(again.status.as_u16(), 486);
     // A retransmitted INVITE gets the same final response, from the transaction.
     peer.send(request("INVITE", "retx", 1, "retx", "UDP", None, "", SDP_OFFER).as_bytes()).await;
-    assert_eq!(peer.final_response().await.status, 486);
+    assert_eq!(peer.final_response().await.status.as_u16(), 486);
     let tag = to_tag(&again);
     peer.send(request("ACK", "retx", 1, "retx", "UDP", Some(&tag), "", "").as_bytes()).await;
     // After the ACK (and Timer I), nothing more arrives.
@@ -201,14 +201,14 @@ async fn udp_2xx_is_retransmitted_until_the_ack() {
     peer.send(request("INVITE", "retx200", 1, "r200", "UDP", None, "", SDP_OFFER).as_bytes()).await;
     let first = peer.final_response().await;
     let second = peer.final_response().await;
-    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
     let tag = to_tag(&second);
     peer.send(request("ACK", "retx200", 1, "a200", "UDP", Some(&tag), "", "").as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     while peer.recv_within(Duration::from_millis(20)).await.is_some() {}
     assert!(peer.recv_within(Duration::from_millis(800)).await.is_none(), "no 2xx after the ACK");
     peer.send(request("BYE", "retx200", 2, "b200", "UDP", Some(&tag), "", "").as_bytes()).await;
-    assert_eq!(peer.final_response().await.status, 200);
+    assert_eq!(peer.final_response().await.status.as_u16(), 200);
     lab.quiet().await;
 }
 
@@ -220,7 +220,7 @@ impl SessionHandler for RingForever {
         // Nothing is sent while the request is handled, so the transaction sends 100 at once.
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            invite.provisional(180, None);
+            invite.provisional(StatusCode::RINGING, None);
             invite.cancelled().await;
             drop(invite);
         });
@@ -237,9 +237,9 @@ async fn cancel_before_the_answer_gives_487() {
         let t = peer.transport();
         let call_id = format!("cancel-{t}");
         peer.send(request("INVITE", &call_id, 1, "can", t, None, "", SDP_OFFER).as_bytes()).await;
-        assert_eq!(peer.response().await.status, 100);
+        assert_eq!(peer.response().await.status.as_u16(), 100);
         let ringing = peer.response().await;
-        assert_eq!(ringing.status, 180, "{t}");
+        assert_eq!(ringing.status.as_u16(), 180, "{t}");
         assert_eq!(lab.endpoint.pending_invites(), 1);
         peer.send(request("CANCEL", &call_id, 1, "can", t, None, "", "").as_bytes()).await;
         let mut statuses = vec![peer.final_response().await.status, peer.final_response().await.status];
@@ -248,7 +248,7 @@ async fn cancel_before_the_answer_gives_487() {
         peer.send(request("ACK", &call_id, 1, "can", t, Some(&to_tag(&ringing)), "", "").as_bytes()).await;
         // A CANCEL for nothing gets 481.
         peer.send(request("CANCEL", "nothing", 1, "none", t, None, "", "").as_bytes()).await;
-        assert_eq!(peer.final_response().await.status, 481, "{t}");
+        assert_eq!(peer.final_response().await.status.as_u16(), 481, "{t}");
     }
     lab.quiet().await;
 }
@@ -300,7 +300,7 @@ async fn requests_the_ua_cannot_serve_get_the_right_status() {
     for (text, status, header) in cases {
         peer.send(text.as_bytes()).await;
         let response = peer.final_response().await;
-        assert_eq!(response.status, status, "{}", text.lines().next().unwrap_or_default());
+        assert_eq!(response.status.as_u16(), status, "{}", text.lines().next().unwrap_or_default());
         if let Some((name, value)) = header {
             assert_eq!(response.headers.get(name), Some(value), "{name} on {status}");
         }
@@ -338,7 +338,7 @@ async fn malformed_requests_get_400_naming_the_fault() {
     for (text, reason) in cases {
         peer.send(text.as_bytes()).await;
         let response = peer.final_response().await;
-        assert!(response.status == 400 || response.status == 505, "{reason}: {}", response.status);
+        assert!(response.status == 400 || response.status == 505, "{reason}: {}", response.status.as_u16());
         assert!(response.reason.starts_with(reason), "{} should name {reason}", response.reason);
     }
     // Garbage gets nothing (no Via to answer to), and the endpoint keeps serving.
@@ -371,7 +371,7 @@ async fn stream_framing_keepalive_and_split_messages() {
         peer.send(chunk).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert_eq!(peer.final_response().await.status, 200);
+    assert_eq!(peer.final_response().await.status.as_u16(), 200);
 }
 
 #[tokio::test]
@@ -385,7 +385,7 @@ async fn oversized_and_stalled_messages_close_the_connection() {
         .replace("Content-Length: 0\r\n\r\n", &format!("Content-Length: {}\r\n\r\n", body.len()));
     peer.send(text.as_bytes()).await;
     let response = peer.response().await;
-    assert_eq!((response.status, response.reason.as_str()), (513, "Message Too Large"));
+    assert_eq!((response.status.as_u16(), response.reason.as_str()), (513, "Message Too Large"));
     assert!(peer.read_raw(Duration::from_secs(2)).await.1, "closed after 513");
     // A stream with no Content-Length cannot be framed: 400, then closed.
     let mut peer = Peer::tcp(tcp).await;
@@ -394,7 +394,10 @@ async fn oversized_and_stalled_messages_close_the_connection() {
     )
     .await;
     let response = peer.response().await;
-    assert_eq!((response.status, response.reason.as_str()), (400, "Missing Content-Length on a stream transport"));
+    assert_eq!(
+        (response.status.as_u16(), response.reason.as_str()),
+        (400, "Missing Content-Length on a stream transport")
+    );
     assert!(peer.read_raw(Duration::from_secs(2)).await.1);
     // A partial message that stalls is closed after the message timeout (500 ms here).
     let mut stalled = Peer::tcp(tcp).await;
@@ -422,7 +425,7 @@ async fn a_bad_tls_client_disturbs_no_one_else() {
     assert!(tls_connect(tls, config, "tas.example.com").await.is_err());
     // The good connection is unaffected.
     good.send(request("OPTIONS", "good", 1, "good", "TLS", None, "", "").as_bytes()).await;
-    assert_eq!(good.final_response().await.status, 200);
+    assert_eq!(good.final_response().await.status.as_u16(), 200);
 }
 
 #[tokio::test]
@@ -451,7 +454,7 @@ async fn peer_policy_refuses_before_reading_and_limits_connections() {
     let mut third = Peer::tcp(tcp).await;
     assert!(third.read_raw(Duration::from_secs(2)).await.1, "third connection from the same peer closed");
     first.send(request("OPTIONS", "ok", 1, "ok", "TCP", None, "", "").as_bytes()).await;
-    assert_eq!(first.final_response().await.status, 200);
+    assert_eq!(first.final_response().await.status.as_u16(), 200);
 }
 
 #[tokio::test]
@@ -492,7 +495,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let stream = tls_connect(tls, with_cert, "tas.example.com").await.expect("mutual TLS handshake");
     let mut peer = Peer::Stream { stream: Box::new(stream), buffer: bytes::BytesMut::new(), transport: "TLS" };
     peer.send(request("OPTIONS", "m", 1, "m", "TLS", None, "", "").as_bytes()).await;
-    assert_eq!(peer.final_response().await.status, 200);
+    assert_eq!(peer.final_response().await.status.as_u16(), 200);
 }
 
 #[tokio::test]
@@ -520,7 +523,7 @@ impl SessionHandler for AnswerThenHangUp {
         let outcomes = self.outcomes.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let _ = outcomes.send(call.hangup().await.map_err(|error| error.to_string()));
+            let _ = outcomes.send(call.hangup().await.map(u16::from).map_err(|error| error.to_string()));
         });
     }
     fn on_offer(&self, _: &DialogId, offer: &bytes::Bytes) -> OfferAnswer {
@@ -529,7 +532,7 @@ impl SessionHandler for AnswerThenHangUp {
 }
 
 fn ok_to(request: &ringer::sip::message::Request) -> Vec<u8> {
-    ringer::sip::transport::response_to(&request.headers, 200, "OK").expect("response").to_bytes()
+    ringer::sip::transport::response_to(&request.headers, StatusCode::OK, "OK").expect("response").to_bytes()
 }
 
 async fn expect_bye(peer: &mut Peer) -> ringer::sip::message::Request {
@@ -621,7 +624,10 @@ async fn a_burst_of_requests_in_one_write_gets_every_response() {
     peer.send(burst.as_bytes()).await;
     for i in 0..2000 {
         let response = peer.final_response().await;
-        assert_eq!((response.status, response.headers.get("Call-ID")), (200, Some(format!("burst-{i}").as_str())));
+        assert_eq!(
+            (response.status.as_u16(), response.headers.get("Call-ID")),
+            (200, Some(format!("burst-{i}").as_str()))
+        );
     }
 }
 
@@ -692,14 +698,25 @@ async fn client_invite_retransmits_until_a_response_and_acks_a_failure() {
     // Timer A: unanswered, the INVITE comes again (T1 = 50 ms here), same branch.
     let again = expect_request(&mut callee, "INVITE").await;
     assert_eq!(again.headers.get("Via"), first.headers.get("Via"));
-    callee.send(&ringer::sip::transport::response_to(&first.headers, 100, "Trying").expect("100").to_bytes()).await;
-    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(100));
-    let mut busy = ringer::sip::transport::response_to(&first.headers, 486, "Busy Here").expect("486");
+    callee
+        .send(
+            &ringer::sip::transport::response_to(&first.headers, StatusCode::TRYING, "Trying").expect("100").to_bytes(),
+        )
+        .await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status.as_u16()),
+        Some(100)
+    );
+    let mut busy =
+        ringer::sip::transport::response_to(&first.headers, StatusCode::BUSY_HERE, "Busy Here").expect("486");
     busy.headers.set("To", format!("{};tag=bob", first.headers.get("To").expect("To")));
     // Drain INVITE retransmissions that crossed the 100.
     while let Some(Message::Request(_)) = callee.recv_within(Duration::from_millis(150)).await {}
     callee.send(&busy.to_bytes()).await;
-    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(486));
+    assert_eq!(
+        tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status.as_u16()),
+        Some(486)
+    );
     let ack = expect_request(&mut callee, "ACK").await;
     assert_eq!(ack.headers.get("Via"), first.headers.get("Via"), "the ACK for a failure shares the INVITE's branch");
     assert_eq!(ack.headers.get("CSeq"), Some("7 ACK"));
@@ -720,10 +737,13 @@ async fn client_invite_hands_a_2xx_to_the_tu_and_ends() {
     let link = lab.endpoint.udp_link(callee_addr).expect("udp link");
     let mut responses = lab.endpoint.clients().send_invite(outgoing_invite(callee_addr, "b1"), link).expect("sent");
     let invite = expect_request(&mut callee, "INVITE").await;
-    let mut ok = ringer::sip::transport::response_to(&invite.headers, 200, "OK").expect("200");
+    let mut ok = ringer::sip::transport::response_to(&invite.headers, StatusCode::OK, "OK").expect("200");
     ok.headers.set("To", format!("{};tag=bob", invite.headers.get("To").expect("To")));
     callee.send(&ok.to_bytes()).await;
-    assert_eq!(tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status), Some(200));
+    assert_eq!(
+        tokio::time::timeout(WAIT, responses.recv()).await.expect("in time").map(|r| r.status.as_u16()),
+        Some(200)
+    );
     assert!(tokio::time::timeout(WAIT, responses.recv()).await.expect("closed").is_none(), "the transaction ended");
     assert_eq!(lab.endpoint.clients().live(), 0);
     // No ACK from the transaction for a 2xx: that is the TU's, end to end.

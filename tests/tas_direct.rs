@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::sip::{Peer, WAIT};
 use ringer::config::serve::ServeConfig;
-use ringer::sip::message::{Message, Request, Response};
+use ringer::sip::message::{Message, Request, Response, StatusCode};
 use ringer::tas::Tas;
 
 const SESSION_ID: &str = "0123456789abcdef0123456789abcdef;remote=00000000000000000000000000000000";
@@ -110,13 +110,13 @@ async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
     let mut statuses = Vec::new();
     let ok = loop {
         let response = core.response().await;
-        statuses.push(response.status);
+        statuses.push(response.status.as_u16());
         if response.status >= 200 {
             break response;
         }
     };
     assert!(statuses.contains(&180), "the 180 was relayed: {statuses:?}");
-    assert_eq!(ok.status, 200);
+    assert_eq!(ok.status.as_u16(), 200);
     assert_eq!(&ok.body[..], ANSWER_SDP.as_bytes(), "the answer passed through unchanged");
     let tag = common::sip::to_tag(&ok);
     // Leg 3's 2xx answered its offer: the TAS ACKs it at once, without waiting for leg 2's ACK
@@ -132,10 +132,10 @@ async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
     core.send(bye.as_bytes()).await;
     let (leg3_bye, responses) = next_request(&mut core).await;
     assert_eq!(leg3_bye.method.as_str(), "BYE");
-    let mut bye_ok: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    let mut bye_ok: Vec<u16> = responses.iter().map(|r| r.status.as_u16()).collect();
     core.send(answer(&leg3_bye, 200, "OK", "").as_bytes()).await;
     if bye_ok.is_empty() {
-        bye_ok.push(core.response().await.status);
+        bye_ok.push(core.response().await.status.as_u16());
     }
     assert_eq!(bye_ok, [200], "BYE on leg 2 answered");
     assert!(
@@ -144,7 +144,7 @@ async fn mo_prefix_loops_back_as_leg_3_and_the_call_completes() {
     );
     let record = &tas.router.records()[0];
     assert_eq!(record.prefix.as_ref().map(|p| p.as_str()), Some("11"));
-    assert_eq!(record.outcome.status, 200);
+    assert_eq!(record.outcome.status, Some(StatusCode::OK));
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn mt_prefix_in_a_tel_uri_and_a_refusal_relayed() {
         }
     }
     let (ack, busy) = (ack.expect("ACK"), busy.expect("486"));
-    assert_eq!((busy.status, busy.reason.as_str()), (486, "Busy Here"));
+    assert_eq!((busy.status.as_u16(), busy.reason.as_str()), (486, "Busy Here"));
     assert_eq!(ack.method.as_str(), "ACK", "the TAS acknowledges leg 3's 486");
 }
 
@@ -184,7 +184,7 @@ async fn calls_for_no_subscriber_or_the_wrong_direction_are_refused() {
     for (index, (uri, from, status, what)) in cases.into_iter().enumerate() {
         core.send(leg2(uri, from, &format!("refused-{index}"), "").as_bytes()).await;
         let response = core.final_response().await;
-        assert_eq!(response.status, status, "{what}");
+        assert_eq!(response.status.as_u16(), status, "{what}");
     }
     core.send(
         leg2("sip:+114712345678@127.0.0.1;user=phone", "+4799990001", "hops", "")
@@ -192,7 +192,7 @@ async fn calls_for_no_subscriber_or_the_wrong_direction_are_refused() {
             .as_bytes(),
     )
     .await;
-    assert_eq!(core.final_response().await.status, 483, "no hops left for leg 3");
+    assert_eq!(core.final_response().await.status.as_u16(), 483, "no hops left for leg 3");
     assert!(common::poll_until(WAIT, || tas.endpoint.pending_invites() == 0).await);
 }
 
@@ -202,7 +202,7 @@ async fn the_answer_for_unknown_numbers_is_configurable() {
     let mut core = Peer::tcp(addr(&tas)).await;
     core.send(leg2("sip:+994712345678@127.0.0.1;user=phone", "+4711111111", "unknown", "").as_bytes()).await;
     let response = core.final_response().await;
-    assert_eq!((response.status, response.reason.as_str()), (403, "Not Our Subscriber"));
+    assert_eq!((response.status.as_u16(), response.reason.as_str()), (403, "Not Our Subscriber"));
 }
 
 /// A UAS behind a record-routing proxy: the 200 carries the request's Record-Route values in
@@ -220,7 +220,7 @@ async fn requests_in_a_dialog_follow_its_route_set_after_the_connection_closed()
     let mut core = Peer::tcp(addr(&tas)).await;
     core.send(leg2(uri, "+4712345678", "routed", &routes).as_bytes()).await;
     let ok = core.final_response().await;
-    assert_eq!(ok.status, 200);
+    assert_eq!(ok.status.as_u16(), 200);
     let copied: Vec<&str> = ok.headers.get_all("Record-Route").collect();
     assert_eq!(
         copied,
@@ -298,7 +298,7 @@ async fn a_2xx_waits_for_the_prack_of_a_reliable_183_with_sdp() {
     while !statuses.iter().any(|(status, method): &(u16, String)| *status == 200 && method == "INVITE") {
         let response = core.response().await;
         let method = response.headers.get("CSeq").unwrap_or_default().rsplit(' ').next().unwrap_or_default().to_owned();
-        statuses.push((response.status, method));
+        statuses.push((response.status.as_u16(), method));
     }
     assert!(statuses.contains(&(200, "PRACK".into())), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&(200, "INVITE".into())), "the 2xx after the PRACK: {statuses:?}");
@@ -320,7 +320,7 @@ async fn a_cancel_drops_a_2xx_held_for_its_prack() {
         match core.recv_within(WAIT).await {
             Some(Message::Response(response)) => {
                 assert!(!(response.status == 200 && response.headers.get("CSeq") == Some("1 INVITE")), "{response:?}");
-                seen.push(response.status);
+                seen.push(response.status.as_u16());
             }
             Some(Message::Request(request)) if request.method.as_str() == "BYE" => {
                 assert_eq!(request.headers.get("Call-ID"), leg3.headers.get("Call-ID"));

@@ -122,7 +122,9 @@ fn configured_expectations(config: &ServeConfig) -> HashMap<(Msisdn, Direction),
                 Action::Loop => Expectation::Loop,
                 Action::Forward(number) => Expectation::Forward(number),
                 Action::Answer(_) => Expectation::Answer,
-                Action::Reject { status, .. } | Action::Announce { status, .. } => Expectation::Reject(Some(status)),
+                Action::Reject { status, .. } | Action::Announce { status, .. } => {
+                    Expectation::Reject(Some(status.as_u16()))
+                }
             };
             expectations.insert((subscriber.phone_number.clone(), direction), expectation);
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringer::lab::samples::*;
 use ringer::lab::{Lab, LabConfig, LabPorts};
+use ringer::sip::message::StatusCode;
 use ringer::sip::uac::{OutgoingCall, Progress};
 use ringer::types::Msisdn;
 
@@ -62,7 +63,7 @@ pub(super) async fn run() -> anyhow::Result<ExitCode> {
             false => lab.call(&from, &to, offer()).map_err(anyhow::Error::msg)?,
         };
         let status = complete(call).await;
-        all_answered &= status == 200;
+        all_answered &= status.is_success();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while lab.live_state() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -93,7 +94,7 @@ pub(super) async fn run() -> anyhow::Result<ExitCode> {
 }
 
 /// Follows a call to its final answer; an answered call is held briefly, then hung up.
-async fn complete(mut call: OutgoingCall) -> u16 {
+async fn complete(mut call: OutgoingCall) -> StatusCode {
     loop {
         match tokio::time::timeout(Duration::from_secs(40), call.next()).await {
             Ok(Progress::Provisional(_)) => continue,
@@ -104,8 +105,8 @@ async fn complete(mut call: OutgoingCall) -> u16 {
                 return response.status;
             }
             Ok(Progress::Failed(response)) => return response.status,
-            Ok(Progress::Cancelled) => return 487,
-            Ok(Progress::TimedOut) | Err(_) => return 408,
+            Ok(Progress::Cancelled) => return StatusCode::REQUEST_TERMINATED,
+            Ok(Progress::TimedOut) | Err(_) => return StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

@@ -17,7 +17,7 @@ use sip::config::UaConfig;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::message::header::NameAddr;
-use sip::message::Uri;
+use sip::message::{StatusCode, Uri};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
 use sip::ua::{PendingInvite, SessionHandler};
@@ -33,7 +33,7 @@ pub enum DialError {
     #[error("refused: {status} {reason}")]
     Refused {
         /// The final status.
-        status: u16,
+        status: StatusCode,
         /// Its reason phrase.
         reason: String,
     },
@@ -53,7 +53,7 @@ struct TakesNoCalls;
 
 impl SessionHandler for TakesNoCalls {
     fn on_invite(&self, invite: PendingInvite) {
-        invite.reject(486, None, Some("this handset only places calls"));
+        invite.reject(StatusCode::BUSY_HERE, None, Some("this handset only places calls"));
     }
 
     fn on_offer(&self, _dialog: &DialogId, _offer: &Bytes) -> OfferAnswer {

@@ -12,7 +12,7 @@ use tracing::{debug, info};
 use super::call::CallHandle;
 use super::dialog::{DialogError, OfferAnswer};
 use super::message::header::lists_option;
-use super::message::{Response, Uri};
+use super::message::{Response, StatusCode, Uri};
 use super::ua::PendingInvite;
 use super::uac::{InviteSpec, OutgoingCall, Progress};
 
@@ -167,7 +167,7 @@ pub fn cancel_in_background(mut leg: OutgoingCall) -> Cancelling {
         loop {
             match leg.next().await {
                 Progress::Provisional(_) => continue,
-                Progress::Cancelled => return Some(487),
+                Progress::Cancelled => return Some(StatusCode::REQUEST_TERMINATED),
                 // A 2xx that crossed the CANCEL (hung up by now) or a refusal of its own.
                 Progress::Answered(_, response) | Progress::Failed(response) => return Some(response.status),
                 Progress::TimedOut => return None,
@@ -178,12 +178,12 @@ pub fn cancel_in_background(mut leg: OutgoingCall) -> Cancelling {
 
 /// A leg being cancelled in the background.
 #[derive(Debug)]
-pub struct Cancelling(tokio::task::JoinHandle<Option<u16>>);
+pub struct Cancelling(tokio::task::JoinHandle<Option<StatusCode>>);
 
 impl Cancelling {
     /// The leg's final status once the CANCEL has played out (487 when it took); `None` when
     /// no final response came (RFC 3261 §9.1: given up after 64·T1).
-    pub async fn outcome(self) -> Option<u16> {
+    pub async fn outcome(self) -> Option<StatusCode> {
         self.0.await.ok().flatten()
     }
 }
@@ -273,7 +273,7 @@ async fn relay_offer(to: &CallHandle, sdp: bytes::Bytes) -> OfferAnswer {
     match to.reinvite(sdp).await {
         Ok(answer) => OfferAnswer::Accept(answer),
         // The other side's own re-INVITE (a refresh) is under way, or it answered 491.
-        Err(DialogError::Busy | DialogError::Refused(491)) => OfferAnswer::Pending,
+        Err(DialogError::Busy | DialogError::Refused(StatusCode::REQUEST_PENDING)) => OfferAnswer::Pending,
         Err(error) => OfferAnswer::NotAcceptable(format!("the other side refused the offer: {error}")),
     }
 }

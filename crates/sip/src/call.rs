@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::core::UserAgent;
 use crate::dialog::{Dialog, DialogError, DialogId, IncomingOffer};
-use crate::message::Method;
+use crate::message::{Method, StatusCode};
 use crate::transport::Link;
 
 /// A call in a dialog (answered by ringer, or answered by the peer ringer called): to end it,
@@ -37,7 +37,7 @@ impl CallHandle {
     }
 
     /// Ends the call with BYE; returns the BYE's final status.
-    pub async fn hangup(&self) -> Result<u16, DialogError> {
+    pub async fn hangup(&self) -> Result<StatusCode, DialogError> {
         self.ua.hangup(&self.dialog.id).await
     }
 
@@ -97,7 +97,7 @@ impl CallHandle {
     pub async fn reinvite(&self, sdp: Bytes) -> Result<Bytes, DialogError> {
         let response = self.ua.update_session(&self.dialog, Method::Invite, Some(sdp)).await?;
         match response.status {
-            200..=299 => Ok(response.body),
+            status if status.is_success() => Ok(response.body),
             status => Err(DialogError::Refused(status)),
         }
     }

@@ -106,7 +106,7 @@ impl ClientTransactions {
                 if let Some(timer) = timer.take() {
                     timer.abort();
                 }
-                match response.status {
+                match response.status.as_u16() {
                     100..=199 => *proceeding = true,
                     200..=299 => {
                         // The TU acknowledges a 2xx end to end; the transaction ends here.

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::config::{UaConfig, ACCEPT, ALLOW};
 use crate::message::header::{NameAddr, MAGIC_COOKIE};
-use crate::message::{new_tag, reason_phrase, Method, Request, Response, Uri};
+use crate::message::{new_tag, Method, Request, Response, StatusCode, Uri};
 use crate::outbound::ListeningPorts;
 use crate::session_timer::{self, Agreed, UasTimer};
 use crate::transport::{response_to, Link, Transport};
@@ -48,17 +48,17 @@ pub(crate) fn accepts_sdp(media: &str) -> bool {
 pub(crate) fn build_response(
     config: &UaConfig,
     request: &Request,
-    status: u16,
+    status: StatusCode,
     tag: Option<&str>,
     body: Option<Bytes>,
 ) -> Option<Response> {
-    let mut response = response_to(&request.headers, status, reason_phrase(status))?;
+    let mut response = response_to(&request.headers, status, status.reason_phrase())?;
     match tag {
         Some(tag) => response.add_to_tag(tag),
         None => response.add_to_tag(&new_tag()),
     }
     response.headers.push("Server", config.server.clone());
-    if (200..300).contains(&status) && request.method == Method::Options {
+    if status.is_success() && request.method == Method::Options {
         response.headers.push("Allow", ALLOW);
         response.headers.push("Accept", ACCEPT);
         response.headers.push("Supported", config.supported());

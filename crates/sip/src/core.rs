@@ -15,7 +15,7 @@ use crate::compose::{contact, origin_line, remote_target, via};
 use crate::config::UaConfig;
 use crate::dialog::{Dialog, DialogError, DialogId};
 use crate::message::header::tag_of;
-use crate::message::{Headers, Method, Request, Response, Uri};
+use crate::message::{Headers, Method, Request, Response, StatusCode, Uri};
 use crate::outbound::Outbound;
 use crate::session_timer::{self, Agreed};
 use crate::transport::{Link, Transport};
@@ -87,7 +87,7 @@ impl UserAgent {
         let mut byes = tokio::task::JoinSet::new();
         for id in ids {
             let ua = self.clone();
-            byes.spawn(async move { matches!(ua.hangup(&id).await, Ok(200..=299)) });
+            byes.spawn(async move { ua.hangup(&id).await.is_ok_and(StatusCode::is_success) });
         }
         byes.join_all().await.into_iter().filter(|ok| *ok).count()
     }
@@ -182,7 +182,7 @@ impl UserAgent {
                     continue;
                 }
             }
-            if (200..300).contains(&response.status) {
+            if response.status.is_success() {
                 if let Some(target) = remote_target(&response.headers) {
                     dialog.state().remote_target = target;
                 }
@@ -203,7 +203,7 @@ impl UserAgent {
             }
             return Ok(response);
         }
-        Err(DialogError::Refused(422))
+        Err(DialogError::Refused(StatusCode::SESSION_INTERVAL_TOO_SMALL))
     }
 
     /// Refreshes `dialog`'s session (RFC 4028 §7.1, §8.1): an UPDATE without a body where the
@@ -219,7 +219,7 @@ impl UserAgent {
                 debug!(call_id = %dialog.id.call_id, %method, "session refreshed");
                 return None;
             }
-            Ok(response) if matches!(response.status, 408 | 481) => {
+            Ok(response) if matches!(response.status.as_u16(), 408 | 481) => {
                 return Some(format!("session refresh answered {} (RFC 4028 §10)", response.status));
             }
             Err(DialogError::Request(RequestError::Timeout)) => {
@@ -229,7 +229,7 @@ impl UserAgent {
             Ok(response) if response.status == 491 => Duration::from_millis(rand::random_range(2100..=4000)),
             Err(DialogError::Busy) => Duration::from_millis(rand::random_range(2100..=4000)),
             Ok(response) => {
-                warn!(call_id = %dialog.id.call_id, status = response.status, %method, "session refresh refused");
+                warn!(call_id = %dialog.id.call_id, status = response.status.as_u16(), %method, "session refresh refused");
                 Duration::from_secs(1)
             }
             Err(error) => {
@@ -282,12 +282,12 @@ async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
 impl UserAgent {
     /// Sends BYE in dialog `id` (over its connection while open, else a new one) and forgets
     /// the dialog.
-    pub async fn hangup(&self, id: &DialogId) -> Result<u16, DialogError> {
+    pub async fn hangup(&self, id: &DialogId) -> Result<StatusCode, DialogError> {
         self.hangup_because(id, "BYE from ringer").await
     }
 
     /// As [`UserAgent::hangup`], the dialog ending with `reason`.
-    pub(crate) async fn hangup_because(&self, id: &DialogId, reason: &str) -> Result<u16, DialogError> {
+    pub(crate) async fn hangup_because(&self, id: &DialogId, reason: &str) -> Result<StatusCode, DialogError> {
         let dialog = self.remove_dialog(id).ok_or(DialogError::NoDialog)?;
         dialog.end(reason);
         let cseq = dialog.state().next_cseq();
@@ -298,7 +298,7 @@ impl UserAgent {
             bye = self.in_dialog_request(&dialog, &link, Method::Bye, cseq, None)?;
         }
         let response = self.clients().send(&bye, &link).await?;
-        info!(call_id = %id.call_id, status = response.status, "call ended by BYE from ringer");
+        info!(call_id = %id.call_id, status = response.status.as_u16(), "call ended by BYE from ringer");
         Ok(response.status)
     }
 
@@ -359,7 +359,7 @@ impl UserAgent {
     /// A retransmitted 2xx for a call ringer placed gets the same ACK again.
     pub(crate) fn reack(&self, response: &Response) {
         let cseq = response.headers.get("CSeq").unwrap_or_default();
-        if !(200..300).contains(&response.status) || !cseq.ends_with("INVITE") {
+        if !response.status.is_success() || !cseq.ends_with("INVITE") {
             return;
         }
         let tag = |name: &str| tag_of(&response.headers, name);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::client::RequestError;
-use crate::message::Uri;
+use crate::message::{StatusCode, Uri};
 use crate::outbound::ConnectError;
 use crate::route::RouteSet;
 use crate::session_timer::Agreed;
@@ -216,7 +216,7 @@ pub enum DialogError {
     Request(#[from] RequestError),
     /// The peer refused a re-INVITE.
     #[error("re-INVITE refused with {0}")]
-    Refused(u16),
+    Refused(StatusCode),
     /// Another INVITE of ours is under way in the dialog (RFC 3261 §14.1).
     #[error("another INVITE is under way in the dialog")]
     Busy,

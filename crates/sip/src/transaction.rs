@@ -17,7 +17,7 @@ use tracing::{debug, info};
 use super::client::ClientTransactions;
 use super::message::header::Via;
 use super::message::validate::{validate_request, Essentials};
-use super::message::{Message, Method, Request, Response};
+use super::message::{Message, Method, Request, Response, StatusCode};
 use super::timers::Timers;
 use super::transport::{response_to, Handler, Link};
 
@@ -277,7 +277,7 @@ impl TransactionLayer {
                 // the TU answered while handling the request (RFC 3261 §17.2.1), which halves the
                 // messages of an immediate reject.
                 let trying = match request.method {
-                    Method::Invite => response_to(&request.headers, 100, "Trying"),
+                    Method::Invite => response_to(&request.headers, StatusCode::TRYING, "Trying"),
                     _ => None,
                 };
                 self.user.on_request(IncomingRequest { request, essentials, transaction: handle.clone() });
@@ -291,7 +291,7 @@ impl TransactionLayer {
     }
 
     fn cancel(&self, request: &Request, key: &TransactionKey, link: &Link) {
-        let reply = |status: u16, reason: &str| {
+        let reply = |status: StatusCode, reason: &str| {
             if let Some(response) = response_to(&request.headers, status, reason) {
                 let mut response = response;
                 response.add_to_tag(&super::message::new_tag());
@@ -299,10 +299,10 @@ impl TransactionLayer {
             }
         };
         let Some(invite) = self.shared.table.get(&key.with_method("INVITE")) else {
-            reply(481, "Call/Transaction Does Not Exist");
+            reply(StatusCode::CALL_DOES_NOT_EXIST, "Call/Transaction Does Not Exist");
             return;
         };
-        reply(200, "OK");
+        reply(StatusCode::OK, "OK");
         let pending = {
             let mut inner = invite.inner();
             let pending = inner.state == State::Proceeding && !inner.cancelled;
@@ -362,7 +362,7 @@ impl Handler for TransactionLayer {
             }
             Message::Response(response) => {
                 if let Some(stray) = self.clients.on_response(response) {
-                    debug!(peer = %link.peer(), status = stray.status, "response without a client transaction");
+                    debug!(peer = %link.peer(), status = stray.status.as_u16(), "response without a client transaction");
                     self.user.on_stray_response(stray);
                 }
             }

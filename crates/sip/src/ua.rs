@@ -21,7 +21,7 @@ use crate::core::UserAgent;
 use crate::dialog::{Dialog, DialogId, DialogParts, DialogState, IncomingOffer, OfferAnswer};
 use crate::message::header::{lists_option, RAck};
 use crate::message::validate::Essentials;
-use crate::message::{new_tag, Method, Request, Response, Uri};
+use crate::message::{new_tag, Method, Request, Response, StatusCode, Uri};
 use crate::route::{copy_record_route, RouteSet};
 use crate::session_timer::{self, Support, UasTimer};
 use crate::transaction::{IncomingRequest, ServerTransaction, TransactionUser};
@@ -109,15 +109,15 @@ impl Uas {
 
     fn refuse_early(&self, incoming: &IncomingRequest) -> Option<Response> {
         let request = &incoming.request;
-        let reply = |status: u16| build_response(self.shared.config(), request, status, None, None);
+        let reply = |status: StatusCode| build_response(self.shared.config(), request, status, None, None);
         let config = self.shared.config();
         match &request.method {
             Method::Invite | Method::Bye | Method::Cancel | Method::Options | Method::Update | Method::Prack => {}
-            Method::Extension(_) => return reply(501).map(with_allow),
-            _ => return reply(405).map(with_allow),
+            Method::Extension(_) => return reply(StatusCode::NOT_IMPLEMENTED).map(with_allow),
+            _ => return reply(StatusCode::METHOD_NOT_ALLOWED).map(with_allow),
         }
         if !matches!(request.uri, Uri::Sip(_) | Uri::Tel { .. }) {
-            return reply(416);
+            return reply(StatusCode::UNSUPPORTED_URI_SCHEME);
         }
         let understood = |tag: &&str| {
             config
@@ -128,7 +128,7 @@ impl Uas {
         let unsupported: Vec<&str> =
             request.headers.values("Require").into_iter().filter(|tag| !understood(tag)).collect();
         if !unsupported.is_empty() {
-            let mut response = reply(420)?;
+            let mut response = reply(StatusCode::BAD_EXTENSION)?;
             response.headers.push("Unsupported", unsupported.join(", "));
             return Some(response);
         }
@@ -144,32 +144,32 @@ impl Uas {
                 .map(|(_, tag)| *tag)
                 .collect();
             if !missing.is_empty() {
-                let mut response = reply(421)?;
+                let mut response = reply(StatusCode::EXTENSION_REQUIRED)?;
                 response.headers.push("Require", missing.join(", "));
                 return Some(response);
             }
         }
         if matches!(request.method, Method::Invite | Method::Update) {
             if let UasTimer::TooSmall(min_se) = session_timer::as_uas(&request.headers, &config.session_timer) {
-                let mut response = reply(422)?;
+                let mut response = reply(StatusCode::SESSION_INTERVAL_TOO_SMALL)?;
                 response.headers.push("Min-SE", min_se.to_string());
                 return Some(response);
             }
             if !request.body.is_empty() && !is_sdp(request.headers.get("Content-Type")) {
-                let mut response = reply(415)?;
+                let mut response = reply(StatusCode::UNSUPPORTED_MEDIA_TYPE)?;
                 response.headers.push("Accept", ACCEPT);
                 return Some(response);
             }
             if let Some(encoding) = request.headers.get("Content-Encoding") {
                 if !encoding.eq_ignore_ascii_case("identity") {
-                    let mut response = reply(415)?;
+                    let mut response = reply(StatusCode::UNSUPPORTED_MEDIA_TYPE)?;
                     response.headers.push("Accept-Encoding", "identity");
                     return Some(response);
                 }
             }
             let accept: Vec<&str> = request.headers.values("Accept");
             if request.headers.get("Accept").is_some() && !accept.iter().any(|media| accepts_sdp(media)) {
-                return reply(406);
+                return reply(StatusCode::NOT_ACCEPTABLE);
             }
         }
         None
@@ -183,7 +183,7 @@ impl Uas {
             remote_tag: essentials.from.tag().unwrap_or_default().to_owned(),
         };
         let config = self.shared.config();
-        let respond = |status: u16, body: Option<Bytes>| {
+        let respond = |status: StatusCode, body: Option<Bytes>| {
             if let Some(response) = build_response(config, &request, status, None, body) {
                 transaction.respond(response);
             }
@@ -193,7 +193,7 @@ impl Uas {
             return;
         }
         let Some(dialog) = self.shared.ua.find_dialog(&id) else {
-            respond(481, None);
+            respond(StatusCode::CALL_DOES_NOT_EXIST, None);
             return;
         };
         {
@@ -201,7 +201,7 @@ impl Uas {
             if essentials.cseq.number <= state.remote_cseq && request.method != Method::Cancel {
                 drop(state);
                 warn!(call_id = %id.call_id, "in-dialog request with an old CSeq");
-                respond(500, None);
+                respond(StatusCode::SERVER_INTERNAL_ERROR, None);
                 return;
             }
             state.remote_cseq = essentials.cseq.number;
@@ -209,14 +209,18 @@ impl Uas {
         match request.method {
             Method::Bye => {
                 self.shared.ua.remove_dialog(&id);
-                respond(200, None);
+                respond(StatusCode::OK, None);
                 // A BYE in the early dialog of a 2xx still held: the INVITE ends 487 (§15.1.2).
                 let held = self.shared.early().remove(&early_key(&id.call_id, &id.local_tag));
                 if let Some(reliable) = held {
                     if let Some(entry) = self.shared.pending().remove(&reliable.transaction_id()) {
-                        if let Some(response) =
-                            build_response(config, &entry.request, 487, Some(&entry.local_tag), None)
-                        {
+                        if let Some(response) = build_response(
+                            config,
+                            &entry.request,
+                            StatusCode::REQUEST_TERMINATED,
+                            Some(&entry.local_tag),
+                            None,
+                        ) {
                             reliable.abandon_with(response);
                         }
                     }
@@ -224,13 +228,13 @@ impl Uas {
                 info!(call_id = %id.call_id, "call ended by BYE from the peer");
                 dialog.end("BYE from the peer");
             }
-            Method::Options => respond(200, None),
+            Method::Options => respond(StatusCode::OK, None),
             Method::Invite | Method::Update => {
                 let is_invite = request.method == Method::Invite;
                 let mut state = dialog.state();
                 if state.offer_pending || (is_invite && !state.acked) {
                     drop(state);
-                    respond(491, None);
+                    respond(StatusCode::REQUEST_PENDING, None);
                     return;
                 }
                 if request.body.is_empty() {
@@ -271,14 +275,16 @@ impl Uas {
                         // Dropped unanswered: the call is ending under it (a BYE crossed it);
                         // RFC 3261 §15.1.2 ends pending requests with 487.
                         Err(_) => {
-                            if let Some(response) = build_response(ua.shared.config(), &request, 487, None, None) {
+                            if let Some(response) =
+                                build_response(ua.shared.config(), &request, StatusCode::REQUEST_TERMINATED, None, None)
+                            {
                                 transaction.respond(response);
                             }
                         }
                     }
                 });
             }
-            _ => respond(405, None),
+            _ => respond(StatusCode::METHOD_NOT_ALLOWED, None),
         }
     }
 
@@ -290,25 +296,25 @@ impl Uas {
         let rack = request.headers.get("RAck").and_then(|value| RAck::parse(value).ok());
         let mut released = None;
         let status = match (rack, early) {
-            (None, _) => 400,
+            (None, _) => StatusCode::BAD_REQUEST,
             (Some(rack), Some(reliable)) => {
                 let (acknowledged, release) = reliable.on_prack(&rack, request.body.clone());
                 released = release;
                 match acknowledged {
-                    prack::Acknowledged::Yes => 200,
+                    prack::Acknowledged::Yes => StatusCode::OK,
                     // The provisional response carried our answer: a body now is a new offer,
                     // which ringer does not take before the call is answered (RFC 3262 §5).
-                    prack::Acknowledged::WithOffer => 488,
-                    prack::Acknowledged::No => 481,
+                    prack::Acknowledged::WithOffer => StatusCode::NOT_ACCEPTABLE_HERE,
+                    prack::Acknowledged::No => StatusCode::CALL_DOES_NOT_EXIST,
                 }
             }
-            (Some(_), None) if self.shared.ua.find_dialog(id).is_some() => 200,
-            (Some(_), None) => 481,
+            (Some(_), None) if self.shared.ua.find_dialog(id).is_some() => StatusCode::OK,
+            (Some(_), None) => StatusCode::CALL_DOES_NOT_EXIST,
         };
         if let Some(mut response) = build_response(self.shared.config(), request, status, None, None) {
             match status {
-                400 => response.reason = "Bad Request (RAck missing or malformed)".into(),
-                488 => response.headers.push(
+                StatusCode::BAD_REQUEST => response.reason = "Bad Request (RAck missing or malformed)".into(),
+                StatusCode::NOT_ACCEPTABLE_HERE => response.headers.push(
                     "Warning",
                     "399 ringer \"no new offer in PRACK: the provisional response carried the answer\"",
                 ),
@@ -342,12 +348,16 @@ impl Uas {
                 self.send_success(dialog, transaction, request, Some(sdp), is_invite);
             }
             OfferAnswer::Pending => {
-                if let Some(response) = build_response(self.shared.config(), request, 491, None, None) {
+                if let Some(response) =
+                    build_response(self.shared.config(), request, StatusCode::REQUEST_PENDING, None, None)
+                {
                     transaction.respond(response);
                 }
             }
             OfferAnswer::NotAcceptable(warning) => {
-                if let Some(mut response) = build_response(self.shared.config(), request, 488, None, None) {
+                if let Some(mut response) =
+                    build_response(self.shared.config(), request, StatusCode::NOT_ACCEPTABLE_HERE, None, None)
+                {
                     response.headers.push("Warning", format!("304 ringer \"{warning}\""));
                     transaction.respond(response);
                 }
@@ -365,7 +375,8 @@ impl Uas {
         sdp: Option<Bytes>,
         is_invite: bool,
     ) {
-        let Some(mut response) = build_response(self.shared.config(), request, 200, Some(&dialog.id.local_tag), sdp)
+        let Some(mut response) =
+            build_response(self.shared.config(), request, StatusCode::OK, Some(&dialog.id.local_tag), sdp)
         else {
             return;
         };
@@ -443,7 +454,7 @@ fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
 impl TransactionUser for Uas {
     fn on_request(&self, incoming: IncomingRequest) {
         if let Some(response) = self.refuse_early(&incoming) {
-            debug!(method = %incoming.request.method, status = response.status, "refused");
+            debug!(method = %incoming.request.method, status = response.status.as_u16(), "refused");
             incoming.transaction.respond(response);
             return;
         }
@@ -454,7 +465,7 @@ impl TransactionUser for Uas {
         let config = self.shared.config();
         match incoming.request.method {
             Method::Options => {
-                if let Some(mut response) = build_response(config, &incoming.request, 200, None, None) {
+                if let Some(mut response) = build_response(config, &incoming.request, StatusCode::OK, None, None) {
                     let ports = self.shared.ua.outbound().ports();
                     let secure = addressed_securely(&incoming.request);
                     response.headers.push("Contact", contact(config, ports, incoming.transaction.link(), secure));
@@ -470,7 +481,8 @@ impl TransactionUser for Uas {
                 let requires_100rel = lists_option(&request.headers, "Require", "100rel");
                 let reliable = match config.rel100 != Support::Off && (supports_100rel || requires_100rel) {
                     true => {
-                        let timeout = build_response(config, &request, 504, Some(&local_tag), None);
+                        let timeout =
+                            build_response(config, &request, StatusCode::SERVER_TIMEOUT, Some(&local_tag), None);
                         timeout.map(|mut timeout| {
                             timeout
                                 .headers
@@ -516,7 +528,9 @@ impl TransactionUser for Uas {
             }
             // BYE and UPDATE outside a dialog.
             _ => {
-                if let Some(response) = build_response(config, &incoming.request, 481, None, None) {
+                if let Some(response) =
+                    build_response(config, &incoming.request, StatusCode::CALL_DOES_NOT_EXIST, None, None)
+                {
                     incoming.transaction.respond(response);
                 }
             }
@@ -559,7 +573,9 @@ impl TransactionUser for Uas {
         else {
             return;
         };
-        if let Some(response) = build_response(self.shared.config(), &request, 487, Some(&local_tag), None) {
+        if let Some(response) =
+            build_response(self.shared.config(), &request, StatusCode::REQUEST_TERMINATED, Some(&local_tag), None)
+        {
             invite.respond(response);
         }
         // A 2xx held behind an unacknowledged provisional response is never sent.
@@ -623,7 +639,7 @@ impl PendingInvite {
     /// (RFC 3262) when the caller supports 100rel and it carries SDP, or when 100rel is
     /// required; then the returned receiver hears the body of its PRACK (the answer, when the
     /// provisional carried the offer).
-    pub fn provisional(&self, status: u16, sdp: Option<Bytes>) -> Option<oneshot::Receiver<Bytes>> {
+    pub fn provisional(&self, status: StatusCode, sdp: Option<Bytes>) -> Option<oneshot::Receiver<Bytes>> {
         let mut response = build_response(self.shared.config(), &self.request, status, Some(&self.local_tag), sdp)?;
         let ports = self.shared.ua.outbound().ports();
         let secure = addressed_securely(&self.request);
@@ -651,7 +667,8 @@ impl PendingInvite {
     /// (RFC 3262 §3): the dialog exists at once, and ends if no PRACK comes.
     pub fn answer(mut self, sdp: Bytes) -> Option<CallHandle> {
         let config = self.shared.config();
-        let mut response = build_response(config, &self.request, 200, Some(&self.local_tag), Some(sdp.clone()))?;
+        let mut response =
+            build_response(config, &self.request, StatusCode::OK, Some(&self.local_tag), Some(sdp.clone()))?;
         let secure = addressed_securely(&self.request);
         response
             .headers
@@ -723,7 +740,7 @@ impl PendingInvite {
 
     /// Answers with a final non-2xx status; `reason` overrides the standard phrase, `warning`
     /// adds a Warning header (e.g. for 488).
-    pub fn reject(self, status: u16, reason: Option<&str>, warning: Option<&str>) {
+    pub fn reject(self, status: StatusCode, reason: Option<&str>, warning: Option<&str>) {
         if let Some(mut response) =
             build_response(self.shared.config(), &self.request, status, Some(&self.local_tag), None)
         {
@@ -767,9 +784,13 @@ impl Drop for PendingInvite {
         }
         if !self.transaction.is_final() {
             // Never leave the caller ringing because a handler forgot the call.
-            if let Some(response) =
-                build_response(self.shared.config(), &self.request, 500, Some(&self.local_tag), None)
-            {
+            if let Some(response) = build_response(
+                self.shared.config(),
+                &self.request,
+                StatusCode::SERVER_INTERNAL_ERROR,
+                Some(&self.local_tag),
+                None,
+            ) {
                 self.transaction.respond(response);
             }
         }

@@ -221,7 +221,7 @@ impl OutgoingCall {
                 None => self.responses.recv().await,
             };
             let Some(response) = received else { return Progress::TimedOut };
-            match response.status {
+            match response.status.as_u16() {
                 100..=199 => {
                     self.provisional_seen = true;
                     if self.cancel == CancelState::Waiting {
@@ -329,7 +329,7 @@ impl OutgoingCall {
         tokio::spawn(async move {
             match clients.send(&prack, &link).await {
                 Ok(response) if response.status < 300 => {}
-                Ok(response) => debug!(status = response.status, "PRACK refused"),
+                Ok(response) => debug!(status = response.status.as_u16(), "PRACK refused"),
                 Err(error) => debug!(%error, "PRACK got no answer"),
             }
         });

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use sip::message::header::{CSeq, NameAddr, Via};
-use sip::message::{parse_datagram, parse_message, Headers, Message, Method, Request, Response, Uri};
+use sip::message::{parse_datagram, parse_message, Headers, Message, Method, Request, Response, StatusCode, Uri};
 
 fn token() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9][a-zA-Z0-9.!%*_+`'~-]{0,11}"
@@ -95,7 +95,7 @@ fn message() -> impl Strategy<Value = Message> {
             Message::Request(Request { method: Method::from_token(&method), uri, headers, body })
         }),
         (100u16..=699, "([!-~]([ -~]{0,20}[!-~])?)?", headers(), body()).prop_map(|(status, reason, headers, body)| {
-            Message::Response(Response { status, reason, headers, body })
+            Message::Response(Response { status: StatusCode::new(status).expect("100-699"), reason, headers, body })
         }),
     ]
 }

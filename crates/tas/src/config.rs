@@ -12,6 +12,7 @@ use crate::call::routing::Direction;
 use domain::config::{read_toml, ConfigError};
 use domain::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
 pub use registrar::config::{AuthConfig, CoreApiConfig, RegistrarConfig};
+use sip::message::StatusCode;
 
 /// Everything `ringer serve` reads from its `--config` file.
 #[derive(Debug, Clone, Deserialize)]
@@ -225,7 +226,10 @@ pub struct CallsConfig {
 
 impl Default for CallsConfig {
     fn default() -> Self {
-        Self { unknown_number: Action::reject(404), unexpected: Action::reject(403) }
+        Self {
+            unknown_number: Action::reject(StatusCode::NOT_FOUND),
+            unexpected: Action::reject(StatusCode::FORBIDDEN),
+        }
     }
 }
 

@@ -115,7 +115,7 @@ async fn call(harness: &mut Harness, number: &Msisdn, direction: Direction) -> F
             got,
             evidence,
         ),
-        (Ok(line), Ok(status @ 200..=299)) => {
+        (Ok(line), Ok(status)) if status.is_success() => {
             evidence.push(line);
             evidence.push(format!("BYE answered {status}"));
             harness.settled("every leg ended after the caller's BYE (the TAS relays BYE to leg 3)", evidence).await

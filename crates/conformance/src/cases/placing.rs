@@ -224,7 +224,7 @@ fn judge(
             status => Observed::Refused(status),
         },
         (None, Some(Progress::Failed(response))) => {
-            Observed::Refused(if leg2.status >= 300 { leg2.status } else { response.status })
+            Observed::Refused(if leg2.status >= 300 { leg2.status } else { response.status.as_u16() })
         }
         // No final response, or none the caller could use: the caller's account says so.
         (None, _) => return Err(Finding::fail("a final response", "none", Vec::new())),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use domain::types::{Direction, Msisdn, Registration, RouteType};
+use sip::message::StatusCode;
 
 use super::media::connect_media;
 use super::placing::{place, Established, Placed};
@@ -91,10 +92,11 @@ async fn run_race(harness: &mut Harness, number: &Msisdn, direction: Direction, 
                 Ok(Err(error)) => format!("re-INVITE ended: {error}"),
                 Err(_) => "re-INVITE unanswered after 10 s".to_owned(),
             });
-            evidence.push(format!("BYE: {}", bye.as_ref().map(u16::to_string).unwrap_or_else(|e| e.to_string())));
+            evidence
+                .push(format!("BYE: {}", bye.as_ref().map(StatusCode::to_string).unwrap_or_else(|e| e.to_string())));
             match (reinvite, bye) {
                 (Err(_), _) => Some("the re-INVITE got no final response after the BYE".to_owned()),
-                (_, Ok(200..=299)) => None,
+                (_, Ok(status)) if status.is_success() => None,
                 (_, bye) => Some(format!("BYE answered {bye:?}")),
             }
         }
@@ -110,12 +112,15 @@ async fn run_race(harness: &mut Harness, number: &Msisdn, direction: Direction, 
             // The far end's BYE is on its way the moment the caller's leaves.
             harness.sbc().handsets().hang_up_all();
             let bye = call.hangup().await;
-            evidence
-                .push(format!("caller's BYE: {}", bye.as_ref().map(u16::to_string).unwrap_or_else(|e| e.to_string())));
+            evidence.push(format!(
+                "caller's BYE: {}",
+                bye.as_ref().map(StatusCode::to_string).unwrap_or_else(|e| e.to_string())
+            ));
             match bye {
                 // The far end's BYE may reach the caller first: then the caller's crosses
                 // it (481 is right) or is never sent.
-                Ok(200..=299 | 481) | Err(sip::dialog::DialogError::NoDialog) => None,
+                Ok(status) if status.is_success() || status == StatusCode::CALL_DOES_NOT_EXIST => None,
+                Err(sip::dialog::DialogError::NoDialog) => None,
                 bye => Some(format!("BYE answered {bye:?}")),
             }
         }

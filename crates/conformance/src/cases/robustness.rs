@@ -26,7 +26,7 @@ impl CaseFamily for Robustness {
                 let text = message.replace("{local}", &probe.local.to_string());
                 probe.send(text.as_bytes()).await?;
                 match probe.next_message(Duration::from_secs(2)).await {
-                    Ok(Message::Response(response)) if (400..500).contains(&response.status) => {
+                    Ok(Message::Response(response)) if response.status.class() == 4 => {
                         Ok(format!("{label}: {} {}", response.status, response.reason))
                     }
                     Ok(Message::Response(response)) => Err(format!("{label}: {} {}", response.status, response.reason)),

@@ -56,8 +56,9 @@ pub(crate) async fn options(harness: &Harness) -> Result<Vec<String>, String> {
     probe.send(request.as_bytes()).await?;
     let response = probe.final_response(PROBE_TIMEOUT).await?;
     evidence.push(format!("{} {}", response.status, response.reason));
-    match response.status {
-        200..=299 => Ok(evidence),
-        _ => Err(excerpt(&response.to_bytes())),
+    if response.status.is_success() {
+        Ok(evidence)
+    } else {
+        Err(excerpt(&response.to_bytes()))
     }
 }

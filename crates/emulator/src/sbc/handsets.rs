@@ -12,6 +12,7 @@ use crate::config::{HandsetConfig, HandsetMode};
 use crate::numbers::addressed_number;
 use domain::types::Msisdn;
 use sip::dialog::{DialogId, OfferAnswer};
+use sip::message::StatusCode;
 use sip::ua::{PendingInvite, SessionHandler};
 
 /// An INVITE a handset received (what reached "Bob").
@@ -28,7 +29,7 @@ pub struct ReceivedCall {
     /// Diversion values, in order.
     pub diversion: Vec<String>,
     /// What the handset answered.
-    pub status: u16,
+    pub status: StatusCode,
 }
 
 /// The handsets and what they saw.
@@ -82,7 +83,7 @@ impl Handsets {
         self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn remember(&self, invite: &PendingInvite, number: &Msisdn, status: u16) {
+    fn remember(&self, invite: &PendingInvite, number: &Msisdn, status: StatusCode) {
         let headers = &invite.request().headers;
         self.received.lock().unwrap_or_else(PoisonError::into_inner).push(ReceivedCall {
             number: number.clone(),
@@ -130,26 +131,26 @@ impl SessionHandler for HandsetHandler {
         let handsets = self.0.clone();
         let number = addressed_number(&invite.request().uri);
         let Some((number, config)) = number.and_then(|n| handsets.current(&n).map(|c| (n, c))) else {
-            invite.reject(404, None, None);
+            invite.reject(StatusCode::NOT_FOUND, None, None);
             return;
         };
         tokio::spawn(async move {
             let status = match config.mode {
-                HandsetMode::Busy => 486,
-                HandsetMode::Unreachable => 480,
-                HandsetMode::Answer => 200,
-                HandsetMode::NoAnswer => 487,
+                HandsetMode::Busy => StatusCode::BUSY_HERE,
+                HandsetMode::Unreachable => StatusCode::TEMPORARILY_UNAVAILABLE,
+                HandsetMode::Answer => StatusCode::OK,
+                HandsetMode::NoAnswer => StatusCode::REQUEST_TERMINATED,
             };
             handsets.remember(&invite, &number, status);
             info!(%number, mode = ?config.mode, "handset got a call");
             match config.mode {
                 HandsetMode::Busy | HandsetMode::Unreachable => invite.reject(status, None, None),
                 HandsetMode::NoAnswer => {
-                    invite.provisional(180, None);
+                    invite.provisional(StatusCode::RINGING, None);
                     invite.cancelled().await;
                 }
                 HandsetMode::Answer => {
-                    invite.provisional(180, None);
+                    invite.provisional(StatusCode::RINGING, None);
                     tokio::select! {
                         () = invite.cancelled() => return,
                         () = tokio::time::sleep(config.ring_time) => {}

@@ -33,7 +33,7 @@ use sip::config::UaConfig;
 use sip::core::UserAgent;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
-use sip::message::{Request, Uri};
+use sip::message::{Request, StatusCode, Uri};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
 use sip::ua::{PendingInvite, SessionHandler};
@@ -93,7 +93,7 @@ pub struct LegRecord {
     pub leg: u8,
     /// Its Request-URI.
     pub request_uri: String,
-    /// Its final status (0 while under way).
+    /// Its final status code (0 while under way), as the harness reads and reports it.
     pub status: u16,
     /// Why the core gave `status` itself, when the far end gave none: the connection or TLS
     /// handshake failed, no final response came (Timer B), a CANCEL got no answer. A harness
@@ -122,7 +122,7 @@ pub struct SbcCall {
     pub session_id: String,
     /// The legs, in the order they were created.
     pub legs: Vec<LegRecord>,
-    /// The final status the caller got (0 while under way).
+    /// The final status code the caller got (0 while under way).
     pub status: u16,
 }
 
@@ -395,7 +395,7 @@ async fn leg2(
         Err(error) => Err(error.to_string()),
     };
     placed.map(|leg| (leg, index)).map_err(|why| {
-        set_leg_by_core(call, index, 503, format!("leg 2 never reached the TAS: {why}"));
+        set_leg_by_core(call, index, StatusCode::SERVICE_UNAVAILABLE, format!("leg 2 never reached the TAS: {why}"));
         why
     })
 }
@@ -406,9 +406,10 @@ async fn callee_leg(
     incoming: &PendingInvite,
     number: &Msisdn,
     call: &SharedCall,
-) -> Result<(OutgoingCall, usize), (u16, String)> {
+) -> Result<(OutgoingCall, usize), (StatusCode, String)> {
     let ua = &shared.access;
-    let target = shared.callee_target(number).ok_or((404, format!("no handset or route for {number}")))?;
+    let target =
+        shared.callee_target(number).ok_or((StatusCode::NOT_FOUND, format!("no handset or route for {number}")))?;
     let host = match Uri::parse(&target) {
         Ok(Uri::Sip(sip)) => {
             let mut host = sip.host.clone();
@@ -417,16 +418,17 @@ async fn callee_leg(
             }
             host
         }
-        _ => return Err((500, format!("bad route target {target}"))),
+        _ => return Err((StatusCode::SERVER_INTERNAL_ERROR, format!("bad route target {target}"))),
     };
     let spec = spec_from(incoming, phone_uri(number.as_str(), &host), Vec::new());
-    let link = ua.outbound().link_to(&target).await.map_err(|error| (503, error.to_string()))?;
+    let link =
+        ua.outbound().link_to(&target).await.map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
     let index = add_leg(call, 4, &spec);
     match ua.invite(spec, link) {
         Ok(leg) => Ok((leg, index)),
         Err(error) => {
-            set_leg_by_core(call, index, 503, format!("not sent: {error}"));
-            Err((503, error.to_string()))
+            set_leg_by_core(call, index, StatusCode::SERVICE_UNAVAILABLE, format!("not sent: {error}"));
+            Err((StatusCode::SERVICE_UNAVAILABLE, error.to_string()))
         }
     }
 }
@@ -437,16 +439,16 @@ fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
     call.legs.len() - 1
 }
 
-fn set_leg_status(call: &SharedCall, index: usize, status: u16) {
+fn set_leg_status(call: &SharedCall, index: usize, status: StatusCode) {
     if let Some(leg) = lock(call).legs.get_mut(index) {
-        leg.status = status;
+        leg.status = status.as_u16();
     }
 }
 
 /// Records a status the core gave leg `index` itself because its far end gave none.
-fn set_leg_by_core(call: &SharedCall, index: usize, status: u16, why: String) {
+fn set_leg_by_core(call: &SharedCall, index: usize, status: StatusCode, why: String) {
     if let Some(leg) = lock(call).legs.get_mut(index) {
-        leg.status = status;
+        leg.status = status.as_u16();
         leg.by_core = Some(why);
     }
 }
@@ -462,18 +464,23 @@ fn record_cancelled(shared: &Shared, call: &SharedCall, index: usize, cancelling
     tokio::spawn(async move {
         match cancelling.outcome().await {
             Some(status) => set_leg_status(&call, index, status),
-            None => set_leg_by_core(&call, index, 408, "no final response after the CANCEL (64*T1)".into()),
+            None => set_leg_by_core(
+                &call,
+                index,
+                StatusCode::REQUEST_TIMEOUT,
+                "no final response after the CANCEL (64*T1)".into(),
+            ),
         }
         settling.fetch_sub(1, Ordering::Relaxed);
     });
 }
 
 /// Records that the legs at `indexes` got `status`, and the call too when it is final for the caller.
-fn answered(call: &SharedCall, indexes: &[usize], status: u16) {
+fn answered(call: &SharedCall, indexes: &[usize], status: StatusCode) {
     for index in indexes {
         set_leg_status(call, *index, status);
     }
-    lock(call).status = status;
+    lock(call).status = status.as_u16();
 }
 
 /// Rings `leg` for `incoming` (the leg at `incoming_index`) and, when it answers, joins the
@@ -485,7 +492,7 @@ async fn bridge(
     leg: OutgoingCall,
     call: &SharedCall,
     index: usize,
-) -> u16 {
+) -> StatusCode {
     match b2bua::ring(&incoming, leg, None).await {
         LegOutcome::Answered(callee, response) => {
             let status = response.status;
@@ -499,13 +506,13 @@ async fn bridge(
             response.status
         }
         LegOutcome::Unreachable => {
-            set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into());
-            incoming.reject(408, None, None);
-            408
+            set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
+            incoming.reject(StatusCode::REQUEST_TIMEOUT, None, None);
+            StatusCode::REQUEST_TIMEOUT
         }
         LegOutcome::NoAnswer(cancelling) | LegOutcome::CallerCancelled(cancelling) => {
             record_cancelled(shared, call, index, cancelling);
-            487
+            StatusCode::REQUEST_TERMINATED
         }
     }
 }
@@ -513,7 +520,7 @@ async fn bridge(
 /// Leg 1: find the registrations of caller and callee and route the call.
 async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
     let Some(callee) = addressed_number(&invite.request().uri) else {
-        invite.reject(404, None, Some("the Request-URI holds no E.164 number"));
+        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
         return;
     };
     let caller = caller(&invite.request().headers, &invite.essentials().from);
@@ -576,13 +583,13 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         _ => direct(&shared, invite, &callee, &call).await,
     };
     let mut call = lock(&call);
-    call.status = status;
+    call.status = status.as_u16();
     if let Some(leg) = call.legs.first_mut() {
-        leg.status = status;
+        leg.status = status.as_u16();
     }
 }
 
-async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> u16 {
+async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> StatusCode {
     match callee_leg(shared, &invite, callee, call).await {
         Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
         Err((status, why)) => {
@@ -604,20 +611,20 @@ struct ViaTas<'a> {
 
 impl ViaTas<'_> {
     /// Loop: leg 2 to the TAS, bridged to leg 1.
-    async fn to_tas(&self, invite: PendingInvite) -> u16 {
+    async fn to_tas(&self, invite: PendingInvite) -> StatusCode {
         let Self { shared, registration, prefix, callee, call } = *self;
         match leg2(shared, &invite, registration, prefix, callee, call).await {
             Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
             Err(why) => {
                 warn!(sip_uri = %registration.registration.sip_uri, why, "TAS unreachable");
-                invite.reject(503, None, Some(&format!("TAS unreachable: {why}")));
-                503
+                invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(&format!("TAS unreachable: {why}")));
+                StatusCode::SERVICE_UNAVAILABLE
             }
         }
     }
 
     /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
-    async fn fork(&self, invite: PendingInvite) -> u16 {
+    async fn fork(&self, invite: PendingInvite) -> StatusCode {
         let Self { shared, registration, prefix, callee, call } = *self;
         let mut legs: [Option<(RelayedLeg, usize)>; 2] = [None, None];
         match leg2(shared, &invite, registration, prefix, callee, call).await {
@@ -628,10 +635,11 @@ impl ViaTas<'_> {
             Ok((leg, index)) => legs[1] = Some((RelayedLeg::new(leg), index)),
             Err((_, why)) => warn!(why, "fork: callee unreachable"),
         }
-        let mut best: Option<(u16, String)> = None;
+        let mut best: Option<(StatusCode, String)> = None;
         loop {
             if legs.iter().all(Option::is_none) {
-                let (status, reason) = best.unwrap_or((480, "Temporarily Unavailable".into()));
+                let (status, reason) =
+                    best.unwrap_or((StatusCode::TEMPORARILY_UNAVAILABLE, "Temporarily Unavailable".into()));
                 invite.reject(status, Some(&reason), None);
                 return status;
             }
@@ -642,7 +650,7 @@ impl ViaTas<'_> {
                     for (leg, index) in legs.iter_mut().filter_map(Option::take) {
                         record_cancelled(shared, call, index, b2bua::cancel_in_background(leg.into_leg()));
                     }
-                    return 487;
+                    return StatusCode::REQUEST_TERMINATED;
                 }
                 progress = settle(tas, &invite) => (0, progress),
                 progress = settle(phone, &invite) => (1, progress),
@@ -672,7 +680,7 @@ impl ViaTas<'_> {
                 }
                 Progress::Cancelled | Progress::TimedOut => {
                     if let Some((_, index)) = legs[which].take() {
-                        set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into());
+                        set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
                     }
                 }
             }
@@ -680,7 +688,7 @@ impl ViaTas<'_> {
     }
 
     /// Fallback: the callee first; on busy, unavailable or no answer in time, the TAS.
-    async fn fallback(&self, invite: PendingInvite) -> u16 {
+    async fn fallback(&self, invite: PendingInvite) -> StatusCode {
         let Self { shared, callee, call, .. } = *self;
         match callee_leg(shared, &invite, callee, call).await {
             Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
@@ -690,7 +698,7 @@ impl ViaTas<'_> {
                     b2bua::join(invite, callee_call, response).await;
                     return status;
                 }
-                LegOutcome::Refused(response) if matches!(response.status, 486 | 600 | 480 | 408) => {
+                LegOutcome::Refused(response) if matches!(response.status.as_u16(), 486 | 600 | 480 | 408) => {
                     set_leg_status(call, index, response.status);
                 }
                 LegOutcome::Refused(response) => {
@@ -699,10 +707,12 @@ impl ViaTas<'_> {
                     return response.status;
                 }
                 LegOutcome::NoAnswer(cancelling) => record_cancelled(shared, call, index, cancelling),
-                LegOutcome::Unreachable => set_leg_by_core(call, index, 408, NO_FINAL_RESPONSE.into()),
+                LegOutcome::Unreachable => {
+                    set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into())
+                }
                 LegOutcome::CallerCancelled(cancelling) => {
                     record_cancelled(shared, call, index, cancelling);
-                    return 487;
+                    return StatusCode::REQUEST_TERMINATED;
                 }
             },
             Err((_, why)) => warn!(why, "fallback: callee unreachable, trying the TAS"),
@@ -723,7 +733,7 @@ async fn settle(slot: &mut Option<(RelayedLeg, usize)>, caller: &PendingInvite) 
 async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let call_id = invite.essentials().call_id.clone();
     let Some(number) = addressed_number(&invite.request().uri) else {
-        invite.reject(404, None, Some("the Request-URI holds no E.164 number"));
+        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
         return;
     };
     let session = session_id_of(invite.request()).and_then(|id| shared.sessions().get(&id).cloned());
@@ -745,7 +755,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
                 None => "leg 3 must carry the Session-ID of leg 2 (RFC 7989)",
             };
             warn!(%call_id, request_uri = %invite.request().uri, why, "INVITE from a TAS refused");
-            invite.reject(403, None, Some(why));
+            invite.reject(StatusCode::FORBIDDEN, None, Some(why));
             return;
         }
     };
@@ -767,7 +777,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     set_leg_status(&call, leg3_index, status);
     let mut record = lock(&call);
     if record.route == CallRoute::Ingress {
-        record.status = status;
+        record.status = status.as_u16();
     }
 }
 
@@ -789,7 +799,7 @@ struct SideHandler {
 impl SessionHandler for SideHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let Some(shared) = self.shared.upgrade() else {
-            invite.reject(503, None, Some("the SBC is stopping"));
+            invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some("the SBC is stopping"));
             return;
         };
         match self.side {

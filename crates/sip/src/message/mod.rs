@@ -18,6 +18,6 @@ pub mod validate;
 pub use headers::{Header, HeaderName, Headers};
 pub use method::Method;
 pub use parse::{frame_stream, parse_datagram, parse_message, Framing, ParseError};
-pub use status::reason_phrase;
+pub use status::{reason_phrase, BadStatusCode, StatusCode};
 pub use types::{new_tag, Message, Request, Response};
 pub use uri::Uri;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::headers::Headers;
 use super::method::Method;
+use super::status::StatusCode;
 use super::types::{Message, Request, Response};
 use super::uri::Uri;
 
@@ -18,7 +19,7 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 400, 505 (version) or 513 (too large).
-    pub status: u16,
+    pub status: StatusCode,
     /// A reason phrase naming the fault.
     pub reason: String,
     /// Whether the start line looked like a request (only requests are answered).
@@ -36,7 +37,7 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl ParseError {
-    fn new(status: u16, reason: impl Into<String>, is_request: bool, headers: Option<Headers>) -> Self {
+    fn new(status: StatusCode, reason: impl Into<String>, is_request: bool, headers: Option<Headers>) -> Self {
         Self { status, reason: reason.into(), is_request, headers }
     }
 }
@@ -76,7 +77,12 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
     }
     let Some(header_end) = find_header_end(&buf[..buf.len().min(MAX_MESSAGE_SIZE)]) else {
         if buf.len() >= MAX_MESSAGE_SIZE {
-            return Framing::Invalid(ParseError::new(513, "Message Too Large", looks_like_request(buf), None));
+            return Framing::Invalid(ParseError::new(
+                StatusCode::MESSAGE_TOO_LARGE,
+                "Message Too Large",
+                looks_like_request(buf),
+                None,
+            ));
         }
         return Framing::Incomplete;
     };
@@ -90,13 +96,15 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
         Ok(Some(length)) => length,
         Ok(None) => {
             return Framing::Invalid(ParseError::new(
-                400,
+                StatusCode::BAD_REQUEST,
                 "Missing Content-Length on a stream transport",
                 is_request,
                 Some(headers),
             ))
         }
-        Err(reason) => return Framing::Invalid(ParseError::new(400, reason, is_request, Some(headers))),
+        Err(reason) => {
+            return Framing::Invalid(ParseError::new(StatusCode::BAD_REQUEST, reason, is_request, Some(headers)))
+        }
     };
     match header_end.checked_add(content_length) {
         Some(total) if total <= MAX_MESSAGE_SIZE => {
@@ -106,7 +114,12 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
                 Framing::Incomplete
             }
         }
-        _ => Framing::Invalid(ParseError::new(513, "Message Too Large", is_request, Some(headers))),
+        _ => Framing::Invalid(ParseError::new(
+            StatusCode::MESSAGE_TOO_LARGE,
+            "Message Too Large",
+            is_request,
+            Some(headers),
+        )),
     }
 }
 
@@ -131,25 +144,42 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
     let bytes = &bytes[start..];
     let is_request = looks_like_request(bytes);
     if bytes.len() > MAX_MESSAGE_SIZE {
-        return Err(ParseError::new(513, "Message Too Large", is_request, None));
+        return Err(ParseError::new(StatusCode::MESSAGE_TOO_LARGE, "Message Too Large", is_request, None));
     }
     // A datagram's end also ends its header section when the empty line is missing.
     let header_end = match find_header_end(bytes) {
         Some(end) => end,
         None if datagram => bytes.len(),
-        None => return Err(ParseError::new(400, "Header section not terminated by an empty line", is_request, None)),
+        None => {
+            return Err(ParseError::new(
+                StatusCode::BAD_REQUEST,
+                "Header section not terminated by an empty line",
+                is_request,
+                None,
+            ))
+        }
     };
     let (start_line, headers) = read_head(&bytes[..header_end])?;
     let available = &bytes[header_end..];
     let body = match content_length(&headers) {
-        Err(reason) => return Err(ParseError::new(400, reason, is_request, Some(headers))),
+        Err(reason) => return Err(ParseError::new(StatusCode::BAD_REQUEST, reason, is_request, Some(headers))),
         Ok(Some(length)) if length > available.len() => {
-            return Err(ParseError::new(400, "Content-Length exceeds the message", is_request, Some(headers)))
+            return Err(ParseError::new(
+                StatusCode::BAD_REQUEST,
+                "Content-Length exceeds the message",
+                is_request,
+                Some(headers),
+            ))
         }
         Ok(Some(length)) => &available[..length],
         Ok(None) if datagram => available,
         Ok(None) => {
-            return Err(ParseError::new(400, "Missing Content-Length on a stream transport", is_request, Some(headers)))
+            return Err(ParseError::new(
+                StatusCode::BAD_REQUEST,
+                "Missing Content-Length on a stream transport",
+                is_request,
+                Some(headers),
+            ))
         }
     };
     let body = Bytes::copy_from_slice(body);
@@ -158,8 +188,9 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
             .map_err(|(status, reason)| ParseError::new(status, reason, true, Some(headers.clone())))?;
         Ok(Message::Request(Request { method, uri, headers, body }))
     } else {
-        let (status, reason) = status_line(start_line)
-            .ok_or_else(|| ParseError::new(400, "Malformed Status-Line", false, Some(headers.clone())))?;
+        let (status, reason) = status_line(start_line).ok_or_else(|| {
+            ParseError::new(StatusCode::BAD_REQUEST, "Malformed Status-Line", false, Some(headers.clone()))
+        })?;
         Ok(Message::Response(Response { status, reason: reason.to_owned(), headers, body }))
     }
 }
@@ -167,8 +198,8 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
 /// Splits the head (start line and headers, up to and including the empty line).
 fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
     let is_request = looks_like_request(head);
-    let text =
-        std::str::from_utf8(head).map_err(|_| ParseError::new(400, "Header section is not UTF-8", is_request, None))?;
+    let text = std::str::from_utf8(head)
+        .map_err(|_| ParseError::new(StatusCode::BAD_REQUEST, "Header section is not UTF-8", is_request, None))?;
     let mut lines = text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
     let start_line = lines.next().unwrap_or_default();
     let mut headers = Headers::new();
@@ -180,7 +211,12 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 §7.3.1): one SP stands for the line break.
             let (_, value) = current.as_mut().ok_or_else(|| {
-                ParseError::new(400, "Header section starts with a continuation line", is_request, None)
+                ParseError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Header section starts with a continuation line",
+                    is_request,
+                    None,
+                )
             })?;
             value.push(' ');
             value.push_str(line.trim());
@@ -190,11 +226,11 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
             headers.push(&name, value.trim().to_owned());
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(ParseError::new(400, "Malformed header line (no colon)", is_request, None));
+            return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header line (no colon)", is_request, None));
         };
         let name = name.trim_end_matches([' ', '\t']);
         if !super::grammar::is_token(name) {
-            return Err(ParseError::new(400, "Malformed header name", is_request, None));
+            return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header name", is_request, None));
         }
         current = Some((name.to_owned(), value.trim().to_owned()));
     }
@@ -219,43 +255,43 @@ fn content_length(headers: &Headers) -> Result<Option<usize>, &'static str> {
 }
 
 /// `Method SP Request-URI SP SIP-Version`, single spaces exactly (RFC 3261 §7.1).
-fn request_line(line: &str) -> Result<(Method, Uri), (u16, &'static str)> {
+fn request_line(line: &str) -> Result<(Method, Uri), (StatusCode, &'static str)> {
     let parts: Vec<&str> = line.split(' ').collect();
     let [method, uri, version] = parts.as_slice() else {
-        return Err((400, "Malformed Request-Line"));
+        return Err((StatusCode::BAD_REQUEST, "Malformed Request-Line"));
     };
     if !super::grammar::is_token(method) {
-        return Err((400, "Malformed method"));
+        return Err((StatusCode::BAD_REQUEST, "Malformed method"));
     }
     check_version(version)?;
-    let uri = Uri::parse(uri).map_err(|_| (400, "Malformed Request-URI"))?;
+    let uri = Uri::parse(uri).map_err(|_| (StatusCode::BAD_REQUEST, "Malformed Request-URI"))?;
     Ok((Method::from_token(method), uri))
 }
 
-fn check_version(version: &str) -> Result<(), (u16, &'static str)> {
+fn check_version(version: &str) -> Result<(), (StatusCode, &'static str)> {
     let Some(number) = version.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).map(|_| &version[4..]) else {
-        return Err((400, "Malformed SIP-Version"));
+        return Err((StatusCode::BAD_REQUEST, "Malformed SIP-Version"));
     };
     let well_formed = number.split_once('.').is_some_and(|(major, minor)| {
         [major, minor].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     });
     match (well_formed, number) {
         (true, "2.0") => Ok(()),
-        (true, _) => Err((505, "Version Not Supported")),
-        (false, _) => Err((400, "Malformed SIP-Version")),
+        (true, _) => Err((StatusCode::VERSION_NOT_SUPPORTED, "Version Not Supported")),
+        (false, _) => Err((StatusCode::BAD_REQUEST, "Malformed SIP-Version")),
     }
 }
 
 /// `SIP-Version SP Status-Code SP Reason-Phrase`.
-fn status_line(line: &str) -> Option<(u16, &str)> {
+fn status_line(line: &str) -> Option<(StatusCode, &str)> {
     let (version, rest) = line.split_once(' ')?;
     check_version(version).ok()?;
     let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let status: u16 = code.parse().ok()?;
-    (100..=699).contains(&status).then_some((status, reason))
+    let status = StatusCode::new(code.parse().ok()?).ok()?;
+    Some((status, reason))
 }
 
 #[cfg(test)]
@@ -276,11 +312,20 @@ mod tests {
         assert_eq!(frame_stream(b"\r\nOPT"), Framing::KeepAlive { consumed: 2, ping: false });
         assert_eq!(frame_stream(b"\r\n"), Framing::Incomplete);
         let no_length = b"OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\r\n";
-        assert!(matches!(frame_stream(no_length), Framing::Invalid(ParseError { status: 400, .. })));
+        assert!(matches!(
+            frame_stream(no_length),
+            Framing::Invalid(ParseError { status: StatusCode::BAD_REQUEST, .. })
+        ));
         let huge = b"OPTIONS sip:u@h SIP/2.0\r\nContent-Length: 70000\r\n\r\n";
-        assert!(matches!(frame_stream(huge), Framing::Invalid(ParseError { status: 513, .. })));
+        assert!(matches!(
+            frame_stream(huge),
+            Framing::Invalid(ParseError { status: StatusCode::MESSAGE_TOO_LARGE, .. })
+        ));
         let endless = vec![b'a'; MAX_MESSAGE_SIZE + 1];
-        assert!(matches!(frame_stream(&endless), Framing::Invalid(ParseError { status: 513, .. })));
+        assert!(matches!(
+            frame_stream(&endless),
+            Framing::Invalid(ParseError { status: StatusCode::MESSAGE_TOO_LARGE, .. })
+        ));
     }
 
     #[test]

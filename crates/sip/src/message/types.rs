@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::header::NameAddr;
 use super::headers::Headers;
 use super::method::Method;
+use super::status::StatusCode;
 use super::uri::Uri;
 
 /// A SIP request.
@@ -25,8 +26,8 @@ pub struct Request {
 /// A SIP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// The status code, 100 to 699.
-    pub status: u16,
+    /// The status code.
+    pub status: StatusCode,
     /// The reason phrase (may be empty).
     pub reason: String,
     /// The header fields.
@@ -80,7 +81,7 @@ pub fn new_tag() -> String {
 impl Response {
     /// Adds `tag` to the To header unless it has one; a 100 Trying carries none.
     pub fn add_to_tag(&mut self, tag: &str) {
-        if self.status == 100 {
+        if self.status == StatusCode::TRYING {
             return;
         }
         if let Some(to) = self.headers.get("To") {

@@ -3,6 +3,7 @@
 
 use super::header::{CSeq, NameAddr, Via};
 use super::headers::Headers;
+use super::status::StatusCode;
 use super::types::{Request, Response};
 use super::uri::Uri;
 
@@ -10,14 +11,14 @@ use super::uri::Uri;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The status code to answer with.
-    pub status: u16,
+    pub status: StatusCode,
     /// The reason phrase.
     pub reason: String,
 }
 
 impl Rejection {
     fn bad(reason: impl Into<String>) -> Self {
-        Self { status: 400, reason: reason.into() }
+        Self { status: StatusCode::BAD_REQUEST, reason: reason.into() }
     }
 }
 

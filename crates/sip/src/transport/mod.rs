@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::message::{Headers, Message, ParseError, Response};
+use super::message::{Headers, Message, ParseError, Response, StatusCode};
 
 /// A SIP transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,7 +227,7 @@ pub fn refusal(error: &ParseError) -> Option<Response> {
 
 /// A response to a request with these headers: Via, From, To, Call-ID and CSeq copied
 /// (RFC 3261 §8.2.6), as far as present. `None` without a Via, which is where it would go.
-pub fn response_to(request: &Headers, status: u16, reason: &str) -> Option<Response> {
+pub fn response_to(request: &Headers, status: StatusCode, reason: &str) -> Option<Response> {
     let mut headers = Headers::new();
     let vias: Vec<&str> = request.get_all("Via").collect();
     if vias.is_empty() {
@@ -260,6 +260,6 @@ mod tests {
             crate::message::parse_message(message(method).as_bytes()).expect_err("an empty Request-URI is malformed")
         };
         assert!(refusal(&error("ACK")).is_none());
-        assert_eq!(refusal(&error("INVITE")).map(|response| response.status), Some(400));
+        assert_eq!(refusal(&error("INVITE")).map(|response| response.status), Some(StatusCode::BAD_REQUEST));
     }
 }

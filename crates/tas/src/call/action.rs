@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use domain::types::{Msisdn, RouteType};
-use sip::message::reason_phrase;
+use sip::message::StatusCode;
 
 use super::routing::Direction;
 
@@ -44,7 +44,7 @@ pub enum Action {
     /// A final refusal (400-699) with its reason phrase.
     Reject {
         /// The status.
-        status: u16,
+        status: StatusCode,
         /// The reason phrase.
         reason: String,
     },
@@ -53,7 +53,7 @@ pub enum Action {
     /// The announcement as early media (183), then this refusal ("number not in service").
     Announce {
         /// The final status (400-699).
-        status: u16,
+        status: StatusCode,
         /// Its reason phrase.
         reason: String,
     },
@@ -61,8 +61,8 @@ pub enum Action {
 
 impl Action {
     /// `reject <status>` with the standard phrase.
-    pub fn reject(status: u16) -> Self {
-        Action::Reject { status, reason: reason_phrase(status).to_owned() }
+    pub fn reject(status: StatusCode) -> Self {
+        Action::Reject { status, reason: status.reason_phrase().to_owned() }
     }
 
     /// Whether the action places leg 3.
@@ -83,12 +83,15 @@ impl FromStr for Action {
             "forward" => Msisdn::parse(rest).map(Action::Forward).map_err(|error| format!("action {text:?}: {error}")),
             "reject" | "announce" => {
                 let (code, reason) = rest.split_once(' ').map(|(c, r)| (c, r.trim())).unwrap_or((rest, ""));
-                let status: u16 =
-                    code.parse().map_err(|_| format!("action {text:?}: {code:?} is not a status code"))?;
-                if !(400..=699).contains(&status) {
+                let status = code
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|code| StatusCode::new(code).ok())
+                    .ok_or_else(|| format!("action {text:?}: {code:?} is not a status code"))?;
+                if status.class() < 4 {
                     return Err(format!("action {text:?}: a rejection is 400 to 699"));
                 }
-                let reason = if reason.is_empty() { reason_phrase(status).to_owned() } else { reason.to_owned() };
+                let reason = if reason.is_empty() { status.reason_phrase().to_owned() } else { reason.to_owned() };
                 Ok(match verb.eq_ignore_ascii_case("reject") {
                     true => Action::Reject { status, reason },
                     false => Action::Announce { status, reason },
@@ -179,7 +182,9 @@ impl Behaviour {
             // The core forks the subscriber's own calls to the TAS beside the callee: decline
             // the copy so the callee's branch carries the call. 480, not a 6xx: a 6xx ends
             // every branch of a fork (RFC 3261 §16.7).
-            (RouteType::Fork, Direction::Originating) => Some(Self::plain(Action::reject(480))),
+            (RouteType::Fork, Direction::Originating) => {
+                Some(Self::plain(Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE)))
+            }
             _ => None,
         }
     }
@@ -262,15 +267,15 @@ mod tests {
         for (text, action) in [
             ("loop", Action::Loop),
             ("forward +4799991111", Action::Forward(Msisdn::parse("+4799991111").unwrap())),
-            ("reject 486", Action::Reject { status: 486, reason: "Busy Here".into() }),
-            ("reject 603 Not Today", Action::Reject { status: 603, reason: "Not Today".into() }),
+            ("reject 486", Action::Reject { status: StatusCode::BUSY_HERE, reason: "Busy Here".into() }),
+            ("reject 603 Not Today", Action::Reject { status: StatusCode::DECLINE, reason: "Not Today".into() }),
             ("answer", Action::Answer(App::Voicemail)),
             ("answer echo", Action::Answer(App::Echo)),
             ("ANSWER announcement", Action::Answer(App::Announcement)),
-            ("announce 404", Action::Announce { status: 404, reason: "Not Found".into() }),
+            ("announce 404", Action::Announce { status: StatusCode::NOT_FOUND, reason: "Not Found".into() }),
             (
                 "announce 410 Number not in service",
-                Action::Announce { status: 410, reason: "Number not in service".into() },
+                Action::Announce { status: StatusCode::GONE, reason: "Number not in service".into() },
             ),
         ] {
             assert_eq!(text.parse::<Action>(), Ok(action.clone()), "{text}");
@@ -289,7 +294,7 @@ mod tests {
         assert_eq!(behaviour.validate(), Ok(()));
         behaviour.on_no_answer = Some(Action::Loop);
         assert!(behaviour.validate().unwrap_err().contains("loop the same call"));
-        let mut answer = Behaviour::plain(Action::reject(486));
+        let mut answer = Behaviour::plain(Action::reject(StatusCode::BUSY_HERE));
         answer.on_busy = Some(Action::Answer(App::Voicemail));
         assert!(answer.validate().unwrap_err().contains("applies to loop or forward"));
     }
@@ -302,7 +307,10 @@ mod tests {
         assert!(brings(RouteType::LoopMo, Mo) && !brings(RouteType::LoopMo, Mt));
         assert!(!brings(RouteType::LoopMt, Mo) && brings(RouteType::LoopMt, Mt));
         assert!(brings(RouteType::Fork, Mo) && brings(RouteType::Fork, Mt));
-        assert_eq!(Behaviour::default_for(RouteType::Fork, Mo).map(|b| b.action), Some(Action::reject(480)));
+        assert_eq!(
+            Behaviour::default_for(RouteType::Fork, Mo).map(|b| b.action),
+            Some(Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE))
+        );
         assert!(!brings(RouteType::Fallback, Mo) && brings(RouteType::Fallback, Mt));
         assert!(!brings(RouteType::Ingress, Mo) && !brings(RouteType::Ingress, Mt));
     }

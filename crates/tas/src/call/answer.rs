@@ -7,6 +7,7 @@ use tracing::{info, warn};
 
 use domain::types::Msisdn;
 use sip::dialog::OfferAnswer;
+use sip::message::StatusCode;
 use sip::ua::PendingInvite;
 
 use super::action::App;
@@ -154,42 +155,42 @@ impl Answerer {
     /// Answers with an app: plain RTP offers on a UDP port of the configured range, WebRTC-style
     /// offers (ICE, DTLS-SRTP) through the `webrtc` crate. An offer with nothing ringer can
     /// answer gets 488 and a Warning.
-    pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> u16 {
+    pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> StatusCode {
         let call_id = invite.essentials().call_id.clone();
         let prepared = match self.prepare_media(&invite, app).await {
             Ok(prepared) => prepared,
             Err((status, why)) => {
-                info!(%call_id, status, why, "offer refused");
+                info!(%call_id, status = status.as_u16(), why, "offer refused");
                 invite.reject(status, None, Some(&why));
                 return status;
             }
         };
         let Some(call) = invite.answer(Bytes::from(prepared.sdp.to_string())) else {
             prepared.session.close().await;
-            return 487;
+            return StatusCode::REQUEST_TERMINATED;
         };
         info!(%call_id, %app, codec = %prepared.codec, "answered");
         let meta = message_meta(info, prepared.codec.name());
         self.run_app(call, prepared.media, app, meta, prepared.session);
-        200
+        StatusCode::OK
     }
 
     /// Plays the announcement as early media (183 Session Progress with the answer), then
     /// refuses the call with `status`, as operators do for "number not in service". The
     /// caller's CANCEL stops it.
-    pub async fn announce_then_reject(&self, invite: PendingInvite, status: u16, reason: &str) -> u16 {
+    pub async fn announce_then_reject(&self, invite: PendingInvite, status: StatusCode, reason: &str) -> StatusCode {
         let call_id = invite.essentials().call_id.clone();
         let prepared = match self.prepare_media(&invite, App::Announcement).await {
             Ok(prepared) => prepared,
             Err((refusal, why)) => {
                 // No media to play: the refusal itself still tells the caller.
-                info!(%call_id, refusal, why, "no early media; refusing at once");
+                info!(%call_id, refusal = refusal.as_u16(), why, "no early media; refusing at once");
                 invite.reject(status, Some(reason), None);
                 return status;
             }
         };
-        invite.provisional(183, Some(Bytes::from(prepared.sdp.to_string())));
-        info!(%call_id, codec = %prepared.codec, status, "announcement as early media");
+        invite.provisional(StatusCode::SESSION_PROGRESS, Some(Bytes::from(prepared.sdp.to_string())));
+        info!(%call_id, codec = %prepared.codec, status = status.as_u16(), "announcement as early media");
         let AppMedia::Channel(mut channel) = prepared.media else {
             invite.reject(status, Some(reason), None);
             return status;
@@ -207,7 +208,7 @@ impl Answerer {
         };
         prepared.session.close().await;
         if cancelled {
-            return 487;
+            return StatusCode::REQUEST_TERMINATED;
         }
         invite.reject(status, Some(reason), None);
         status
@@ -215,22 +216,22 @@ impl Answerer {
 
     /// Media for `app` on `invite`'s offer: the SDP answer, the channel, the session. Errors
     /// carry the status to refuse with and why.
-    async fn prepare_media(&self, invite: &PendingInvite, app: App) -> Result<Prepared, (u16, String)> {
+    async fn prepare_media(&self, invite: &PendingInvite, app: App) -> Result<Prepared, (StatusCode, String)> {
         use media::plain::{self, NegotiationError};
         use sdp::SessionDescription;
         let text = std::str::from_utf8(&invite.request().body).unwrap_or_default();
-        let offer = SessionDescription::parse(text).map_err(|error| (400, error.to_string()))?;
+        let offer = SessionDescription::parse(text).map_err(|error| (StatusCode::BAD_REQUEST, error.to_string()))?;
         match plain::negotiate(&offer, &self.media.codecs) {
             Ok(agreed) => return self.prepare_plain(invite, &offer, agreed, app).await,
             Err(error @ (NegotiationError::NoCommonCodec(_) | NegotiationError::NoAddress)) => {
-                return Err((488, error.to_string()))
+                return Err((StatusCode::NOT_ACCEPTABLE_HERE, error.to_string()))
             }
             Err(NegotiationError::NoPlainAudio) => {}
         }
         if offer.media.iter().any(|m| m.kind == "audio" && m.port != 0 && m.proto.contains("SAVP")) {
             return self.prepare_webrtc(invite, &offer, app).await;
         }
-        Err((488, "no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])".into()))
+        Err((StatusCode::NOT_ACCEPTABLE_HERE, "no audio stream in the offer (RTP/AVP or UDP/TLS/RTP/SAVP[F])".into()))
     }
 
     /// Media for a WebRTC-style offer (ICE, DTLS-SRTP).
@@ -239,7 +240,7 @@ impl Answerer {
         invite: &PendingInvite,
         offer: &sdp::SessionDescription,
         app: App,
-    ) -> Result<Prepared, (u16, String)> {
+    ) -> Result<Prepared, (StatusCode, String)> {
         use media::webrtc::{self, WebRtcOptions};
         let bind = match self.media.ports.bind {
             address if address.is_unspecified() => invite.link().local().ip(),
@@ -255,7 +256,7 @@ impl Answerer {
             App::Echo => webrtc::answer_echo(offer, &options).await,
             _ => webrtc::answer_for_app(offer, &options).await,
         };
-        let answered = answered.map_err(|error| (488, error.to_string()))?;
+        let answered = answered.map_err(|error| (StatusCode::NOT_ACCEPTABLE_HERE, error.to_string()))?;
         let media = match answered.audio {
             None => AppMedia::WebRtcEcho,
             Some(audio) => match media::channel::AudioChannel::webrtc(
@@ -269,7 +270,7 @@ impl Answerer {
                 Ok(channel) => AppMedia::Channel(channel),
                 Err(error) => {
                     answered.session.close().await;
-                    return Err((500, error.to_string()));
+                    return Err((StatusCode::SERVER_INTERNAL_ERROR, error.to_string()));
                 }
             },
         };
@@ -288,11 +289,11 @@ impl Answerer {
         offer: &sdp::SessionDescription,
         agreed: media::plain::Negotiated,
         app: App,
-    ) -> Result<Prepared, (u16, String)> {
+    ) -> Result<Prepared, (StatusCode, String)> {
         use media::plain;
         let socket = plain::bind(&self.media.ports).await.map_err(|error| {
             warn!(call_id = %invite.essentials().call_id, %error, "no RTP port");
-            (503, "no RTP port free".to_owned())
+            (StatusCode::SERVICE_UNAVAILABLE, "no RTP port free".to_owned())
         })?;
         let port = socket.local_addr().map(|addr| addr.port()).unwrap_or_default();
         let session = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -301,7 +302,8 @@ impl Answerer {
         let media = match app {
             App::Echo => AppMedia::PlainEcho(socket),
             _ => AppMedia::Channel(
-                media::channel::AudioChannel::udp(socket, agreed.clone()).map_err(|error| (500, error.to_string()))?,
+                media::channel::AudioChannel::udp(socket, agreed.clone())
+                    .map_err(|error| (StatusCode::SERVER_INTERNAL_ERROR, error.to_string()))?,
             ),
         };
         let codec = agreed.codec;

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use domain::types::Msisdn;
 use sip::b2bua::{self, LegOutcome};
 use sip::core::UserAgent;
-use sip::message::{reason_phrase, Uri};
+use sip::message::{StatusCode, Uri};
 use sip::transport::Link;
 use sip::ua::PendingInvite;
 use sip::uac::InviteSpec;
@@ -33,12 +33,12 @@ pub enum ForwardCause {
 
 impl ForwardCause {
     /// The RFC 4458 `cause` (also the SIP status in History-Info's Reason).
-    pub fn cause(self) -> u16 {
+    pub fn cause(self) -> StatusCode {
         match self {
-            ForwardCause::Unconditional => 302,
-            ForwardCause::Busy => 486,
-            ForwardCause::NoAnswer => 408,
-            ForwardCause::Unreachable => 503,
+            ForwardCause::Unconditional => StatusCode::MOVED_TEMPORARILY,
+            ForwardCause::Busy => StatusCode::BUSY_HERE,
+            ForwardCause::NoAnswer => StatusCode::REQUEST_TIMEOUT,
+            ForwardCause::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -60,13 +60,16 @@ pub struct Outcome {
     pub actions: Vec<String>,
     /// Leg 3 INVITEs sent.
     pub legs_placed: u32,
-    /// The final status the core got on leg 2 (487 when it cancelled).
-    pub status: u16,
+    /// The final status the core got on leg 2 (487 when it cancelled); `None` until there is one.
+    pub status: Option<StatusCode>,
 }
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}", self.actions.join(", then "), self.status)
+        match self.status {
+            Some(status) => write!(f, "{} -> {status}", self.actions.join(", then ")),
+            None => write!(f, "{} -> (no final status)", self.actions.join(", then ")),
+        }
     }
 }
 
@@ -83,7 +86,7 @@ pub struct Engine {
 
 enum Step {
     Act(Action, Option<ForwardCause>),
-    Done(u16),
+    Done(StatusCode),
 }
 
 impl Engine {
@@ -99,13 +102,13 @@ impl Engine {
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
     pub async fn run(&self, invite: PendingInvite, info: &CallInfo, callee: &Msisdn, behaviour: &Behaviour) -> Outcome {
-        let mut outcome = Outcome { actions: Vec::new(), legs_placed: 0, status: 0 };
+        let mut outcome = Outcome { actions: Vec::new(), legs_placed: 0, status: None };
         if let Some(ring_time) = behaviour.ring_time {
-            invite.provisional(180, None);
+            invite.provisional(StatusCode::RINGING, None);
             tokio::select! {
                 () = invite.cancelled() => {
                     outcome.actions.push(format!("ring {}", humantime::format_duration(ring_time)));
-                    outcome.status = 487;
+                    outcome.status = Some(StatusCode::REQUEST_TERMINATED);
                     return outcome;
                 }
                 () = tokio::time::sleep(ring_time) => {}
@@ -118,7 +121,7 @@ impl Engine {
         loop {
             let (action, cause) = match step {
                 Step::Done(status) => {
-                    outcome.status = status;
+                    outcome.status = Some(status);
                     return outcome;
                 }
                 Step::Act(action, cause) => (action, cause),
@@ -131,7 +134,7 @@ impl Engine {
             });
             step = match action {
                 Action::Reject { .. } | Action::Answer(_) | Action::Announce { .. } => {
-                    Step::Done(self.settle(pending, &action, info).await.status)
+                    Step::Done(self.settle_status(pending, &action, info).await)
                 }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
                 Action::Forward(to) => {
@@ -145,7 +148,13 @@ impl Engine {
     /// Answers or rejects a call that has no subscriber to relay for (a relay action is
     /// refused with 500: config validation keeps it out).
     pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> Outcome {
-        let status = match action {
+        let status = self.settle_status(invite, action, info).await;
+        Outcome { actions: vec![action.to_string()], legs_placed: 0, status: Some(status) }
+    }
+
+    /// As [`Engine::settle`], returning the final status.
+    async fn settle_status(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> StatusCode {
+        match action {
             Action::Reject { status, reason } => {
                 invite.reject(*status, Some(reason), None);
                 *status
@@ -153,11 +162,10 @@ impl Engine {
             Action::Answer(app) => self.answerer.answer(invite, *app, info).await,
             Action::Announce { status, reason } => self.answerer.announce_then_reject(invite, *status, reason).await,
             Action::Loop | Action::Forward(_) => {
-                invite.reject(500, None, Some("no subscriber to relay for"));
-                500
+                invite.reject(StatusCode::SERVER_INTERNAL_ERROR, None, Some("no subscriber to relay for"));
+                StatusCode::SERVER_INTERNAL_ERROR
             }
-        };
-        Outcome { actions: vec![action.to_string()], legs_placed: 0, status }
+        }
     }
 
     /// Places leg 3 to `target` and follows it; returns the next step, handing `invite` back
@@ -206,7 +214,7 @@ impl Engine {
                     invite,
                     conditions.and_then(|c| c.on_unreachable.clone()),
                     ForwardCause::Unreachable,
-                    503,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     keep,
                 );
             }
@@ -220,15 +228,15 @@ impl Engine {
                 let Some(incoming) = invite.answer(response.body.clone()) else {
                     let _ = call.ack(None);
                     let _ = call.hangup().await;
-                    return Step::Done(487);
+                    return Step::Done(StatusCode::REQUEST_TERMINATED);
                 };
                 self.stats.answer_hop.record(answered_at.elapsed());
                 let end = b2bua::hold(incoming, call).await;
                 info!(%call_id, ?end, "relayed call ended");
-                Step::Done(200)
+                Step::Done(StatusCode::OK)
             }
             LegOutcome::Refused(response) => {
-                let next = match response.status {
+                let next = match response.status.as_u16() {
                     486 | 600 => conditions.and_then(|c| c.on_busy.clone()).map(|a| (a, ForwardCause::Busy)),
                     408 | 480 | 503 => {
                         conditions.and_then(|c| c.on_unreachable.clone()).map(|a| (a, ForwardCause::Unreachable))
@@ -251,17 +259,17 @@ impl Engine {
                 invite,
                 conditions.and_then(|c| c.on_no_answer.clone()),
                 ForwardCause::NoAnswer,
-                480,
+                StatusCode::TEMPORARILY_UNAVAILABLE,
                 keep,
             ),
             LegOutcome::Unreachable => self.on_condition(
                 invite,
                 conditions.and_then(|c| c.on_unreachable.clone()),
                 ForwardCause::Unreachable,
-                408,
+                StatusCode::REQUEST_TIMEOUT,
                 keep,
             ),
-            LegOutcome::CallerCancelled(_) => Step::Done(487),
+            LegOutcome::CallerCancelled(_) => Step::Done(StatusCode::REQUEST_TERMINATED),
         }
     }
 
@@ -270,7 +278,7 @@ impl Engine {
         invite: PendingInvite,
         action: Option<Action>,
         cause: ForwardCause,
-        otherwise: u16,
+        otherwise: StatusCode,
         keep: &mut Option<PendingInvite>,
     ) -> Step {
         match action {
@@ -305,13 +313,13 @@ pub fn leg3(
     invite: &PendingInvite,
     target: &Msisdn,
     diversion: Option<(&Msisdn, ForwardCause)>,
-) -> Result<InviteSpec, (u16, &'static str)> {
+) -> Result<InviteSpec, (StatusCode, &'static str)> {
     let request = invite.request();
     let essentials = invite.essentials();
     if b2bua::max_forwards(invite) == Some(0) {
-        return Err((483, "Max-Forwards reached zero"));
+        return Err((StatusCode::TOO_MANY_HOPS, "Max-Forwards reached zero"));
     }
-    let uri = retarget(&request.uri, target).ok_or((404, "the Request-URI cannot carry a number"))?;
+    let uri = retarget(&request.uri, target).ok_or((StatusCode::NOT_FOUND, "the Request-URI cannot carry a number"))?;
     let mut spec = b2bua::onward(invite, uri, &CARRIED);
     // Leg 3 keeps no header parameter of leg 2's To.
     spec.to.params = Default::default();
@@ -320,10 +328,11 @@ pub fn leg3(
         warn!(call_id = %essentials.call_id, "leg 2 carries no Session-ID: the core may not recognise leg 3");
     }
     if let Some((diverting, cause)) = diversion {
-        let original = retarget(&request.uri, diverting).ok_or((404, "the Request-URI cannot carry a number"))?;
+        let original = retarget(&request.uri, diverting)
+            .ok_or((StatusCode::NOT_FOUND, "the Request-URI cannot carry a number"))?;
         let index = request.headers.values("History-Info").len() + 1;
         let code = cause.cause();
-        let phrase = reason_phrase(code).replace(' ', "%20");
+        let phrase = code.reason_phrase().replace(' ', "%20");
         headers.push((
             "History-Info".into(),
             format!(
@@ -355,7 +364,7 @@ pub fn retarget(uri: &Uri, number: &Msisdn) -> Option<Uri> {
 }
 
 /// The target URI with the RFC 4458 `cause` parameter, as History-Info writes the new target.
-fn with_cause(uri: &Uri, cause: u16) -> Uri {
+fn with_cause(uri: &Uri, cause: StatusCode) -> Uri {
     let mut uri = uri.clone();
     match &mut uri {
         Uri::Sip(sip) => sip.params.set("cause", Some(cause.to_string())),

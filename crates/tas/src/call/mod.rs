@@ -19,6 +19,7 @@ pub use router::{CallRecord, CallRouter};
 use action::Action;
 use sdp::{decline_all, SessionDescription};
 use sip::dialog::{DialogId, OfferAnswer};
+use sip::message::StatusCode;
 use sip::ua::{PendingInvite, SessionHandler};
 
 /// Applies one action to every call, whatever its number: `reject` or `answer` (a relay
@@ -49,10 +50,12 @@ impl SessionHandler for DefaultActionHandler {
         match &self.action {
             // This handler has no media: an announcement is left out, the refusal stays.
             Action::Reject { status, reason } | Action::Announce { status, reason } => {
-                info!(%call_id, status, "call rejected (default action)");
+                info!(%call_id, status = status.as_u16(), "call rejected (default action)");
                 invite.reject(*status, Some(reason), None);
             }
-            Action::Loop | Action::Forward(_) => invite.reject(501, None, Some("no subscriber to relay for")),
+            Action::Loop | Action::Forward(_) => {
+                invite.reject(StatusCode::NOT_IMPLEMENTED, None, Some("no subscriber to relay for"))
+            }
             Action::Answer(_) => match self.declined(&invite.request().body) {
                 Some(answer) => {
                     info!(%call_id, "call answered with every stream declined (this handler has no media)");
@@ -60,7 +63,11 @@ impl SessionHandler for DefaultActionHandler {
                 }
                 None => {
                     info!(%call_id, "INVITE without a usable SDP offer refused");
-                    invite.reject(488, None, Some("an SDP offer with at least one media line is required"));
+                    invite.reject(
+                        StatusCode::NOT_ACCEPTABLE_HERE,
+                        None,
+                        Some("an SDP offer with at least one media line is required"),
+                    );
                 }
             },
         }

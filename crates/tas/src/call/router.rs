@@ -157,7 +157,7 @@ fn record_of(invite: &PendingInvite) -> CallRecord {
         request_uri: invite.request().uri.to_string(),
         subscriber: None,
         prefix: None,
-        outcome: Outcome { actions: Vec::new(), legs_placed: 0, status: 0 },
+        outcome: Outcome { actions: Vec::new(), legs_placed: 0, status: None },
     }
 }
 
@@ -177,7 +177,7 @@ impl CallRouter {
         if let Action::Reject { status, reason } = action {
             // At once, without a task: refusals are the cheapest answer under load.
             invite.reject(*status, Some(reason), None);
-            record.outcome = Outcome { actions: vec![action.to_string()], legs_placed: 0, status: *status };
+            record.outcome = Outcome { actions: vec![action.to_string()], legs_placed: 0, status: Some(*status) };
             self.keep(record);
             return;
         }
