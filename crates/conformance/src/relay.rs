@@ -6,9 +6,10 @@
 //! before that flight reached it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use sdp::{Candidate, Connection, Line, MediaDescription, SessionDescription};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -72,10 +73,6 @@ pub struct MediaRelay {
     tasks: [JoinHandle<()>; 2],
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl MediaRelay {
     /// A relay on `bind` towards the peer's socket `peer`.
     pub async fn start(bind: IpAddr, peer: SocketAddr) -> std::io::Result<MediaRelay> {
@@ -93,9 +90,9 @@ impl MediaRelay {
                 while let Ok((length, from)) = inbound.recv_from(&mut buffer).await {
                     match buffer.first() {
                         // ICE checks and DTLS say where the TAS's media really is.
-                        Some(0..=3 | 20..=63) => *lock(&tas) = Some(from),
+                        Some(0..=3 | 20..=63) => *tas.lock() = Some(from),
                         Some(128..=191) => {
-                            lock(&firsts).tas_rtp.get_or_insert_with(Instant::now);
+                            firsts.lock().tas_rtp.get_or_insert_with(Instant::now);
                         }
                         _ => {}
                     }
@@ -109,10 +106,10 @@ impl MediaRelay {
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 2048];
                 while let Ok((length, _)) = inbound.recv_from(&mut buffer).await {
-                    let Some(target) = *lock(&tas) else { continue };
+                    let Some(target) = *tas.lock() else { continue };
                     if buffer.first().is_some_and(|b| (20..=63).contains(b)) {
                         let now = Instant::now();
-                        let mut firsts = lock(&firsts);
+                        let mut firsts = firsts.lock();
                         firsts.peer_dtls.get_or_insert(now);
                         if changes_cipher(&buffer[..length]) {
                             firsts.peer_change_cipher.get_or_insert(now);
@@ -137,12 +134,12 @@ impl MediaRelay {
 
     /// Sets the TAS's address from its answer (until its own packets tell).
     pub fn set_tas(&self, tas: SocketAddr) {
-        lock(&self.tas).get_or_insert(tas);
+        self.tas.lock().get_or_insert(tas);
     }
 
     /// What was seen first.
     pub fn firsts(&self) -> Firsts {
-        *lock(&self.firsts)
+        *self.firsts.lock()
     }
 }
 

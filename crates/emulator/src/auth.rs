@@ -2,10 +2,10 @@
 //! client-credentials endpoint, each with its kind and scopes.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
+use parking_lot::{Mutex, MutexGuard};
 use rand::RngCore;
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
@@ -89,7 +89,7 @@ impl Authenticator {
     }
 
     fn grants(&self) -> MutexGuard<'_, HashMap<String, TokenGrant>> {
-        self.grants.lock().unwrap_or_else(PoisonError::into_inner)
+        self.grants.lock()
     }
 
     /// Authenticates a call and checks that its token carries `scope`.

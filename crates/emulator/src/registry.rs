@@ -2,9 +2,9 @@
 //! last upsert. The SBC emulator reads routes from here.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use domain::types::{Msisdn, Registration, SipsUri};
@@ -57,7 +57,7 @@ impl Registry {
 
     fn entries(&self) -> MutexGuard<'_, HashMap<Msisdn, RegistrationRecord>> {
         // A panic while holding the lock cannot leave a half-written map: every update is one insert or remove.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.entries.lock()
     }
 
     /// Creates or replaces the registration of `msisdn`; returns the time to live granted.
@@ -93,7 +93,7 @@ impl Registry {
             Some(record) if !same_sip_uri(&record.registration.sip_uri, sip_uri) => DeleteOutcome::SipUriMismatch,
             Some(_) => {
                 entries.remove(msisdn);
-                *self.deletions.lock().unwrap_or_else(PoisonError::into_inner).entry(msisdn.clone()).or_default() += 1;
+                *self.deletions.lock().entry(msisdn.clone()).or_default() += 1;
                 DeleteOutcome::Removed
             }
             None => DeleteOutcome::NotFound,
@@ -102,7 +102,7 @@ impl Registry {
 
     /// How many live registrations of `msisdn` a delete has removed so far.
     pub fn deletions(&self, msisdn: &Msisdn) -> u64 {
-        self.deletions.lock().unwrap_or_else(PoisonError::into_inner).get(msisdn).copied().unwrap_or(0)
+        self.deletions.lock().get(msisdn).copied().unwrap_or(0)
     }
 
     /// The live registration of `msisdn`, if any.

@@ -2,11 +2,12 @@
 //! lines and, when configured, as JSON at `GET /registrations`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::Json;
+use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -95,24 +96,24 @@ impl StatusBoard {
     }
 
     pub(crate) fn update(&self, msisdn: &Msisdn, change: impl FnOnce(&mut SubscriberStatus)) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.write();
         if let Some(status) = entries.get_mut(msisdn) {
             change(status);
         }
     }
 
     pub(crate) fn insert(&self, msisdn: Msisdn, status: SubscriberStatus) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.write();
         entries.insert(msisdn, status);
     }
 
     pub(crate) fn remove(&self, msisdn: &Msisdn) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.write();
         entries.remove(msisdn);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Msisdn, SubscriberStatus>> {
-        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, BTreeMap<Msisdn, SubscriberStatus>> {
+        self.entries.read()
     }
 }
 

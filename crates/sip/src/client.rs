@@ -4,16 +4,17 @@
 //! shares its INVITE's branch, RFC 3261 §17.1.3).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::message::grammar::split_list;
-use super::message::header::Via;
+use super::message::header::{CSeq, Via};
 use super::message::{Headers, Method, Request, Response};
 use super::timers::Timers;
 use super::transport::{Link, SendError};
@@ -48,8 +49,8 @@ enum Pending {
     },
 }
 
-/// A client transaction's key: the top Via's branch and the CSeq method.
-type Key = (String, String);
+/// A client transaction's key: the top Via's branch and the CSeq method (RFC 3261 §17.1.3).
+type Key = (String, Method);
 
 /// The client transactions under way, by branch and method.
 pub struct ClientTransactions {
@@ -58,10 +59,8 @@ pub struct ClientTransactions {
 }
 
 fn key_of(headers: &Headers) -> Option<Key> {
-    let top = split_list(headers.get("Via")?).next()?.to_owned();
-    let branch = Via::parse(&top).ok()?.branch()?.to_owned();
-    let method = headers.get("CSeq")?.split_whitespace().nth(1)?.to_ascii_uppercase();
-    Some((branch, method))
+    let branch = headers.parsed::<Via>()?.branch()?.to_owned();
+    Some((branch, headers.parsed::<CSeq>()?.method))
 }
 
 impl ClientTransactions {
@@ -71,7 +70,7 @@ impl ClientTransactions {
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<Key, Pending>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        self.pending.lock()
     }
 
     /// Client transactions alive, including INVITEs that only absorb retransmitted finals (Timer D).
@@ -247,6 +246,8 @@ impl ClientTransactions {
 /// top Via, with CSeq method CANCEL.
 pub fn cancel_for(invite: &Request) -> Request {
     let mut headers = Headers::new();
+    // The top Via and the Routes are copied as sent, not rewritten: the CANCEL must match the
+    // INVITE's transaction hop by hop (RFC 3261 §9.1).
     if let Some(via) = invite.headers.get("Via").and_then(|via| split_list(via).next()) {
         headers.push("Via", via);
     }
@@ -256,8 +257,8 @@ pub fn cancel_for(invite: &Request) -> Request {
             headers.push(name, value);
         }
     }
-    let number = invite.headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().next()).unwrap_or("1");
-    headers.push("CSeq", format!("{number} CANCEL"));
+    let number = invite.headers.parsed::<CSeq>().map_or(1, |cseq| cseq.number);
+    headers.push_typed(&CSeq { number, method: Method::Cancel });
     for route in invite.headers.get_all("Route") {
         headers.push("Route", route);
     }
@@ -280,10 +281,107 @@ fn ack_for(invite: &Request, response: &Response) -> Request {
     if let Some(to) = response.headers.get("To") {
         headers.push("To", to);
     }
-    let number = invite.headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().next()).unwrap_or("1");
-    headers.push("CSeq", format!("{number} ACK"));
+    let number = invite.headers.parsed::<CSeq>().map_or(1, |cseq| cseq.number);
+    headers.push_typed(&CSeq { number, method: Method::Ack });
     for route in invite.headers.get_all("Route") {
         headers.push("Route", route);
     }
     Request { method: Method::Ack, uri: invite.uri.clone(), headers, body: Bytes::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Timers A, B, D, E and F on tokio's paused clock: what the peer receives, and when.
+
+    use super::*;
+    use crate::message::{Message, StatusCode};
+    use crate::test_support::{arrivals, millis, request, udp_link};
+    use crate::transport::response_to;
+    use tokio::time::Instant;
+
+    /// Each offset within a few milliseconds of the schedule (the clock only moves when every
+    /// task waits, but a datagram may still be on its way through the kernel).
+    fn assert_schedule(seen: &[u128], expected: &[u128]) {
+        assert_eq!(seen.len(), expected.len(), "{seen:?} against {expected:?}");
+        for (seen, expected) in seen.iter().zip(expected) {
+            assert!(seen.abs_diff(*expected) <= 20, "{seen} ms against {expected} ms");
+        }
+    }
+
+    fn answer(to: &Request, status: StatusCode) -> Response {
+        let mut response = response_to(&to.headers, status, status.reason_phrase()).unwrap();
+        response.headers.set("To", "<sip:bob@127.0.0.1>;tag=b1");
+        response
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_non_invite_is_sent_again_doubling_up_to_t2_and_given_up_at_64_t1() {
+        let (link, peer) = udp_link().await;
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let start = Instant::now();
+        let sender = clients.clone();
+        let sending = tokio::spawn(async move { sender.send(&request("OPTIONS", "z9hG4bKe"), &link).await });
+        let seen = arrivals(&peer, start, Duration::from_secs(40)).await;
+        // Timer E from T1 doubling to T2 (RFC 3261 §17.1.2.2), Timer F at 64·T1.
+        let expected = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+        assert_schedule(&millis(&seen), &expected);
+        assert!(matches!(sending.await.unwrap(), Err(RequestError::Timeout)));
+        assert_eq!(clients.pending().len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_response_ends_the_retransmissions_of_a_non_invite() {
+        let (link, peer) = udp_link().await;
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let options = request("OPTIONS", "z9hG4bKf");
+        let start = Instant::now();
+        let sender = clients.clone();
+        let sent = options.clone();
+        let sending = tokio::spawn(async move { sender.send(&sent, &link).await });
+        let first = arrivals(&peer, start, Duration::from_millis(1000)).await;
+        assert_schedule(&millis(&first), &[0, 500]);
+        assert!(clients.on_response(answer(&options, StatusCode::OK)).is_none());
+        assert_eq!(sending.await.unwrap().unwrap().status, StatusCode::OK);
+        assert!(arrivals(&peer, start, Duration::from_secs(40)).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_invite_doubles_without_cap_and_closes_at_timer_b() {
+        let (link, peer) = udp_link().await;
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let start = Instant::now();
+        let mut responses = clients.send_invite(request("INVITE", "z9hG4bKa"), link).unwrap();
+        let watcher = tokio::spawn(async move { (responses.recv().await.is_none(), Instant::now()) });
+        let seen = arrivals(&peer, start, Duration::from_secs(40)).await;
+        // Timer A doubles with no T2 cap (§17.1.1.2); Timer B at 64·T1 ends the transaction.
+        assert_schedule(&millis(&seen), &[0, 500, 1500, 3500, 7500, 15500, 31500]);
+        let (closed, at) = watcher.await.unwrap();
+        assert!(closed, "no response was expected");
+        assert_eq!((at - start).as_secs(), 32);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provisional_stops_timer_a_and_a_refusal_is_acked_again_until_timer_d() {
+        let (link, peer) = udp_link().await;
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let invite = request("INVITE", "z9hG4bKp");
+        let start = Instant::now();
+        let mut responses = clients.send_invite(invite.clone(), link).unwrap();
+        let sent = arrivals(&peer, start, Duration::from_millis(1000)).await;
+        assert_schedule(&millis(&sent), &[0, 500]);
+        assert!(clients.on_response(answer(&invite, StatusCode::TRYING)).is_none());
+        assert!(arrivals(&peer, start, Duration::from_secs(10)).await.is_empty(), "Timer A goes on after a 100");
+        assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_none());
+        let acked = arrivals(&peer, start, Duration::from_secs(11)).await;
+        let Some((_, Message::Request(ack))) = acked.first() else { panic!("no ACK: {acked:?}") };
+        assert_eq!((ack.method.clone(), ack.headers.parsed::<CSeq>().map(|cseq| cseq.number)), (Method::Ack, Some(1)));
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::TRYING));
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::BUSY_HERE));
+        // A retransmitted 486 inside Timer D (32 s on UDP) gets the ACK again; after it, none.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_none());
+        assert_eq!(arrivals(&peer, start, Duration::from_secs(32)).await.len(), 1);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_some(), "Timer D is over");
+    }
 }

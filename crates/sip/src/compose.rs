@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::config::{UaConfig, ACCEPT, ALLOW};
-use crate::message::header::{NameAddr, MAGIC_COOKIE};
+use crate::message::header::{NameAddr, RecordRoute, MAGIC_COOKIE};
 use crate::message::{new_tag, Method, Request, Response, StatusCode, Uri};
 use crate::outbound::ListeningPorts;
 use crate::session_timer::{self, Agreed, UasTimer};
@@ -16,7 +16,7 @@ use crate::transport::{response_to, Link, Transport};
 pub(crate) fn grant_session_timer(config: &UaConfig, request: &Request, response: &mut Response) -> Option<Agreed> {
     match session_timer::as_uas(&request.headers, &config.session_timer) {
         UasTimer::Agreed { session_expires, require, agreed } => {
-            response.headers.push("Session-Expires", session_expires.to_string());
+            response.headers.push_typed(&session_expires);
             if require {
                 response.headers.push("Require", "timer");
             }
@@ -107,9 +107,8 @@ pub(crate) fn allows_update(headers: &super::message::Headers) -> bool {
 
 /// Whether `request` was addressed to a SIPS URI: its Request-URI, or the top Record-Route.
 pub(crate) fn addressed_securely(request: &Request) -> bool {
-    let record_route = request.headers.get("Record-Route").map(str::trim_start);
-    matches!(&request.uri, Uri::Sip(uri) if uri.secure)
-        || record_route.is_some_and(|route| route.starts_with("<sips:") || route.starts_with("sips:"))
+    let secure = |uri: &Uri| matches!(uri, Uri::Sip(uri) if uri.secure);
+    secure(&request.uri) || request.headers.parsed::<RecordRoute>().is_some_and(|RecordRoute(top)| secure(&top.uri))
 }
 
 /// A top Via for a request sent on `link`, with a new branch.

@@ -4,17 +4,18 @@
 //! [`crate::ua`] and go out through [`crate::uac`], both built on this.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tracing::{debug, info, warn};
 
 use crate::client::{ClientTransactions, RequestError};
 use crate::compose::{contact, origin_line, remote_target, via};
 use crate::config::UaConfig;
 use crate::dialog::{Dialog, DialogError, DialogId};
-use crate::message::header::tag_of;
+use crate::message::header::{tag_of, CSeq};
 use crate::message::{Headers, Method, Request, Response, StatusCode, Uri};
 use crate::outbound::Outbound;
 use crate::session_timer::{self, Agreed};
@@ -41,7 +42,7 @@ impl UserAgent {
     }
 
     fn dialogs(&self) -> MutexGuard<'_, HashMap<DialogId, Arc<Dialog>>> {
-        self.shared.dialogs.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.dialogs.lock()
     }
 
     /// Dialogs alive now.
@@ -342,7 +343,7 @@ impl UserAgent {
         headers.push("From", dialog.local_uri.clone());
         headers.push("To", dialog.remote_uri.clone());
         headers.push("Call-ID", dialog.id.call_id.clone());
-        headers.push("CSeq", format!("{cseq} {method}"));
+        headers.push_typed(&CSeq { number: cseq, method: method.clone() });
         // Target refresh requests carry our Contact (RFC 3261 §12.2.1.1, RFC 3311 §5.1).
         if matches!(method, Method::Invite | Method::Update) {
             let secure = remote_target.scheme() == "sips";
@@ -358,8 +359,8 @@ impl UserAgent {
 
     /// A retransmitted 2xx for a call ringer placed gets the same ACK again.
     pub(crate) fn reack(&self, response: &Response) {
-        let cseq = response.headers.get("CSeq").unwrap_or_default();
-        if !response.status.is_success() || !cseq.ends_with("INVITE") {
+        let invite = response.headers.parsed::<CSeq>().is_some_and(|cseq| cseq.method == Method::Invite);
+        if !response.status.is_success() || !invite {
             return;
         }
         let tag = |name: &str| tag_of(&response.headers, name);

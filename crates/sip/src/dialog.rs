@@ -2,9 +2,10 @@
 //! them (BYE, re-INVITE, the ACK for a 2xx) and the events the layer above waits for (the ACK,
 //! the end, a new offer from the peer).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -186,7 +187,7 @@ impl Dialog {
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, DialogState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Marks the dialog ended (once); the first reason given is kept.

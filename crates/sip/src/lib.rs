@@ -23,3 +23,6 @@ pub mod transaction;
 pub mod transport;
 pub mod ua;
 pub mod uac;
+
+#[cfg(test)]
+mod test_support;

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
+use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -163,7 +164,7 @@ impl Outbound {
     }
 
     fn connections(&self) -> MutexGuard<'_, HashMap<(String, u16, Transport), ConnectionSlot>> {
-        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+        self.connections.lock()
     }
 
     /// A link to a SIP URI: TLS for `sips:` or `transport=tls`, TCP for `transport=tcp`, else

@@ -2,7 +2,7 @@
 //! with Record-Route, and what a request inside the dialog carries because of them (its
 //! Request-URI and Route headers) and where it goes first.
 
-use super::message::header::NameAddr;
+use super::message::header::{NameAddr, RecordRoute};
 use super::message::{Headers, Uri};
 
 /// A dialog's route set, in the order requests carry it (first: the next hop).
@@ -23,7 +23,7 @@ pub struct InDialogRoute {
 /// Every Record-Route value of `headers`, in order; values that do not parse are left out
 /// (a route to nowhere cannot be followed anyway).
 fn record_routes(headers: &Headers) -> Vec<NameAddr> {
-    headers.values("Record-Route").into_iter().filter_map(|value| NameAddr::parse(value).ok()).collect()
+    headers.parsed_all::<RecordRoute>().into_iter().map(|RecordRoute(route)| route).collect()
 }
 
 impl RouteSet {

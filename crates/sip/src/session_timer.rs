@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::message::header::{lists_option, parse_min_se, Refresher, SessionExpires};
+use super::message::header::{lists_option, MinSe, Refresher, SessionExpires, TypedHeader};
 use super::message::Headers;
 
 /// How a user agent takes part in an extension (100rel, timer).
@@ -82,9 +82,9 @@ pub fn as_uas(headers: &Headers, config: &SessionTimerConfig) -> UasTimer {
         return UasTimer::None;
     }
     let uac_supports = lists_option(headers, "Supported", "timer") || lists_option(headers, "Require", "timer");
-    let asked = headers.get("Session-Expires").and_then(|value| SessionExpires::parse(value).ok());
+    let asked = headers.parsed::<SessionExpires>();
     let min_se = config.min_se.as_secs() as u32;
-    let their_min = headers.get("Min-SE").and_then(|value| parse_min_se(value).ok()).unwrap_or(0);
+    let their_min = headers.parsed::<MinSe>().map_or(0, |MinSe(seconds)| seconds);
     let seconds = match asked {
         Some(asked) if asked.seconds < min_se => return UasTimer::TooSmall(min_se),
         Some(asked) => asked.seconds,
@@ -120,8 +120,8 @@ pub fn request_headers(
             let tag = if support == Support::Required { "Require" } else { "Supported" };
             vec![
                 (tag, "timer".into()),
-                ("Session-Expires", expires.to_string()),
-                ("Min-SE", config.min_se.as_secs().to_string()),
+                (SessionExpires::NAME, expires.to_string()),
+                (MinSe::NAME, MinSe(config.min_se.as_secs() as u32).to_string()),
             ]
         }
     }
@@ -133,7 +133,7 @@ pub fn as_uac(response: &Headers, config: &SessionTimerConfig) -> Option<Agreed>
     if config.support == Support::Off {
         return None;
     }
-    let granted = SessionExpires::parse(response.get("Session-Expires")?).ok()?;
+    let granted = response.parsed::<SessionExpires>()?;
     // Below our own Min-SE is not an interval we keep to (it would mean refreshing every few
     // hundred milliseconds for a peer that grants 1 s).
     let interval = Duration::from_secs(u64::from(granted.seconds)).max(config.min_se);
@@ -146,7 +146,7 @@ pub fn as_uac(response: &Headers, config: &SessionTimerConfig) -> Option<Agreed>
 
 /// The interval to ask again after a 422 (RFC 4028 §7.4): the larger of its Min-SE and `asked`.
 pub fn after_too_small(response: &Headers, asked: Duration) -> Option<Duration> {
-    let min_se = parse_min_se(response.get("Min-SE")?).ok()?;
+    let MinSe(min_se) = response.parsed()?;
     let retry = Duration::from_secs(u64::from(min_se));
     (retry > asked).then_some(retry)
 }

@@ -7,10 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
@@ -25,17 +26,17 @@ use super::transport::{response_to, Handler, Link};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TransactionKey {
     /// Branch with the magic cookie, sent-by, and the method (ACK folded into INVITE).
-    Rfc3261 { branch: String, sent_by: String, method: String },
+    Rfc3261 { branch: String, sent_by: String, method: Method },
     /// Without a usable branch: Call-ID, CSeq number, From tag, top Via and method.
-    Rfc2543 { call_id: String, cseq: u32, from_tag: String, via: String, method: String },
+    Rfc2543 { call_id: String, cseq: u32, from_tag: String, via: String, method: Method },
 }
 
 impl TransactionKey {
     fn of(essentials: &Essentials, method: &Method) -> Option<Self> {
         let via: &Via = essentials.vias.first()?;
         let method = match method {
-            Method::Ack => "INVITE".to_owned(),
-            other => other.as_str().to_owned(),
+            Method::Ack => Method::Invite,
+            other => other.clone(),
         };
         if via.has_rfc3261_branch() {
             let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.port.unwrap_or(0));
@@ -50,10 +51,10 @@ impl TransactionKey {
         })
     }
 
-    fn with_method(&self, method: &str) -> Self {
+    fn with_method(&self, method: Method) -> Self {
         let mut key = self.clone();
         match &mut key {
-            Self::Rfc3261 { method: m, .. } | Self::Rfc2543 { method: m, .. } => *m = method.to_owned(),
+            Self::Rfc3261 { method: m, .. } | Self::Rfc2543 { method: m, .. } => *m = method,
         }
         key
     }
@@ -88,7 +89,7 @@ struct Transaction {
 
 impl Transaction {
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock()
     }
 }
 
@@ -107,7 +108,7 @@ impl Table {
 
     fn shard(&self, key: &TransactionKey) -> MutexGuard<'_, HashMap<TransactionKey, Arc<Transaction>>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[index].lock()
     }
 
     fn get(&self, key: &TransactionKey) -> Option<Arc<Transaction>> {
@@ -119,7 +120,7 @@ impl Table {
     }
 
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
@@ -190,7 +191,7 @@ async fn sweep(layer: std::sync::Weak<Shared>) {
         let now = tokio::time::Instant::now();
         for queue in [&shared.lingering.short, &shared.lingering.long] {
             let expired: Vec<TransactionKey> = {
-                let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = queue.lock();
                 let due = queue.iter().take_while(|(deadline, _)| *deadline <= now).count();
                 queue.drain(..due).map(|(_, key)| key).collect()
             };
@@ -298,7 +299,7 @@ impl TransactionLayer {
                 let _ = link.send(Bytes::from(response.to_bytes()));
             }
         };
-        let Some(invite) = self.shared.table.get(&key.with_method("INVITE")) else {
+        let Some(invite) = self.shared.table.get(&key.with_method(Method::Invite)) else {
             reply(StatusCode::CALL_DOES_NOT_EXIST, "Call/Transaction Does Not Exist");
             return;
         };
@@ -350,7 +351,7 @@ fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, 
         Linger::Long => (&shared.lingering.long, shared.timers.t1 * 64),
     };
     let deadline = tokio::time::Instant::now() + after;
-    queue.lock().unwrap_or_else(PoisonError::into_inner).push_back((deadline, transaction.key.clone()));
+    queue.lock().push_back((deadline, transaction.key.clone()));
 }
 
 impl Handler for TransactionLayer {
@@ -441,5 +442,90 @@ impl ServerTransaction {
             linger(shared, transaction, reliable, Linger::Long);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Timers G, H, I and J on tokio's paused clock: what the peer receives, and how long a
+    //! transaction stays.
+
+    use super::*;
+    use crate::test_support::{arrivals, millis, request, udp_link};
+    use tokio::time::Instant;
+
+    /// A TU that refuses INVITEs with 486 and answers anything else 200, at once.
+    struct Refuser;
+
+    impl TransactionUser for Refuser {
+        fn on_request(&self, incoming: IncomingRequest) {
+            let status = match incoming.request.method {
+                Method::Invite => StatusCode::BUSY_HERE,
+                _ => StatusCode::OK,
+            };
+            let response = response_to(&incoming.request.headers, status, status.reason_phrase()).unwrap();
+            incoming.transaction.respond(response);
+        }
+        fn on_ack(&self, _: Request, _: Essentials, _: &Link) {}
+        fn on_cancel(&self, _: ServerTransaction) {}
+        fn on_stray_response(&self, _: Response) {}
+    }
+
+    fn layer() -> TransactionLayer {
+        TransactionLayer::new(
+            Arc::new(Refuser),
+            Arc::new(ClientTransactions::new(Timers::default())),
+            Timers::default(),
+        )
+    }
+
+    fn assert_schedule(seen: &[u128], expected: &[u128]) {
+        assert_eq!(seen.len(), expected.len(), "{seen:?} against {expected:?}");
+        for (seen, expected) in seen.iter().zip(expected) {
+            assert!(seen.abs_diff(*expected) <= 20, "{seen} ms against {expected} ms");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_sent_again_on_timer_g_until_timer_h() {
+        let (link, peer) = udp_link().await;
+        let layer = layer();
+        let start = Instant::now();
+        layer.on_message(Message::Request(request("INVITE", "z9hG4bKg")), &link);
+        let seen = arrivals(&peer, start, Duration::from_secs(40)).await;
+        // Timer G from T1 doubling to T2 (RFC 3261 §17.2.1); Timer H at 64·T1 gives up.
+        let expected = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+        assert_schedule(&millis(&seen), &expected);
+        assert!(seen.iter().all(|(_, message)| matches!(message, Message::Response(r) if r.status == 486)));
+        assert_eq!(layer.live_transactions(), 0, "Timer H ends the transaction");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ack_stops_timer_g_and_is_absorbed_for_timer_i() {
+        let (link, peer) = udp_link().await;
+        let layer = layer();
+        let start = Instant::now();
+        layer.on_message(Message::Request(request("INVITE", "z9hG4bKi")), &link);
+        assert_schedule(&millis(&arrivals(&peer, start, Duration::from_millis(1000)).await), &[0, 500]);
+        layer.on_message(Message::Request(request("ACK", "z9hG4bKi")), &link);
+        assert!(arrivals(&peer, start, Duration::from_secs(4)).await.is_empty(), "Timer G goes on after the ACK");
+        assert_eq!(layer.live_transactions(), 1, "Timer I (T4) keeps the transaction");
+        tokio::time::sleep_until(start + Duration::from_secs(7)).await;
+        assert_eq!(layer.live_transactions(), 0, "Timer I is over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retransmitted_non_invite_gets_the_stored_response_until_timer_j() {
+        let (link, peer) = udp_link().await;
+        let layer = layer();
+        let start = Instant::now();
+        let options = request("OPTIONS", "z9hG4bKj");
+        layer.on_message(Message::Request(options.clone()), &link);
+        assert_schedule(&millis(&arrivals(&peer, start, Duration::from_secs(20)).await), &[0]);
+        layer.on_message(Message::Request(options.clone()), &link);
+        assert_schedule(&millis(&arrivals(&peer, start, Duration::from_secs(21)).await), &[20000]);
+        // Timer J: 64·T1 after the final response, the layer forgets the request.
+        tokio::time::sleep_until(start + Duration::from_millis(32_200)).await;
+        assert_eq!(layer.live_transactions(), 0);
     }
 }

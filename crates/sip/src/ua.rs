@@ -4,9 +4,10 @@
 //! to a [`SessionHandler`] as a [`PendingInvite`]; calls ringer places start in [`crate::uac`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -19,7 +20,7 @@ use crate::compose::{
 use crate::config::{UaConfig, ACCEPT, ALLOW};
 use crate::core::UserAgent;
 use crate::dialog::{Dialog, DialogId, DialogParts, DialogState, IncomingOffer, OfferAnswer};
-use crate::message::header::{lists_option, RAck};
+use crate::message::header::{lists_option, MinSe, RAck};
 use crate::message::validate::Essentials;
 use crate::message::{new_tag, Method, Request, Response, StatusCode, Uri};
 use crate::route::{copy_record_route, RouteSet};
@@ -66,11 +67,11 @@ struct Shared {
 
 impl Shared {
     fn early(&self) -> MutexGuard<'_, HashMap<EarlyKey, Arc<Reliable>>> {
-        self.early.lock().unwrap_or_else(PoisonError::into_inner)
+        self.early.lock()
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingEntry>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        self.pending.lock()
     }
 
     fn config(&self) -> &UaConfig {
@@ -152,7 +153,7 @@ impl Uas {
         if matches!(request.method, Method::Invite | Method::Update) {
             if let UasTimer::TooSmall(min_se) = session_timer::as_uas(&request.headers, &config.session_timer) {
                 let mut response = reply(StatusCode::SESSION_INTERVAL_TOO_SMALL)?;
-                response.headers.push("Min-SE", min_se.to_string());
+                response.headers.push_typed(&MinSe(min_se));
                 return Some(response);
             }
             if !request.body.is_empty() && !is_sdp(request.headers.get("Content-Type")) {
@@ -293,7 +294,7 @@ impl Uas {
     /// when it names none, 400 without a readable RAck.
     fn prack(&self, id: &DialogId, request: &Request, transaction: &ServerTransaction) {
         let early = self.shared.early().get(&early_key(&id.call_id, &id.local_tag)).cloned();
-        let rack = request.headers.get("RAck").and_then(|value| RAck::parse(value).ok());
+        let rack = request.headers.parsed::<RAck>();
         let mut released = None;
         let status = match (rack, early) {
             (None, _) => StatusCode::BAD_REQUEST,

@@ -14,7 +14,7 @@ use super::compose::{allows_update, contact, local_host, origin_line, remote_tar
 use super::config::ALLOW;
 use super::core::UserAgent;
 use super::dialog::{Dialog, DialogId, DialogParts, DialogState};
-use super::message::header::{lists_option, parse_rseq, tag_of, CSeq, NameAddr, RAck, SessionExpires};
+use super::message::header::{lists_option, tag_of, CSeq, MinSe, NameAddr, RAck, RSeq, SessionExpires};
 use super::message::{new_tag, Headers, Method, Request, Response, Uri};
 use super::route::RouteSet;
 use super::session_timer::{self, Support};
@@ -108,7 +108,7 @@ impl UserAgent {
         headers.push("From", from.to_string());
         headers.push("To", spec.to.to_string());
         headers.push("Call-ID", format!("{}{}@{}", new_tag(), new_tag(), host.trim_matches(['[', ']'])));
-        headers.push("CSeq", "1 INVITE");
+        headers.push_typed(&CSeq { number: 1, method: Method::Invite });
         let secure = matches!(&spec.uri, Uri::Sip(uri) if uri.secure);
         headers.push("Contact", contact(self.config(), self.outbound().ports(), &link, secure));
         headers.push("Allow", ALLOW);
@@ -268,7 +268,7 @@ impl OutgoingCall {
     /// retransmission or a response out of order, which the caller drops.
     fn acknowledge_provisional(&mut self, response: &Response) -> bool {
         let reliable = lists_option(&response.headers, "Require", "100rel") && self.ua.config().rel100 != Support::Off;
-        let rseq = response.headers.get("RSeq").and_then(|value| parse_rseq(value).ok());
+        let rseq = response.headers.parsed::<RSeq>().map(|RSeq(rseq)| rseq);
         let (true, Some(rseq)) = (reliable, rseq) else { return true };
         let tag = tag_of(&response.headers, "To");
         if let Some(last) = self.rseqs.get(&tag) {
@@ -296,7 +296,7 @@ impl OutgoingCall {
     /// `answer` (RFC 3262 §5: the PRACK carries the answer to an offer in the provisional).
     pub fn prack(&mut self, answer: Bytes) {
         let Some(response) = self.awaiting_answer.take() else { return };
-        let Some(rseq) = response.headers.get("RSeq").and_then(|value| parse_rseq(value).ok()) else { return };
+        let Some(RSeq(rseq)) = response.headers.parsed() else { return };
         self.send_prack(&response, rseq, answer);
     }
 
@@ -317,8 +317,8 @@ impl OutgoingCall {
             headers.push(name, self.request.headers.get(name).unwrap_or_default());
         }
         headers.push("To", response.headers.get("To").unwrap_or_default());
-        headers.push("CSeq", CSeq { number: self.cseq, method: Method::Prack }.to_string());
-        headers.push("RAck", RAck { rseq, cseq: invite_cseq, method: Method::Invite }.to_string());
+        headers.push_typed(&CSeq { number: self.cseq, method: Method::Prack });
+        headers.push_typed(&RAck { rseq, cseq: invite_cseq, method: Method::Invite });
         headers.push("User-Agent", self.ua.config().server.clone());
         if !body.is_empty() {
             headers.push("Content-Type", "application/sdp");
@@ -342,8 +342,7 @@ impl OutgoingCall {
         let asked = self
             .request
             .headers
-            .get("Session-Expires")
-            .and_then(|value| SessionExpires::parse(value).ok())
+            .parsed::<SessionExpires>()
             .map(|expires| std::time::Duration::from_secs(u64::from(expires.seconds)))
             .unwrap_or(config.interval);
         let Some(interval) = session_timer::after_too_small(&response.headers, asked) else {
@@ -353,14 +352,14 @@ impl OutgoingCall {
         self.cseq += 1;
         let mut request = (*self.request).clone();
         request.headers.set("Via", self.ua.via(&self.link));
-        request.headers.set("CSeq", CSeq { number: self.cseq, method: Method::Invite }.to_string());
+        request.headers.set_typed(&CSeq { number: self.cseq, method: Method::Invite });
         for (name, value) in session_timer::request_headers(config, interval, None) {
             if !matches!(name, "Supported" | "Require") {
                 request.headers.set(name, value);
             }
         }
         // The Min-SE the 422 asked for, not ours (RFC 4028 §7.4).
-        request.headers.set("Min-SE", interval.as_secs().to_string());
+        request.headers.set_typed(&MinSe(u32::try_from(interval.as_secs()).unwrap_or(u32::MAX)));
         match self.ua.clients().send_invite(request.clone(), self.link.clone()) {
             Ok(responses) => {
                 info!(call_id = %self.call_id(), seconds = interval.as_secs(), "422: INVITE sent again with a longer session interval");
@@ -374,7 +373,7 @@ impl OutgoingCall {
 
     /// The CSeq number of the INVITE now under way (2 and up after a 422).
     fn invite_cseq(&self) -> u32 {
-        CSeq::parse(self.request.headers.get("CSeq").unwrap_or_default()).map(|cseq| cseq.number).unwrap_or(1)
+        self.request.headers.parsed::<CSeq>().map_or(1, |cseq| cseq.number)
     }
 
     /// The dialog a 2xx creates (RFC 3261 §12.1.2).

@@ -3,9 +3,10 @@
 //! path runs and is checked with no outside party.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tracing::info;
 
 use crate::config::{HandsetConfig, HandsetMode};
@@ -55,13 +56,13 @@ impl Handsets {
 
     /// From now on the handset of `number` behaves as `mode` (busy, not answering...).
     pub fn set_mode(&self, number: &Msisdn, mode: HandsetMode) {
-        self.modes.lock().unwrap_or_else(PoisonError::into_inner).insert(number.clone(), mode);
+        self.modes.lock().insert(number.clone(), mode);
     }
 
     /// The handset of `number` as it behaves now.
     fn current(&self, number: &Msisdn) -> Option<HandsetConfig> {
         let mut config = self.config.get(number)?.clone();
-        if let Some(mode) = self.modes.lock().unwrap_or_else(PoisonError::into_inner).get(number) {
+        if let Some(mode) = self.modes.lock().get(number) {
             config.mode = *mode;
         }
         Some(config)
@@ -80,12 +81,12 @@ impl Handsets {
 
     /// Every INVITE received so far, oldest first.
     pub fn received(&self) -> Vec<ReceivedCall> {
-        self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.received.lock().clone()
     }
 
     fn remember(&self, invite: &PendingInvite, number: &Msisdn, status: StatusCode) {
         let headers = &invite.request().headers;
-        self.received.lock().unwrap_or_else(PoisonError::into_inner).push(ReceivedCall {
+        self.received.lock().push(ReceivedCall {
             number: number.clone(),
             request_uri: invite.request().uri.to_string(),
             from: headers.get("From").unwrap_or_default().to_owned(),

@@ -18,9 +18,10 @@ pub mod handsets;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -33,6 +34,7 @@ use sip::config::UaConfig;
 use sip::core::UserAgent;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
+use sip::message::header::{SessionId, TypedHeader};
 use sip::message::{Request, StatusCode, Uri};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
@@ -127,10 +129,6 @@ pub struct SbcCall {
 }
 
 type SharedCall = Arc<Mutex<SbcCall>>;
-
-fn lock(call: &SharedCall) -> MutexGuard<'_, SbcCall> {
-    call.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// How many calls [`Sbc::calls`] keeps.
 const CALLS_KEPT: usize = 1000;
@@ -265,7 +263,7 @@ impl Sbc {
 
     /// The calls seen, oldest first (the last 1000).
     pub fn calls(&self) -> Vec<SbcCall> {
-        self.shared.calls.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|call| lock(call).clone()).collect()
+        self.shared.calls.lock().iter().map(|call| call.lock().clone()).collect()
     }
 
     /// Leg 3 INVITEs refused because they carried no known Session-ID.
@@ -289,7 +287,7 @@ impl Sbc {
 
     /// Calls with a leg 2 under way.
     pub fn open_sessions(&self) -> usize {
-        self.shared.sessions.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.shared.sessions.lock().len()
     }
 
     /// Stops every listener.
@@ -305,17 +303,15 @@ fn new_session_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The local part of a Session-ID header value (before any parameter).
+/// The sender's UUID of the request's Session-ID, when it has a well-formed one.
 fn session_id_of(request: &Request) -> Option<String> {
-    let value = request.headers.get("Session-ID")?;
-    let id = value.split(';').next()?.trim().to_ascii_lowercase();
-    (!id.is_empty()).then_some(id)
+    request.headers.parsed::<SessionId>().map(|id| id.local)
 }
 
 impl Shared {
     fn record(&self, call: SbcCall) -> SharedCall {
         let call = Arc::new(Mutex::new(call));
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut calls = self.calls.lock();
         if calls.len() == CALLS_KEPT {
             calls.pop_front();
         }
@@ -324,7 +320,7 @@ impl Shared {
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, SharedCall>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+        self.sessions.lock()
     }
 
     /// Where calls to `number` are delivered: a handset, else the longest matching route.
@@ -371,7 +367,7 @@ async fn leg2(
     number: &Msisdn,
     call: &SharedCall,
 ) -> Result<(OutgoingCall, usize), String> {
-    let session_id = lock(call).session_id.clone();
+    let session_id = call.lock().session_id.clone();
     let ua = &shared.interconnect;
     let sip_uri = &registration.registration.sip_uri;
     let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), number.digits());
@@ -379,7 +375,7 @@ async fn leg2(
         true => Uri::Tel { number: prefixed, params: Default::default() },
         false => phone_uri(&prefixed, sip_uri.host()),
     };
-    let mut extra = vec![("Session-ID".to_owned(), format!("{session_id};remote={}", "0".repeat(32)))];
+    let mut extra = vec![(SessionId::NAME.to_owned(), SessionId::unanswered(session_id).to_string())];
     if leg1.request().headers.get("P-Asserted-Identity").is_none() {
         if let Some(caller) = caller(&leg1.request().headers, &leg1.essentials().from) {
             extra.push((
@@ -434,20 +430,20 @@ async fn callee_leg(
 }
 
 fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
-    let mut call = lock(call);
+    let mut call = call.lock();
     call.legs.push(LegRecord::new(leg, spec.uri.to_string()));
     call.legs.len() - 1
 }
 
 fn set_leg_status(call: &SharedCall, index: usize, status: StatusCode) {
-    if let Some(leg) = lock(call).legs.get_mut(index) {
+    if let Some(leg) = call.lock().legs.get_mut(index) {
         leg.status = status.as_u16();
     }
 }
 
 /// Records a status the core gave leg `index` itself because its far end gave none.
 fn set_leg_by_core(call: &SharedCall, index: usize, status: StatusCode, why: String) {
-    if let Some(leg) = lock(call).legs.get_mut(index) {
+    if let Some(leg) = call.lock().legs.get_mut(index) {
         leg.status = status.as_u16();
         leg.by_core = Some(why);
     }
@@ -480,7 +476,7 @@ fn answered(call: &SharedCall, indexes: &[usize], status: StatusCode) {
     for index in indexes {
         set_leg_status(call, *index, status);
     }
-    lock(call).status = status.as_u16();
+    call.lock().status = status.as_u16();
 }
 
 /// Rings `leg` for `incoming` (the leg at `incoming_index`) and, when it answers, joins the
@@ -582,7 +578,7 @@ async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         }
         _ => direct(&shared, invite, &callee, &call).await,
     };
-    let mut call = lock(&call);
+    let mut call = call.lock();
     call.status = status.as_u16();
     if let Some(leg) = call.legs.first_mut() {
         leg.status = status.as_u16();
@@ -760,7 +756,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         }
     };
     let leg3_index = {
-        let mut record = lock(&call);
+        let mut record = call.lock();
         if record.route != CallRoute::Ingress {
             record.legs.push(LegRecord::new(3, invite.request().uri.to_string()));
         }
@@ -775,7 +771,7 @@ async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         }
     };
     set_leg_status(&call, leg3_index, status);
-    let mut record = lock(&call);
+    let mut record = call.lock();
     if record.route == CallRoute::Ingress {
         record.status = status.as_u16();
     }

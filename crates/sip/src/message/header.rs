@@ -298,9 +298,214 @@ pub fn parse_min_se(value: &str) -> Result<u32, BadHeader> {
     number(value.split(';').next().unwrap_or_default().trim())
 }
 
+/// Min-SE (RFC 4028 §5): the smallest session interval a party accepts, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinSe(pub u32);
+
+/// RSeq (RFC 3262 §7.1): the sequence number of a reliable provisional response, 1 to 2^32-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RSeq(pub u32);
+
+impl fmt::Display for MinSe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for RSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Session-ID (RFC 7989): the end-to-end identifier of a session, 32 lower-case hex digits,
+/// and the far end's once it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionId {
+    /// The sender's UUID (read case-insensitively, kept lower-case).
+    pub local: String,
+    /// The `remote` parameter: the other end's UUID; all zeros while it is unknown.
+    pub remote: Option<String>,
+    /// Other parameters, kept as written.
+    pub params: Params,
+}
+
+/// The UUID of a Session-ID: 32 hex digits (RFC 7989 §4.1).
+fn session_uuid(text: &str) -> Result<String, BadHeader> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(BadHeader("a Session-ID is 32 hex digits"));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+impl SessionId {
+    /// A Session-ID whose far end is not known yet (`remote` of all zeros, RFC 7989 §7).
+    pub fn unanswered(local: String) -> Self {
+        Self { local, remote: Some("0".repeat(32)), params: Params::default() }
+    }
+
+    /// Parses `ab30317f1a784dc48ff824d0d3715d86;remote=00000000000000000000000000000000`.
+    pub fn parse(value: &str) -> Result<Self, BadHeader> {
+        let end = value.find(';').unwrap_or(value.len());
+        let local = session_uuid(value[..end].trim())?;
+        let mut params = Params::parse(&value[end..])?;
+        let remote = match params.get("remote") {
+            Some(Some(remote)) => Some(session_uuid(remote)?),
+            Some(None) => return Err(BadHeader("remote needs a value")),
+            None => None,
+        };
+        params.remove("remote");
+        Ok(Self { local, remote, params })
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.local)?;
+        if let Some(remote) = &self.remote {
+            write!(f, ";remote={remote}")?;
+        }
+        write!(f, "{}", self.params)
+    }
+}
+
+/// A Route value (RFC 3261 §20.34): one hop of the path a request is sent along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route(pub NameAddr);
+
+/// A Record-Route value (RFC 3261 §20.30): a proxy asking to stay in the dialog's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRoute(pub NameAddr);
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for RecordRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A header whose grammar the stack reads: its name, how one value parses, and (through
+/// `Display`) how it is written. [`Headers::typed`] and [`Headers::push_typed`] use it, so that
+/// the name and the grammar of a header are stated once.
+pub trait TypedHeader: Sized + fmt::Display {
+    /// The canonical name.
+    const NAME: &'static str;
+    /// Whether one field line may carry several values separated by commas (RFC 3261 §7.3.1).
+    const LIST: bool = false;
+    /// Parses one value.
+    fn parse_value(value: &str) -> Result<Self, BadHeader>;
+}
+
+macro_rules! typed_headers {
+    ($($type:ty => $name:literal, list: $list:literal, $parse:expr;)*) => {
+        $(
+            impl TypedHeader for $type {
+                const NAME: &'static str = $name;
+                const LIST: bool = $list;
+                fn parse_value(value: &str) -> Result<Self, BadHeader> {
+                    $parse(value)
+                }
+            }
+        )*
+    };
+}
+
+typed_headers! {
+    Via => "Via", list: true, Via::parse;
+    CSeq => "CSeq", list: false, CSeq::parse;
+    RAck => "RAck", list: false, RAck::parse;
+    RSeq => "RSeq", list: false, |value| parse_rseq(value).map(RSeq);
+    SessionExpires => "Session-Expires", list: false, SessionExpires::parse;
+    MinSe => "Min-SE", list: false, |value| parse_min_se(value).map(MinSe);
+    SessionId => "Session-ID", list: false, SessionId::parse;
+    Route => "Route", list: true, |value| NameAddr::parse(value).map(Route);
+    RecordRoute => "Record-Route", list: true, |value| NameAddr::parse(value).map(RecordRoute);
+}
+
+impl Headers {
+    /// The first value of `H`: `None` when the header is absent, the error when it is malformed.
+    pub fn typed<H: TypedHeader>(&self) -> Option<Result<H, BadHeader>> {
+        let value = match H::LIST {
+            true => self.values(H::NAME).into_iter().next(),
+            false => self.get(H::NAME),
+        }?;
+        Some(H::parse_value(value))
+    }
+
+    /// The first value of `H` when it is there and well-formed: for readers to whom a malformed
+    /// value is as good as none (the validation of a request has already refused what matters).
+    pub fn parsed<H: TypedHeader>(&self) -> Option<H> {
+        self.typed().and_then(Result::ok)
+    }
+
+    /// Every value of `H` in order, across field lines and comma lists; malformed values are
+    /// left out.
+    pub fn parsed_all<H: TypedHeader>(&self) -> Vec<H> {
+        let values = match H::LIST {
+            true => self.values(H::NAME),
+            false => self.get_all(H::NAME).collect(),
+        };
+        values.into_iter().filter_map(|value| H::parse_value(value).ok()).collect()
+    }
+
+    /// Appends `header` as a field line of its own.
+    pub fn push_typed<H: TypedHeader>(&mut self, header: &H) {
+        self.push(H::NAME, header.to_string());
+    }
+
+    /// Replaces every field line of `H` by `header`.
+    pub fn set_typed<H: TypedHeader>(&mut self, header: &H) {
+        self.set(H::NAME, header.to_string());
+    }
+
+    /// The name-addr of header `name` (From, To, Contact, P-Asserted-Identity: the first value
+    /// of a list) when it is there and parses.
+    pub fn name_addr(&self, name: &str) -> Option<NameAddr> {
+        self.values(name).into_iter().next().and_then(|value| NameAddr::parse(value).ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_headers_read_the_first_value_and_write_back() {
+        let mut headers = Headers::new();
+        headers.push("v", "SIP/2.0/TLS a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;branch=z9hG4bK2");
+        headers.push("CSeq", "7 INVITE");
+        headers.push("Record-Route", "<sip:p1;lr>, <sip:p2;lr>");
+        headers.push("Record-Route", "<sip:p3;lr>");
+        headers.push("Session-ID", "AB30317F1A784DC48FF824D0D3715D86;remote=00000000000000000000000000000000");
+        headers.push("RSeq", "0");
+        assert_eq!(headers.parsed::<Via>().and_then(|via| via.branch().map(str::to_owned)), Some("z9hG4bK1".into()));
+        assert_eq!(headers.parsed::<CSeq>(), Some(CSeq { number: 7, method: Method::Invite }));
+        let routes: Vec<String> = headers.parsed_all::<RecordRoute>().iter().map(ToString::to_string).collect();
+        assert_eq!(routes, ["<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3;lr>"]);
+        let session = headers.parsed::<SessionId>().unwrap();
+        assert_eq!(session.local, "ab30317f1a784dc48ff824d0d3715d86");
+        assert_eq!(session.to_string(), "ab30317f1a784dc48ff824d0d3715d86;remote=00000000000000000000000000000000");
+        assert_eq!(headers.typed::<RSeq>(), Some(Err(BadHeader("RSeq 0"))));
+        assert_eq!(headers.typed::<RAck>(), None);
+        headers.set_typed(&CSeq { number: 8, method: Method::Bye });
+        assert_eq!(headers.get_all("CSeq").collect::<Vec<_>>(), ["8 BYE"]);
+    }
+
+    #[test]
+    fn session_ids_are_32_hex_digits() {
+        assert!(SessionId::parse("ab30317f1a784dc48ff824d0d3715d8").is_err());
+        assert!(SessionId::parse("zb30317f1a784dc48ff824d0d3715d86").is_err());
+        assert!(SessionId::parse("ab30317f1a784dc48ff824d0d3715d86;remote").is_err());
+        let id = SessionId::parse("ab30317f1a784dc48ff824d0d3715d86 ; foo=bar").unwrap();
+        assert_eq!((id.remote, id.params.get("foo")), (None, Some(Some("bar"))));
+        let fresh = SessionId::unanswered("0123456789abcdef0123456789abcdef".into());
+        assert_eq!(SessionId::parse(&fresh.to_string()), Ok(fresh));
+    }
 
     #[test]
     fn via_with_whitespace_everywhere() {

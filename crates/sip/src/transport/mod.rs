@@ -218,6 +218,8 @@ pub fn refusal(error: &ParseError) -> Option<Response> {
         return None;
     }
     let headers = error.headers.as_ref()?;
+    // Read loosely, not as a typed CSeq: a request refused for a malformed CSeq may still be
+    // an ACK, and an ACK is never answered.
     let method = headers.get("CSeq").and_then(|cseq| cseq.split_whitespace().nth(1));
     if method.is_some_and(|method| method.eq_ignore_ascii_case("ACK")) {
         return None;

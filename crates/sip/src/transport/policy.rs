@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use parking_lot::Mutex;
 
 /// Peer restrictions and connection limits.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ impl ConnectionCounter {
         if !policy.allows(ip) {
             return Err(Refused::NotAllowed);
         }
-        let mut per_peer = self.per_peer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut per_peer = self.per_peer.lock();
         let total: usize = per_peer.values().sum();
         if total >= policy.max_connections {
             return Err(Refused::TooMany);
@@ -94,13 +95,13 @@ impl ConnectionCounter {
 
     /// Open connections in total.
     pub fn total(&self) -> usize {
-        self.per_peer.lock().unwrap_or_else(PoisonError::into_inner).values().sum()
+        self.per_peer.lock().values().sum()
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut per_peer = self.counter.per_peer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut per_peer = self.counter.per_peer.lock();
         if let Some(count) = per_peer.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

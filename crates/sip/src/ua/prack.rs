@@ -4,15 +4,16 @@
 //! PRACK after 64·T1 the INVITE is refused with 504.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::message::header::RAck;
+use crate::message::header::{RAck, RSeq};
 use crate::message::{Method, Response};
 use crate::transaction::ServerTransaction;
 
@@ -102,7 +103,7 @@ impl Reliable {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Sends `response` reliably, or queues it behind the one awaiting its PRACK; `answer_to`
@@ -124,7 +125,7 @@ impl Reliable {
         let rseq = state.next_rseq;
         state.next_rseq = rseq.wrapping_add(1).max(1);
         response.headers.push("Require", "100rel");
-        response.headers.push("RSeq", rseq.to_string());
+        response.headers.push_typed(&RSeq(rseq));
         state.outstanding = Some(Outstanding { rseq, has_sdp: !response.body.is_empty(), answer_to });
         self.transaction.respond(response.clone());
         tokio::spawn(self.clone().retransmit(rseq, response));

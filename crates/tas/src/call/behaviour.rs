@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use domain::types::Msisdn;
 use sip::b2bua::{self, LegOutcome};
 use sip::core::UserAgent;
+use sip::message::header::SessionId;
 use sip::message::{StatusCode, Uri};
 use sip::transport::Link;
 use sip::ua::PendingInvite;
@@ -324,8 +325,12 @@ pub fn leg3(
     // Leg 3 keeps no header parameter of leg 2's To.
     spec.to.params = Default::default();
     let headers = &mut spec.headers;
-    if request.headers.get("Session-ID").is_none_or(|value| value.trim().is_empty()) {
-        warn!(call_id = %essentials.call_id, "leg 2 carries no Session-ID: the core may not recognise leg 3");
+    match request.headers.typed::<SessionId>() {
+        None => warn!(call_id = %essentials.call_id, "leg 2 carries no Session-ID: the core may not recognise leg 3"),
+        Some(Err(error)) => {
+            warn!(call_id = %essentials.call_id, %error, "leg 2's Session-ID is malformed: the core may not recognise leg 3")
+        }
+        Some(Ok(_)) => {}
     }
     if let Some((diverting, cause)) = diversion {
         let original = retarget(&request.uri, diverting)

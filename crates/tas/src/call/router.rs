@@ -3,9 +3,10 @@
 //! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use crate::config::{CallsConfig, ServeConfig};
@@ -138,16 +139,16 @@ impl CallRouter {
 
     /// Takes the subscribers and behaviours of a reloaded config; calls under way keep theirs.
     pub fn reload(&self, config: &ServeConfig) {
-        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Routes::from_config(config));
+        *self.routes.write() = Arc::new(Routes::from_config(config));
     }
 
     /// The most recent calls, oldest first.
     pub fn records(&self) -> Vec<CallRecord> {
-        self.records.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+        self.records.lock().iter().cloned().collect()
     }
 
     fn routes(&self) -> Arc<Routes> {
-        self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.routes.read().clone()
     }
 }
 
@@ -163,7 +164,7 @@ fn record_of(invite: &PendingInvite) -> CallRecord {
 
 impl CallRouter {
     fn keep(&self, record: CallRecord) {
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut records = self.records.lock();
         if records.len() == RECORDS_KEPT {
             records.pop_front();
         }

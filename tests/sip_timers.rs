@@ -1,0 +1,246 @@
+//! The dialog and B2BUA timers of a running endpoint, on tokio's paused clock with RFC 3261's
+//! own values (T1 = 500 ms): the 2xx retransmitted until the ACK and the call ended at 64·T1
+//! without one; session timers (RFC 4028) refreshed by ringer or ended when the peer does not
+//! refresh; a B2BUA leg cancelled when its no-answer time runs out. The clock moves only when
+//! every task waits, so minutes of protocol time take milliseconds and the schedule is exact.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::sip::*;
+use ringer::sip::b2bua::{self, LegOutcome};
+use ringer::sip::config::UaConfig;
+use ringer::sip::dialog::{DialogId, OfferAnswer};
+use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
+use ringer::sip::message::{Message, Method, Request, Response, StatusCode, Uri};
+use ringer::sip::transport::policy::PeerPolicy;
+use ringer::sip::transport::response_to;
+use ringer::sip::transport::stream::StreamLimits;
+use ringer::sip::ua::{PendingInvite, SessionHandler};
+use tokio::time::Instant;
+
+/// Answers every INVITE at once with a fixed SDP, and every re-offer the same way.
+struct AnswerAtOnce;
+
+impl SessionHandler for AnswerAtOnce {
+    fn on_invite(&self, invite: PendingInvite) {
+        tokio::spawn(async move {
+            if let Some(call) = invite.answer(Bytes::from_static(SDP_OFFER.as_bytes())) {
+                call.ended().await;
+            }
+        });
+    }
+    fn on_offer(&self, _: &DialogId, offer: &Bytes) -> OfferAnswer {
+        OfferAnswer::Accept(offer.clone())
+    }
+}
+
+/// Places the call onward to `callee` and gives it `no_answer` to answer, as the TAS's
+/// forwarding does; the caller gets 480 when the time runs out.
+struct Forwarder {
+    callee: SocketAddr,
+    no_answer: Duration,
+}
+
+impl SessionHandler for Forwarder {
+    fn on_invite(&self, invite: PendingInvite) {
+        let (callee, no_answer) = (self.callee, self.no_answer);
+        tokio::spawn(async move {
+            let ua = invite.user_agent().clone();
+            let target = format!("sip:bob@{callee}");
+            let Ok(uri) = Uri::parse(&target) else { return };
+            let spec = b2bua::onward(&invite, uri, &[]);
+            let Ok(link) = ua.outbound().link_to(&target).await else { return };
+            let Ok(leg) = ua.invite(spec, link) else { return };
+            match b2bua::ring(&invite, leg, Some(no_answer)).await {
+                LegOutcome::NoAnswer(cancelling) => {
+                    invite.reject(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
+                    assert_eq!(cancelling.outcome().await, Some(StatusCode::REQUEST_TERMINATED));
+                }
+                other => panic!("expected no answer, got {other:?}"),
+            }
+        });
+    }
+    fn on_offer(&self, _: &DialogId, _: &Bytes) -> OfferAnswer {
+        OfferAnswer::NotAcceptable("not in this test".into())
+    }
+}
+
+/// A UDP-only endpoint with RFC 3261's timers and RFC 4028's defaults (Min-SE 90 s).
+async fn endpoint(handler: Arc<dyn SessionHandler>) -> Endpoint {
+    let config = EndpointConfig {
+        tls: None,
+        tcp: None,
+        udp: Some("127.0.0.1:0".parse().expect("addr")),
+        policy: PeerPolicy::default(),
+        limits: StreamLimits::default(),
+        ua: UaConfig::new("127.0.0.1", "ringer-test"),
+        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
+    };
+    endpoint::start(config, handler).await.expect("endpoint starts")
+}
+
+/// The next message within `limit`, with when it came (since `start`).
+async fn next(peer: &mut Peer, start: Instant, limit: Duration) -> Option<(Duration, Message)> {
+    let message = peer.recv_within(limit).await?;
+    Some((start.elapsed(), message))
+}
+
+/// The next request, skipping responses (retransmitted 2xx, 100 Trying).
+async fn next_request(peer: &mut Peer, start: Instant, limit: Duration) -> (Duration, Request) {
+    loop {
+        match next(peer, start, limit).await {
+            Some((at, Message::Request(request))) => return (at, request),
+            Some((_, Message::Response(_))) => continue,
+            None => panic!("no request within {limit:?}"),
+        }
+    }
+}
+
+fn ack_for(ok: &Response, call_id: &str) -> String {
+    request("ACK", call_id, 1, &format!("{call_id}ack"), "UDP", Some(&to_tag(ok)), "", "")
+}
+
+fn assert_near(at: Duration, expected: Duration) {
+    let difference = at.abs_diff(expected);
+    assert!(difference <= Duration::from_millis(20), "at {at:?}, expected {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacked_2xx_is_sent_from_t1_doubling_to_t2_and_the_call_ends_with_bye_at_64_t1() {
+    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let start = Instant::now();
+    peer.send(request("INVITE", "noack", 1, "noack", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    let mut oks = Vec::new();
+    let (bye_at, bye) = loop {
+        match next(&mut peer, start, Duration::from_secs(40)).await {
+            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at.as_millis()),
+            Some((_, Message::Response(_))) => {}
+            Some((at, Message::Request(request))) => break (at, request),
+            None => panic!("no BYE after the 2xx went unacknowledged; 2xx at {oks:?}"),
+        }
+    };
+    // RFC 3261 §13.3.1.4: T1, doubling up to T2, for 64·T1; then the session ends with BYE.
+    let expected = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+    assert_eq!(oks.len(), expected.len(), "2xx at {oks:?}");
+    for (at, expected) in oks.iter().zip(expected) {
+        assert_near(Duration::from_millis(*at as u64), Duration::from_millis(expected));
+    }
+    assert_eq!(bye.method, Method::Bye);
+    assert_near(bye_at, Duration::from_secs(32));
+    peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_the_peer_does_not_refresh_ends_with_bye_a_third_before_it_expires() {
+    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let start = Instant::now();
+    let timer = "Supported: timer\r\nSession-Expires: 120;refresher=uac\r\n";
+    peer.send(request("INVITE", "expiry", 1, "expiry", "UDP", None, timer, SDP_OFFER).as_bytes()).await;
+    let ok = peer.final_response().await;
+    assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uac"));
+    peer.send(ack_for(&ok, "expiry").as_bytes()).await;
+    // RFC 4028 §10: the side that does not refresh sends BYE min(32 s, interval/3) before the
+    // session expires: 120 − 32 = 88 s, and not earlier.
+    let (at, bye) = next_request(&mut peer, start, Duration::from_secs(100)).await;
+    assert_eq!(bye.method, Method::Bye);
+    assert_near(at, Duration::from_secs(88));
+    peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ringer_refreshes_a_session_at_half_the_interval_when_it_is_the_refresher() {
+    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let start = Instant::now();
+    let timer = "Supported: timer\r\nSession-Expires: 180;refresher=uas\r\n";
+    peer.send(request("INVITE", "refresh", 1, "refresh", "UDP", None, timer, SDP_OFFER).as_bytes()).await;
+    let ok = peer.final_response().await;
+    assert_eq!(ok.headers.get("Session-Expires"), Some("180;refresher=uas"));
+    peer.send(ack_for(&ok, "refresh").as_bytes()).await;
+    for round in 1..=2u64 {
+        // RFC 4028 §10: the refresher refreshes at half the interval, counted from the last one.
+        let (at, refresh) = next_request(&mut peer, start, Duration::from_secs(200)).await;
+        assert!(matches!(refresh.method, Method::Invite | Method::Update), "{refresh:?}");
+        assert_near(at, Duration::from_secs(90 * round));
+        let mut answer = response_to(&refresh.headers, StatusCode::OK, "OK").expect("response");
+        // ringer is the UAC of its refresh: it goes on refreshing when the 2xx says `uac`.
+        answer.headers.set("Session-Expires", "180;refresher=uac");
+        answer.headers.set("Contact", "<sip:alice@127.0.0.1:5099>");
+        if refresh.method == Method::Invite {
+            answer.headers.set("Content-Type", "application/sdp");
+            answer.body = Bytes::from_static(SDP_OFFER.as_bytes());
+        }
+        peer.send(&answer.to_bytes()).await;
+        if refresh.method == Method::Invite {
+            let (_, ack) = next_request(&mut peer, start, Duration::from_secs(1)).await;
+            assert_eq!(ack.method, Method::Ack);
+        }
+    }
+}
+
+/// The far end of a B2BUA leg: a UDP socket that answers whoever sent to it.
+struct Callee {
+    socket: tokio::net::UdpSocket,
+    ringer: Option<SocketAddr>,
+}
+
+impl Callee {
+    async fn bind() -> Self {
+        Self { socket: tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind"), ringer: None }
+    }
+
+    /// The next request within `limit`, with when it came.
+    async fn request(&mut self, start: Instant, limit: Duration) -> (Duration, Request) {
+        let mut buffer = vec![0u8; 65_535];
+        loop {
+            let received = tokio::time::timeout(limit, self.socket.recv_from(&mut buffer)).await;
+            let Ok(Ok((length, from))) = received else { panic!("no request within {limit:?}") };
+            self.ringer = Some(from);
+            let message = ringer::sip::message::parse_datagram(&buffer[..length]).expect("ringer sends parseable SIP");
+            if let Message::Request(request) = message {
+                return (start.elapsed(), request);
+            }
+        }
+    }
+
+    async fn send(&self, response: &Response) {
+        let ringer = self.ringer.expect("a request came first");
+        self.socket.send_to(&response.to_bytes(), ringer).await.expect("send");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_b2bua_leg_unanswered_in_its_time_is_cancelled_and_the_caller_refused() {
+    let mut callee = Callee::bind().await;
+    let forwarder = Forwarder { callee: callee.socket.local_addr().expect("addr"), no_answer: Duration::from_secs(20) };
+    let endpoint = endpoint(Arc::new(forwarder)).await;
+    let mut caller = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let start = Instant::now();
+    caller.send(request("INVITE", "noanswer", 1, "noanswer", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    let (_, invite) = callee.request(start, Duration::from_secs(1)).await;
+    assert_eq!(invite.method, Method::Invite);
+    let mut ringing = response_to(&invite.headers, StatusCode::RINGING, "Ringing").expect("response");
+    ringing.add_to_tag("callee1");
+    callee.send(&ringing).await;
+    // The no-answer time runs from the INVITE: CANCEL at 20 s, and no retransmitted INVITE
+    // before it (the 180 stopped Timer A).
+    let (at, cancel) = callee.request(start, Duration::from_secs(30)).await;
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_near(at, Duration::from_secs(20));
+    callee.send(&response_to(&cancel.headers, StatusCode::OK, "OK").expect("response")).await;
+    let mut terminated =
+        response_to(&invite.headers, StatusCode::REQUEST_TERMINATED, "Request Terminated").expect("response");
+    terminated.add_to_tag("callee1");
+    callee.send(&terminated).await;
+    let (_, ack) = callee.request(start, Duration::from_secs(1)).await;
+    assert_eq!(ack.method, Method::Ack);
+    let refused = caller.final_response().await;
+    assert_eq!(refused.status, StatusCode::TEMPORARILY_UNAVAILABLE);
+}
