@@ -41,6 +41,12 @@ pub enum LabError {
     /// A listener.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The SBC of this lab has no UDP access listener to call in through.
+    #[error("the SBC has no UDP access listener")]
+    NoAccess,
+    /// Alice's INVITE could not be sent.
+    #[error("Alice's call: {0}")]
+    Call(#[from] emulator::caller::DialError),
     /// The assembled TAS config is invalid.
     #[error("{0}")]
     Config(String),
@@ -305,9 +311,9 @@ impl Lab {
     }
 
     /// Alice (`from`) calls `to` through the SBC's access side, offering `sdp`.
-    pub fn call(&self, from: &Msisdn, to: &Msisdn, sdp: Bytes) -> Result<OutgoingCall, String> {
-        let access = self.sbc().and_then(|sbc| sbc.access.udp_addr).ok_or("the SBC has no UDP access listener")?;
-        self.alice.invite(access, from, to, sdp).map_err(|error| error.to_string())
+    pub fn call(&self, from: &Msisdn, to: &Msisdn, sdp: Bytes) -> Result<OutgoingCall, LabError> {
+        let access = self.sbc().and_then(|sbc| sbc.access.udp_addr).ok_or(LabError::NoAccess)?;
+        Ok(self.alice.invite(access, from, to, sdp)?)
     }
 
     /// Dialogs, pending INVITEs and client transactions under way anywhere (0 once every call is over).

@@ -27,8 +27,44 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", explain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated; a cause already written out by the error above
+/// it (libraries' messages often include their source) is not repeated.
+fn explain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut above = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !above.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+        above = message;
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the greeting: {0}")]
+    struct Inline(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_written_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let inline = anyhow::Error::new(Inline(io())).context("starting the TAS");
+        assert_eq!(explain(&inline), "starting the TAS: reading the greeting: no such file");
+        let plain = anyhow::Error::new(io()).context("reading the greeting").context("starting the TAS");
+        assert_eq!(explain(&plain), "starting the TAS: reading the greeting: no such file");
     }
 }

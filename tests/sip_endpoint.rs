@@ -639,7 +639,7 @@ async fn a_bye_goes_to_the_configured_core_over_verified_tls_once_the_call_conne
     let core_addr = core.local_addr().expect("addr");
     let lab = lab_with(Arc::new(AnswerThenHangUp { outcomes }), |config, dir| {
         config.outbound.tls = Some(ringer::tls::client_config(Some(&dir.join("ca.pem")), None).expect("client tls"));
-        config.outbound.core = Some(format!("sips:127.0.0.1:{}", core_addr.port()));
+        config.outbound.core = ringer::sip::message::Uri::parse(&format!("sips:127.0.0.1:{}", core_addr.port())).ok();
     })
     .await;
     // The emulated core's side: a TLS server with a certificate from the same CA.

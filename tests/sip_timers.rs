@@ -51,9 +51,8 @@ impl SessionHandler for Forwarder {
         let (callee, no_answer) = (self.callee, self.no_answer);
         tokio::spawn(async move {
             let ua = invite.user_agent().clone();
-            let target = format!("sip:bob@{callee}");
-            let Ok(uri) = Uri::parse(&target) else { return };
-            let spec = b2bua::onward(&invite, uri, &[]);
+            let Ok(target) = Uri::parse(&format!("sip:bob@{callee}")) else { return };
+            let spec = b2bua::onward(&invite, target.clone(), &[]);
             let Ok(link) = ua.outbound().link_to(&target).await else { return };
             let Ok(leg) = ua.invite(spec, link) else { return };
             match b2bua::ring(&invite, leg, Some(no_answer)).await {

@@ -60,7 +60,7 @@ pub(super) async fn run() -> anyhow::Result<ExitCode> {
         let tas_records = lab.tas.router.records().len();
         let call = match demo.from_tas {
             true => lab.tas.call(&to, &from, offer()).await?,
-            false => lab.call(&from, &to, offer()).map_err(anyhow::Error::msg)?,
+            false => lab.call(&from, &to, offer())?,
         };
         let status = complete(call).await;
         all_answered &= status.is_success();

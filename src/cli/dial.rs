@@ -62,7 +62,7 @@ fn source(play: &str, duration: Duration) -> anyhow::Result<Vec<i16>> {
             anyhow::ensure!((20.0..=3900.0).contains(&hz), "--play tone:{hz}: 20 to 3900 Hz at 8 kHz");
             ringer::media::apps::tone(hz, millis, 10000.0)
         }
-        None => ringer::media::apps::load_audio(std::path::Path::new(play)).map_err(anyhow::Error::msg)?,
+        None => ringer::media::apps::load_audio(std::path::Path::new(play))?,
     };
     samples.truncate((u64::from(SAMPLE_RATE) * u64::from(millis) / 1000) as usize);
     Ok(samples)
@@ -126,7 +126,7 @@ pub(super) async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count() as f64 / f64::from(SAMPLE_RATE);
     println!("heard {seconds:.1} s of audio ({loud:.1} s above -36 dBFS)");
     if let Some(path) = &args.record {
-        ringer::media::apps::write_wav(path, &heard).map_err(anyhow::Error::msg)?;
+        ringer::media::apps::write_wav(path, &heard)?;
         println!("recorded to {}", path.display());
     }
     Ok(if loud > 0.0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod audio;
+pub(crate) mod broken_tas;
+pub(crate) mod fault_proxy;
 pub(crate) mod kamailio;
 pub(crate) mod lab;
 pub(crate) mod netns;

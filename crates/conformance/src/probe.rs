@@ -10,10 +10,77 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use sip::message::{parse_message, Message, Response};
+use sip::message::{parse_message, Message, ParseError, Response};
 
 /// How long a probe waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What went wrong on a probe's connection, in the words the harness reports; the underlying
+/// error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The TAS's host is not a name a certificate can be checked against.
+    #[error("{host} is not a valid TLS server name")]
+    ServerName {
+        /// The host.
+        host: String,
+        /// Why rustls refused it.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// No TCP connection within [`PROBE_TIMEOUT`].
+    #[error("TCP connect to {addr}: timed out")]
+    ConnectTimeout {
+        /// The TAS's address.
+        addr: SocketAddr,
+    },
+    /// The TCP connection was refused or failed.
+    #[error("TCP connect to {addr}: {source}")]
+    Connect {
+        /// The TAS's address.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The socket has no local address.
+    #[error("local address: {0}")]
+    LocalAddress(#[source] std::io::Error),
+    /// No TLS handshake within [`PROBE_TIMEOUT`].
+    #[error("TLS handshake: timed out")]
+    HandshakeTimeout,
+    /// The TLS handshake failed.
+    #[error("{explained}")]
+    Handshake {
+        /// The failure in words a TAS vendor can act on (the certificate problem named).
+        explained: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing to the TAS failed.
+    #[error("write: {0}")]
+    Write(#[source] std::io::Error),
+    /// Reading from the TAS failed.
+    #[error("read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The TAS sent bytes that are not a SIP message.
+    #[error("unreadable message: {0}")]
+    Unreadable(#[source] ParseError),
+    /// Nothing came in time.
+    #[error("nothing within {} ms", .0.as_millis())]
+    Silent(Duration),
+    /// The TAS closed the connection.
+    #[error("the TAS closed the connection")]
+    Closed,
+}
+
+/// The harness's findings are text: a probe's failure becomes the finding's "got".
+impl From<ProbeError> for String {
+    fn from(error: ProbeError) -> String {
+        error.to_string()
+    }
+}
 
 /// An open TLS connection to the TAS.
 pub struct Probe {
@@ -27,25 +94,26 @@ pub struct Probe {
 
 impl Probe {
     /// Connects to `addr` and completes TLS, verifying the certificate for `host` with `config`.
-    pub async fn connect(addr: SocketAddr, host: &str, config: Arc<rustls::ClientConfig>) -> Result<Probe, String> {
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|error| error.to_string())?;
+    pub async fn connect(addr: SocketAddr, host: &str, config: Arc<rustls::ClientConfig>) -> Result<Probe, ProbeError> {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|source| ProbeError::ServerName { host: host.to_owned(), source })?;
         let tcp = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| format!("TCP connect to {addr}: timed out"))?
-            .map_err(|error| format!("TCP connect to {addr}: {error}"))?;
-        let local = tcp.local_addr().map_err(|error| error.to_string())?;
+            .map_err(|_| ProbeError::ConnectTimeout { addr })?
+            .map_err(|source| ProbeError::Connect { addr, source })?;
+        let local = tcp.local_addr().map_err(ProbeError::LocalAddress)?;
         let stream = tokio::time::timeout(PROBE_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
             .await
-            .map_err(|_| "TLS handshake: timed out".to_owned())?
-            .map_err(|error| tls::verify::explain_io(&error))?;
+            .map_err(|_| ProbeError::HandshakeTimeout)?
+            .map_err(|source| ProbeError::Handshake { explained: tls::verify::explain_io(&source), source })?;
         let version = stream.get_ref().1.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
         Ok(Probe { stream, buffer: Vec::new(), version, local })
     }
 
     /// Writes `bytes` as they are.
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).await.map_err(|error| format!("write: {error}"))?;
-        self.stream.flush().await.map_err(|error| format!("write: {error}"))
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ProbeError> {
+        self.stream.write_all(bytes).await.map_err(ProbeError::Write)?;
+        self.stream.flush().await.map_err(ProbeError::Write)
     }
 
     /// Bytes that arrive within `wait` (for keep-alive pongs).
@@ -58,7 +126,7 @@ impl Probe {
     }
 
     /// The next SIP message, skipping keep-alive CRLFs; `Err` on timeout, close or garbage.
-    pub async fn next_message(&mut self, wait: Duration) -> Result<Message, String> {
+    pub async fn next_message(&mut self, wait: Duration) -> Result<Message, ProbeError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while self.buffer.starts_with(b"\r\n") {
@@ -66,20 +134,20 @@ impl Probe {
             }
             if let Some(length) = framed_length(&self.buffer) {
                 let bytes: Vec<u8> = self.buffer.drain(..length).collect();
-                return parse_message(&bytes).map_err(|error| format!("unreadable message: {error}"));
+                return parse_message(&bytes).map_err(ProbeError::Unreadable);
             }
             let mut chunk = [0u8; 16384];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return Err(format!("nothing within {} ms", wait.as_millis())),
-                Ok(Ok(0)) => return Err("the TAS closed the connection".into()),
+                Err(_) => return Err(ProbeError::Silent(wait)),
+                Ok(Ok(0)) => return Err(ProbeError::Closed),
                 Ok(Ok(length)) => self.buffer.extend_from_slice(&chunk[..length]),
-                Ok(Err(error)) => return Err(format!("read: {error}")),
+                Ok(Err(error)) => return Err(ProbeError::Read(error)),
             }
         }
     }
 
     /// The final response to the request sent last (provisional ones skipped).
-    pub async fn final_response(&mut self, wait: Duration) -> Result<Response, String> {
+    pub async fn final_response(&mut self, wait: Duration) -> Result<Response, ProbeError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -17,7 +17,7 @@ use sip::config::UaConfig;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::message::header::NameAddr;
-use sip::message::{StatusCode, Uri};
+use sip::message::StatusCode;
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
 use sip::ua::{PendingInvite, SessionHandler};
@@ -26,9 +26,24 @@ use sip::uac::{InviteSpec, OutgoingCall, Progress};
 /// Why a call with media could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    /// The SIP side failed before an answer (no socket, malformed target).
-    #[error("SIP: {0}")]
-    Sip(String),
+    /// A number does not make a SIP URI.
+    #[error("{text} is not a SIP address: {source}")]
+    Address {
+        /// The address tried.
+        text: String,
+        /// Why it does not parse.
+        #[source]
+        source: sip::message::grammar::BadHeader,
+    },
+    /// The caller has no UDP socket to send from.
+    #[error("the caller has no UDP socket")]
+    NoSocket,
+    /// The INVITE could not be sent.
+    #[error("INVITE not sent: {0}")]
+    Invite(#[from] sip::client::RequestError),
+    /// The ACK could not be sent.
+    #[error("ACK not sent: {0}")]
+    Ack(#[source] sip::dialog::DialogError),
     /// The call was refused.
     #[error("refused: {status} {reason}")]
     Refused {
@@ -111,9 +126,10 @@ impl Caller {
         to: &Msisdn,
         sdp: Bytes,
     ) -> Result<OutgoingCall, DialError> {
-        let parse = |text: String| NameAddr::parse(&text).map_err(|error| DialError::Sip(error.to_string()));
+        let parse = |text: String| NameAddr::parse(&text).map_err(|source| DialError::Address { text, source });
+        let to_uri = parse(format!("<sip:{to}@{access};user=phone>"))?.uri;
         let spec = InviteSpec {
-            uri: Uri::parse(&format!("sip:{to}@{access};user=phone")).map_err(|e| DialError::Sip(e.to_string()))?,
+            uri: to_uri,
             from: parse(format!("<sip:{from}@handset.ringer.invalid;user=phone>"))?,
             to: parse(format!("<sip:{to}@core.ringer.invalid;user=phone>"))?,
             max_forwards: 70,
@@ -121,8 +137,8 @@ impl Caller {
             body: sdp,
             offer_100rel: true,
         };
-        let link = self.endpoint.udp_link(access).ok_or_else(|| DialError::Sip("no UDP socket".into()))?;
-        self.endpoint.user_agent().invite(spec, link).map_err(|error| DialError::Sip(error.to_string()))
+        let link = self.endpoint.udp_link(access).ok_or(DialError::NoSocket)?;
+        Ok(self.endpoint.user_agent().invite(spec, link)?)
     }
 
     /// Calls `to` with a WebRTC-style offer shaped by `media`, and waits for the answer and for
@@ -161,7 +177,7 @@ impl Caller {
         };
         if let Err(error) = call.ack(None) {
             peer.close().await;
-            return Err(DialError::Sip(error.to_string()));
+            return Err(DialError::Ack(error));
         }
         let accepted = match sdp::SessionDescription::parse(&String::from_utf8_lossy(&response.body)) {
             Ok(answer) => peer.accept(&answer, timeout).await.map(|()| answer).map_err(DialError::from),

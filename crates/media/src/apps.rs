@@ -2,7 +2,7 @@
 //! recording into the [`Mailbox`]) and announcement (play, then hang up). Echo works on
 //! packets and lives with the RTP code.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,36 +62,89 @@ pub fn beep() -> Vec<i16> {
     tone(1400.0, 400, 10000.0)
 }
 
+/// Why an audio file could not be read or written; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioFileError {
+    /// The file could not be opened or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The WAV reader or writer failed.
+    #[error("{}: WAV: {source}", path.display())]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: hound::Error,
+    },
+    /// The Ogg container is broken.
+    #[error("{}: Ogg: {source}", path.display())]
+    Ogg {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: ogg::OggReadError,
+    },
+    /// The Opus stream does not decode.
+    #[error("{}: Opus: {source}", path.display())]
+    Opus {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: super::codec::CodecError,
+    },
+    /// The file is of a kind or shape ringer does not play.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What it is and what would do.
+        reason: String,
+    },
+}
+
 /// Reads an audio file as 8 kHz mono: WAV (16-bit PCM, mono or stereo, 8, 16 or 48 kHz) or
 /// Ogg/Opus (RFC 7845), told apart by their first bytes.
-pub fn load_audio(path: &Path) -> Result<Vec<i16>, String> {
-    let fail = |why: String| format!("{}: {why}", path.display());
+pub fn load_audio(path: &Path) -> Result<Vec<i16>, AudioFileError> {
+    let io = |source| AudioFileError::Io { path: path.to_owned(), source };
     let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
-    std::io::Read::read_exact(&mut file, &mut magic).map_err(|_| fail("too short for an audio file".into()))?;
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    std::io::Read::read_exact(&mut file, &mut magic).map_err(|_| unsupported(path, "too short for an audio file"))?;
     match &magic {
         b"RIFF" => load_wav(path),
         b"OggS" => load_ogg_opus(path),
-        _ => Err(fail("neither WAV (RIFF) nor Ogg/Opus (OggS)".into())),
+        _ => Err(unsupported(path, "neither WAV (RIFF) nor Ogg/Opus (OggS)")),
     }
 }
 
+fn unsupported(path: &Path, reason: impl Into<String>) -> AudioFileError {
+    AudioFileError::Unsupported { path: path.to_owned(), reason: reason.into() }
+}
+
 /// Reads a WAV file (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
-pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
-    let fail = |why: String| format!("{}: {why}", path.display());
-    let mut reader = hound::WavReader::open(path).map_err(|error| fail(error.to_string()))?;
+pub fn load_wav(path: &Path) -> Result<Vec<i16>, AudioFileError> {
+    let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
+    let mut reader = hound::WavReader::open(path).map_err(wav)?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
-        return Err(fail("only 16-bit PCM WAV is supported".into()));
+        return Err(unsupported(path, "only 16-bit PCM WAV is supported"));
     }
     let factor = match spec.sample_rate {
         8000 => 1,
         16000 => 2,
         48000 => 6,
-        other => return Err(fail(format!("sample rate {other} Hz: use 8, 16 or 48 kHz"))),
+        other => return Err(unsupported(path, format!("sample rate {other} Hz: use 8, 16 or 48 kHz"))),
     };
     let channels = usize::from(spec.channels.max(1));
-    let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| fail(e.to_string()))?;
+    let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(wav)?;
     // Mix to mono, then average each group of `factor` samples (a crude low-pass before decimation).
     let mono: Vec<i32> = samples
         .chunks(channels)
@@ -101,45 +154,45 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, String> {
 }
 
 /// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
-pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), String> {
-    let fail = |why: String| format!("{}: {why}", path.display());
+pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioFileError> {
+    let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: SAMPLE_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut writer = hound::WavWriter::create(path, spec).map_err(|error| fail(error.to_string()))?;
+    let mut writer = hound::WavWriter::create(path, spec).map_err(wav)?;
     for sample in samples {
-        writer.write_sample(*sample).map_err(|error| fail(error.to_string()))?;
+        writer.write_sample(*sample).map_err(wav)?;
     }
-    writer.finalize().map_err(|error| fail(error.to_string()))
+    writer.finalize().map_err(wav)
 }
 
 /// Reads an Ogg/Opus file (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz mono,
 /// without the encoder's pre-skip.
-pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, String> {
-    let fail = |why: String| format!("{}: {why}", path.display());
-    let file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
+pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, AudioFileError> {
+    let file = std::fs::File::open(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
     let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
-    let mut next = || reader.read_packet().map_err(|error| fail(format!("Ogg: {error}")));
-    let head = next()?.ok_or_else(|| fail("empty Ogg stream".into()))?;
+    let mut next = || reader.read_packet().map_err(|source| AudioFileError::Ogg { path: path.to_owned(), source });
+    let head = next()?.ok_or_else(|| unsupported(path, "empty Ogg stream"))?;
     if head.data.len() < 19 || &head.data[..8] != b"OpusHead" {
-        return Err(fail("not an Ogg/Opus stream (no OpusHead)".into()));
+        return Err(unsupported(path, "not an Ogg/Opus stream (no OpusHead)"));
     }
     if head.data[18] != 0 {
-        return Err(fail("multichannel (mapping family > 0) Opus is not supported".into()));
+        return Err(unsupported(path, "multichannel (mapping family > 0) Opus is not supported"));
     }
     // Pre-skip counts 48 kHz samples.
     let pre_skip = usize::from(u16::from_le_bytes([head.data[10], head.data[11]])) / 6;
-    let tags = next()?.ok_or_else(|| fail("no OpusTags packet".into()))?;
+    let tags = next()?.ok_or_else(|| unsupported(path, "no OpusTags packet"))?;
     if !tags.data.starts_with(b"OpusTags") {
-        return Err(fail("the second packet is not OpusTags".into()));
+        return Err(unsupported(path, "the second packet is not OpusTags"));
     }
-    let mut decoder = super::codec::Codec::Opus.decoder().map_err(|error| fail(error.to_string()))?;
+    let opus = |source| AudioFileError::Opus { path: path.to_owned(), source };
+    let mut decoder = super::codec::Codec::Opus.decoder().map_err(opus)?;
     let mut samples = Vec::new();
     while let Some(packet) = next()? {
-        samples.extend(decoder.decode(&packet.data).map_err(|error| fail(error.to_string()))?);
+        samples.extend(decoder.decode(&packet.data).map_err(opus)?);
     }
     Ok(samples.split_off(pre_skip.min(samples.len())))
 }
@@ -308,9 +361,14 @@ mod tests {
         ] {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();
-            let error = load_audio(&path).unwrap_err();
+            let error = load_audio(&path).unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
         }
-        assert!(load_audio(&dir.path().join("missing.wav")).unwrap_err().contains("missing.wav"));
+        let missing = load_audio(&dir.path().join("missing.wav")).unwrap_err();
+        assert!(matches!(&missing, AudioFileError::Io { path, .. } if path.ends_with("missing.wav")), "{missing}");
+        assert_eq!(
+            std::error::Error::source(&missing).map(|cause| cause.to_string().contains("No such file")),
+            Some(true)
+        );
     }
 }

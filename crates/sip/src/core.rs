@@ -306,11 +306,11 @@ impl UserAgent {
     /// Where a dialog's requests go when its connection has closed: the first route when
     /// proxies record-routed (RFC 3261 §12.2.1.1), else the core when configured, else the
     /// peer's Contact.
-    fn next_hop(&self, dialog: &Dialog) -> String {
+    fn next_hop(&self, dialog: &Dialog) -> Uri {
         let route = dialog.route_set.route(&dialog.state().remote_target);
         match self.outbound().core() {
-            Some(core) if dialog.route_set.is_empty() => core.to_owned(),
-            _ => route.next_hop.to_string(),
+            Some(core) if dialog.route_set.is_empty() => core.clone(),
+            _ => route.next_hop,
         }
     }
 
@@ -381,12 +381,13 @@ impl UserAgent {
 const UDP_REQUEST_LIMIT: usize = 1300;
 
 /// The same SIP URI with `transport=tcp`, for a request too large for UDP.
-fn with_transport_tcp(target: &str) -> String {
-    match Uri::parse(target) {
-        Ok(Uri::Sip(mut sip)) if !sip.secure => {
+fn with_transport_tcp(target: &Uri) -> Uri {
+    match target {
+        Uri::Sip(sip) if !sip.secure => {
+            let mut sip = sip.clone();
             sip.params.set("transport", Some("tcp".into()));
-            sip.to_string()
+            Uri::Sip(sip)
         }
-        _ => target.to_owned(),
+        _ => target.clone(),
     }
 }

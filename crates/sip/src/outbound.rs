@@ -25,29 +25,67 @@ use super::transport::{Link, Transport};
 /// Why no connection could be made to a target.
 #[derive(Debug, Error)]
 pub enum ConnectError {
-    /// The target is not a usable SIP URI.
+    /// The target is not a SIP URI ringer can send to.
     #[error("{target}: {reason}")]
     BadTarget {
-        /// The target as given.
+        /// The target, as written.
         target: String,
         /// What is wrong with it.
         reason: String,
     },
     /// The host did not resolve.
-    #[error("{target}: cannot resolve: {reason}")]
+    #[error("{target}: cannot resolve {host}: {source}")]
     Resolve {
-        /// The target as given.
+        /// The target, as written.
         target: String,
-        /// The resolver's answer.
-        reason: String,
+        /// The host looked up.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host resolved to no address.
+    #[error("{target}: {host} has no address")]
+    NoAddress {
+        /// The target, as written.
+        target: String,
+        /// The host looked up.
+        host: String,
+    },
+    /// The host is not a name a TLS certificate can be checked against.
+    #[error("{target}: {host} is not a valid TLS server name: {source}")]
+    ServerName {
+        /// The target, as written.
+        target: String,
+        /// The host.
+        host: String,
+        /// Why rustls refused it.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// A `sips:` target, and no TLS client settings.
+    #[error("{target}: no TLS client settings to connect with")]
+    NoTls {
+        /// The target, as written.
+        target: String,
+    },
+    /// The endpoint is shutting down.
+    #[error("{target}: the endpoint has stopped")]
+    Stopped {
+        /// The target, as written.
+        target: String,
     },
     /// The connection (or its TLS handshake) failed.
-    #[error("{target}: cannot connect: {reason}")]
+    #[error("{target}: cannot connect: {explained}")]
     Connect {
-        /// The target as given.
+        /// The target, as written.
         target: String,
+        /// What went wrong, in words an operator can act on (a TLS alert or certificate
+        /// problem named).
+        explained: String,
         /// The error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -91,7 +129,7 @@ pub struct OutboundSettings {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Where in-dialog requests whose connection has closed go (the core), when no route set
     /// says otherwise; `None`: the peer's Contact.
-    pub core: Option<String>,
+    pub core: Option<Uri>,
     /// The DNS server for SRV lookups (a lab's own); `None`: the system's.
     pub dns_server: Option<SocketAddr>,
 }
@@ -101,7 +139,7 @@ pub struct Outbound {
     context: OutboundContext,
     udp: Option<(Arc<UdpSocket>, SocketAddr)>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    core: Option<String>,
+    core: Option<Uri>,
     ports: ListeningPorts,
     connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
     /// For SRV lookups (RFC 3263) of targets without a port; `None` when none could be set up.
@@ -154,8 +192,8 @@ impl Outbound {
     }
 
     /// The core's SIP address, if configured.
-    pub fn core(&self) -> Option<&str> {
-        self.core.as_deref()
+    pub fn core(&self) -> Option<&Uri> {
+        self.core.as_ref()
     }
 
     /// The ports the endpoint listens on.
@@ -171,10 +209,9 @@ impl Outbound {
     /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
     /// reused, and callers asking at once share one connection attempt. Without a port: the
     /// DNS SRV record (`_sips._tcp`, `_sip._tcp`, `_sip._udp`), else 5061 for TLS and 5060.
-    pub async fn link_to(&self, target: &str) -> Result<Link, ConnectError> {
-        let bad = |reason: &str| ConnectError::BadTarget { target: target.to_owned(), reason: reason.to_owned() };
-        let uri = Uri::parse(target).map_err(|error| bad(&error.to_string()))?;
-        let sip = uri.as_sip().ok_or_else(|| bad("not a sip: or sips: URI"))?;
+    pub async fn link_to(&self, target: &Uri) -> Result<Link, ConnectError> {
+        let bad = |reason: &str| ConnectError::BadTarget { target: target.to_string(), reason: reason.to_owned() };
+        let sip = target.as_sip().ok_or_else(|| bad("not a sip: or sips: URI"))?;
         let named = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
         let transport = match named.as_deref() {
             _ if sip.secure => Transport::Tls,
@@ -204,9 +241,9 @@ impl Outbound {
         if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
             return Ok(link.clone());
         }
-        let connect_error = |reason: String| ConnectError::Connect { target: target.to_owned(), reason };
         let addr = resolve(target, &address, port).await?;
-        let handler = self.context.handler.upgrade().ok_or_else(|| connect_error("the endpoint has stopped".into()))?;
+        let handler =
+            self.context.handler.upgrade().ok_or_else(|| ConnectError::Stopped { target: target.to_string() })?;
         let context = StreamContext {
             handler,
             policy: self.context.policy.clone(),
@@ -216,16 +253,16 @@ impl Outbound {
         };
         let connector = match transport {
             Transport::Tls => {
-                let config = self.tls.clone().ok_or_else(|| connect_error("no TLS client settings".into()))?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(host).map_err(|error| connect_error(error.to_string()))?;
+                let config = self.tls.clone().ok_or_else(|| ConnectError::NoTls { target: target.to_string() })?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|source| ConnectError::ServerName { target: target.to_string(), host, source })?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
             _ => None,
         };
-        let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT)
-            .await
-            .map_err(|error| connect_error(tls::verify::explain_io(&error)))?;
+        let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT).await.map_err(|source| {
+            ConnectError::Connect { target: target.to_string(), explained: tls::verify::explain_io(&source), source }
+        })?;
         debug!(%addr, %transport, "connection opened for outgoing requests");
         *slot = Some(link.clone());
         Ok(link)
@@ -233,13 +270,12 @@ impl Outbound {
 }
 
 /// The first address of `host`.
-async fn resolve(target: &str, host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
-    let resolve_error = |reason: String| ConnectError::Resolve { target: target.to_owned(), reason };
+async fn resolve(target: &Uri, host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
     tokio::net::lookup_host((host, port))
         .await
-        .map_err(|error| resolve_error(error.to_string()))?
+        .map_err(|source| ConnectError::Resolve { target: target.to_string(), host: host.to_owned(), source })?
         .next()
-        .ok_or_else(|| resolve_error("no address".into()))
+        .ok_or_else(|| ConnectError::NoAddress { target: target.to_string(), host: host.to_owned() })
 }
 
 /// A resolver for SRV lookups: through `server` (a lab's DNS server), else the system's; `None`

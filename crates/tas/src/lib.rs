@@ -31,8 +31,17 @@ pub enum TasError {
     #[error("{0}")]
     Listen(#[from] std::io::Error),
     /// A media file or the mailbox is unusable.
-    #[error("{0}")]
-    Media(String),
+    #[error(transparent)]
+    Router(#[from] call::router::RouterError),
+    /// `sip.core_uri` does not parse (the config check lets no such file through).
+    #[error("sip.core_uri {uri:?} is not a URI")]
+    CoreUri {
+        /// The value.
+        uri: String,
+        /// Why it does not parse.
+        #[source]
+        source: sip::message::uri::BadUri,
+    },
     /// The config enables no SIP listener.
     #[error("no SIP listener configured: set sip.tls_listen (and for lab use sip.tcp_listen / sip.udp_listen)")]
     NoListener,
@@ -79,7 +88,12 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
         )),
         outbound: sip::outbound::OutboundSettings {
             tls: Some(tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
-            core: sip.core_uri.clone(),
+            core: match &sip.core_uri {
+                Some(uri) => Some(
+                    sip::message::Uri::parse(uri).map_err(|source| TasError::CoreUri { uri: uri.clone(), source })?,
+                ),
+                None => None,
+            },
             dns_server: None,
         },
     })
@@ -98,7 +112,7 @@ pub struct Tas {
 /// Starts the SIP side of the TAS.
 pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
-    let router = Arc::new(CallRouter::new(config).map_err(TasError::Media)?);
+    let router = Arc::new(CallRouter::new(config)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
     Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
 }
@@ -129,9 +143,9 @@ impl Tas {
         use sip::message::header::NameAddr;
         use sip::message::Uri;
         let ua = self.endpoint.user_agent();
-        let core = ua.outbound().core().ok_or(PlaceCallError::NoCore)?.to_owned();
-        let core_host = match Uri::parse(&core) {
-            Ok(Uri::Sip(sip)) => sip.host,
+        let core = ua.outbound().core().ok_or(PlaceCallError::NoCore)?.clone();
+        let core_host = match &core {
+            Uri::Sip(sip) => sip.host.clone(),
             _ => return Err(PlaceCallError::NoCore),
         };
         let uri = |number: &str, host: &str| Uri::parse(&format!("sip:{number}@{host};user=phone"));

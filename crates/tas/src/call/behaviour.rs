@@ -198,7 +198,7 @@ impl Engine {
             }
         };
         let placed = match self.leg3_link(invite.user_agent(), invite.link()).await {
-            Ok(link) => invite.user_agent().invite(spec, link).map_err(|error| error.to_string()),
+            Ok(link) => invite.user_agent().invite(spec, link).map_err(Leg3Error::from),
             Err(error) => Err(error),
         };
         let leg = match placed {
@@ -295,13 +295,27 @@ impl Engine {
     }
 
     /// Leg 3 goes to the core's configured SIP address, else back over leg 2's connection.
-    async fn leg3_link(&self, ua: &UserAgent, leg2: &Link) -> Result<Link, String> {
+    async fn leg3_link(&self, ua: &UserAgent, leg2: &Link) -> Result<Link, Leg3Error> {
         match ua.outbound().core() {
-            Some(core) => ua.outbound().link_to(core).await.map_err(|error| error.to_string()),
+            Some(core) => Ok(ua.outbound().link_to(core).await?),
             None if leg2.is_open() => Ok(leg2.clone()),
-            None => Err("leg 2's connection has closed and sip.core_uri is not set".into()),
+            None => Err(Leg3Error::NoWayBack),
         }
     }
+}
+
+/// Why leg 3 could not be sent to the core.
+#[derive(Debug, thiserror::Error)]
+enum Leg3Error {
+    /// Leg 3 goes back over leg 2's connection when no core address is set, and it closed.
+    #[error("leg 2's connection has closed and sip.core_uri is not set")]
+    NoWayBack,
+    /// No connection to the configured core.
+    #[error(transparent)]
+    Connect(#[from] sip::outbound::ConnectError),
+    /// The INVITE could not be sent.
+    #[error("INVITE not sent: {0}")]
+    Request(#[from] sip::client::RequestError),
 }
 
 /// Headers of leg 2 that leg 3 carries on unchanged.

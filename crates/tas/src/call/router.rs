@@ -83,16 +83,33 @@ pub struct CallRouter {
     records: Mutex<VecDeque<CallRecord>>,
 }
 
+/// Why the router could not start: a file its media needs.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// A greeting or announcement file cannot be played.
+    #[error(transparent)]
+    Audio(#[from] media::apps::AudioFileError),
+    /// The voicemail folder cannot be created or opened.
+    #[error("voicemail.dir {}: {source}", dir.display())]
+    Mailbox {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl CallRouter {
     /// A router for the subscribers and call settings of `config`; fails when a greeting or
     /// announcement file cannot be read or the mailbox cannot be opened.
-    pub fn new(config: &ServeConfig) -> Result<Self, String> {
+    pub fn new(config: &ServeConfig) -> Result<Self, RouterError> {
         let load = |file: &Option<std::path::PathBuf>| match file {
             Some(path) => media::apps::load_audio(path).map(Arc::new),
             None => Ok(Arc::new(media::apps::default_greeting())),
         };
         let mailbox = media::mailbox::Mailbox::open(&config.voicemail.dir)
-            .map_err(|error| format!("voicemail.dir {}: {error}", config.voicemail.dir.display()))?;
+            .map_err(|source| RouterError::Mailbox { dir: config.voicemail.dir.clone(), source })?;
         match mailbox.recover() {
             Ok(recovered) if !recovered.is_empty() => {
                 warn!(

@@ -1,0 +1,234 @@
+//! The access side: leg 1 from a user agent, routed by the registrations of caller and
+//! callee: straight to the callee, or through a subscriber's TAS (Loop, Fork, Fallback).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::legs::{bridge, callee_leg, leg2, new_session_id};
+use super::records::{
+    answered, record_cancelled, set_leg_by_core, set_leg_status, CallRoute, LegRecord, SbcCall, SharedCall,
+    NO_FINAL_RESPONSE,
+};
+use super::shared::Shared;
+use crate::numbers::{addressed_number, caller};
+use crate::registry::RegistrationRecord;
+use domain::types::{Direction, Msisdn, Prefix, RouteType};
+use sip::b2bua::{self, LegOutcome, RelayedLeg};
+use sip::message::StatusCode;
+use sip::ua::PendingInvite;
+use sip::uac::Progress;
+
+/// Leg 1: find the registrations of caller and callee and route the call.
+pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
+    let Some(callee) = addressed_number(&invite.request().uri) else {
+        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
+        return;
+    };
+    let caller = caller(&invite.request().headers, &invite.essentials().from);
+    let mo_routes: &[RouteType] = match shared.fork_mo.load(Ordering::Relaxed) {
+        true => &[RouteType::Loop, RouteType::LoopMo, RouteType::Fork],
+        false => &[RouteType::Loop, RouteType::LoopMo],
+    };
+    let mo = caller.as_ref().and_then(|c| shared.registration(c, mo_routes));
+    let mt = shared.registration(&callee, &[RouteType::Loop, RouteType::LoopMt, RouteType::Fork, RouteType::Fallback]);
+    let (route, registration, prefix) = match (mo, mt) {
+        (Some(mo), _) => {
+            let prefix = mo.registration.mo_prefix.clone();
+            let route = match mo.registration.route_type {
+                RouteType::Fork => CallRoute::Fork(Direction::Originating),
+                _ => CallRoute::Loop(Direction::Originating),
+            };
+            (route, Some(mo), prefix)
+        }
+        (None, Some(mt)) => {
+            let route = match mt.registration.route_type {
+                RouteType::Fork => CallRoute::Fork(Direction::Terminating),
+                RouteType::Fallback => CallRoute::Fallback,
+                _ => CallRoute::Loop(Direction::Terminating),
+            };
+            let prefix = mt.registration.mt_prefix.clone();
+            (route, Some(mt), prefix)
+        }
+        (None, None) => (CallRoute::Direct, None, None),
+    };
+    let session_id = new_session_id();
+    let call = shared.record(SbcCall {
+        caller,
+        callee: callee.clone(),
+        route,
+        prefix: prefix.clone(),
+        session_id: session_id.clone(),
+        legs: vec![LegRecord::new(1, invite.request().uri.to_string())],
+        status: 0,
+    });
+    info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
+    let status = match registration {
+        Some(registration) if route != CallRoute::Direct => {
+            // While the TAS has the call, its leg 3 finds it by this Session-ID.
+            shared.sessions().insert(session_id.clone(), call.clone());
+            let via_tas = ViaTas {
+                shared: &shared,
+                registration: &registration,
+                prefix: prefix.as_ref(),
+                callee: &callee,
+                call: &call,
+            };
+            let status = match route {
+                CallRoute::Fork(_) => via_tas.fork(invite).await,
+                CallRoute::Fallback => via_tas.fallback(invite).await,
+                _ => via_tas.to_tas(invite).await,
+            };
+            shared.sessions().remove(&session_id);
+            status
+        }
+        _ => direct(&shared, invite, &callee, &call).await,
+    };
+    let mut call = call.lock();
+    call.status = status.as_u16();
+    if let Some(leg) = call.legs.first_mut() {
+        leg.status = status.as_u16();
+    }
+}
+
+pub(super) async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> StatusCode {
+    match callee_leg(shared, &invite, callee, call).await {
+        Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
+        Err(why) => {
+            warn!(%callee, %why, "cannot deliver the call");
+            let status = why.status();
+            invite.reject(status, None, Some(&why.to_string()));
+            status
+        }
+    }
+}
+
+/// A call the core routes through a subscriber's TAS.
+pub(super) struct ViaTas<'a> {
+    shared: &'a Shared,
+    registration: &'a RegistrationRecord,
+    prefix: Option<&'a Prefix>,
+    callee: &'a Msisdn,
+    call: &'a SharedCall,
+}
+
+impl ViaTas<'_> {
+    /// Loop: leg 2 to the TAS, bridged to leg 1.
+    async fn to_tas(&self, invite: PendingInvite) -> StatusCode {
+        let Self { shared, registration, prefix, callee, call } = *self;
+        match leg2(shared, &invite, registration, prefix, callee, call).await {
+            Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
+            Err(why) => {
+                warn!(sip_uri = %registration.registration.sip_uri, %why, "TAS unreachable");
+                invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(&format!("TAS unreachable: {why}")));
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
+    async fn fork(&self, invite: PendingInvite) -> StatusCode {
+        let Self { shared, registration, prefix, callee, call } = *self;
+        let mut legs: [Option<(RelayedLeg, usize)>; 2] = [None, None];
+        match leg2(shared, &invite, registration, prefix, callee, call).await {
+            Ok((leg, index)) => legs[0] = Some((RelayedLeg::new(leg), index)),
+            Err(why) => warn!(%why, "fork: TAS unreachable"),
+        }
+        match callee_leg(shared, &invite, callee, call).await {
+            Ok((leg, index)) => legs[1] = Some((RelayedLeg::new(leg), index)),
+            Err(why) => warn!(%why, "fork: callee unreachable"),
+        }
+        let mut best: Option<(StatusCode, String)> = None;
+        loop {
+            if legs.iter().all(Option::is_none) {
+                let (status, reason) =
+                    best.unwrap_or((StatusCode::TEMPORARILY_UNAVAILABLE, "Temporarily Unavailable".into()));
+                invite.reject(status, Some(&reason), None);
+                return status;
+            }
+            let [tas, phone] = &mut legs;
+            let (which, progress) = tokio::select! {
+                biased;
+                () = invite.cancelled() => {
+                    for (leg, index) in legs.iter_mut().filter_map(Option::take) {
+                        record_cancelled(&shared.settling, call, index, b2bua::cancel_in_background(leg.into_leg()));
+                    }
+                    return StatusCode::REQUEST_TERMINATED;
+                }
+                progress = settle(tas, &invite) => (0, progress),
+                progress = settle(phone, &invite) => (1, progress),
+            };
+            match progress {
+                // Relayed by `settle`, which returns only final progress.
+                Progress::Provisional(_) => {}
+                Progress::Answered(callee_call, response) => {
+                    let status = response.status;
+                    if let Some((_, index)) = legs[which].take() {
+                        answered(call, &[0, index], status);
+                    }
+                    for (leg, index) in legs.iter_mut().filter_map(Option::take) {
+                        record_cancelled(&shared.settling, call, index, b2bua::cancel_in_background(leg.into_leg()));
+                    }
+                    b2bua::join(invite, callee_call, response).await;
+                    return status;
+                }
+                Progress::Failed(response) => {
+                    if let Some((_, index)) = legs[which].take() {
+                        set_leg_status(call, index, response.status);
+                    }
+                    // The callee's own answer (busy...) says more than the TAS's.
+                    if which == 1 || best.is_none() {
+                        best = Some((response.status, response.reason.clone()));
+                    }
+                }
+                Progress::Cancelled | Progress::TimedOut => {
+                    if let Some((_, index)) = legs[which].take() {
+                        set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fallback: the callee first; on busy, unavailable or no answer in time, the TAS.
+    async fn fallback(&self, invite: PendingInvite) -> StatusCode {
+        let Self { shared, callee, call, .. } = *self;
+        match callee_leg(shared, &invite, callee, call).await {
+            Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
+                LegOutcome::Answered(callee_call, response) => {
+                    let status = response.status;
+                    answered(call, &[0, index], status);
+                    b2bua::join(invite, callee_call, response).await;
+                    return status;
+                }
+                LegOutcome::Refused(response) if matches!(response.status.as_u16(), 486 | 600 | 480 | 408) => {
+                    set_leg_status(call, index, response.status);
+                }
+                LegOutcome::Refused(response) => {
+                    set_leg_status(call, index, response.status);
+                    invite.relay_refusal(&response);
+                    return response.status;
+                }
+                LegOutcome::NoAnswer(cancelling) => record_cancelled(&shared.settling, call, index, cancelling),
+                LegOutcome::Unreachable => {
+                    set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into())
+                }
+                LegOutcome::CallerCancelled(cancelling) => {
+                    record_cancelled(&shared.settling, call, index, cancelling);
+                    return StatusCode::REQUEST_TERMINATED;
+                }
+            },
+            Err(why) => warn!(%why, "fallback: callee unreachable, trying the TAS"),
+        }
+        self.to_tas(invite).await
+    }
+}
+
+/// The final progress of a fork's leg, its provisional responses relayed; never, once the leg is over.
+pub(super) async fn settle(slot: &mut Option<(RelayedLeg, usize)>, caller: &PendingInvite) -> Progress {
+    match slot {
+        Some((leg, _)) => leg.settle(caller).await,
+        None => std::future::pending().await,
+    }
+}

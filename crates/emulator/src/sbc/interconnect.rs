@@ -1,0 +1,68 @@
+//! The interconnect side: an INVITE from a TAS is leg 3 of a call whose Session-ID the core
+//! knows, a call to an Ingress subscriber, or refused.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::legs::{bridge, callee_leg, session_id_of};
+use super::records::{set_leg_status, CallRoute, LegRecord, SbcCall};
+use super::shared::Shared;
+use crate::numbers::{addressed_number, caller};
+use domain::types::RouteType;
+use sip::message::StatusCode;
+use sip::ua::PendingInvite;
+
+/// An INVITE from a TAS: leg 3 of a call with a known Session-ID, an Ingress call, or refused.
+pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
+    let call_id = invite.essentials().call_id.clone();
+    let Some(number) = addressed_number(&invite.request().uri) else {
+        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
+        return;
+    };
+    let session = session_id_of(invite.request()).and_then(|id| shared.sessions().get(&id).cloned());
+    let call = match session {
+        Some(call) => call,
+        None if shared.registration(&number, &[RouteType::Ingress]).is_some() => shared.record(SbcCall {
+            caller: caller(&invite.request().headers, &invite.essentials().from),
+            callee: number.clone(),
+            route: CallRoute::Ingress,
+            prefix: None,
+            session_id: session_id_of(invite.request()).unwrap_or_default(),
+            legs: vec![LegRecord::new(3, invite.request().uri.to_string())],
+            status: 0,
+        }),
+        None => {
+            shared.refused_leg3.fetch_add(1, Ordering::Relaxed);
+            let why = match session_id_of(invite.request()) {
+                Some(_) => "leg 3 carries a Session-ID that matches no call of the core",
+                None => "leg 3 must carry the Session-ID of leg 2 (RFC 7989)",
+            };
+            warn!(%call_id, request_uri = %invite.request().uri, why, "INVITE from a TAS refused");
+            invite.reject(StatusCode::FORBIDDEN, None, Some(why));
+            return;
+        }
+    };
+    let leg3_index = {
+        let mut record = call.lock();
+        if record.route != CallRoute::Ingress {
+            record.legs.push(LegRecord::new(3, invite.request().uri.to_string()));
+        }
+        record.legs.len() - 1
+    };
+    info!(%call_id, %number, "leg 3 from the TAS");
+    let status = match callee_leg(&shared, &invite, &number, &call).await {
+        Ok((leg, index)) => bridge(&shared, invite, leg3_index, leg, &call, index).await,
+        Err(why) => {
+            let status = why.status();
+            invite.reject(status, None, Some(&why.to_string()));
+            status
+        }
+    };
+    set_leg_status(&call, leg3_index, status);
+    let mut record = call.lock();
+    if record.route == CallRoute::Ingress {
+        record.status = status.as_u16();
+    }
+}
