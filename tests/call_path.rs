@@ -30,7 +30,7 @@ async fn loop_mt_reaches_the_callee_without_the_prefix() {
     assert!(received[0].request_uri.starts_with("sip:+4799990001@"), "{}", received[0].request_uri);
     let calls = lab.sbc().calls();
     assert_eq!(calls[0].route, CallRoute::Loop(ringer::call::routing::Direction::Terminating));
-    let legs: Vec<u8> = calls[0].legs.iter().map(|leg| leg.leg).collect();
+    let legs: Vec<u8> = calls[0].legs.iter().map(|leg| leg.leg.number()).collect();
     assert_eq!(legs, [1, 2, 3, 4]);
     assert!(calls[0].legs[1].request_uri.starts_with("sip:+224799990001@"), "{:?}", calls[0].legs);
     let stats = lab.tas.router.stats().view();
@@ -72,7 +72,13 @@ async fn refused(lab: &Lab, from: &str, to: &str) -> u16 {
 /// The last call's legs as (leg, final status) now; 0 while a leg is under way.
 fn legs_now(lab: &Lab) -> Vec<(u8, u16)> {
     let calls = lab.sbc().calls();
-    calls.last().expect("a call").legs.iter().map(|leg| (leg.leg, leg.status)).collect()
+    calls
+        .last()
+        .expect("a call")
+        .legs
+        .iter()
+        .map(|leg| (leg.leg.number(), leg.status.map_or(0, |s| s.as_u16())))
+        .collect()
 }
 
 /// The last call's legs once each has its final status (a cancelled leg's 487 comes a moment
@@ -287,7 +293,7 @@ async fn a_fork_subscribers_own_call_is_forked_to_the_tas_which_declines_its_cop
         (call.route, call.prefix.as_ref().map(|p| p.as_str())),
         (CallRoute::Fork(Direction::Originating), Some("14"))
     );
-    assert!(call.legs.iter().any(|leg| leg.leg == 2 && leg.request_uri.contains("+144755555555")), "{call:?}");
+    assert!(call.legs.iter().any(|leg| leg.leg.number() == 2 && leg.request_uri.contains("+144755555555")), "{call:?}");
     assert!(common::poll_until(Duration::from_secs(5), || lab.tas.router.records().len() == 1).await);
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.subscriber.as_ref().map(|(_, direction)| *direction), Some(Direction::Originating));

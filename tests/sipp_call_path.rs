@@ -74,7 +74,7 @@ async fn alice_and_bob_as_sipp_through_the_core_and_ringer() {
         assert!(uris.iter().all(|uri| uri.starts_with(&format!("sip:{callee}@"))), "{legs}: prefix stripped: {uris:?}");
     }
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
-    let through_tas = lab.sbc().calls().iter().filter(|call| call.legs.iter().any(|leg| leg.leg == 3)).count();
+    let through_tas = lab.sbc().calls().iter().filter(|call| call.legs.iter().any(|leg| leg.leg.number() == 3)).count();
     assert_eq!(through_tas, 2 * CALLS as usize, "every call came back from the TAS as leg 3");
 }
 
@@ -142,12 +142,11 @@ async fn reliable_early_media_is_prack_ed_on_every_leg_between_sipp_ends() {
     let calls = lab.sbc().calls();
     assert_eq!(calls.len(), CALLS as usize);
     assert!(
-        calls.iter().all(|call| call.legs.iter().map(|leg| (leg.leg, leg.status)).eq([
-            (1, 200),
-            (2, 200),
-            (3, 200),
-            (4, 200)
-        ])),
+        calls.iter().all(|call| call
+            .legs
+            .iter()
+            .map(|leg| (leg.leg.number(), leg.status.map_or(0, |s| s.as_u16())))
+            .eq([(1, 200), (2, 200), (3, 200), (4, 200)])),
         "{calls:?}"
     );
 }

@@ -72,7 +72,7 @@ pub(super) async fn run() -> anyhow::Result<ExitCode> {
         let record = lab.tas.router.records().get(tas_records).cloned();
         let legs = sbc_call
             .as_ref()
-            .map(|call| call.legs.iter().map(|leg| format!("{}:{}", leg.leg, leg.status)).collect::<Vec<_>>().join(" "))
+            .map(|call| call.legs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
             .unwrap_or_default();
         let route = sbc_call.as_ref().map(|call| call.route.to_string()).unwrap_or_default();
         let prefix = record.as_ref().and_then(|r| r.prefix.as_ref().map(|p| p.as_str().to_owned()));

@@ -13,6 +13,7 @@ use emulator::caller::Caller;
 use emulator::config::{HandsetConfig, HandsetMode, SbcConfig};
 use emulator::registry::Registry;
 use emulator::sbc::Sbc;
+use sip::message::StatusCode;
 
 use crate::config::{HarnessConfig, HarnessError};
 use crate::probe::Probe;
@@ -261,6 +262,11 @@ fn wanted(only: &[String], name: &str) -> bool {
 /// The first lines of a message, for a failure's "got".
 pub(crate) fn excerpt(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).lines().take(14).collect::<Vec<_>>().join("\n")
+}
+
+/// A leg's or call's final status for the report: the code, or `none` while there is none.
+pub(crate) fn final_status(status: Option<StatusCode>) -> String {
+    status.map_or_else(|| "none".to_owned(), |status| status.to_string())
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ use super::media::{audio_both_ways, reoffer};
 use super::placing::{place, Established, Placed};
 use super::races::Races;
 use super::{run_family, CaseFamily};
-use crate::harness::{poll_until, Finding, Harness, ALICE, POLL};
+use crate::harness::{final_status, poll_until, Finding, Harness, ALICE, POLL};
 use crate::report::Verdict;
+use emulator::sbc::Leg;
+use sip::message::StatusCode;
 
 /// `call.<route>.<mo|mt>.<sip|tel>.<number>`, `call.fallback.no-answer.<number>`,
 /// `call.fork.cancel.<number>` and the races, subscriber by subscriber.
@@ -139,11 +141,12 @@ async fn fallback_on_no_answer(harness: &mut Harness, number: &Msisdn) -> Findin
     let mut finding = call(harness, number, Direction::Terminating).await;
     harness.sbc().handsets().set_mode(number, HandsetMode::Busy);
     let record = harness.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
-    let phone = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 4).map(|leg| leg.status));
-    if finding.verdict == Verdict::Pass && phone != Some(487) {
+    let phone =
+        record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == Leg::CoreToCallee).and_then(|leg| leg.status));
+    if finding.verdict == Verdict::Pass && phone != Some(StatusCode::REQUEST_TERMINATED) {
         finding.verdict = Verdict::fail(
             "the phone cancelled after the no-answer time, then leg 2 to the TAS",
-            format!("the phone's leg ended {}", phone.unwrap_or(0)),
+            format!("the phone's leg ended {}", final_status(phone)),
         );
     }
     finding
@@ -196,18 +199,18 @@ async fn cancel_while_ringing(harness: &mut Harness, number: &Msisdn) -> Finding
         }
     };
     peer.close().await;
-    // The TAS leg's own final response, as the core got it (0 while none has come).
+    // The TAS leg's own final response, as the core got it.
     let leg2 = || {
         let record = harness.sbc().calls().into_iter().rev().find(|call| &call.callee == number);
-        record.and_then(|r| r.legs.iter().find(|leg| leg.leg == 2).map(|leg| leg.status)).unwrap_or(0)
+        record.and_then(|r| r.legs.iter().find(|leg| leg.leg == Leg::CoreToTas).and_then(|leg| leg.status))
     };
-    poll_until(tokio::time::Instant::now() + Duration::from_secs(5), POLL, || leg2() != 0).await;
+    poll_until(tokio::time::Instant::now() + Duration::from_secs(5), POLL, || leg2().is_some()).await;
     let leg2 = leg2();
-    evidence.push(format!("leg 2 final: {leg2}"));
-    if !matches!(end, Some(Progress::Cancelled)) || leg2 != 487 {
+    evidence.push(format!("leg 2 final: {}", final_status(leg2)));
+    if !matches!(end, Some(Progress::Cancelled)) || leg2 != Some(StatusCode::REQUEST_TERMINATED) {
         let leg2 = match leg2 {
-            0 => "with no final response within 5 s of the CANCEL".to_owned(),
-            status => format!("with {status}"),
+            None => "with no final response within 5 s of the CANCEL".to_owned(),
+            Some(status) => format!("with {status}"),
         };
         return Finding::fail(
             "487 Request Terminated on the TAS leg after CANCEL (RFC 3261 §9.2)",

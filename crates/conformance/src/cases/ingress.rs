@@ -7,7 +7,7 @@ use std::time::Duration;
 use domain::types::{Msisdn, RouteType};
 
 use super::CaseFamily;
-use crate::harness::{Finding, Harness};
+use crate::harness::{final_status, Finding, Harness};
 
 /// `call.ingress.<number>`.
 pub(crate) struct Ingress;
@@ -38,13 +38,13 @@ async fn await_ingress(harness: &Harness, number: &Msisdn, wait: Duration) -> Fi
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let calls: Vec<_> = harness.sbc().calls().into_iter().filter(|call| &call.callee == number).collect();
-        if let Some(call) = calls.get(seen_before).filter(|call| call.status != 0) {
+        if let Some(call) = calls.get(seen_before).filter(|call| call.status.is_some()) {
             let mut evidence = vec![format!(
                 "route {}, legs {}",
                 call.route,
-                call.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
+                call.legs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
             )];
-            evidence.push(format!("final {}", call.status));
+            evidence.push(format!("final {}", final_status(call.status)));
             return Finding::pass(evidence);
         }
         if harness.sbc().refused_leg3() > refused_before {

@@ -7,12 +7,13 @@ use bytes::Bytes;
 
 use domain::types::{Direction, Msisdn};
 use emulator::numbers::addressed_number;
+use emulator::sbc::Leg;
 use media::peer::{OfferingPeer, PeerOptions};
-use sip::message::Uri;
+use sip::message::{StatusCode, Uri};
 use sip::uac::Progress;
 
 use crate::expect::Observed;
-use crate::harness::{excerpt, Finding, Harness, ALICE, BOB};
+use crate::harness::{excerpt, final_status, Finding, Harness, ALICE, BOB};
 use crate::relay;
 
 /// A call the TAS took (answered itself or through leg 3), its media not yet checked.
@@ -100,10 +101,10 @@ pub(crate) async fn place(harness: &mut Harness, number: &Msisdn, direction: Dir
             "route {}, prefix {}, legs {}",
             record.route,
             record.prefix.as_ref().map(|p| p.as_str()).unwrap_or("-"),
-            record.legs.iter().map(|l| format!("{}:{}", l.leg, l.status)).collect::<Vec<_>>().join(" ")
+            record.legs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
         ));
     }
-    let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == 3).cloned());
+    let leg3 = record.as_ref().and_then(|r| r.legs.iter().find(|leg| leg.leg == Leg::TasToCore).cloned());
     let judged = judge(harness, number, direction, &to, record.as_ref(), outcome.as_ref(), refused_before);
     let (failed, observed) = match judged {
         Ok(observed) => (None, Some(observed)),
@@ -113,11 +114,13 @@ pub(crate) async fn place(harness: &mut Harness, number: &Msisdn, direction: Dir
         evidence.push(format!("leg 3 to {}", leg3.request_uri));
     }
     let outcome_line = observed.as_ref().map(|observed| match (observed, &leg3, &outcome) {
-        (Observed::Leg3(_), Some(leg3), Some(Progress::Answered(..))) if leg3.status >= 300 => {
-            format!("{observed}, refused {}; then answered by the TAS", leg3.status)
+        (Observed::Leg3(_), Some(leg3), Some(Progress::Answered(..))) if leg3.status.is_some_and(|s| s >= 300) => {
+            format!("{observed}, refused {}; then answered by the TAS", final_status(leg3.status))
         }
-        (Observed::Leg3(_), Some(leg3), _) if (200..300).contains(&leg3.status) => format!("{observed}, answered"),
-        (Observed::Leg3(_), Some(leg3), _) => format!("{observed}, ended {}", leg3.status),
+        (Observed::Leg3(_), Some(leg3), _) if leg3.status.is_some_and(StatusCode::is_success) => {
+            format!("{observed}, answered")
+        }
+        (Observed::Leg3(_), Some(leg3), _) => format!("{observed}, ended {}", final_status(leg3.status)),
         _ => observed.to_string(),
     });
     let (call, response) = match (outcome, failed) {
@@ -150,7 +153,7 @@ pub(crate) async fn place(harness: &mut Harness, number: &Msisdn, direction: Dir
     };
     let _ = call.ack(None);
     let answer = audio_answer(&response.body);
-    let far_end = leg3.is_some_and(|leg| leg.status < 300);
+    let far_end = leg3.is_some_and(|leg| leg.status.is_none_or(|status| status < 300));
     let up = Established {
         call,
         peer,
@@ -198,7 +201,7 @@ fn judge(
         );
     }
     let legs = record.map(|record| record.legs.as_slice()).unwrap_or_default();
-    let Some(leg2) = legs.iter().rev().find(|leg| leg.leg == 2) else {
+    let Some(leg2) = legs.iter().rev().find(|leg| leg.leg == Leg::CoreToTas) else {
         return fail(
             format!("leg 2 to the TAS for this {direction} call"),
             "the core sent no leg 2: no registration of the TAS routed the call".into(),
@@ -207,10 +210,10 @@ fn judge(
     if let Some(why) = &leg2.by_core {
         return fail(
             "the TAS answers leg 2 (a final response of its own)".into(),
-            format!("{why}; the caller's {} came from the emulated core, not from the TAS", leg2.status),
+            format!("{why}; the caller's {} came from the emulated core, not from the TAS", final_status(leg2.status)),
         );
     }
-    let observed = match (legs.iter().find(|leg| leg.leg == 3), outcome) {
+    let observed = match (legs.iter().find(|leg| leg.leg == Leg::TasToCore), outcome) {
         (Some(leg3), _) => match Uri::parse(&leg3.request_uri).ok().as_ref().and_then(addressed_number) {
             Some(target) => Observed::Leg3(target),
             None => {
@@ -219,13 +222,14 @@ fn judge(
         },
         // Where the core forked the call, another branch may have answered it.
         (None, Some(Progress::Answered(..))) => match leg2.status {
-            200..=299 => Observed::Answered,
-            487 | 0 => Observed::Cancelled,
-            status => Observed::Refused(status),
+            Some(status) if status.is_success() => Observed::Answered,
+            Some(StatusCode::REQUEST_TERMINATED) | None => Observed::Cancelled,
+            Some(status) => Observed::Refused(status.as_u16()),
         },
-        (None, Some(Progress::Failed(response))) => {
-            Observed::Refused(if leg2.status >= 300 { leg2.status } else { response.status.as_u16() })
-        }
+        (None, Some(Progress::Failed(response))) => Observed::Refused(match leg2.status {
+            Some(status) if status >= 300 => status.as_u16(),
+            _ => response.status.as_u16(),
+        }),
         // No final response, or none the caller could use: the caller's account says so.
         (None, _) => return Err(Finding::fail("a final response", "none", Vec::new())),
     };

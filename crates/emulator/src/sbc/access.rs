@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::legs::{bridge, callee_leg, leg2, new_session_id};
 use super::records::{
-    answered, record_cancelled, set_leg_by_core, set_leg_status, CallRoute, LegRecord, SbcCall, SharedCall,
+    answered, record_cancelled, set_leg_by_core, set_leg_status, CallRoute, Leg, LegRecord, SbcCall, SharedCall,
     NO_FINAL_RESPONSE,
 };
 use super::shared::Shared;
@@ -60,8 +60,8 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         route,
         prefix: prefix.clone(),
         session_id: session_id.clone(),
-        legs: vec![LegRecord::new(1, invite.request().uri.to_string())],
-        status: 0,
+        legs: vec![LegRecord::new(Leg::CallerToCore, invite.request().uri.to_string())],
+        status: None,
     });
     info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
     let status = match registration {
@@ -86,9 +86,9 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         _ => direct(&shared, invite, &callee, &call).await,
     };
     let mut call = call.lock();
-    call.status = status.as_u16();
+    call.status = Some(status);
     if let Some(leg) = call.legs.first_mut() {
-        leg.status = status.as_u16();
+        leg.status = Some(status);
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::legs::{bridge, callee_leg, session_id_of};
-use super::records::{set_leg_status, CallRoute, LegRecord, SbcCall};
+use super::records::{set_leg_status, CallRoute, Leg, LegRecord, SbcCall};
 use super::shared::Shared;
 use crate::numbers::{addressed_number, caller};
 use domain::types::RouteType;
@@ -30,8 +30,8 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
             route: CallRoute::Ingress,
             prefix: None,
             session_id: session_id_of(invite.request()).unwrap_or_default(),
-            legs: vec![LegRecord::new(3, invite.request().uri.to_string())],
-            status: 0,
+            legs: vec![LegRecord::new(Leg::TasToCore, invite.request().uri.to_string())],
+            status: None,
         }),
         None => {
             shared.refused_leg3.fetch_add(1, Ordering::Relaxed);
@@ -47,7 +47,7 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     let leg3_index = {
         let mut record = call.lock();
         if record.route != CallRoute::Ingress {
-            record.legs.push(LegRecord::new(3, invite.request().uri.to_string()));
+            record.legs.push(LegRecord::new(Leg::TasToCore, invite.request().uri.to_string()));
         }
         record.legs.len() - 1
     };
@@ -63,6 +63,6 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     set_leg_status(&call, leg3_index, status);
     let mut record = call.lock();
     if record.route == CallRoute::Ingress {
-        record.status = status.as_u16();
+        record.status = Some(status);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use thiserror::Error;
 
 use super::records::{
-    add_leg, answered, record_cancelled, set_leg_by_core, set_leg_status, SharedCall, NO_FINAL_RESPONSE,
+    add_leg, answered, record_cancelled, set_leg_by_core, set_leg_status, Leg, SharedCall, NO_FINAL_RESPONSE,
 };
 use super::shared::Shared;
 use crate::numbers::caller;
@@ -114,7 +114,7 @@ pub(super) async fn leg2(
         }
     }
     let spec = spec_from(leg1, uri, extra);
-    let index = add_leg(call, 2, &spec);
+    let index = add_leg(call, Leg::CoreToTas, &spec);
     let placed = async {
         let link = ua.outbound().link_to(&leg_target(sip_uri.as_str())?).await?;
         Ok(ua.invite(spec, link)?)
@@ -144,7 +144,7 @@ pub(super) async fn callee_leg(
     };
     let spec = spec_from(incoming, phone_uri(number.as_str(), &host), Vec::new());
     let link = ua.outbound().link_to(&target).await?;
-    let index = add_leg(call, 4, &spec);
+    let index = add_leg(call, Leg::CoreToCallee, &spec);
     match ua.invite(spec, link) {
         Ok(leg) => Ok((leg, index)),
         Err(error) => {

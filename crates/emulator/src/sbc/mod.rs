@@ -20,7 +20,7 @@ mod legs;
 mod records;
 mod shared;
 
-pub use records::{CallRoute, LegRecord, SbcCall};
+pub use records::{CallRoute, Leg, LegRecord, SbcCall};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

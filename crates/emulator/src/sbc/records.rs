@@ -40,16 +40,47 @@ impl fmt::Display for CallRoute {
     }
 }
 
-/// One leg of a call, numbered as on the spec page: 1 caller → core, 2 core → TAS,
-/// 3 TAS → core, 4 core → callee.
+/// The legs of a call through the core, numbered as on the operator's SIP Breakout page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// Leg 1: the caller's handset to the core.
+    CallerToCore,
+    /// Leg 2: the core to the subscriber's TAS, the prefix in the Request-URI.
+    CoreToTas,
+    /// Leg 3: the TAS back to the core, carrying leg 2's Session-ID (or an Ingress call).
+    TasToCore,
+    /// Leg 4: the core to the callee (also the only outgoing leg of a direct call).
+    CoreToCallee,
+}
+
+impl Leg {
+    /// Its number on the spec page, 1 to 4.
+    pub fn number(self) -> u8 {
+        match self {
+            Leg::CallerToCore => 1,
+            Leg::CoreToTas => 2,
+            Leg::TasToCore => 3,
+            Leg::CoreToCallee => 4,
+        }
+    }
+}
+
+/// Written as its number, as the spec page and the harness's evidence name legs.
+impl fmt::Display for Leg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
+/// One leg of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegRecord {
-    /// 1 to 4.
-    pub leg: u8,
+    /// Which leg.
+    pub leg: Leg,
     /// Its Request-URI.
     pub request_uri: String,
-    /// Its final status code (0 while under way), as the harness reads and reports it.
-    pub status: u16,
+    /// Its final status, once there is one.
+    pub status: Option<StatusCode>,
     /// Why the core gave `status` itself, when the far end gave none: the connection or TLS
     /// handshake failed, no final response came (Timer B), a CANCEL got no answer. A harness
     /// must not take such a status for the far end's.
@@ -57,8 +88,16 @@ pub struct LegRecord {
 }
 
 impl LegRecord {
-    pub(super) fn new(leg: u8, request_uri: String) -> Self {
-        Self { leg, request_uri, status: 0, by_core: None }
+    pub(super) fn new(leg: Leg, request_uri: String) -> Self {
+        Self { leg, request_uri, status: None, by_core: None }
+    }
+}
+
+/// `2:486`: the leg's number and final status (0 while it is under way), as the harness's
+/// evidence shows legs.
+impl fmt::Display for LegRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.leg, self.status.map_or(0, StatusCode::as_u16))
     }
 }
 
@@ -77,13 +116,13 @@ pub struct SbcCall {
     pub session_id: String,
     /// The legs, in the order they were created.
     pub legs: Vec<LegRecord>,
-    /// The final status code the caller got (0 while under way).
-    pub status: u16,
+    /// The final status the caller got, once there is one.
+    pub status: Option<StatusCode>,
 }
 
 pub(super) type SharedCall = Arc<Mutex<SbcCall>>;
 
-pub(super) fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
+pub(super) fn add_leg(call: &SharedCall, leg: Leg, spec: &InviteSpec) -> usize {
     let mut call = call.lock();
     call.legs.push(LegRecord::new(leg, spec.uri.to_string()));
     call.legs.len() - 1
@@ -91,14 +130,14 @@ pub(super) fn add_leg(call: &SharedCall, leg: u8, spec: &InviteSpec) -> usize {
 
 pub(super) fn set_leg_status(call: &SharedCall, index: usize, status: StatusCode) {
     if let Some(leg) = call.lock().legs.get_mut(index) {
-        leg.status = status.as_u16();
+        leg.status = Some(status);
     }
 }
 
 /// Records a status the core gave leg `index` itself because its far end gave none.
 pub(super) fn set_leg_by_core(call: &SharedCall, index: usize, status: StatusCode, why: String) {
     if let Some(leg) = call.lock().legs.get_mut(index) {
-        leg.status = status.as_u16();
+        leg.status = Some(status);
         leg.by_core = Some(why);
     }
 }
@@ -107,7 +146,7 @@ pub(super) fn set_leg_by_core(call: &SharedCall, index: usize, status: StatusCod
 pub(super) const NO_FINAL_RESPONSE: &str = "no final response from the far end (Timer B, or its connection failed)";
 
 /// Records the final status leg `index` really sent once its CANCEL has played out (408 when
-/// none came); until then it stays 0.
+/// none came); until then it has none.
 pub(super) fn record_cancelled(
     settling: &Arc<AtomicUsize>,
     call: &SharedCall,
@@ -135,5 +174,5 @@ pub(super) fn answered(call: &SharedCall, indexes: &[usize], status: StatusCode)
     for index in indexes {
         set_leg_status(call, *index, status);
     }
-    call.lock().status = status.as_u16();
+    call.lock().status = Some(status);
 }
