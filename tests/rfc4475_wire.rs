@@ -8,11 +8,7 @@ use std::time::Duration;
 
 use common::sip::Peer;
 use ringer::call::DefaultActionHandler;
-use ringer::sip::config::UaConfig;
-use ringer::sip::endpoint::{self, EndpointConfig};
 use ringer::sip::message::Message;
-use ringer::sip::transport::policy::PeerPolicy;
-use ringer::sip::transport::stream::StreamLimits;
 
 /// The answer owed to each file: a status, or silence (`None`: responses and unanswerable input).
 const ANSWERS: &[(&str, Option<u16>)] = &[
@@ -71,16 +67,7 @@ const ANSWERS: &[(&str, Option<u16>)] = &[
 #[tokio::test]
 async fn every_torture_message_gets_the_answer_a_uas_owes_it() {
     let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), [127, 0, 0, 1].into()));
-    let config = EndpointConfig {
-        tls: None,
-        tcp: None,
-        udp: Some("127.0.0.1:0".parse().expect("addr")),
-        policy: PeerPolicy::default(),
-        limits: StreamLimits::default(),
-        ua: UaConfig::new("127.0.0.1", "ringer-test"),
-        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
-    };
-    let endpoint = endpoint::start(config, handler).await.expect("endpoint");
+    let endpoint = common::sip::udp_endpoint(handler).await;
     let server = endpoint.udp_addr.expect("udp");
     let dir = common::rfc4475_dir();
     assert_eq!(

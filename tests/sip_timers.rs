@@ -13,13 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::sip::*;
 use ringer::sip::b2bua::{self, LegOutcome};
-use ringer::sip::config::UaConfig;
 use ringer::sip::dialog::{DialogId, OfferAnswer};
-use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
+use ringer::sip::endpoint::Endpoint;
 use ringer::sip::message::{Message, Method, Request, Response, StatusCode, Uri};
-use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::response_to;
-use ringer::sip::transport::stream::StreamLimits;
 use ringer::sip::ua::{PendingInvite, SessionHandler};
 use tokio::time::Instant;
 
@@ -44,11 +41,14 @@ impl SessionHandler for AnswerAtOnce {
 struct Forwarder {
     callee: SocketAddr,
     no_answer: Duration,
+    /// Where the cancelled leg's final status goes, once its CANCEL has played out.
+    cancelled: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Option<StatusCode>>>>,
 }
 
 impl SessionHandler for Forwarder {
     fn on_invite(&self, invite: PendingInvite) {
-        let (callee, no_answer) = (self.callee, self.no_answer);
+        let (callee, no_answer, cancelled) =
+            (self.callee, self.no_answer, self.cancelled.lock().expect("not poisoned").take());
         tokio::spawn(async move {
             let ua = invite.user_agent().clone();
             let Ok(target) = Uri::parse(&format!("sip:bob@{callee}")) else { return };
@@ -58,29 +58,18 @@ impl SessionHandler for Forwarder {
             match b2bua::ring(&invite, leg, Some(no_answer)).await {
                 LegOutcome::NoAnswer(cancelling) => {
                     invite.reject(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
-                    assert_eq!(cancelling.outcome().await, Some(StatusCode::REQUEST_TERMINATED));
+                    if let Some(cancelled) = cancelled {
+                        let _ = cancelled.send(cancelling.outcome().await);
+                    }
                 }
-                other => panic!("expected no answer, got {other:?}"),
+                // The test sees the caller's final response, and no leg outcome.
+                _ => invite.reject(StatusCode::SERVER_INTERNAL_ERROR, None, Some("not the outcome under test")),
             }
         });
     }
     fn on_offer(&self, _: &DialogId, _: &Bytes) -> OfferAnswer {
         OfferAnswer::NotAcceptable("not in this test".into())
     }
-}
-
-/// A UDP-only endpoint with RFC 3261's timers and RFC 4028's defaults (Min-SE 90 s).
-async fn endpoint(handler: Arc<dyn SessionHandler>) -> Endpoint {
-    let config = EndpointConfig {
-        tls: None,
-        tcp: None,
-        udp: Some("127.0.0.1:0".parse().expect("addr")),
-        policy: PeerPolicy::default(),
-        limits: StreamLimits::default(),
-        ua: UaConfig::new("127.0.0.1", "ringer-test"),
-        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
-    };
-    endpoint::start(config, handler).await.expect("endpoint starts")
 }
 
 /// The next message within `limit`, with when it came (since `start`).
@@ -111,7 +100,7 @@ fn assert_near(at: Duration, expected: Duration) {
 
 #[tokio::test(start_paused = true)]
 async fn an_unacked_2xx_is_sent_from_t1_doubling_to_t2_and_the_call_ends_with_bye_at_64_t1() {
-    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
+    let endpoint = udp_endpoint(Arc::new(AnswerAtOnce)).await;
     let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
     let start = Instant::now();
     peer.send(request("INVITE", "noack", 1, "noack", "UDP", None, "", SDP_OFFER).as_bytes()).await;
@@ -135,34 +124,38 @@ async fn an_unacked_2xx_is_sent_from_t1_doubling_to_t2_and_the_call_ends_with_by
     peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_session_the_peer_does_not_refresh_ends_with_bye_a_third_before_it_expires() {
-    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
+/// A call answered and ACKed with the session timer `session_expires` asked and granted as
+/// asked; the endpoint (kept alive), the peer, and when the INVITE left.
+async fn call_with_session_timer(call_id: &str, session_expires: &str) -> (Endpoint, Peer, Instant) {
+    let endpoint = udp_endpoint(Arc::new(AnswerAtOnce)).await;
     let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
     let start = Instant::now();
-    let timer = "Supported: timer\r\nSession-Expires: 120;refresher=uac\r\n";
-    peer.send(request("INVITE", "expiry", 1, "expiry", "UDP", None, timer, SDP_OFFER).as_bytes()).await;
+    let timer = format!("Supported: timer\r\nSession-Expires: {session_expires}\r\n");
+    peer.send(request("INVITE", call_id, 1, call_id, "UDP", None, &timer, SDP_OFFER).as_bytes()).await;
     let ok = peer.final_response().await;
-    assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uac"));
-    peer.send(ack_for(&ok, "expiry").as_bytes()).await;
+    assert_eq!(ok.headers.get("Session-Expires"), Some(session_expires));
+    peer.send(ack_for(&ok, call_id).as_bytes()).await;
+    (endpoint, peer, start)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_the_peer_does_not_refresh_ends_with_bye_before_it_expires() {
     // RFC 4028 §10: the side that does not refresh sends BYE min(32 s, interval/3) before the
-    // session expires: 120 − 32 = 88 s, and not earlier.
-    let (at, bye) = next_request(&mut peer, start, Duration::from_secs(100)).await;
-    assert_eq!(bye.method, Method::Bye);
-    assert_near(at, Duration::from_secs(88));
-    peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
+    // session expires, and not earlier: 120 − 32 = 88 s; 90 − 30 = 60 s.
+    for (interval, bye_after) in [(120, 88), (90, 60)] {
+        let call_id = format!("expiry{interval}");
+        let asked = format!("{interval};refresher=uac");
+        let (_endpoint, mut peer, start) = call_with_session_timer(&call_id, &asked).await;
+        let (at, bye) = next_request(&mut peer, start, Duration::from_secs(100)).await;
+        assert_eq!(bye.method, Method::Bye);
+        assert_near(at, Duration::from_secs(bye_after));
+        peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn ringer_refreshes_a_session_at_half_the_interval_when_it_is_the_refresher() {
-    let endpoint = endpoint(Arc::new(AnswerAtOnce)).await;
-    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
-    let start = Instant::now();
-    let timer = "Supported: timer\r\nSession-Expires: 180;refresher=uas\r\n";
-    peer.send(request("INVITE", "refresh", 1, "refresh", "UDP", None, timer, SDP_OFFER).as_bytes()).await;
-    let ok = peer.final_response().await;
-    assert_eq!(ok.headers.get("Session-Expires"), Some("180;refresher=uas"));
-    peer.send(ack_for(&ok, "refresh").as_bytes()).await;
+    let (_endpoint, mut peer, start) = call_with_session_timer("refresh", "180;refresher=uas").await;
     for round in 1..=2u64 {
         // RFC 4028 §10: the refresher refreshes at half the interval, counted from the last one.
         let (at, refresh) = next_request(&mut peer, start, Duration::from_secs(200)).await;
@@ -218,8 +211,13 @@ impl Callee {
 #[tokio::test(start_paused = true)]
 async fn a_b2bua_leg_unanswered_in_its_time_is_cancelled_and_the_caller_refused() {
     let mut callee = Callee::bind().await;
-    let forwarder = Forwarder { callee: callee.socket.local_addr().expect("addr"), no_answer: Duration::from_secs(20) };
-    let endpoint = endpoint(Arc::new(forwarder)).await;
+    let (cancelled, outcome) = tokio::sync::oneshot::channel();
+    let forwarder = Forwarder {
+        callee: callee.socket.local_addr().expect("addr"),
+        no_answer: Duration::from_secs(20),
+        cancelled: std::sync::Mutex::new(Some(cancelled)),
+    };
+    let endpoint = udp_endpoint(Arc::new(forwarder)).await;
     let mut caller = Peer::udp(endpoint.udp_addr.expect("udp")).await;
     let start = Instant::now();
     caller.send(request("INVITE", "noanswer", 1, "noanswer", "UDP", None, "", SDP_OFFER).as_bytes()).await;
@@ -242,4 +240,5 @@ async fn a_b2bua_leg_unanswered_in_its_time_is_cancelled_and_the_caller_refused(
     assert_eq!(ack.method, Method::Ack);
     let refused = caller.final_response().await;
     assert_eq!(refused.status, StatusCode::TEMPORARILY_UNAVAILABLE);
+    assert_eq!(outcome.await.expect("the leg's outcome"), Some(StatusCode::REQUEST_TERMINATED));
 }

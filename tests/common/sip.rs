@@ -13,6 +13,21 @@ use tokio::net::{TcpStream, UdpSocket};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
+/// An endpoint listening on UDP only, on loopback, with RFC 3261's timers and RFC 4028's
+/// session timer defaults, calls handled by `handler`.
+pub(crate) async fn udp_endpoint(handler: Arc<dyn ringer::sip::ua::SessionHandler>) -> ringer::sip::endpoint::Endpoint {
+    let config = ringer::sip::endpoint::EndpointConfig {
+        tls: None,
+        tcp: None,
+        udp: Some("127.0.0.1:0".parse().expect("addr")),
+        policy: Default::default(),
+        limits: Default::default(),
+        ua: ringer::sip::config::UaConfig::new("127.0.0.1", "ringer-test"),
+        outbound: ringer::sip::outbound::OutboundSettings { tls: None, core: None, dns_server: None },
+    };
+    ringer::sip::endpoint::start(config, handler).await.expect("endpoint starts")
+}
+
 /// One side of a SIP conversation.
 pub(crate) enum Peer {
     Udp { socket: UdpSocket, server: SocketAddr },

@@ -17,7 +17,7 @@ use sip::config::UaConfig;
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::message::header::NameAddr;
-use sip::message::StatusCode;
+use sip::message::{StatusCode, Uri};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
 use sip::ua::{PendingInvite, SessionHandler};
@@ -34,6 +34,15 @@ pub enum DialError {
         /// Why it does not parse.
         #[source]
         source: sip::message::grammar::BadHeader,
+    },
+    /// The Request-URI made from the number does not parse.
+    #[error("{text} is not a SIP URI: {source}")]
+    RequestUri {
+        /// The URI tried.
+        text: String,
+        /// Why it does not parse.
+        #[source]
+        source: sip::message::uri::BadUri,
     },
     /// The caller has no UDP socket to send from.
     #[error("the caller has no UDP socket")]
@@ -127,9 +136,9 @@ impl Caller {
         sdp: Bytes,
     ) -> Result<OutgoingCall, DialError> {
         let parse = |text: String| NameAddr::parse(&text).map_err(|source| DialError::Address { text, source });
-        let to_uri = parse(format!("<sip:{to}@{access};user=phone>"))?.uri;
+        let request_uri = format!("sip:{to}@{access};user=phone");
         let spec = InviteSpec {
-            uri: to_uri,
+            uri: Uri::parse(&request_uri).map_err(|source| DialError::RequestUri { text: request_uri, source })?,
             from: parse(format!("<sip:{from}@handset.ringer.invalid;user=phone>"))?,
             to: parse(format!("<sip:{to}@core.ringer.invalid;user=phone>"))?,
             max_forwards: 70,

@@ -295,18 +295,9 @@ mod tests {
 
     use super::*;
     use crate::message::{Message, StatusCode};
-    use crate::test_support::{arrivals, millis, request, udp_link};
+    use crate::test_support::{arrivals, assert_schedule, millis, request, udp_link};
     use crate::transport::response_to;
     use tokio::time::Instant;
-
-    /// Each offset within a few milliseconds of the schedule (the clock only moves when every
-    /// task waits, but a datagram may still be on its way through the kernel).
-    fn assert_schedule(seen: &[u128], expected: &[u128]) {
-        assert_eq!(seen.len(), expected.len(), "{seen:?} against {expected:?}");
-        for (seen, expected) in seen.iter().zip(expected) {
-            assert!(seen.abs_diff(*expected) <= 20, "{seen} ms against {expected} ms");
-        }
-    }
 
     fn answer(to: &Request, status: StatusCode) -> Response {
         let mut response = response_to(&to.headers, status, status.reason_phrase()).unwrap();
@@ -372,16 +363,17 @@ mod tests {
         assert!(clients.on_response(answer(&invite, StatusCode::TRYING)).is_none());
         assert!(arrivals(&peer, start, Duration::from_secs(10)).await.is_empty(), "Timer A goes on after a 100");
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_none());
+        let refused_at = Instant::now();
         let acked = arrivals(&peer, start, Duration::from_secs(11)).await;
         let Some((_, Message::Request(ack))) = acked.first() else { panic!("no ACK: {acked:?}") };
         assert_eq!((ack.method.clone(), ack.headers.parsed::<CSeq>().map(|cseq| cseq.number)), (Method::Ack, Some(1)));
         assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::TRYING));
         assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::BUSY_HERE));
         // A retransmitted 486 inside Timer D (32 s on UDP) gets the ACK again; after it, none.
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        tokio::time::sleep_until(refused_at + Duration::from_millis(31_900)).await;
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_none());
-        assert_eq!(arrivals(&peer, start, Duration::from_secs(32)).await.len(), 1);
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(arrivals(&peer, start, Duration::from_millis(41_950)).await.len(), 1);
+        tokio::time::sleep_until(refused_at + Duration::from_millis(32_100)).await;
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_some(), "Timer D is over");
     }
 }

@@ -35,6 +35,15 @@ pub(crate) fn millis(arrivals: &[(Duration, Message)]) -> Vec<u128> {
     arrivals.iter().map(|(at, _)| at.as_millis()).collect()
 }
 
+/// Each offset within a few milliseconds of the schedule (the clock only moves when every
+/// task waits, but a datagram may still be on its way through the kernel).
+pub(crate) fn assert_schedule(seen: &[u128], expected: &[u128]) {
+    assert_eq!(seen.len(), expected.len(), "{seen:?} against {expected:?}");
+    for (seen, expected) in seen.iter().zip(expected) {
+        assert!(seen.abs_diff(*expected) <= 20, "{seen} ms against {expected} ms");
+    }
+}
+
 /// A request as a peer would send it, `{branch}` and `{method}` filled in.
 pub(crate) fn request(method: &str, branch: &str) -> Request {
     let text = format!(

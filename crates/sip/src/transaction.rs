@@ -451,7 +451,7 @@ mod tests {
     //! transaction stays.
 
     use super::*;
-    use crate::test_support::{arrivals, millis, request, udp_link};
+    use crate::test_support::{arrivals, assert_schedule, millis, request, udp_link};
     use tokio::time::Instant;
 
     /// A TU that refuses INVITEs with 486 and answers anything else 200, at once.
@@ -479,13 +479,6 @@ mod tests {
         )
     }
 
-    fn assert_schedule(seen: &[u128], expected: &[u128]) {
-        assert_eq!(seen.len(), expected.len(), "{seen:?} against {expected:?}");
-        for (seen, expected) in seen.iter().zip(expected) {
-            assert!(seen.abs_diff(*expected) <= 20, "{seen} ms against {expected} ms");
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_refusal_is_sent_again_on_timer_g_until_timer_h() {
         let (link, peer) = udp_link().await;
@@ -507,10 +500,13 @@ mod tests {
         let start = Instant::now();
         layer.on_message(Message::Request(request("INVITE", "z9hG4bKi")), &link);
         assert_schedule(&millis(&arrivals(&peer, start, Duration::from_millis(1000)).await), &[0, 500]);
+        let acked_at = Instant::now();
         layer.on_message(Message::Request(request("ACK", "z9hG4bKi")), &link);
         assert!(arrivals(&peer, start, Duration::from_secs(4)).await.is_empty(), "Timer G goes on after the ACK");
+        // Timer I: T4 (5 s) after the ACK, give or take the sweeper's 100 ms.
+        tokio::time::sleep_until(acked_at + Duration::from_millis(4_900)).await;
         assert_eq!(layer.live_transactions(), 1, "Timer I (T4) keeps the transaction");
-        tokio::time::sleep_until(start + Duration::from_secs(7)).await;
+        tokio::time::sleep_until(acked_at + Duration::from_millis(5_200)).await;
         assert_eq!(layer.live_transactions(), 0, "Timer I is over");
     }
 
@@ -525,7 +521,9 @@ mod tests {
         layer.on_message(Message::Request(options.clone()), &link);
         assert_schedule(&millis(&arrivals(&peer, start, Duration::from_secs(21)).await), &[20000]);
         // Timer J: 64·T1 after the final response, the layer forgets the request.
+        tokio::time::sleep_until(start + Duration::from_millis(31_800)).await;
+        assert_eq!(layer.live_transactions(), 1, "Timer J keeps the transaction");
         tokio::time::sleep_until(start + Duration::from_millis(32_200)).await;
-        assert_eq!(layer.live_transactions(), 0);
+        assert_eq!(layer.live_transactions(), 0, "Timer J is over");
     }
 }

@@ -11,6 +11,7 @@ use super::records::{set_leg_status, CallRoute, Leg, LegRecord, SbcCall};
 use super::shared::Shared;
 use crate::numbers::{addressed_number, caller};
 use domain::types::RouteType;
+use sip::message::header::{SessionId, TypedHeader};
 use sip::message::StatusCode;
 use sip::ua::PendingInvite;
 
@@ -35,9 +36,10 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         }),
         None => {
             shared.refused_leg3.fetch_add(1, Ordering::Relaxed);
-            let why = match session_id_of(invite.request()) {
-                Some(_) => "leg 3 carries a Session-ID that matches no call of the core",
-                None => "leg 3 must carry the Session-ID of leg 2 (RFC 7989)",
+            let why = match (invite.request().headers.get(SessionId::NAME), session_id_of(invite.request())) {
+                (None, _) => "leg 3 must carry the Session-ID of leg 2 (RFC 7989)",
+                (Some(_), None) => "leg 3's Session-ID is not 32 hex digits (RFC 7989 §4.1)",
+                (Some(_), Some(_)) => "leg 3 carries a Session-ID that matches no call of the core",
             };
             warn!(%call_id, request_uri = %invite.request().uri, why, "INVITE from a TAS refused");
             invite.reject(StatusCode::FORBIDDEN, None, Some(why));

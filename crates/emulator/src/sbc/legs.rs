@@ -26,7 +26,8 @@ pub(super) fn new_session_id() -> String {
 
 /// The sender's UUID of the request's Session-ID, when it has a well-formed one.
 pub(super) fn session_id_of(request: &Request) -> Option<String> {
-    request.headers.parsed::<SessionId>().map(|id| id.local)
+    // The UUID alone correlates: a malformed parameter must not cost the call its leg 3.
+    SessionId::local_of(request.headers.get(SessionId::NAME)?).ok()
 }
 
 /// The headers of an incoming leg that the outgoing one carries on.

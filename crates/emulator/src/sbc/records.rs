@@ -93,11 +93,14 @@ impl LegRecord {
     }
 }
 
-/// `2:486`: the leg's number and final status (0 while it is under way), as the harness's
-/// evidence shows legs.
+/// `2:486`: the leg's number and final status (`2:none` while it is under way), as the
+/// harness's evidence shows legs.
 impl fmt::Display for LegRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.leg, self.status.map_or(0, StatusCode::as_u16))
+        match self.status {
+            Some(status) => write!(f, "{}:{status}", self.leg),
+            None => write!(f, "{}:none", self.leg),
+        }
     }
 }
 

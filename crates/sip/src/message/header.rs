@@ -344,10 +344,16 @@ impl SessionId {
         Self { local, remote: Some("0".repeat(32)), params: Params::default() }
     }
 
+    /// The sender's UUID of a Session-ID value, its parameters unread: what correlates a call,
+    /// for readers that must not lose a call over a malformed parameter.
+    pub fn local_of(value: &str) -> Result<String, BadHeader> {
+        session_uuid(value.split(';').next().unwrap_or_default().trim())
+    }
+
     /// Parses `ab30317f1a784dc48ff824d0d3715d86;remote=00000000000000000000000000000000`.
     pub fn parse(value: &str) -> Result<Self, BadHeader> {
         let end = value.find(';').unwrap_or(value.len());
-        let local = session_uuid(value[..end].trim())?;
+        let local = Self::local_of(&value[..end])?;
         let mut params = Params::parse(&value[end..])?;
         let remote = match params.get("remote") {
             Some(Some(remote)) => Some(session_uuid(remote)?),
@@ -501,6 +507,12 @@ mod tests {
         assert!(SessionId::parse("ab30317f1a784dc48ff824d0d3715d8").is_err());
         assert!(SessionId::parse("zb30317f1a784dc48ff824d0d3715d86").is_err());
         assert!(SessionId::parse("ab30317f1a784dc48ff824d0d3715d86;remote").is_err());
+        // The UUID alone, for correlation, whatever the parameters.
+        assert_eq!(
+            SessionId::local_of("AB30317F1A784DC48FF824D0D3715D86;remote").as_deref(),
+            Ok("ab30317f1a784dc48ff824d0d3715d86")
+        );
+        assert!(SessionId::local_of("ab30317f;remote=00000000000000000000000000000000").is_err());
         let id = SessionId::parse("ab30317f1a784dc48ff824d0d3715d86 ; foo=bar").unwrap();
         assert_eq!((id.remote, id.params.get("foo")), (None, Some(Some("bar"))));
         let fresh = SessionId::unanswered("0123456789abcdef0123456789abcdef".into());
