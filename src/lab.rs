@@ -267,6 +267,7 @@ impl Lab {
             },
             voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..VoicemailConfig::default() },
             announcement: Default::default(),
+            store: Default::default(),
             sip: SipConfig {
                 tls_listen: Some(loopback(config.ports.tas_tls)),
                 tcp_listen: config.ports.tas_plain.map(loopback),

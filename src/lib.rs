@@ -18,6 +18,7 @@ pub use ::media;
 pub use ::registrar;
 pub use ::sdp;
 pub use ::sip;
+pub use ::store;
 pub use ::tas;
 pub use ::tls;
 pub use domain::{proto, types};

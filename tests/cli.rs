@@ -272,6 +272,12 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mu
     text
 }
 
+/// `config` with its own database beside the file (`<file>.db`): parallel servers must not share
+/// one, as they would the default var/ringer.db.
+fn with_store(path: &std::path::Path, config: impl AsRef<str>) -> String {
+    format!("[store]\nurl = \"sqlite://{}\"\n{}", path.with_extension("db").display(), config.as_ref())
+}
+
 fn serve_config(endpoint: &str, status: std::net::SocketAddr, subscribers: &[(&str, &str)]) -> String {
     let mut text = format!(
         "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n[sip]\ntcp_listen = \"127.0.0.1:0\"\n"
@@ -290,8 +296,11 @@ async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("ringer.toml");
     let status = free_port();
-    std::fs::write(&path, serve_config(&core.endpoint(), status, &[("+4799990010", "loop"), ("+4799990011", "fork")]))
-        .expect("write");
+    std::fs::write(
+        &path,
+        with_store(&path, serve_config(&core.endpoint(), status, &[("+4799990010", "loop"), ("+4799990011", "fork")])),
+    )
+    .expect("write");
     let path_text = path.to_str().expect("utf-8 path").to_owned();
     let server = Server::spawn(&["serve", "--config", &path_text], &[("RINGER_TEST_TOKEN", CLIENT_TOKEN)]);
     eventually(Duration::from_secs(10), "both registered", || core.registry().snapshot().len() == 2).await;
@@ -322,7 +331,10 @@ async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
 
     std::fs::write(
         &path,
-        serve_config(&core.endpoint(), status, &[("+4799990011", "fork"), ("+4799990012", "fallback")]),
+        with_store(
+            &path,
+            serve_config(&core.endpoint(), status, &[("+4799990011", "fork"), ("+4799990012", "fallback")]),
+        ),
     )
     .expect("write");
     server.signal(Signal::SIGHUP);
@@ -457,7 +469,7 @@ async fn certs_then_serve_over_tls_verified_against_the_dev_ca() {
     assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
 
     let path = dir.path().join("ringer.toml");
-    std::fs::write(&path, tls_serve_config(&core.endpoint(), &certs)).expect("write");
+    std::fs::write(&path, with_store(&path, tls_serve_config(&core.endpoint(), &certs))).expect("write");
     let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
     let addr = server.tls_listener().await;
     let mut peer = common::sip::Peer::tls(addr, &certs.join("ca.pem"), "tas.example.com").await;
@@ -482,7 +494,7 @@ async fn serve_refuses_a_certificate_for_another_name() {
     let out = ringer(&["certs", "--domain", "other.example.com", "--out", certs.to_str().expect("utf-8")], &[]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let path = dir.path().join("ringer.toml");
-    std::fs::write(&path, tls_serve_config("http://127.0.0.1:1", &certs)).expect("write");
+    std::fs::write(&path, with_store(&path, tls_serve_config("http://127.0.0.1:1", &certs))).expect("write");
     let out = ringer(&["serve", "--config", path.to_str().expect("utf-8")], &[]).await;
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("is not valid for \"tas.example.com\""), "{}", out.stderr);
@@ -540,7 +552,7 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
         voicemail.display()
     );
     let path = dir.path().join("ringer.toml");
-    std::fs::write(&path, config).expect("config");
+    std::fs::write(&path, with_store(&path, config)).expect("config");
     let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{sip_port}").parse().expect("addr");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -622,7 +634,7 @@ async fn conformance_passes_against_ringer_serve_and_writes_junit() {
         dir.path().join("voicemail").display(),
     );
     let path = dir.path().join("ringer.toml");
-    std::fs::write(&path, config).expect("write");
+    std::fs::write(&path, with_store(&path, config)).expect("write");
     let path_text = path.to_str().expect("utf-8");
     let server = Server::spawn(&["serve", "--config", path_text], &[]);
     let tls = server.tls_listener().await;
@@ -727,7 +739,7 @@ async fn conformance_fails_calls_the_tas_never_took_or_took_otherwise_than_decla
         )
     };
     let path = dir.path().join("refuses.toml");
-    std::fs::write(&path, config("mo = \"reject 404\"\nmt = \"reject 404\"\n")).expect("write");
+    std::fs::write(&path, with_store(&path, config("mo = \"reject 404\"\nmt = \"reject 404\"\n"))).expect("write");
     let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
     let target = format!("sips:localhost:{}", server.tls_listener().await.port());
     let out = run(calls(&target, "+4799990071,loop,mo=11,mt=21", &[])).await;
@@ -756,6 +768,116 @@ async fn conformance_fails_calls_the_tas_never_took_or_took_otherwise_than_decla
     let out = run(only_config).await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.matches("outcome:  refused 404").count(), 4, "{}", out.stdout);
+    server.signal(Signal::SIGTERM);
+    let (code, _, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Subscribers in a real PostgreSQL, changed with `ringer subscribers` while `ringer serve`
+/// runs: each change reaches the core's registrations within seconds, with no restart or
+/// SIGHUP; bad input is refused with the reason and changes nothing.
+#[tokio::test]
+async fn subscribers_changed_in_postgresql_reach_a_running_instance() {
+    let Some(postgres) = common::postgres::Postgres::start() else { return };
+    subscribers_changed_while_serving(&postgres.url).await;
+}
+
+/// The same on the default backend, an SQLite file that `ringer subscribers` writes while the
+/// server reads it.
+#[tokio::test]
+async fn subscribers_changed_in_the_sqlite_file_reach_a_running_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    subscribers_changed_while_serving(&format!("sqlite://{}/ringer.db", dir.path().display())).await;
+}
+
+async fn subscribers_changed_while_serving(database: &str) {
+    let migrated = ringer(&["db", "migrate", "--database", database], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    assert!(migrated.stdout.contains("applied 1 migration(s) [1]"), "{}", migrated.stdout);
+    let again = ringer(&["db", "migrate", "--database", database], &[]).await;
+    assert!(again.stdout.contains("up to date (schema version 1)"), "{}", again.stdout);
+
+    let core = start_core(AuthMode::Required, HOUR).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ringer.toml");
+    let config = format!(
+        "[store]\nurl = \"{database}\"\npoll_interval = \"200ms\"\n{}",
+        serve_config(&core.endpoint(), free_port(), &[])
+    );
+    std::fs::write(&path, config).expect("write");
+    let server =
+        Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[("RINGER_TEST_TOKEN", CLIENT_TOKEN)]);
+    let registered = |numbers: &[&str]| {
+        let mut seen: Vec<String> = core.registry().snapshot().iter().map(|r| r.msisdn.to_string()).collect();
+        seen.sort();
+        seen == numbers
+    };
+
+    let add = ringer(
+        &[
+            "subscribers",
+            "add",
+            "+4799990030",
+            "--route-type",
+            "loop",
+            "--mo-prefix",
+            "11",
+            "--mt-prefix",
+            "22",
+            "--mt",
+            "reject 486",
+            "--database",
+            database,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    eventually(Duration::from_secs(10), "the added subscriber registered", || registered(&["+4799990030"])).await;
+    let list = ringer(&["subscribers", "list", "--database", database], &[]).await;
+    assert!(list.stdout.contains("+4799990030") && list.stdout.contains("reject 486"), "{}", list.stdout);
+
+    // An import that replaces the list: the new ones register, the one left out is deleted.
+    let file = dir.path().join("subscribers.toml");
+    std::fs::write(
+        &file,
+        "[[subscriber]]\nphone_number = \"+4799990031\"\nroute_type = \"fork\"\nmt_prefix = \"23\"\n\
+         [[subscriber]]\nphone_number = \"+4799990032\"\nroute_type = \"loop-mo\"\nmo_prefix = \"12\"\nmo = { action = \"forward +4712345678\", ring_time = \"1s\" }\n",
+    )
+    .expect("write");
+    let import =
+        ringer(&["subscribers", "import", file.to_str().expect("utf-8"), "--replace", "--database", database], &[])
+            .await;
+    assert_eq!(import.code, Some(0), "{}", import.stderr);
+    assert!(import.stdout.contains("2 written, 1 removed"), "{}", import.stdout);
+    eventually(Duration::from_secs(10), "the imported list registered, the old one deleted", || {
+        registered(&["+4799990031", "+4799990032"])
+    })
+    .await;
+
+    // Bad input: refused with the reason, nothing changed.
+    for (args, reason) in [
+        (vec!["add", "4799990033", "--route-type", "loop"], "4799990033"),
+        (vec!["add", "+4799990033", "--route-type", "teleport"], "teleport"),
+        (vec!["add", "+4799990033", "--route-type", "loop", "--mt", "reject 99"], "99"),
+        (vec!["remove", "+4799990099"], "no subscriber +4799990099"),
+    ] {
+        let mut full = vec!["subscribers"];
+        full.extend(args);
+        full.extend(["--database", database]);
+        let out = ringer(&full, &[]).await;
+        assert_eq!(out.code, Some(1), "{full:?}: {}", out.stdout);
+        assert!(out.stderr.contains(reason), "{full:?}: {}", out.stderr);
+    }
+    let remove = ringer(&["subscribers", "remove", "+4799990031", "--database", database], &[]).await;
+    assert_eq!(remove.code, Some(0), "{}", remove.stderr);
+    eventually(Duration::from_secs(10), "the removed subscriber's registration deleted", || {
+        registered(&["+4799990032"])
+    })
+    .await;
+    let list = ringer(&["subscribers", "list", "--database", database], &[]).await;
+    assert!(list.stdout.contains("1 subscriber(s)"), "{}", list.stdout);
+
     server.signal(Signal::SIGTERM);
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

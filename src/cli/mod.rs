@@ -8,6 +8,7 @@ mod dial;
 mod register;
 mod serve;
 mod signals;
+mod store;
 mod voicemail;
 
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ enum Command {
     Conformance(conformance::ConformanceArgs),
     /// Inspect the voicemail store: list, play (copy out), delete.
     Voicemail(voicemail::VoicemailArgs),
+    /// The database ringer keeps its state in: apply its schema migrations ahead of a start.
+    Db(store::DbArgs),
+    /// The subscribers in the database: list, add, remove, import a TOML file; running
+    /// instances pick changes up within seconds.
+    Subscribers(store::SubscribersArgs),
     /// Run the emulated operator core (SipBreakoutService and its OAuth token endpoint; with
     /// an [sbc] section, its SIP call legs too).
     Core {
@@ -77,6 +83,7 @@ impl Cli {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
             Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
+            Command::Db(_) | Command::Subscribers(_) => "warn",
             // The WebRTC stack warns of STUN checks that arrive before the answer: normal for
             // an offerer, and noise on a one-shot command's terminal.
             Command::Dial(_) | Command::Conformance(_) => "warn,rtc=error",
@@ -107,6 +114,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dial(args) => dial::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
         Command::Voicemail(args) => voicemail::run(args),
+        Command::Db(args) => store::run_db(args).await,
+        Command::Subscribers(args) => store::run_subscribers(args).await,
         Command::Certs { domains, out } => {
             let files = ringer::tls::devcert::generate(&domains)?.write_to(&out)?;
             println!("CA certificate (give it to peers): {}", files.ca_cert.display());

@@ -1,15 +1,22 @@
-//! `ringer serve`: the TAS. Registers the configured subscribers and keeps them registered;
-//! SIGHUP reloads the subscriber list; SIGINT/SIGTERM delete every registration, then exit.
+//! `ringer serve`: the TAS. Registers the subscribers and keeps them registered; SIGINT/SIGTERM
+//! delete every registration, then exit.
+//!
+//! With a config file the subscribers live in the database (`[store]`): a `[[subscriber]]` list
+//! in the file replaces the database's at start and on SIGHUP; otherwise `ringer subscribers`
+//! changes them, and the running instance picks each change up within `store.poll_interval`.
+//! The embedded defaults keep their sample subscribers in memory.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use ringer::config::serve::ServeConfig;
+use ringer::config::serve::{ServeConfig, SubscriberConfig};
 use ringer::lab::{Lab, LabConfig, LabPorts};
 use ringer::registrar::auth::Credentials;
 use ringer::registrar::{status, Registrar, RegistrationClient};
+use ringer::store::Store;
 
 /// Where the embedded defaults keep their development certificates (relative to the working directory).
 pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
@@ -18,21 +25,30 @@ pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
 pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut signals = super::signals::Signals::install()?;
     // Without a config, the whole call path runs in this process so a new user sees it all work.
-    let (config, tas, mut registrar, embedded) = match &config_path {
+    let (mut config, tas, mut registrar, embedded, database) = match &config_path {
         Some(path) => {
-            let config = ServeConfig::load(path)?;
+            let mut config = ServeConfig::load(path)?;
+            let database = super::store::open(&config.store.url).await?;
+            let (revision, subscribers) = from_file_or_database(&database, &config).await?;
+            config.subscribers = subscribers;
             let tas = ringer::tas::start_sip(&config).await?;
             let credentials = Credentials::from_config(&config.auth)?;
             let client = RegistrationClient::new(&config.core, credentials)?;
             let registrar = Registrar::start(client, config.registrar.clone(), config.registrations());
-            (config, tas, registrar, None)
+            (config, tas, registrar, None, Some((database, revision)))
         }
         None => {
             let lab = start_embedded().await?;
             let Lab { core, tas, config, registrar, alice } = lab;
-            (config, tas, registrar, Some((core, alice)))
+            (config, tas, registrar, Some((core, alice)), None)
         }
     };
+    // Changes other processes make to the database's subscribers, as they come.
+    let (changes, mut changed) = tokio::sync::mpsc::channel(1);
+    if let Some((database, revision)) = &database {
+        tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes));
+    }
+    let database = database.map(|(database, _)| database);
     let sip = &tas.endpoint;
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
         if let Some(addr) = addr {
@@ -61,10 +77,24 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         });
     }
 
-    while let super::signals::SignalEvent::Reload = signals.next().await {
-        match &config_path {
-            Some(path) => reload(path, &mut registrar, &tas.router).await,
-            None => warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload"),
+    loop {
+        tokio::select! {
+            signal = signals.next() => match (signal, &config_path, &database) {
+                (super::signals::SignalEvent::Stop, _, _) => break,
+                (super::signals::SignalEvent::Reload, Some(path), Some(database)) => {
+                    if let Some(reloaded) = reload(path, database).await {
+                        apply(&mut config, reloaded, &mut registrar, &tas.router).await;
+                    }
+                }
+                (super::signals::SignalEvent::Reload, _, _) => {
+                    warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload")
+                }
+            },
+            Some(subscribers) = changed.recv() => {
+                info!(subscribers = subscribers.len(), "subscribers changed in the database");
+                let updated = ServeConfig { subscribers, ..config.clone() };
+                apply(&mut config, updated, &mut registrar, &tas.router).await;
+            }
         }
     }
     info!("shutting down: deleting registrations");
@@ -79,6 +109,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     if let Some((core, alice)) = embedded {
         alice.shutdown();
         core.shutdown().await;
+    }
+    if let Some(database) = database {
+        database.close().await;
     }
     println!("ringer stopped: {} registrations deleted, {} left to lapse", report.deleted, report.failed);
     Ok(ExitCode::SUCCESS)
@@ -105,14 +138,89 @@ pub(super) async fn start_embedded() -> anyhow::Result<Lab> {
     Ok(lab)
 }
 
-/// Re-reads the subscriber list; a bad file is reported and the running list kept.
-async fn reload(path: &Path, registrar: &mut Registrar, router: &ringer::call::CallRouter) {
-    match ServeConfig::load(path) {
+/// The subscribers to serve: the file's list, written into the database first, when the file
+/// has one; else the database's. With the database's revision read before them, so that a
+/// change made while they are read is seen again rather than missed.
+async fn from_file_or_database(database: &Store, config: &ServeConfig) -> anyhow::Result<(i64, Vec<SubscriberConfig>)> {
+    if !config.subscribers.is_empty() {
+        let rows = config.subscribers.iter().map(ringer::tas::subscribers::to_row).collect::<Result<Vec<_>, _>>()?;
+        let replaced = database.replace_subscribers(&rows).await?;
+        info!(
+            written = replaced.written,
+            removed = replaced.removed,
+            "the config's [[subscriber]] list is now the database's"
+        );
+    }
+    let revision = database.revision().await?;
+    Ok((revision, super::store::stored(database).await?))
+}
+
+/// Re-reads the file and the subscribers; a bad file is reported and `None` returned (the
+/// running configuration stays).
+async fn reload(path: &Path, database: &Store) -> Option<ServeConfig> {
+    let loaded = async {
+        let mut config = ServeConfig::load(path)?;
+        config.subscribers = from_file_or_database(database, &config).await?.1;
+        anyhow::Ok(config)
+    };
+    match loaded.await {
         Ok(config) => {
             info!(path = %path.display(), "reloading subscribers and behaviours (endpoint and auth changes need a restart)");
-            router.reload(&config);
-            registrar.reload(config.registrations()).await;
+            Some(config)
         }
-        Err(error) => error!(%error, "reload failed; keeping the running configuration"),
+        Err(error) => {
+            error!(error = %format!("{error:#}"), "reload failed; keeping the running configuration");
+            None
+        }
+    }
+}
+
+/// Serves `updated` from now on: the router's behaviours and the registrations.
+async fn apply(
+    config: &mut ServeConfig,
+    updated: ServeConfig,
+    registrar: &mut Registrar,
+    router: &ringer::call::CallRouter,
+) {
+    router.reload(&updated);
+    registrar.reload(updated.registrations()).await;
+    *config = updated;
+}
+
+/// Polls the database's revision every `interval`; sends the subscriber list whenever it moved
+/// from `seen` (the revision the running list was read at). A database that cannot be read is
+/// logged and tried again; the running list stays.
+async fn watch_subscribers(
+    database: Store,
+    seen: i64,
+    interval: Duration,
+    changes: tokio::sync::mpsc::Sender<Vec<SubscriberConfig>>,
+) {
+    let mut seen = Some(seen);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let revision = match database.revision().await {
+            Ok(revision) => revision,
+            Err(error) => {
+                warn!(%error, "cannot read the database; keeping the subscribers as they are");
+                continue;
+            }
+        };
+        if seen == Some(revision) {
+            continue;
+        }
+        match super::store::stored(&database).await {
+            Ok(subscribers) => {
+                seen = Some(revision);
+                if changes.send(subscribers).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "the database's subscribers cannot be served; keeping the running list")
+            }
+        }
     }
 }

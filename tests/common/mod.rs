@@ -9,6 +9,7 @@ pub(crate) mod fault_proxy;
 pub(crate) mod kamailio;
 pub(crate) mod lab;
 pub(crate) mod netns;
+pub(crate) mod postgres;
 pub(crate) mod sip;
 pub(crate) mod sipp;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::call::action::{Action, Behaviour, BehaviourConfig};
 use crate::call::routing::Direction;
@@ -43,9 +43,41 @@ pub struct ServeConfig {
     /// The announcement app.
     #[serde(default)]
     pub announcement: AnnouncementConfig,
-    /// The subscribers this TAS serves.
+    /// Where ringer keeps its state (subscribers).
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The subscribers this TAS serves. When the list is given, the file manages them: it
+    /// replaces the store's list at start and on SIGHUP; without it, `ringer subscribers`
+    /// manages them in the store.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// The database ringer keeps its state in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` (one instance; the default, `sqlite://var/ringer.db`) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE` (several instances sharing it).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// How often a running instance looks for changed subscribers.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+fn default_store_url() -> String {
+    store::DEFAULT_URL.to_owned()
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: default_store_url(), poll_interval: default_poll_interval() }
+    }
 }
 
 /// The SIP listeners and how calls are treated until behaviours are configured.
@@ -242,7 +274,7 @@ pub struct TasConfig {
 }
 
 /// One subscriber (MSISDN) served by this TAS.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriberConfig {
     /// The subscriber's number, E.164.
@@ -397,6 +429,7 @@ impl ServeConfig {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            store: StoreConfig::default(),
             media: MediaConfig::default(),
             voicemail: VoicemailConfig::default(),
             announcement: AnnouncementConfig::default(),

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod config;
+pub mod subscribers;
 
 use std::sync::Arc;
 

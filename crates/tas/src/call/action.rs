@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use domain::types::{Msisdn, RouteType};
 use sip::message::StatusCode;
@@ -122,6 +122,13 @@ impl<'de> Deserialize<'de> for Action {
     }
 }
 
+/// Written as the text it is read from (`reject 486`, `forward +4712345678`).
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -212,8 +219,9 @@ impl Behaviour {
     }
 }
 
-/// A behaviour in the config: an action alone (`mt = "loop"`) or a table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A behaviour in the config: an action alone (`mt = "loop"`) or a table. The database keeps
+/// it as JSON of the same shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum BehaviourConfig {
     /// Just the action.
