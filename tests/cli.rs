@@ -869,6 +869,24 @@ async fn subscribers_changed_while_serving(database: &str) {
         assert_eq!(out.code, Some(1), "{full:?}: {}", out.stdout);
         assert!(out.stderr.contains(reason), "{full:?}: {}", out.stderr);
     }
+    // An import with one entry the TAS could not serve writes none of them.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[subscriber]]\nphone_number = \"+4799990034\"\nroute_type = \"loop\"\n\
+         [[subscriber]]\nphone_number = \"+4799990035\"\nroute_type = \"loop-mo\"\nmt = \"reject 486\"\n",
+    )
+    .expect("write");
+    let out = ringer(&["subscribers", "import", bad.to_str().expect("utf-8"), "--database", database], &[]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(out.stderr.contains("+4799990035") && out.stderr.contains("nothing written"), "{}", out.stderr);
+    // A database that does not exist is not made by a typo: `db migrate` makes one.
+    let missing = format!("sqlite://{}/nowhere/ringer.db", dir.path().display());
+    let out = ringer(&["subscribers", "list", "--database", &missing], &[]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(out.stderr.contains("ringer db migrate"), "{}", out.stderr);
+    assert!(!dir.path().join("nowhere").exists());
+
     let remove = ringer(&["subscribers", "remove", "+4799990031", "--database", database], &[]).await;
     assert_eq!(remove.code, Some(0), "{}", remove.stderr);
     eventually(Duration::from_secs(10), "the removed subscriber's registration deleted", || {

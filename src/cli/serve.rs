@@ -43,8 +43,10 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             (config, tas, registrar, Some((core, alice)), None)
         }
     };
-    // Changes other processes make to the database's subscribers, as they come.
+    // Changes other processes make to the database's subscribers, as they come; the revision
+    // of the list being served, so that a list read earlier never replaces a newer one.
     let (changes, mut changed) = tokio::sync::mpsc::channel(1);
+    let mut applied = database.as_ref().map_or(0, |(_, revision)| *revision);
     if let Some((database, revision)) = &database {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes));
     }
@@ -82,18 +84,22 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             signal = signals.next() => match (signal, &config_path, &database) {
                 (super::signals::SignalEvent::Stop, _, _) => break,
                 (super::signals::SignalEvent::Reload, Some(path), Some(database)) => {
-                    if let Some(reloaded) = reload(path, database).await {
+                    if let Some((revision, reloaded)) = reload(path, database).await {
                         apply(&mut config, reloaded, &mut registrar, &tas.router).await;
+                        applied = applied.max(revision);
                     }
                 }
                 (super::signals::SignalEvent::Reload, _, _) => {
                     warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload")
                 }
             },
-            Some(subscribers) = changed.recv() => {
-                info!(subscribers = subscribers.len(), "subscribers changed in the database");
-                let updated = ServeConfig { subscribers, ..config.clone() };
-                apply(&mut config, updated, &mut registrar, &tas.router).await;
+            Some((revision, subscribers)) = changed.recv() => {
+                if revision > applied {
+                    info!(subscribers = subscribers.len(), revision, "subscribers changed in the database");
+                    let updated = ServeConfig { subscribers, ..config.clone() };
+                    apply(&mut config, updated, &mut registrar, &tas.router).await;
+                    applied = revision;
+                }
             }
         }
     }
@@ -155,18 +161,19 @@ async fn from_file_or_database(database: &Store, config: &ServeConfig) -> anyhow
     Ok((revision, super::store::stored(database).await?))
 }
 
-/// Re-reads the file and the subscribers; a bad file is reported and `None` returned (the
-/// running configuration stays).
-async fn reload(path: &Path, database: &Store) -> Option<ServeConfig> {
+/// Re-reads the file and the subscribers, with the revision they were read at; a bad file is
+/// reported and `None` returned (the running configuration stays).
+async fn reload(path: &Path, database: &Store) -> Option<(i64, ServeConfig)> {
     let loaded = async {
         let mut config = ServeConfig::load(path)?;
-        config.subscribers = from_file_or_database(database, &config).await?.1;
-        anyhow::Ok(config)
+        let (revision, subscribers) = from_file_or_database(database, &config).await?;
+        config.subscribers = subscribers;
+        anyhow::Ok((revision, config))
     };
     match loaded.await {
-        Ok(config) => {
+        Ok(loaded) => {
             info!(path = %path.display(), "reloading subscribers and behaviours (endpoint and auth changes need a restart)");
-            Some(config)
+            Some(loaded)
         }
         Err(error) => {
             error!(error = %format!("{error:#}"), "reload failed; keeping the running configuration");
@@ -187,14 +194,14 @@ async fn apply(
     *config = updated;
 }
 
-/// Polls the database's revision every `interval`; sends the subscriber list whenever it moved
-/// from `seen` (the revision the running list was read at). A database that cannot be read is
-/// logged and tried again; the running list stays.
+/// Polls the database's revision every `interval`; sends the subscriber list, with the revision
+/// read before it, whenever the revision moved from `seen` (the one the running list was read
+/// at). A database that cannot be read is logged and tried again; the running list stays.
 async fn watch_subscribers(
     database: Store,
     seen: i64,
     interval: Duration,
-    changes: tokio::sync::mpsc::Sender<Vec<SubscriberConfig>>,
+    changes: tokio::sync::mpsc::Sender<(i64, Vec<SubscriberConfig>)>,
 ) {
     let mut seen = Some(seen);
     let mut ticks = tokio::time::interval(interval);
@@ -214,7 +221,7 @@ async fn watch_subscribers(
         match super::store::stored(&database).await {
             Ok(subscribers) => {
                 seen = Some(revision);
-                if changes.send(subscribers).await.is_err() {
+                if changes.send((revision, subscribers)).await.is_err() {
                     return;
                 }
             }

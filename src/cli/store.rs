@@ -16,9 +16,9 @@ use store::Store;
 /// Where the database is, for the commands that use it.
 #[derive(Debug, clap::Args)]
 pub(super) struct DatabaseArgs {
-    /// The database: sqlite://FILE or postgres://USER@HOST:PORT/DB; default: `store.url` of
-    /// --config, else sqlite://var/ringer.db.
-    #[arg(long, value_name = "URL", global = true, env = "RINGER_DATABASE_URL")]
+    /// The database: sqlite://FILE or postgres://USER@HOST:PORT/DB (before --config); default:
+    /// `store.url` of --config, else sqlite://var/ringer.db.
+    #[arg(long, value_name = "URL", global = true, env = "RINGER_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
     /// The TAS config whose database to use.
     #[arg(long, value_name = "FILE", global = true)]
@@ -33,6 +33,20 @@ impl DatabaseArgs {
             (None, Some(config)) => ServeConfig::load(config)?.store.url,
             (None, None) => StoreConfig::default().url,
         })
+    }
+
+    /// Warns when the config file manages the subscribers itself: a change made here lasts
+    /// only until that file is applied again (SIGHUP or a restart).
+    fn warn_if_file_managed(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.config {
+            if !ServeConfig::load(path)?.subscribers.is_empty() {
+                eprintln!(
+                    "warning: {} lists [[subscriber]] entries: they replace the database's list on SIGHUP and at start",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -131,7 +145,15 @@ pub(super) async fn run_db(args: DbArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `ringer subscribers`.
 pub(super) async fn run_subscribers(args: SubscribersArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&args.database.url()?).await?;
+    // An SQLite path given from the wrong folder is an error, not a new empty database.
+    let url = args.database.url()?;
+    let store = Store::open_existing(&url).await.with_context(|| {
+        format!("{} (a new database is made by `ringer db migrate`)", store::without_password(&url))
+    })?;
+    store.migrate().await?;
+    if !matches!(args.command, SubscribersCommand::List) {
+        args.database.warn_if_file_managed()?;
+    }
     let code = match args.command {
         SubscribersCommand::List => {
             let subscribers = stored(&store).await?;
@@ -178,7 +200,21 @@ pub(super) async fn run_subscribers(args: SubscribersArgs) -> anyhow::Result<Exi
         }
         SubscribersCommand::Import { file, replace } => {
             let subscribers = subscribers_in(&file)?;
-            let rows = subscribers.iter().map(ringer::tas::subscribers::to_row).collect::<Result<Vec<_>, _>>()?;
+            let mut numbers = std::collections::HashSet::new();
+            let mut rows = Vec::with_capacity(subscribers.len());
+            // Every entry checked as the TAS will read it back, before anything is written.
+            for subscriber in &subscribers {
+                anyhow::ensure!(
+                    numbers.insert(&subscriber.phone_number),
+                    "{}: subscriber {} is listed twice; nothing written",
+                    file.display(),
+                    subscriber.phone_number
+                );
+                let row = ringer::tas::subscribers::to_row(subscriber)?;
+                ringer::tas::subscribers::from_row(row.clone())
+                    .with_context(|| format!("{}: nothing written", file.display()))?;
+                rows.push(row);
+            }
             if replace {
                 let replaced = store.replace_subscribers(&rows).await?;
                 println!(
@@ -189,9 +225,7 @@ pub(super) async fn run_subscribers(args: SubscribersArgs) -> anyhow::Result<Exi
                     rows.len()
                 );
             } else {
-                for row in &rows {
-                    store.put_subscriber(row).await?;
-                }
+                store.put_subscribers(&rows).await?;
                 println!("{}: {} subscriber(s) written", file.display(), rows.len());
             }
             ExitCode::SUCCESS

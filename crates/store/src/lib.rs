@@ -32,7 +32,7 @@ pub enum StoreError {
     /// The URL names no backend ringer has (`sqlite://` or `postgres://`).
     #[error("{url}: not a database URL ringer knows (use sqlite://FILE or postgres://USER@HOST:PORT/DB)")]
     UnknownBackend {
-        /// The URL as given.
+        /// The URL as given, without a password.
         url: String,
     },
     /// The SQLite file's folder could not be created.
@@ -118,21 +118,32 @@ impl Store {
     /// Opens the database at `url` (`sqlite://FILE`, created with its folder when missing, or
     /// `postgres://…`). The schema is not touched: see [`Store::migrate`].
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::connect(url, true).await
+    }
+
+    /// Opens the database at `url` only if it exists: an SQLite file is not created (a path
+    /// given from the wrong folder is an error, not a new empty database).
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        Self::connect(url, false).await
+    }
+
+    async fn connect(url: &str, create: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, connect_url) = if let Some(path) = url.strip_prefix("sqlite://") {
-            if let Some(folder) = Path::new(path.split('?').next().unwrap_or_default()).parent() {
-                if !folder.as_os_str().is_empty() {
-                    std::fs::create_dir_all(folder)
-                        .map_err(|source| StoreError::Folder { folder: folder.to_owned(), source })?;
-                }
+            let folder = Path::new(path.split('?').next().unwrap_or_default()).parent();
+            if let Some(folder) = folder.filter(|folder| create && !folder.as_os_str().is_empty()) {
+                std::fs::create_dir_all(folder)
+                    .map_err(|source| StoreError::Folder { folder: folder.to_owned(), source })?;
             }
-            // Create the file on first use; WAL lets readers go on while one instance writes.
-            let options = if path.contains('?') { "&mode=rwc" } else { "?mode=rwc" };
-            (Backend::Sqlite, format!("{url}{options}"))
+            // Create the file on first use (or insist it exists); WAL lets readers go on while
+            // one instance writes.
+            let mode = if create { "mode=rwc" } else { "mode=rw" };
+            let separator = if path.contains('?') { '&' } else { '?' };
+            (Backend::Sqlite, format!("{url}{separator}{mode}"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else {
-            return Err(StoreError::UnknownBackend { url: url.to_owned() });
+            return Err(StoreError::UnknownBackend { url: without_password(url) });
         };
         let shown = without_password(url);
         let pool = AnyPoolOptions::new()
@@ -159,6 +170,7 @@ impl Store {
 
     /// Applies the migrations not applied yet; returns the versions it applied.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        // Before the first migration the bookkeeping table does not exist: nothing applied yet.
         let before = self.applied().await.unwrap_or_default();
         MIGRATOR.run(&self.pool).await?;
         let after = self.applied().await?;
@@ -213,9 +225,16 @@ impl Store {
 
     /// Adds `subscriber`, or replaces the one with its number.
     pub async fn put_subscriber(&self, subscriber: &SubscriberRow) -> Result<(), StoreError> {
+        self.put_subscribers(std::slice::from_ref(subscriber)).await
+    }
+
+    /// Adds or replaces each of `subscribers`, all in one transaction: all are written or none.
+    pub async fn put_subscribers(&self, subscribers: &[SubscriberRow]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        upsert(&mut transaction, subscriber).await?;
         bump(&mut transaction).await?;
+        for subscriber in subscribers {
+            upsert(&mut transaction, subscriber).await?;
+        }
         transaction.commit().await?;
         Ok(())
     }
@@ -223,23 +242,34 @@ impl Store {
     /// Removes the subscriber with `number`; whether there was one.
     pub async fn remove_subscriber(&self, number: &Msisdn) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
+        bump(&mut transaction).await?;
         let removed = sqlx::query("DELETE FROM subscribers WHERE phone_number = $1")
             .bind(number.as_str())
             .execute(&mut *transaction)
             .await?
             .rows_affected();
-        if removed > 0 {
-            bump(&mut transaction).await?;
+        match removed {
+            0 => transaction.rollback().await?,
+            _ => transaction.commit().await?,
         }
-        transaction.commit().await?;
         Ok(removed > 0)
     }
 
     /// Makes the subscriber list exactly `subscribers`, in one transaction: an instance reading
-    /// meanwhile sees the old list or the new one, never a mixture.
+    /// meanwhile sees the old list or the new one, never a mixture, and a change another
+    /// process makes meanwhile comes wholly before or wholly after.
     pub async fn replace_subscribers(&self, subscribers: &[SubscriberRow]) -> Result<Replaced, StoreError> {
-        let current = self.subscribers().await?;
         let mut transaction = self.pool.begin().await?;
+        // Every writer counts the revision up first: that takes the write lock (SQLite) or the
+        // revision row's lock (PostgreSQL), so the list read below is the one being replaced.
+        bump(&mut transaction).await?;
+        let rows = sqlx::query(
+            "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
+             FROM subscribers ORDER BY phone_number",
+        )
+        .fetch_all(&mut *transaction)
+        .await?;
+        let current: Vec<SubscriberRow> = rows.iter().map(subscriber_of).collect::<Result<_, _>>()?;
         let mut replaced = Replaced::default();
         for old in &current {
             if !subscribers.iter().any(|new| new.phone_number == old.phone_number) {
@@ -256,10 +286,11 @@ impl Store {
                 replaced.written += 1;
             }
         }
-        if replaced != Replaced::default() {
-            bump(&mut transaction).await?;
+        match replaced == Replaced::default() {
+            // Nothing changed: the revision stays where it was.
+            true => transaction.rollback().await?,
+            false => transaction.commit().await?,
         }
-        transaction.commit().await?;
         Ok(replaced)
     }
 
@@ -320,13 +351,34 @@ fn now_seconds() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() as i64)
 }
 
-/// `url` with any password replaced by `***`, for logs and errors.
+/// `url` with any password replaced by `***`, for logs and errors: the one before the last `@`
+/// of the authority (a password may hold `@`) and a `password=` query parameter.
 pub fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (address, query) = match rest.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (rest, None),
+    };
+    let mut shown = match address.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => address.to_owned(),
+        },
+        None => address.to_owned(),
+    };
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", masked.join("&"));
+    }
+    match scheme {
+        "" => shown,
+        scheme => format!("{scheme}://{shown}"),
     }
 }
 
@@ -339,11 +391,18 @@ mod tests {
         assert_eq!(without_password("postgres://ringer:s3cret@db:5432/ringer"), "postgres://ringer:***@db:5432/ringer");
         assert_eq!(without_password("postgres://ringer@db/ringer"), "postgres://ringer@db/ringer");
         assert_eq!(without_password("sqlite://var/ringer.db"), "sqlite://var/ringer.db");
+        assert_eq!(without_password("postgres://ringer:p@ss@db/ringer"), "postgres://ringer:***@db/ringer");
+        assert_eq!(
+            without_password("postgres://db/ringer?user=ringer&password=s3cret"),
+            "postgres://db/ringer?user=ringer&password=***"
+        );
+        assert_eq!(without_password("postgre://u:s3cret@db"), "postgre://u:***@db");
     }
 
     #[tokio::test]
     async fn an_unknown_scheme_is_refused_by_name() {
-        let error = Store::open("mysql://localhost/ringer").await.unwrap_err();
+        let error = Store::open("mysql://ringer:s3cret@localhost/ringer").await.unwrap_err();
         assert!(matches!(error, StoreError::UnknownBackend { .. }), "{error}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 }

@@ -296,6 +296,28 @@ pub struct SubscriberConfig {
 }
 
 impl SubscriberConfig {
+    /// Checks the subscriber alone: each behaviour makes sense, and applies to calls its route
+    /// type brings. The config file's subscribers and the database's pass the same check.
+    pub fn check(&self) -> Result<(), String> {
+        let number = &self.phone_number;
+        for (direction, configured) in [(Direction::Originating, &self.mo), (Direction::Terminating, &self.mt)] {
+            let key = direction.to_string().to_ascii_lowercase();
+            match self.behaviour(direction) {
+                Some(behaviour) => {
+                    behaviour.validate().map_err(|error| format!("subscriber {number}, {key}: {error}"))?
+                }
+                None if configured.is_some() => {
+                    return Err(format!(
+                        "subscriber {number}: route type {} brings no {direction} calls, so `{key}` cannot apply",
+                        self.route_type.name()
+                    ))
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The behaviour in `direction`: the configured one, else the route type's default; `None`
     /// when the route type does not bring such calls.
     pub fn behaviour(&self, direction: Direction) -> Option<Behaviour> {
@@ -355,23 +377,7 @@ impl ServeConfig {
             if !seen.insert(number) {
                 return Err(format!("subscriber {number} is listed twice"));
             }
-            for (direction, configured) in
-                [(Direction::Originating, &subscriber.mo), (Direction::Terminating, &subscriber.mt)]
-            {
-                let key = direction.to_string().to_ascii_lowercase();
-                match subscriber.behaviour(direction) {
-                    Some(behaviour) => {
-                        behaviour.validate().map_err(|error| format!("subscriber {number}, {key}: {error}"))?
-                    }
-                    None if configured.is_some() => {
-                        return Err(format!(
-                            "subscriber {number}: route type {} brings no {direction} calls, so `{key}` cannot apply",
-                            subscriber.route_type.name()
-                        ))
-                    }
-                    None => {}
-                }
-            }
+            subscriber.check()?;
         }
         self.media.port_range()?;
         if self.media.codecs.is_empty() {

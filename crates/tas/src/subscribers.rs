@@ -64,11 +64,7 @@ pub fn from_row(row: SubscriberRow) -> Result<SubscriberConfig, SubscriberRowErr
         mo: read(row.mo_behaviour, "mo")?,
         mt: read(row.mt_behaviour, "mt")?,
     };
-    for behaviour in [&subscriber.mo, &subscriber.mt].into_iter().flatten() {
-        crate::call::action::Behaviour::from(behaviour.clone())
-            .validate()
-            .map_err(|reason| SubscriberRowError::Invalid { number: number.clone(), reason })?;
-    }
+    subscriber.check().map_err(|reason| SubscriberRowError::Invalid { number, reason })?;
     Ok(subscriber)
 }
 
