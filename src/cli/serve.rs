@@ -47,9 +47,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     // of the list being served, so that a list read earlier never replaces a newer one.
     let (changes, mut changed) = tokio::sync::mpsc::channel(1);
     let mut applied = database.as_ref().map_or(0, |(_, revision)| *revision);
-    if let Some((database, revision)) = &database {
-        tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes));
-    }
+    let watcher = database.as_ref().map(|(database, revision)| {
+        tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
+    });
     let database = database.map(|(database, _)| database);
     let sip = &tas.endpoint;
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
@@ -115,6 +115,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     if let Some((core, alice)) = embedded {
         alice.shutdown();
         core.shutdown().await;
+    }
+    if let Some(watcher) = watcher {
+        watcher.abort();
     }
     if let Some(database) = database {
         database.close().await;
