@@ -57,6 +57,23 @@ async fn cases(url: &str, backend: Backend) {
     assert!(!store.remove_subscriber(&fork.phone_number).await.expect("remove again"));
     assert_eq!(other.subscribers().await.expect("list"), [ingress]);
 
+    // Two instances writing at once: every write lands, each counted once.
+    let before = store.revision().await.expect("revision");
+    let writers = [store.clone(), other.clone()].into_iter().enumerate().map(|(instance, writer)| {
+        tokio::spawn(async move {
+            for index in 0..20 {
+                let number = format!("+47988{instance}{index:05}");
+                writer.put_subscriber(&row(&number, RouteType::Loop, None)).await.expect("concurrent put");
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.expect("writer");
+    }
+    assert_eq!(store.revision().await.expect("revision"), before + 40);
+    let written = store.subscribers().await.expect("list");
+    assert_eq!(written.iter().filter(|s| s.phone_number.as_str().starts_with("+47988")).count(), 40);
+
     // A row this version cannot read is named, not skipped or panicked on.
     sqlx_insert_bad_row(&store, url).await;
     let error = store.subscribers().await.expect_err("a bad route type");
