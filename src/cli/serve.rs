@@ -202,11 +202,10 @@ async fn apply(
 /// at). A database that cannot be read is logged and tried again; the running list stays.
 async fn watch_subscribers(
     database: Store,
-    seen: i64,
+    mut seen: i64,
     interval: Duration,
     changes: tokio::sync::mpsc::Sender<(i64, Vec<SubscriberConfig>)>,
 ) {
-    let mut seen = Some(seen);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -218,12 +217,12 @@ async fn watch_subscribers(
                 continue;
             }
         };
-        if seen == Some(revision) {
+        if seen == revision {
             continue;
         }
         match super::store::stored(&database).await {
             Ok(subscribers) => {
-                seen = Some(revision);
+                seen = revision;
                 if changes.send((revision, subscribers)).await.is_err() {
                     return;
                 }

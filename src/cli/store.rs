@@ -181,9 +181,7 @@ pub(super) async fn run_subscribers(args: SubscribersArgs) -> anyhow::Result<Exi
                 mo: mo.as_deref().map(behaviour).transpose()?,
                 mt: mt.as_deref().map(behaviour).transpose()?,
             };
-            let row = ringer::tas::subscribers::to_row(&subscriber)?;
-            // Checked as the TAS will read it back, before it is written.
-            ringer::tas::subscribers::from_row(row.clone())?;
+            let row = ringer::tas::subscribers::checked_row(&subscriber)?;
             store.put_subscriber(&row).await?;
             println!("{} stored", subscriber.phone_number);
             ExitCode::SUCCESS
@@ -210,8 +208,7 @@ pub(super) async fn run_subscribers(args: SubscribersArgs) -> anyhow::Result<Exi
                     file.display(),
                     subscriber.phone_number
                 );
-                let row = ringer::tas::subscribers::to_row(subscriber)?;
-                ringer::tas::subscribers::from_row(row.clone())
+                let row = ringer::tas::subscribers::checked_row(subscriber)
                     .with_context(|| format!("{}: nothing written", file.display()))?;
                 rows.push(row);
             }

@@ -23,6 +23,14 @@ use domain::types::{Msisdn, Prefix, RouteType};
 /// The schema's migrations, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Every subscriber, in the column order [`subscriber_of`] reads.
+const ALL_SUBSCRIBERS: &str = "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
+     FROM subscribers ORDER BY phone_number";
+
+/// One subscriber by number, in the same column order.
+const ONE_SUBSCRIBER: &str = "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
+     FROM subscribers WHERE phone_number = $1";
+
 /// The default database of a single instance: an SQLite file under `var/`.
 pub const DEFAULT_URL: &str = "sqlite://var/ringer.db";
 
@@ -202,24 +210,13 @@ impl Store {
 
     /// Every subscriber, by number.
     pub async fn subscribers(&self) -> Result<Vec<SubscriberRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
-             FROM subscribers ORDER BY phone_number",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(ALL_SUBSCRIBERS).fetch_all(&self.pool).await?;
         rows.iter().map(subscriber_of).collect()
     }
 
     /// The subscriber with `number`, if any.
     pub async fn subscriber(&self, number: &Msisdn) -> Result<Option<SubscriberRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
-             FROM subscribers WHERE phone_number = $1",
-        )
-        .bind(number.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(ONE_SUBSCRIBER).bind(number.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(subscriber_of).transpose()
     }
 
@@ -263,12 +260,7 @@ impl Store {
         // Every writer counts the revision up first: that takes the write lock (SQLite) or the
         // revision row's lock (PostgreSQL), so the list read below is the one being replaced.
         bump(&mut transaction).await?;
-        let rows = sqlx::query(
-            "SELECT phone_number, route_type, mo_prefix, mt_prefix, mo_behaviour, mt_behaviour \
-             FROM subscribers ORDER BY phone_number",
-        )
-        .fetch_all(&mut *transaction)
-        .await?;
+        let rows = sqlx::query(ALL_SUBSCRIBERS).fetch_all(&mut *transaction).await?;
         let current: Vec<SubscriberRow> = rows.iter().map(subscriber_of).collect::<Result<_, _>>()?;
         let mut replaced = Replaced::default();
         for old in &current {

@@ -21,6 +21,15 @@ pub enum SubscriberRowError {
         #[source]
         source: serde_json::Error,
     },
+    /// The behaviours could not be written as JSON.
+    #[error("subscriber {number}: its behaviours cannot be written for the database: {source}")]
+    Unwritable {
+        /// The subscriber.
+        number: String,
+        /// The JSON writer's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The behaviour reads, but makes no sense (as a config file with it would be refused).
     #[error("subscriber {number}: {reason}")]
     Invalid {
@@ -44,6 +53,15 @@ pub fn to_row(subscriber: &SubscriberConfig) -> Result<SubscriberRow, serde_json
         mo_behaviour: json(&subscriber.mo)?,
         mt_behaviour: json(&subscriber.mt)?,
     })
+}
+
+/// The row for `subscriber`, checked as the TAS will read it back (so nothing is written that
+/// an instance would refuse to serve).
+pub fn checked_row(subscriber: &SubscriberConfig) -> Result<SubscriberRow, SubscriberRowError> {
+    let row = to_row(subscriber)
+        .map_err(|source| SubscriberRowError::Unwritable { number: subscriber.phone_number.to_string(), source })?;
+    from_row(row.clone())?;
+    Ok(row)
 }
 
 /// The subscriber a stored row describes, its behaviours checked.
