@@ -3,52 +3,17 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::netns::NetNs;
+use common::process::*;
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use ringer::config::core::AuthMode;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const HOUR: Duration = Duration::from_secs(3600);
-const BINARY: &str = env!("CARGO_BIN_EXE_ringer");
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn ringer(args: &[&str], env: &[(&str, &str)]) -> Output {
-    ringer_in(None, args, env).await
-}
-
-/// `ringer` with `args`, in `namespace` when given.
-async fn ringer_in(namespace: Option<&NetNs>, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = match namespace {
-        Some(namespace) => namespace.command(BINARY),
-        None => Command::new(BINARY),
-    };
-    command.args(args).env_remove("RINGER_TOKEN").env_remove("RINGER_CLIENT_SECRET").env_remove("RINGER_CLIENT_ID");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("ringer finished in time")
-        .expect("ringer ran");
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn register_args<'a>(endpoint: &'a str, number: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -193,103 +158,6 @@ async fn client_credentials_from_the_command_line_never_print_the_secret() {
 }
 
 /// A running `ringer serve` whose output is collected as it comes.
-struct Server {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn_in(None, args, env)
-    }
-
-    /// `ringer` with `args`, in `namespace` when given.
-    fn spawn_in(namespace: Option<&NetNs>, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = match namespace {
-            Some(namespace) => namespace.command(BINARY),
-            None => Command::new(BINARY),
-        };
-        let mut child = command
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RINGER_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn ringer");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        Self { child, stdout, stderr }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = self.child.id().expect("running") as i32;
-        kill(Pid::from_raw(pid), signal).expect("signal sent");
-    }
-
-    async fn wait(mut self) -> (Option<i32>, String, String) {
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("ringer exited in time")
-            .expect("wait");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let stdout = self.stdout.lock().expect("lock").clone();
-        let stderr = self.stderr.lock().expect("lock").clone();
-        (status.code(), stdout, stderr)
-    }
-}
-
-impl Server {
-    /// The SIP/TLS address `ringer serve` announces on stdout.
-    async fn tls_listener(&self) -> std::net::SocketAddr {
-        let stdout = self.stdout.clone();
-        eventually(Duration::from_secs(10), "TLS listener announced", || {
-            stdout.lock().expect("lock").contains("SIP/TLS listening on ")
-        })
-        .await;
-        let announced = self.stdout.lock().expect("lock");
-        announced
-            .lines()
-            .find_map(|line| line.strip_prefix("SIP/TLS listening on "))
-            .and_then(|addr| addr.trim().parse().ok())
-            .expect("address")
-    }
-}
-
-fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut sink = sink.lock().expect("lock");
-            sink.push_str(&line);
-            sink.push('\n');
-        }
-    });
-    text
-}
-
-/// `config` with its own database beside the file (`<file>.db`): parallel servers must not share
-/// one, as they would the default var/ringer.db.
-fn with_store(path: &std::path::Path, config: impl AsRef<str>) -> String {
-    format!("[store]\nurl = \"sqlite://{}\"\n{}", path.with_extension("db").display(), config.as_ref())
-}
-
-fn serve_config(endpoint: &str, status: std::net::SocketAddr, subscribers: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{endpoint}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n[sip]\ntcp_listen = \"127.0.0.1:0\"\n"
-    );
-    for (number, route_type) in subscribers {
-        text.push_str(&format!(
-            "[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"{route_type}\"\nmo_prefix = \"11\"\n"
-        ));
-    }
-    text
-}
-
 #[tokio::test]
 async fn serve_registers_reloads_on_sighup_and_deletes_on_sigterm() {
     let core = start_core(AuthMode::Required, HOUR).await;
@@ -539,8 +407,6 @@ async fn voicemail_lists_plays_and_deletes_and_recovers_partial_messages() {
 
 #[tokio::test]
 async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
-    use ringer::sip::message::Message;
-    use rtc::shared::marshal::Marshal;
     let dir = tempfile::tempdir().expect("tempdir");
     let sip_port = free_port().port();
     let voicemail = dir.path().join("voicemail");
@@ -560,37 +426,10 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
         assert!(tokio::time::Instant::now() < deadline, "ringer did not listen");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The core's leg 2 for an MT call to the subscriber, offering plain PCMA.
-    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("RTP");
-    let sdp = format!(
-        "v=0\r\no=core 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
-        rtp.local_addr().expect("addr").port()
-    );
-    let invite = format!(
-        "INVITE sip:+224799990001@127.0.0.1;user=phone SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-kill\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+4711111111@core.test;user=phone>;tag=core1\r\nTo: <sip:+4799990001@core.test;user=phone>\r\n\
-         Call-ID: kill-test\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5099;transport=tcp>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    let mut core = common::sip::Peer::tcp(addr).await;
-    core.send(invite.as_bytes()).await;
-    let answer = loop {
-        match core.recv_within(Duration::from_secs(15)).await {
-            Some(Message::Response(response)) if response.status == 200 => break response,
-            Some(Message::Response(response)) if response.status < 200 => continue,
-            other => panic!("expected 200, got {other:?}"),
-        }
-    };
-    let answer = ringer::sdp::SessionDescription::parse(&String::from_utf8_lossy(&answer.body)).expect("SDP");
-    let remote = std::net::SocketAddr::new(answer.connection().expect("c="), answer.media[0].port);
-    // Past the greeting and beep, then two and a half seconds of speech, then the process dies.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
-    for n in 0..125u32 {
-        let packet = common::audio::pcma_tone_packet(n, 7);
-        rtp.send_to(&packet.marshal().expect("marshal"), remote).await.expect("RTP");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The core's leg 2 for an MT call to the subscriber, offering plain PCMA; past the
+    // greeting and beep, two and a half seconds of speech, then the process dies.
+    let call = common::sip::VoicemailCall::start(addr, "22", "+4799990001", "kill-test").await;
+    call.speak(125).await;
     server.signal(Signal::SIGKILL);
     let (code, _, _) = server.wait().await;
     assert_eq!(code, None, "killed by a signal");
@@ -609,10 +448,19 @@ async fn a_process_killed_mid_recording_leaves_a_recoverable_message() {
         "{}",
         list.stdout
     );
-    let mailbox = ringer::media::mailbox::Mailbox::open(&voicemail).expect("mailbox");
-    let message = &mailbox.list(None).expect("list")[0];
-    assert!(message.partial && message.duration_ms >= 1000, "at least the synced seconds survived: {message:?}");
-    assert_eq!(message.caller.as_deref(), Some("+4711111111"));
+    // Recovered, then moved from the spool into the database: played from there.
+    let row = list.stdout.lines().nth(1).expect("a message row").to_owned();
+    assert!(row.contains("+4711111111"), "{row}");
+    let id = row.split_whitespace().next().expect("id");
+    let copy = dir.path().join("copy.wav");
+    let config_path = path.to_str().expect("utf-8");
+    let play =
+        ringer(&["voicemail", "play", id, "--config", config_path, "--out", copy.to_str().expect("utf-8")], &[]).await;
+    assert_eq!(play.code, Some(0), "{}", play.stderr);
+    let samples = hound::WavReader::open(&copy).expect("a WAV").len();
+    assert!(samples >= 8000, "at least the synced seconds survived: {samples} samples");
+    let spool = ringer::media::mailbox::Mailbox::open(&voicemail).expect("spool");
+    assert_eq!(spool.list(None).expect("spool list"), [], "the spool keeps nothing the database has");
 }
 
 #[tokio::test]
@@ -793,9 +641,9 @@ async fn subscribers_changed_in_the_sqlite_file_reach_a_running_instance() {
 async fn subscribers_changed_while_serving(database: &str) {
     let migrated = ringer(&["db", "migrate", "--database", database], &[]).await;
     assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
-    assert!(migrated.stdout.contains("applied 1 migration(s) [1]"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("applied 4 migration(s) [1, 2, 3, 4]"), "{}", migrated.stdout);
     let again = ringer(&["db", "migrate", "--database", database], &[]).await;
-    assert!(again.stdout.contains("up to date (schema version 1)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 4)"), "{}", again.stdout);
 
     let core = start_core(AuthMode::Required, HOUR).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -6,7 +6,7 @@ mod common;
 
 use common::postgres::Postgres;
 use ringer::types::{Msisdn, Prefix, RouteType};
-use store::{Backend, Replaced, Store, StoreError, SubscriberRow};
+use store::{Backend, CallRecordRow, InstanceRow, LeaseRow, Replaced, Store, StoreError, SubscriberRow, VoicemailRow};
 
 fn row(number: &str, route_type: RouteType, mt: Option<&str>) -> SubscriberRow {
     SubscriberRow {
@@ -74,12 +74,151 @@ async fn cases(url: &str, backend: Backend) {
     let written = store.subscribers().await.expect("list");
     assert_eq!(written.iter().filter(|s| s.phone_number.as_str().starts_with("+47988")).count(), 40);
 
+    other.close().await;
+    store.close().await;
+    lease_cases(url).await;
+    call_record_cases(url).await;
+    voicemail_cases(url).await;
+
     // A row this version cannot read is named, not skipped or panicked on.
+    let store = Store::open(url).await.expect("open");
     sqlx_insert_bad_row(url).await;
     let error = store.subscribers().await.expect_err("a bad route type");
     assert!(matches!(&error, StoreError::BadRow { what: "route_type", .. }), "{error}");
     assert!(error.to_string().contains("+4799990009") && error.to_string().contains("teleport"), "{error}");
-    other.close().await;
+    store.close().await;
+}
+
+fn instance(name: &str, at: i64) -> InstanceRow {
+    InstanceRow { instance: name.into(), contact: format!("TLS {name}:5061"), started_at: 0, heartbeat_at: at }
+}
+
+fn holders(leases: &[LeaseRow]) -> Vec<Option<&str>> {
+    leases.iter().map(|lease| lease.holder.as_deref()).collect()
+}
+
+/// Registration leases shared by instances: each subscriber refreshed by one live instance,
+/// fair shares, a dead instance's leases taken over, hand-over at a stop. Times are the
+/// test's own (milliseconds); an instance is dead when its heartbeat is 10 s old.
+async fn lease_cases(url: &str) {
+    const TIMEOUT: i64 = 10_000;
+    let a = Store::open(url).await.expect("a");
+    let b = Store::open(url).await.expect("b");
+    let subscribers: Vec<SubscriberRow> =
+        (0..10).map(|index| row(&format!("+4791000{index:04}"), RouteType::Loop, None)).collect();
+    a.replace_subscribers(&subscribers).await.expect("subscribers");
+    let t0 = 1_000_000_000;
+
+    // Alone, A takes every lease.
+    let leases = a.rebalance_leases(&instance("a", t0), t0 - TIMEOUT).await.expect("a alone");
+    assert_eq!((leases.live_instances, leases.claimed, leases.held.len()), (1, 10, 10));
+    // B joins: nothing is free yet; A gives back above its fair share of 5; B takes those.
+    let leases = b.rebalance_leases(&instance("b", t0 + 1_000), t0 + 1_000 - TIMEOUT).await.expect("b joins");
+    assert_eq!((leases.live_instances, leases.held.len()), (2, 0));
+    let leases = a.rebalance_leases(&instance("a", t0 + 2_000), t0 + 2_000 - TIMEOUT).await.expect("a gives");
+    assert_eq!((leases.released, leases.held.len()), (5, 5));
+    let leases = b.rebalance_leases(&instance("b", t0 + 3_000), t0 + 3_000 - TIMEOUT).await.expect("b takes");
+    assert_eq!((leases.claimed, leases.held.len()), (5, 5));
+    let all = a.leases().await.expect("leases");
+    assert_eq!(all.len(), 10);
+    assert_eq!(holders(&all).iter().filter(|holder| **holder == Some("a")).count(), 5);
+    assert_eq!(holders(&all).iter().filter(|holder| **holder == Some("b")).count(), 5);
+    assert_eq!(a.others_alive("a", t0 + 3_000 - TIMEOUT).await.expect("others"), 1);
+
+    // The holder notes until when the core keeps a registration; nobody else can.
+    let of_a = all.iter().find(|lease| lease.holder.as_deref() == Some("a")).expect("one of a's").phone_number.clone();
+    a.note_registered("a", &[(of_a.clone(), t0 + 3_600_000)]).await.expect("note");
+    b.note_registered("b", &[(of_a.clone(), 1)]).await.expect("note by another");
+    let noted =
+        |leases: &[LeaseRow]| leases.iter().find(|lease| lease.phone_number == of_a).and_then(|l| l.registered_until);
+    assert_eq!(noted(&a.leases().await.expect("leases")), Some(t0 + 3_600_000));
+
+    // A goes silent: once its heartbeat is older than the timeout, B frees and takes every
+    // lease, the expiry A noted kept for B to refresh in time.
+    let later = t0 + 2_000 + TIMEOUT + 1;
+    let leases = b.rebalance_leases(&instance("b", later), later - TIMEOUT).await.expect("b takes over");
+    assert_eq!((leases.freed, leases.live_instances, leases.held.len()), (5, 1, 10));
+    assert_eq!(noted(&leases.held), Some(t0 + 3_600_000));
+    assert_eq!(b.instances().await.expect("instances").len(), 1, "the dead instance is gone");
+
+    // A stop hands every lease back and leaves.
+    assert_eq!(b.leave("b").await.expect("leave"), 10);
+    assert!(holders(&b.leases().await.expect("leases")).iter().all(Option::is_none));
+    assert_eq!(b.instances().await.expect("instances"), []);
+
+    // A removed subscriber's lease goes at the next heartbeat.
+    b.replace_subscribers(&subscribers[..9]).await.expect("one removed");
+    let leases = b.rebalance_leases(&instance("b", later + 1), later + 1 - TIMEOUT).await.expect("after removal");
+    assert_eq!(leases.held.len(), 9);
+    assert_eq!(b.leases().await.expect("leases").len(), 9);
+    b.leave("b").await.expect("leave");
+
+    // Three instances rebalancing at once, round after round, share the 9 leases 3, 3, 3.
+    let stores = [a.clone(), b.clone(), Store::open(url).await.expect("c")];
+    for round in 0..4 {
+        let at = later + 10 + round;
+        let rounds = stores.iter().enumerate().map(|(index, store)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.rebalance_leases(&instance(&format!("i{index}"), at), at - TIMEOUT).await.expect("rebalance")
+            })
+        });
+        for round in rounds.collect::<Vec<_>>() {
+            round.await.expect("task");
+        }
+    }
+    let all = a.leases().await.expect("leases");
+    for name in ["i0", "i1", "i2"] {
+        assert_eq!(holders(&all).iter().filter(|holder| **holder == Some(name)).count(), 3, "{name}: {all:?}");
+    }
+    for (index, store) in stores.iter().enumerate() {
+        store.leave(&format!("i{index}")).await.expect("leave");
+    }
+    a.replace_subscribers(&[]).await.expect("clear");
+    for store in stores {
+        store.close().await;
+    }
+}
+
+/// Call detail records: written in a batch, read back newest first, by subscriber.
+async fn call_record_cases(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let record = |id: &str, subscriber: Option<&str>, at: i64| CallRecordRow {
+        record_id: id.into(),
+        instance: "a".into(),
+        call_id: format!("{id}@core"),
+        leg3_call_ids: vec![format!("{id}-leg3@tas"), format!("{id}-leg3b@tas")],
+        request_uri: "sip:+1014799990001@tas.test;user=phone".into(),
+        subscriber: subscriber.map(str::to_owned),
+        direction: subscriber.map(|_| "MT".to_owned()),
+        route_type: subscriber.map(|_| "LOOP".to_owned()),
+        prefix: Some("101".into()),
+        caller: Some("+4799990002".into()),
+        callee: subscriber.map(str::to_owned),
+        actions: vec!["loop".into(), r#"forward +4799990003 (user-busy) \ "quoted""#.into()],
+        diversion_reason: Some("user-busy".into()),
+        final_status: Some(200),
+        invite_at: at,
+        answered_at: Some(at + 1_500),
+        ended_at: at + 60_000,
+    };
+    let rows = [
+        record("r1", Some("+4799990001"), 1_000),
+        record("r2", None, 2_000),
+        CallRecordRow { answered_at: None, final_status: Some(486), ..record("r3", Some("+4799990001"), 3_000) },
+    ];
+    store.add_call_records(&rows).await.expect("write");
+    let newest_first: Vec<CallRecordRow> = rows.iter().rev().cloned().collect();
+    assert_eq!(store.call_records(None, 10).await.expect("read"), newest_first);
+    assert_eq!(store.call_records(None, 1).await.expect("read one"), newest_first[..1]);
+    assert_eq!(
+        store.call_records(Some("+4799990001"), 10).await.expect("by subscriber"),
+        [newest_first[0].clone(), newest_first[2].clone()]
+    );
+    // A batch is all or nothing: a record id written twice fails the whole batch.
+    let again = [record("r4", None, 4_000), record("r1", None, 5_000)];
+    assert!(store.add_call_records(&again).await.is_err());
+    assert_eq!(store.call_records(None, 10).await.expect("read").len(), 3);
     store.close().await;
 }
 
@@ -115,4 +254,37 @@ async fn an_unreachable_database_is_an_error_that_names_it_without_the_password(
     let error = Store::open(&url).await.expect_err("nothing listens there");
     let text = error.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")) && !text.contains("s3cret"), "{text}");
+}
+
+/// Voicemail messages: metadata and audio in one row, byte for byte; a message written twice
+/// kept once; listed by subscriber; deleted.
+async fn voicemail_cases(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let message = |id: &str, subscriber: &str, partial: bool| VoicemailRow {
+        id: id.into(),
+        subscriber: subscriber.into(),
+        caller: Some("+4711111111".into()),
+        callee: Some(subscriber.into()),
+        direction: Some("MT".into()),
+        recorded_at: "2026-12-01T04:00:00Z".into(),
+        duration_ms: 2_480,
+        codec: "PCMA".into(),
+        partial,
+        instance: "a".into(),
+    };
+    // Every byte value, as a WAV holds them.
+    let audio: Vec<u8> = (0..=255u8).cycle().take(40_000).collect();
+    let first = message("20261201T040000-aaaa", "+4799990001", false);
+    let second = message("20261201T040100-bbbb", "+4799990002", true);
+    assert!(store.add_voicemail(&first, &audio).await.expect("add"));
+    assert!(store.add_voicemail(&second, &audio[..100]).await.expect("add"));
+    assert!(!store.add_voicemail(&first, b"other").await.expect("again"), "a second write keeps the first");
+    assert_eq!(store.voicemails(None).await.expect("list"), [first.clone(), second.clone()]);
+    assert_eq!(store.voicemails(Some("+4799990002")).await.expect("list one"), std::slice::from_ref(&second));
+    assert_eq!(store.voicemail(&first.id).await.expect("get"), Some((first.clone(), audio.clone())));
+    assert_eq!(store.voicemail("nothing").await.expect("get none"), None);
+    assert!(store.delete_voicemail(&first.id).await.expect("delete"));
+    assert!(!store.delete_voicemail(&first.id).await.expect("delete again"));
+    assert_eq!(store.voicemails(None).await.expect("list"), [second]);
+    store.close().await;
 }

@@ -5,6 +5,7 @@ mod conformance;
 mod core;
 mod demo;
 mod dial;
+mod leases;
 mod register;
 mod serve;
 mod signals;
@@ -113,7 +114,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(args).await,
         Command::Dial(args) => dial::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
-        Command::Voicemail(args) => voicemail::run(args),
+        Command::Voicemail(args) => voicemail::run(args).await,
         Command::Db(args) => store::run_db(args).await,
         Command::Subscribers(args) => store::run_subscribers(args).await,
         Command::Certs { domains, out } => {

@@ -12,11 +12,19 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use ringer::config::serve::{ServeConfig, SubscriberConfig};
+use ringer::config::serve::{LastStop, ServeConfig, SubscriberConfig};
 use ringer::lab::{Lab, LabConfig, LabPorts};
 use ringer::registrar::auth::Credentials;
 use ringer::registrar::{status, Registrar, RegistrationClient};
 use ringer::store::Store;
+use ringer::tas::call::records::RecordWriter;
+use ringer::tas::leases::{instance_name, Instance};
+use ringer::tas::voicemail::Archiver;
+
+use super::leases::LeaseSync;
+
+/// How often finished voicemail messages move from the spool into the database.
+const VOICEMAIL_SWEEP: Duration = Duration::from_secs(1);
 
 /// Where the embedded defaults keep their development certificates (relative to the working directory).
 pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
@@ -31,11 +39,18 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let database = super::store::open(&config.store.url).await?;
             let (revision, subscribers) = from_file_or_database(&database, &config).await?;
             config.subscribers = subscribers;
-            let tas = ringer::tas::start_sip(&config).await?;
+            let (records, writer) = RecordWriter::start(database.clone(), &instance_name(&config.store));
+            // The router recovers what a crash cut short in the spool; the archiver then moves
+            // every finished message into the database, now and as they come.
+            let tas = ringer::tas::start_sip_recording(&config, Some(records)).await?;
+            let spool = ringer::media::mailbox::Mailbox::open(&config.voicemail.dir)?;
+            let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
             let credentials = Credentials::from_config(&config.auth)?;
             let client = RegistrationClient::new(&config.core, credentials)?;
-            let registrar = Registrar::start(client, config.registrar.clone(), config.registrations());
-            (config, tas, registrar, None, Some((database, revision)))
+            // The leases decide which registrations this instance refreshes: none until the
+            // first heartbeat, just below.
+            let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());
+            (config, tas, registrar, None, Some((database, revision, writer, archiver)))
         }
         None => {
             let lab = start_embedded().await?;
@@ -46,17 +61,33 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     // Changes other processes make to the database's subscribers, as they come; the revision
     // of the list being served, so that a list read earlier never replaces a newer one.
     let (changes, mut changed) = tokio::sync::mpsc::channel(1);
-    let mut applied = database.as_ref().map_or(0, |(_, revision)| *revision);
-    let watcher = database.as_ref().map(|(database, revision)| {
+    let mut applied = database.as_ref().map_or(0, |(_, revision, _, _)| *revision);
+    let watcher = database.as_ref().map(|(database, revision, _, _)| {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
     });
-    let database = database.map(|(database, _)| database);
+    let (database, record_writer, archiver) = match database {
+        Some((database, _, writer, archiver)) => {
+            let sweeping = archiver.clone().spawn(VOICEMAIL_SWEEP);
+            (Some(database), Some(writer), Some((archiver, sweeping)))
+        }
+        None => (None, None, None),
+    };
     let sip = &tas.endpoint;
+    let mut listening = Vec::new();
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
         if let Some(addr) = addr {
             println!("SIP/{transport} listening on {addr}");
+            listening.push(format!("{transport} {addr}"));
         }
     }
+    let mut leases = database.as_ref().map(|database| {
+        let instance =
+            Instance::new(database.clone(), &config.store, instance_name(&config.store), listening.join(", "));
+        println!("instance {} (registration leases in the database)", instance.name());
+        LeaseSync::new(instance)
+    });
+    let mut heartbeat = tokio::time::interval(config.store.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(subscribers = config.subscribers.len(), sip_uri = %config.tas.sip_uri, core = %config.core.endpoint, "ringer serving");
 
     if let Some(addr) = config.registrar.status_listen {
@@ -101,15 +132,37 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
                     applied = revision;
                 }
             }
+            _ = heartbeat.tick(), if leases.is_some() => {
+                if let Some(leases) = &mut leases {
+                    leases.tick(&mut registrar, &config).await;
+                }
+            }
         }
     }
-    info!("shutting down: deleting registrations");
-    let report = registrar.shutdown().await;
+    let report = match &leases {
+        Some(leases) => stop_registrations(leases.instance(), registrar, &config).await,
+        None => {
+            info!("shutting down: deleting registrations");
+            let report = registrar.shutdown().await;
+            format!("{} registrations deleted, {} left to lapse", report.deleted, report.failed)
+        }
+    };
     let calls = sip.live_dialogs();
     if calls > 0 {
         info!(calls, "hanging up active calls");
         let ended = tokio::time::timeout(std::time::Duration::from_secs(10), sip.hangup_all()).await.unwrap_or(0);
         info!(ended, of = calls, "calls hung up");
+    }
+    if let Some(writer) = record_writer {
+        writer.finish(Duration::from_secs(10)).await;
+    }
+    if let Some((archiver, sweeping)) = archiver {
+        sweeping.abort();
+        // Messages finished by the hang-ups just now; any still recording waits in the spool
+        // for the next start.
+        if let Err(error) = archiver.sweep().await {
+            warn!(%error, "voicemail messages left in the spool for the next start");
+        }
     }
     sip.shutdown();
     if let Some((core, alice)) = embedded {
@@ -122,7 +175,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     if let Some(database) = database {
         database.close().await;
     }
-    println!("ringer stopped: {} registrations deleted, {} left to lapse", report.deleted, report.failed);
+    println!("ringer stopped: {report}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -185,7 +238,39 @@ async fn reload(path: &Path, database: &Store) -> Option<(i64, ServeConfig)> {
     }
 }
 
-/// Serves `updated` from now on: the router's behaviours and the registrations.
+/// At a stop, with other instances alive: the registrations are handed over, none deleted.
+/// As the last one: deleted, or kept to lapse (`store.on_last_stop`). When the database
+/// cannot tell, nothing is deleted (registrations lapse at their time to live at worst;
+/// deleting them while others serve would cut every subscriber off).
+async fn stop_registrations(instance: &Instance, registrar: Registrar, config: &ServeConfig) -> String {
+    let others = instance.others_alive().await;
+    let report = match (&others, config.store.on_last_stop) {
+        (Ok(0), LastStop::Delete) => {
+            info!("shutting down as the last instance: deleting every registration");
+            let report = registrar.shutdown_deleting(config.registrations()).await;
+            format!("{} registrations deleted, {} left to lapse", report.deleted, report.failed)
+        }
+        (Ok(others), _) => {
+            let handed = registrar.hand_over().await;
+            info!(others, handed, "shutting down: registrations handed over to the other instances");
+            format!("{handed} registrations handed over, none deleted")
+        }
+        (Err(error), _) => {
+            warn!(%error, "cannot tell whether other instances are alive: no registration deleted");
+            let handed = registrar.hand_over().await;
+            format!("{handed} registrations left to the other instances or their time to live")
+        }
+    };
+    match instance.leave().await {
+        Ok(released) => info!(released, instance = instance.name(), "leases handed back"),
+        Err(error) => warn!(%error, "cannot hand the leases back: others take them after the lease timeout"),
+    }
+    report
+}
+
+/// Serves `updated` from now on: the router's behaviours and the registrations this instance
+/// holds the leases of (changed ones re-registered, removed ones deleted; new subscribers are
+/// registered by whichever instance takes their lease at its next heartbeat).
 async fn apply(
     config: &mut ServeConfig,
     updated: ServeConfig,
@@ -193,7 +278,13 @@ async fn apply(
     router: &ringer::call::CallRouter,
 ) {
     router.reload(&updated);
-    registrar.reload(updated.registrations()).await;
+    let held: std::collections::HashSet<_> = registrar.numbers().into_iter().collect();
+    let wanted = updated
+        .registrations()
+        .into_iter()
+        .filter(|registration| registration.phone_number.as_ref().is_some_and(|number| held.contains(number)))
+        .collect();
+    registrar.reload(wanted).await;
     *config = updated;
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod kamailio;
 pub(crate) mod lab;
 pub(crate) mod netns;
 pub(crate) mod postgres;
+pub(crate) mod process;
 pub(crate) mod sip;
 pub(crate) mod sipp;
 

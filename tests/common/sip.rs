@@ -198,3 +198,83 @@ pub(crate) fn to_tag(response: &Response) -> String {
 pub(crate) fn lists(headers: &ringer::sip::message::Headers, name: &str, tag: &str) -> bool {
     headers.values(name).iter().any(|value| value.eq_ignore_ascii_case(tag))
 }
+
+/// The core's side of an MT call answered by voicemail, over raw SIP on TCP and plain RTP
+/// (PCMA): the INVITE to `number` with MT prefix `prefix`, the 200, then speech sent on.
+pub(crate) struct VoicemailCall {
+    pub(crate) peer: Peer,
+    pub(crate) rtp: tokio::net::UdpSocket,
+    pub(crate) remote: SocketAddr,
+    call_id: String,
+    to_tag: String,
+}
+
+impl VoicemailCall {
+    /// Calls `number` at the TAS at `tas` and waits for the answer.
+    pub(crate) async fn start(tas: SocketAddr, prefix: &str, number: &str, call_id: &str) -> Self {
+        let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("RTP");
+        let sdp = format!(
+            "v=0\r\no=core 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
+            rtp.local_addr().expect("addr").port()
+        );
+        let digits = number.trim_start_matches('+');
+        let invite = format!(
+            "INVITE sip:+{prefix}{digits}@127.0.0.1;user=phone SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-{call_id}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+4711111111@core.test;user=phone>;tag=core1\r\nTo: <sip:{number}@core.test;user=phone>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5099;transport=tcp>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let mut peer = Peer::tcp(tas).await;
+        peer.send(invite.as_bytes()).await;
+        let answer = loop {
+            match peer.recv_within(Duration::from_secs(15)).await {
+                Some(Message::Response(response)) if response.status == 200 => break response,
+                Some(Message::Response(response)) if response.status < 200 => continue,
+                other => panic!("expected 200, got {other:?}"),
+            }
+        };
+        let to_tag = to_tag(&answer);
+        let ack = format!(
+            "ACK sip:{digits}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-{call_id}-ack\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+4711111111@core.test;user=phone>;tag=core1\r\nTo: <sip:{number}@core.test;user=phone>;tag={to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        peer.send(ack.as_bytes()).await;
+        let sdp = ringer::sdp::SessionDescription::parse(&String::from_utf8_lossy(&answer.body)).expect("SDP");
+        let remote = SocketAddr::new(sdp.connection().expect("c="), sdp.media[0].port);
+        Self { peer, rtp, remote, call_id: call_id.to_owned(), to_tag }
+    }
+
+    /// Past the greeting and beep, `packets` of 20 ms tone.
+    pub(crate) async fn speak(&self, packets: u32) {
+        use rtc::shared::marshal::Marshal;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        for n in 0..packets {
+            let packet = super::audio::pcma_tone_packet(n, 7);
+            self.rtp.send_to(&packet.marshal().expect("marshal"), self.remote).await.expect("RTP");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Hangs up with BYE and waits for its 200.
+    pub(crate) async fn hang_up(mut self, number: &str) {
+        let bye = format!(
+            "BYE sip:{}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-{}-bye\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+4711111111@core.test;user=phone>;tag=core1\r\nTo: <sip:{number}@core.test;user=phone>;tag={}\r\n\
+             Call-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            number.trim_start_matches('+'),
+            self.call_id,
+            self.to_tag,
+            self.call_id
+        );
+        self.peer.send(bye.as_bytes()).await;
+        loop {
+            match self.peer.recv_within(Duration::from_secs(10)).await {
+                Some(Message::Response(response)) if response.status == 200 => return,
+                Some(_) => continue,
+                None => panic!("no 200 for the BYE"),
+            }
+        }
+    }
+}

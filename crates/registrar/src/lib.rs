@@ -12,7 +12,7 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
@@ -134,6 +134,62 @@ impl Registrar {
         report
     }
 
+    /// Takes over refreshing `registrations` that another instance kept: each with the time
+    /// the core holds it until, when known, so that its first refresh comes in time rather
+    /// than at once (without one, or when it has passed, it is registered at once).
+    pub fn adopt(&mut self, registrations: Vec<(Registration, Option<SystemTime>)>) {
+        for (registration, until) in registrations {
+            let remaining = until.and_then(|until| until.duration_since(SystemTime::now()).ok());
+            self.spawn_after(registration, remaining);
+        }
+    }
+
+    /// Stops refreshing the registrations of `numbers` without deleting them: another
+    /// instance refreshes them from now on.
+    pub async fn release(&mut self, numbers: &[Msisdn]) {
+        for msisdn in numbers {
+            if let Some(task) = self.tasks.remove(msisdn) {
+                stop_task(task).await;
+                self.board.remove(msisdn);
+            }
+        }
+    }
+
+    /// The numbers whose registrations this registrar refreshes.
+    pub fn numbers(&self) -> Vec<Msisdn> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Stops refreshing and leaves every registration at the core: the instances that stay
+    /// take them over.
+    pub async fn hand_over(mut self) -> usize {
+        let count = self.tasks.len();
+        for (_, task) in self.tasks.drain() {
+            stop_task(task).await;
+        }
+        info!(registrations = count, "registrations handed over, none deleted");
+        count
+    }
+
+    /// Stops refreshing and deletes `registrations` at the core, whether this registrar
+    /// refreshed them or not (the last instance to stop deletes every subscriber's).
+    pub async fn shutdown_deleting(mut self, registrations: Vec<Registration>) -> ShutdownReport {
+        for (_, task) in self.tasks.drain() {
+            stop_task(task).await;
+        }
+        for registration in &registrations {
+            if let Some(msisdn) = &registration.phone_number {
+                if self.board.get(msisdn).is_none() {
+                    self.board.insert(msisdn.clone(), SubscriberStatus::new(registration));
+                }
+                self.board.update(msisdn, |status| status.may_be_registered = true);
+            }
+        }
+        let report = self.delete_all(registrations).await;
+        info!(deleted = report.deleted, failed = report.failed, "registrations removed at shutdown");
+        report
+    }
+
     /// Stops refreshing and deletes every registration the core may hold.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let mut registrations = Vec::with_capacity(self.tasks.len());
@@ -146,11 +202,29 @@ impl Registrar {
     }
 
     fn spawn(&mut self, registration: Registration) {
+        self.spawn_after(registration, None);
+    }
+
+    /// Starts refreshing `registration`; with `held_for`, the core holds it that long already
+    /// and the first refresh waits as a refresh after an upsert would.
+    fn spawn_after(&mut self, registration: Registration, held_for: Option<Duration>) {
         let Some(msisdn) = registration.phone_number.clone() else {
             error!(registration = ?registration, "registration without phone number skipped");
             return;
         };
-        self.board.insert(msisdn.clone(), SubscriberStatus::new(&registration));
+        if let Some(task) = self.tasks.remove(&msisdn) {
+            // Replaced without a delete: the new task's upsert replaces it at the core.
+            task.stop.cancel();
+        }
+        let mut status = SubscriberStatus::new(&registration);
+        if let Some(held_for) = held_for {
+            status.state = RegistrationState::Registered;
+            status.last_result = "held over from another instance".into();
+            status.may_be_registered = true;
+            status.expires_at = Some(status::rfc3339_in(held_for));
+            status.expires = Some(SystemTime::now() + held_for);
+        }
+        self.board.insert(msisdn.clone(), status);
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let worker = Worker {
@@ -161,7 +235,7 @@ impl Registrar {
             in_flight: self.in_flight.clone(),
             board: self.board.clone(),
         };
-        let join = tokio::spawn(worker.run(wake.clone(), stop.clone()));
+        let join = tokio::spawn(worker.run(held_for, wake.clone(), stop.clone()));
         self.tasks.insert(msisdn, SubscriberTask { registration, wake, stop, join });
     }
 
@@ -195,6 +269,7 @@ impl Registrar {
                     if deleted {
                         status.state = RegistrationState::Deleted;
                         status.expires_at = None;
+                        status.expires = None;
                     }
                     status.next_attempt = None;
                 });
@@ -238,9 +313,18 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
+    async fn run(self, held_for: Option<Duration>, wake: Arc<Notify>, stop: CancellationToken) {
         let mut failures: u32 = 0;
-        let mut expires: Option<Instant> = None;
+        let mut expires: Option<Instant> = held_for.map(|held_for| Instant::now() + held_for);
+        if let Some(held_for) = held_for {
+            let delay = refresh_delay(held_for, &self.config);
+            self.board.update(&self.msisdn, |status| status.next_attempt = Some(status::rfc3339_in(delay)));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = wake.notified() => {}
+                () = stop.cancelled() => return,
+            }
+        }
         loop {
             let attempt = tokio::select! {
                 attempt = self.attempt() => attempt,
@@ -326,6 +410,7 @@ impl Worker {
             status.next_attempt = Some(status::rfc3339_in(delay));
             status.consecutive_failures = failures;
             status.expires_at = expires.filter(|at| *at > now).map(|at| status::rfc3339_in(at - now));
+            status.expires = expires.filter(|at| *at > now).map(|at| SystemTime::now() + (at - now));
             if matches!(attempt, Attempt::Registered(_)) {
                 status.upserts += 1;
             }

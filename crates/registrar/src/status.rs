@@ -58,6 +58,9 @@ pub struct SubscriberStatus {
     /// deleted at shutdown, even when the answer never came back).
     #[serde(skip)]
     pub may_be_registered: bool,
+    /// `expires_at` as a time, for the instance that takes the registration over.
+    #[serde(skip)]
+    pub expires: Option<SystemTime>,
 }
 
 impl SubscriberStatus {
@@ -74,6 +77,7 @@ impl SubscriberStatus {
             upserts: 0,
             consecutive_failures: 0,
             may_be_registered: false,
+            expires: None,
         }
     }
 }

@@ -64,6 +64,42 @@ pub struct StoreConfig {
     /// How often a running instance looks for changed subscribers.
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// This instance's name among those sharing the database; default: the host name and the
+    /// process id. A name kept across restarts lets a restarted instance take its leases back
+    /// at once.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// How often this instance shows it is alive and rebalances the registration leases.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// An instance silent this long is dead: the others take its leases and refresh its
+    /// subscribers' registrations. Well below the registrations' time to live.
+    #[serde(default = "default_lease_timeout", with = "humantime_serde")]
+    pub lease_timeout: Duration,
+    /// What the last live instance does with the registrations when it stops: `delete` them
+    /// (calls then stay with the core), or `keep` them until their time to live ends (an
+    /// instance starting meanwhile takes them over).
+    #[serde(default)]
+    pub on_last_stop: LastStop,
+}
+
+/// What the last live instance does with the registrations at a stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LastStop {
+    /// DeleteRegistration for every subscriber.
+    #[default]
+    Delete,
+    /// Leave them to lapse at their time to live.
+    Keep,
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_lease_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_store_url() -> String {
@@ -76,7 +112,14 @@ fn default_poll_interval() -> Duration {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: default_store_url(), poll_interval: default_poll_interval() }
+        Self {
+            url: default_store_url(),
+            poll_interval: default_poll_interval(),
+            instance: None,
+            heartbeat_interval: default_heartbeat_interval(),
+            lease_timeout: default_lease_timeout(),
+            on_last_stop: LastStop::default(),
+        }
     }
 }
 
@@ -378,6 +421,13 @@ impl ServeConfig {
                 return Err(format!("subscriber {number} is listed twice"));
             }
             subscriber.check()?;
+        }
+        let store = &self.store;
+        if store.heartbeat_interval.is_zero() || store.lease_timeout < store.heartbeat_interval * 2 {
+            return Err("store.lease_timeout must be at least twice store.heartbeat_interval (above zero)".into());
+        }
+        if store.instance.as_deref().is_some_and(|name| name.trim().is_empty()) {
+            return Err("store.instance must not be empty".into());
         }
         self.media.port_range()?;
         if self.media.codecs.is_empty() {

@@ -7,12 +7,15 @@
 
 pub mod call;
 pub mod config;
+pub mod leases;
 pub mod subscribers;
+pub mod voicemail;
 
 use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::call::records::RecordWriter;
 use crate::call::router::RouterHandler;
 use crate::call::CallRouter;
 use crate::config::ServeConfig;
@@ -112,8 +115,13 @@ pub struct Tas {
 
 /// Starts the SIP side of the TAS.
 pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
+    start_sip_recording(config, None).await
+}
+
+/// As [`start_sip`], recording every call through `records` (into the store).
+pub async fn start_sip_recording(config: &ServeConfig, records: Option<RecordWriter>) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
-    let router = Arc::new(CallRouter::new(config)?);
+    let router = Arc::new(CallRouter::new(config, records)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
     Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
 }

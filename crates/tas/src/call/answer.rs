@@ -108,6 +108,19 @@ fn message_meta(info: &CallInfo, codec: &str) -> media::mailbox::MessageMeta {
     )
 }
 
+/// The app a call was answered with, running until the call ends.
+#[derive(Debug, Default)]
+pub struct AppRunning(Option<tokio::task::JoinHandle<()>>);
+
+impl AppRunning {
+    /// Waits until the app is done and the call ended (at once when nothing was answered).
+    pub async fn finished(self) {
+        if let Some(app) = self.0 {
+            let _ = app.await;
+        }
+    }
+}
+
 /// How the TAS's own answers get media.
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
@@ -155,24 +168,24 @@ impl Answerer {
     /// Answers with an app: plain RTP offers on a UDP port of the configured range, WebRTC-style
     /// offers (ICE, DTLS-SRTP) through the `webrtc` crate. An offer with nothing ringer can
     /// answer gets 488 and a Warning.
-    pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> StatusCode {
+    /// Returns the final status and, when answered, the app's task, which ends with the call.
+    pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> (StatusCode, AppRunning) {
         let call_id = invite.essentials().call_id.clone();
         let prepared = match self.prepare_media(&invite, app).await {
             Ok(prepared) => prepared,
             Err((status, why)) => {
                 info!(%call_id, status = status.as_u16(), why, "offer refused");
                 invite.reject(status, None, Some(&why));
-                return status;
+                return (status, AppRunning::default());
             }
         };
         let Some(call) = invite.answer(Bytes::from(prepared.sdp.to_string())) else {
             prepared.session.close().await;
-            return StatusCode::REQUEST_TERMINATED;
+            return (StatusCode::REQUEST_TERMINATED, AppRunning::default());
         };
         info!(%call_id, %app, codec = %prepared.codec, "answered");
         let meta = message_meta(info, prepared.codec.name());
-        self.run_app(call, prepared.media, app, meta, prepared.session);
-        StatusCode::OK
+        (StatusCode::OK, AppRunning(Some(self.run_app(call, prepared.media, app, meta, prepared.session))))
     }
 
     /// Plays the announcement as early media (183 Session Progress with the answer), then
@@ -334,7 +347,7 @@ impl Answerer {
         app: App,
         meta: media::mailbox::MessageMeta,
         mut session: MediaSession,
-    ) {
+    ) -> tokio::task::JoinHandle<()> {
         use media::{apps, plain};
         let timeout = self.media.timeout;
         let settings = self.media.clone();
@@ -414,6 +427,6 @@ impl Answerer {
                 let _ = call.hangup().await;
             }
             session.close().await;
-        });
+        })
     }
 }

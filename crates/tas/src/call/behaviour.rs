@@ -16,7 +16,7 @@ use sip::ua::PendingInvite;
 use sip::uac::InviteSpec;
 
 use super::action::{Action, Behaviour};
-use super::answer::{Answerer, CallInfo, MediaSettings};
+use super::answer::{Answerer, AppRunning, CallInfo, MediaSettings};
 use super::stats::CallStats;
 
 /// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
@@ -55,14 +55,20 @@ impl ForwardCause {
 }
 
 /// What became of a call, for the log and the call records.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// The actions taken, in order (`loop`, then `answer voicemail` on no answer...).
     pub actions: Vec<String>,
     /// Leg 3 INVITEs sent.
     pub legs_placed: u32,
+    /// The Call-IDs of the leg 3 INVITEs, in order.
+    pub leg3_call_ids: Vec<String>,
+    /// Why the call was diverted last, if it was.
+    pub diversion: Option<ForwardCause>,
     /// The final status the core got on leg 2 (487 when it cancelled); `None` until there is one.
     pub status: Option<StatusCode>,
+    /// When leg 2 was answered, if it was.
+    pub answered_at: Option<std::time::SystemTime>,
 }
 
 impl fmt::Display for Outcome {
@@ -102,20 +108,29 @@ impl Engine {
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
-    pub async fn run(&self, invite: PendingInvite, info: &CallInfo, callee: &Msisdn, behaviour: &Behaviour) -> Outcome {
-        let mut outcome = Outcome { actions: Vec::new(), legs_placed: 0, status: None };
+    /// Returns once the call is refused or, when answered by a relay, has ended; an app
+    /// answering it may run on until the call ends ([`AppRunning`]).
+    pub async fn run(
+        &self,
+        invite: PendingInvite,
+        info: &CallInfo,
+        callee: &Msisdn,
+        behaviour: &Behaviour,
+    ) -> (Outcome, AppRunning) {
+        let mut outcome = Outcome::default();
         if let Some(ring_time) = behaviour.ring_time {
             invite.provisional(StatusCode::RINGING, None);
             tokio::select! {
                 () = invite.cancelled() => {
                     outcome.actions.push(format!("ring {}", humantime::format_duration(ring_time)));
                     outcome.status = Some(StatusCode::REQUEST_TERMINATED);
-                    return outcome;
+                    return (outcome, AppRunning::default());
                 }
                 () = tokio::time::sleep(ring_time) => {}
             }
         }
         let mut invite = Some(invite);
+        let mut app = AppRunning::default();
         let mut step = Step::Act(behaviour.action.clone(), None);
         // The conditions apply to the first relay only: a forward on busy that is busy again ends there.
         let mut conditions = Some(behaviour);
@@ -123,19 +138,27 @@ impl Engine {
             let (action, cause) = match step {
                 Step::Done(status) => {
                     outcome.status = Some(status);
-                    return outcome;
+                    return (outcome, app);
                 }
                 Step::Act(action, cause) => (action, cause),
             };
             // A step to act on always comes with the INVITE handed back.
-            let Some(pending) = invite.take() else { return outcome };
+            let Some(pending) = invite.take() else { return (outcome, app) };
+            if cause.is_some() {
+                outcome.diversion = cause;
+            }
             outcome.actions.push(match cause {
                 Some(cause) => format!("{action} ({})", cause.diversion_reason()),
                 None => action.to_string(),
             });
             step = match action {
                 Action::Reject { .. } | Action::Answer(_) | Action::Announce { .. } => {
-                    Step::Done(self.settle_status(pending, &action, info).await)
+                    let (status, running) = self.settle_status(pending, &action, info).await;
+                    if status.is_success() {
+                        outcome.answered_at = Some(std::time::SystemTime::now());
+                    }
+                    app = running;
+                    Step::Done(status)
                 }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
                 Action::Forward(to) => {
@@ -148,23 +171,26 @@ impl Engine {
 
     /// Answers or rejects a call that has no subscriber to relay for (a relay action is
     /// refused with 500: config validation keeps it out).
-    pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> Outcome {
-        let status = self.settle_status(invite, action, info).await;
-        Outcome { actions: vec![action.to_string()], legs_placed: 0, status: Some(status) }
+    pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> (Outcome, AppRunning) {
+        let (status, app) = self.settle_status(invite, action, info).await;
+        let answered_at = status.is_success().then(std::time::SystemTime::now);
+        (Outcome { actions: vec![action.to_string()], status: Some(status), answered_at, ..Outcome::default() }, app)
     }
 
-    /// As [`Engine::settle`], returning the final status.
-    async fn settle_status(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> StatusCode {
+    /// As [`Engine::settle`], returning the final status and the answering app.
+    async fn settle_status(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> (StatusCode, AppRunning) {
         match action {
             Action::Reject { status, reason } => {
                 invite.reject(*status, Some(reason), None);
-                *status
+                (*status, AppRunning::default())
             }
             Action::Answer(app) => self.answerer.answer(invite, *app, info).await,
-            Action::Announce { status, reason } => self.answerer.announce_then_reject(invite, *status, reason).await,
+            Action::Announce { status, reason } => {
+                (self.answerer.announce_then_reject(invite, *status, reason).await, AppRunning::default())
+            }
             Action::Loop | Action::Forward(_) => {
                 invite.reject(StatusCode::SERVER_INTERNAL_ERROR, None, Some("no subscriber to relay for"));
-                StatusCode::SERVER_INTERNAL_ERROR
+                (StatusCode::SERVER_INTERNAL_ERROR, AppRunning::default())
             }
         }
     }
@@ -221,6 +247,7 @@ impl Engine {
             }
         };
         outcome.legs_placed += 1;
+        outcome.leg3_call_ids.push(leg.call_id().to_owned());
         info!(%call_id, leg3 = leg.call_id(), to = %target, "leg 3 placed");
         let no_answer = conditions.filter(|c| c.on_no_answer.is_some()).map(|c| c.no_answer_after);
         match b2bua::ring(&invite, leg, no_answer).await {
@@ -232,6 +259,7 @@ impl Engine {
                     return Step::Done(StatusCode::REQUEST_TERMINATED);
                 };
                 self.stats.answer_hop.record(answered_at.elapsed());
+                outcome.answered_at = Some(std::time::SystemTime::now());
                 let end = b2bua::hold(incoming, call).await;
                 info!(%call_id, ?end, "relayed call ended");
                 Step::Done(StatusCode::OK)

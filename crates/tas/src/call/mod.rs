@@ -5,6 +5,7 @@
 pub mod action;
 pub mod answer;
 pub mod behaviour;
+pub mod records;
 pub mod router;
 pub mod routing;
 pub mod stats;

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -15,11 +16,15 @@ use sip::dialog::{DialogId, OfferAnswer};
 use sip::ua::{PendingInvite, SessionHandler};
 
 use super::action::{Action, Behaviour};
-use super::answer::{CallInfo, MediaSettings};
+use super::answer::{AppRunning, CallInfo, MediaSettings};
 use super::behaviour::{Engine, Outcome};
+use super::records::RecordWriter;
 use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
+use crate::leases::millis;
 use media::plain::PortRange;
+use sip::message::StatusCode;
+use store::CallRecordRow;
 
 /// What happened to one call, as `ringer demo` and the tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +37,42 @@ pub struct CallRecord {
     pub subscriber: Option<(Msisdn, Direction)>,
     /// The prefix found in the Request-URI.
     pub prefix: Option<Prefix>,
+    /// The subscriber's route type.
+    pub route_type: Option<RouteType>,
+    /// The caller's number, when the request tells it.
+    pub caller: Option<Msisdn>,
+    /// The number called, prefix removed.
+    pub callee: Option<Msisdn>,
+    /// When leg 2's INVITE arrived.
+    pub invite_at: SystemTime,
     /// What was done.
     pub outcome: Outcome,
+}
+
+impl CallRecord {
+    /// The record as the store keeps it, for a call that ended at `ended_at`.
+    fn row(&self, instance: &str, ended_at: SystemTime) -> CallRecordRow {
+        let text = |value: Option<&str>| value.map(str::to_owned);
+        CallRecordRow {
+            record_id: format!("{:032x}", rand::random::<u128>()),
+            instance: instance.to_owned(),
+            call_id: self.call_id.clone(),
+            leg3_call_ids: self.outcome.leg3_call_ids.clone(),
+            request_uri: self.request_uri.clone(),
+            subscriber: text(self.subscriber.as_ref().map(|(number, _)| number.as_str())),
+            direction: self.subscriber.as_ref().map(|(_, direction)| direction.to_string()),
+            route_type: text(self.route_type.map(RouteType::name)),
+            prefix: text(self.prefix.as_ref().map(Prefix::as_str)),
+            caller: text(self.caller.as_ref().map(Msisdn::as_str)),
+            callee: text(self.callee.as_ref().map(Msisdn::as_str)),
+            actions: self.outcome.actions.clone(),
+            diversion_reason: self.outcome.diversion.map(|cause| cause.diversion_reason().to_owned()),
+            final_status: self.outcome.status.map(StatusCode::as_u16),
+            invite_at: millis(self.invite_at),
+            answered_at: self.outcome.answered_at.map(millis),
+            ended_at: millis(ended_at),
+        }
+    }
 }
 
 /// How many calls [`CallRouter::records`] keeps.
@@ -81,6 +120,8 @@ pub struct CallRouter {
     engine: Arc<Engine>,
     media: MediaSettings,
     records: Mutex<VecDeque<CallRecord>>,
+    /// Where finished calls are recorded beside the in-memory list, when there is a store.
+    writer: Option<RecordWriter>,
 }
 
 /// Why the router could not start: a file its media needs.
@@ -101,9 +142,10 @@ pub enum RouterError {
 }
 
 impl CallRouter {
-    /// A router for the subscribers and call settings of `config`; fails when a greeting or
-    /// announcement file cannot be read or the mailbox cannot be opened.
-    pub fn new(config: &ServeConfig) -> Result<Self, RouterError> {
+    /// A router for the subscribers and call settings of `config`, recording each call
+    /// through `writer` when given; fails when a greeting or announcement file cannot be read
+    /// or the mailbox cannot be opened.
+    pub fn new(config: &ServeConfig, writer: Option<RecordWriter>) -> Result<Self, RouterError> {
         let load = |file: &Option<std::path::PathBuf>| match file {
             Some(path) => media::apps::load_audio(path).map(Arc::new),
             None => Ok(Arc::new(media::apps::default_greeting())),
@@ -146,6 +188,7 @@ impl CallRouter {
             stats,
             media,
             records: Mutex::new(VecDeque::new()),
+            writer,
         })
     }
 
@@ -169,18 +212,31 @@ impl CallRouter {
     }
 }
 
-fn record_of(invite: &PendingInvite) -> CallRecord {
+fn record_of(invite: &PendingInvite, caller: Option<Msisdn>) -> CallRecord {
     CallRecord {
         call_id: invite.essentials().call_id.clone(),
         request_uri: invite.request().uri.to_string(),
         subscriber: None,
         prefix: None,
-        outcome: Outcome { actions: Vec::new(), legs_placed: 0, status: None },
+        route_type: None,
+        caller,
+        callee: None,
+        invite_at: SystemTime::now() - invite.received_at().elapsed(),
+        outcome: Outcome::default(),
     }
 }
 
 impl CallRouter {
-    fn keep(&self, record: CallRecord) {
+    /// Keeps `record` in the recent list; stores it once `app` (what answered it) is done.
+    async fn keep(&self, record: CallRecord, app: AppRunning) {
+        self.remember(record.clone());
+        if let Some(writer) = &self.writer {
+            app.finished().await;
+            writer.write(record.row(writer.instance(), SystemTime::now()));
+        }
+    }
+
+    fn remember(&self, record: CallRecord) {
         let mut records = self.records.lock();
         if records.len() == RECORDS_KEPT {
             records.pop_front();
@@ -195,15 +251,19 @@ impl CallRouter {
         if let Action::Reject { status, reason } = action {
             // At once, without a task: refusals are the cheapest answer under load.
             invite.reject(*status, Some(reason), None);
-            record.outcome = Outcome { actions: vec![action.to_string()], legs_placed: 0, status: Some(*status) };
-            self.keep(record);
+            record.outcome = Outcome { actions: vec![action.to_string()], status: Some(*status), ..Outcome::default() };
+            self.remember(record.clone());
+            if let Some(writer) = &self.writer {
+                writer.write(record.row(writer.instance(), SystemTime::now()));
+            }
             return;
         }
         let router = self.clone();
         let action = action.clone();
         tokio::spawn(async move {
-            record.outcome = engine.settle(invite, &action, &CallInfo::default()).await;
-            router.keep(record);
+            let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
+            record.outcome = outcome;
+            router.keep(record, app).await;
         });
     }
 }
@@ -215,9 +275,9 @@ impl SessionHandler for RouterHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let router = &self.0;
         let routes = router.routes();
-        let mut record = record_of(&invite);
-        let call_id = record.call_id.clone();
         let caller = caller_number(&invite.request().headers, &invite.essentials().from);
+        let mut record = record_of(&invite, caller.clone());
+        let call_id = record.call_id.clone();
         let classified = match routes.table.classify(&invite.request().uri, caller.as_ref()) {
             Ok(classified) => classified,
             Err(error) => {
@@ -233,6 +293,8 @@ impl SessionHandler for RouterHandler {
         };
         record.subscriber = Some((classified.subscriber.clone(), classified.direction));
         record.prefix = classified.prefix.clone();
+        record.callee = Some(classified.callee.clone());
+        record.route_type = routes.route_types.get(&classified.subscriber).copied();
         let Some(behaviour) = routes.behaviours.get(&(classified.subscriber.clone(), classified.direction)).cloned()
         else {
             let action = routes.calls.unexpected.clone();
@@ -253,9 +315,10 @@ impl SessionHandler for RouterHandler {
                 caller,
                 callee: Some(classified.callee.clone()),
             };
-            record.outcome = engine.run(invite, &info, &classified.callee, &behaviour).await;
+            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour).await;
+            record.outcome = outcome;
             info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
-            router.keep(record);
+            router.keep(record, app).await;
         });
     }
 

@@ -1,0 +1,140 @@
+//! Call detail records: one row per call the core brought as leg 2, written when the call
+//! ends, by the instance that handled it.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::pool::{Store, StoreError};
+
+/// One call, as the store keeps it. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallRecordRow {
+    /// A unique id of this record.
+    pub record_id: String,
+    /// The instance that handled the call.
+    pub instance: String,
+    /// Call-ID of leg 2.
+    pub call_id: String,
+    /// Call-IDs of the leg 3 INVITEs placed, in order.
+    pub leg3_call_ids: Vec<String>,
+    /// Leg 2's Request-URI, as received.
+    pub request_uri: String,
+    /// The subscriber the call was for, when it matched one.
+    pub subscriber: Option<String>,
+    /// `MO` or `MT`.
+    pub direction: Option<String>,
+    /// The subscriber's route type.
+    pub route_type: Option<String>,
+    /// The prefix found in the Request-URI.
+    pub prefix: Option<String>,
+    /// The caller's number.
+    pub caller: Option<String>,
+    /// The number called, prefix removed.
+    pub callee: Option<String>,
+    /// The actions taken, in order.
+    pub actions: Vec<String>,
+    /// Why the call was diverted last (RFC 5806 reason), if it was.
+    pub diversion_reason: Option<String>,
+    /// The final status leg 2 got.
+    pub final_status: Option<u16>,
+    /// When leg 2's INVITE arrived.
+    pub invite_at: i64,
+    /// When the call was answered, if it was.
+    pub answered_at: Option<i64>,
+    /// When it ended (final refusal, or hang-up).
+    pub ended_at: i64,
+}
+
+/// The columns of `call_records`, in the order [`record_of`] reads and [`Store::add_call_records`] writes.
+const COLUMNS: &str = "record_id, instance, call_id, leg3_call_ids, request_uri, subscriber, direction, route_type, \
+     prefix, caller, callee, actions, diversion_reason, final_status, invite_at, answered_at, ended_at";
+
+impl Store {
+    /// Writes `records` in one transaction: all or none.
+    pub async fn add_call_records(&self, records: &[CallRecordRow]) -> Result<(), StoreError> {
+        let insert = format!(
+            "INSERT INTO call_records ({COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        );
+        let mut transaction = self.pool.begin().await?;
+        for record in records {
+            sqlx::query(&insert)
+                .bind(&record.record_id)
+                .bind(&record.instance)
+                .bind(&record.call_id)
+                .bind(json_list(&record.leg3_call_ids))
+                .bind(&record.request_uri)
+                .bind(record.subscriber.as_deref())
+                .bind(record.direction.as_deref())
+                .bind(record.route_type.as_deref())
+                .bind(record.prefix.as_deref())
+                .bind(record.caller.as_deref())
+                .bind(record.callee.as_deref())
+                .bind(json_list(&record.actions))
+                .bind(record.diversion_reason.as_deref())
+                .bind(record.final_status.map(i64::from))
+                .bind(record.invite_at)
+                .bind(record.answered_at)
+                .bind(record.ended_at)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The latest `limit` calls, newest first; only `subscriber`'s when given.
+    pub async fn call_records(&self, subscriber: Option<&str>, limit: u32) -> Result<Vec<CallRecordRow>, StoreError> {
+        // SQLite numbers parameters by first appearance: $1 comes first in the text.
+        let query = match subscriber {
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM call_records WHERE subscriber = $1 ORDER BY invite_at DESC, record_id LIMIT $2"
+            ),
+            None => format!("SELECT {COLUMNS} FROM call_records ORDER BY invite_at DESC, record_id LIMIT $1"),
+        };
+        let mut query = sqlx::query(&query);
+        if let Some(subscriber) = subscriber {
+            query = query.bind(subscriber);
+        }
+        let query = query.bind(i64::from(limit));
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(record_of).collect()
+    }
+}
+
+/// A list as a JSON array of strings.
+fn json_list(items: &[String]) -> String {
+    serde_json::Value::from(items.to_vec()).to_string()
+}
+
+fn record_of(row: &AnyRow) -> Result<CallRecordRow, StoreError> {
+    let record_id: String = row.try_get(0)?;
+    let list = |index: usize, what: &'static str| -> Result<Vec<String>, StoreError> {
+        let text: String = row.try_get(index)?;
+        serde_json::from_str::<Vec<String>>(&text).map_err(|_| StoreError::BadRow {
+            number: record_id.clone(),
+            what,
+            value: text.clone(),
+        })
+    };
+    let status: Option<i64> = row.try_get(13)?;
+    Ok(CallRecordRow {
+        record_id: record_id.clone(),
+        instance: row.try_get(1)?,
+        call_id: row.try_get(2)?,
+        leg3_call_ids: list(3, "leg3_call_ids")?,
+        request_uri: row.try_get(4)?,
+        subscriber: row.try_get(5)?,
+        direction: row.try_get(6)?,
+        route_type: row.try_get(7)?,
+        prefix: row.try_get(8)?,
+        caller: row.try_get(9)?,
+        callee: row.try_get(10)?,
+        actions: list(11, "actions")?,
+        diversion_reason: row.try_get(12)?,
+        final_status: status.and_then(|status| u16::try_from(status).ok()),
+        invite_at: row.try_get(14)?,
+        answered_at: row.try_get(15)?,
+        ended_at: row.try_get(16)?,
+    })
+}

@@ -1,0 +1,103 @@
+//! Voicemail into the store: messages are recorded into the local spool folder (the media
+//! crate's crash-safe mailbox), then moved into the database whole, so that every instance
+//! lists and plays them. A message leaves the spool only once the database has it; one the
+//! database refuses stays and is tried again; one cut short by a crash is recovered, marked
+//! partial, at the next start, and moved like the others.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use media::mailbox::{Mailbox, MessageMeta};
+use store::{Store, StoreError, VoicemailRow};
+
+/// Why a sweep of the spool stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The spool folder could not be read or cleaned up.
+    #[error("voicemail spool: {0}")]
+    Spool(#[from] std::io::Error),
+    /// The database refused the message.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A spool task failed.
+    #[error("voicemail spool task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Moves finished messages from one spool into the store.
+#[derive(Clone)]
+pub struct Archiver {
+    spool: Mailbox,
+    store: Store,
+    instance: String,
+}
+
+impl Archiver {
+    /// Moves messages from `spool` into `store`, naming `instance` as where they were recorded.
+    pub fn new(spool: Mailbox, store: Store, instance: &str) -> Self {
+        Self { spool, store, instance: instance.to_owned() }
+    }
+
+    /// Recovers messages cut short by a crash (marked partial). Only when no recording is
+    /// under way: at start, or from the command line.
+    pub async fn recover(&self) -> Result<Vec<MessageMeta>, ArchiveError> {
+        let spool = self.spool.clone();
+        Ok(tokio::task::spawn_blocking(move || spool.recover()).await??)
+    }
+
+    /// Moves every finished message into the store; how many.
+    pub async fn sweep(&self) -> Result<usize, ArchiveError> {
+        let spool = self.spool.clone();
+        let finished = tokio::task::spawn_blocking(move || spool.list(None)).await??;
+        let mut moved = 0;
+        for meta in finished {
+            let path = self.spool.audio(&meta.id)?;
+            let audio = match tokio::fs::read(&path).await {
+                Ok(audio) => audio,
+                // Its metadata is written just before the audio's final rename: next sweep.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error.into()),
+            };
+            if !self.store.add_voicemail(&row_of(&meta, &self.instance), &audio).await? {
+                info!(id = %meta.id, "voicemail message already in the database (moved before a restart)");
+            }
+            let spool = self.spool.clone();
+            let id = meta.id.clone();
+            tokio::task::spawn_blocking(move || spool.delete(&id)).await??;
+            info!(id = %meta.id, subscriber = %meta.subscriber, partial = meta.partial, "voicemail message stored");
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Sweeps every `interval` until the task is aborted; failures are logged and retried.
+    pub fn spawn(self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = self.sweep().await {
+                    warn!(%error, "voicemail messages wait in the spool; retrying");
+                }
+            }
+        })
+    }
+}
+
+/// A spool message's metadata as the store keeps it.
+pub fn row_of(meta: &MessageMeta, instance: &str) -> VoicemailRow {
+    VoicemailRow {
+        id: meta.id.clone(),
+        subscriber: meta.subscriber.clone(),
+        caller: meta.caller.clone(),
+        callee: meta.callee.clone(),
+        direction: meta.direction.clone(),
+        recorded_at: meta.recorded_at.clone(),
+        duration_ms: meta.duration_ms,
+        codec: meta.codec.clone(),
+        partial: meta.partial,
+        instance: instance.to_owned(),
+    }
+}
