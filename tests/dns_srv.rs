@@ -18,6 +18,12 @@ use tokio::net::UdpSocket;
 /// Answers SRV queries for `name` with one record: priority 10, weight 5, `port`, target
 /// `localhost.`; anything else gets NXDOMAIN. Returns the server's address.
 async fn dns_server(name: &'static str, port: u16) -> SocketAddr {
+    dns_server_with(name, vec![(10, 5, port)]).await
+}
+
+/// Answers SRV queries for `name` with `records` (priority, weight, port; target `localhost.`);
+/// anything else gets NXDOMAIN. Returns the server's address.
+async fn dns_server_with(name: &'static str, records: Vec<(u16, u16, u16)>) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS");
     let addr = socket.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -47,18 +53,25 @@ async fn dns_server(name: &'static str, port: u16) -> SocketAddr {
             let asked = labels.join(".");
             let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
             let found = asked == name && qtype == 33;
+            let answers = if found { records.len() as u16 } else { 0 };
             let mut answer = Vec::new();
             answer.extend_from_slice(&query[..2]);
             answer.extend_from_slice(&[0x81, if found { 0x80 } else { 0x83 }]);
-            answer.extend_from_slice(&[0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+            answer.extend_from_slice(&[0, 1]);
+            answer.extend_from_slice(&answers.to_be_bytes());
+            answer.extend_from_slice(&[0, 0, 0, 0]);
             answer.extend_from_slice(&query[12..question_end]);
             if found {
-                answer.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1, 0, 0, 0, 60]);
-                let mut rdata = vec![0, 10, 0, 5];
-                rdata.extend_from_slice(&port.to_be_bytes());
-                rdata.extend_from_slice(b"\x09localhost\x00");
-                answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-                answer.extend_from_slice(&rdata);
+                for (priority, weight, port) in &records {
+                    answer.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1, 0, 0, 0, 60]);
+                    let mut rdata = Vec::new();
+                    rdata.extend_from_slice(&priority.to_be_bytes());
+                    rdata.extend_from_slice(&weight.to_be_bytes());
+                    rdata.extend_from_slice(&port.to_be_bytes());
+                    rdata.extend_from_slice(b"\x09localhost\x00");
+                    answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                    answer.extend_from_slice(&rdata);
+                }
             }
             let _ = socket.send_to(&answer, peer).await;
         }
@@ -71,18 +84,33 @@ fn config(
     client_tls: Option<Arc<rustls::ClientConfig>>,
     dns_server: Option<SocketAddr>,
 ) -> EndpointConfig {
+    named_config(tls, client_tls, dns_server, "ringer-test")
+}
+
+/// As [`config`], with `server` as the Server header of its responses (which endpoint answered).
+fn named_config(
+    tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    client_tls: Option<Arc<rustls::ClientConfig>>,
+    dns_server: Option<SocketAddr>,
+    server: &str,
+) -> EndpointConfig {
     EndpointConfig {
         tls,
         tcp: None,
         udp: None,
         policy: PeerPolicy::default(),
         limits: StreamLimits::default(),
-        ua: UaConfig::new("tas.test", "ringer-test"),
+        ua: UaConfig::new("tas.test", server),
         outbound: ringer::sip::outbound::OutboundSettings { tls: client_tls, core: None, dns_server },
     }
 }
 
 async fn options(from: &Endpoint, target: &str) -> Result<u16, String> {
+    options_answered_by(from, target).await.map(|(status, _)| status)
+}
+
+/// OPTIONS to `target`: the status, and the Server header of whoever answered.
+async fn options_answered_by(from: &Endpoint, target: &str) -> Result<(u16, String), String> {
     let ua = from.user_agent();
     let target = Uri::parse(target).expect("a test's own URI");
     let link = ua.outbound().link_to(&target).await.map_err(|error| error.to_string())?;
@@ -94,7 +122,11 @@ async fn options(from: &Endpoint, target: &str) -> Result<u16, String> {
     headers.push("Call-ID", format!("srv-{}", rand::random::<u32>()));
     headers.push("CSeq", "1 OPTIONS");
     let request = Request { method: Method::Options, uri: target, headers, body: Default::default() };
-    ua.clients().send(&request, &link).await.map(|response| response.status.as_u16()).map_err(|error| error.to_string())
+    ua.clients()
+        .send(&request, &link)
+        .await
+        .map(|response| (response.status.as_u16(), response.headers.get("Server").unwrap_or_default().to_owned()))
+        .map_err(|error| error.to_string())
 }
 
 #[tokio::test]
@@ -119,4 +151,60 @@ async fn a_sips_uri_without_port_is_found_through_srv_and_verified_by_its_name()
     // No SRV record for another name: the default port 5061, where nothing of ours listens.
     let error = options(&core, "sips:other.test").await.expect_err("no SRV record, no TAS");
     assert!(error.contains("other.test"), "{error}");
+}
+
+/// Several SRV targets (RFC 2782): requests spread over those of the lowest priority by their
+/// weights; a target that stops is skipped for the next; the higher priority serves only when
+/// every lower one is down.
+#[tokio::test]
+async fn requests_spread_over_the_srv_targets_and_skip_one_that_is_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = ["tas.test".to_owned()];
+    let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write");
+    let handler = Arc::new(DefaultActionHandler::new("reject 486".parse().expect("action"), [127, 0, 0, 1].into()));
+    let mut servers = Vec::new();
+    for name in ["tas-1", "tas-2", "tas-3", "backup"] {
+        let chain = ringer::tls::load_chain(&certs.server_cert).expect("chain");
+        let key = ringer::tls::load_key(&certs.server_key).expect("key");
+        let tls = ringer::tls::server_config(chain, key, None).expect("server TLS");
+        let config = named_config(Some(("127.0.0.1:0".parse().expect("addr"), tls)), None, None, name);
+        servers.push(endpoint::start(config, handler.clone()).await.expect("TAS"));
+    }
+    let port = |index: usize| servers[index].tls_addr.expect("TLS").port();
+    let records = vec![(10, 1, port(0)), (10, 1, port(1)), (10, 1, port(2)), (20, 1, port(3))];
+    let dns = dns_server_with("_sips._tcp.tas.test", records).await;
+    let client_tls = ringer::tls::client_config(Some(&certs.ca_cert), None).expect("client TLS");
+    let core = endpoint::start(config(None, Some(client_tls), Some(dns)), handler).await.expect("core");
+
+    let answered = |count: usize| {
+        let core = &core;
+        async move {
+            let mut by = std::collections::HashMap::<String, usize>::new();
+            for _ in 0..count {
+                let (status, server) = options_answered_by(core, "sips:tas.test").await.expect("answered");
+                assert_eq!(status, 200);
+                *by.entry(server).or_default() += 1;
+            }
+            by
+        }
+    };
+    let by = answered(60).await;
+    for name in ["tas-1", "tas-2", "tas-3"] {
+        assert!(by.get(name).copied().unwrap_or(0) >= 8, "spread over the three of priority 10: {by:?}");
+    }
+    assert_eq!(by.get("backup"), None, "priority 20 waits while priority 10 serves: {by:?}");
+
+    // tas-2 stops: its connection closes and its port refuses; nothing fails, nothing reaches it.
+    servers[1].shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let by = answered(30).await;
+    assert_eq!(by.get("tas-2"), None, "{by:?}");
+    assert_eq!(by.values().sum::<usize>(), 30, "{by:?}");
+
+    // All of priority 10 down: the backup serves.
+    servers[0].shutdown();
+    servers[2].shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let by = answered(5).await;
+    assert_eq!(by.get("backup"), Some(&5), "{by:?}");
 }

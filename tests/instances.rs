@@ -273,3 +273,81 @@ async fn a_message_left_through_one_instance_is_played_through_another_and_the_c
         assert_eq!(code, Some(0), "{stderr}");
     }
 }
+
+/// Kamailio's dispatcher in front of three instances, as an operator's load balancer: calls
+/// spread over all three (each instance records the calls it handled); after kill -9 of one
+/// and the dispatcher's probing, every new call is served by the other two.
+#[tokio::test]
+async fn behind_kamailios_dispatcher_calls_spread_and_go_on_after_an_instance_is_killed() {
+    let Some(postgres) = Postgres::start() else { return };
+    let Some(sipp) = common::sipp::tool(&["sipp"], "sip-tester") else { return };
+    let database = postgres.url.clone();
+    let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    let number = "+4799990301";
+    let add = ringer(
+        &["subscribers", "add", number, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", "reject 486"],
+        &[("RINGER_DATABASE_URL", &database)],
+    )
+    .await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut servers = HashMap::new();
+    let mut ports = Vec::new();
+    for name in ["a", "b", "c"] {
+        let port = free_port().port();
+        let config = voicemail_instance(dir.path(), &database, name, port);
+        servers.insert(name, Server::spawn(&["serve", "--config", config.to_str().expect("utf-8")], &[]));
+        listening(port).await;
+        ports.push(port);
+    }
+    let access = free_port();
+    let Some(kamailio) = common::kamailio::Kamailio::start_dispatcher(access.port(), &ports).await else { return };
+    let service = "+224799990301";
+    let (ok, failed, screen) = common::sipp::client(&sipp, "uac_reject.xml", "u1", &[], service, access, 30).await;
+    assert_eq!((ok, failed), (30, 0), "{screen}\n{}", kamailio.log());
+
+    let store = ringer::store::Store::open_existing(&database).await.expect("open");
+    let by_instance = |records: &[ringer::store::CallRecordRow], after: i64| {
+        let mut counts = HashMap::<String, usize>::new();
+        for record in records.iter().filter(|record| record.invite_at >= after) {
+            *counts.entry(record.instance.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records.len() < 30 && Instant::now() < deadline {
+        records = store.call_records(Some(number), 1000).await.expect("records");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spread = by_instance(&records, 0);
+    for name in ["a", "b", "c"] {
+        assert!(spread.get(name).copied().unwrap_or(0) >= 5, "calls spread over all three: {spread:?}");
+    }
+    assert!(records.iter().all(|record| record.final_status == Some(486)), "{records:?}");
+
+    // kill -9 of b: the dispatcher's probe finds it gone; the calls after go to a and c.
+    let b = servers.remove("b").expect("b");
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait().await;
+    let killed_at = ringer::tas::leases::millis(std::time::SystemTime::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, failed, screen) = common::sipp::client(&sipp, "uac_reject.xml", "u1", &[], service, access, 30).await;
+    assert_eq!((ok, failed), (30, 0), "no call fails once b is gone:\n{screen}\n{}", kamailio.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records.len() < 60 && Instant::now() < deadline {
+        records = store.call_records(Some(number), 1000).await.expect("records");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = by_instance(&records, killed_at);
+    assert_eq!(after.get("b"), None, "{after:?}");
+    assert_eq!(after.values().sum::<usize>(), 30, "{after:?}");
+    assert!(after.contains_key("a") && after.contains_key("c"), "both survivors serve: {after:?}");
+    store.close().await;
+    for (_, server) in servers {
+        server.signal(Signal::SIGTERM);
+        let (code, _, stderr) = server.wait().await;
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+}

@@ -63,9 +63,34 @@ impl Kamailio {
         std::fs::write(&tls_cfg, fill(&read("tls.cfg.in"), &values)).expect("tls.cfg");
         let cfg = dir.path().join("proxy.cfg");
         std::fs::write(&cfg, fill(&read("proxy.cfg.in"), &values)).expect("proxy.cfg");
+        Some(Self::run(&binary, dir, &cfg).await)
+    }
+
+    /// Starts Kamailio as a load balancer: its dispatcher spreads calls arriving on
+    /// `access_port` (UDP and TCP) over `instances` (TCP ports on loopback) round robin,
+    /// probing each with OPTIONS every second; `None` outside CI when Kamailio is missing.
+    pub(crate) async fn start_dispatcher(access_port: u16, instances: &[u16]) -> Option<Kamailio> {
+        let binary = super::sipp::tool(&["kamailio"], "kamailio kamailio-tls-modules")?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let list = dir.path().join("dispatcher.list");
+        let entries: String = instances.iter().map(|port| format!("1 sip:127.0.0.1:{port};transport=tcp\n")).collect();
+        std::fs::write(&list, entries).expect("dispatcher.list");
+        let values = [
+            ("ACCESS_PORT", access_port.to_string()),
+            ("LIST_FILE", list.display().to_string()),
+            ("LOG_LEVEL", "2".to_owned()),
+        ];
+        let template = std::fs::read_to_string(templates().join("dispatcher.cfg.in")).expect("Kamailio template");
+        let cfg = dir.path().join("dispatcher.cfg");
+        std::fs::write(&cfg, fill(&template, &values)).expect("dispatcher.cfg");
+        Some(Self::run(&binary, dir, &cfg).await)
+    }
+
+    /// Runs Kamailio with `cfg` (in `dir`, kept while it runs) until it says it is ready.
+    async fn run(binary: &Path, dir: tempfile::TempDir, cfg: &Path) -> Kamailio {
         let mut child = Command::new(binary)
             .arg("-f")
-            .arg(&cfg)
+            .arg(cfg)
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
             .arg(dir.path().join("run"))
             .stdin(Stdio::null())
@@ -89,7 +114,7 @@ impl Kamailio {
         let kamailio = Kamailio { child, log, _dir: dir };
         let ready = super::poll_until(Duration::from_secs(10), || kamailio.log().contains("KAMREADY")).await;
         assert!(ready, "Kamailio did not start:\n{}", kamailio.log());
-        Some(kamailio)
+        kamailio
     }
 
     /// Everything Kamailio logged so far.

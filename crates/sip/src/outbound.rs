@@ -14,7 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::message::Uri;
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
@@ -141,13 +141,55 @@ pub struct Outbound {
     tls: Option<Arc<rustls::ClientConfig>>,
     core: Option<Uri>,
     ports: ListeningPorts,
-    connections: Mutex<HashMap<(String, u16, Transport), ConnectionSlot>>,
+    /// Open connections by the URI's host, the server's address and port, and transport.
+    connections: Mutex<HashMap<ConnectionKey, ConnectionSlot>>,
     /// For SRV lookups (RFC 3263) of targets without a port; `None` when none could be set up.
     resolver: Option<TokioResolver>,
 }
 
 /// The connection to one destination, once made.
 type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Link>>>;
+
+/// A destination: the URI's host (the name its certificate must carry), the server's address
+/// and port (from the URI, or an SRV record), the transport.
+type ConnectionKey = (String, String, u16, Transport);
+
+/// One SRV record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SrvTarget {
+    priority: u16,
+    weight: u16,
+    target: String,
+    port: u16,
+}
+
+/// RFC 2782's order: by priority; within one priority, repeatedly a record chosen at random
+/// with a chance in proportion to its weight (zero-weight records placed first, so that they
+/// are chosen only when the draw is zero, as the RFC asks).
+fn srv_order(mut records: Vec<SrvTarget>, rng: &mut impl rand::Rng) -> Vec<(String, u16)> {
+    records.sort_by_key(|record| (record.priority, record.weight != 0));
+    let mut ordered = Vec::with_capacity(records.len());
+    while let Some(first) = records.first() {
+        let priority = first.priority;
+        let end = records.iter().position(|record| record.priority != priority).unwrap_or(records.len());
+        let mut group: Vec<SrvTarget> = records.drain(..end).collect();
+        while !group.is_empty() {
+            let total: u32 = group.iter().map(|record| u32::from(record.weight)).sum();
+            let draw = rng.random_range(0..=total);
+            let mut running = 0;
+            let index = group
+                .iter()
+                .position(|record| {
+                    running += u32::from(record.weight);
+                    running >= draw
+                })
+                .unwrap_or(0);
+            let chosen = group.remove(index);
+            ordered.push((chosen.target, chosen.port));
+        }
+    }
+    ordered
+}
 
 /// How long a new connection (TCP and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,26 +211,44 @@ impl Outbound {
         self.resolver.as_ref()
     }
 
-    /// Where a target without a port is served (RFC 3263 §4.2): the SRV record of lowest
-    /// priority and highest weight, or `None` (then the default port applies).
+    /// Where a target without a port is served (RFC 3263 §4.2): the first SRV target in
+    /// RFC 2782's order ([`Outbound::srv_targets`]), or `None` (then the default port applies).
     pub async fn srv(&self, host: &str, transport: Transport) -> Option<(String, u16)> {
+        self.srv_targets(host, transport).await.into_iter().next()
+    }
+
+    /// Every SRV target of `host` for `transport`, in the order to try them (RFC 2782): lowest
+    /// priority first, and within one priority a random order weighted by the records' weights,
+    /// so that load spreads over the servers as their weights ask. Empty without a record.
+    pub async fn srv_targets(&self, host: &str, transport: Transport) -> Vec<(String, u16)> {
         let service = match transport {
             Transport::Tls => "_sips._tcp",
             Transport::Tcp => "_sip._tcp",
             Transport::Udp => "_sip._udp",
         };
         let name = format!("{service}.{}.", host.trim_end_matches('.'));
-        let lookup = match self.resolver()?.srv_lookup(name.as_str()).await {
+        let Some(resolver) = self.resolver() else { return Vec::new() };
+        let lookup = match resolver.srv_lookup(name.as_str()).await {
             Ok(lookup) => lookup,
             Err(error) => {
                 debug!(%name, %error, "no SRV record; using the default port");
-                return None;
+                return Vec::new();
             }
         };
-        let best = lookup.iter().min_by_key(|srv| (srv.priority(), std::cmp::Reverse(srv.weight())))?;
-        let target = best.target().to_utf8();
-        info!(%name, target = %target, port = best.port(), "SRV record found");
-        Some((target.trim_end_matches('.').to_owned(), best.port()))
+        let records = lookup
+            .iter()
+            .map(|srv| SrvTarget {
+                priority: srv.priority(),
+                weight: srv.weight(),
+                target: srv.target().to_utf8().trim_end_matches('.').to_owned(),
+                port: srv.port(),
+            })
+            // A target of "." says the service is not offered there (RFC 2782).
+            .filter(|srv| !srv.target.is_empty())
+            .collect();
+        let ordered = srv_order(records, &mut rand::rng());
+        debug!(%name, targets = ?ordered, "SRV records found");
+        ordered
     }
 
     /// The core's SIP address, if configured.
@@ -201,7 +261,7 @@ impl Outbound {
         self.ports
     }
 
-    fn connections(&self) -> MutexGuard<'_, HashMap<(String, u16, Transport), ConnectionSlot>> {
+    fn connections(&self) -> MutexGuard<'_, HashMap<ConnectionKey, ConnectionSlot>> {
         self.connections.lock()
     }
 
@@ -223,25 +283,57 @@ impl Outbound {
         };
         let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
         let host = sip.host.clone();
-        // Without a port, DNS SRV names the server; the certificate must still name `host`.
+        // Without a port, DNS SRV names the servers; the certificate must still name `host`.
         let is_name = host.parse::<std::net::IpAddr>().is_err();
-        let (address, port) = match sip.port {
-            Some(port) => (host.clone(), port),
-            None if is_name => self.srv(&host, transport).await.unwrap_or((host.clone(), default_port)),
-            None => (host.clone(), default_port),
+        let mut candidates = match sip.port {
+            Some(_) => Vec::new(),
+            None if is_name => self.srv_targets(&host, transport).await,
+            None => Vec::new(),
         };
+        if candidates.is_empty() {
+            candidates.push((host.clone(), sip.port.unwrap_or(default_port)));
+        }
         if transport == Transport::Udp {
             let (socket, local) = self.udp.clone().ok_or_else(|| bad("no UDP socket"))?;
-            return Ok(Link::datagram(socket, local, resolve(target, &address, port).await?));
+            let (address, port) = &candidates[0];
+            return Ok(Link::datagram(socket, local, resolve(target, address, *port).await?));
         }
+        // SRV targets in turn: one that cannot be reached gives way to the next (RFC 3263 §4.3).
+        let count = candidates.len();
+        let mut failed = None;
+        for (index, (address, port)) in candidates.into_iter().enumerate() {
+            match self.stream_link(target, &host, &address, port, transport).await {
+                Ok(link) => return Ok(link),
+                Err(error) if index + 1 < count => {
+                    warn!(%target, server = %address, port, %error, "SRV target unreachable; trying the next");
+                    failed = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(failed.unwrap_or_else(|| bad("no server to try")))
+    }
+
+    /// A TCP or TLS link to `address`:`port` for `target` (whose host, `host`, the certificate
+    /// must name). An open connection there is reused, and callers asking at once share one
+    /// connection attempt.
+    async fn stream_link(
+        &self,
+        target: &Uri,
+        host: &str,
+        address: &str,
+        port: u16,
+        transport: Transport,
+    ) -> Result<Link, ConnectError> {
+        let host = host.to_owned();
         // One slot per destination: the first caller connects, the others wait for its link.
-        let key = (host.clone(), sip.port.unwrap_or(0), transport);
+        let key = (host.clone(), address.to_owned(), port, transport);
         let slot = self.connections().entry(key).or_default().clone();
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
             return Ok(link.clone());
         }
-        let addr = resolve(target, &address, port).await?;
+        let addr = resolve(target, address, port).await?;
         let handler =
             self.context.handler.upgrade().ok_or_else(|| ConnectError::Stopped { target: target.to_string() })?;
         let context = StreamContext {
@@ -294,5 +386,52 @@ fn resolver(server: Option<SocketAddr>) -> Option<TokioResolver> {
                 None
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn record(priority: u16, weight: u16, target: &str) -> SrvTarget {
+        SrvTarget { priority, weight, target: target.to_owned(), port: 5061 }
+    }
+
+    #[test]
+    fn srv_targets_are_tried_by_priority_then_by_weight() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let records = vec![
+            record(20, 10, "backup"),
+            record(10, 1, "a"),
+            record(10, 1, "b"),
+            record(10, 2, "c"),
+            record(10, 0, "spare"),
+        ];
+        let mut first = HashMap::<String, u32>::new();
+        for _ in 0..4000 {
+            let ordered = srv_order(records.clone(), &mut rng);
+            let names: Vec<&str> = ordered.iter().map(|(name, _)| name.as_str()).collect();
+            // Every record once; the lower priority before the higher.
+            assert_eq!(names.len(), 5);
+            assert_eq!(names[4], "backup", "{names:?}");
+            *first.entry(names[0].to_owned()).or_default() += 1;
+        }
+        // The draw runs 0..=4: zero picks the zero-weight record (placed first), then weights
+        // 1, 1, 2: about 800, 800, 800 and 1600 of 4000.
+        let share = |name: &str| first.get(name).copied().unwrap_or(0);
+        for (name, expected) in [("spare", 800), ("a", 800), ("b", 800), ("c", 1600)] {
+            assert!(share(name).abs_diff(expected) < 150, "{name}: {first:?}");
+        }
+    }
+
+    #[test]
+    fn srv_with_every_weight_zero_still_lists_each_target() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let ordered = srv_order(vec![record(1, 0, "x"), record(1, 0, "y")], &mut rng);
+        let mut names: Vec<String> = ordered.into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        assert_eq!(names, ["x", "y"]);
     }
 }
