@@ -6,7 +6,9 @@ mod common;
 
 use common::postgres::Postgres;
 use ringer::types::{Msisdn, Prefix, RouteType};
-use store::{Backend, CallRecordRow, InstanceRow, LeaseRow, Replaced, Store, StoreError, SubscriberRow, VoicemailRow};
+use store::{
+    Backend, CallRecordRow, InstanceRow, LeaseRow, Leases, Replaced, Store, StoreError, SubscriberRow, VoicemailRow,
+};
 
 fn row(number: &str, route_type: RouteType, mt: Option<&str>) -> SubscriberRow {
     SubscriberRow {
@@ -93,6 +95,10 @@ fn instance(name: &str, at: i64) -> InstanceRow {
     InstanceRow { instance: name.into(), contact: format!("TLS {name}:5061"), started_at: 0, heartbeat_at: at }
 }
 
+fn held(leases: &Leases) -> usize {
+    leases.held.as_ref().map_or(0, Vec::len)
+}
+
 fn holders(leases: &[LeaseRow]) -> Vec<Option<&str>> {
     leases.iter().map(|lease| lease.holder.as_deref()).collect()
 }
@@ -110,20 +116,26 @@ async fn lease_cases(url: &str) {
     let t0 = 1_000_000_000;
 
     // Alone, A takes every lease.
-    let leases = a.rebalance_leases(&instance("a", t0), t0 - TIMEOUT).await.expect("a alone");
-    assert_eq!((leases.live_instances, leases.claimed, leases.held.len()), (1, 10, 10));
+    let leases = a.rebalance_leases(&instance("a", t0), t0 - TIMEOUT, None).await.expect("a alone");
+    assert_eq!((leases.live_instances, leases.claimed, held(&leases)), (1, 10, 10));
     // B joins: nothing is free yet; A gives back above its fair share of 5; B takes those.
-    let leases = b.rebalance_leases(&instance("b", t0 + 1_000), t0 + 1_000 - TIMEOUT).await.expect("b joins");
-    assert_eq!((leases.live_instances, leases.held.len()), (2, 0));
-    let leases = a.rebalance_leases(&instance("a", t0 + 2_000), t0 + 2_000 - TIMEOUT).await.expect("a gives");
-    assert_eq!((leases.released, leases.held.len()), (5, 5));
-    let leases = b.rebalance_leases(&instance("b", t0 + 3_000), t0 + 3_000 - TIMEOUT).await.expect("b takes");
-    assert_eq!((leases.claimed, leases.held.len()), (5, 5));
+    let leases = b.rebalance_leases(&instance("b", t0 + 1_000), t0 + 1_000 - TIMEOUT, None).await.expect("b joins");
+    assert_eq!((leases.live_instances, held(&leases)), (2, 0));
+    let leases = a.rebalance_leases(&instance("a", t0 + 2_000), t0 + 2_000 - TIMEOUT, None).await.expect("a gives");
+    assert_eq!((leases.released, held(&leases)), (5, 5));
+    let leases = b.rebalance_leases(&instance("b", t0 + 3_000), t0 + 3_000 - TIMEOUT, None).await.expect("b takes");
+    assert_eq!((leases.claimed, held(&leases)), (5, 5));
     let all = a.leases().await.expect("leases");
     assert_eq!(all.len(), 10);
     assert_eq!(holders(&all).iter().filter(|holder| **holder == Some("a")).count(), 5);
     assert_eq!(holders(&all).iter().filter(|holder| **holder == Some("b")).count(), 5);
     assert_eq!(a.others_alive("a", t0 + 3_000 - TIMEOUT).await.expect("others"), 1);
+
+    // Nothing changed since: the leases are not read again when the caller knows how many.
+    let leases = b.rebalance_leases(&instance("b", t0 + 3_100), t0 + 3_100 - TIMEOUT, Some(5)).await.expect("same");
+    assert_eq!((leases.held, leases.claimed, leases.released), (None, 0, 0));
+    let leases = b.rebalance_leases(&instance("b", t0 + 3_200), t0 + 3_200 - TIMEOUT, Some(4)).await.expect("other");
+    assert_eq!(held(&leases), 5, "a count that differs reads them again");
 
     // The holder notes until when the core keeps a registration; nobody else can.
     let of_a = all.iter().find(|lease| lease.holder.as_deref() == Some("a")).expect("one of a's").phone_number.clone();
@@ -136,9 +148,9 @@ async fn lease_cases(url: &str) {
     // A goes silent: once its heartbeat is older than the timeout, B frees and takes every
     // lease, the expiry A noted kept for B to refresh in time.
     let later = t0 + 2_000 + TIMEOUT + 1;
-    let leases = b.rebalance_leases(&instance("b", later), later - TIMEOUT).await.expect("b takes over");
-    assert_eq!((leases.freed, leases.live_instances, leases.held.len()), (5, 1, 10));
-    assert_eq!(noted(&leases.held), Some(t0 + 3_600_000));
+    let leases = b.rebalance_leases(&instance("b", later), later - TIMEOUT, None).await.expect("b takes over");
+    assert_eq!((leases.freed, leases.live_instances, held(&leases)), (5, 1, 10));
+    assert_eq!(noted(leases.held.as_deref().unwrap_or_default()), Some(t0 + 3_600_000));
     assert_eq!(b.instances().await.expect("instances").len(), 1, "the dead instance is gone");
 
     // A stop hands every lease back and leaves.
@@ -148,8 +160,8 @@ async fn lease_cases(url: &str) {
 
     // A removed subscriber's lease goes at the next heartbeat.
     b.replace_subscribers(&subscribers[..9]).await.expect("one removed");
-    let leases = b.rebalance_leases(&instance("b", later + 1), later + 1 - TIMEOUT).await.expect("after removal");
-    assert_eq!(leases.held.len(), 9);
+    let leases = b.rebalance_leases(&instance("b", later + 1), later + 1 - TIMEOUT, None).await.expect("after removal");
+    assert_eq!(held(&leases), 9);
     assert_eq!(b.leases().await.expect("leases").len(), 9);
     b.leave("b").await.expect("leave");
 
@@ -160,7 +172,10 @@ async fn lease_cases(url: &str) {
         let rounds = stores.iter().enumerate().map(|(index, store)| {
             let store = store.clone();
             tokio::spawn(async move {
-                store.rebalance_leases(&instance(&format!("i{index}"), at), at - TIMEOUT).await.expect("rebalance")
+                store
+                    .rebalance_leases(&instance(&format!("i{index}"), at), at - TIMEOUT, None)
+                    .await
+                    .expect("rebalance")
             })
         });
         for round in rounds.collect::<Vec<_>>() {

@@ -84,7 +84,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         let instance =
             Instance::new(database.clone(), &config.store, instance_name(&config.store), listening.join(", "));
         println!("instance {} (registration leases in the database)", instance.name());
-        LeaseSync::new(instance)
+        LeaseSync::new(instance, &config, &registrar.status())
     });
     let mut heartbeat = tokio::time::interval(config.store.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,7 +116,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
                 (super::signals::SignalEvent::Stop, _, _) => break,
                 (super::signals::SignalEvent::Reload, Some(path), Some(database)) => {
                     if let Some((revision, reloaded)) = reload(path, database).await {
-                        apply(&mut config, reloaded, &mut registrar, &tas.router).await;
+                        apply(&mut config, reloaded, &mut registrar, &tas.router, &mut leases).await;
                         applied = applied.max(revision);
                     }
                 }
@@ -128,13 +128,13 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
                 if revision > applied {
                     info!(subscribers = subscribers.len(), revision, "subscribers changed in the database");
                     let updated = ServeConfig { subscribers, ..config.clone() };
-                    apply(&mut config, updated, &mut registrar, &tas.router).await;
+                    apply(&mut config, updated, &mut registrar, &tas.router, &mut leases).await;
                     applied = revision;
                 }
             }
             _ = heartbeat.tick(), if leases.is_some() => {
                 if let Some(leases) = &mut leases {
-                    leases.tick(&mut registrar, &config).await;
+                    leases.tick(&mut registrar).await;
                 }
             }
         }
@@ -276,8 +276,12 @@ async fn apply(
     updated: ServeConfig,
     registrar: &mut Registrar,
     router: &ringer::call::CallRouter,
+    leases: &mut Option<LeaseSync>,
 ) {
     router.reload(&updated);
+    if let Some(leases) = leases {
+        leases.set_subscribers(&updated);
+    }
     let held: std::collections::HashSet<_> = registrar.numbers().into_iter().collect();
     let wanted = updated
         .registrations()

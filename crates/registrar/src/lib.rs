@@ -316,6 +316,9 @@ impl Worker {
     async fn run(self, held_for: Option<Duration>, wake: Arc<Notify>, stop: CancellationToken) {
         let mut failures: u32 = 0;
         let mut expires: Option<Instant> = held_for.map(|held_for| Instant::now() + held_for);
+        // Registrations made together (at start, an import) would otherwise be refreshed
+        // together, every time to live: the first refresh is spread over the window instead.
+        let mut first = held_for.is_none();
         if let Some(held_for) = held_for {
             let delay = refresh_delay(held_for, &self.config);
             self.board.update(&self.msisdn, |status| status.next_attempt = Some(status::rfc3339_in(delay)));
@@ -327,14 +330,20 @@ impl Worker {
         }
         loop {
             let attempt = tokio::select! {
-                attempt = self.attempt() => attempt,
+                // Boxed: the gRPC call's future is large, and only lives while it runs; the
+                // task of each of many subscribers otherwise carries its space while it sleeps.
+                attempt = Box::pin(self.attempt()) => attempt,
                 () = stop.cancelled() => return,
             };
             let delay = match &attempt {
                 Attempt::Registered(ttl) => {
                     failures = 0;
                     expires = Some(Instant::now() + *ttl);
-                    refresh_delay(*ttl, &self.config)
+                    if std::mem::take(&mut first) {
+                        first_refresh_delay(*ttl, &self.config)
+                    } else {
+                        refresh_delay(*ttl, &self.config)
+                    }
                 }
                 Attempt::Refused(_) => {
                     failures = failures.saturating_add(1);
@@ -415,6 +424,9 @@ impl Worker {
                 status.upserts += 1;
             }
         });
+        if let (Attempt::Registered(ttl), true) = (attempt, live) {
+            self.board.note_registered(&self.msisdn, SystemTime::now() + *ttl);
+        }
     }
 }
 
@@ -422,6 +434,14 @@ impl Worker {
 fn refresh_delay(ttl: Duration, config: &RegistrarConfig) -> Duration {
     let spread = rand::rng().random_range(-config.refresh_jitter..=config.refresh_jitter);
     ttl.mul_f64((config.refresh_at + spread).clamp(0.05, 0.95))
+}
+
+/// The first refresh after a registration: anywhere from a tenth of `ttl` to the end of the
+/// refresh window, evenly, so that registrations made at once are refreshed spread over the
+/// time to live and stay spread.
+fn first_refresh_delay(ttl: Duration, config: &RegistrarConfig) -> Duration {
+    let latest = (config.refresh_at + config.refresh_jitter).clamp(0.1, 0.95);
+    ttl.mul_f64(rand::rng().random_range(0.1..=latest))
 }
 
 /// Exponential backoff with jitter, kept short enough near expiry that several attempts still
@@ -447,6 +467,23 @@ mod tests {
         for _ in 0..1000 {
             let delay = refresh_delay(Duration::from_secs(3600), &config);
             assert!(delay >= Duration::from_secs(2160) && delay <= Duration::from_secs(2880), "{delay:?}");
+        }
+    }
+
+    #[test]
+    fn first_refreshes_spread_over_the_window() {
+        let config = RegistrarConfig::default();
+        let ttl = Duration::from_secs(3600);
+        let delays: Vec<Duration> = (0..2000).map(|_| first_refresh_delay(ttl, &config)).collect();
+        let latest = ttl.mul_f64(config.refresh_at + config.refresh_jitter);
+        assert!(delays.iter().all(|delay| *delay >= ttl / 10 && *delay <= latest));
+        // Evenly: each tenth of the window holds about a tenth of them.
+        let window = latest - ttl / 10;
+        for tenth in 0..10 {
+            let from = ttl / 10 + window.mul_f64(f64::from(tenth) / 10.0);
+            let to = from + window / 10;
+            let count = delays.iter().filter(|delay| **delay >= from && **delay < to).count();
+            assert!((130..270).contains(&count), "tenth {tenth}: {count} of 2000");
         }
     }
 

@@ -86,9 +86,29 @@ impl SubscriberStatus {
 #[derive(Debug, Default)]
 pub struct StatusBoard {
     entries: RwLock<BTreeMap<Msisdn, SubscriberStatus>>,
+    /// Registrations made since the last [`StatusBoard::take_registered`], with their
+    /// expiry, once [`StatusBoard::track_registered`] asked for them.
+    registered: parking_lot::Mutex<Option<Vec<(Msisdn, SystemTime)>>>,
 }
 
 impl StatusBoard {
+    /// From now on, keeps each registration made, with its expiry, for
+    /// [`StatusBoard::take_registered`] (which must then be called regularly).
+    pub fn track_registered(&self) {
+        self.registered.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// The registrations made since the last call, with their expiry.
+    pub fn take_registered(&self) -> Vec<(Msisdn, SystemTime)> {
+        self.registered.lock().as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    pub(crate) fn note_registered(&self, msisdn: &Msisdn, expires: SystemTime) {
+        if let Some(registered) = self.registered.lock().as_mut() {
+            registered.push((msisdn.clone(), expires));
+        }
+    }
+
     /// The status of one subscriber.
     pub fn get(&self, msisdn: &Msisdn) -> Option<SubscriberStatus> {
         self.read().get(msisdn).cloned()

@@ -44,8 +44,9 @@ pub struct LeaseRow {
 pub struct Leases {
     /// Live instances, this one included.
     pub live_instances: u64,
-    /// The leases this instance holds now, by number.
-    pub held: Vec<LeaseRow>,
+    /// The leases this instance holds now, by number; `None` when they are the ones it held
+    /// before (as many as the caller said, none taken or given back).
+    pub held: Option<Vec<LeaseRow>>,
     /// Leases taken by this call.
     pub claimed: u64,
     /// Leases given back by this call (above the fair share).
@@ -58,8 +59,14 @@ impl Store {
     /// Records `me`'s heartbeat (its `heartbeat_at`), frees the leases of instances silent
     /// since before `dead_before`, and takes or gives back leases towards this instance's
     /// fair share. Subscribers without a lease get one (free); leases of removed subscribers
-    /// go.
-    pub async fn rebalance_leases(&self, me: &InstanceRow, dead_before: i64) -> Result<Leases, StoreError> {
+    /// go. `held_before`: how many leases the caller knows it holds, so that an unchanged set
+    /// is not read again (`None` reads it).
+    pub async fn rebalance_leases(
+        &self,
+        me: &InstanceRow,
+        dead_before: i64,
+        held_before: Option<u64>,
+    ) -> Result<Leases, StoreError> {
         let pool = &self.pool;
         sqlx::query(
             "INSERT INTO instances (instance, contact, started_at, heartbeat_at) VALUES ($1, $2, $3, $4) \
@@ -133,6 +140,9 @@ impl Store {
             .await?
             .rows_affected();
         }
+        if claimed == 0 && released == 0 && held_before == Some(held.max(0) as u64) {
+            return Ok(Leases { live_instances, held: None, claimed, released, freed });
+        }
         let rows = sqlx::query(
             "SELECT phone_number, instance, registered_until FROM registration_leases WHERE instance = $1 \
              ORDER BY phone_number",
@@ -141,7 +151,7 @@ impl Store {
         .fetch_all(pool)
         .await?;
         let held = rows.iter().map(lease_of).collect::<Result<_, _>>()?;
-        Ok(Leases { live_instances, held, claimed, released, freed })
+        Ok(Leases { live_instances, held: Some(held), claimed, released, freed })
     }
 
     /// Notes until when the core holds each registration that `instance` refreshed, for the

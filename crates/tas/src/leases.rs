@@ -31,10 +31,12 @@ impl Instance {
         &self.me.instance
     }
 
-    /// One heartbeat: shows this instance alive and moves leases towards its fair share.
-    pub async fn rebalance(&mut self) -> Result<Leases, StoreError> {
+    /// One heartbeat: shows this instance alive and moves leases towards its fair share;
+    /// the leases held are read only when they differ from the `held_before` this instance
+    /// knows of.
+    pub async fn rebalance(&mut self, held_before: Option<u64>) -> Result<Leases, StoreError> {
         self.me.heartbeat_at = millis(SystemTime::now());
-        self.store.rebalance_leases(&self.me, self.dead_before()).await
+        self.store.rebalance_leases(&self.me, self.dead_before(), held_before).await
     }
 
     /// Notes until when the core holds the registrations this instance refreshed.

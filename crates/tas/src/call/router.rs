@@ -80,19 +80,28 @@ const RECORDS_KEPT: usize = 1000;
 
 struct Routes {
     table: RoutingTable,
-    behaviours: HashMap<(Msisdn, Direction), Behaviour>,
-    route_types: HashMap<Msisdn, RouteType>,
+    /// Each subscriber's behaviour per direction; equal behaviours share one allocation (most
+    /// subscribers have the few their route types default to).
+    behaviours: HashMap<(Msisdn, Direction), Arc<Behaviour>>,
     calls: CallsConfig,
 }
 
 impl Routes {
     fn from_config(config: &ServeConfig) -> Self {
         let mut behaviours = HashMap::new();
-        let mut route_types = HashMap::new();
+        let mut shared: Vec<Arc<Behaviour>> = Vec::new();
         for subscriber in &config.subscribers {
-            route_types.insert(subscriber.phone_number.clone(), subscriber.route_type);
             for direction in [Direction::Originating, Direction::Terminating] {
                 if let Some(behaviour) = subscriber.behaviour(direction) {
+                    let behaviour = match shared.iter().find(|known| ***known == behaviour) {
+                        Some(known) => known.clone(),
+                        None if shared.len() < SHARED_BEHAVIOURS => {
+                            let behaviour = Arc::new(behaviour);
+                            shared.push(behaviour.clone());
+                            behaviour
+                        }
+                        None => Arc::new(behaviour),
+                    };
                     behaviours.insert((subscriber.phone_number.clone(), direction), behaviour);
                 }
             }
@@ -109,9 +118,12 @@ impl Routes {
                 })
                 .collect(),
         );
-        Self { table, behaviours, route_types, calls: config.calls.clone() }
+        Self { table, behaviours, calls: config.calls.clone() }
     }
 }
+
+/// How many distinct behaviours are looked for among those seen (beyond, each is its own).
+const SHARED_BEHAVIOURS: usize = 64;
 
 /// Routes the core's INVITEs to the subscribers' behaviours.
 pub struct CallRouter {
@@ -294,11 +306,11 @@ impl SessionHandler for RouterHandler {
         record.subscriber = Some((classified.subscriber.clone(), classified.direction));
         record.prefix = classified.prefix.clone();
         record.callee = Some(classified.callee.clone());
-        record.route_type = routes.route_types.get(&classified.subscriber).copied();
+        record.route_type = routes.table.route_type(&classified.subscriber);
         let Some(behaviour) = routes.behaviours.get(&(classified.subscriber.clone(), classified.direction)).cloned()
         else {
             let action = routes.calls.unexpected.clone();
-            let route_type = routes.route_types.get(&classified.subscriber).map(|r| r.name()).unwrap_or("unknown");
+            let route_type = routes.table.route_type(&classified.subscriber).map(|r| r.name()).unwrap_or("unknown");
             warn!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, route_type, %action,
                 "the subscriber's route type does not bring such calls");
             router.refuse(invite, &action, record);

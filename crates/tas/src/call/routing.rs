@@ -3,6 +3,8 @@
 //! else the MT prefix when the answerer is. Pure functions, table-tested.
 
 pub use domain::types::Direction;
+use std::collections::{HashMap, HashSet};
+
 use domain::types::{Msisdn, Prefix, RouteType};
 use sip::message::grammar::split_list;
 use sip::message::header::NameAddr;
@@ -45,6 +47,14 @@ pub enum RoutingError {
     UnknownNumber(String),
 }
 
+/// A stable order of the directions, for sorting prefixes.
+fn order(direction: Direction) -> u8 {
+    match direction {
+        Direction::Originating => 0,
+        Direction::Terminating => 1,
+    }
+}
+
 /// The `+digits` number of a `sip:`/`sips:` user part or a `tel:` URI, visual separators removed.
 pub fn number_of(uri: &Uri) -> Option<String> {
     let raw = match uri {
@@ -70,17 +80,45 @@ pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
 /// The subscribers of this TAS and their prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingTable {
-    subscribers: Vec<RoutedSubscriber>,
+    /// The subscribers by number: a call looks up two numbers at most, whatever their count.
+    subscribers: HashMap<Msisdn, RoutedSubscriber>,
+    /// Every prefix in use with its direction, longest first (where prefixes overlap, the
+    /// longest wins); a few, shared by many subscribers.
+    prefixes: Vec<(Prefix, Direction)>,
 }
 
 impl RoutingTable {
     /// A table of `subscribers`.
     pub fn new(subscribers: Vec<RoutedSubscriber>) -> Self {
-        Self { subscribers }
+        let mut prefixes: Vec<(Prefix, Direction)> = subscribers
+            .iter()
+            .flat_map(|s| {
+                let mo = s.mo_prefix.iter().map(|p| (p.clone(), Direction::Originating));
+                let mt = s.mt_prefix.iter().map(|p| (p.clone(), Direction::Terminating));
+                mo.chain(mt)
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        prefixes.sort_by(|(a, a_direction), (b, b_direction)| {
+            b.as_str()
+                .len()
+                .cmp(&a.as_str().len())
+                .then(a.as_str().cmp(b.as_str()))
+                .then(order(*a_direction).cmp(&order(*b_direction)))
+        });
+        let subscribers = subscribers.into_iter().map(|s| (s.msisdn.clone(), s)).collect();
+        Self { subscribers, prefixes }
     }
 
-    fn find(&self, msisdn: &Msisdn) -> Option<&RoutedSubscriber> {
-        self.subscribers.iter().find(|s| &s.msisdn == msisdn)
+    /// The route type of subscriber `msisdn`.
+    pub fn route_type(&self, msisdn: &Msisdn) -> Option<RouteType> {
+        self.find(msisdn).map(|s| s.route_type)
+    }
+
+    /// The subscriber with number `msisdn`.
+    pub fn find(&self, msisdn: &Msisdn) -> Option<&RoutedSubscriber> {
+        self.subscribers.get(msisdn)
     }
 
     /// Classifies a call from its Request-URI and the caller's number (From or
@@ -88,20 +126,12 @@ impl RoutingTable {
     pub fn classify(&self, request_uri: &Uri, caller: Option<&Msisdn>) -> Result<Classified, RoutingError> {
         let number = number_of(request_uri).ok_or_else(|| RoutingError::NoNumber(request_uri.to_string()))?;
         let digits = &number[1..];
-        // Every prefix in use, longest first: where prefixes overlap, the longest wins.
-        let mut candidates: Vec<(&Prefix, Direction)> = self
-            .subscribers
+        let candidates = self
+            .prefixes
             .iter()
-            .flat_map(|s| {
-                let mo = s.mo_prefix.iter().map(|p| (p, Direction::Originating));
-                let mt = s.mt_prefix.iter().map(|p| (p, Direction::Terminating));
-                mo.chain(mt)
-            })
-            .filter(|(prefix, _)| digits.starts_with(prefix.as_str()) && digits.len() > prefix.as_str().len())
-            .collect();
-        candidates.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.as_str().len()));
-        candidates.dedup();
+            .filter(|(prefix, _)| digits.starts_with(prefix.as_str()) && digits.len() > prefix.as_str().len());
         for (prefix, direction) in candidates {
+            let direction = *direction;
             let Ok(callee) = Msisdn::parse(&format!("+{}", &digits[prefix.as_str().len()..])) else { continue };
             let subscriber = match direction {
                 Direction::Originating => {
