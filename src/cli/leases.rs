@@ -6,6 +6,7 @@
 //! heartbeat costs the same with a million subscribers as with ten.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
@@ -17,8 +18,8 @@ use ringer::types::{Msisdn, Registration};
 /// The leases of one running instance.
 pub(super) struct LeaseSync {
     instance: Instance,
-    /// Every subscriber's registration, by number.
-    known: HashMap<Msisdn, Registration>,
+    /// Every subscriber's registration, by number (shared with the registrar once adopted).
+    known: HashMap<Msisdn, Arc<Registration>>,
     /// How many leases the database said this instance holds, once read since the last change
     /// of the subscribers; `None`: read them at the next heartbeat.
     held: Option<u64>,
@@ -43,7 +44,7 @@ impl LeaseSync {
         self.known = config
             .registrations()
             .into_iter()
-            .filter_map(|registration| Some((registration.phone_number.clone()?, registration)))
+            .filter_map(|registration| Some((registration.phone_number.clone()?, Arc::new(registration))))
             .collect();
         self.held = None;
     }

@@ -1,6 +1,11 @@
 //! The registration client: keeps each subscriber's registration alive at the core, refreshing it
 //! before its time to live ends, backing off while the core is unreachable, and deleting every
 //! registration it made at shutdown.
+//!
+//! One driver task serves every subscriber: a queue ordered by when each is due, one timer
+//! for the earliest, and an upsert task only while a call to the core is under way (at most
+//! `max_in_flight` at once), so that a million subscribers cost a queue entry each, not a
+//! task each.
 
 // Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -10,13 +15,15 @@ pub mod client;
 pub mod config;
 pub mod status;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -40,20 +47,48 @@ enum Attempt {
     Failed(String),
 }
 
-struct SubscriberTask {
-    registration: Registration,
-    wake: Arc<Notify>,
-    stop: CancellationToken,
-    join: JoinHandle<()>,
+/// One subscriber's refresh state.
+struct Entry {
+    registration: Arc<Registration>,
+    /// Counted up when the registration is replaced: answers to earlier attempts are ignored.
+    generation: u64,
+    /// When the next attempt is due; queue items for another time are stale.
+    due: Instant,
+    /// An upsert is under way.
+    in_flight: bool,
+    failures: u32,
+    expires: Option<Instant>,
+    /// No refresh yet since it was (re)registered here: the first is spread over the window.
+    first: bool,
 }
 
-/// Keeps a set of registrations alive; one task per subscriber.
+/// What the driver and the registrar's methods share.
+struct State {
+    entries: HashMap<Msisdn, Entry>,
+    /// (due, generation, number), earliest first; stale items are skipped when popped.
+    queue: BinaryHeap<Reverse<(Instant, u64, Msisdn)>>,
+    generations: u64,
+}
+
+impl State {
+    fn schedule(&mut self, msisdn: &Msisdn, due: Instant) {
+        if let Some(entry) = self.entries.get_mut(msisdn) {
+            entry.due = due;
+            self.queue.push(Reverse((due, entry.generation, msisdn.clone())));
+        }
+    }
+}
+
+/// Keeps a set of registrations alive.
 pub struct Registrar {
     client: RegistrationClient,
     config: RegistrarConfig,
-    in_flight: Arc<Semaphore>,
     board: Arc<StatusBoard>,
-    tasks: HashMap<Msisdn, SubscriberTask>,
+    state: Arc<Mutex<State>>,
+    /// Wakes the driver when something became due earlier than it sleeps for.
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    driver: JoinHandle<()>,
 }
 
 /// What shutdown did.
@@ -68,15 +103,24 @@ pub struct ShutdownReport {
 impl Registrar {
     /// Starts keeping `registrations` alive. Each must carry its phone number.
     pub fn start(client: RegistrationClient, config: RegistrarConfig, registrations: Vec<Registration>) -> Self {
-        let mut registrar = Self {
-            client,
-            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-            config,
-            board: Arc::new(StatusBoard::default()),
-            tasks: HashMap::new(),
-        };
+        let board = Arc::new(StatusBoard::default());
+        let state = Arc::new(Mutex::new(State { entries: HashMap::new(), queue: BinaryHeap::new(), generations: 0 }));
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn(
+            Driver {
+                client: client.clone(),
+                config: config.clone(),
+                in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+                board: board.clone(),
+                state: state.clone(),
+                wake: wake.clone(),
+            }
+            .run(stop.clone()),
+        );
+        let mut registrar = Self { client, config, board, state, wake, stop, driver };
         for registration in registrations {
-            registrar.spawn(registration);
+            registrar.spawn_after(Arc::new(registration), None);
         }
         registrar
     }
@@ -94,62 +138,67 @@ impl Registrar {
             .filter_map(|registration| Some((registration.phone_number.clone()?, registration)))
             .collect();
         let mut retired = Vec::new();
-        for msisdn in self.tasks.keys().cloned().collect::<Vec<_>>() {
-            let Some(task) = self.tasks.get(&msisdn) else { continue };
-            match wanted.remove(&msisdn) {
-                Some(registration) if task.registration == registration => {
-                    let failing = self.board.get(&msisdn).is_some_and(|status| {
-                        matches!(
-                            status.state,
-                            RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying
-                        )
-                    });
-                    if failing {
-                        task.wake.notify_one();
+        let mut replaced = Vec::new();
+        {
+            let mut state = self.state.lock();
+            let numbers: Vec<Msisdn> = state.entries.keys().cloned().collect();
+            let now = Instant::now();
+            for msisdn in numbers {
+                let Some(entry) = state.entries.get(&msisdn) else { continue };
+                match wanted.remove(&msisdn) {
+                    Some(registration) if *entry.registration == registration => {
+                        let failing = self.board.get(&msisdn).is_some_and(|status| {
+                            matches!(
+                                status.state,
+                                RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying
+                            )
+                        });
+                        if failing && !entry.in_flight {
+                            info!(%msisdn, "retrying at once (config reload)");
+                            state.schedule(&msisdn, now);
+                        }
                     }
-                }
-                Some(registration) => {
-                    // Replaced: the new task's upsert replaces the old registration at the core.
-                    if let Some(task) = self.tasks.remove(&msisdn) {
-                        stop_task(task).await;
-                    }
-                    self.spawn(registration);
-                }
-                None => {
-                    if let Some(task) = self.tasks.remove(&msisdn) {
-                        retired.push(stop_task(task).await);
+                    // Replaced: the new registration's upsert replaces the old one at the core.
+                    Some(registration) => replaced.push(registration),
+                    None => {
+                        if let Some(entry) = state.entries.remove(&msisdn) {
+                            retired.push(Arc::unwrap_or_clone(entry.registration));
+                        }
                     }
                 }
             }
         }
-        for registration in wanted.into_values() {
-            self.spawn(registration);
+        for registration in replaced.into_iter().chain(wanted.into_values()) {
+            self.spawn_after(Arc::new(registration), None);
         }
+        self.wake.notify_one();
         let retired_numbers: Vec<Msisdn> = retired.iter().filter_map(|r| r.phone_number.clone()).collect();
         let report = self.delete_all(retired).await;
         for msisdn in &retired_numbers {
             self.board.remove(msisdn);
         }
-        info!(subscribers = self.tasks.len(), deleted = report.deleted, "subscriber list reloaded");
+        info!(subscribers = self.state.lock().entries.len(), deleted = report.deleted, "subscriber list reloaded");
         report
     }
 
     /// Takes over refreshing `registrations` that another instance kept: each with the time
     /// the core holds it until, when known, so that its first refresh comes in time rather
     /// than at once (without one, or when it has passed, it is registered at once).
-    pub fn adopt(&mut self, registrations: Vec<(Registration, Option<SystemTime>)>) {
+    /// Each registration is shared with the caller, not copied.
+    pub fn adopt(&mut self, registrations: Vec<(Arc<Registration>, Option<SystemTime>)>) {
         for (registration, until) in registrations {
             let remaining = until.and_then(|until| until.duration_since(SystemTime::now()).ok());
             self.spawn_after(registration, remaining);
         }
+        self.wake.notify_one();
     }
 
     /// Stops refreshing the registrations of `numbers` without deleting them: another
     /// instance refreshes them from now on.
     pub async fn release(&mut self, numbers: &[Msisdn]) {
+        let mut state = self.state.lock();
         for msisdn in numbers {
-            if let Some(task) = self.tasks.remove(msisdn) {
-                stop_task(task).await;
+            if state.entries.remove(msisdn).is_some() {
                 self.board.remove(msisdn);
             }
         }
@@ -157,91 +206,116 @@ impl Registrar {
 
     /// The numbers whose registrations this registrar refreshes.
     pub fn numbers(&self) -> Vec<Msisdn> {
-        self.tasks.keys().cloned().collect()
+        self.state.lock().entries.keys().cloned().collect()
     }
 
     /// Stops refreshing and leaves every registration at the core: the instances that stay
     /// take them over.
-    pub async fn hand_over(mut self) -> usize {
-        let count = self.tasks.len();
-        for (_, task) in self.tasks.drain() {
-            stop_task(task).await;
-        }
+    pub async fn hand_over(self) -> usize {
+        let registrations = self.stop_driver().await;
+        let count = registrations.len();
         info!(registrations = count, "registrations handed over, none deleted");
         count
     }
 
     /// Stops refreshing and deletes `registrations` at the core, whether this registrar
     /// refreshed them or not (the last instance to stop deletes every subscriber's).
-    pub async fn shutdown_deleting(mut self, registrations: Vec<Registration>) -> ShutdownReport {
-        for (_, task) in self.tasks.drain() {
-            stop_task(task).await;
-        }
+    pub async fn shutdown_deleting(self, registrations: Vec<Registration>) -> ShutdownReport {
+        let (board, deleter) = (self.board.clone(), self.deleter());
+        self.stop_driver().await;
         for registration in &registrations {
             if let Some(msisdn) = &registration.phone_number {
-                if self.board.get(msisdn).is_none() {
-                    self.board.insert(msisdn.clone(), SubscriberStatus::new(registration));
+                if board.get(msisdn).is_none() {
+                    board.insert(msisdn.clone(), SubscriberStatus::new(registration));
                 }
-                self.board.update(msisdn, |status| status.may_be_registered = true);
+                board.update(msisdn, |status| status.may_be_registered = true);
             }
         }
-        let report = self.delete_all(registrations).await;
+        let report = deleter.delete_all(registrations).await;
         info!(deleted = report.deleted, failed = report.failed, "registrations removed at shutdown");
         report
     }
 
     /// Stops refreshing and deletes every registration the core may hold.
-    pub async fn shutdown(mut self) -> ShutdownReport {
-        let mut registrations = Vec::with_capacity(self.tasks.len());
-        for (_, task) in self.tasks.drain() {
-            registrations.push(stop_task(task).await);
-        }
-        let report = self.delete_all(registrations).await;
+    pub async fn shutdown(self) -> ShutdownReport {
+        let deleter = self.deleter();
+        let registrations = self.stop_driver().await;
+        let report = deleter.delete_all(registrations).await;
         info!(deleted = report.deleted, failed = report.failed, "registrations removed at shutdown");
         report
     }
 
-    fn spawn(&mut self, registration: Registration) {
-        self.spawn_after(registration, None);
+    /// Stops the driver (no upsert is under way once this returns) and hands back every
+    /// registration it refreshed.
+    async fn stop_driver(self) -> Vec<Registration> {
+        self.stop.cancel();
+        if let Err(error) = self.driver.await {
+            error!(%error, "the registrar's driver ended abnormally");
+        }
+        let mut state = self.state.lock();
+        state.queue.clear();
+        state.entries.drain().map(|(_, entry)| Arc::unwrap_or_clone(entry.registration)).collect()
     }
 
     /// Starts refreshing `registration`; with `held_for`, the core holds it that long already
     /// and the first refresh waits as a refresh after an upsert would.
-    fn spawn_after(&mut self, registration: Registration, held_for: Option<Duration>) {
+    fn spawn_after(&mut self, registration: Arc<Registration>, held_for: Option<Duration>) {
         let Some(msisdn) = registration.phone_number.clone() else {
             error!(registration = ?registration, "registration without phone number skipped");
             return;
         };
-        if let Some(task) = self.tasks.remove(&msisdn) {
-            // Replaced without a delete: the new task's upsert replaces it at the core.
-            task.stop.cancel();
-        }
         let mut status = SubscriberStatus::new(&registration);
-        if let Some(held_for) = held_for {
-            status.state = RegistrationState::Registered;
-            status.last_result = "held over from another instance".into();
-            status.may_be_registered = true;
-            status.expires_at = Some(status::rfc3339_in(held_for));
-            status.expires = Some(SystemTime::now() + held_for);
-        }
-        self.board.insert(msisdn.clone(), status);
-        let wake = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let worker = Worker {
-            msisdn: msisdn.clone(),
-            registration: registration.clone(),
-            client: self.client.clone(),
-            config: self.config.clone(),
-            in_flight: self.in_flight.clone(),
-            board: self.board.clone(),
+        let now = Instant::now();
+        let due = match held_for {
+            Some(held_for) => {
+                status.state = RegistrationState::Registered;
+                status.last_result = "held over from another instance".into();
+                status.may_be_registered = true;
+                status.expires_at = Some(status::at_in(held_for));
+                let delay = refresh_delay(held_for, &self.config);
+                status.next_attempt = Some(status::at_in(delay));
+                now + delay
+            }
+            None => now,
         };
-        let join = tokio::spawn(worker.run(held_for, wake.clone(), stop.clone()));
-        self.tasks.insert(msisdn, SubscriberTask { registration, wake, stop, join });
+        self.board.insert(msisdn.clone(), status);
+        let mut state = self.state.lock();
+        state.generations += 1;
+        let entry = Entry {
+            registration,
+            generation: state.generations,
+            due,
+            in_flight: false,
+            failures: 0,
+            expires: held_for.map(|held_for| now + held_for),
+            first: held_for.is_none(),
+        };
+        state.entries.insert(msisdn.clone(), entry);
+        state.schedule(&msisdn, due);
+    }
+
+    fn deleter(&self) -> Deleter {
+        Deleter { client: self.client.clone(), config: self.config.clone(), board: self.board.clone() }
     }
 
     /// Deletes those of `registrations` that the core may hold, within the shutdown timeout.
     async fn delete_all(&self, registrations: Vec<Registration>) -> ShutdownReport {
-        let mut deletes = tokio::task::JoinSet::new();
+        self.deleter().delete_all(registrations).await
+    }
+}
+
+/// Deletes registrations at the core, at a stop or for subscribers removed.
+struct Deleter {
+    client: RegistrationClient,
+    config: RegistrarConfig,
+    board: Arc<StatusBoard>,
+}
+
+impl Deleter {
+    /// Deletes those of `registrations` that the core may hold, within the shutdown timeout.
+    async fn delete_all(&self, registrations: Vec<Registration>) -> ShutdownReport {
+        let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight));
+        let mut deletes = JoinSet::new();
         for registration in registrations {
             let Some(msisdn) = registration.phone_number.clone() else { continue };
             if !self.board.get(&msisdn).is_some_and(|status| status.may_be_registered) {
@@ -249,7 +323,7 @@ impl Registrar {
                 continue;
             }
             let client = self.client.clone();
-            let in_flight = self.in_flight.clone();
+            let in_flight = in_flight.clone();
             let board = self.board.clone();
             deletes.spawn(async move {
                 let _permit = in_flight.acquire_owned().await;
@@ -269,7 +343,6 @@ impl Registrar {
                     if deleted {
                         status.state = RegistrationState::Deleted;
                         status.expires_at = None;
-                        status.expires = None;
                     }
                     status.next_attempt = None;
                 });
@@ -295,138 +368,180 @@ impl Registrar {
     }
 }
 
-/// Stops a subscriber's refresh loop and hands back its registration.
-async fn stop_task(task: SubscriberTask) -> Registration {
-    task.stop.cancel();
-    let _ = task.join.await;
-    task.registration
-}
-
-/// The refresh loop of one subscriber.
-struct Worker {
-    msisdn: Msisdn,
-    registration: Registration,
+/// The one task that refreshes every registration.
+struct Driver {
     client: RegistrationClient,
     config: RegistrarConfig,
     in_flight: Arc<Semaphore>,
     board: Arc<StatusBoard>,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
 }
 
-impl Worker {
-    async fn run(self, held_for: Option<Duration>, wake: Arc<Notify>, stop: CancellationToken) {
-        let mut failures: u32 = 0;
-        let mut expires: Option<Instant> = held_for.map(|held_for| Instant::now() + held_for);
-        // Registrations made together (at start, an import) would otherwise be refreshed
-        // together, every time to live: the first refresh is spread over the window instead.
-        let mut first = held_for.is_none();
-        if let Some(held_for) = held_for {
-            let delay = refresh_delay(held_for, &self.config);
-            self.board.update(&self.msisdn, |status| status.next_attempt = Some(status::rfc3339_in(delay)));
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = wake.notified() => {}
-                () = stop.cancelled() => return,
-            }
-        }
+/// What an upsert task hands back: whose, for which generation, and what came of it.
+type Answered = (Msisdn, u64, Attempt);
+
+impl Driver {
+    async fn run(self, stop: CancellationToken) {
+        // Upserts under way; dropped (aborted) with the driver at a stop.
+        let mut attempts: JoinSet<Answered> = JoinSet::new();
         loop {
-            let attempt = tokio::select! {
-                // Boxed: the gRPC call's future is large, and only lives while it runs; the
-                // task of each of many subscribers otherwise carries its space while it sleeps.
-                attempt = Box::pin(self.attempt()) => attempt,
+            self.start_due(&mut attempts);
+            // At the in-flight limit the next due waits for an answer, not for its time.
+            let room = attempts.len() < self.config.max_in_flight;
+            let next = self.state.lock().queue.peek().map(|Reverse((due, _, _))| *due);
+            let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            tokio::select! {
                 () = stop.cancelled() => return,
-            };
-            let delay = match &attempt {
-                Attempt::Registered(ttl) => {
-                    failures = 0;
-                    expires = Some(Instant::now() + *ttl);
-                    if std::mem::take(&mut first) {
-                        first_refresh_delay(*ttl, &self.config)
-                    } else {
-                        refresh_delay(*ttl, &self.config)
+                () = self.wake.notified() => {}
+                () = sleep, if room => {}
+                Some(answered) = attempts.join_next(), if !attempts.is_empty() => {
+                    match answered {
+                        Ok((msisdn, generation, attempt)) => self.answered(&msisdn, generation, &attempt),
+                        Err(error) => error!(%error, "a registration attempt ended abnormally"),
                     }
                 }
-                Attempt::Refused(_) => {
-                    failures = failures.saturating_add(1);
-                    self.config.refused_retry
-                }
-                Attempt::Failed(_) => {
-                    failures = failures.saturating_add(1);
-                    let remaining = expires.map(|at| at.saturating_duration_since(Instant::now()));
-                    backoff_delay(failures, remaining, &self.config)
-                }
-            };
-            self.report(&attempt, failures, expires, delay);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = wake.notified() => info!(msisdn = %self.msisdn, "retrying at once (config reload)"),
-                () = stop.cancelled() => return,
             }
         }
     }
 
-    async fn attempt(&self) -> Attempt {
-        let Ok(_permit) = self.in_flight.acquire().await else {
-            return Attempt::Failed("registrar is shutting down".into());
-        };
-        // Set before sending: if this task is stopped mid-call, the core may still have accepted it.
-        self.board.update(&self.msisdn, |status| status.may_be_registered = true);
-        match self.client.upsert(&self.registration).await {
-            Ok(response) if response.status_code == StatusCode::Ok as i32 => {
-                let ttl = duration_from_wire(response.time_to_live.as_ref())
-                    .filter(|ttl| !ttl.is_zero())
-                    .unwrap_or(DEFAULT_TIME_TO_LIVE);
-                Attempt::Registered(ttl)
-            }
-            Ok(response) => {
-                let status = StatusCode::try_from(response.status_code)
-                    .map(|code| code.as_str_name().to_owned())
-                    .unwrap_or_else(|_| response.status_code.to_string());
-                Attempt::Refused(format!("{status}: {}", response.error_message))
-            }
-            Err(error) if error.is_transient() => Attempt::Failed(error.to_string()),
-            Err(error) => Attempt::Refused(error.to_string()),
-        }
-    }
-
-    fn report(&self, attempt: &Attempt, failures: u32, expires: Option<Instant>, delay: Duration) {
+    /// Starts an upsert for every subscriber due now, up to the in-flight limit (the rest
+    /// wait in the queue, not as tasks).
+    fn start_due(&self, attempts: &mut JoinSet<Answered>) {
         let now = Instant::now();
-        let live = expires.is_some_and(|at| at > now);
-        let (state, result) = match attempt {
+        let mut state = self.state.lock();
+        while attempts.len() < self.config.max_in_flight {
+            let Some(Reverse((due, generation, _))) = state.queue.peek() else { break };
+            if *due > now {
+                break;
+            }
+            let (due, generation) = (*due, *generation);
+            let Some(Reverse((_, _, msisdn))) = state.queue.pop() else { break };
+            let Some(entry) = state.entries.get_mut(&msisdn) else { continue };
+            if entry.generation != generation || entry.due != due || entry.in_flight {
+                continue;
+            }
+            entry.in_flight = true;
+            let registration = entry.registration.clone();
+            let (client, in_flight, board) = (self.client.clone(), self.in_flight.clone(), self.board.clone());
+            attempts.spawn(async move {
+                let attempt = attempt(&client, &in_flight, &board, &msisdn, &registration).await;
+                (msisdn, generation, attempt)
+            });
+        }
+    }
+
+    /// Takes an upsert's answer: the next attempt's time, and the status.
+    fn answered(&self, msisdn: &Msisdn, generation: u64, attempt: &Attempt) {
+        let mut state = self.state.lock();
+        let Some(entry) = state.entries.get_mut(msisdn) else { return };
+        if entry.generation != generation {
+            return;
+        }
+        entry.in_flight = false;
+        let delay = match attempt {
             Attempt::Registered(ttl) => {
-                info!(msisdn = %self.msisdn, route_type = %self.registration.route_type, ttl = ?ttl,
-                      next_refresh_in = ?delay, "registered");
-                (RegistrationState::Registered, "STATUS_CODE_OK".to_owned())
+                entry.failures = 0;
+                entry.expires = Some(Instant::now() + *ttl);
+                if std::mem::take(&mut entry.first) {
+                    first_refresh_delay(*ttl, &self.config)
+                } else {
+                    refresh_delay(*ttl, &self.config)
+                }
             }
-            Attempt::Refused(reason) => {
-                warn!(msisdn = %self.msisdn, %reason, retry_in = ?delay, "core refused the registration");
-                (RegistrationState::Refused, reason.clone())
+            Attempt::Refused(_) => {
+                entry.failures = entry.failures.saturating_add(1);
+                self.config.refused_retry
             }
-            Attempt::Failed(reason) if live => {
-                warn!(msisdn = %self.msisdn, %reason, attempt = failures, retry_in = ?delay,
-                      expires_in = ?expires.map(|at| at - now), "refresh failed; retrying before expiry");
-                (RegistrationState::Retrying, reason.clone())
-            }
-            Attempt::Failed(reason) => {
-                warn!(msisdn = %self.msisdn, %reason, attempt = failures, retry_in = ?delay, "registration failed");
-                let state = if expires.is_some() { RegistrationState::Lapsed } else { RegistrationState::Pending };
-                (state, reason.clone())
+            Attempt::Failed(_) => {
+                entry.failures = entry.failures.saturating_add(1);
+                let remaining = entry.expires.map(|at| at.saturating_duration_since(Instant::now()));
+                backoff_delay(entry.failures, remaining, &self.config)
             }
         };
-        self.board.update(&self.msisdn, |status| {
-            status.state = state;
-            status.last_result = result;
-            status.last_attempt = Some(status::rfc3339_in(Duration::ZERO));
-            status.next_attempt = Some(status::rfc3339_in(delay));
-            status.consecutive_failures = failures;
-            status.expires_at = expires.filter(|at| *at > now).map(|at| status::rfc3339_in(at - now));
-            status.expires = expires.filter(|at| *at > now).map(|at| SystemTime::now() + (at - now));
-            if matches!(attempt, Attempt::Registered(_)) {
-                status.upserts += 1;
-            }
-        });
-        if let (Attempt::Registered(ttl), true) = (attempt, live) {
-            self.board.note_registered(&self.msisdn, SystemTime::now() + *ttl);
+        let (failures, expires, route_type) = (entry.failures, entry.expires, entry.registration.route_type);
+        state.schedule(msisdn, Instant::now() + delay);
+        drop(state);
+        report(&self.board, msisdn, route_type, attempt, failures, expires, delay);
+    }
+}
+
+/// One upsert of `registration`, within the in-flight limit.
+async fn attempt(
+    client: &RegistrationClient,
+    in_flight: &Semaphore,
+    board: &StatusBoard,
+    msisdn: &Msisdn,
+    registration: &Registration,
+) -> Attempt {
+    let Ok(_permit) = in_flight.acquire().await else {
+        return Attempt::Failed("registrar is shutting down".into());
+    };
+    // Set before sending: if this attempt is stopped mid-call, the core may still have accepted it.
+    board.update(msisdn, |status| status.may_be_registered = true);
+    match client.upsert(registration).await {
+        Ok(response) if response.status_code == StatusCode::Ok as i32 => {
+            let ttl = duration_from_wire(response.time_to_live.as_ref())
+                .filter(|ttl| !ttl.is_zero())
+                .unwrap_or(DEFAULT_TIME_TO_LIVE);
+            Attempt::Registered(ttl)
         }
+        Ok(response) => {
+            let status = StatusCode::try_from(response.status_code)
+                .map(|code| code.as_str_name().to_owned())
+                .unwrap_or_else(|_| response.status_code.to_string());
+            Attempt::Refused(format!("{status}: {}", response.error_message))
+        }
+        Err(error) if error.is_transient() => Attempt::Failed(error.to_string()),
+        Err(error) => Attempt::Refused(error.to_string()),
+    }
+}
+
+/// Logs an attempt's outcome and shows it on the board.
+fn report(
+    board: &StatusBoard,
+    msisdn: &Msisdn,
+    route_type: domain::types::RouteType,
+    attempt: &Attempt,
+    failures: u32,
+    expires: Option<Instant>,
+    delay: Duration,
+) {
+    let now = Instant::now();
+    let live = expires.is_some_and(|at| at > now);
+    let (state, result) = match attempt {
+        Attempt::Registered(ttl) => {
+            info!(%msisdn, %route_type, ttl = ?ttl, next_refresh_in = ?delay, "registered");
+            (RegistrationState::Registered, status::ok_result())
+        }
+        Attempt::Refused(reason) => {
+            warn!(%msisdn, %reason, retry_in = ?delay, "core refused the registration");
+            (RegistrationState::Refused, Arc::from(reason.as_str()))
+        }
+        Attempt::Failed(reason) if live => {
+            warn!(%msisdn, %reason, attempt = failures, retry_in = ?delay,
+                  expires_in = ?expires.map(|at| at - now), "refresh failed; retrying before expiry");
+            (RegistrationState::Retrying, Arc::from(reason.as_str()))
+        }
+        Attempt::Failed(reason) => {
+            warn!(%msisdn, %reason, attempt = failures, retry_in = ?delay, "registration failed");
+            let state = if expires.is_some() { RegistrationState::Lapsed } else { RegistrationState::Pending };
+            (state, Arc::from(reason.as_str()))
+        }
+    };
+    board.update(msisdn, |status| {
+        status.state = state;
+        status.last_result = result;
+        status.last_attempt = Some(status::at_in(Duration::ZERO));
+        status.next_attempt = Some(status::at_in(delay));
+        status.consecutive_failures = failures;
+        status.expires_at = expires.filter(|at| *at > now).map(|at| status::at_in(at - now));
+        if matches!(attempt, Attempt::Registered(_)) {
+            status.upserts += 1;
+        }
+    });
+    if let (Attempt::Registered(ttl), true) = (attempt, live) {
+        board.note_registered(msisdn, SystemTime::now() + *ttl);
     }
 }
 

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use domain::types::{Msisdn, Registration};
+use domain::types::{Msisdn, Registration, RouteType};
 
 /// Where a subscriber's registration stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,25 +31,30 @@ pub enum RegistrationState {
     Deleted,
 }
 
-/// One subscriber's registration status.
+/// One subscriber's registration status. Kept small (a million subscribers hold one each):
+/// times as times and shared text, written as RFC 3339 and strings in JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriberStatus {
     /// The subscriber.
     pub phone_number: String,
     /// Its route type.
-    pub route_type: String,
+    #[serde(serialize_with = "as_text")]
+    pub route_type: RouteType,
     /// The `sip_uri` registered.
-    pub sip_uri: String,
+    pub sip_uri: Arc<str>,
     /// Where it stands.
     pub state: RegistrationState,
     /// What the last attempt brought.
-    pub last_result: String,
-    /// When the last attempt ended (RFC 3339).
-    pub last_attempt: Option<String>,
-    /// When the registration expires at the core, if it is registered (RFC 3339).
-    pub expires_at: Option<String>,
-    /// When the next attempt is due (RFC 3339).
-    pub next_attempt: Option<String>,
+    pub last_result: Arc<str>,
+    /// When the last attempt ended.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub last_attempt: Option<SystemTime>,
+    /// When the registration expires at the core, if it is registered.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub expires_at: Option<SystemTime>,
+    /// When the next attempt is due.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub next_attempt: Option<SystemTime>,
     /// Successful upserts so far.
     pub upserts: u64,
     /// Failed attempts since the last success.
@@ -58,27 +63,34 @@ pub struct SubscriberStatus {
     /// deleted at shutdown, even when the answer never came back).
     #[serde(skip)]
     pub may_be_registered: bool,
-    /// `expires_at` as a time, for the instance that takes the registration over.
-    #[serde(skip)]
-    pub expires: Option<SystemTime>,
 }
 
 impl SubscriberStatus {
     pub(crate) fn new(registration: &Registration) -> Self {
         Self {
             phone_number: registration.label(),
-            route_type: registration.route_type.to_string(),
-            sip_uri: registration.sip_uri.to_string(),
+            route_type: registration.route_type,
+            sip_uri: registration.sip_uri.as_str().into(),
             state: RegistrationState::Pending,
-            last_result: String::new(),
+            last_result: "".into(),
             last_attempt: None,
             expires_at: None,
             next_attempt: None,
             upserts: 0,
             consecutive_failures: 0,
             may_be_registered: false,
-            expires: None,
         }
+    }
+}
+
+fn as_text<S: serde::Serializer>(value: &RouteType, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+fn as_rfc3339<S: serde::Serializer>(value: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(at) => serializer.collect_str(&humantime::format_rfc3339_seconds(*at)),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -89,6 +101,8 @@ pub struct StatusBoard {
     /// Registrations made since the last [`StatusBoard::take_registered`], with their
     /// expiry, once [`StatusBoard::track_registered`] asked for them.
     registered: parking_lot::Mutex<Option<Vec<(Msisdn, SystemTime)>>>,
+    /// The sip_uri last seen, shared by the entries that registered it.
+    sip_uri: parking_lot::Mutex<Option<Arc<str>>>,
 }
 
 impl StatusBoard {
@@ -126,7 +140,15 @@ impl StatusBoard {
         }
     }
 
-    pub(crate) fn insert(&self, msisdn: Msisdn, status: SubscriberStatus) {
+    pub(crate) fn insert(&self, msisdn: Msisdn, mut status: SubscriberStatus) {
+        // Every subscriber of one TAS registers the same sip_uri: one copy for all.
+        {
+            let mut shared = self.sip_uri.lock();
+            match shared.as_ref() {
+                Some(uri) if **uri == *status.sip_uri => status.sip_uri = uri.clone(),
+                _ => *shared = Some(status.sip_uri.clone()),
+            }
+        }
         let mut entries = self.entries.write();
         entries.insert(msisdn, status);
     }
@@ -141,9 +163,15 @@ impl StatusBoard {
     }
 }
 
-/// Wall-clock text for a moment `delay` from now.
-pub(crate) fn rfc3339_in(delay: Duration) -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string()
+/// The wall-clock moment `delay` from now.
+pub(crate) fn at_in(delay: Duration) -> SystemTime {
+    SystemTime::now() + delay
+}
+
+/// The text of a successful upsert, shared by every entry that shows it.
+pub(crate) fn ok_result() -> Arc<str> {
+    static OK: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    OK.get_or_init(|| Arc::from("STATUS_CODE_OK")).clone()
 }
 
 /// Serves `GET /registrations` (JSON) from `listener` until the task is dropped.
