@@ -39,6 +39,11 @@ impl LeaseSync {
         &self.instance
     }
 
+    /// Every subscriber's registration.
+    pub(super) fn registrations(&self) -> Vec<Registration> {
+        self.known.values().map(|registration| Registration::clone(registration)).collect()
+    }
+
     /// Takes the subscribers of `config` (after a change); the next heartbeat reads the leases.
     pub(super) fn set_subscribers(&mut self, config: &ServeConfig) {
         self.known = config

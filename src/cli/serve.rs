@@ -89,6 +89,11 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     let mut heartbeat = tokio::time::interval(config.store.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(subscribers = config.subscribers.len(), sip_uri = %config.tas.sip_uri, core = %config.core.endpoint, "ringer serving");
+    if leases.is_some() {
+        // Served from the routes, the leases and the registrar from now on: the list itself
+        // is not kept (a million subscribers would hold it twice).
+        config.subscribers = Vec::new();
+    }
 
     if let Some(addr) = config.registrar.status_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -140,7 +145,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         }
     }
     let report = match &leases {
-        Some(leases) => stop_registrations(leases.instance(), registrar, &config).await,
+        Some(leases) => stop_registrations(leases, registrar, &config).await,
         None => {
             info!("shutting down: deleting registrations");
             let report = registrar.shutdown().await;
@@ -242,12 +247,13 @@ async fn reload(path: &Path, database: &Store) -> Option<(i64, ServeConfig)> {
 /// As the last one: deleted, or kept to lapse (`store.on_last_stop`). When the database
 /// cannot tell, nothing is deleted (registrations lapse at their time to live at worst;
 /// deleting them while others serve would cut every subscriber off).
-async fn stop_registrations(instance: &Instance, registrar: Registrar, config: &ServeConfig) -> String {
+async fn stop_registrations(leases: &LeaseSync, registrar: Registrar, config: &ServeConfig) -> String {
+    let instance = leases.instance();
     let others = instance.others_alive().await;
     let report = match (&others, config.store.on_last_stop) {
         (Ok(0), LastStop::Delete) => {
             info!("shutting down as the last instance: deleting every registration");
-            let report = registrar.shutdown_deleting(config.registrations()).await;
+            let report = registrar.shutdown_deleting(leases.registrations()).await;
             format!("{} registrations deleted, {} left to lapse", report.deleted, report.failed)
         }
         (Ok(others), _) => {
@@ -289,7 +295,7 @@ async fn apply(
         .filter(|registration| registration.phone_number.as_ref().is_some_and(|number| held.contains(number)))
         .collect();
     registrar.reload(wanted).await;
-    *config = updated;
+    *config = ServeConfig { subscribers: Vec::new(), ..updated };
 }
 
 /// Polls the database's revision every `interval`; sends the subscriber list, with the revision

@@ -292,6 +292,8 @@ impl Registrar {
         };
         state.entries.insert(msisdn.clone(), entry);
         state.schedule(&msisdn, due);
+        // The driver may be asleep until a later time (or, at start, not have looked yet).
+        self.wake.notify_one();
     }
 
     fn deleter(&self) -> Deleter {
