@@ -141,6 +141,19 @@ async fn lease_cases(url: &str) {
     let of_a = all.iter().find(|lease| lease.holder.as_deref() == Some("a")).expect("one of a's").phone_number.clone();
     a.note_registered("a", &[(of_a.clone(), t0 + 3_600_000)]).await.expect("note");
     b.note_registered("b", &[(of_a.clone(), 1)]).await.expect("note by another");
+    // Many at once, in one statement per 500: each of b's noted, a's left alone.
+    let of_b: Vec<(Msisdn, i64)> = all
+        .iter()
+        .filter(|lease| lease.holder.as_deref() == Some("b"))
+        .map(|lease| (lease.phone_number.clone(), t0 + 7_000))
+        .collect();
+    let many: Vec<(Msisdn, i64)> = of_b.iter().cloned().chain(std::iter::once((of_a.clone(), 2))).collect();
+    b.note_registered("b", &many).await.expect("note many");
+    let after = b.leases().await.expect("leases");
+    for (number, _) in &of_b {
+        let lease = after.iter().find(|lease| &lease.phone_number == number).expect("lease");
+        assert_eq!(lease.registered_until, Some(t0 + 7_000), "{lease:?}");
+    }
     let noted =
         |leases: &[LeaseRow]| leases.iter().find(|lease| lease.phone_number == of_a).and_then(|l| l.registered_until);
     assert_eq!(noted(&a.leases().await.expect("leases")), Some(t0 + 3_600_000));
@@ -186,9 +199,24 @@ async fn lease_cases(url: &str) {
     for name in ["i0", "i1", "i2"] {
         assert_eq!(holders(&all).iter().filter(|holder| **holder == Some(name)).count(), 3, "{name}: {all:?}");
     }
+    // All three stop at the same moment: leaving and counting the others is one turn each, so
+    // exactly one sees none left (it deletes the registrations and clears the noted expiries).
+    let at = later + 20;
+    let mut leaving = Vec::new();
     for (index, store) in stores.iter().enumerate() {
-        store.leave(&format!("i{index}")).await.expect("leave");
+        let store = store.clone();
+        leaving.push(tokio::spawn(async move {
+            store.leave_last(&format!("i{index}"), at - TIMEOUT, true).await.expect("leave")
+        }));
     }
+    let mut others_seen = Vec::new();
+    for leave in leaving {
+        others_seen.push(leave.await.expect("task").1);
+    }
+    others_seen.sort();
+    assert_eq!(others_seen, [0, 1, 2], "one after another, the last sees none");
+    let all = a.leases().await.expect("leases");
+    assert!(all.iter().all(|lease| lease.holder.is_none() && lease.registered_until.is_none()), "{all:?}");
     a.replace_subscribers(&[]).await.expect("clear");
     for store in stores {
         store.close().await;
@@ -230,10 +258,12 @@ async fn call_record_cases(url: &str) {
         store.call_records(Some("+4799990001"), 10).await.expect("by subscriber"),
         [newest_first[0].clone(), newest_first[2].clone()]
     );
-    // A batch is all or nothing: a record id written twice fails the whole batch.
+    // A batch written again (its commit's answer lost) keeps each record once, as first written.
     let again = [record("r4", None, 4_000), record("r1", None, 5_000)];
-    assert!(store.add_call_records(&again).await.is_err());
-    assert_eq!(store.call_records(None, 10).await.expect("read").len(), 3);
+    store.add_call_records(&again).await.expect("written again");
+    let stored = store.call_records(None, 10).await.expect("read");
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored.iter().find(|r| r.record_id == "r1").map(|r| r.invite_at), Some(1_000));
     store.close().await;
 }
 

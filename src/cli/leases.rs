@@ -23,14 +23,20 @@ pub(super) struct LeaseSync {
     /// How many leases the database said this instance holds, once read since the last change
     /// of the subscribers; `None`: read them at the next heartbeat.
     held: Option<u64>,
+    /// Expiries still to note (after a start, more than one heartbeat should write).
+    unnoted: Vec<(Msisdn, i64)>,
 }
+
+/// Expiries noted per heartbeat at most, so that a heartbeat stays short after a mass
+/// registration (the rest wait for the next ones).
+const NOTES_PER_HEARTBEAT: usize = 50_000;
 
 impl LeaseSync {
     /// The leases of `instance`, for the subscribers of `config`; `board` keeps the
     /// registrations made from now on for the heartbeats to note.
     pub(super) fn new(instance: Instance, config: &ServeConfig, board: &StatusBoard) -> Self {
         board.track_registered();
-        let mut sync = Self { instance, known: HashMap::new(), held: None };
+        let mut sync = Self { instance, known: HashMap::new(), held: None, unnoted: Vec::new() };
         sync.set_subscribers(config);
         sync
     }
@@ -99,15 +105,13 @@ impl LeaseSync {
             registrar.release(&lost).await;
             registrar.adopt(gained);
         }
-        let registered: Vec<(Msisdn, i64)> = registrar
-            .status()
-            .take_registered()
-            .into_iter()
-            .map(|(number, expires)| (number, millis(expires)))
-            .collect();
-        if !registered.is_empty() {
-            if let Err(error) = self.instance.note_registered(&registered).await {
-                warn!(%error, count = registered.len(), "cannot note the registrations' expiry in the database");
+        self.unnoted.extend(
+            registrar.status().take_registered().into_iter().map(|(number, expires)| (number, millis(expires))),
+        );
+        if !self.unnoted.is_empty() {
+            let batch: Vec<(Msisdn, i64)> = self.unnoted.drain(..self.unnoted.len().min(NOTES_PER_HEARTBEAT)).collect();
+            if let Err(error) = self.instance.note_registered(&batch).await {
+                warn!(%error, count = batch.len(), "cannot note the registrations' expiry in the database");
             }
         }
     }

@@ -244,34 +244,30 @@ async fn reload(path: &Path, database: &Store) -> Option<(i64, ServeConfig)> {
 }
 
 /// At a stop, with other instances alive: the registrations are handed over, none deleted.
-/// As the last one: deleted, or kept to lapse (`store.on_last_stop`). When the database
-/// cannot tell, nothing is deleted (registrations lapse at their time to live at worst;
-/// deleting them while others serve would cut every subscriber off).
+/// As the last one: deleted, or kept to lapse (`store.on_last_stop`). Leaving and counting the
+/// others is one transaction, so that of instances stopping together the last deletes. When
+/// the database cannot tell, nothing is deleted (registrations lapse at their time to live at
+/// worst; deleting them while others serve would cut every subscriber off).
 async fn stop_registrations(leases: &LeaseSync, registrar: Registrar, config: &ServeConfig) -> String {
     let instance = leases.instance();
-    let others = instance.others_alive().await;
-    let report = match (&others, config.store.on_last_stop) {
-        (Ok(0), LastStop::Delete) => {
-            info!("shutting down as the last instance: deleting every registration");
+    let delete = config.store.on_last_stop == LastStop::Delete;
+    match instance.leave(delete).await {
+        Ok((released, 0)) if delete => {
+            info!(released, "shutting down as the last instance: deleting every registration");
             let report = registrar.shutdown_deleting(leases.registrations()).await;
             format!("{} registrations deleted, {} left to lapse", report.deleted, report.failed)
         }
-        (Ok(others), _) => {
+        Ok((released, others)) => {
             let handed = registrar.hand_over().await;
-            info!(others, handed, "shutting down: registrations handed over to the other instances");
+            info!(others, handed, released, "shutting down: registrations handed over to the other instances");
             format!("{handed} registrations handed over, none deleted")
         }
-        (Err(error), _) => {
+        Err(error) => {
             warn!(%error, "cannot tell whether other instances are alive: no registration deleted");
             let handed = registrar.hand_over().await;
             format!("{handed} registrations left to the other instances or their time to live")
         }
-    };
-    match instance.leave().await {
-        Ok(released) => info!(released, instance = instance.name(), "leases handed back"),
-        Err(error) => warn!(%error, "cannot hand the leases back: others take them after the lease timeout"),
     }
-    report
 }
 
 /// Serves `updated` from now on: the router's behaviours and the registrations this instance

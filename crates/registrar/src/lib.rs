@@ -39,6 +39,9 @@ use domain::types::{Msisdn, Registration};
 /// The time to live the operator documents, used when an answer carries none.
 pub const DEFAULT_TIME_TO_LIVE: Duration = Duration::from_secs(3600);
 
+/// The longest time to live taken from an answer; longer ones are refreshed as if this.
+const MAX_TIME_TO_LIVE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What one upsert attempt brought, reduced to what decides the next attempt.
 #[derive(Debug)]
 enum Attempt {
@@ -485,7 +488,9 @@ async fn attempt(
         Ok(response) if response.status_code == StatusCode::Ok as i32 => {
             let ttl = duration_from_wire(response.time_to_live.as_ref())
                 .filter(|ttl| !ttl.is_zero())
-                .unwrap_or(DEFAULT_TIME_TO_LIVE);
+                .unwrap_or(DEFAULT_TIME_TO_LIVE)
+                // A time to live meant as "for ever" must not overflow the clock arithmetic.
+                .min(MAX_TIME_TO_LIVE);
             Attempt::Registered(ttl)
         }
         Ok(response) => {

@@ -50,11 +50,13 @@ const COLUMNS: &str = "record_id, instance, call_id, leg3_call_ids, request_uri,
      prefix, caller, callee, actions, diversion_reason, final_status, invite_at, answered_at, ended_at";
 
 impl Store {
-    /// Writes `records` in one transaction: all or none.
+    /// Writes `records` in one transaction: all or none. A record already stored (a batch
+    /// whose commit succeeded but whose answer was lost, written again) is kept once.
     pub async fn add_call_records(&self, records: &[CallRecordRow]) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO call_records ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (record_id) DO NOTHING"
         );
         let mut transaction = self.pool.begin().await?;
         for record in records {

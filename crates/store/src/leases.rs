@@ -15,6 +15,9 @@ use domain::types::Msisdn;
 
 use crate::pool::{Store, StoreError};
 
+/// Expiries written by one statement at most (two parameters each, well inside SQLite's limit).
+const NOTES_PER_STATEMENT: usize = 500;
+
 /// One instance, as the others see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceRow {
@@ -158,15 +161,21 @@ impl Store {
     /// instance that takes its lease over next.
     pub async fn note_registered(&self, instance: &str, until: &[(Msisdn, i64)]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        for (number, until) in until {
-            sqlx::query(
-                "UPDATE registration_leases SET registered_until = $1 WHERE phone_number = $2 AND instance = $3",
-            )
-            .bind(*until)
-            .bind(number.as_str())
-            .bind(instance)
-            .execute(&mut *transaction)
-            .await?;
+        // Many rows per statement: a VALUES list joined on the number (`column1`, `column2`
+        // are its columns' names in both SQLite and PostgreSQL).
+        for chunk in until.chunks(NOTES_PER_STATEMENT) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|index| format!("(${}, ${})", 2 * index + 2, 2 * index + 3)).collect();
+            let query = format!(
+                "UPDATE registration_leases SET registered_until = v.column2 FROM (VALUES {}) AS v \
+                 WHERE registration_leases.instance = $1 AND registration_leases.phone_number = v.column1",
+                values.join(", ")
+            );
+            let mut statement = sqlx::query(&query).bind(instance);
+            for (number, until) in chunk {
+                statement = statement.bind(number.as_str()).bind(*until);
+            }
+            statement.execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -185,15 +194,34 @@ impl Store {
     /// Hands `instance`'s leases back (the others take them at their next heartbeat) and
     /// removes it from the instances; how many leases it held.
     pub async fn leave(&self, instance: &str) -> Result<u64, StoreError> {
+        Ok(self.leave_last(instance, i64::MAX, false).await?.0)
+    }
+
+    /// As [`Store::leave`], and tells how many other instances are alive (heartbeat not older
+    /// than `dead_before`), in one transaction that instances stopping at the same moment take
+    /// in turn: of several stopping together, the last one to leave sees none left. When none
+    /// is and `forget` is set, the noted expiries are cleared (the caller deletes the
+    /// registrations, and whoever starts next must register at once).
+    pub async fn leave_last(&self, instance: &str, dead_before: i64, forget: bool) -> Result<(u64, u64), StoreError> {
         let mut transaction = self.pool.begin().await?;
+        // A write to the one revision row: the lock that puts leaving instances in turn.
+        sqlx::query("UPDATE store_revision SET revision = revision WHERE id = 1").execute(&mut *transaction).await?;
         let released = sqlx::query("UPDATE registration_leases SET instance = '' WHERE instance = $1")
             .bind(instance)
             .execute(&mut *transaction)
             .await?
             .rows_affected();
         sqlx::query("DELETE FROM instances WHERE instance = $1").bind(instance).execute(&mut *transaction).await?;
+        let others: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE heartbeat_at >= $1")
+            .bind(dead_before)
+            .fetch_one(&mut *transaction)
+            .await?
+            .try_get(0)?;
+        if others == 0 && forget {
+            sqlx::query("UPDATE registration_leases SET registered_until = NULL").execute(&mut *transaction).await?;
+        }
         transaction.commit().await?;
-        Ok(released)
+        Ok((released, others.max(0) as u64))
     }
 
     /// Every instance that has shown itself and not left, by name.

@@ -44,14 +44,11 @@ impl Instance {
         self.store.note_registered(&self.me.instance, until).await
     }
 
-    /// How many other instances are alive.
-    pub async fn others_alive(&self) -> Result<u64, StoreError> {
-        self.store.others_alive(&self.me.instance, self.dead_before()).await
-    }
-
-    /// Hands every lease back and leaves; how many there were.
-    pub async fn leave(&self) -> Result<u64, StoreError> {
-        self.store.leave(&self.me.instance).await
+    /// Hands every lease back and leaves; how many there were, and how many other instances
+    /// are alive, counted so that of several leaving at once the last sees none. With
+    /// `forget`, the last one clears the noted expiries (it deletes the registrations).
+    pub async fn leave(&self, forget: bool) -> Result<(u64, u64), StoreError> {
+        self.store.leave_last(&self.me.instance, self.dead_before(), forget).await
     }
 
     fn dead_before(&self) -> i64 {

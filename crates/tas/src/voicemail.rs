@@ -46,29 +46,47 @@ impl Archiver {
         Ok(tokio::task::spawn_blocking(move || spool.recover()).await??)
     }
 
-    /// Moves every finished message into the store; how many.
+    /// Moves every finished message into the store; how many. A message that cannot be
+    /// moved stays in the spool, logged, and does not hold back the others; the first such
+    /// error is returned once the rest are moved.
     pub async fn sweep(&self) -> Result<usize, ArchiveError> {
         let spool = self.spool.clone();
         let finished = tokio::task::spawn_blocking(move || spool.list(None)).await??;
         let mut moved = 0;
+        let mut failed = None;
         for meta in finished {
-            let path = self.spool.audio(&meta.id)?;
-            let audio = match tokio::fs::read(&path).await {
-                Ok(audio) => audio,
-                // Its metadata is written just before the audio's final rename: next sweep.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(error.into()),
-            };
-            if !self.store.add_voicemail(&row_of(&meta, &self.instance), &audio).await? {
-                info!(id = %meta.id, "voicemail message already in the database (moved before a restart)");
+            match self.move_one(&meta).await {
+                Ok(true) => moved += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(id = %meta.id, %error, "voicemail message stays in the spool for now");
+                    failed.get_or_insert(error);
+                }
             }
-            let spool = self.spool.clone();
-            let id = meta.id.clone();
-            tokio::task::spawn_blocking(move || spool.delete(&id)).await??;
-            info!(id = %meta.id, subscriber = %meta.subscriber, partial = meta.partial, "voicemail message stored");
-            moved += 1;
         }
-        Ok(moved)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(moved),
+        }
+    }
+
+    /// Moves one message; `false` when it is not finished yet.
+    async fn move_one(&self, meta: &MessageMeta) -> Result<bool, ArchiveError> {
+        let path = self.spool.audio(&meta.id)?;
+        let audio = match tokio::fs::read(&path).await {
+            Ok(audio) => audio,
+            // Its metadata is written just before the audio's final rename: next sweep.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error.into()),
+        };
+        if !self.store.add_voicemail(&row_of(meta, &self.instance), &audio).await? {
+            info!(id = %meta.id, "voicemail message already in the database (moved before a restart)");
+        }
+        let spool = self.spool.clone();
+        let id = meta.id.clone();
+        tokio::task::spawn_blocking(move || spool.delete(&id)).await??;
+        info!(id = %meta.id, subscriber = %meta.subscriber, partial = meta.partial, "voicemail message stored");
+        Ok(true)
     }
 
     /// Sweeps every `interval` until the task is aborted; failures are logged and retried.
