@@ -77,6 +77,14 @@ impl Watch {
     }
 }
 
+/// SIGTERM to instance `name` while others run: it exits cleanly, handing its registrations over.
+async fn stop_handing_over(server: Server, name: &str) {
+    server.signal(Signal::SIGTERM);
+    let (code, stdout, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{name}: {stderr}");
+    assert!(stdout.contains("handed over, none deleted"), "{name} handed its registrations over:\n{stdout}");
+}
+
 #[tokio::test]
 async fn three_instances_share_the_registrations_and_survive_kill_and_rolling_restart() {
     let Some(postgres) = Postgres::start() else { return };
@@ -129,11 +137,7 @@ async fn three_instances_share_the_registrations_and_survive_kill_and_rolling_re
     servers.insert("a", start_instance(dir.path(), &database, &core, "a"));
     watch.hold(&core, Duration::from_secs(2), "a back").await;
     for name in ["b", "c"] {
-        let server = servers.remove(name).expect("running");
-        server.signal(Signal::SIGTERM);
-        let (code, stdout, stderr) = server.wait().await;
-        assert_eq!(code, Some(0), "{name}: {stderr}");
-        assert!(stdout.contains("handed over, none deleted"), "{name} handed its registrations over:\n{stdout}");
+        stop_handing_over(servers.remove(name).expect("running"), name).await;
         watch.hold(&core, Duration::from_secs(2), &format!("{name} stopped")).await;
         servers.insert(name, start_instance(dir.path(), &database, &core, name));
         watch.hold(&core, Duration::from_secs(2), &format!("{name} restarted")).await;
@@ -142,11 +146,7 @@ async fn three_instances_share_the_registrations_and_survive_kill_and_rolling_re
 
     // Stopping all: the first two hand over, the last deletes every registration.
     for name in ["a", "b"] {
-        let server = servers.remove(name).expect("running");
-        server.signal(Signal::SIGTERM);
-        let (code, stdout, stderr) = server.wait().await;
-        assert_eq!(code, Some(0), "{name}: {stderr}");
-        assert!(stdout.contains("handed over, none deleted"), "{name}:\n{stdout}");
+        stop_handing_over(servers.remove(name).expect("running"), name).await;
         watch.hold(&core, Duration::from_secs(1), &format!("{name} stopped for good")).await;
     }
     let last = servers.remove("c").expect("running");

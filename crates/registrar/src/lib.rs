@@ -176,7 +176,7 @@ impl Registrar {
         }
         self.wake.notify_one();
         let retired_numbers: Vec<Msisdn> = retired.iter().filter_map(|r| r.phone_number.clone()).collect();
-        let report = self.delete_all(retired).await;
+        let report = self.deleter().delete_all(retired).await;
         for msisdn in &retired_numbers {
             self.board.remove(msisdn);
         }
@@ -301,11 +301,6 @@ impl Registrar {
 
     fn deleter(&self) -> Deleter {
         Deleter { client: self.client.clone(), config: self.config.clone(), board: self.board.clone() }
-    }
-
-    /// Deletes those of `registrations` that the core may hold, within the shutdown timeout.
-    async fn delete_all(&self, registrations: Vec<Registration>) -> ShutdownReport {
-        self.deleter().delete_all(registrations).await
     }
 }
 

@@ -181,28 +181,14 @@ impl Store {
         Ok(())
     }
 
-    /// Instances other than `me` whose heartbeat is not older than `dead_before`.
-    pub async fn others_alive(&self, me: &str, dead_before: i64) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM instances WHERE heartbeat_at >= $1 AND instance <> $2")
-            .bind(dead_before)
-            .bind(me)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
-    }
-
-    /// Hands `instance`'s leases back (the others take them at their next heartbeat) and
-    /// removes it from the instances; how many leases it held.
-    pub async fn leave(&self, instance: &str) -> Result<u64, StoreError> {
-        Ok(self.leave_last(instance, i64::MAX, false).await?.0)
-    }
-
-    /// As [`Store::leave`], and tells how many other instances are alive (heartbeat not older
-    /// than `dead_before`), in one transaction that instances stopping at the same moment take
-    /// in turn: of several stopping together, the last one to leave sees none left. When none
-    /// is and `forget` is set, the noted expiries are cleared (the caller deletes the
-    /// registrations, and whoever starts next must register at once).
-    pub async fn leave_last(&self, instance: &str, dead_before: i64, forget: bool) -> Result<(u64, u64), StoreError> {
+    /// Hands `instance`'s leases back (the others take them at their next heartbeat), removes
+    /// it from the instances, and tells how many leases it held and how many other instances
+    /// are alive (heartbeat not older than `dead_before`), in one transaction that instances
+    /// stopping at the same moment take in turn: of several stopping together, the last one
+    /// to leave sees none left. When none is and `forget` is set, the noted expiries are
+    /// cleared (the caller deletes the registrations, and whoever starts next must register
+    /// at once).
+    pub async fn leave(&self, instance: &str, dead_before: i64, forget: bool) -> Result<(u64, u64), StoreError> {
         let mut transaction = self.pool.begin().await?;
         // A write to the one revision row: the lock that puts leaving instances in turn.
         sqlx::query("UPDATE store_revision SET revision = revision WHERE id = 1").execute(&mut *transaction).await?;

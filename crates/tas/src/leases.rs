@@ -48,7 +48,7 @@ impl Instance {
     /// are alive, counted so that of several leaving at once the last sees none. With
     /// `forget`, the last one clears the noted expiries (it deletes the registrations).
     pub async fn leave(&self, forget: bool) -> Result<(u64, u64), StoreError> {
-        self.store.leave_last(&self.me.instance, self.dead_before(), forget).await
+        self.store.leave(&self.me.instance, self.dead_before(), forget).await
     }
 
     fn dead_before(&self) -> i64 {
