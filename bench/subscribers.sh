@@ -86,25 +86,32 @@ done
 registered_s=$(echo "$(date +%s.%N) - $start" | bc)
 rss=$(rss_kib $pid)
 
-# Refreshes over one TTL: every 2 s (the heartbeat, which notes them), how many registrations
-# were noted with a later expiry than any before the window began (each subscriber's first
-# refresh in the window), per second.
-window_ms=$(( $(date +%s%3N) + TTL * 1000 ))
+# Refreshes over one TTL: each refresh notes its new expiry (answer time + TTL) in the leases
+# table, so after the window the expiries that fall in [window start + TTL, window end + TTL)
+# tell when each subscriber was last refreshed in it, per second (a subscriber refreshed twice
+# in the window counts once: refreshes come more than half a TTL apart).
+window_start=$(date +%s%3N)
 cpu_before=$(cpu_ticks $pid)
-previous=$(count_noted "$window_ms")
-counts=()
-for _ in $(seq 1 $((TTL / 2))); do
-    sleep 2
-    now=$(count_noted "$window_ms")
-    counts+=($(((now - previous) / 2)))
-    previous=$now
-done
+sleep "$TTL"
 cpu_after=$(cpu_ticks $pid)
 rss_after=$(rss_kib $pid)
+sleep 6 # three heartbeats: the window's last refreshes noted
+counts=$(python3 - "$work/ringer.db" "$window_start" "$TTL" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=30)
+start, ttl = int(sys.argv[2]), int(sys.argv[3]) * 1000
+rows = db.execute(
+    "SELECT (registered_until - ? - ?) / 1000 AS second, COUNT(*) FROM registration_leases "
+    "WHERE registered_until >= ? AND registered_until < ? GROUP BY second",
+    (start, ttl, start + ttl, start + 2 * ttl),
+).fetchall()
+print(" ".join(str(count) for _, count in rows))
+PY
+)
 kill $pid; wait $pid 2>/dev/null || true
 
 max=0; sum=0
-for c in "${counts[@]}"; do sum=$((sum + 2 * c)); [ "$c" -gt "$max" ] && max=$c; done
+for c in $counts; do sum=$((sum + c)); [ "$c" -gt "$max" ] && max=$c; done
 printf 'subscribers               %d\n' "$N"
 printf 'import                    %.1f s\n' "$import_s"
 printf 'all registered after      %.1f s\n' "$registered_s"

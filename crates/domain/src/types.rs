@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -30,10 +31,32 @@ pub enum InvalidValue {
     SipsUri(String),
 }
 
-/// A subscriber's number (MSISDN) in E.164 form: `+` and 1 to 15 digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Short ASCII text kept inline, zero-padded: no allocation, and the same order as the text
+/// (a shorter text's padding sorts before any character). A million subscribers hold several
+/// numbers and prefixes each, so these must not cost a heap allocation apiece.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct InlineText<const N: usize>([u8; N]);
+
+impl<const N: usize> InlineText<N> {
+    /// `text` inline; the caller has checked it is at most `N` ASCII bytes without NUL.
+    fn new(text: &str) -> Self {
+        let mut bytes = [0; N];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Self(bytes)
+    }
+
+    fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(N);
+        // Only validated ASCII digits (and `+`) are ever stored, so this never falls back.
+        std::str::from_utf8(&self.0[..len]).unwrap_or_default()
+    }
+}
+
+/// A subscriber's number (MSISDN) in E.164 form: `+` and 1 to 15 digits, kept inline in 16
+/// bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Msisdn(String);
+pub struct Msisdn(InlineText<{ 1 + E164_MAX_DIGITS }>);
 
 impl Msisdn {
     /// Validates `text` as an E.164 number.
@@ -41,7 +64,7 @@ impl Msisdn {
         let digits = text.strip_prefix('+').ok_or_else(|| InvalidValue::PhoneNumber(text.to_owned()))?;
         let valid = !digits.is_empty() && digits.len() <= E164_MAX_DIGITS && digits.bytes().all(|b| b.is_ascii_digit());
         if valid {
-            Ok(Self(text.to_owned()))
+            Ok(Self(InlineText::new(text)))
         } else {
             Err(InvalidValue::PhoneNumber(text.to_owned()))
         }
@@ -49,18 +72,24 @@ impl Msisdn {
 
     /// The number with its leading `+`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The digits after the `+`.
     pub fn digits(&self) -> &str {
-        &self.0[1..]
+        &self.as_str()[1..]
+    }
+}
+
+impl fmt::Debug for Msisdn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Msisdn").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for Msisdn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -80,21 +109,21 @@ impl TryFrom<String> for Msisdn {
 
 impl From<Msisdn> for String {
     fn from(value: Msisdn) -> Self {
-        value.0
+        value.as_str().to_owned()
     }
 }
 
 /// The digits the core inserts after the `+` of the Request-URI to mark a call's direction.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Prefix(String);
+pub struct Prefix(InlineText<PREFIX_MAX_DIGITS>);
 
 impl Prefix {
     /// Validates `text` as 1 to 8 digits.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let valid = !text.is_empty() && text.len() <= PREFIX_MAX_DIGITS && text.bytes().all(|b| b.is_ascii_digit());
         if valid {
-            Ok(Self(text.to_owned()))
+            Ok(Self(InlineText::new(text)))
         } else {
             Err(InvalidValue::Prefix(text.to_owned()))
         }
@@ -111,13 +140,19 @@ impl Prefix {
 
     /// The digits.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Prefix").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -137,7 +172,7 @@ impl TryFrom<String> for Prefix {
 
 impl From<Prefix> for String {
     fn from(value: Prefix) -> Self {
-        value.0
+        value.as_str().to_owned()
     }
 }
 
@@ -221,9 +256,13 @@ impl FromStr for RouteType {
 /// The TAS's address as registered with the core: `sips:host` or `sips:host:port`.
 ///
 /// Kept as the exact text given, because DeleteRegistration must repeat the upserted `sip_uri`.
+/// Clones share one copy: every subscriber of a TAS registers the same URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct SipsUri {
+pub struct SipsUri(Arc<SipsUriParts>);
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SipsUriParts {
     text: String,
     host: String,
     port: Option<u16>,
@@ -245,22 +284,22 @@ impl SipsUri {
         if !valid_host(host) {
             return Err(invalid());
         }
-        Ok(Self { text: text.to_owned(), host: host.to_owned(), port })
+        Ok(Self(Arc::new(SipsUriParts { text: text.to_owned(), host: host.to_owned(), port })))
     }
 
     /// The URI as given.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 
     /// The host name or address literal (IPv6 without brackets).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.0.host
     }
 
     /// The port, when the URI names one; without it the core resolves `_sips._tcp` SRV records.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.0.port
     }
 }
 
@@ -299,7 +338,7 @@ fn valid_host(host: &str) -> bool {
 
 impl fmt::Display for SipsUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
@@ -319,7 +358,7 @@ impl TryFrom<String> for SipsUri {
 
 impl From<SipsUri> for String {
     fn from(value: SipsUri) -> Self {
-        value.text
+        value.as_str().to_owned()
     }
 }
 
@@ -359,6 +398,23 @@ mod tests {
             assert_eq!(Msisdn::parse(bad), Err(InvalidValue::PhoneNumber(bad.into())), "{bad:?}");
         }
         assert!(Msisdn::parse("+123456789012345").is_ok());
+    }
+
+    #[test]
+    fn inline_numbers_keep_their_text_and_its_order() {
+        let longest = Msisdn::parse("+123456789012345").unwrap();
+        assert_eq!((longest.as_str(), longest.digits()), ("+123456789012345", "123456789012345"));
+        assert_eq!(String::from(Prefix::parse("12345678").unwrap()), "12345678");
+        let mut numbers: Vec<Msisdn> =
+            ["+4799", "+47", "+470", "+123456789012345", "+9"].iter().map(|n| Msisdn::parse(n).unwrap()).collect();
+        numbers.sort();
+        let texts: Vec<&str> = numbers.iter().map(Msisdn::as_str).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted);
+        assert_eq!(format!("{:?}", numbers[0]), "Msisdn(\"+123456789012345\")");
+        // No allocation each: a million subscribers hold several numbers and prefixes apiece.
+        assert_eq!((std::mem::size_of::<Msisdn>(), std::mem::size_of::<Option<Prefix>>()), (16, 9));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! subscriber), checked against the subscriber's route type, and handed to the behaviour
 //! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -79,46 +79,57 @@ impl CallRecord {
 const RECORDS_KEPT: usize = 1000;
 
 struct Routes {
-    table: RoutingTable,
-    /// Each subscriber's behaviour per direction; equal behaviours share one allocation (most
-    /// subscribers have the few their route types default to).
-    behaviours: HashMap<(Msisdn, Direction), Arc<Behaviour>>,
+    /// The subscribers, each with its behaviour per direction; equal behaviours share one
+    /// allocation (most subscribers have the few their route types default to).
+    table: RoutingTable<Behaviours>,
     calls: CallsConfig,
+}
+
+/// A subscriber's behaviour for the calls it makes and for those it receives.
+#[derive(Debug, Default)]
+struct Behaviours {
+    originating: Option<Arc<Behaviour>>,
+    terminating: Option<Arc<Behaviour>>,
+}
+
+impl Behaviours {
+    fn get(&self, direction: Direction) -> Option<&Arc<Behaviour>> {
+        match direction {
+            Direction::Originating => self.originating.as_ref(),
+            Direction::Terminating => self.terminating.as_ref(),
+        }
+    }
 }
 
 impl Routes {
     fn from_config(config: &ServeConfig) -> Self {
-        let mut behaviours = HashMap::new();
         let mut shared: Vec<Arc<Behaviour>> = Vec::new();
-        for subscriber in &config.subscribers {
-            for direction in [Direction::Originating, Direction::Terminating] {
-                if let Some(behaviour) = subscriber.behaviour(direction) {
-                    let behaviour = match shared.iter().find(|known| ***known == behaviour) {
-                        Some(known) => known.clone(),
-                        None if shared.len() < SHARED_BEHAVIOURS => {
-                            let behaviour = Arc::new(behaviour);
-                            shared.push(behaviour.clone());
-                            behaviour
-                        }
-                        None => Arc::new(behaviour),
-                    };
-                    behaviours.insert((subscriber.phone_number.clone(), direction), behaviour);
+        let mut share = |behaviour: Option<Behaviour>| {
+            let behaviour = behaviour?;
+            Some(match shared.iter().find(|known| ***known == behaviour) {
+                Some(known) => known.clone(),
+                None if shared.len() < SHARED_BEHAVIOURS => {
+                    let behaviour = Arc::new(behaviour);
+                    shared.push(behaviour.clone());
+                    behaviour
                 }
-            }
-        }
-        let table = RoutingTable::new(
-            config
-                .subscribers
-                .iter()
-                .map(|s| RoutedSubscriber {
-                    msisdn: s.phone_number.clone(),
-                    route_type: s.route_type,
-                    mo_prefix: s.mo_prefix.clone(),
-                    mt_prefix: s.mt_prefix.clone(),
-                })
-                .collect(),
-        );
-        Self { table, behaviours, calls: config.calls.clone() }
+                None => Arc::new(behaviour),
+            })
+        };
+        let table = RoutingTable::new(config.subscribers.iter().map(|s| {
+            let behaviours = Behaviours {
+                originating: share(s.behaviour(Direction::Originating)),
+                terminating: share(s.behaviour(Direction::Terminating)),
+            };
+            let routed = RoutedSubscriber {
+                msisdn: s.phone_number.clone(),
+                route_type: s.route_type,
+                mo_prefix: s.mo_prefix.clone(),
+                mt_prefix: s.mt_prefix.clone(),
+            };
+            (routed, behaviours)
+        }));
+        Self { table, calls: config.calls.clone() }
     }
 }
 
@@ -307,7 +318,8 @@ impl SessionHandler for RouterHandler {
         record.prefix = classified.prefix.clone();
         record.callee = Some(classified.callee.clone());
         record.route_type = routes.table.route_type(&classified.subscriber);
-        let Some(behaviour) = routes.behaviours.get(&(classified.subscriber.clone(), classified.direction)).cloned()
+        let Some(behaviour) =
+            routes.table.attached(&classified.subscriber).and_then(|b| b.get(classified.direction)).cloned()
         else {
             let action = routes.calls.unexpected.clone();
             let route_type = routes.table.route_type(&classified.subscriber).map(|r| r.name()).unwrap_or("unknown");

@@ -77,29 +77,47 @@ pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
     asserted.chain(number_of(&from.uri)).find_map(|number| Msisdn::parse(&number).ok())
 }
 
-/// The subscribers of this TAS and their prefixes.
-#[derive(Debug, Clone, Default)]
-pub struct RoutingTable {
+/// The subscribers of this TAS and their prefixes, each with what the caller attached to it
+/// (`T`: the router keeps its behaviours there, so one map entry holds all a call needs).
+#[derive(Debug, Clone)]
+pub struct RoutingTable<T = ()> {
     /// The subscribers by number: a call looks up two numbers at most, whatever their count.
-    subscribers: HashMap<Msisdn, RoutedSubscriber>,
+    subscribers: HashMap<Msisdn, Routed<T>>,
     /// Every prefix in use with its direction, longest first (where prefixes overlap, the
     /// longest wins); a few, shared by many subscribers.
     prefixes: Vec<(Prefix, Direction)>,
 }
 
-impl RoutingTable {
-    /// A table of `subscribers`.
-    pub fn new(subscribers: Vec<RoutedSubscriber>) -> Self {
-        let mut prefixes: Vec<(Prefix, Direction)> = subscribers
-            .iter()
-            .flat_map(|s| {
-                let mo = s.mo_prefix.iter().map(|p| (p.clone(), Direction::Originating));
-                let mt = s.mt_prefix.iter().map(|p| (p.clone(), Direction::Terminating));
-                mo.chain(mt)
-            })
-            .collect::<HashSet<_>>()
+/// One subscriber as the table keeps it: its number is the map's key.
+#[derive(Debug, Clone)]
+struct Routed<T> {
+    route_type: RouteType,
+    mo_prefix: Option<Prefix>,
+    mt_prefix: Option<Prefix>,
+    attached: T,
+}
+
+impl<T> Default for RoutingTable<T> {
+    fn default() -> Self {
+        Self { subscribers: HashMap::new(), prefixes: Vec::new() }
+    }
+}
+
+impl<T> RoutingTable<T> {
+    /// A table of `subscribers`, each with what the caller attaches to it.
+    pub fn new(subscribers: impl IntoIterator<Item = (RoutedSubscriber, T)>) -> Self {
+        let mut distinct_prefixes = HashSet::new();
+        let subscribers: HashMap<Msisdn, Routed<T>> = subscribers
             .into_iter()
+            .map(|(s, attached)| {
+                distinct_prefixes.extend(s.mo_prefix.iter().map(|p| (p.clone(), Direction::Originating)));
+                distinct_prefixes.extend(s.mt_prefix.iter().map(|p| (p.clone(), Direction::Terminating)));
+                let routed =
+                    Routed { route_type: s.route_type, mo_prefix: s.mo_prefix, mt_prefix: s.mt_prefix, attached };
+                (s.msisdn, routed)
+            })
             .collect();
+        let mut prefixes: Vec<(Prefix, Direction)> = distinct_prefixes.into_iter().collect();
         prefixes.sort_by(|(a, a_direction), (b, b_direction)| {
             b.as_str()
                 .len()
@@ -107,18 +125,22 @@ impl RoutingTable {
                 .then(a.as_str().cmp(b.as_str()))
                 .then(order(*a_direction).cmp(&order(*b_direction)))
         });
-        let subscribers = subscribers.into_iter().map(|s| (s.msisdn.clone(), s)).collect();
         Self { subscribers, prefixes }
     }
 
     /// The route type of subscriber `msisdn`.
     pub fn route_type(&self, msisdn: &Msisdn) -> Option<RouteType> {
-        self.find(msisdn).map(|s| s.route_type)
+        self.subscribers.get(msisdn).map(|s| s.route_type)
     }
 
-    /// The subscriber with number `msisdn`.
-    pub fn find(&self, msisdn: &Msisdn) -> Option<&RoutedSubscriber> {
-        self.subscribers.get(msisdn)
+    /// What was attached to subscriber `msisdn`.
+    pub fn attached(&self, msisdn: &Msisdn) -> Option<&T> {
+        self.subscribers.get(msisdn).map(|s| &s.attached)
+    }
+
+    /// The subscriber with number `msisdn`, with its number as the table keeps it.
+    fn find(&self, msisdn: &Msisdn) -> Option<(&Msisdn, &Routed<T>)> {
+        self.subscribers.get_key_value(msisdn)
     }
 
     /// Classifies a call from its Request-URI and the caller's number (From or
@@ -135,14 +157,14 @@ impl RoutingTable {
             let Ok(callee) = Msisdn::parse(&format!("+{}", &digits[prefix.as_str().len()..])) else { continue };
             let subscriber = match direction {
                 Direction::Originating => {
-                    caller.and_then(|c| self.find(c)).filter(|s| s.mo_prefix.as_ref() == Some(prefix))
+                    caller.and_then(|c| self.find(c)).filter(|(_, s)| s.mo_prefix.as_ref() == Some(prefix))
                 }
-                Direction::Terminating => self.find(&callee).filter(|s| s.mt_prefix.as_ref() == Some(prefix)),
+                Direction::Terminating => self.find(&callee).filter(|(_, s)| s.mt_prefix.as_ref() == Some(prefix)),
             };
-            if let Some(subscriber) = subscriber {
+            if let Some((subscriber, _)) = subscriber {
                 return Ok(Classified {
                     direction,
-                    subscriber: subscriber.msisdn.clone(),
+                    subscriber: subscriber.clone(),
                     callee,
                     prefix: Some(prefix.clone()),
                 });
@@ -150,18 +172,18 @@ impl RoutingTable {
         }
         // Registrations without prefixes: the caller, then the callee, against the subscribers.
         let callee = Msisdn::parse(&number).map_err(|_| RoutingError::NoNumber(number.clone()))?;
-        if let Some(subscriber) = caller.and_then(|c| self.find(c)).filter(|s| s.mo_prefix.is_none()) {
+        if let Some((subscriber, _)) = caller.and_then(|c| self.find(c)).filter(|(_, s)| s.mo_prefix.is_none()) {
             return Ok(Classified {
                 direction: Direction::Originating,
-                subscriber: subscriber.msisdn.clone(),
+                subscriber: subscriber.clone(),
                 callee,
                 prefix: None,
             });
         }
-        if let Some(subscriber) = self.find(&callee).filter(|s| s.mt_prefix.is_none()) {
+        if let Some((subscriber, _)) = self.find(&callee).filter(|(_, s)| s.mt_prefix.is_none()) {
             return Ok(Classified {
                 direction: Direction::Terminating,
-                subscriber: subscriber.msisdn.clone(),
+                subscriber: subscriber.clone(),
                 callee,
                 prefix: None,
             });
@@ -183,12 +205,13 @@ mod tests {
         }
     }
 
-    fn table() -> RoutingTable {
-        RoutingTable::new(vec![
-            subscriber("+4799990001", Some("11"), Some("22")),
-            subscriber("+4799990002", Some("111"), None),
-            subscriber("+4799990003", None, None),
-            subscriber("+4799990004", None, Some("2")),
+    /// Each subscriber attached its own route name, to see the table hand back the right one.
+    fn table() -> RoutingTable<&'static str> {
+        RoutingTable::new([
+            (subscriber("+4799990001", Some("11"), Some("22")), "first"),
+            (subscriber("+4799990002", Some("111"), None), "second"),
+            (subscriber("+4799990003", None, None), "third"),
+            (subscriber("+4799990004", None, Some("2")), "fourth"),
         ])
     }
 
@@ -267,6 +290,8 @@ mod tests {
                 "{uri} from {caller:?}"
             );
         }
+        let attached = ["+4799990001", "+4799990004", "+4799990005"].map(|n| table.attached(&msisdn(n)).copied());
+        assert_eq!(attached, [Some("first"), Some("fourth"), None]);
     }
 
     #[test]
