@@ -7,13 +7,13 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use common::dns::{srv_server, Srv};
 use ringer::call::DefaultActionHandler;
 use ringer::sip::config::UaConfig;
 use ringer::sip::endpoint::{self, Endpoint, EndpointConfig};
 use ringer::sip::message::{Headers, Method, Request, Uri};
 use ringer::sip::transport::policy::PeerPolicy;
 use ringer::sip::transport::stream::StreamLimits;
-use tokio::net::UdpSocket;
 
 /// Answers SRV queries for `name` with one record: priority 10, weight 5, `port`, target
 /// `localhost.`; anything else gets NXDOMAIN. Returns the server's address.
@@ -21,62 +21,13 @@ async fn dns_server(name: &'static str, port: u16) -> SocketAddr {
     dns_server_with(name, vec![(10, 5, port)]).await
 }
 
-/// Answers SRV queries for `name` with `records` (priority, weight, port; target `localhost.`);
-/// anything else gets NXDOMAIN. Returns the server's address.
+/// Answers SRV queries for `name` with `records` (priority, weight, port; target `localhost.`).
 async fn dns_server_with(name: &'static str, records: Vec<(u16, u16, u16)>) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS");
-    let addr = socket.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut buffer = [0u8; 512];
-        loop {
-            let Ok((length, peer)) = socket.recv_from(&mut buffer).await else { return };
-            let query = &buffer[..length];
-            if length < 12 {
-                continue;
-            }
-            // The question: labels up to the zero byte, then type and class.
-            let mut end = 12;
-            while end < length && query[end] != 0 {
-                end += 1 + query[end] as usize;
-            }
-            let question_end = end + 5;
-            if question_end > length {
-                continue;
-            }
-            let mut labels = Vec::new();
-            let mut at = 12;
-            while at < end {
-                let len = query[at] as usize;
-                labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).to_ascii_lowercase());
-                at += 1 + len;
-            }
-            let asked = labels.join(".");
-            let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
-            let found = asked == name && qtype == 33;
-            let answers = if found { records.len() as u16 } else { 0 };
-            let mut answer = Vec::new();
-            answer.extend_from_slice(&query[..2]);
-            answer.extend_from_slice(&[0x81, if found { 0x80 } else { 0x83 }]);
-            answer.extend_from_slice(&[0, 1]);
-            answer.extend_from_slice(&answers.to_be_bytes());
-            answer.extend_from_slice(&[0, 0, 0, 0]);
-            answer.extend_from_slice(&query[12..question_end]);
-            if found {
-                for (priority, weight, port) in &records {
-                    answer.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1, 0, 0, 0, 60]);
-                    let mut rdata = Vec::new();
-                    rdata.extend_from_slice(&priority.to_be_bytes());
-                    rdata.extend_from_slice(&weight.to_be_bytes());
-                    rdata.extend_from_slice(&port.to_be_bytes());
-                    rdata.extend_from_slice(b"\x09localhost\x00");
-                    answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-                    answer.extend_from_slice(&rdata);
-                }
-            }
-            let _ = socket.send_to(&answer, peer).await;
-        }
-    });
-    addr
+    let records = records
+        .into_iter()
+        .map(|(priority, weight, port)| Srv { priority, weight, port, target: "localhost" })
+        .collect();
+    srv_server(name, records).await
 }
 
 fn config(

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::postgres::Postgres;
@@ -19,11 +20,16 @@ use ringer::core::CoreHandle;
 const TTL: Duration = Duration::from_secs(4);
 const NUMBERS: [&str; 6] = ["+4799990101", "+4799990102", "+4799990103", "+4799990104", "+4799990105", "+4799990106"];
 
+/// Refreshes at 40-45 % of the 4 s time to live: a takeover (lease timeout 1 s, a heartbeat,
+/// a refresh) then always comes before the end of it, as with the defaults (70 % ± 10 %, a
+/// 10 s lease timeout) and the core's hour.
+const FAST_REFRESH: &str = "[registrar]\nrefresh_at = 0.4\nrefresh_jitter = 0.05\n";
+
 fn instance_config(database: &str, endpoint: &str, name: &str) -> String {
     format!(
         "[store]\nurl = \"{database}\"\npoll_interval = \"200ms\"\nheartbeat_interval = \"250ms\"\n\
          lease_timeout = \"1s\"\ninstance = \"{name}\"\n{}",
-        serve_config(endpoint, free_port(), &[])
+        serve_config(endpoint, free_port(), &[]).replace("[registrar]\n", FAST_REFRESH)
     )
 }
 
@@ -47,17 +53,22 @@ async fn holders(database: &str) -> HashMap<String, usize> {
 /// Watches the core's registrations: every subscriber must stay registered without a break
 /// (its upsert count only grows: a lapse would start it again at 1) and none be deleted.
 struct Watch {
+    numbers: &'static [&'static str],
     upserts: HashMap<String, u64>,
 }
 
 impl Watch {
     fn new() -> Self {
-        Self { upserts: HashMap::new() }
+        Self::new_for(&NUMBERS)
+    }
+
+    fn new_for(numbers: &'static [&'static str]) -> Self {
+        Self { numbers, upserts: HashMap::new() }
     }
 
     fn check(&mut self, core: &CoreHandle, when: &str) {
         let snapshot = core.registry().snapshot();
-        for number in NUMBERS {
+        for &number in self.numbers {
             let record = snapshot.iter().find(|record| record.msisdn.as_str() == number);
             let record = record.unwrap_or_else(|| panic!("{when}: {number} is not registered at the core"));
             let seen = self.upserts.entry(number.to_owned()).or_insert(0);
@@ -349,5 +360,277 @@ async fn behind_kamailios_dispatcher_calls_spread_and_go_on_after_an_instance_is
         server.signal(Signal::SIGTERM);
         let (code, _, stderr) = server.wait().await;
         assert_eq!(code, Some(0), "{stderr}");
+    }
+}
+
+/// The subscribers of the SRV test: Loop, MT prefix 22.
+const SRV_NUMBERS: [&str; 6] =
+    ["+4799990501", "+4799990502", "+4799990503", "+4799990504", "+4799990505", "+4799990506"];
+
+/// One instance of the SRV test: its own loopback address, the shared certificate naming
+/// `tas.test`, leg 3 to the emulated SBC's interconnect.
+struct SrvInstance {
+    name: &'static str,
+    tls: std::net::SocketAddr,
+    status: std::net::SocketAddr,
+    config: std::path::PathBuf,
+}
+
+impl SrvInstance {
+    fn write(
+        dir: &std::path::Path,
+        database: &str,
+        core: &CoreHandle,
+        certs: &ringer::tls::devcert::DevCertificateFiles,
+        name: &'static str,
+        tls: std::net::SocketAddr,
+    ) -> Self {
+        let status = free_port();
+        let interconnect = core.sbc().and_then(|sbc| sbc.interconnect.tls_addr).expect("interconnect");
+        let config = format!(
+            "[store]\nurl = \"{database}\"\npoll_interval = \"200ms\"\nheartbeat_interval = \"250ms\"\n\
+             lease_timeout = \"1s\"\ninstance = \"{name}\"\n[tas]\nsip_uri = \"sips:tas.test\"\n\
+             [core]\nendpoint = \"{}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n\
+             {FAST_REFRESH}initial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n[calls]\ndrain_timeout = \"20s\"\n\
+             [sip]\ntls_listen = \"{tls}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ncore_ca_file = \"{}\"\n\
+             core_uri = \"sips:localhost:{}\"\n[voicemail]\ndir = \"{}\"\n",
+            core.endpoint(),
+            certs.server_cert.display(),
+            certs.server_key.display(),
+            certs.ca_cert.display(),
+            interconnect.port(),
+            dir.join(format!("spool-{name}")).display(),
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).expect("write config");
+        Self { name, tls, status, config: path }
+    }
+
+    async fn start(&self) -> Server {
+        let server = Server::spawn(
+            &["serve", "--config", self.config.to_str().expect("utf-8")],
+            &[("RINGER_TEST_TOKEN", CLIENT_TOKEN)],
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(self.tls).await.is_err() {
+            assert!(Instant::now() < deadline, "{} did not listen on {}", self.name, self.tls);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// Calls this instance has relayed (sent leg 3 for), from its status view.
+    async fn relayed(&self) -> u64 {
+        let view: serde_json::Value = reqwest::get(format!("http://{}/calls", self.status))
+            .await
+            .expect("calls view")
+            .json()
+            .await
+            .expect("JSON");
+        view["request_hop"]["count"].as_u64().expect("a count")
+    }
+}
+
+/// Imports `numbers` as Loop subscribers with MO prefix 11 and MT prefix 22.
+async fn import(database: &str, dir: &std::path::Path, numbers: &[&str]) {
+    let migrated = ringer(&["db", "migrate", "--database", database], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    let file = dir.join("subscribers.toml");
+    let list: String = numbers
+        .iter()
+        .map(|number| {
+            format!("[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\nmt_prefix = \"22\"\n")
+        })
+        .collect();
+    std::fs::write(&file, list).expect("write");
+    let import = ringer(&["subscribers", "import", file.to_str().expect("utf-8"), "--database", database], &[]).await;
+    assert_eq!(import.code, Some(0), "{}", import.stderr);
+}
+
+/// A call from `from` to `to` through the SBC's access side, answered and ACKed.
+async fn answered_call(
+    alice: &ringer::core::caller::Caller,
+    access: std::net::SocketAddr,
+    from: &str,
+    to: &str,
+) -> Result<ringer::sip::call::CallHandle, String> {
+    let mut call = alice
+        .invite(access, &common::msisdn(from), &common::msisdn(to), common::lab::OFFER.into())
+        .map_err(|error| error.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(15), common::lab::final_of(&mut call)).await {
+        Ok(ringer::sip::uac::Progress::Answered(dialog, _)) => {
+            dialog.ack(None).map_err(|error| error.to_string())?;
+            Ok(dialog)
+        }
+        Ok(other) => Err(format!("{from} → {to}: {other:?}")),
+        Err(_) => Err(format!("{from} → {to}: no final response")),
+    }
+}
+
+/// The emulated core in front of three instances sharing `sip_uri = "sips:tas.test"`, an SRV
+/// record with one target per instance (each on its own loopback address): calls spread over
+/// all three; kill -9 of one ends the calls it held and no other (a re-INVITE through each
+/// call tells), new calls go to the survivors, which take over its registrations before they
+/// lapse; a rolling restart of all three, while calls keep coming, fails none of them (a
+/// stopping instance answers new calls 503 and the core tries the next target) and deletes
+/// no registration.
+#[tokio::test]
+async fn behind_the_emulated_core_with_an_srv_record_calls_survive_kill_and_rolling_restart() {
+    let Some(postgres) = Postgres::start() else { return };
+    let database = postgres.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    import(&database, dir.path(), &SRV_NUMBERS).await;
+    let names: Vec<String> =
+        ["tas.test", "localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"].map(String::from).to_vec();
+    let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
+    let addresses: Vec<std::net::SocketAddr> =
+        (2..=4u8).map(|host| std::net::SocketAddr::from(([127, 0, 0, host], free_port().port()))).collect();
+    let targets = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let records = addresses
+        .iter()
+        .zip(targets)
+        .map(|(addr, target)| common::dns::Srv { priority: 10, weight: 10, port: addr.port(), target })
+        .collect();
+    let dns = common::dns::srv_server("_sips._tcp.tas.test", records).await;
+    let handsets: String = SRV_NUMBERS
+        .iter()
+        .map(|number| format!("[[handset]]\nnumber = \"{number}\"\nmode = \"answer\"\nring_time = \"50ms\"\n"))
+        .collect();
+    let sbc = format!(
+        "udp_listen = \"127.0.0.1:0\"\ninterconnect_listen = \"127.0.0.1:0\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+         tas_ca_file = \"{}\"\ndns_server = \"{dns}\"\n{handsets}",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        certs.ca_cert.display(),
+    );
+    let mut core_config = common::core_config(common::loopback_any_port(), AuthMode::Required, TTL);
+    core_config.sbc = Some(toml::from_str(&sbc).expect("SBC config"));
+    let core = ringer::core::start(&core_config).await.expect("core starts");
+    let access = core.sbc().and_then(|sbc| sbc.access.udp_addr).expect("access");
+    let alice = ringer::core::caller::Caller::start([127, 0, 0, 1].into(), "alice").await.expect("caller");
+
+    let instances: Vec<SrvInstance> = ["a", "b", "c"]
+        .into_iter()
+        .zip(&addresses)
+        .map(|(name, addr)| SrvInstance::write(dir.path(), &database, &core, &certs, name, *addr))
+        .collect();
+    let mut servers = HashMap::new();
+    for instance in &instances {
+        servers.insert(instance.name, instance.start().await);
+    }
+    eventually(Duration::from_secs(20), "every subscriber registered", || core.registry().snapshot().len() == 6).await;
+
+    // Calls spread: 18 calls up at once, each instance relaying some (RFC 2782's weighted
+    // random order; one left out would happen 3 × (2/3)^18, 0.02 % of runs).
+    let mut calls = Vec::new();
+    for n in 0..18 {
+        let call = answered_call(&alice, access, &format!("+4711110{n:03}"), SRV_NUMBERS[n % 6]).await;
+        calls.push(call.expect("answered"));
+    }
+    let mut relayed = Vec::new();
+    for instance in &instances {
+        relayed.push(instance.relayed().await);
+    }
+    assert!(relayed.iter().all(|count| *count > 0), "calls spread over all three: {relayed:?}");
+    assert_eq!(relayed.iter().sum::<u64>(), 18, "{relayed:?}");
+
+    // kill -9 of A mid-call.
+    let mut watch = Watch::new_for(&SRV_NUMBERS);
+    watch.check(&core, "before the kill");
+    let a = servers.remove("a").expect("a");
+    a.signal(Signal::SIGKILL);
+    a.wait().await;
+    // A's calls are over, the others' go on: a re-INVITE through each call is answered end to
+    // end exactly where its instance lives (a new version of the offer, which a B2BUA must
+    // pass on: the same one again is a refresh each side answers itself).
+    let changed = common::lab::OFFER.replace("o=alice 1 1", "o=alice 1 2").replace("m=audio 40000", "m=audio 40002");
+    let mut alive = 0;
+    for call in &calls {
+        let answer = tokio::time::timeout(Duration::from_secs(15), call.reinvite(changed.clone().into())).await;
+        if matches!(answer, Ok(Ok(_))) {
+            alive += 1;
+        }
+    }
+    assert_eq!(alive as u64, relayed[1] + relayed[2], "calls through b and c alive, a's ended ({relayed:?})");
+    // New calls go to b and c; then every call is hung up.
+    for (n, number) in SRV_NUMBERS.iter().enumerate() {
+        let call = answered_call(&alice, access, &format!("+4711111{n:03}"), number).await;
+        calls.push(call.expect("a new call after the kill is answered"));
+    }
+    assert_eq!(
+        instances[1].relayed().await + instances[2].relayed().await,
+        relayed[1] + relayed[2] + 6,
+        "the new calls went to the survivors"
+    );
+    for call in calls.drain(..) {
+        let _ = tokio::time::timeout(Duration::from_secs(15), call.hangup()).await;
+    }
+    // A's registrations refreshed by the survivors before they lapse; none deleted.
+    watch.hold(&core, TTL * 2, "after kill -9 of a").await;
+    let shares = holders(&database).await;
+    assert_eq!(shares.get("a"), None, "a's leases taken over: {shares:?}");
+
+    // Rolling restart under load: A comes back, then A, B and C are stopped and started one
+    // at a time while four callers keep placing calls (answered, held a second, hung up), so
+    // that each instance holds calls when it is stopped.
+    servers.insert("a", instances[0].start().await);
+    let restarting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let alice = Arc::new(alice);
+    let mut load = tokio::task::JoinSet::new();
+    for caller in 0..4 {
+        let (restarting, alice) = (restarting.clone(), alice.clone());
+        load.spawn(async move {
+            let (mut done, mut failed) = (0, Vec::new());
+            let mut n = 0;
+            while restarting.load(std::sync::atomic::Ordering::Relaxed) {
+                let from = format!("+471111{caller}{n:03}");
+                let result = async {
+                    let call = answered_call(&alice, access, &from, SRV_NUMBERS[n % 6]).await?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match call.hangup().await {
+                        Ok(status) if status.as_u16() == 200 => Ok(()),
+                        other => Err(format!("{from}: BYE: {other:?}")),
+                    }
+                }
+                .await;
+                match result {
+                    Ok(()) => done += 1,
+                    Err(why) => failed.push(why),
+                }
+                n += 1;
+            }
+            (done, failed)
+        });
+    }
+    for instance in &instances {
+        stop_handing_over(servers.remove(instance.name).expect("running"), instance.name).await;
+        watch.check(&core, &format!("{} stopped", instance.name));
+        servers.insert(instance.name, instance.start().await);
+        watch.hold(&core, Duration::from_secs(2), &format!("{} restarted", instance.name)).await;
+    }
+    restarting.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (mut done, mut failed) = (0, Vec::new());
+    while let Some(result) = load.join_next().await {
+        let (caller_done, caller_failed) = result.expect("a caller");
+        done += caller_done;
+        failed.extend(caller_failed);
+    }
+    let unfinished: Vec<_> = core
+        .sbc()
+        .map(|sbc| sbc.calls())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|call| call.status.is_none_or(|status| !status.is_success()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "no call fails during the rolling restart ({done} did not): {failed:#?}\nthe SBC's calls not answered: {unfinished:#?}"
+    );
+    assert!(done >= 20, "calls kept coming: {done}");
+    watch.hold(&core, TTL, "after the rolling restart").await;
+    for (name, server) in servers {
+        server.signal(Signal::SIGTERM);
+        let (code, _, stderr) = server.wait().await;
+        assert_eq!(code, Some(0), "{name}: {stderr}");
     }
 }

@@ -22,6 +22,7 @@ use ringer::tas::leases::{instance_name, Instance};
 use ringer::tas::voicemail::Archiver;
 
 use super::leases::LeaseSync;
+use super::signals::{SignalEvent, Signals};
 
 /// How often finished voicemail messages move from the spool into the database.
 const VOICEMAIL_SWEEP: Duration = Duration::from_secs(1);
@@ -31,7 +32,7 @@ pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
 
 /// Runs the TAS until SIGINT/SIGTERM.
 pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let mut signals = super::signals::Signals::install()?;
+    let mut signals = Signals::install()?;
     // Without a config, the whole call path runs in this process so a new user sees it all work.
     let (mut config, tas, mut registrar, embedded, database) = match &config_path {
         Some(path) => {
@@ -118,14 +119,14 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     loop {
         tokio::select! {
             signal = signals.next() => match (signal, &config_path, &database) {
-                (super::signals::SignalEvent::Stop, _, _) => break,
-                (super::signals::SignalEvent::Reload, Some(path), Some(database)) => {
+                (SignalEvent::Stop, _, _) => break,
+                (SignalEvent::Reload, Some(path), Some(database)) => {
                     if let Some((revision, reloaded)) = reload(path, database).await {
                         apply(&mut config, reloaded, &mut registrar, &tas.router, &mut leases).await;
                         applied = applied.max(revision);
                     }
                 }
-                (super::signals::SignalEvent::Reload, _, _) => {
+                (SignalEvent::Reload, _, _) => {
                     warn!("SIGHUP ignored: running on embedded defaults, there is no file to reload")
                 }
             },
@@ -144,6 +145,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             }
         }
     }
+    // New calls go to another instance from now on; those under way may end by themselves.
+    tas.router.stop_taking_calls();
     let report = match &leases {
         Some(leases) => stop_registrations(leases, registrar, &config).await,
         None => {
@@ -152,12 +155,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             format!("{} registrations deleted, {} left to lapse", report.deleted, report.failed)
         }
     };
-    let calls = sip.live_dialogs();
-    if calls > 0 {
-        info!(calls, "hanging up active calls");
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), sip.hangup_all()).await.unwrap_or(0);
-        info!(ended, of = calls, "calls hung up");
-    }
+    drain_calls(sip, config.calls.drain_timeout, &mut signals).await;
     if let Some(writer) = record_writer {
         writer.finish(Duration::from_secs(10)).await;
     }
@@ -182,6 +180,31 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     }
     println!("ringer stopped: {report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lets the calls under way end by themselves for up to `limit` (new ones get 503 meanwhile),
+/// then hangs up the rest; a second SIGINT or SIGTERM cuts the wait short.
+async fn drain_calls(sip: &ringer::sip::endpoint::Endpoint, limit: Duration, signals: &mut Signals) {
+    let under_way = || sip.live_dialogs() + sip.pending_invites();
+    if under_way() > 0 && !limit.is_zero() {
+        info!(calls = under_way(), ?limit, "stopping: waiting for the calls under way to end; new calls get 503");
+        let deadline = tokio::time::Instant::now() + limit;
+        while under_way() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                event = signals.next() => if matches!(event, SignalEvent::Stop) {
+                    info!("stopping at once: a second signal");
+                    break;
+                },
+            }
+        }
+    }
+    let calls = sip.live_dialogs();
+    if calls > 0 {
+        info!(calls, "hanging up the calls still under way");
+        let ended = tokio::time::timeout(Duration::from_secs(10), sip.hangup_all()).await.unwrap_or(0);
+        info!(ended, of = calls, "calls hung up");
+    }
 }
 
 /// The embedded defaults: the emulated core with its SBC and handsets, and the TAS with one

@@ -31,6 +31,10 @@ pub enum RequestError {
     /// The request has no top Via with a branch to match responses by.
     #[error("request without a Via branch")]
     NoBranch,
+    /// The connection it went on closed before the final response: a transport error
+    /// (RFC 3261 §17.1.4), which the TU takes as 503 and may try another server for.
+    #[error("the connection closed before a final response")]
+    ConnectionClosed,
 }
 
 enum Pending {
@@ -44,7 +48,8 @@ enum Pending {
         link: Link,
         proceeding: bool,
         ack: Option<Bytes>,
-        /// Timers A and B, stopped by the first response so no task sleeps out Timer B.
+        /// Timers A and B, and on a stream the watch on its connection; stopped by the final
+        /// response.
         timer: Option<tokio::task::AbortHandle>,
     },
 }
@@ -102,8 +107,10 @@ impl ClientTransactions {
                 None
             }
             Some(Pending::Invite { responses, request, link, proceeding, ack, timer }) => {
-                if let Some(timer) = timer.take() {
-                    timer.abort();
+                if response.status.as_u16() >= 200 {
+                    if let Some(timer) = timer.take() {
+                        timer.abort();
+                    }
                 }
                 match response.status.as_u16() {
                     100..=199 => *proceeding = true,
@@ -158,6 +165,11 @@ impl ClientTransactions {
             };
             tokio::select! {
                 answer = &mut response => return answer.map_err(|_| RequestError::Timeout),
+                () = link.closed() => {
+                    self.pending().remove(&branch);
+                    debug!(branch = %branch.0, "connection closed before a final response");
+                    return Err(RequestError::ConnectionClosed);
+                }
                 () = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= deadline {
                         self.pending().remove(&branch);
@@ -196,14 +208,14 @@ impl ClientTransactions {
         let task = tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timers.t1 * 64;
             let mut interval = timers.t1;
+            let reliable = link.transport().is_reliable();
             // Timer A (UDP only) until a provisional or final; Timer B gives up.
-            while tokio::time::Instant::now() < deadline {
-                let wake = if link.transport().is_reliable() {
-                    deadline
-                } else {
-                    (tokio::time::Instant::now() + interval).min(deadline)
-                };
-                tokio::time::sleep_until(wake).await;
+            loop {
+                let wake = if reliable { deadline } else { (tokio::time::Instant::now() + interval).min(deadline) };
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = link.closed() => return table.connection_closed(&branch),
+                }
                 let mut pending = table.pending();
                 match pending.get(&branch) {
                     Some(Pending::Invite { proceeding: false, ack: None, .. })
@@ -218,9 +230,13 @@ impl ClientTransactions {
                         pending.remove(&branch);
                         return;
                     }
+                    Some(Pending::Invite { ack: None, .. }) if reliable => break,
                     _ => return,
                 }
             }
+            // Proceeding on a stream: the final response can come over this connection only.
+            link.closed().await;
+            table.connection_closed(&branch);
         });
         if let Some(Pending::Invite { timer, .. }) = self.pending().get_mut(&key) {
             *timer = Some(task.abort_handle());
@@ -233,6 +249,17 @@ impl ClientTransactions {
 }
 
 impl ClientTransactions {
+    /// Ends the INVITE transaction `key` without a final response when its connection closed
+    /// before one (a transport error, RFC 3261 §17.1.4): the TU's channel closes, as after
+    /// Timer B, at once rather than 32 s later, so that it can try another server.
+    fn connection_closed(&self, key: &Key) {
+        let mut pending = self.pending();
+        if let Some(Pending::Invite { ack: None, .. }) = pending.get(key) {
+            debug!(branch = %key.0, "connection closed before a final response to the INVITE");
+            pending.remove(key);
+        }
+    }
+
     /// Ends the INVITE transaction of `invite` without a final response (a CANCEL that got no
     /// 487 within 64·T1, RFC 3261 §9.1): its response channel closes.
     pub fn forget_invite(&self, invite: &Request) {
@@ -375,5 +402,42 @@ mod tests {
         assert_eq!(arrivals(&peer, start, Duration::from_millis(41_950)).await.len(), 1);
         tokio::time::sleep_until(refused_at + Duration::from_millis(32_100)).await;
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_some(), "Timer D is over");
+    }
+
+    /// A stream link whose connection closes when the returned writer's end is dropped.
+    fn stream_link() -> (Link, crate::transport::QueueReceiver) {
+        let (queue, writer) = crate::transport::send_queue();
+        let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        (Link::stream(crate::transport::Transport::Tcp, addr(5060), addr(40000), queue), writer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closing_under_a_ringing_invite_ends_it_at_once() {
+        let (link, writer) = stream_link();
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let invite = request("INVITE", "z9hG4bKc");
+        let mut responses = clients.send_invite(invite.clone(), link).unwrap();
+        assert!(clients.on_response(answer(&invite, StatusCode::RINGING)).is_none());
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::RINGING));
+        let start = Instant::now();
+        drop(writer);
+        // A transport error (RFC 3261 §17.1.4): no final response will come, and the TU hears
+        // so now, not after Timer B or never, so that it can try another server.
+        let ended = tokio::time::timeout(Duration::from_secs(40), responses.recv()).await;
+        assert!(matches!(ended, Ok(None)), "{ended:?}");
+        assert_eq!(Instant::now(), start);
+        assert_eq!(clients.pending().len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closing_under_a_non_invite_fails_it_at_once() {
+        let (link, writer) = stream_link();
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let sender = clients.clone();
+        let sending = tokio::spawn(async move { sender.send(&request("OPTIONS", "z9hG4bKg"), &link).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(writer);
+        assert!(matches!(sending.await.unwrap(), Err(RequestError::ConnectionClosed)));
+        assert_eq!(clients.pending().len(), 0);
     }
 }

@@ -154,6 +154,22 @@ type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Link>>>;
 /// and port (from the URI, or an SRV record), the transport.
 type ConnectionKey = (String, String, u16, Transport);
 
+/// One server of a SIP URI: where to connect and how (the URI's host stays the name the
+/// certificate must show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// The host name or address to connect to.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// The transport.
+    pub transport: Transport,
+}
+
+fn bad_target(target: &Uri, reason: &str) -> ConnectError {
+    ConnectError::BadTarget { target: target.to_string(), reason: reason.to_owned() }
+}
+
 /// One SRV record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SrvTarget {
@@ -269,9 +285,30 @@ impl Outbound {
     /// UDP (TCP when the endpoint has no UDP socket). An open connection to the same place is
     /// reused, and callers asking at once share one connection attempt. Without a port: the
     /// DNS SRV record (`_sips._tcp`, `_sip._tcp`, `_sip._udp`), else 5061 for TLS and 5060.
+    /// A server that cannot be reached gives way to the next (RFC 3263 §4.3).
     pub async fn link_to(&self, target: &Uri) -> Result<Link, ConnectError> {
-        let bad = |reason: &str| ConnectError::BadTarget { target: target.to_string(), reason: reason.to_owned() };
-        let sip = target.as_sip().ok_or_else(|| bad("not a sip: or sips: URI"))?;
+        let servers = self.servers(target).await?;
+        let count = servers.len();
+        let mut failed = None;
+        for (index, server) in servers.iter().enumerate() {
+            match self.link_to_server(target, server).await {
+                Ok(link) => return Ok(link),
+                Err(error) if index + 1 < count => {
+                    warn!(%target, server = %server.address, port = server.port, %error, "SRV target unreachable; trying the next");
+                    failed = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(failed.unwrap_or_else(|| bad_target(target, "no server to try")))
+    }
+
+    /// The servers of `target` in the order to try them (RFC 3263 §4): with a port or an
+    /// address, the one it names; else its SRV targets in RFC 2782's order; else the default
+    /// port. Never empty. A caller that wants to try the next one after a 503 (§4.3) links to
+    /// each with [`Outbound::link_to_server`].
+    pub async fn servers(&self, target: &Uri) -> Result<Vec<Server>, ConnectError> {
+        let sip = target.as_sip().ok_or_else(|| bad_target(target, "not a sip: or sips: URI"))?;
         let named = sip.params.get("transport").flatten().map(str::to_ascii_lowercase);
         let transport = match named.as_deref() {
             _ if sip.secure => Transport::Tls,
@@ -279,39 +316,31 @@ impl Outbound {
             Some("tcp") => Transport::Tcp,
             Some("udp") | None if self.udp.is_some() => Transport::Udp,
             None => Transport::Tcp,
-            Some(other) => return Err(bad(&format!("transport {other} is not supported"))),
+            Some(other) => return Err(bad_target(target, &format!("transport {other} is not supported"))),
         };
         let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
-        let host = sip.host.clone();
-        // Without a port, DNS SRV names the servers; the certificate must still name `host`.
-        let is_name = host.parse::<std::net::IpAddr>().is_err();
-        let mut candidates = match sip.port {
-            Some(_) => Vec::new(),
-            None if is_name => self.srv_targets(&host, transport).await,
-            None => Vec::new(),
+        // Without a port, DNS SRV names the servers; the certificate must still name the host.
+        let is_name = sip.host.parse::<std::net::IpAddr>().is_err();
+        let found = match sip.port {
+            None if is_name => self.srv_targets(&sip.host, transport).await,
+            _ => Vec::new(),
         };
-        if candidates.is_empty() {
-            candidates.push((host.clone(), sip.port.unwrap_or(default_port)));
+        let mut servers: Vec<Server> =
+            found.into_iter().map(|(address, port)| Server { address, port, transport }).collect();
+        if servers.is_empty() {
+            servers.push(Server { address: sip.host.clone(), port: sip.port.unwrap_or(default_port), transport });
         }
-        if transport == Transport::Udp {
-            let (socket, local) = self.udp.clone().ok_or_else(|| bad("no UDP socket"))?;
-            let (address, port) = &candidates[0];
-            return Ok(Link::datagram(socket, local, resolve(target, address, *port).await?));
+        Ok(servers)
+    }
+
+    /// A link to one of `target`'s [`Outbound::servers`].
+    pub async fn link_to_server(&self, target: &Uri, server: &Server) -> Result<Link, ConnectError> {
+        let host = target.as_sip().map(|sip| sip.host.clone()).unwrap_or_default();
+        if server.transport == Transport::Udp {
+            let (socket, local) = self.udp.clone().ok_or_else(|| bad_target(target, "no UDP socket"))?;
+            return Ok(Link::datagram(socket, local, resolve(target, &server.address, server.port).await?));
         }
-        // SRV targets in turn: one that cannot be reached gives way to the next (RFC 3263 §4.3).
-        let count = candidates.len();
-        let mut failed = None;
-        for (index, (address, port)) in candidates.into_iter().enumerate() {
-            match self.stream_link(target, &host, &address, port, transport).await {
-                Ok(link) => return Ok(link),
-                Err(error) if index + 1 < count => {
-                    warn!(%target, server = %address, port, %error, "SRV target unreachable; trying the next");
-                    failed = Some(error);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(failed.unwrap_or_else(|| bad("no server to try")))
+        self.stream_link(target, &host, &server.address, server.port, server.transport).await
     }
 
     /// A TCP or TLS link to `address`:`port` for `target` (whose host, `host`, the certificate

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -736,6 +737,21 @@ impl PendingInvite {
         match self.shared.ua.find_dialog(&id).is_some() {
             true => Some(CallHandle { dialog, ua }),
             false => None,
+        }
+    }
+
+    /// Refuses with 503 and Retry-After (RFC 3261 §21.5.4): this server takes no new calls
+    /// for now, and the sender should try another (RFC 3263 §4.3).
+    pub fn unavailable(self, retry_after: Duration) {
+        if let Some(mut response) = build_response(
+            self.shared.config(),
+            &self.request,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&self.local_tag),
+            None,
+        ) {
+            response.headers.push("Retry-After", retry_after.as_secs().max(1).to_string());
+            self.transaction.respond(response);
         }
     }
 

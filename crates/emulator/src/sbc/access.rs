@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::legs::{bridge, callee_leg, leg2, new_session_id};
+use super::legs::{bridge, callee_leg, conclude, leg2, leg_target, new_session_id, LegError};
 use super::records::{
     answered, record_cancelled, set_leg_by_core, set_leg_status, CallRoute, Leg, LegRecord, SbcCall, SharedCall,
     NO_FINAL_RESPONSE,
@@ -114,24 +114,61 @@ pub(super) struct ViaTas<'a> {
 }
 
 impl ViaTas<'_> {
-    /// Loop: leg 2 to the TAS, bridged to leg 1.
+    /// Loop: leg 2 to the TAS, bridged to leg 1. A TAS server that cannot be reached, fails
+    /// in transport or answers 503 gives way to the `sip_uri`'s next one (RFC 3263 §4.3): an
+    /// instance that is stopping or gone loses no call while another serves the same URI.
     async fn to_tas(&self, invite: PendingInvite) -> StatusCode {
         let Self { shared, registration, prefix, callee, call } = *self;
-        match leg2(shared, &invite, registration, prefix, callee, call).await {
-            Ok((leg, index)) => bridge(shared, invite, 0, leg, call, index).await,
-            Err(why) => {
-                warn!(sip_uri = %registration.registration.sip_uri, %why, "TAS unreachable");
-                invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(&format!("TAS unreachable: {why}")));
-                StatusCode::SERVICE_UNAVAILABLE
+        let sip_uri = &registration.registration.sip_uri;
+        let servers = match leg_target(sip_uri.as_str()) {
+            Ok(target) => shared.interconnect.outbound().servers(&target).await.map_err(LegError::from),
+            Err(why) => Err(why),
+        };
+        let unreachable = |invite: PendingInvite, why: &LegError| {
+            warn!(%sip_uri, %why, "TAS unreachable");
+            invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(&format!("TAS unreachable: {why}")));
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let servers = match servers {
+            Ok(servers) => servers,
+            Err(why) => return unreachable(invite, &why),
+        };
+        let last = servers.len().saturating_sub(1);
+        for (attempt, server) in servers.iter().enumerate() {
+            let (leg, index) = match leg2(shared, &invite, registration, prefix, callee, call, Some(server)).await {
+                Ok(placed) => placed,
+                Err(why) if attempt < last => {
+                    warn!(%sip_uri, server = %server.address, port = server.port, %why, "TAS server unreachable; trying the next");
+                    continue;
+                }
+                Err(why) => return unreachable(invite, &why),
+            };
+            let outcome = b2bua::ring(&invite, leg, None).await;
+            let next = match &outcome {
+                LegOutcome::Refused(response) if response.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    set_leg_status(call, index, response.status);
+                    "answered 503"
+                }
+                LegOutcome::Unreachable => {
+                    set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
+                    "sent no final response"
+                }
+                _ => "",
+            };
+            if attempt < last && !next.is_empty() {
+                info!(%sip_uri, server = %server.address, port = server.port, "TAS server {next}; trying the next");
+                continue;
             }
+            return conclude(shared, invite, 0, outcome, call, index).await;
         }
+        unreachable(invite, &LegError::NoServer(sip_uri.to_string()))
     }
 
     /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
     async fn fork(&self, invite: PendingInvite) -> StatusCode {
         let Self { shared, registration, prefix, callee, call } = *self;
         let mut legs: [Option<(RelayedLeg, usize)>; 2] = [None, None];
-        match leg2(shared, &invite, registration, prefix, callee, call).await {
+        match leg2(shared, &invite, registration, prefix, callee, call, None).await {
             Ok((leg, index)) => legs[0] = Some((RelayedLeg::new(leg), index)),
             Err(why) => warn!(%why, "fork: TAS unreachable"),
         }

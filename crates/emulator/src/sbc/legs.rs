@@ -16,6 +16,7 @@ use domain::types::{Msisdn, Prefix};
 use sip::b2bua::{self, LegOutcome};
 use sip::message::header::{SessionId, TypedHeader};
 use sip::message::{Request, StatusCode, Uri};
+use sip::outbound::Server;
 use sip::ua::PendingInvite;
 use sip::uac::{InviteSpec, OutgoingCall};
 
@@ -69,6 +70,9 @@ pub(super) enum LegError {
     /// The INVITE could not be sent.
     #[error("INVITE not sent: {0}")]
     Request(#[from] sip::client::RequestError),
+    /// DNS named no server for the target.
+    #[error("no server found for {0}")]
+    NoServer(String),
 }
 
 impl LegError {
@@ -77,7 +81,7 @@ impl LegError {
         match self {
             LegError::NoRoute(_) => StatusCode::NOT_FOUND,
             LegError::BadTarget { .. } | LegError::NotSip(_) => StatusCode::SERVER_INTERNAL_ERROR,
-            LegError::Connect(_) | LegError::Request(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LegError::Connect(_) | LegError::Request(_) | LegError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -88,7 +92,8 @@ pub(super) fn leg_target(target: &str) -> Result<Uri, LegError> {
 }
 
 /// Leg 2 to the TAS of `registration`, its Request-URI prefixed; recorded in `call` before it
-/// leaves, since leg 3 may come back at once.
+/// leaves, since leg 3 may come back at once. Sent to `server` (one of the `sip_uri`'s
+/// servers), or without one to the first that can be reached.
 pub(super) async fn leg2(
     shared: &Shared,
     leg1: &PendingInvite,
@@ -96,6 +101,7 @@ pub(super) async fn leg2(
     prefix: Option<&Prefix>,
     number: &Msisdn,
     call: &SharedCall,
+    server: Option<&Server>,
 ) -> Result<(OutgoingCall, usize), LegError> {
     let session_id = call.lock().session_id.clone();
     let ua = &shared.interconnect;
@@ -117,7 +123,11 @@ pub(super) async fn leg2(
     let spec = spec_from(leg1, uri, extra);
     let index = add_leg(call, Leg::CoreToTas, &spec);
     let placed = async {
-        let link = ua.outbound().link_to(&leg_target(sip_uri.as_str())?).await?;
+        let target = leg_target(sip_uri.as_str())?;
+        let link = match server {
+            Some(server) => ua.outbound().link_to_server(&target, server).await?,
+            None => ua.outbound().link_to(&target).await?,
+        };
         Ok(ua.invite(spec, link)?)
     };
     placed.await.map(|leg| (leg, index)).map_err(|why: LegError| {
@@ -165,7 +175,22 @@ pub(super) async fn bridge(
     call: &SharedCall,
     index: usize,
 ) -> StatusCode {
-    match b2bua::ring(&incoming, leg, None).await {
+    let outcome = b2bua::ring(&incoming, leg, None).await;
+    conclude(shared, incoming, incoming_index, outcome, call, index).await
+}
+
+/// Finishes `incoming` (the leg at `incoming_index`) as the leg at `index` ended ringing:
+/// joined when it answered, else with its refusal relayed; returns the final status
+/// `incoming` got.
+pub(super) async fn conclude(
+    shared: &Shared,
+    incoming: PendingInvite,
+    incoming_index: usize,
+    outcome: LegOutcome,
+    call: &SharedCall,
+    index: usize,
+) -> StatusCode {
+    match outcome {
         LegOutcome::Answered(callee, response) => {
             let status = response.status;
             answered(call, &[incoming_index, index], status);

@@ -117,6 +117,14 @@ impl Link {
         }
     }
 
+    /// Completes when a stream's connection has closed; never for a datagram link.
+    pub async fn closed(&self) {
+        match &self.path {
+            Path::Stream { queue, .. } => queue.sender.closed().await,
+            Path::Datagram(_) => std::future::pending().await,
+        }
+    }
+
     /// Whether the peer of a stream has stopped reading what we send.
     pub(crate) fn is_congested(&self) -> bool {
         match &self.path {
