@@ -85,6 +85,13 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         let instance =
             Instance::new(database.clone(), &config.store, instance_name(&config.store), listening.join(", "));
         println!("instance {} (registration leases in the database)", instance.name());
+        if config.sip.contact_host.is_none() && config.store.url.starts_with("postgres") {
+            warn!(
+                host = %config.tas.sip_uri.host(),
+                "sip.contact_host is not set: Contact names tas.sip_uri's host, which other instances share, \
+                 so an in-dialog request that cannot use the dialog's connection may reach another instance"
+            );
+        }
         LeaseSync::new(instance, &config, &registrar.status())
     });
     let mut heartbeat = tokio::time::interval(config.store.heartbeat_interval);

@@ -84,10 +84,13 @@ impl Server {
     }
 
     pub(crate) async fn wait(mut self) -> (Option<i32>, String, String) {
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("ringer exited in time")
-            .expect("wait");
+        let Ok(status) = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await else {
+            let _ = self.child.start_kill();
+            let stdout = self.stdout.lock().expect("lock").clone();
+            let stderr = self.stderr.lock().expect("lock").clone();
+            panic!("ringer did not exit within 20 s:\n{stdout}\n{stderr}");
+        };
+        let status = status.expect("wait");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let stdout = self.stdout.lock().expect("lock").clone();
         let stderr = self.stderr.lock().expect("lock").clone();
