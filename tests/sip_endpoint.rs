@@ -253,6 +253,38 @@ async fn cancel_before_the_answer_gives_487() {
     lab.quiet().await;
 }
 
+/// Stopping: a call still ringing goes on, new INVITEs and OPTIONS probes get 503 with
+/// Retry-After (so the core and a dispatcher's probes move to another instance), and at the
+/// end of the drain the ringing call gets 503 too.
+#[tokio::test]
+async fn a_stopping_endpoint_refuses_new_calls_and_probes_with_503_and_ends_ringing_ones() {
+    let lab = lab_with(Arc::new(RingForever), |_, _| {}).await;
+    let mut peer = Peer::tcp(lab.endpoint.tcp_addr.expect("tcp")).await;
+    peer.send(request("INVITE", "drain-ringing", 1, "dr1", "TCP", None, "", SDP_OFFER).as_bytes()).await;
+    assert_eq!(peer.response().await.status.as_u16(), 100);
+    let ringing = peer.response().await;
+    assert_eq!(ringing.status.as_u16(), 180);
+    lab.endpoint.stop_taking_calls(Duration::from_secs(45));
+    for method in ["INVITE", "OPTIONS"] {
+        let body = if method == "INVITE" { SDP_OFFER } else { "" };
+        peer.send(request(method, &format!("drain-{method}"), 1, "dr2", "TCP", None, "", body).as_bytes()).await;
+        let refused = peer.final_response().await;
+        assert_eq!((refused.status.as_u16(), refused.headers.get("Retry-After")), (503, Some("45")), "{method}");
+        assert_eq!(refused.headers.get("Call-ID"), Some(format!("drain-{method}").as_str()));
+        if method == "INVITE" {
+            assert!(!to_tag(&refused).is_empty(), "a final response to an INVITE carries a To tag");
+            peer.send(request("ACK", "drain-INVITE", 1, "dr2", "TCP", Some(&to_tag(&refused)), "", "").as_bytes()).await;
+        }
+    }
+    assert_eq!(lab.endpoint.pending_invites(), 1, "the ringing call goes on");
+    assert_eq!(lab.endpoint.end_pending_invites(), 1);
+    let ended = peer.final_response().await;
+    assert_eq!((ended.status.as_u16(), ended.headers.get("Call-ID")), (503, Some("drain-ringing")));
+    assert_eq!(to_tag(&ended), to_tag(&ringing), "the same early dialog's tag");
+    peer.send(request("ACK", "drain-ringing", 1, "dr1", "TCP", Some(&to_tag(&ended)), "", "").as_bytes()).await;
+    lab.quiet().await;
+}
+
 #[tokio::test]
 async fn requests_the_ua_cannot_serve_get_the_right_status() {
     let lab = lab("answer").await;

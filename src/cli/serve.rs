@@ -152,8 +152,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             }
         }
     }
-    // New calls go to another instance from now on; those under way may end by themselves.
-    tas.router.stop_taking_calls();
+    // New calls go to another instance from now on (told to come back after the drain);
+    // those under way may end by themselves.
+    sip.stop_taking_calls(config.calls.drain_timeout);
     let report = match &leases {
         Some(leases) => stop_registrations(leases, registrar, &config).await,
         None => {
@@ -205,6 +206,10 @@ async fn drain_calls(sip: &ringer::sip::endpoint::Endpoint, limit: Duration, sig
                 },
             }
         }
+    }
+    let ringing = sip.end_pending_invites();
+    if ringing > 0 {
+        info!(calls = ringing, "calls not yet answered ended with 503");
     }
     let calls = sip.live_dialogs();
     if calls > 0 {

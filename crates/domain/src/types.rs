@@ -40,6 +40,7 @@ struct InlineText<const N: usize>([u8; N]);
 impl<const N: usize> InlineText<N> {
     /// `text` inline; the caller has checked it is at most `N` ASCII bytes without NUL.
     fn new(text: &str) -> Self {
+        debug_assert!(text.len() <= N && text.is_ascii() && !text.contains('\0'), "{text:?} does not fit");
         let mut bytes = [0; N];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
         Self(bytes)
@@ -77,7 +78,7 @@ impl Msisdn {
 
     /// The digits after the `+`.
     pub fn digits(&self) -> &str {
-        &self.as_str()[1..]
+        self.as_str().strip_prefix('+').unwrap_or_default()
     }
 }
 

@@ -31,8 +31,8 @@ pub enum RequestError {
     /// The request has no top Via with a branch to match responses by.
     #[error("request without a Via branch")]
     NoBranch,
-    /// The connection it went on closed before the final response: a transport error
-    /// (RFC 3261 §17.1.4), which the TU takes as 503 and may try another server for.
+    /// The connection it went on closed before any response: a transport error (RFC 3261
+    /// §17.1.4), which the TU takes as 503 and may try another server for.
     #[error("the connection closed before a final response")]
     ConnectionClosed,
 }
@@ -48,8 +48,8 @@ enum Pending {
         link: Link,
         proceeding: bool,
         ack: Option<Bytes>,
-        /// Timers A and B, and on a stream the watch on its connection; stopped by the final
-        /// response.
+        /// Timers A and B, and on a stream the watch on its connection until a response comes;
+        /// stopped by the first response so no task sleeps out Timer B.
         timer: Option<tokio::task::AbortHandle>,
     },
 }
@@ -107,10 +107,8 @@ impl ClientTransactions {
                 None
             }
             Some(Pending::Invite { responses, request, link, proceeding, ack, timer }) => {
-                if response.status.as_u16() >= 200 {
-                    if let Some(timer) = timer.take() {
-                        timer.abort();
-                    }
+                if let Some(timer) = timer.take() {
+                    timer.abort();
                 }
                 match response.status.as_u16() {
                     100..=199 => *proceeding = true,
@@ -230,13 +228,9 @@ impl ClientTransactions {
                         pending.remove(&branch);
                         return;
                     }
-                    Some(Pending::Invite { ack: None, .. }) if reliable => break,
                     _ => return,
                 }
             }
-            // Proceeding on a stream: the final response can come over this connection only.
-            link.closed().await;
-            table.connection_closed(&branch);
         });
         if let Some(Pending::Invite { timer, .. }) = self.pending().get_mut(&key) {
             *timer = Some(task.abort_handle());
@@ -249,12 +243,14 @@ impl ClientTransactions {
 }
 
 impl ClientTransactions {
-    /// Ends the INVITE transaction `key` without a final response when its connection closed
-    /// before one (a transport error, RFC 3261 §17.1.4): the TU's channel closes, as after
-    /// Timer B, at once rather than 32 s later, so that it can try another server.
+    /// Ends the INVITE transaction `key` when its connection closed before any response (a
+    /// transport error, RFC 3261 §17.1.4): the TU's channel closes, as after Timer B, at once
+    /// rather than 32 s later, so that it can try another server. Once a response came, the
+    /// server may still send the final one over a new connection (§18.2.2): the TU's own
+    /// timers decide then.
     fn connection_closed(&self, key: &Key) {
         let mut pending = self.pending();
-        if let Some(Pending::Invite { ack: None, .. }) = pending.get(key) {
+        if let Some(Pending::Invite { proceeding: false, ack: None, .. }) = pending.get(key) {
             debug!(branch = %key.0, "connection closed before a final response to the INVITE");
             pending.remove(key);
         }
@@ -264,7 +260,9 @@ impl ClientTransactions {
     /// 487 within 64·T1, RFC 3261 §9.1): its response channel closes.
     pub fn forget_invite(&self, invite: &Request) {
         if let Some(key) = key_of(&invite.headers) {
-            self.pending().remove(&key);
+            if let Some(Pending::Invite { timer: Some(timer), .. }) = self.pending().remove(&key) {
+                timer.abort();
+            }
         }
     }
 }
@@ -412,21 +410,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_connection_closing_under_a_ringing_invite_ends_it_at_once() {
+    async fn a_connection_closing_before_any_response_ends_the_invite_at_once() {
         let (link, writer) = stream_link();
         let clients = Arc::new(ClientTransactions::new(Timers::default()));
-        let invite = request("INVITE", "z9hG4bKc");
-        let mut responses = clients.send_invite(invite.clone(), link).unwrap();
-        assert!(clients.on_response(answer(&invite, StatusCode::RINGING)).is_none());
-        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::RINGING));
+        let mut responses = clients.send_invite(request("INVITE", "z9hG4bKc"), link).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         drop(writer);
-        // A transport error (RFC 3261 §17.1.4): no final response will come, and the TU hears
-        // so now, not after Timer B or never, so that it can try another server.
+        // A transport error (RFC 3261 §17.1.4): the TU hears so now, not after Timer B, so that
+        // it can try another server.
         let ended = tokio::time::timeout(Duration::from_secs(40), responses.recv()).await;
         assert!(matches!(ended, Ok(None)), "{ended:?}");
         assert_eq!(Instant::now(), start);
         assert_eq!(clients.pending().len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ringing_invite_outlives_its_connection() {
+        let (link, writer) = stream_link();
+        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let invite = request("INVITE", "z9hG4bKr");
+        let mut responses = clients.send_invite(invite.clone(), link).unwrap();
+        assert!(clients.on_response(answer(&invite, StatusCode::RINGING)).is_none());
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::RINGING));
+        drop(writer);
+        // The server may send the final response over a new connection (§18.2.2).
+        let waiting = tokio::time::timeout(Duration::from_secs(60), responses.recv()).await;
+        assert!(waiting.is_err(), "the transaction ended with its connection: {waiting:?}");
+        assert!(clients.on_response(answer(&invite, StatusCode::OK)).is_none());
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::OK));
     }
 
     #[tokio::test(start_paused = true)]

@@ -210,6 +210,17 @@ impl Endpoint {
         self.uas.pending_invites()
     }
 
+    /// Takes no new calls: new INVITEs and OPTIONS get 503 with `retry_after`; see
+    /// [`Uas::stop_taking_calls`](crate::ua::Uas::stop_taking_calls).
+    pub fn stop_taking_calls(&self, retry_after: std::time::Duration) {
+        self.uas.stop_taking_calls(retry_after);
+    }
+
+    /// Ends every INVITE still awaiting a decision with 503; returns how many.
+    pub fn end_pending_invites(&self) -> usize {
+        self.uas.end_pending_invites()
+    }
+
     /// Open stream connections.
     pub fn open_connections(&self) -> usize {
         self.connections.total()

@@ -335,7 +335,7 @@ impl Outbound {
 
     /// A link to one of `target`'s [`Outbound::servers`].
     pub async fn link_to_server(&self, target: &Uri, server: &Server) -> Result<Link, ConnectError> {
-        let host = target.as_sip().map(|sip| sip.host.clone()).unwrap_or_default();
+        let host = target.as_sip().ok_or_else(|| bad_target(target, "not a sip: or sips: URI"))?.host.clone();
         if server.transport == Transport::Udp {
             let (socket, local) = self.udp.clone().ok_or_else(|| bad_target(target, "no UDP socket"))?;
             return Ok(Link::datagram(socket, local, resolve(target, &server.address, server.port).await?));

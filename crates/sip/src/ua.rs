@@ -45,6 +45,8 @@ pub trait SessionHandler: Send + Sync + 'static {
 /// and its reliable provisional responses (a 2xx held behind one is dropped).
 struct PendingEntry {
     cancelled: CancellationToken,
+    /// The INVITE's transaction, to end it when the server stops before the call layer does.
+    transaction: ServerTransaction,
     request: Arc<Request>,
     local_tag: String,
     reliable: Option<Arc<Reliable>>,
@@ -64,6 +66,8 @@ struct Shared {
     pending: Mutex<HashMap<u64, PendingEntry>>,
     /// The reliable provisional responses of INVITEs not yet answered, for their PRACKs.
     early: Mutex<HashMap<EarlyKey, Arc<Reliable>>>,
+    /// Stopping: new INVITEs and OPTIONS get 503 with this Retry-After.
+    draining: Mutex<Option<Duration>>,
 }
 
 impl Shared {
@@ -95,6 +99,7 @@ impl Uas {
                 handler,
                 pending: Mutex::new(HashMap::new()),
                 early: Mutex::new(HashMap::new()),
+                draining: Mutex::new(None),
             }),
         }
     }
@@ -107,6 +112,50 @@ impl Uas {
     /// INVITEs not yet answered.
     pub fn pending_invites(&self) -> usize {
         self.shared.pending().len()
+    }
+
+    /// Takes no new calls from now on: each new INVITE, and each OPTIONS probe, gets 503 with
+    /// `retry_after` (RFC 3261 §21.5.4), on which the sender tries another server (RFC 3263
+    /// §4.3) and a load balancer's probe marks this one down; dialogs under way go on.
+    pub fn stop_taking_calls(&self, retry_after: Duration) {
+        *self.shared.draining.lock() = Some(retry_after);
+    }
+
+    /// Ends every INVITE still waiting for the call layer with 503 (the server is stopping);
+    /// returns how many.
+    pub fn end_pending_invites(&self) -> usize {
+        let entries: Vec<PendingEntry> = self.shared.pending().drain().map(|(_, entry)| entry).collect();
+        let count = entries.len();
+        for entry in entries {
+            self.end_pending(entry, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        count
+    }
+
+    /// Answers a pending INVITE with `status` and tells the call layer it is over.
+    fn end_pending(&self, entry: PendingEntry, status: StatusCode) {
+        let PendingEntry { cancelled, transaction, request, local_tag, reliable } = entry;
+        if let Some(response) = build_response(self.shared.config(), &request, status, Some(&local_tag), None) {
+            transaction.respond(response);
+        }
+        // A 2xx held behind an unacknowledged provisional response is never sent.
+        if let Some(reliable) = reliable {
+            reliable.abandon();
+        }
+        cancelled.cancel();
+    }
+
+    /// The 503 for a new INVITE or OPTIONS while stopping, if stopping.
+    fn refuse_while_draining(&self, request: &Request) -> Option<Response> {
+        let retry_after = (*self.shared.draining.lock())?;
+        if !matches!(request.method, Method::Invite | Method::Options) {
+            return None;
+        }
+        let tag = (request.method == Method::Invite).then(new_tag);
+        let mut response =
+            build_response(self.shared.config(), request, StatusCode::SERVICE_UNAVAILABLE, tag.as_deref(), None)?;
+        response.headers.push("Retry-After", retry_after.as_secs().max(1).to_string());
+        Some(response)
     }
 
     fn refuse_early(&self, incoming: &IncomingRequest) -> Option<Response> {
@@ -464,6 +513,11 @@ impl TransactionUser for Uas {
             self.in_dialog(incoming, &tag);
             return;
         }
+        if let Some(response) = self.refuse_while_draining(&incoming.request) {
+            debug!(method = %incoming.request.method, "stopping: refused with 503");
+            incoming.transaction.respond(response);
+            return;
+        }
         let config = self.shared.config();
         match incoming.request.method {
             Method::Options => {
@@ -509,6 +563,7 @@ impl TransactionUser for Uas {
                     incoming.transaction.id(),
                     PendingEntry {
                         cancelled: cancelled.clone(),
+                        transaction: incoming.transaction.clone(),
                         request: request.clone(),
                         local_tag: local_tag.clone(),
                         reliable: reliable.clone(),
@@ -571,21 +626,9 @@ impl TransactionUser for Uas {
     }
 
     fn on_cancel(&self, invite: ServerTransaction) {
-        let Some(PendingEntry { cancelled, request, local_tag, reliable }) = self.shared.pending().remove(&invite.id())
-        else {
-            return;
-        };
-        if let Some(response) =
-            build_response(self.shared.config(), &request, StatusCode::REQUEST_TERMINATED, Some(&local_tag), None)
-        {
-            invite.respond(response);
-        }
-        // A 2xx held behind an unacknowledged provisional response is never sent.
-        if let Some(reliable) = reliable {
-            reliable.abandon();
-        }
-        info!(call_id = request.headers.get("Call-ID").unwrap_or_default(), "call cancelled by the caller");
-        cancelled.cancel();
+        let Some(entry) = self.shared.pending().remove(&invite.id()) else { return };
+        info!(call_id = entry.request.headers.get("Call-ID").unwrap_or_default(), "call cancelled by the caller");
+        self.end_pending(entry, StatusCode::REQUEST_TERMINATED);
     }
 }
 
@@ -737,21 +780,6 @@ impl PendingInvite {
         match self.shared.ua.find_dialog(&id).is_some() {
             true => Some(CallHandle { dialog, ua }),
             false => None,
-        }
-    }
-
-    /// Refuses with 503 and Retry-After (RFC 3261 §21.5.4): this server takes no new calls
-    /// for now, and the sender should try another (RFC 3263 §4.3).
-    pub fn unavailable(self, retry_after: Duration) {
-        if let Some(mut response) = build_response(
-            self.shared.config(),
-            &self.request,
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(&self.local_tag),
-            None,
-        ) {
-            response.headers.push("Retry-After", retry_after.as_secs().max(1).to_string());
-            self.transaction.respond(response);
         }
     }
 

@@ -297,9 +297,10 @@ pub struct CallsConfig {
     pub unknown_number: Action,
     /// A call the subscriber's route type should not have brought (an MT call for Loop-MO...).
     pub unexpected: Action,
-    /// At SIGTERM, how long calls under way may go on before they are hung up; new calls get
-    /// 503 with Retry-After meanwhile, so that the core or a dispatcher sends them to another
-    /// instance (a rolling restart then cuts no call shorter than this).
+    /// At SIGTERM, how long calls under way may go on before they are hung up; new calls and
+    /// OPTIONS probes get 503 with this as Retry-After meanwhile, so that the core or a
+    /// dispatcher sends them to another instance (a rolling restart then cuts no call shorter
+    /// than this).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
 }

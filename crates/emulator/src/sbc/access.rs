@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::legs::{bridge, callee_leg, conclude, leg2, leg_target, new_session_id, LegError};
+use super::legs::{bridge, callee_leg, conclude, leg2, leg_target, new_session_id, record_unanswered, LegError};
 use super::records::{
     answered, record_cancelled, set_leg_by_core, set_leg_status, CallRoute, Leg, LegRecord, SbcCall, SharedCall,
     NO_FINAL_RESPONSE,
@@ -145,17 +145,13 @@ impl ViaTas<'_> {
             };
             let outcome = b2bua::ring(&invite, leg, None).await;
             let next = match &outcome {
-                LegOutcome::Refused(response) if response.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    set_leg_status(call, index, response.status);
-                    "answered 503"
-                }
-                LegOutcome::Unreachable => {
-                    set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
-                    "sent no final response"
-                }
+                LegOutcome::Refused(response) if response.status == StatusCode::SERVICE_UNAVAILABLE => "answered 503",
+                // No response at all: Timer B, or the connection closed before any.
+                LegOutcome::Unreachable => "sent no response",
                 _ => "",
             };
             if attempt < last && !next.is_empty() {
+                record_unanswered(call, index, &outcome);
                 info!(%sip_uri, server = %server.address, port = server.port, "TAS server {next}; trying the next");
                 continue;
             }

@@ -70,8 +70,9 @@ pub(super) enum LegError {
     /// The INVITE could not be sent.
     #[error("INVITE not sent: {0}")]
     Request(#[from] sip::client::RequestError),
-    /// DNS named no server for the target.
-    #[error("no server found for {0}")]
+    /// No server to try for the target (defensive: resolution falls back to the target's own
+    /// host, so it always names one).
+    #[error("no server to try for {0}")]
     NoServer(String),
 }
 
@@ -179,6 +180,16 @@ pub(super) async fn bridge(
     conclude(shared, incoming, incoming_index, outcome, call, index).await
 }
 
+/// Records how the leg at `index` ended when it did not answer: its refusal, or no final
+/// response (the status the core gives it then is its own, and says so).
+pub(super) fn record_unanswered(call: &SharedCall, index: usize, outcome: &LegOutcome) {
+    match outcome {
+        LegOutcome::Refused(response) => set_leg_status(call, index, response.status),
+        LegOutcome::Unreachable => set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into()),
+        LegOutcome::Answered(..) | LegOutcome::NoAnswer(_) | LegOutcome::CallerCancelled(_) => {}
+    }
+}
+
 /// Finishes `incoming` (the leg at `incoming_index`) as the leg at `index` ended ringing:
 /// joined when it answered, else with its refusal relayed; returns the final status
 /// `incoming` got.
@@ -190,6 +201,7 @@ pub(super) async fn conclude(
     call: &SharedCall,
     index: usize,
 ) -> StatusCode {
+    record_unanswered(call, index, &outcome);
     match outcome {
         LegOutcome::Answered(callee, response) => {
             let status = response.status;
@@ -198,12 +210,10 @@ pub(super) async fn conclude(
             status
         }
         LegOutcome::Refused(response) => {
-            set_leg_status(call, index, response.status);
             incoming.relay_refusal(&response);
             response.status
         }
         LegOutcome::Unreachable => {
-            set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into());
             incoming.reject(StatusCode::REQUEST_TIMEOUT, None, None);
             StatusCode::REQUEST_TIMEOUT
         }

@@ -3,13 +3,12 @@
 //! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{CallsConfig, ServeConfig};
 use domain::types::{Msisdn, Prefix, RouteType};
@@ -146,12 +145,7 @@ pub struct CallRouter {
     records: Mutex<VecDeque<CallRecord>>,
     /// Where finished calls are recorded beside the in-memory list, when there is a store.
     writer: Option<RecordWriter>,
-    /// Stopping: new calls get 503 so that they go to another instance.
-    draining: AtomicBool,
 }
-
-/// What a new call is told to wait before trying this instance again, while it drains.
-const DRAINING_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Why the router could not start: a file its media needs.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +212,6 @@ impl CallRouter {
             media,
             records: Mutex::new(VecDeque::new()),
             writer,
-            draining: AtomicBool::new(false),
         })
     }
 
@@ -239,12 +232,6 @@ impl CallRouter {
 
     fn routes(&self) -> Arc<Routes> {
         self.routes.read().clone()
-    }
-
-    /// Takes no new calls from now on: each gets 503 with Retry-After, which sends it to
-    /// another instance (RFC 3263 §4.3; a dispatcher's failover); calls under way go on.
-    pub fn stop_taking_calls(&self) {
-        self.draining.store(true, Ordering::Relaxed);
     }
 }
 
@@ -310,11 +297,6 @@ pub struct RouterHandler(pub Arc<CallRouter>);
 impl SessionHandler for RouterHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let router = &self.0;
-        if router.draining.load(Ordering::Relaxed) {
-            debug!(call_id = %invite.essentials().call_id, "stopping: new call refused with 503");
-            invite.unavailable(DRAINING_RETRY_AFTER);
-            return;
-        }
         let routes = router.routes();
         let caller = caller_number(&invite.request().headers, &invite.essentials().from);
         let mut record = record_of(&invite, caller.clone());
