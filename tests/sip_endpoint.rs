@@ -273,7 +273,8 @@ async fn a_stopping_endpoint_refuses_new_calls_and_probes_with_503_and_ends_ring
         assert_eq!(refused.headers.get("Call-ID"), Some(format!("drain-{method}").as_str()));
         if method == "INVITE" {
             assert!(!to_tag(&refused).is_empty(), "a final response to an INVITE carries a To tag");
-            peer.send(request("ACK", "drain-INVITE", 1, "dr2", "TCP", Some(&to_tag(&refused)), "", "").as_bytes()).await;
+            peer.send(request("ACK", "drain-INVITE", 1, "dr2", "TCP", Some(&to_tag(&refused)), "", "").as_bytes())
+                .await;
         }
     }
     assert_eq!(lab.endpoint.pending_invites(), 1, "the ringing call goes on");
