@@ -285,6 +285,17 @@ async fn a_message_left_through_one_instance_is_played_through_another_and_the_c
     }
 }
 
+/// Adds `number` as a Loop-MT subscriber (MT prefix 22) whose calls get `behaviour`, as an
+/// operator would, through the database named in the environment.
+async fn add_loop_mt(database: &str, number: &str, behaviour: &str) {
+    let add = ringer(
+        &["subscribers", "add", number, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", behaviour],
+        &[("RINGER_DATABASE_URL", database)],
+    )
+    .await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+}
+
 /// Kamailio's dispatcher in front of three instances, as an operator's load balancer: calls
 /// spread over all three (each instance records the calls it handled); after kill -9 of one
 /// and the dispatcher's probing, every new call is served by the other two; a rolling restart
@@ -298,12 +309,7 @@ async fn behind_kamailios_dispatcher_calls_spread_and_go_on_after_an_instance_is
     let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
     assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
     let number = "+4799990301";
-    let add = ringer(
-        &["subscribers", "add", number, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", "reject 486"],
-        &[("RINGER_DATABASE_URL", &database)],
-    )
-    .await;
-    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    add_loop_mt(&database, number, "reject 486").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut servers = HashMap::new();
     let mut ports = Vec::new();
@@ -365,13 +371,7 @@ async fn behind_kamailios_dispatcher_calls_spread_and_go_on_after_an_instance_is
     // calls get 503, on which the dispatcher tries the next instance; calls under way end as
     // their caller ends them) and started again one at a time while SIPp places 150 calls that
     // ringer answers and Alice hangs up 200 ms later; none fails.
-    let echo = "+4799990302";
-    let add = ringer(
-        &["subscribers", "add", echo, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", "answer echo"],
-        &[("RINGER_DATABASE_URL", &database)],
-    )
-    .await;
-    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    add_loop_mt(&database, "+4799990302", "answer echo").await;
     servers.insert("b", start(&configs["b"].0));
     listening(configs["b"].1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

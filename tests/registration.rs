@@ -407,3 +407,36 @@ async fn refusals_are_not_hammered_and_are_retried_on_reload() {
     assert!(core.registry().snapshot().is_empty(), "removed subscriber deleted");
     registrar.shutdown().await;
 }
+
+/// A slow core (each upsert applied 600 ms after it arrives): a subscriber replaced, then
+/// removed, while its upsert is under way ends as the last change says. The replacement goes
+/// out after the old upsert is answered, and the delete after the new one, so that neither
+/// old upsert lands at the core after what followed it.
+#[tokio::test]
+async fn a_change_while_an_upsert_is_under_way_is_not_overtaken_by_it() {
+    let mut config = core_config(loopback_any_port(), AuthMode::Sandbox, HOUR);
+    config.upsert_delay = Duration::from_millis(600);
+    let core = ringer::core::start(&config).await.expect("core");
+    let first = registration("+4790001300", RouteType::Loop, Some("11"), None);
+    let mut registrar = Registrar::start(client(&core, Credentials::None), fast_registrar(), vec![first]);
+    eventually(Duration::from_secs(5), "the first upsert under way", || {
+        core.call_counts().upserts.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let second = registration("+4790001300", RouteType::Loop, Some("12"), None);
+    registrar.reload(vec![second.clone()]).await;
+    eventually(Duration::from_secs(5), "the second upsert under way", || {
+        core.call_counts().upserts.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert!(
+        core.registry().lookup(&msisdn("+4790001300")).is_some_and(|r| r.registration.mo_prefix.is_some()),
+        "the second upsert went out only once the first was applied"
+    );
+    // Removed while the second upsert is under way: the delete waits for its answer.
+    registrar.reload(vec![]).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(core.registry().snapshot().len(), 0, "the delete was not overtaken by the upsert");
+    assert_eq!(core.registry().deletions(&msisdn("+4790001300")), 1);
+    registrar.shutdown().await;
+}

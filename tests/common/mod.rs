@@ -49,6 +49,7 @@ pub(crate) fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> 
     CoreConfig {
         grpc: GrpcListenConfig { listen, tls: None },
         time_to_live: ttl,
+        upsert_delay: Duration::ZERO,
         auth: CoreAuthConfig {
             mode,
             tokens: vec![

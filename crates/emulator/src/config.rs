@@ -20,6 +20,10 @@ pub struct CoreConfig {
     /// Lifetime of a registration from its last upsert.
     #[serde(default = "defaults::one_hour", with = "humantime_serde")]
     pub time_to_live: Duration,
+    /// How long an UpsertRegistration takes before the core applies and answers it: a slow
+    /// core, to see what a TAS does while its upserts are under way. Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub upsert_delay: Duration,
     /// Who may call the API.
     #[serde(default)]
     pub auth: CoreAuthConfig,
@@ -269,6 +273,7 @@ impl Default for CoreConfig {
         Self {
             grpc: GrpcListenConfig::default(),
             time_to_live: defaults::one_hour(),
+            upsert_delay: Duration::ZERO,
             auth: CoreAuthConfig::default(),
             subscribers: Vec::new(),
             sbc: None,

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -37,6 +38,8 @@ pub struct SipBreakoutCore {
     /// Empty: every number is a subscriber.
     subscribers: Arc<HashSet<Msisdn>>,
     counts: Arc<CallCounts>,
+    /// How long an upsert takes before it is applied and answered.
+    upsert_delay: Duration,
 }
 
 /// A request the core answers with `STATUS_CODE_NOT_ACCEPTABLE` and this message.
@@ -44,14 +47,16 @@ struct NotAcceptable(String);
 
 impl SipBreakoutCore {
     /// A service over `registry`, checking callers with `auth`, accepting only `subscribers`
-    /// (any number when empty) and counting calls in `counts`.
+    /// (any number when empty), counting calls in `counts` and taking `upsert_delay` over
+    /// each upsert.
     pub fn new(
         registry: Arc<Registry>,
         auth: Arc<Authenticator>,
         subscribers: HashSet<Msisdn>,
         counts: Arc<CallCounts>,
+        upsert_delay: Duration,
     ) -> Self {
-        Self { registry, auth, subscribers: Arc::new(subscribers), counts }
+        Self { registry, auth, subscribers: Arc::new(subscribers), counts, upsert_delay }
     }
 
     /// Validates a wire registration for `principal`; `Err(Status)` for authorization failures.
@@ -111,6 +116,9 @@ impl SipBreakoutService for SipBreakoutCore {
                 }
             }
             Ok((msisdn, registration)) => {
+                if !self.upsert_delay.is_zero() {
+                    tokio::time::sleep(self.upsert_delay).await;
+                }
                 info!(
                     %msisdn,
                     route_type = %registration.route_type,

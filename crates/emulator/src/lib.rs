@@ -90,6 +90,7 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
         auth.clone(),
         subscribers,
         counts.clone(),
+        config.upsert_delay,
     ));
     let routes = Routes::from(Routes::new(service).into_axum_router().merge(token_endpoint));
 

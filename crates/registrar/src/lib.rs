@@ -16,7 +16,7 @@ pub mod config;
 pub mod status;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +38,9 @@ use domain::types::{Msisdn, Registration};
 
 /// The time to live the operator documents, used when an answer carries none.
 pub const DEFAULT_TIME_TO_LIVE: Duration = Duration::from_secs(3600);
+
+/// How soon a registration due while the upsert it replaced is still under way looks again.
+const UPSERT_UNDER_WAY_RETRY: Duration = Duration::from_millis(50);
 
 /// The longest time to live taken from an answer; longer ones are refreshed as if this.
 const MAX_TIME_TO_LIVE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -71,6 +74,10 @@ struct State {
     /// (due, generation, number), earliest first; stale items are skipped when popped.
     queue: BinaryHeap<Reverse<(Instant, u64, Msisdn)>>,
     generations: u64,
+    /// Numbers with an upsert under way, whatever became of their entry since: no second
+    /// upsert and no delete goes out for one until it is answered, so that an old upsert
+    /// cannot reach the core after the registration that replaced it, or after its delete.
+    upserting: HashSet<Msisdn>,
 }
 
 impl State {
@@ -107,7 +114,12 @@ impl Registrar {
     /// Starts keeping `registrations` alive. Each must carry its phone number.
     pub fn start(client: RegistrationClient, config: RegistrarConfig, registrations: Vec<Registration>) -> Self {
         let board = Arc::new(StatusBoard::default());
-        let state = Arc::new(Mutex::new(State { entries: HashMap::new(), queue: BinaryHeap::new(), generations: 0 }));
+        let state = Arc::new(Mutex::new(State {
+            entries: HashMap::new(),
+            queue: BinaryHeap::new(),
+            generations: 0,
+            upserting: HashSet::new(),
+        }));
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let driver = tokio::spawn(
@@ -176,12 +188,33 @@ impl Registrar {
         }
         self.wake.notify_one();
         let retired_numbers: Vec<Msisdn> = retired.iter().filter_map(|r| r.phone_number.clone()).collect();
+        self.upserts_answered(&retired_numbers).await;
         let report = self.deleter().delete_all(retired).await;
         for msisdn in &retired_numbers {
             self.board.remove(msisdn);
         }
         info!(subscribers = self.state.lock().entries.len(), deleted = report.deleted, "subscriber list reloaded");
         report
+    }
+
+    /// Waits until no upsert of `numbers` is under way (each is bounded by the client's
+    /// request timeout), so that a delete sent next is not overtaken by one.
+    async fn upserts_answered(&self, numbers: &[Msisdn]) {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        loop {
+            let waiting = {
+                let state = self.state.lock();
+                numbers.iter().filter(|msisdn| state.upserting.contains(*msisdn)).count()
+            };
+            if waiting == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                warn!(waiting, "upserts still under way; deleting anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Takes over refreshing `registrations` that another instance kept: each with the time
@@ -409,7 +442,8 @@ impl Driver {
     /// wait in the queue, not as tasks).
     fn start_due(&self, attempts: &mut JoinSet<Answered>) {
         let now = Instant::now();
-        let mut state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         while attempts.len() < self.config.max_in_flight {
             let Some(Reverse((due, generation, _))) = state.queue.peek() else { break };
             if *due > now {
@@ -417,11 +451,22 @@ impl Driver {
             }
             let (due, generation) = (*due, *generation);
             let Some(Reverse((_, _, msisdn))) = state.queue.pop() else { break };
+            if state.upserting.contains(&msisdn) {
+                // The upsert of the registration this one replaced is still under way: this
+                // one goes out once it is answered.
+                let retry = now + UPSERT_UNDER_WAY_RETRY;
+                if let Some(entry) = state.entries.get_mut(&msisdn).filter(|entry| entry.generation == generation) {
+                    entry.due = retry;
+                    state.queue.push(Reverse((retry, generation, msisdn)));
+                }
+                continue;
+            }
             let Some(entry) = state.entries.get_mut(&msisdn) else { continue };
             if entry.generation != generation || entry.due != due || entry.in_flight {
                 continue;
             }
             entry.in_flight = true;
+            state.upserting.insert(msisdn.clone());
             let registration = entry.registration.clone();
             let (client, in_flight, board) = (self.client.clone(), self.in_flight.clone(), self.board.clone());
             attempts.spawn(async move {
@@ -434,6 +479,7 @@ impl Driver {
     /// Takes an upsert's answer: the next attempt's time, and the status.
     fn answered(&self, msisdn: &Msisdn, generation: u64, attempt: &Attempt) {
         let mut state = self.state.lock();
+        state.upserting.remove(msisdn);
         let Some(entry) = state.entries.get_mut(msisdn) else { return };
         if entry.generation != generation {
             return;
