@@ -50,6 +50,7 @@ pub(crate) fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> 
         grpc: GrpcListenConfig { listen, tls: None },
         time_to_live: ttl,
         upsert_delay: Duration::ZERO,
+        sms_answer: Default::default(),
         auth: CoreAuthConfig {
             mode,
             tokens: vec![

@@ -10,6 +10,15 @@ pub mod sipbreakout {
     }
 }
 
+/// Package `wgtwo.sms.v1` (generated: its items are documented in the proto file).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod sms {
+    /// Version 1 of the SMS API.
+    pub mod v1 {
+        tonic::include_proto!("wgtwo.sms.v1");
+    }
+}
+
 /// Package `wgtwo.common.v1` (generated).
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod common {
@@ -251,6 +260,41 @@ mod tests {
             time_to_live: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
         };
         assert_eq!(response.encode_to_vec(), [0x08, 1, 0x12, 1, b'x', 0x1a, 2, 0x08, 60]);
+    }
+
+    /// The SMS API's field and enum numbers, as ../shared/spec/sms-api.md states them.
+    #[test]
+    fn sms_wire_bytes_use_the_documented_numbers() {
+        use sms::v1::{
+            send_message_response::SendStatus, MessageClass, SendMessageResponse, SendTextToSubscriberRequest,
+        };
+        let request = SendTextToSubscriberRequest {
+            content: "hi".into(),
+            to_subscriber: "+47".into(),
+            from_address: "VM".into(),
+            delivery_deadline: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+        };
+        let expected: Vec<u8> = [
+            vec![0x0a, 2],
+            b"hi".to_vec(), // 1: content
+            vec![0x12, 3],
+            b"+47".to_vec(), // 2: to_subscriber
+            vec![0x1a, 2],
+            b"VM".to_vec(),          // 3: from_address
+            vec![0x22, 2, 0x08, 60], // 4: delivery_deadline { 1: seconds }
+        ]
+        .concat();
+        assert_eq!(request.encode_to_vec(), expected);
+        let response = SendMessageResponse {
+            message_id: "m".into(),
+            status: SendStatus::Error as i32,
+            description: "d".into(),
+            num_fragments: 2,
+        };
+        assert_eq!(response.encode_to_vec(), [0x0a, 1, b'm', 0x10, 3, 0x1a, 1, b'd', 0x20, 2]);
+        let statuses = [SendStatus::Unspecified, SendStatus::Ok, SendStatus::Reject, SendStatus::Error];
+        assert_eq!(statuses.map(|status| status as i32), [0, 1, 2, 3]);
+        assert_eq!(MessageClass::TeSpecific as i32, 4);
     }
 
     #[test]

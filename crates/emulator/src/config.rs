@@ -24,6 +24,10 @@ pub struct CoreConfig {
     /// core, to see what a TAS does while its upserts are under way. Default: none.
     #[serde(default, with = "humantime_serde")]
     pub upsert_delay: Duration,
+    /// How `SmsService` answers the texts it is asked to send: `ok`, `error` (temporary) or
+    /// `reject`.
+    #[serde(default)]
+    pub sms_answer: crate::sms::SmsAnswer,
     /// Who may call the API.
     #[serde(default)]
     pub auth: CoreAuthConfig,
@@ -274,6 +278,7 @@ impl Default for CoreConfig {
             grpc: GrpcListenConfig::default(),
             time_to_live: defaults::one_hour(),
             upsert_delay: Duration::ZERO,
+            sms_answer: crate::sms::SmsAnswer::Ok,
             auth: CoreAuthConfig::default(),
             subscribers: Vec::new(),
             sbc: None,

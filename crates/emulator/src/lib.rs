@@ -14,6 +14,7 @@ pub mod numbers;
 pub mod oauth;
 pub mod registry;
 pub mod sbc;
+pub mod sms;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use tracing::{info, warn};
 use crate::config::CoreConfig;
 use auth::Authenticator;
 use domain::proto::sipbreakout::v1::sip_breakout_service_server::SipBreakoutServiceServer;
+use domain::proto::sms::v1::sms_service_server::SmsServiceServer;
 use grpc::{CallCounts, SipBreakoutCore};
 use registry::Registry;
 
@@ -69,6 +71,7 @@ pub struct CoreHandle {
     registry: Arc<Registry>,
     auth: Arc<Authenticator>,
     counts: Arc<CallCounts>,
+    outbox: Arc<sms::Outbox>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
@@ -92,7 +95,9 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
         counts.clone(),
         config.upsert_delay,
     ));
-    let routes = Routes::from(Routes::new(service).into_axum_router().merge(token_endpoint));
+    let outbox = Arc::new(sms::Outbox::new(config.sms_answer));
+    let sms_service = SmsServiceServer::new(sms::SmsCore::new(auth.clone(), outbox.clone()));
+    let routes = Routes::from(Routes::new(service).add_service(sms_service).into_axum_router().merge(token_endpoint));
 
     // The token endpoint is plain HTTP/1.1 for most OAuth clients, so HTTP/1 is accepted beside gRPC.
     let mut server = Server::builder().accept_http1(true);
@@ -124,8 +129,8 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
         None => None,
     };
     let tls = config.grpc.tls.is_some();
-    info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, /oauth2/token)");
-    Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, stop: Some(stop), server, sweeper, sbc })
+    info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, SmsService, /oauth2/token)");
+    Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, outbox, stop: Some(stop), server, sweeper, sbc })
 }
 
 /// Logs and drops registrations that were not refreshed in time.
@@ -175,6 +180,11 @@ impl CoreHandle {
     /// How many calls each method has received.
     pub fn call_counts(&self) -> &CallCounts {
         &self.counts
+    }
+
+    /// The texts `SmsService` was asked to send, and how it answers them.
+    pub fn sms(&self) -> &sms::Outbox {
+        &self.outbox
     }
 
     /// Stops serving: open calls get a moment to finish, then connections are dropped.
