@@ -15,11 +15,12 @@ use tracing::{error, info, warn};
 use ringer::config::serve::{LastStop, ServeConfig, SubscriberConfig};
 use ringer::lab::{Lab, LabConfig, LabPorts};
 use ringer::registrar::auth::Credentials;
+use ringer::registrar::sms::SmsClient;
 use ringer::registrar::{status, Registrar, RegistrationClient};
 use ringer::store::Store;
 use ringer::tas::call::records::RecordWriter;
 use ringer::tas::leases::{instance_name, Instance};
-use ringer::tas::voicemail::Archiver;
+use ringer::tas::voicemail::{Archiver, Notifier};
 
 use super::leases::LeaseSync;
 use super::signals::{SignalEvent, Signals};
@@ -45,9 +46,15 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             // every finished message into the database, now and as they come.
             let tas = ringer::tas::start_sip_recording(&config, Some(records)).await?;
             let spool = ringer::media::mailbox::Mailbox::open(&config.voicemail.dir)?;
-            let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
             let credentials = Credentials::from_config(&config.auth)?;
             let client = RegistrationClient::new(&config.core, credentials)?;
+            let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
+            // New messages told to their owners by SMS, over the registrations' connection.
+            let sms = SmsClient::over(client.connection().clone());
+            let archiver = match Notifier::new(sms, &config.voicemail.notification) {
+                Some(notifier) => archiver.notifying(notifier),
+                None => archiver,
+            };
             // The leases decide which registrations this instance refreshes: none until the
             // first heartbeat, just below.
             let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());

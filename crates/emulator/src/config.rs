@@ -27,7 +27,7 @@ pub struct CoreConfig {
     /// How `SmsService` answers the texts it is asked to send: `ok`, `error` (temporary) or
     /// `reject`.
     #[serde(default)]
-    pub sms_answer: crate::sms::SmsAnswer,
+    pub sms_answer: SmsAnswer,
     /// Who may call the API.
     #[serde(default)]
     pub auth: CoreAuthConfig,
@@ -38,6 +38,19 @@ pub struct CoreConfig {
     /// The SIP side (the SBC's call legs); none unless configured.
     #[serde(default)]
     pub sbc: Option<SbcConfig>,
+}
+
+/// How the emulated core answers the texts it is asked to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsAnswer {
+    /// `SEND_STATUS_OK`: accepted.
+    #[default]
+    Ok,
+    /// `SEND_STATUS_ERROR`: a temporary failure; sending again may work.
+    Error,
+    /// `SEND_STATUS_REJECT`: not allowed; do not send again as is.
+    Reject,
 }
 
 /// The emulated SBC: where user agents call in, where TASs send leg 3, and who answers.
@@ -278,7 +291,7 @@ impl Default for CoreConfig {
             grpc: GrpcListenConfig::default(),
             time_to_live: defaults::one_hour(),
             upsert_delay: Duration::ZERO,
-            sms_answer: crate::sms::SmsAnswer::Ok,
+            sms_answer: SmsAnswer::Ok,
             auth: CoreAuthConfig::default(),
             subscribers: Vec::new(),
             sbc: None,

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Deserialize;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::auth::Authenticator;
+pub use crate::config::SmsAnswer;
 use domain::proto::duration_from_wire;
 use domain::proto::sms::v1::send_message_response::SendStatus;
 use domain::proto::sms::v1::sms_service_server::SmsService;
@@ -26,19 +26,6 @@ pub const SEND_TO_SUBSCRIBER_SCOPE: &str = "sms.text:send_to_subscriber";
 
 /// The longest text, in characters.
 const MAX_CONTENT_CHARS: usize = 2000;
-
-/// How the emulated core answers the texts it is asked to send.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmsAnswer {
-    /// `SEND_STATUS_OK`: accepted.
-    #[default]
-    Ok,
-    /// `SEND_STATUS_ERROR`: a temporary failure; sending again may work.
-    Error,
-    /// `SEND_STATUS_REJECT`: not allowed; do not send again as is.
-    Reject,
-}
 
 /// A text the core was asked to send, and what it answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! A gRPC client of the core's SipBreakoutService: validates locally, adds the bearer token,
-//! and retries once with a new token after UNAUTHENTICATED.
+//! gRPC clients of the operator's API: one connection (channel and bearer tokens, renewed
+//! once after UNAUTHENTICATED) shared by SipBreakoutService's client here and SmsService's
+//! ([`crate::sms`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -66,15 +67,15 @@ impl From<Status> for ClientError {
     }
 }
 
-/// A client of SipBreakoutService at one endpoint, with one set of credentials.
+/// The way to the operator's API: one endpoint, one set of credentials; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct RegistrationClient {
-    grpc: SipBreakoutServiceClient<Channel>,
+pub struct CoreConnection {
+    channel: Channel,
     tokens: std::sync::Arc<TokenSource>,
 }
 
-impl RegistrationClient {
-    /// Prepares a client; the connection is made on first use and re-made after failures.
+impl CoreConnection {
+    /// Prepares a connection; it is made on first use and re-made after failures.
     pub fn new(api: &CoreApiConfig, credentials: Credentials) -> Result<Self, ClientError> {
         tls::install_crypto_provider();
         let endpoint = Endpoint::from_shared(api.endpoint.clone())
@@ -92,49 +93,21 @@ impl RegistrationClient {
             endpoint
         };
         let tokens = TokenSource::new(credentials, api.request_timeout)?;
-        Ok(Self { grpc: SipBreakoutServiceClient::new(endpoint.connect_lazy()), tokens: std::sync::Arc::new(tokens) })
+        Ok(Self { channel: endpoint.connect_lazy(), tokens: std::sync::Arc::new(tokens) })
     }
 
-    /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
-    pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
-        self.check(registration)?;
-        let message = UpsertRegistrationRequest { registration: Some(registration.into()) };
-        self.with_token(
-            |request| {
-                let mut grpc = self.grpc.clone();
-                async move { grpc.upsert_registration(request).await }
-            },
-            message,
-        )
-        .await
+    /// The channel, for a service's generated client.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
-    /// Removes `registration` (same `sip_uri` as upserted) from the core.
-    pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
-        self.check(registration)?;
-        let message = DeleteRegistrationRequest { registration: Some(registration.into()) };
-        self.with_token(
-            |request| {
-                let mut grpc = self.grpc.clone();
-                async move { grpc.delete_registration(request).await }
-            },
-            message,
-        )
-        .await
-    }
-
-    fn check(&self, registration: &Registration) -> Result<(), ClientError> {
-        if self.tokens.credentials().requires_phone_number() && registration.phone_number.is_none() {
-            return Err(ClientError::Invalid(
-                "a phone number is required with client credentials: the core cannot tell which subscriber is meant"
-                    .into(),
-            ));
-        }
-        Ok(())
+    /// The credentials the tokens come from.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        self.tokens.credentials()
     }
 
     /// Sends `message` with the current token; after UNAUTHENTICATED, once more with a new one.
-    async fn with_token<M, R, F, Fut>(&self, call: F, message: M) -> Result<R, ClientError>
+    pub(crate) async fn with_token<M, R, F, Fut>(&self, call: F, message: M) -> Result<R, ClientError>
     where
         M: Clone,
         F: Fn(Request<M>) -> Fut,
@@ -170,6 +143,70 @@ impl RegistrationClient {
             self.tokens.credentials(),
             Credentials::ClientCredentials(_) | Credentials::Bearer(super::auth::BearerSource::File(_))
         )
+    }
+}
+
+/// A client of SipBreakoutService.
+#[derive(Debug, Clone)]
+pub struct RegistrationClient {
+    grpc: SipBreakoutServiceClient<Channel>,
+    core: CoreConnection,
+}
+
+impl RegistrationClient {
+    /// Prepares a client; the connection is made on first use and re-made after failures.
+    pub fn new(api: &CoreApiConfig, credentials: Credentials) -> Result<Self, ClientError> {
+        Ok(Self::over(CoreConnection::new(api, credentials)?))
+    }
+
+    /// A client over `core`, shared with other services' clients.
+    pub fn over(core: CoreConnection) -> Self {
+        Self { grpc: SipBreakoutServiceClient::new(core.channel()), core }
+    }
+
+    /// The connection, for other services' clients.
+    pub fn connection(&self) -> &CoreConnection {
+        &self.core
+    }
+
+    /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
+    pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
+        self.check(registration)?;
+        let message = UpsertRegistrationRequest { registration: Some(registration.into()) };
+        self.core
+            .with_token(
+                |request| {
+                    let mut grpc = self.grpc.clone();
+                    async move { grpc.upsert_registration(request).await }
+                },
+                message,
+            )
+            .await
+    }
+
+    /// Removes `registration` (same `sip_uri` as upserted) from the core.
+    pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
+        self.check(registration)?;
+        let message = DeleteRegistrationRequest { registration: Some(registration.into()) };
+        self.core
+            .with_token(
+                |request| {
+                    let mut grpc = self.grpc.clone();
+                    async move { grpc.delete_registration(request).await }
+                },
+                message,
+            )
+            .await
+    }
+
+    fn check(&self, registration: &Registration) -> Result<(), ClientError> {
+        if self.core.credentials().requires_phone_number() && registration.phone_number.is_none() {
+            return Err(ClientError::Invalid(
+                "a phone number is required with client credentials: the core cannot tell which subscriber is meant"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod sms;
 pub mod status;
 
 use std::cmp::Reverse;

@@ -267,6 +267,35 @@ pub struct VoicemailConfig {
     /// This long without speech ends the recording.
     #[serde(with = "humantime_serde")]
     pub silence: Duration,
+    /// Telling the owner a message is waiting.
+    pub notification: NotificationConfig,
+}
+
+/// Telling a mailbox's owner that a message is waiting: an SMS through the operator's
+/// SmsService, over the registrations' connection and OAuth client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationConfig {
+    /// The SMS's sender, as the operator approved it; unset: no SMS.
+    pub sms_from: Option<String>,
+    /// The text; `{caller}`, `{seconds}` and `{time}` (RFC 3339, UTC) are filled in.
+    pub sms_text: String,
+    /// Attempts in all, when the core answers ERROR or cannot be reached (REJECT is final).
+    pub attempts: u32,
+    /// The wait before the second attempt, doubled for each one after (up to ten times this).
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        Self {
+            sms_from: None,
+            sms_text: "New voicemail from {caller} ({seconds} s), left {time}.".into(),
+            attempts: 5,
+            retry: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for VoicemailConfig {
@@ -276,6 +305,7 @@ impl Default for VoicemailConfig {
             greeting: None,
             max_length: Duration::from_secs(120),
             silence: Duration::from_secs(10),
+            notification: NotificationConfig::default(),
         }
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::config::NotificationConfig;
+use domain::types::Msisdn;
 use media::mailbox::{Mailbox, MessageMeta};
+use registrar::sms::{Retry, SmsClient, Text};
 use store::{Store, StoreError, VoicemailRow};
 
 /// Why a sweep of the spool stopped.
@@ -31,12 +34,18 @@ pub struct Archiver {
     spool: Mailbox,
     store: Store,
     instance: String,
+    notifier: Option<Notifier>,
 }
 
 impl Archiver {
     /// Moves messages from `spool` into `store`, naming `instance` as where they were recorded.
     pub fn new(spool: Mailbox, store: Store, instance: &str) -> Self {
-        Self { spool, store, instance: instance.to_owned() }
+        Self { spool, store, instance: instance.to_owned(), notifier: None }
+    }
+
+    /// Tells each message's owner through `notifier` once the message is stored.
+    pub fn notifying(self, notifier: Notifier) -> Self {
+        Self { notifier: Some(notifier), ..self }
     }
 
     /// Recovers messages cut short by a crash (marked partial). Only when no recording is
@@ -81,6 +90,8 @@ impl Archiver {
         };
         if !self.store.add_voicemail(&row_of(meta, &self.instance), &audio).await? {
             info!(id = %meta.id, "voicemail message already in the database (moved before a restart)");
+        } else if let Some(notifier) = &self.notifier {
+            notifier.notify(meta);
         }
         let spool = self.spool.clone();
         let id = meta.id.clone();
@@ -101,6 +112,44 @@ impl Archiver {
                 }
             }
         })
+    }
+}
+
+/// Tells a mailbox's owner that a message is waiting: an SMS through the operator's
+/// SmsService, sent in a task of its own (tried again after temporary failures, as
+/// configured), so that a slow core holds back no other message.
+#[derive(Clone)]
+pub struct Notifier {
+    client: SmsClient,
+    config: NotificationConfig,
+}
+
+impl Notifier {
+    /// Notifies through `client` as `config` says; `None` when it names no SMS sender.
+    pub fn new(client: SmsClient, config: &NotificationConfig) -> Option<Self> {
+        config.sms_from.is_some().then(|| Self { client, config: config.clone() })
+    }
+
+    fn notify(&self, meta: &MessageMeta) {
+        let Some(from) = self.config.sms_from.clone() else { return };
+        let Ok(to) = Msisdn::parse(&meta.subscriber) else {
+            warn!(subscriber = %meta.subscriber, "voicemail owner has no E.164 number: no SMS");
+            return;
+        };
+        let content = self
+            .config
+            .sms_text
+            .replace("{caller}", meta.caller.as_deref().unwrap_or("an unknown number"))
+            .replace("{seconds}", &(meta.duration_ms.div_ceil(1000)).to_string())
+            .replace("{time}", &meta.recorded_at);
+        let text = Text { to, from, content, delivery_deadline: None };
+        let retry = Retry { attempts: self.config.attempts, first_wait: self.config.retry };
+        let client = self.client.clone();
+        let id = meta.id.clone();
+        tokio::spawn(async move {
+            let delivery = client.deliver(&text, retry).await;
+            info!(%id, to = %text.to, ?delivery, "voicemail notification");
+        });
     }
 }
 

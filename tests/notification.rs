@@ -1,0 +1,102 @@
+//! A voicemail message's owner is told by SMS through the operator's SmsService (the emulated
+//! core's, over real gRPC, with the OAuth scope it needs): a message left by raw SIP and PCMA
+//! reaches the database, then the core's outbox as a text to the owner naming the caller; a
+//! temporary ERROR is sent again, a REJECT is not.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::*;
+use common::*;
+use nix::sys::signal::Signal;
+use ringer::config::core::{AuthMode, StaticToken, TokenKind};
+use ringer::core::sms::{SentText, SmsAnswer, SEND_TO_SUBSCRIBER_SCOPE};
+
+const OWNER: &str = "+4799990701";
+const TOKEN: &str = "registrar-and-sms";
+
+async fn outbox_holds(core: &ringer::core::CoreHandle, count: usize) -> Vec<SentText> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = core.sms().sent();
+        if sent.len() >= count {
+            return sent;
+        }
+        assert!(Instant::now() < deadline, "{count} texts expected, the core has {sent:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn leave_message(tas: std::net::SocketAddr, call_id: &str) {
+    let call = common::sip::VoicemailCall::start(tas, "22", OWNER, call_id).await;
+    call.speak(60).await;
+    call.hang_up(OWNER).await;
+}
+
+#[tokio::test]
+async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after_reject() {
+    let mut config = core_config(loopback_any_port(), AuthMode::Required, Duration::from_secs(3600));
+    config.auth.tokens.push(StaticToken {
+        token: TOKEN.into(),
+        kind: TokenKind::Client,
+        msisdn: None,
+        scopes: vec![SCOPE.into(), SEND_TO_SUBSCRIBER_SCOPE.into()],
+    });
+    config.sms_answer = SmsAnswer::Error;
+    let core = ringer::core::start(&config).await.expect("core starts");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("ringer.db").display());
+    let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    let add = ringer(
+        &["subscribers", "add", OWNER, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", "answer voicemail"],
+        &[("RINGER_DATABASE_URL", &database)],
+    )
+    .await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    let port = free_port().port();
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{database}\"\n[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{}\"\n\
+             [auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n[registrar]\ninitial_backoff = \"100ms\"\n\
+             [sip]\ntcp_listen = \"127.0.0.1:{port}\"\nmedia_address = \"127.0.0.1\"\n[media]\nbind_address = \"127.0.0.1\"\n\
+             [voicemail]\ndir = \"{}\"\n[voicemail.notification]\nsms_from = \"Voicemail\"\n\
+             sms_text = \"From {{caller}}, {{seconds}} s\"\nattempts = 3\nretry = \"300ms\"\n",
+            core.endpoint(),
+            dir.path().join("spool").display(),
+        ),
+    )
+    .expect("config");
+    let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[("RINGER_TEST_TOKEN", TOKEN)]);
+    let tas: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually(Duration::from_secs(15), "ringer registered its subscriber", || {
+        core.registry().lookup(&msisdn(OWNER)).is_some()
+    })
+    .await;
+
+    // The core answers ERROR: the text is sent again, and accepted once the core takes it.
+    leave_message(tas, "vm-notify-1").await;
+    let first = outbox_holds(&core, 1).await;
+    assert_eq!((first[0].to.as_str(), first[0].from.as_str()), (OWNER, "Voicemail"));
+    assert!(first[0].content.starts_with("From +4711111111, "), "{:?}", first[0].content);
+    core.sms().answer_with(SmsAnswer::Ok);
+    let sent = outbox_holds(&core, 2).await;
+    assert_eq!((sent[0].status, sent[1].status), (SmsAnswer::Error, SmsAnswer::Ok));
+    assert_eq!(sent[1].content, sent[0].content);
+
+    // REJECT is final: one attempt, none after the retry time.
+    core.sms().answer_with(SmsAnswer::Reject);
+    leave_message(tas, "vm-notify-2").await;
+    let sent = outbox_holds(&core, 3).await;
+    assert_eq!(sent[2].status, SmsAnswer::Reject);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(core.sms().sent().len(), 3, "a rejected text is not sent again: {:?}", core.sms().sent());
+
+    server.signal(Signal::SIGTERM);
+    let (code, _, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
