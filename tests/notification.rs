@@ -100,3 +100,103 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// The webhook: each new message POSTed as JSON, signed with HMAC-SHA256 over the body (the
+/// signature checked with OpenSSL, not with ringer's code); a 503 is tried again, and the
+/// secret never reaches the logs.
+#[tokio::test]
+async fn a_new_message_is_posted_to_the_webhook_signed_and_retried_after_503() {
+    use std::sync::{Arc, Mutex};
+    type Received = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hooks/voicemail",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Received>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let signature =
+                        headers.get("x-ringer-signature").and_then(|value| value.to_str().ok()).map(str::to_owned);
+                    let mut received = received.lock().expect("lock");
+                    received.push((signature, body.to_vec()));
+                    // The first delivery finds the app down.
+                    if received.len() == 1 {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let core = start_core(AuthMode::Sandbox, Duration::from_secs(3600)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("ringer.db").display());
+    let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    let add = ringer(
+        &["subscribers", "add", OWNER, "--route-type", "loop-mt", "--mt-prefix", "22", "--mt", "answer voicemail"],
+        &[("RINGER_DATABASE_URL", &database)],
+    )
+    .await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    let port = free_port().port();
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{database}\"\n[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{}\"\n\
+             [registrar]\ninitial_backoff = \"100ms\"\n\
+             [sip]\ntcp_listen = \"127.0.0.1:{port}\"\nmedia_address = \"127.0.0.1\"\n[media]\nbind_address = \"127.0.0.1\"\n\
+             [voicemail]\ndir = \"{}\"\n[voicemail.notification]\nwebhook_url = \"http://{hook}/hooks/voicemail\"\n\
+             webhook_secret_env = \"RINGER_WEBHOOK_SECRET\"\nattempts = 3\nretry = \"300ms\"\n",
+            core.endpoint(),
+            dir.path().join("spool").display(),
+        ),
+    )
+    .expect("config");
+    let secret = "webhook-secret-4711";
+    let server = Server::spawn(
+        &["serve", "--config", path.to_str().expect("utf-8")],
+        &[("RINGER_WEBHOOK_SECRET", secret), ("RINGER_LOG", "debug")],
+    );
+    let tas: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually(Duration::from_secs(15), "ringer registered its subscriber", || {
+        core.registry().lookup(&msisdn(OWNER)).is_some()
+    })
+    .await;
+    leave_message(tas, "vm-hook-1").await;
+    eventually(Duration::from_secs(20), "the webhook taken on its second delivery", || {
+        received.lock().expect("lock").len() == 2
+    })
+    .await;
+    let deliveries = received.lock().expect("lock").clone();
+    assert_eq!(deliveries[0], deliveries[1], "the same event, signed the same, each time");
+    let (signature, body) = &deliveries[0];
+    let event: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    assert_eq!(
+        (event["event"].as_str(), event["subscriber"].as_str(), event["caller"].as_str(), event["partial"].as_bool()),
+        (Some("voicemail.message"), Some(OWNER), Some("+4711111111"), Some(false))
+    );
+    assert!(event["duration_ms"].as_u64().is_some_and(|ms| ms > 0), "{event}");
+    // OpenSSL computes the HMAC over the exact bytes received.
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, body).expect("body");
+    let openssl = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-r"])
+        .arg(&file)
+        .output()
+        .expect("openssl runs (Debian package openssl)");
+    let expected = String::from_utf8_lossy(&openssl.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    assert_eq!(signature.as_deref(), Some(format!("sha256={expected}").as_str()));
+
+    server.signal(Signal::SIGTERM);
+    let (code, stdout, stderr) = server.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains(secret) && !stderr.contains(secret), "the secret never reaches the logs");
+}

@@ -51,7 +51,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
             // New messages told to their owners by SMS, over the registrations' connection.
             let sms = SmsClient::over(client.connection().clone());
-            let archiver = match Notifier::new(sms, &config.voicemail.notification) {
+            let archiver = match Notifier::new(sms, &config.voicemail.notification)? {
                 Some(notifier) => archiver.notifying(notifier),
                 None => archiver,
             };

@@ -285,6 +285,10 @@ pub struct NotificationConfig {
     /// The wait before the second attempt, doubled for each one after (up to ten times this).
     #[serde(with = "humantime_serde")]
     pub retry: Duration,
+    /// A URL each new message is POSTed to as JSON (for apps); unset: none.
+    pub webhook_url: Option<String>,
+    /// The environment variable holding the webhook's HMAC-SHA256 signing secret.
+    pub webhook_secret_env: Option<String>,
 }
 
 impl Default for NotificationConfig {
@@ -294,6 +298,8 @@ impl Default for NotificationConfig {
             sms_text: "New voicemail from {caller} ({seconds} s), left {time}.".into(),
             attempts: 5,
             retry: Duration::from_secs(10),
+            webhook_url: None,
+            webhook_secret_env: None,
         }
     }
 }

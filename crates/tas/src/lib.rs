@@ -10,6 +10,7 @@ pub mod config;
 pub mod leases;
 pub mod subscribers;
 pub mod voicemail;
+pub mod webhook;
 
 use std::sync::Arc;
 

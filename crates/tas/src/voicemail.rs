@@ -9,8 +9,10 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::NotificationConfig;
+use crate::webhook::{Webhook, WebhookError};
 use domain::types::Msisdn;
 use media::mailbox::{Mailbox, MessageMeta};
+use registrar::auth::secret_from_env;
 use registrar::sms::{Retry, SmsClient, Text};
 use store::{Store, StoreError, VoicemailRow};
 
@@ -115,23 +117,63 @@ impl Archiver {
     }
 }
 
+/// Why notifications could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The webhook's secret is missing.
+    #[error("voicemail.notification.webhook_secret_env: {0}")]
+    Secret(#[from] registrar::auth::AuthError),
+    /// A webhook URL without a secret to sign with.
+    #[error("voicemail.notification.webhook_url needs webhook_secret_env (the signing secret)")]
+    NoSecret,
+    /// The webhook URL is unusable.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+}
+
 /// Tells a mailbox's owner that a message is waiting: an SMS through the operator's
-/// SmsService, sent in a task of its own (tried again after temporary failures, as
-/// configured), so that a slow core holds back no other message.
+/// SmsService, and a signed webhook for apps, each sent in a task of its own (tried again
+/// after temporary failures, as configured), so that a slow peer holds back no message.
 #[derive(Clone)]
 pub struct Notifier {
-    client: SmsClient,
+    sms: Option<SmsClient>,
+    webhook: Option<Webhook>,
     config: NotificationConfig,
 }
 
+/// How long one webhook request may take.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Notifier {
-    /// Notifies through `client` as `config` says; `None` when it names no SMS sender.
-    pub fn new(client: SmsClient, config: &NotificationConfig) -> Option<Self> {
-        config.sms_from.is_some().then(|| Self { client, config: config.clone() })
+    /// Notifies as `config` says (SMS through `sms` when it names a sender, the webhook when
+    /// it names a URL); `None` when it names neither.
+    pub fn new(sms: SmsClient, config: &NotificationConfig) -> Result<Option<Self>, NotifyError> {
+        let webhook = match (&config.webhook_url, &config.webhook_secret_env) {
+            (Some(url), Some(variable)) => Some(Webhook::new(url, &secret_from_env(variable)?, WEBHOOK_TIMEOUT)?),
+            (Some(_), None) => return Err(NotifyError::NoSecret),
+            (None, _) => None,
+        };
+        let sms = config.sms_from.is_some().then_some(sms);
+        Ok((sms.is_some() || webhook.is_some()).then(|| Self { sms, webhook, config: config.clone() }))
     }
 
     fn notify(&self, meta: &MessageMeta) {
-        let Some(from) = self.config.sms_from.clone() else { return };
+        let retry = Retry { attempts: self.config.attempts, first_wait: self.config.retry };
+        if let Some(webhook) = self.webhook.clone() {
+            let event = serde_json::json!({
+                "event": "voicemail.message",
+                "id": meta.id,
+                "subscriber": meta.subscriber,
+                "caller": meta.caller,
+                "callee": meta.callee,
+                "direction": meta.direction,
+                "recorded_at": meta.recorded_at,
+                "duration_ms": meta.duration_ms,
+                "partial": meta.partial,
+            });
+            tokio::spawn(async move { webhook.post(&event, retry.attempts, retry.first_wait).await });
+        }
+        let (Some(client), Some(from)) = (self.sms.clone(), self.config.sms_from.clone()) else { return };
         let Ok(to) = Msisdn::parse(&meta.subscriber) else {
             warn!(subscriber = %meta.subscriber, "voicemail owner has no E.164 number: no SMS");
             return;
@@ -143,8 +185,6 @@ impl Notifier {
             .replace("{seconds}", &(meta.duration_ms.div_ceil(1000)).to_string())
             .replace("{time}", &meta.recorded_at);
         let text = Text { to, from, content, delivery_deadline: None };
-        let retry = Retry { attempts: self.config.attempts, first_wait: self.config.retry };
-        let client = self.client.clone();
         let id = meta.id.clone();
         tokio::spawn(async move {
             let delivery = client.deliver(&text, retry).await;
