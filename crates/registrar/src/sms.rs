@@ -38,6 +38,15 @@ pub struct Retry {
     pub first_wait: Duration,
 }
 
+impl Retry {
+    /// The wait before attempt `attempt` (the second is 2): `first_wait`, doubled for each
+    /// attempt after, up to ten times it.
+    pub fn wait_before(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(2).min(4);
+        (self.first_wait * 2u32.pow(doublings)).min(self.first_wait * 10)
+    }
+}
+
 /// What became of a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -88,12 +97,10 @@ impl SmsClient {
 
     /// Sends `text`, trying again after temporary failures as `retry` allows.
     pub async fn deliver(&self, text: &Text, retry: Retry) -> Delivery {
-        let mut wait = retry.first_wait;
         let mut last = String::new();
         for attempt in 1..=retry.attempts.max(1) {
             if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(retry.first_wait * 10);
+                tokio::time::sleep(retry.wait_before(attempt)).await;
             }
             match self.send(text).await {
                 Ok(response) => match SendStatus::try_from(response.status) {
@@ -121,5 +128,17 @@ impl SmsClient {
         }
         warn!(to = %text.to, attempts = retry.attempts, reason = %last, "text not sent; giving up");
         Delivery::GaveUp(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_ten_times_the_first() {
+        let retry = Retry { attempts: 8, first_wait: Duration::from_secs(1) };
+        let waits: Vec<u64> = (2..=8).map(|attempt| retry.wait_before(attempt).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10, 10]);
     }
 }

@@ -171,7 +171,7 @@ impl Notifier {
                 "duration_ms": meta.duration_ms,
                 "partial": meta.partial,
             });
-            tokio::spawn(async move { webhook.post(&event, retry.attempts, retry.first_wait).await });
+            tokio::spawn(async move { webhook.post(&event, retry).await });
         }
         let (Some(client), Some(from)) = (self.sms.clone(), self.config.sms_from.clone()) else { return };
         let Ok(to) = Msisdn::parse(&meta.subscriber) else {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use registrar::auth::Secret;
+use registrar::sms::Retry;
 use ring::hmac;
 use tracing::{info, warn};
 
@@ -58,16 +59,14 @@ impl Webhook {
         Ok(Self { http, url: parsed, key: hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes()) })
     }
 
-    /// Posts `event`, trying again after a transport error, 429 or 5xx up to `attempts` times
-    /// in all, waiting `first_wait` and doubling (up to ten times it); true once it is taken.
-    pub async fn post(&self, event: &serde_json::Value, attempts: u32, first_wait: Duration) -> bool {
+    /// Posts `event`, trying again after a transport error, 429 or 5xx as `retry` allows;
+    /// true once it is taken.
+    pub async fn post(&self, event: &serde_json::Value, retry: Retry) -> bool {
         let body = event.to_string();
         let signature = sign(&self.key, body.as_bytes());
-        let mut wait = first_wait;
-        for attempt in 1..=attempts.max(1) {
+        for attempt in 1..=retry.attempts.max(1) {
             if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(first_wait * 10);
+                tokio::time::sleep(retry.wait_before(attempt)).await;
             }
             let sent = self
                 .http
@@ -92,7 +91,7 @@ impl Webhook {
                 Err(error) => warn!(url = %self.url, attempt, %error, "webhook not delivered yet; trying again"),
             }
         }
-        warn!(url = %self.url, attempts, "webhook not delivered; giving up");
+        warn!(url = %self.url, attempts = retry.attempts, "webhook not delivered; giving up");
         false
     }
 }
