@@ -100,19 +100,8 @@ async fn stop_handing_over(server: Server, name: &str) {
 async fn three_instances_share_the_registrations_and_survive_kill_and_rolling_restart() {
     let Some(postgres) = Postgres::start() else { return };
     let database = postgres.url.clone();
-    let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
-    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("subscribers.toml");
-    let list: String = NUMBERS
-        .iter()
-        .map(|number| {
-            format!("[[subscriber]]\nphone_number = \"{number}\"\nroute_type = \"loop\"\nmo_prefix = \"11\"\n")
-        })
-        .collect();
-    std::fs::write(&file, list).expect("write");
-    let import = ringer(&["subscribers", "import", file.to_str().expect("utf-8"), "--database", &database], &[]).await;
-    assert_eq!(import.code, Some(0), "{}", import.stderr);
+    import(&database, dir.path(), &NUMBERS).await;
 
     let core = common::start_core(AuthMode::Required, TTL).await;
     let mut servers: HashMap<&str, Server> = HashMap::new();
