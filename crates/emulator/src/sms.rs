@@ -79,6 +79,15 @@ impl SmsCore {
     pub fn new(auth: Arc<Authenticator>, outbox: Arc<Outbox>) -> Self {
         Self { auth, outbox, ids: Arc::new(AtomicU64::new(1)) }
     }
+
+    /// The answer to a method the emulated core does not serve: the caller's token is
+    /// checked for `scope` first, as the operator would, then UNIMPLEMENTED.
+    fn not_served(&self, metadata: &tonic::metadata::MetadataMap, scope: &str) -> Status {
+        match self.auth.authorize(metadata, scope) {
+            Ok(_) => Status::unimplemented("the emulated core sends texts to subscribers only"),
+            Err(refused) => refused,
+        }
+    }
 }
 
 /// How many SMS a text takes: 160 characters fit one, longer ones go in parts of 153 (GSM
@@ -100,8 +109,7 @@ impl SmsService for SmsCore {
         &self,
         request: Request<SendTextFromSubscriberRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        self.auth.authorize(request.metadata(), "sms.text:send_from_subscriber")?;
-        Err(Status::unimplemented("the emulated core sends texts to subscribers only"))
+        Err(self.not_served(request.metadata(), "sms.text:send_from_subscriber"))
     }
 
     async fn send_text_to_subscriber(
@@ -156,8 +164,7 @@ impl SmsService for SmsCore {
         &self,
         request: Request<SendDataToSubscriberRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        self.auth.authorize(request.metadata(), "sms.data:send_to_subscriber")?;
-        Err(Status::unimplemented("the emulated core sends texts to subscribers only"))
+        Err(self.not_served(request.metadata(), "sms.data:send_to_subscriber"))
     }
 }
 
