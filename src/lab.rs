@@ -91,6 +91,12 @@ pub struct LabConfig {
     pub media_timeout: Duration,
     /// The TAS's mailbox folder.
     pub voicemail_dir: std::path::PathBuf,
+    /// The voicemail settings beyond the spool folder (greetings, access number, quota, PINs).
+    pub voicemail: VoicemailConfig,
+    /// A store (`sqlite://FILE`) for the mailboxes: messages move there from the spool as
+    /// they are recorded, the owner's menu and the greetings are served from it, and its HTTP
+    /// API listens on a free loopback port. `None`: the spool alone, no menu.
+    pub mailbox_store: Option<String>,
     /// Where the TAS's media binds and what its SDP says (loopback by default; a SIP client that
     /// leaves loopback out of ICE, as baresip does, needs an interface address).
     pub media_address: std::net::IpAddr,
@@ -187,6 +193,8 @@ impl LabConfig {
             routes: Vec::new(),
             media_timeout: MediaConfig::default().timeout,
             voicemail_dir: VoicemailConfig::default().dir,
+            voicemail: VoicemailConfig::default(),
+            mailbox_store: None,
             media_address: std::net::IpAddr::from([127, 0, 0, 1]),
             proxy: None,
             sbc_extensions: sip::config::ExtensionsConfig::default(),
@@ -210,6 +218,46 @@ pub struct Lab {
     pub registrar: Registrar,
     /// The caller: a SIP user agent on loopback UDP.
     pub alice: Caller,
+    /// The mailboxes in a store, with their HTTP API, when configured.
+    pub mailboxes: Option<LabMailboxes>,
+}
+
+/// The lab's mailboxes: the store, the archiver moving messages into it, the HTTP API.
+pub struct LabMailboxes {
+    /// The mailboxes as the TAS serves them.
+    pub mailboxes: tas::mailbox::Mailboxes,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the lab moves finished messages from the spool into the store.
+const LAB_SWEEP: Duration = Duration::from_millis(100);
+
+impl LabMailboxes {
+    async fn start(url: &str, voicemail: &VoicemailConfig) -> Result<Self, LabError> {
+        let failed = |what: &str, error: &dyn std::fmt::Display| LabError::Config(format!("mailbox {what}: {error}"));
+        let database = store::Store::open(url).await.map_err(|e| failed("store", &e))?;
+        database.migrate().await.map_err(|e| failed("store", &e))?;
+        let spool = media::mailbox::Mailbox::open(&voicemail.dir)?;
+        let archiver = tas::voicemail::Archiver::new(spool, database.clone(), "lab");
+        let mailboxes = tas::mailbox::Mailboxes::new(database, voicemail).map_err(|e| failed("audio", &e))?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let http = listener.local_addr()?;
+        let api = tas::mailbox::api::router(mailboxes.clone());
+        let serving = tokio::spawn(async move {
+            let _ = axum::serve(listener, api).await;
+        });
+        Ok(Self { mailboxes, http, tasks: vec![archiver.spawn(LAB_SWEEP), serving] })
+    }
+}
+
+impl Drop for LabMailboxes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl Lab {
@@ -259,13 +307,14 @@ impl Lab {
             },
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
+            http: Default::default(),
             calls: config.calls.clone(),
             media: MediaConfig {
                 bind_address: config.media_address,
                 timeout: config.media_timeout,
                 ..MediaConfig::default()
             },
-            voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..VoicemailConfig::default() },
+            voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..config.voicemail.clone() },
             announcement: Default::default(),
             store: Default::default(),
             sip: SipConfig {
@@ -288,7 +337,11 @@ impl Lab {
             subscribers: config.subscribers.clone(),
         };
         tas_config.validate().map_err(LabError::Config)?;
-        let tas = tas::start_sip(&tas_config).await?;
+        let mailboxes = match &config.mailbox_store {
+            Some(url) => Some(LabMailboxes::start(url, &tas_config.voicemail).await?),
+            None => None,
+        };
+        let tas = tas::start_sip_with(&tas_config, None, mailboxes.as_ref().map(|m| m.mailboxes.clone())).await?;
         // Register the port the TAS really listens on, or the proxy in front of it.
         let tls_port = tas.endpoint.tls_addr.map(|addr| addr.port()).unwrap_or(config.ports.tas_tls);
         tas_config.tas.sip_uri = match &config.proxy {
@@ -298,7 +351,7 @@ impl Lab {
         let client = RegistrationClient::new(&tas_config.core, Credentials::None)?;
         let registrar = Registrar::start(client, tas_config.registrar.clone(), tas_config.registrations());
         let alice = Caller::start(loopback(0).ip(), "ringer-lab-alice").await?;
-        Ok(Lab { core, tas, config: tas_config, registrar, alice })
+        Ok(Lab { core, tas, config: tas_config, registrar, alice, mailboxes })
     }
 
     /// The SBC.

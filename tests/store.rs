@@ -7,7 +7,8 @@ mod common;
 use common::postgres::Postgres;
 use ringer::types::{Msisdn, Prefix, RouteType};
 use store::{
-    Backend, CallRecordRow, InstanceRow, LeaseRow, Leases, Replaced, Store, StoreError, SubscriberRow, VoicemailRow,
+    Backend, CallRecordRow, InstanceRow, LeaseRow, Leases, MessageState, PinState, Replaced, Store, StoreError,
+    SubscriberRow, VoicemailRow,
 };
 
 fn row(number: &str, route_type: RouteType, mt: Option<&str>) -> SubscriberRow {
@@ -81,6 +82,7 @@ async fn cases(url: &str, backend: Backend) {
     lease_cases(url).await;
     call_record_cases(url).await;
     voicemail_cases(url).await;
+    mailbox_cases(url).await;
 
     // A row this version cannot read is named, not skipped or panicked on.
     let store = Store::open(url).await.expect("open");
@@ -315,6 +317,7 @@ async fn voicemail_cases(url: &str) {
         codec: "PCMA".into(),
         partial,
         instance: "a".into(),
+        state: MessageState::New,
     };
     // Every byte value, as a WAV holds them.
     let audio: Vec<u8> = (0..=255u8).cycle().take(40_000).collect();
@@ -330,5 +333,76 @@ async fn voicemail_cases(url: &str) {
     assert!(store.delete_voicemail(&first.id).await.expect("delete"));
     assert!(!store.delete_voicemail(&first.id).await.expect("delete again"));
     assert_eq!(store.voicemails(None).await.expect("list"), [second]);
+    store.close().await;
+}
+
+/// What a mailbox keeps: message states (new, heard, saved, deleted) and their retention,
+/// greetings, the PIN's failed logins and lockout, API tokens by hash.
+async fn mailbox_cases(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let owner = "+4799990077";
+    let message = |id: &str| VoicemailRow {
+        id: id.into(),
+        subscriber: owner.into(),
+        caller: None,
+        callee: None,
+        direction: None,
+        recorded_at: "2026-12-02T01:00:00Z".into(),
+        duration_ms: 1_000,
+        codec: "PCMU".into(),
+        partial: false,
+        instance: "a".into(),
+        state: MessageState::New,
+    };
+    for id in ["m1", "m2", "m3"] {
+        assert!(store.add_voicemail(&message(id), b"RIFF").await.expect("add"));
+    }
+    assert_eq!(store.count_voicemails(owner).await.expect("count"), 3);
+    assert!(store.set_voicemail_state(owner, "m1", MessageState::Saved).await.expect("save"));
+    assert!(store.set_voicemail_state(owner, "m2", MessageState::Deleted).await.expect("delete"));
+    assert!(!store.set_voicemail_state("+4799990078", "m3", MessageState::Heard).await.expect("not theirs"));
+    assert!(!store.set_voicemail_state(owner, "m2", MessageState::Saved).await.expect("deleted stays deleted"));
+    let listed = store.voicemails(Some(owner)).await.expect("list");
+    let states: Vec<_> = listed.iter().map(|m| (m.id.as_str(), m.state)).collect();
+    assert_eq!(states, [("m1", MessageState::Saved), ("m3", MessageState::New)], "deleted ones are not listed");
+    assert_eq!(store.voicemail("m2").await.expect("get"), None);
+    assert_eq!(store.count_voicemails(owner).await.expect("count"), 2);
+    // Retention: new messages stay whatever their age; kept and deleted ones go by their own limits.
+    let now = store::now_millis();
+    assert_eq!(store.purge_voicemails(now - 60_000, now - 60_000).await.expect("purge"), 0, "all too young");
+    assert_eq!(store.purge_voicemails(now - 60_000, now + 1).await.expect("purge"), 1, "the deleted one");
+    assert_eq!(store.purge_voicemails(now + 1, now + 1).await.expect("purge"), 1, "the saved one, not the new");
+    assert_eq!(store.voicemails(Some(owner)).await.expect("list").len(), 1);
+
+    assert_eq!(store.greeting(owner, "busy").await.expect("none"), None);
+    store.put_greeting(owner, "busy", b"first").await.expect("put");
+    store.put_greeting(owner, "busy", b"second").await.expect("replace");
+    store.put_greeting(owner, "name", b"name").await.expect("put");
+    assert_eq!(store.greeting(owner, "busy").await.expect("get"), Some(b"second".to_vec()));
+    assert_eq!(store.greetings(owner).await.expect("kinds"), ["busy", "name"]);
+    assert!(store.delete_greeting(owner, "busy").await.expect("delete"));
+    assert!(!store.delete_greeting(owner, "busy").await.expect("again"));
+
+    assert_eq!(store.pin_state(owner).await.expect("state"), PinState::default());
+    store.set_pin_hash(owner, "hash").await.expect("set");
+    let lock_until = now + 900_000;
+    let first = store.count_failed_login(owner, 3, lock_until).await.expect("one");
+    assert_eq!((first.failed_logins, first.locked_until_ms), (1, 0));
+    store.count_failed_login(owner, 3, lock_until).await.expect("two");
+    let third = store.count_failed_login(owner, 3, lock_until).await.expect("three");
+    assert_eq!(third, PinState { pin_hash: Some("hash".into()), failed_logins: 0, locked_until_ms: lock_until });
+    store.count_failed_login(owner, 3, lock_until).await.expect("after");
+    store.clear_failed_logins(owner).await.expect("clear");
+    assert_eq!(store.pin_state(owner).await.expect("state").failed_logins, 0);
+
+    store.add_token("abcdef01", Some(owner), "phone app").await.expect("token");
+    store.add_token("abff0000", None, "admin").await.expect("admin");
+    assert!(store.add_token("abcdef01", None, "again").await.is_err(), "a hash is stored once");
+    assert_eq!(store.token("abcdef01").await.expect("get").map(|t| t.mailbox), Some(Some(owner.to_owned())));
+    assert_eq!(store.tokens().await.expect("all").len(), 2);
+    assert_eq!(store.revoke_tokens("").await.expect("empty"), 0, "an empty prefix revokes nothing");
+    assert_eq!(store.revoke_tokens("%").await.expect("wildcard"), 0);
+    assert_eq!(store.revoke_tokens("abc").await.expect("revoke"), 1);
+    assert_eq!(store.token("abcdef01").await.expect("gone"), None);
     store.close().await;
 }

@@ -20,6 +20,7 @@ use ringer::registrar::{status, Registrar, RegistrationClient};
 use ringer::store::Store;
 use ringer::tas::call::records::RecordWriter;
 use ringer::tas::leases::{instance_name, Instance};
+use ringer::tas::mailbox::Mailboxes;
 use ringer::tas::voicemail::{Archiver, Notifier};
 
 use super::leases::LeaseSync;
@@ -27,6 +28,9 @@ use super::signals::{SignalEvent, Signals};
 
 /// How often finished voicemail messages move from the spool into the database.
 const VOICEMAIL_SWEEP: Duration = Duration::from_secs(1);
+
+/// How often messages past their retention (`voicemail.keep_saved`, `keep_deleted`) are removed.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 /// Where the embedded defaults keep their development certificates (relative to the working directory).
 pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
@@ -44,7 +48,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let (records, writer) = RecordWriter::start(database.clone(), &instance_name(&config.store));
             // The router recovers what a crash cut short in the spool; the archiver then moves
             // every finished message into the database, now and as they come.
-            let tas = ringer::tas::start_sip_recording(&config, Some(records)).await?;
+            let mailboxes = Mailboxes::new(database.clone(), &config.voicemail)?;
+            let tas = ringer::tas::start_sip_with(&config, Some(records), Some(mailboxes.clone())).await?;
             let spool = ringer::media::mailbox::Mailbox::open(&config.voicemail.dir)?;
             let credentials = Credentials::from_config(&config.auth)?;
             let client = RegistrationClient::new(&config.core, credentials)?;
@@ -58,28 +63,29 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             // The leases decide which registrations this instance refreshes: none until the
             // first heartbeat, just below.
             let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());
-            (config, tas, registrar, None, Some((database, revision, writer, archiver)))
+            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes)))
         }
         None => {
             let lab = start_embedded().await?;
-            let Lab { core, tas, config, registrar, alice } = lab;
+            let Lab { core, tas, config, registrar, alice, .. } = lab;
             (config, tas, registrar, Some((core, alice)), None)
         }
     };
     // Changes other processes make to the database's subscribers, as they come; the revision
     // of the list being served, so that a list read earlier never replaces a newer one.
     let (changes, mut changed) = tokio::sync::mpsc::channel(1);
-    let mut applied = database.as_ref().map_or(0, |(_, revision, _, _)| *revision);
-    let watcher = database.as_ref().map(|(database, revision, _, _)| {
+    let mut applied = database.as_ref().map_or(0, |(_, revision, _, _, _)| *revision);
+    let watcher = database.as_ref().map(|(database, revision, _, _, _)| {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
     });
-    let (database, record_writer, archiver) = match database {
-        Some((database, _, writer, archiver)) => {
+    let (database, record_writer, archiver, mailboxes) = match database {
+        Some((database, _, writer, archiver, mailboxes)) => {
             let sweeping = archiver.clone().spawn(VOICEMAIL_SWEEP);
-            (Some(database), Some(writer), Some((archiver, sweeping)))
+            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes))
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
+    let retention = mailboxes.clone().map(|mailboxes| mailboxes.spawn_retention(RETENTION_SWEEP));
     let sip = &tas.endpoint;
     let mut listening = Vec::new();
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
@@ -130,6 +136,23 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         });
     }
 
+    match (config.http.listen, &mailboxes) {
+        (Some(addr), Some(mailboxes)) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let addr = listener.local_addr()?;
+            println!("HTTP API listening on {addr}");
+            info!(%addr, "voicemail API at /api/v1/mailboxes/{{number}}/...");
+            let api = ringer::tas::mailbox::api::router(mailboxes.clone());
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, api).await {
+                    error!(%error, "HTTP API stopped");
+                }
+            });
+        }
+        (Some(addr), None) => warn!(%addr, "http.listen ignored: the API serves the mailboxes of a store"),
+        (None, _) => {}
+    }
+
     loop {
         tokio::select! {
             signal = signals.next() => match (signal, &config_path, &database) {
@@ -173,6 +196,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     drain_calls(sip, config.calls.drain_timeout, &mut signals).await;
     if let Some(writer) = record_writer {
         writer.finish(Duration::from_secs(10)).await;
+    }
+    if let Some(retention) = retention {
+        retention.abort();
     }
     if let Some((archiver, sweeping)) = archiver {
         sweeping.abort();

@@ -136,6 +136,8 @@ impl Lab {
             routes,
             media_timeout: Duration::from_secs(30),
             voicemail_dir: dir.path().join("voicemail"),
+            voicemail: Default::default(),
+            mailbox_store: None,
             media_address: [127, 0, 0, 1].into(),
             proxy: None,
             sbc_extensions: Default::default(),

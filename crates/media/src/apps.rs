@@ -28,7 +28,7 @@ pub enum AppEnd {
 pub struct VoicemailSettings {
     /// Where messages go.
     pub mailbox: Mailbox,
-    /// The greeting, 8 kHz linear.
+    /// The system's greeting where the mailbox has none of its own, 8 kHz linear.
     pub greeting: Arc<Vec<i16>>,
     /// Longest message.
     pub max_length: Duration,
@@ -114,14 +114,18 @@ pub enum AudioFileError {
 /// Reads an audio file as 8 kHz mono: WAV (16-bit PCM, mono or stereo, 8, 16 or 48 kHz) or
 /// Ogg/Opus (RFC 7845), told apart by their first bytes.
 pub fn load_audio(path: &Path) -> Result<Vec<i16>, AudioFileError> {
-    let io = |source| AudioFileError::Io { path: path.to_owned(), source };
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    std::io::Read::read_exact(&mut file, &mut magic).map_err(|_| unsupported(path, "too short for an audio file"))?;
-    match &magic {
-        b"RIFF" => load_wav(path),
-        b"OggS" => load_ogg_opus(path),
-        _ => Err(unsupported(path, "neither WAV (RIFF) nor Ogg/Opus (OggS)")),
+    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
+    decode_audio(&bytes, path)
+}
+
+/// Decodes audio bytes (WAV or Ogg/Opus, as [`load_audio`] reads) as 8 kHz mono; `name`
+/// (a file, or what the bytes came as) names them in errors.
+pub fn decode_audio(bytes: &[u8], name: &Path) -> Result<Vec<i16>, AudioFileError> {
+    match bytes.get(..4) {
+        Some(b"RIFF") => decode_wav(bytes, name),
+        Some(b"OggS") => decode_ogg_opus(bytes, name),
+        Some(_) => Err(unsupported(name, "neither WAV (RIFF) nor Ogg/Opus (OggS)")),
+        None => Err(unsupported(name, "too short for an audio file")),
     }
 }
 
@@ -131,8 +135,13 @@ fn unsupported(path: &Path, reason: impl Into<String>) -> AudioFileError {
 
 /// Reads a WAV file (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, AudioFileError> {
+    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
+    decode_wav(&bytes, path)
+}
+
+fn decode_wav(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError> {
     let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
-    let mut reader = hound::WavReader::open(path).map_err(wav)?;
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(wav)?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(unsupported(path, "only 16-bit PCM WAV is supported"));
@@ -153,27 +162,84 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, AudioFileError> {
     Ok(mono.chunks(factor).map(|group| (group.iter().sum::<i32>() / group.len() as i32) as i16).collect())
 }
 
-/// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
-pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioFileError> {
-    let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
-    let spec = hound::WavSpec {
+fn wav_spec() -> hound::WavSpec {
+    hound::WavSpec {
         channels: 1,
         sample_rate: SAMPLE_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).map_err(wav)?;
+    }
+}
+
+/// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
+pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioFileError> {
+    let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
+    let mut writer = hound::WavWriter::create(path, wav_spec()).map_err(wav)?;
     for sample in samples {
         writer.write_sample(*sample).map_err(wav)?;
     }
     writer.finalize().map_err(wav)
 }
 
+/// 8 kHz mono `samples` as the bytes of a 16-bit PCM WAV file.
+pub fn wav_bytes(samples: &[i16]) -> Vec<u8> {
+    let mut bytes = super::mailbox::wav_header(u32::try_from(samples.len() * 2).unwrap_or(u32::MAX)).to_vec();
+    bytes.extend(samples.iter().flat_map(|sample| sample.to_le_bytes()));
+    bytes
+}
+
+/// 8 kHz mono `samples` as an Ogg/Opus file (RFC 7845): `OpusHead`, `OpusTags`, then one 20 ms
+/// packet per page, as visual-voicemail clients and browsers play it.
+pub fn ogg_opus_bytes(samples: &[i16]) -> Result<Vec<u8>, super::codec::CodecError> {
+    // No pre-skip: the encoder's look-ahead is a few milliseconds of a voice message.
+    ogg_opus_skipping(samples, 0)
+}
+
+/// As [`ogg_opus_bytes`], telling decoders to drop the first `pre_skip` samples (48 kHz).
+fn ogg_opus_skipping(samples: &[i16], pre_skip: u16) -> Result<Vec<u8>, super::codec::CodecError> {
+    use super::codec::{Codec, FRAME};
+    let mut encoder = Codec::Opus.encoder()?;
+    let mut bytes = Vec::new();
+    let serial = 0x7269_6e67; // "ring"
+    let mut writer = ogg::PacketWriter::new(&mut bytes);
+    let mut head = b"OpusHead\x01\x01".to_vec();
+    head.extend(pre_skip.to_le_bytes());
+    head.extend(SAMPLE_RATE.to_le_bytes());
+    head.extend([0, 0, 0]);
+    let page = |writer: &mut ogg::PacketWriter<&mut Vec<u8>>, data: Vec<u8>, end, position| {
+        writer
+            .write_packet(data, serial, end, position)
+            .map_err(|error| super::codec::CodecError::Container(error.to_string()))
+    };
+    page(&mut writer, head, ogg::PacketWriteEndInfo::EndPage, 0)?;
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend(6u32.to_le_bytes());
+    tags.extend(b"ringer");
+    tags.extend(0u32.to_le_bytes());
+    page(&mut writer, tags, ogg::PacketWriteEndInfo::EndPage, 0)?;
+    let frames: Vec<&[i16]> = samples.chunks(FRAME).collect();
+    if frames.is_empty() {
+        page(&mut writer, encoder.encode(&[0; FRAME])?, ogg::PacketWriteEndInfo::EndStream, 960)?;
+    }
+    for (n, frame) in frames.iter().enumerate() {
+        let end =
+            if n + 1 == frames.len() { ogg::PacketWriteEndInfo::EndStream } else { ogg::PacketWriteEndInfo::EndPage };
+        // Granule positions count 48 kHz samples: 960 per 20 ms.
+        page(&mut writer, encoder.encode(frame)?, end, (n as u64 + 1) * 960)?;
+    }
+    drop(writer);
+    Ok(bytes)
+}
+
 /// Reads an Ogg/Opus file (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz mono,
 /// without the encoder's pre-skip.
 pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, AudioFileError> {
-    let file = std::fs::File::open(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
-    let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
+    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
+    decode_ogg_opus(&bytes, path)
+}
+
+fn decode_ogg_opus(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError> {
+    let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes));
     let mut next = || reader.read_packet().map_err(|source| AudioFileError::Ogg { path: path.to_owned(), source });
     let head = next()?.ok_or_else(|| unsupported(path, "empty Ogg stream"))?;
     if head.data.len() < 19 || &head.data[..8] != b"OpusHead" {
@@ -208,6 +274,11 @@ fn loudness(samples: &[i16]) -> f64 {
 /// Below this RMS a frame counts as silence (about -44 dBFS).
 const SILENCE: f64 = 200.0;
 
+/// Whether a frame is silence (below about -44 dBFS), as the recordings' end of speech.
+pub fn is_silent(samples: &[i16]) -> bool {
+    loudness(samples) < SILENCE
+}
+
 /// Plays `audio`, then ends.
 pub async fn announcement(channel: &mut AudioChannel, audio: &[i16], stop: &CancellationToken) -> AppEnd {
     match channel.play(audio, stop).await {
@@ -216,16 +287,17 @@ pub async fn announcement(channel: &mut AudioChannel, audio: &[i16], stop: &Canc
     }
 }
 
-/// Greeting, beep, then a recording until the caller hangs up, presses `#`, stays silent, or
+/// `greeting`, beep, then a recording until the caller hangs up, presses `#`, stays silent, or
 /// reaches the maximum length; the message is stored whichever way it ends.
 pub async fn voicemail(
     channel: &mut AudioChannel,
     settings: &VoicemailSettings,
+    greeting: &[i16],
     meta: MessageMeta,
     timeout: Duration,
     stop: &CancellationToken,
 ) -> (AppEnd, Option<MessageMeta>) {
-    if !channel.play(&settings.greeting, stop).await || !channel.play(&beep(), stop).await {
+    if !channel.play(greeting, stop).await || !channel.play(&beep(), stop).await {
         return (AppEnd::CallerLeft, None);
     }
     // What the caller said over the greeting is not part of the message.
@@ -253,7 +325,7 @@ pub async fn voicemail(
                     break AppEnd::Done;
                 }
                 let length = Duration::from_millis(samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE));
-                silent_for = if loudness(&samples) < SILENCE { silent_for + length } else { Duration::ZERO };
+                silent_for = if is_silent(&samples) { silent_for + length } else { Duration::ZERO };
                 if silent_for >= settings.silence || recording.duration() >= settings.max_length {
                     break AppEnd::Done;
                 }
@@ -274,31 +346,8 @@ pub async fn voicemail(
 mod tests {
     use super::*;
 
-    /// An Ogg/Opus file of `samples` (8 kHz mono) as opusenc writes one: OpusHead, OpusTags,
-    /// then one 20 ms packet per page.
     fn write_ogg_opus(path: &Path, samples: &[i16], pre_skip: u16) {
-        let mut encoder = super::super::codec::Codec::Opus.encoder().unwrap();
-        let mut writer = ogg::PacketWriter::new(std::fs::File::create(path).unwrap());
-        let mut head = b"OpusHead\x01\x01".to_vec();
-        head.extend(pre_skip.to_le_bytes());
-        head.extend(8000u32.to_le_bytes());
-        head.extend([0, 0, 0]);
-        writer.write_packet(head, 7, ogg::PacketWriteEndInfo::EndPage, 0).unwrap();
-        let mut tags = b"OpusTags".to_vec();
-        tags.extend(6u32.to_le_bytes());
-        tags.extend(b"ringer");
-        tags.extend(0u32.to_le_bytes());
-        writer.write_packet(tags, 7, ogg::PacketWriteEndInfo::EndPage, 0).unwrap();
-        let frames: Vec<&[i16]> = samples.chunks(super::super::codec::FRAME).collect();
-        for (n, frame) in frames.iter().enumerate() {
-            let end = if n + 1 == frames.len() {
-                ogg::PacketWriteEndInfo::EndStream
-            } else {
-                ogg::PacketWriteEndInfo::EndPage
-            };
-            let position = (n as u64 + 1) * 960;
-            writer.write_packet(encoder.encode(frame).unwrap(), 7, end, position).unwrap();
-        }
+        std::fs::write(path, ogg_opus_skipping(samples, pre_skip).unwrap()).unwrap();
     }
 
     fn share(samples: &[i16], frequency: f64) -> f64 {

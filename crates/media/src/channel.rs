@@ -187,4 +187,84 @@ impl AudioChannel {
         }
         true
     }
+
+    /// Plays `samples` as [`AudioChannel::play`] does, stopping at the first key the caller
+    /// presses (barge-in), which is returned.
+    pub async fn play_listening(&mut self, samples: &[i16], stop: &CancellationToken) -> Heard {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for frame in samples.chunks(FRAME) {
+            tokio::select! {
+                () = stop.cancelled() => return Heard::Stopped,
+                _ = pace.tick() => self.send(frame).await,
+            }
+            if let Some(key) = self.pending_key().await {
+                return Heard::Key(key);
+            }
+        }
+        Heard::Played
+    }
+
+    /// The first key among what has arrived and not been read (the audio is dropped).
+    async fn pending_key(&mut self) -> Option<char> {
+        loop {
+            match self.recv(Duration::ZERO).await? {
+                Incoming::Dtmf(key) => return Some(key),
+                Incoming::Audio(_) => {}
+            }
+        }
+    }
+
+    /// The next key the caller presses within `timeout` (audio meanwhile dropped).
+    pub async fn read_key(&mut self, timeout: Duration, stop: &CancellationToken) -> Heard {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                () = stop.cancelled() => return Heard::Stopped,
+                incoming = self.recv(left) => match incoming {
+                    Some(Incoming::Dtmf(key)) => return Heard::Key(key),
+                    Some(Incoming::Audio(_)) => {}
+                    None => return Heard::Played,
+                },
+            }
+        }
+    }
+
+    /// Keys up to `#` (not included) or `most` of them, starting with `first` when the caller
+    /// already pressed one; `None` when the caller left, or pressed nothing within `timeout` of
+    /// the last key.
+    pub async fn read_digits(
+        &mut self,
+        first: Option<char>,
+        most: usize,
+        timeout: Duration,
+        stop: &CancellationToken,
+    ) -> Option<String> {
+        let mut digits: String = first.into_iter().filter(|key| *key != '#').collect();
+        if first == Some('#') {
+            return Some(digits);
+        }
+        while digits.len() < most {
+            match self.read_key(timeout, stop).await {
+                Heard::Key('#') => break,
+                Heard::Key(key) => digits.push(key),
+                // Silence after some digits ends the entry, as on a phone; before any, nothing.
+                Heard::Played if !digits.is_empty() => break,
+                Heard::Played | Heard::Stopped => return None,
+            }
+        }
+        Some(digits)
+    }
+}
+
+/// How listening to the caller ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// The audio played through, or the wait ended, without a key.
+    Played,
+    /// The caller pressed this key.
+    Key(char),
+    /// The call is ending.
+    Stopped,
 }

@@ -106,6 +106,9 @@ pub enum CodecError {
     /// The Opus codec refused.
     #[error("Opus: {0}")]
     Opus(&'static str),
+    /// The container around the codec's packets could not be written.
+    #[error("Ogg: {0}")]
+    Container(String),
 }
 
 /// Turns 8 kHz linear frames into RTP payloads.

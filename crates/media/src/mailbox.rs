@@ -83,7 +83,7 @@ pub struct Recording {
     last_sync: Instant,
 }
 
-fn wav_header(data_bytes: u32) -> [u8; 44] {
+pub(crate) fn wav_header(data_bytes: u32) -> [u8; 44] {
     let mut header = [0u8; 44];
     header[0..4].copy_from_slice(b"RIFF");
     header[4..8].copy_from_slice(&data_bytes.saturating_add(36).to_le_bytes());

@@ -7,19 +7,21 @@
 //! behaviours as opaque JSON the TAS writes and reads) with a revision counted up by every
 //! change, so that running instances notice one by reading a single number; the registration
 //! leases that share the subscribers among live instances; call detail records; voicemail
-//! messages with their audio.
+//! messages with their audio and state, greetings, PINs and the HTTP API's tokens.
 
 // Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod calls;
 mod leases;
+mod mailboxes;
 mod pool;
 mod subscribers;
 mod voicemail;
 
 pub use calls::CallRecordRow;
 pub use leases::{InstanceRow, LeaseRow, Leases};
-pub use pool::{without_password, Backend, Store, StoreError, DEFAULT_URL};
+pub use mailboxes::{PinState, TokenRow};
+pub use pool::{now_millis, without_password, Backend, Store, StoreError, DEFAULT_URL};
 pub use subscribers::{Replaced, SubscriberRow};
-pub use voicemail::VoicemailRow;
+pub use voicemail::{MessageState, VoicemailRow};

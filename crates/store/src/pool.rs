@@ -173,6 +173,11 @@ pub(crate) async fn bump(transaction: &mut sqlx::Transaction<'_, sqlx::Any>) -> 
     Ok(())
 }
 
+/// Milliseconds since the epoch, as the store keeps times it compares.
+pub fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub(crate) fn now_seconds() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() as i64)
 }

@@ -46,11 +46,22 @@ pub struct ServeConfig {
     /// Where ringer keeps its state (subscribers).
     #[serde(default)]
     pub store: StoreConfig,
+    /// The HTTP listener of the APIs (the mailbox API).
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The subscribers this TAS serves. When the list is given, the file manages them: it
     /// replaces the store's list at start and on SIGHUP; without it, `ringer subscribers`
     /// manages them in the store.
     #[serde(default, rename = "subscriber")]
     pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// The HTTP listener of the APIs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where the APIs listen (for example `127.0.0.1:8080`); unset: no HTTP API.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// The database ringer keeps its state in.
@@ -259,8 +270,32 @@ impl MediaConfig {
 pub struct VoicemailConfig {
     /// The mailbox folder (one folder per subscriber inside).
     pub dir: PathBuf,
-    /// The greeting (WAV 16-bit PCM at 8/16/48 kHz, or Ogg/Opus); default: a synthesised chime.
+    /// The system's greeting where a mailbox has none of its own (WAV 16-bit PCM at 8/16/48
+    /// kHz, or Ogg/Opus); default: a synthesised chime.
     pub greeting: Option<PathBuf>,
+    /// The system's greeting for callers who found the owner busy; default: `greeting`.
+    pub busy_greeting: Option<PathBuf>,
+    /// The number owners call to reach the mailbox menu (as do other phones, with a PIN); an
+    /// owner also reaches it by calling their own number.
+    pub access_number: Option<domain::types::Msisdn>,
+    /// The menu's prompts in the operator's own recordings: `<dir>/<language>/<name>.wav`;
+    /// any not there are the shipped English ones.
+    pub prompts_dir: Option<PathBuf>,
+    /// The prompts' language (a folder of `prompts_dir`).
+    pub language: String,
+    /// Messages a mailbox keeps; a full one plays "mailbox full" instead of taking another.
+    pub max_messages: u32,
+    /// Wrong PINs in a row before the mailbox locks.
+    pub pin_attempts: u32,
+    /// How long a mailbox stays locked.
+    #[serde(with = "humantime_serde")]
+    pub pin_lockout: Duration,
+    /// Heard and saved messages are removed this long after they were last changed.
+    #[serde(with = "humantime_serde")]
+    pub keep_saved: Duration,
+    /// Deleted messages are removed for good this long after deletion.
+    #[serde(with = "humantime_serde")]
+    pub keep_deleted: Duration,
     /// Longest message.
     #[serde(with = "humantime_serde")]
     pub max_length: Duration,
@@ -309,6 +344,15 @@ impl Default for VoicemailConfig {
         Self {
             dir: PathBuf::from("var/voicemail"),
             greeting: None,
+            busy_greeting: None,
+            access_number: None,
+            prompts_dir: None,
+            language: "en".into(),
+            max_messages: 100,
+            pin_attempts: 3,
+            pin_lockout: Duration::from_secs(15 * 60),
+            keep_saved: Duration::from_secs(30 * 86_400),
+            keep_deleted: Duration::from_secs(86_400),
             max_length: Duration::from_secs(120),
             silence: Duration::from_secs(10),
             notification: NotificationConfig::default(),
@@ -528,6 +572,7 @@ impl ServeConfig {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            http: HttpConfig::default(),
             store: StoreConfig::default(),
             media: MediaConfig::default(),
             voicemail: VoicemailConfig::default(),

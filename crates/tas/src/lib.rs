@@ -8,6 +8,7 @@
 pub mod call;
 pub mod config;
 pub mod leases;
+pub mod mailbox;
 pub mod subscribers;
 pub mod voicemail;
 pub mod webhook;
@@ -116,13 +117,18 @@ pub struct Tas {
 
 /// Starts the SIP side of the TAS.
 pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
-    start_sip_recording(config, None).await
+    start_sip_with(config, None, None).await
 }
 
-/// As [`start_sip`], recording every call through `records` (into the store).
-pub async fn start_sip_recording(config: &ServeConfig, records: Option<RecordWriter>) -> Result<Tas, TasError> {
+/// As [`start_sip`], recording every call through `records` (into the store) and serving
+/// the `mailboxes` kept there (greetings, quota, the owner's menu).
+pub async fn start_sip_with(
+    config: &ServeConfig,
+    records: Option<RecordWriter>,
+    mailboxes: Option<mailbox::Mailboxes>,
+) -> Result<Tas, TasError> {
     let endpoint_config = endpoint_config(config)?;
-    let router = Arc::new(CallRouter::new(config, records)?);
+    let router = Arc::new(CallRouter::new(config, records, mailboxes)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
     Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
 }

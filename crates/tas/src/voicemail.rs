@@ -206,5 +206,6 @@ pub fn row_of(meta: &MessageMeta, instance: &str) -> VoicemailRow {
         codec: meta.codec.clone(),
         partial: meta.partial,
         instance: instance.to_owned(),
+        state: store::MessageState::New,
     }
 }

@@ -22,6 +22,8 @@ pub enum App {
     Announcement,
     /// Sends back what it receives.
     Echo,
+    /// The mailbox menu its owner calls in to (listen, delete, greetings, PIN).
+    VoicemailMain,
 }
 
 impl fmt::Display for App {
@@ -30,6 +32,7 @@ impl fmt::Display for App {
             App::Voicemail => "voicemail",
             App::Announcement => "announcement",
             App::Echo => "echo",
+            App::VoicemailMain => "voicemail-main",
         })
     }
 }
@@ -77,7 +80,7 @@ impl FromStr for Action {
         let text = text.trim();
         let (verb, rest) = text.split_once(char::is_whitespace).map(|(v, r)| (v, r.trim())).unwrap_or((text, ""));
         let expected =
-            "expected loop, forward <+E.164>, reject <code> [reason], announce <code> [reason] or answer [voicemail|announcement|echo]";
+            "expected loop, forward <+E.164>, reject <code> [reason], announce <code> [reason] or answer [voicemail|announcement|echo|voicemail-main]";
         match verb.to_ascii_lowercase().as_str() {
             "loop" if rest.is_empty() => Ok(Action::Loop),
             "forward" => Msisdn::parse(rest).map(Action::Forward).map_err(|error| format!("action {text:?}: {error}")),
@@ -101,7 +104,10 @@ impl FromStr for Action {
                 "" | "voicemail" => Ok(Action::Answer(App::Voicemail)),
                 "announcement" => Ok(Action::Answer(App::Announcement)),
                 "echo" => Ok(Action::Answer(App::Echo)),
-                other => Err(format!("action {text:?}: unknown app {other:?} (voicemail, announcement, echo)")),
+                "voicemail-main" => Ok(Action::Answer(App::VoicemailMain)),
+                other => Err(format!(
+                    "action {text:?}: unknown app {other:?} (voicemail, announcement, echo, voicemail-main)"
+                )),
             },
             _ => Err(format!("action {text:?}: {expected}")),
         }

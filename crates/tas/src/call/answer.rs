@@ -10,6 +10,10 @@ use sip::dialog::OfferAnswer;
 use sip::message::StatusCode;
 use sip::ua::PendingInvite;
 
+use crate::mailbox::greeting::Absence;
+use crate::mailbox::menu::Login;
+use crate::mailbox::Mailboxes;
+
 use super::action::App;
 
 /// The media an app runs on.
@@ -108,6 +112,29 @@ fn message_meta(info: &CallInfo, codec: &str) -> media::mailbox::MessageMeta {
     )
 }
 
+/// The voicemail app for `info.subscriber`: a full mailbox gets the "mailbox full"
+/// announcement instead of a recording; the greeting is the owner's for why the call came.
+async fn voicemail(
+    channel: &mut media::channel::AudioChannel,
+    settings: &MediaSettings,
+    info: &CallInfo,
+    meta: media::mailbox::MessageMeta,
+    stop: &tokio_util::sync::CancellationToken,
+) -> media::apps::AppEnd {
+    let greeting = match (&settings.mailboxes, &info.subscriber) {
+        (Some(mailboxes), Some(owner)) => {
+            if mailboxes.is_full(owner).await {
+                info!(subscriber = %owner, "mailbox full: no message taken");
+                channel.play(&mailboxes.prompts().get("mailbox-full"), stop).await;
+                return media::apps::AppEnd::Done;
+            }
+            mailboxes.greeting_for(owner, info.absence).await
+        }
+        _ => settings.voicemail.greeting.clone(),
+    };
+    media::apps::voicemail(channel, &settings.voicemail, &greeting, meta, settings.timeout, stop).await.0
+}
+
 /// The app a call was answered with, running until the call ends.
 #[derive(Debug, Default)]
 pub struct AppRunning(Option<tokio::task::JoinHandle<()>>);
@@ -136,6 +163,9 @@ pub struct MediaSettings {
     pub voicemail: media::apps::VoicemailSettings,
     /// What the announcement app plays.
     pub announcement: std::sync::Arc<Vec<i16>>,
+    /// The mailboxes in the store (greetings, quota, the owner's menu); without them every
+    /// caller hears the configured greeting and the menu is refused.
+    pub mailboxes: Option<Mailboxes>,
 }
 
 /// Who a call is about, for the apps (a voicemail's metadata).
@@ -149,6 +179,10 @@ pub struct CallInfo {
     pub caller: Option<Msisdn>,
     /// The number called (prefix removed).
     pub callee: Option<Msisdn>,
+    /// Why the subscriber did not take the call, for the voicemail greeting.
+    pub absence: Absence,
+    /// Who calls the mailbox menu.
+    pub login: Login,
 }
 
 /// Answers calls with apps, on the configured media.
@@ -171,6 +205,12 @@ impl Answerer {
     /// Returns the final status and, when answered, the app's task, which ends with the call.
     pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> (StatusCode, AppRunning) {
         let call_id = invite.essentials().call_id.clone();
+        if app == App::VoicemailMain && self.media.mailboxes.is_none() {
+            let why = "the mailbox menu needs a store (store.url)";
+            info!(%call_id, why, "mailbox menu refused");
+            invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(why));
+            return (StatusCode::SERVICE_UNAVAILABLE, AppRunning::default());
+        }
         let prepared = match self.prepare_media(&invite, app).await {
             Ok(prepared) => prepared,
             Err((status, why)) => {
@@ -185,7 +225,8 @@ impl Answerer {
         };
         info!(%call_id, %app, codec = %prepared.codec, "answered");
         let meta = message_meta(info, prepared.codec.name());
-        (StatusCode::OK, AppRunning(Some(self.run_app(call, prepared.media, app, meta, prepared.session))))
+        let running = self.run_app(call, prepared.media, app, info.clone(), meta, prepared.session);
+        (StatusCode::OK, AppRunning(Some(running)))
     }
 
     /// Plays the announcement as early media (183 Session Progress with the answer), then
@@ -345,6 +386,7 @@ impl Answerer {
         call: sip::call::CallHandle,
         media: AppMedia,
         app: App,
+        info: CallInfo,
         meta: media::mailbox::MessageMeta,
         mut session: MediaSession,
     ) -> tokio::task::JoinHandle<()> {
@@ -392,8 +434,14 @@ impl Answerer {
                         }
                     }
                     (AppMedia::Channel(mut channel), App::Voicemail) => {
-                        apps::voicemail(&mut channel, &settings.voicemail, meta, timeout, &stop).await.0
+                        voicemail(&mut channel, &settings, &info, meta, &stop).await
                     }
+                    (AppMedia::Channel(mut channel), App::VoicemailMain) => match &settings.mailboxes {
+                        Some(mailboxes) => {
+                            crate::mailbox::menu::run(&mut channel, mailboxes, info.login.clone(), &stop).await
+                        }
+                        None => apps::AppEnd::Done,
+                    },
                     (AppMedia::Channel(mut channel), _) => {
                         apps::announcement(&mut channel, &settings.announcement, &stop).await
                     }

@@ -15,6 +15,8 @@ use sip::transport::Link;
 use sip::ua::PendingInvite;
 use sip::uac::InviteSpec;
 
+use crate::mailbox::greeting::Absence;
+
 use super::action::{Action, Behaviour};
 use super::answer::{Answerer, AppRunning, CallInfo, MediaSettings};
 use super::stats::CallStats;
@@ -153,6 +155,15 @@ impl Engine {
             });
             step = match action {
                 Action::Reject { .. } | Action::Answer(_) | Action::Announce { .. } => {
+                    // Voicemail after a busy or unanswered leg 3 greets for that reason.
+                    let diverted;
+                    let info = match cause {
+                        Some(cause) => {
+                            diverted = CallInfo { absence: Absence::of_cause(cause.cause().as_u16()), ..info.clone() };
+                            &diverted
+                        }
+                        None => info,
+                    };
                     let (status, running) = self.settle_status(pending, &action, info).await;
                     if status.is_success() {
                         outcome.answered_at = Some(std::time::SystemTime::now());

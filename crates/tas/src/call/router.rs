@@ -15,7 +15,11 @@ use domain::types::{Msisdn, Prefix, RouteType};
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::ua::{PendingInvite, SessionHandler};
 
-use super::action::{Action, Behaviour};
+use crate::mailbox::greeting::Absence;
+use crate::mailbox::menu::Login;
+use crate::mailbox::Mailboxes;
+
+use super::action::{Action, App, Behaviour};
 use super::answer::{AppRunning, CallInfo, MediaSettings};
 use super::behaviour::{Engine, Outcome};
 use super::records::RecordWriter;
@@ -166,9 +170,13 @@ pub enum RouterError {
 
 impl CallRouter {
     /// A router for the subscribers and call settings of `config`, recording each call
-    /// through `writer` when given; fails when a greeting or announcement file cannot be read
-    /// or the mailbox cannot be opened.
-    pub fn new(config: &ServeConfig, writer: Option<RecordWriter>) -> Result<Self, RouterError> {
+    /// through `writer` when given, serving `mailboxes` when given; fails when a greeting or
+    /// announcement file cannot be read or the spool cannot be opened.
+    pub fn new(
+        config: &ServeConfig,
+        writer: Option<RecordWriter>,
+        mailboxes: Option<Mailboxes>,
+    ) -> Result<Self, RouterError> {
         let load = |file: &Option<std::path::PathBuf>| match file {
             Some(path) => media::apps::load_audio(path).map(Arc::new),
             None => Ok(Arc::new(media::apps::default_greeting())),
@@ -203,6 +211,7 @@ impl CallRouter {
             codecs: config.media.codecs.clone(),
             voicemail,
             announcement,
+            mailboxes,
         };
         let stats = Arc::new(CallStats::default());
         Ok(Self {
@@ -232,6 +241,30 @@ impl CallRouter {
 
     fn routes(&self) -> Arc<Routes> {
         self.routes.read().clone()
+    }
+}
+
+impl CallRouter {
+    /// Whether the call is for the mailbox menu, and who logs in: a subscriber calling the
+    /// access number or their own number (the originating leg) is the owner; a call to the
+    /// access number as a subscriber of its own (the terminating leg) is the caller's
+    /// mailbox when the caller is a subscriber here, else the menu asks for number and PIN.
+    /// Only with mailboxes in a store.
+    fn menu_login(&self, routes: &Routes, info: &CallInfo) -> Option<Login> {
+        let mailboxes = self.media.mailboxes.as_ref()?;
+        let access = mailboxes.settings().access_number.as_ref();
+        let subscriber = info.subscriber.as_ref()?;
+        match info.direction? {
+            Direction::Originating => {
+                let callee = info.callee.as_ref()?;
+                (Some(callee) == access || callee == subscriber).then(|| Login::Owner(subscriber.clone()))
+            }
+            Direction::Terminating if Some(subscriber) == access => Some(match &info.caller {
+                Some(caller) if routes.table.route_type(caller).is_some() => Login::Owner(caller.clone()),
+                _ => Login::Ask,
+            }),
+            Direction::Terminating => None,
+        }
     }
 }
 
@@ -318,6 +351,27 @@ impl SessionHandler for RouterHandler {
         record.prefix = classified.prefix.clone();
         record.callee = Some(classified.callee.clone());
         record.route_type = routes.table.route_type(&classified.subscriber);
+        let request = invite.request();
+        let info = CallInfo {
+            subscriber: Some(classified.subscriber.clone()),
+            direction: Some(classified.direction),
+            caller: caller.clone(),
+            callee: Some(classified.callee.clone()),
+            absence: Absence::of_request(&request.uri, &request.headers).unwrap_or_default(),
+            login: Login::Ask,
+        };
+        if let Some(login) = router.menu_login(&routes, &info) {
+            info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, ?login, "mailbox menu");
+            let info = CallInfo { login, ..info };
+            let engine = router.engine.clone();
+            let router = router.clone();
+            tokio::spawn(async move {
+                let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            });
+            return;
+        }
         let Some(behaviour) =
             routes.table.attached(&classified.subscriber).and_then(|b| b.get(classified.direction)).cloned()
         else {
@@ -333,12 +387,6 @@ impl SessionHandler for RouterHandler {
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
         tokio::spawn(async move {
-            let info = CallInfo {
-                subscriber: Some(classified.subscriber.clone()),
-                direction: Some(classified.direction),
-                caller,
-                callee: Some(classified.callee.clone()),
-            };
             let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour).await;
             record.outcome = outcome;
             info!(call_id = %record.call_id, outcome = %record.outcome, "call done");

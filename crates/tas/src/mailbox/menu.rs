@@ -1,0 +1,447 @@
+//! The menu an owner calls in to (VoiceMailMain): login (none for the owner's own phone,
+//! mailbox number and PIN from any other, with a lockout), the count of new and saved
+//! messages, then by DTMF:
+//!
+//! - main menu: `1` listen, `0` mailbox options, `#` hang up;
+//! - each message (envelope: from whom and when, then the audio; keys work during both):
+//!   `5` replay, `7` delete, `9` save, `6` next, `4` previous, `*` back to the main menu;
+//! - options: `1` record the unavailable greeting, `2` the busy one, `3` your name, `4` a
+//!   temporary one (over both while set), `5` remove the temporary one, `6` change the PIN,
+//!   `*` back. Recording: speak after the tone, `#` to stop; then `1` keep it, `2` listen,
+//!   `3` record again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use domain::types::Msisdn;
+use media::apps::AppEnd;
+use media::channel::{AudioChannel, Heard, Incoming};
+use store::{MessageState, VoicemailRow};
+
+use super::greeting::GreetingKind;
+use super::{pin, Mailboxes};
+
+/// Who the caller is to the menu.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Login {
+    /// The owner, calling from their own phone: no PIN.
+    Owner(Msisdn),
+    /// Anyone: the menu asks for the mailbox number and its PIN.
+    #[default]
+    Ask,
+}
+
+/// Times a menu is said without an answer before the call ends.
+const REPEATS: usize = 3;
+/// Logins tried in one call before it ends (the lockout counts across calls).
+const LOGINS_PER_CALL: usize = 3;
+
+/// Runs the menu on `channel` until the caller hangs up or leaves with `#`.
+pub async fn run(channel: &mut AudioChannel, mailboxes: &Mailboxes, login: Login, stop: &CancellationToken) -> AppEnd {
+    let mut menu = Menu { channel, mailboxes, stop };
+    let owner = match login {
+        Login::Owner(owner) => Some(owner),
+        Login::Ask => menu.login().await,
+    };
+    if let Some(owner) = owner {
+        info!(subscriber = %owner, "mailbox menu: logged in");
+        menu.main(&owner).await;
+    }
+    if stop.is_cancelled() {
+        return AppEnd::CallerLeft;
+    }
+    menu.say(&["goodbye"]).await;
+    AppEnd::Done
+}
+
+struct Menu<'a> {
+    channel: &'a mut AudioChannel,
+    mailboxes: &'a Mailboxes,
+    stop: &'a CancellationToken,
+}
+
+/// Where a message's keys lead.
+enum AfterMessage {
+    Next,
+    Previous,
+    Replay,
+    MainMenu,
+    Leave,
+}
+
+impl Menu<'_> {
+    /// Says `prompts` in a row; a key pressed meanwhile stops them.
+    async fn say(&mut self, prompts: &[&str]) -> Heard {
+        let audio: Vec<Arc<Vec<i16>>> = prompts.iter().map(|name| self.mailboxes.prompts().get(name)).collect();
+        self.play(&audio).await
+    }
+
+    async fn play(&mut self, audio: &[Arc<Vec<i16>>]) -> Heard {
+        let joined: Vec<i16> = audio.iter().flat_map(|part| part.iter().copied()).collect();
+        self.channel.play_listening(&joined, self.stop).await
+    }
+
+    /// Says `prompt` and waits for one key, saying it again (up to [`REPEATS`] times) when
+    /// none comes; `None` when the caller leaves or never answers.
+    async fn choose(&mut self, prompt: &[&str]) -> Option<char> {
+        for _ in 0..REPEATS {
+            match self.say(prompt).await {
+                Heard::Key(key) => return Some(key),
+                Heard::Stopped => return None,
+                Heard::Played => {}
+            }
+            match self.channel.read_key(self.mailboxes.settings().key_timeout, self.stop).await {
+                Heard::Key(key) => return Some(key),
+                Heard::Stopped => return None,
+                Heard::Played => {}
+            }
+        }
+        None
+    }
+
+    /// Says `prompt`, then reads digits up to `#`.
+    async fn entry(&mut self, prompt: &str, most: usize) -> Option<String> {
+        for _ in 0..REPEATS {
+            let first = match self.say(&[prompt]).await {
+                Heard::Key(key) => Some(key),
+                Heard::Stopped => return None,
+                Heard::Played => None,
+            };
+            let timeout = self.mailboxes.settings().key_timeout;
+            match self.channel.read_digits(first, most, timeout, self.stop).await {
+                Some(digits) if !digits.is_empty() => return Some(digits),
+                Some(_) => {}
+                None if self.stop.is_cancelled() => return None,
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Mailbox number and PIN, checked against the store's hash, with the lockout.
+    async fn login(&mut self) -> Option<Msisdn> {
+        let settings = self.mailboxes.settings().clone();
+        let store = self.mailboxes.store().clone();
+        for _ in 0..LOGINS_PER_CALL {
+            let number = self.entry("enter-mailbox", 15).await?;
+            let entered = self.entry("enter-pin", 8).await?;
+            let Ok(owner) = Msisdn::parse(&format!("+{number}")) else {
+                self.say(&["login-incorrect"]).await;
+                continue;
+            };
+            let state = match store.pin_state(owner.as_str()).await {
+                Ok(state) => state,
+                Err(error) => {
+                    warn!(%error, "mailbox login: the store cannot be read");
+                    return None;
+                }
+            };
+            let now = store::now_millis();
+            if state.locked_until_ms > now {
+                info!(subscriber = %owner, "mailbox login refused: locked");
+                self.say(&["locked"]).await;
+                return None;
+            }
+            let Some(hash) = state.pin_hash else {
+                // No PIN set: no login from other phones (and the same answer as a wrong PIN).
+                self.say(&["login-incorrect"]).await;
+                continue;
+            };
+            if pin::verify(&entered, &hash) {
+                if let Err(error) = store.clear_failed_logins(owner.as_str()).await {
+                    warn!(%error, "mailbox login: failed logins not cleared");
+                }
+                return Some(owner);
+            }
+            let lock_until = now.saturating_add(i64::try_from(settings.pin_lockout.as_millis()).unwrap_or(i64::MAX));
+            match store.count_failed_login(owner.as_str(), settings.pin_attempts, lock_until).await {
+                Ok(after) if after.locked_until_ms > now => {
+                    warn!(subscriber = %owner, lockout = ?settings.pin_lockout, "mailbox locked after repeated wrong PINs");
+                    self.say(&["locked"]).await;
+                    return None;
+                }
+                Ok(after) => info!(subscriber = %owner, failed = after.failed_logins, "mailbox login: wrong PIN"),
+                Err(error) => warn!(%error, "mailbox login: the wrong PIN was not counted"),
+            }
+            self.say(&["login-incorrect"]).await;
+        }
+        None
+    }
+
+    /// The count of messages, then the main menu until the caller leaves.
+    async fn main(&mut self, owner: &Msisdn) {
+        let (new, saved) = match self.mailboxes.playlist(owner).await {
+            Ok((new, saved)) => (new.len() as u64, saved.len() as u64),
+            Err(error) => {
+                warn!(%error, "mailbox menu: the store cannot be read");
+                return;
+            }
+        };
+        let prompts = self.mailboxes.prompts();
+        let mut summary = vec![prompts.get("you-have")];
+        summary.extend(prompts.number(new));
+        summary.push(prompts.get("new-messages"));
+        summary.push(prompts.get("and"));
+        summary.extend(prompts.number(saved));
+        summary.push(prompts.get("saved-messages"));
+        let mut pressed = match self.play(&summary).await {
+            Heard::Stopped => return,
+            Heard::Key(key) => Some(key),
+            Heard::Played => None,
+        };
+        loop {
+            let key = match pressed.take() {
+                Some(key) => key,
+                None => match self.choose(&["main-menu"]).await {
+                    Some(key) => key,
+                    None => return,
+                },
+            };
+            match key {
+                '1' => {
+                    if !self.listen(owner).await {
+                        return;
+                    }
+                }
+                '0' => {
+                    if !self.options(owner).await {
+                        return;
+                    }
+                }
+                '#' => return,
+                _ => {
+                    if self.say(&["invalid"]).await == Heard::Stopped {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Plays the new messages, then the others; `false` when the caller is leaving.
+    async fn listen(&mut self, owner: &Msisdn) -> bool {
+        let messages: Vec<VoicemailRow> = match self.mailboxes.playlist(owner).await {
+            Ok((new, saved)) => new.into_iter().chain(saved).collect(),
+            Err(error) => {
+                warn!(%error, "mailbox menu: the store cannot be read");
+                return false;
+            }
+        };
+        let mut index = 0;
+        while let Some(message) = messages.get(index) {
+            match self.message(owner, message).await {
+                AfterMessage::Next => index += 1,
+                AfterMessage::Previous => index = index.saturating_sub(1),
+                AfterMessage::Replay => {}
+                AfterMessage::MainMenu => return true,
+                AfterMessage::Leave => return false,
+            }
+        }
+        self.say(&["no-more-messages"]).await != Heard::Stopped
+    }
+
+    /// One message: envelope, audio, then its menu.
+    async fn message(&mut self, owner: &Msisdn, message: &VoicemailRow) -> AfterMessage {
+        let store = self.mailboxes.store().clone();
+        let audio = match self.mailboxes.message_audio(owner, &message.id).await {
+            Ok(Some(audio)) => audio,
+            // Deleted meanwhile (by the API, another call) or unreadable: the next one.
+            Ok(None) => return AfterMessage::Next,
+            Err(error) => {
+                warn!(%error, "mailbox menu: the store cannot be read");
+                return AfterMessage::Leave;
+            }
+        };
+        let mut pressed = match self.play(&self.envelope(message)).await {
+            Heard::Stopped => return AfterMessage::Leave,
+            Heard::Key(key) => Some(key),
+            Heard::Played => None,
+        };
+        if pressed.is_none() {
+            if message.state == MessageState::New {
+                if let Err(error) = store.set_voicemail_state(owner.as_str(), &message.id, MessageState::Heard).await {
+                    warn!(%error, id = %message.id, "not marked heard");
+                }
+            }
+            pressed = match self.channel.play_listening(&audio, self.stop).await {
+                Heard::Stopped => return AfterMessage::Leave,
+                Heard::Key(key) => Some(key),
+                Heard::Played => None,
+            };
+        }
+        loop {
+            let key = match pressed.take() {
+                Some(key) => key,
+                None => match self.choose(&["message-menu"]).await {
+                    Some(key) => key,
+                    None => return AfterMessage::Leave,
+                },
+            };
+            let (state, said) = match key {
+                '5' => return AfterMessage::Replay,
+                '6' => return AfterMessage::Next,
+                '4' => return AfterMessage::Previous,
+                '*' => return AfterMessage::MainMenu,
+                '#' => return AfterMessage::Leave,
+                '7' => (MessageState::Deleted, "deleted"),
+                '9' => (MessageState::Saved, "saved"),
+                _ => {
+                    self.say(&["invalid"]).await;
+                    continue;
+                }
+            };
+            match store.set_voicemail_state(owner.as_str(), &message.id, state).await {
+                Ok(_) => info!(subscriber = %owner, id = %message.id, %state, "by phone"),
+                Err(error) => warn!(%error, id = %message.id, "message state not changed"),
+            }
+            return match self.say(&[said]).await {
+                Heard::Stopped => AfterMessage::Leave,
+                _ => AfterMessage::Next,
+            };
+        }
+    }
+
+    /// "Message from <digits> received at <H> <M> UTC".
+    fn envelope(&self, message: &VoicemailRow) -> Vec<Arc<Vec<i16>>> {
+        let prompts = self.mailboxes.prompts();
+        let mut said = vec![prompts.get("message-from")];
+        match &message.caller {
+            Some(caller) if caller.chars().any(|c| c.is_ascii_digit()) => said.extend(prompts.digits(caller)),
+            _ => said.push(prompts.get("unknown-caller")),
+        }
+        // recorded_at is RFC 3339 in UTC: 2026-12-01T04:05:00Z.
+        let field = |range: std::ops::Range<usize>| message.recorded_at.get(range).and_then(|t| t.parse::<u64>().ok());
+        if let (Some(hour), Some(minute)) = (field(11..13), field(14..16)) {
+            said.push(prompts.get("received-at"));
+            said.extend(prompts.number(hour));
+            said.extend(prompts.number(minute));
+            said.push(prompts.get("utc"));
+        }
+        said
+    }
+
+    /// The mailbox options; `false` when the caller is leaving.
+    async fn options(&mut self, owner: &Msisdn) -> bool {
+        loop {
+            let Some(key) = self.choose(&["options-menu"]).await else { return false };
+            let kind = match key {
+                '1' => GreetingKind::Unavailable,
+                '2' => GreetingKind::Busy,
+                '3' => GreetingKind::Name,
+                '4' => GreetingKind::Temporary,
+                '5' => {
+                    let store = self.mailboxes.store();
+                    if let Err(error) = store.delete_greeting(owner.as_str(), GreetingKind::Temporary.as_str()).await {
+                        warn!(%error, "temporary greeting not removed");
+                    }
+                    if self.say(&["temporary-removed"]).await == Heard::Stopped {
+                        return false;
+                    }
+                    continue;
+                }
+                '6' => {
+                    if !self.change_pin(owner).await {
+                        return false;
+                    }
+                    continue;
+                }
+                '*' => return true,
+                '#' => return false,
+                _ => {
+                    self.say(&["invalid"]).await;
+                    continue;
+                }
+            };
+            if !self.record_greeting(owner, kind).await {
+                return false;
+            }
+        }
+    }
+
+    /// Records a greeting: tone, speech until `#` or silence, then keep, listen or again.
+    async fn record_greeting(&mut self, owner: &Msisdn, kind: GreetingKind) -> bool {
+        loop {
+            if self.say(&["record-after-tone"]).await == Heard::Stopped
+                || !self.channel.play(&media::apps::beep(), self.stop).await
+            {
+                return false;
+            }
+            self.channel.discard_pending();
+            let Some(recorded) = self.record().await else { return false };
+            loop {
+                match self.choose(&["review-recording"]).await {
+                    Some('1') => {
+                        let said = match self.mailboxes.set_greeting(owner, kind, &recorded).await {
+                            Ok(()) => "greeting-saved",
+                            Err(error) => {
+                                warn!(%error, %kind, "greeting not stored");
+                                "invalid"
+                            }
+                        };
+                        return self.say(&[said]).await != Heard::Stopped;
+                    }
+                    Some('2') => {
+                        if !self.channel.play(&recorded, self.stop).await {
+                            return false;
+                        }
+                    }
+                    Some('3') => break,
+                    Some(_) => {
+                        self.say(&["invalid"]).await;
+                    }
+                    None => return false,
+                }
+            }
+        }
+    }
+
+    /// Speech until `#`, silence or the longest greeting; `None` when the caller left.
+    async fn record(&mut self) -> Option<Vec<i16>> {
+        let settings = self.mailboxes.settings().clone();
+        let most = (settings.max_greeting.as_millis() as usize) * 8;
+        let mut samples = Vec::new();
+        let mut silent_for = Duration::ZERO;
+        while samples.len() < most {
+            let incoming = tokio::select! {
+                () = self.stop.cancelled() => return None,
+                incoming = self.channel.recv(settings.silence) => incoming,
+            };
+            match incoming {
+                None | Some(Incoming::Dtmf('#')) => break,
+                Some(Incoming::Dtmf(_)) => {}
+                Some(Incoming::Audio(frame)) => {
+                    let length = Duration::from_millis(frame.len() as u64 / 8);
+                    silent_for = if media::apps::is_silent(&frame) { silent_for + length } else { Duration::ZERO };
+                    samples.extend(frame);
+                    if silent_for >= settings.silence {
+                        break;
+                    }
+                }
+            }
+        }
+        Some(samples)
+    }
+
+    /// A new PIN, entered twice; `false` when the caller is leaving.
+    async fn change_pin(&mut self, owner: &Msisdn) -> bool {
+        let Some(first) = self.entry("new-pin", 8).await else { return false };
+        let Some(again) = self.entry("pin-again", 8).await else { return false };
+        let said = match (first == again).then(|| pin::hash(&first)) {
+            Some(Ok(hash)) => match self.mailboxes.store().set_pin_hash(owner.as_str(), &hash).await {
+                Ok(()) => {
+                    info!(subscriber = %owner, "PIN changed by phone");
+                    "pin-changed"
+                }
+                Err(error) => {
+                    warn!(%error, "PIN not stored");
+                    "invalid"
+                }
+            },
+            _ => "pin-mismatch",
+        };
+        self.say(&[said]).await != Heard::Stopped
+    }
+}

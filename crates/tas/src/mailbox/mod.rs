@@ -1,0 +1,225 @@
+//! Voicemail as its owner uses it: greetings per mailbox chosen by why the call came, the
+//! quota, the DTMF menu the owner calls in to, PINs with a lockout, retention, and the HTTP API
+//! for apps. Messages, greetings, PINs and API tokens live in the store, so every instance
+//! sharing it serves every mailbox. It knows the media (an [`media::channel::AudioChannel`])
+//! and the store, not the call around them.
+
+pub mod api;
+pub mod greeting;
+pub mod menu;
+pub mod pin;
+pub mod prompts;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use domain::types::Msisdn;
+use media::apps::AudioFileError;
+use store::{MessageState, Store, StoreError, VoicemailRow};
+
+use self::greeting::{Absence, GreetingKind};
+use self::prompts::Prompts;
+use crate::config::VoicemailConfig;
+
+/// What a mailbox allows and how long it keeps things.
+#[derive(Debug, Clone)]
+pub struct MailboxSettings {
+    /// Messages kept per mailbox (new, heard and saved); a full mailbox takes no more.
+    pub max_messages: u32,
+    /// Wrong PINs in a row before the mailbox locks.
+    pub pin_attempts: u32,
+    /// How long it stays locked.
+    pub pin_lockout: Duration,
+    /// Heard and saved messages are removed this long after they were last changed.
+    pub keep_saved: Duration,
+    /// Deleted messages are removed for good this long after deletion.
+    pub keep_deleted: Duration,
+    /// The number owners (and others, with a PIN) call to reach the menu.
+    pub access_number: Option<Msisdn>,
+    /// The wait for a key before a menu is said again.
+    pub key_timeout: Duration,
+    /// The longest greeting recorded by phone, and the silence that ends one.
+    pub max_greeting: Duration,
+    /// This long without speech ends a greeting recorded by phone.
+    pub silence: Duration,
+}
+
+impl MailboxSettings {
+    /// The settings of `[voicemail]`.
+    pub fn from_config(config: &VoicemailConfig) -> Self {
+        Self {
+            max_messages: config.max_messages,
+            pin_attempts: config.pin_attempts,
+            pin_lockout: config.pin_lockout,
+            keep_saved: config.keep_saved,
+            keep_deleted: config.keep_deleted,
+            access_number: config.access_number.clone(),
+            key_timeout: Duration::from_secs(8),
+            max_greeting: Duration::from_secs(60),
+            silence: config.silence,
+        }
+    }
+}
+
+/// Why the mailboxes could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    /// A configured greeting or prompt does not decode.
+    #[error(transparent)]
+    Audio(#[from] AudioFileError),
+}
+
+/// The mailboxes, served from the store.
+#[derive(Clone)]
+pub struct Mailboxes {
+    store: Store,
+    settings: Arc<MailboxSettings>,
+    prompts: Arc<Prompts>,
+    /// The system's unavailable greeting (`voicemail.greeting`, or the shipped chime).
+    unavailable: Arc<Vec<i16>>,
+    /// The system's busy greeting (`voicemail.busy_greeting`, or the unavailable one).
+    busy: Arc<Vec<i16>>,
+}
+
+impl std::fmt::Debug for Mailboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailboxes").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Mailboxes {
+    /// The mailboxes of `store` as `[voicemail]` configures them.
+    pub fn new(store: Store, config: &VoicemailConfig) -> Result<Self, MailboxError> {
+        let load = |file: &Option<std::path::PathBuf>| file.as_deref().map(media::apps::load_audio).transpose();
+        let unavailable = Arc::new(load(&config.greeting)?.unwrap_or_else(media::apps::default_greeting));
+        let busy = load(&config.busy_greeting)?.map(Arc::new).unwrap_or_else(|| unavailable.clone());
+        Ok(Self {
+            store,
+            settings: Arc::new(MailboxSettings::from_config(config)),
+            prompts: Arc::new(Prompts::load(config.prompts_dir.as_deref(), &config.language)?),
+            unavailable,
+            busy,
+        })
+    }
+
+    /// The store behind them.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Their settings.
+    pub fn settings(&self) -> &MailboxSettings {
+        &self.settings
+    }
+
+    /// The menu's prompts.
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    /// What a caller to `owner`'s voicemail hears before the beep, for `absence`: the
+    /// temporary greeting while set, else the owner's greeting for the reason, else the
+    /// system's (after the owner's recorded name, if any). A store that cannot be read gives
+    /// the system's greeting: the caller still leaves a message.
+    pub async fn greeting_for(&self, owner: &Msisdn, absence: Absence) -> Arc<Vec<i16>> {
+        let own = match absence {
+            Absence::Busy => GreetingKind::Busy,
+            Absence::Unavailable => GreetingKind::Unavailable,
+        };
+        for kind in [GreetingKind::Temporary, own] {
+            if let Some(greeting) = self.greeting(owner, kind).await {
+                return Arc::new(greeting);
+            }
+        }
+        let system = match absence {
+            Absence::Busy => &self.busy,
+            Absence::Unavailable => &self.unavailable,
+        };
+        match self.greeting(owner, GreetingKind::Name).await {
+            Some(mut name) => {
+                name.extend(std::iter::repeat_n(0, 2400));
+                name.extend(system.iter());
+                Arc::new(name)
+            }
+            None => system.clone(),
+        }
+    }
+
+    /// `owner`'s greeting of `kind`, decoded; `None` when not recorded (or unreadable, logged).
+    pub async fn greeting(&self, owner: &Msisdn, kind: GreetingKind) -> Option<Vec<i16>> {
+        match self.store.greeting(owner.as_str(), kind.as_str()).await {
+            Ok(Some(wav)) => match media::apps::decode_audio(&wav, Path::new(kind.as_str())) {
+                Ok(samples) => Some(samples),
+                Err(error) => {
+                    warn!(subscriber = %owner, %kind, %error, "stored greeting does not decode; using the next one");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                warn!(subscriber = %owner, %kind, %error, "greeting not readable from the store");
+                None
+            }
+        }
+    }
+
+    /// Stores `samples` (8 kHz) as `owner`'s greeting of `kind`.
+    pub async fn set_greeting(&self, owner: &Msisdn, kind: GreetingKind, samples: &[i16]) -> Result<(), StoreError> {
+        self.store.put_greeting(owner.as_str(), kind.as_str(), &media::apps::wav_bytes(samples)).await?;
+        info!(subscriber = %owner, %kind, seconds = samples.len() / 8000, "greeting recorded");
+        Ok(())
+    }
+
+    /// Whether `owner`'s mailbox holds its maximum of messages. A store that cannot be read
+    /// counts as not full: the message waits in the spool until the store is back.
+    pub async fn is_full(&self, owner: &Msisdn) -> bool {
+        match self.store.count_voicemails(owner.as_str()).await {
+            Ok(count) => count >= u64::from(self.settings.max_messages),
+            Err(error) => {
+                warn!(subscriber = %owner, %error, "cannot count the mailbox's messages; taking the message");
+                false
+            }
+        }
+    }
+
+    /// `owner`'s messages to play: new ones, then heard and saved ones, each oldest first.
+    pub async fn playlist(&self, owner: &Msisdn) -> Result<(Vec<VoicemailRow>, Vec<VoicemailRow>), StoreError> {
+        let all = self.store.voicemails(Some(owner.as_str())).await?;
+        Ok(all.into_iter().partition(|row| row.state == MessageState::New))
+    }
+
+    /// The audio of message `id` of `owner`, decoded; `None` when gone.
+    pub async fn message_audio(&self, owner: &Msisdn, id: &str) -> Result<Option<Vec<i16>>, StoreError> {
+        Ok(match self.store.voicemail(id).await? {
+            Some((row, wav)) if row.subscriber == owner.as_str() => media::apps::decode_audio(&wav, Path::new(id))
+                .map_err(|error| warn!(%id, %error, "message audio does not decode"))
+                .ok(),
+            _ => None,
+        })
+    }
+
+    /// Removes messages past their retention, every `interval` until the task is aborted.
+    pub fn spawn_retention(self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let now = store::now_millis();
+                let before = |age: Duration| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                match self
+                    .store
+                    .purge_voicemails(before(self.settings.keep_saved), before(self.settings.keep_deleted))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(removed) => info!(removed, "voicemail messages past their retention removed"),
+                    Err(error) => warn!(%error, "voicemail retention: the store refused; trying again later"),
+                }
+            }
+        })
+    }
+}
