@@ -102,13 +102,17 @@ impl Menu<'_> {
         None
     }
 
-    /// Says `prompt`, then reads digits up to `#`.
-    async fn entry(&mut self, prompt: &str, most: usize) -> Option<String> {
+    /// Says `prompt`, then reads digits up to `#`; a key `pressed` already (over the prompt
+    /// before) starts the digits without the prompt.
+    async fn entry(&mut self, prompt: &str, most: usize, mut pressed: Option<char>) -> Option<String> {
         for _ in 0..REPEATS {
-            let first = match self.say(&[prompt]).await {
-                Heard::Key(key) => Some(key),
-                Heard::Stopped => return None,
-                Heard::Played => None,
+            let first = match pressed.take() {
+                Some(key) => Some(key),
+                None => match self.say(&[prompt]).await {
+                    Heard::Key(key) => Some(key),
+                    Heard::Stopped => return None,
+                    Heard::Played => None,
+                },
             };
             let timeout = self.mailboxes.settings().key_timeout;
             match self.channel.read_digits(first, most, timeout, self.stop).await {
@@ -125,11 +129,13 @@ impl Menu<'_> {
     async fn login(&mut self) -> Option<Msisdn> {
         let settings = self.mailboxes.settings().clone();
         let store = self.mailboxes.store().clone();
+        // A key over "login incorrect" starts the next mailbox number.
+        let mut pressed = None;
         for _ in 0..LOGINS_PER_CALL {
-            let number = self.entry("enter-mailbox", 15).await?;
-            let entered = self.entry("enter-pin", 8).await?;
+            let number = self.entry("enter-mailbox", 15, pressed.take()).await?;
+            let entered = self.entry("enter-pin", 8, None).await?;
             let Ok(owner) = Msisdn::parse(&format!("+{number}")) else {
-                self.say(&["login-incorrect"]).await;
+                pressed = self.incorrect().await?;
                 continue;
             };
             let state = match store.pin_state(owner.as_str()).await {
@@ -147,7 +153,7 @@ impl Menu<'_> {
             }
             let Some(hash) = state.pin_hash else {
                 // No PIN set: no login from other phones (and the same answer as a wrong PIN).
-                self.say(&["login-incorrect"]).await;
+                pressed = self.incorrect().await?;
                 continue;
             };
             if pin::verify(&entered, &hash) {
@@ -166,9 +172,18 @@ impl Menu<'_> {
                 Ok(after) => info!(subscriber = %owner, failed = after.failed_logins, "mailbox login: wrong PIN"),
                 Err(error) => warn!(%error, "mailbox login: the wrong PIN was not counted"),
             }
-            self.say(&["login-incorrect"]).await;
+            pressed = self.incorrect().await?;
         }
         None
+    }
+
+    /// Says "login incorrect"; `None` when the caller left, else the key pressed over it.
+    async fn incorrect(&mut self) -> Option<Option<char>> {
+        match self.say(&["login-incorrect"]).await {
+            Heard::Stopped => None,
+            Heard::Key(key) => Some(Some(key)),
+            Heard::Played => Some(None),
+        }
     }
 
     /// The count of messages, then the main menu until the caller leaves.
@@ -427,8 +442,8 @@ impl Menu<'_> {
 
     /// A new PIN, entered twice; `false` when the caller is leaving.
     async fn change_pin(&mut self, owner: &Msisdn) -> bool {
-        let Some(first) = self.entry("new-pin", 8).await else { return false };
-        let Some(again) = self.entry("pin-again", 8).await else { return false };
+        let Some(first) = self.entry("new-pin", 8, None).await else { return false };
+        let Some(again) = self.entry("pin-again", 8, None).await else { return false };
         let said = match (first == again).then(|| pin::hash(&first)) {
             Some(Ok(hash)) => match self.mailboxes.store().set_pin_hash(owner.as_str(), &hash).await {
                 Ok(()) => {

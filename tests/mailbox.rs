@@ -1,0 +1,399 @@
+//! Voicemail as its owner uses it, end to end over WebRTC through the emulated core: the
+//! greeting for why the call came (busy), the owner's menu by DTMF from their own phone and
+//! from another with the PIN, the lockout after wrong PINs; and the HTTP API driven by curl.
+//! What callers hear is checked by Goertzel: each greeting and message is a tone of its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::audio::tone_share;
+use common::lab::{handset, subscriber, Lab};
+use common::msisdn;
+use ringer::config::core::HandsetMode;
+use ringer::media::apps::{tone, wav_bytes};
+use ringer::media::peer::{Listener, OfferingPeer, PeerOptions};
+use ringer::sip::call::CallHandle;
+use ringer::store::{MessageState, Store, VoicemailRow};
+use ringer::tas::mailbox::{api, pin, Mailboxes};
+
+/// The subscriber whose mailbox the tests use: Loop both ways, its phone busy.
+const OWNER: &str = "+4799990101";
+/// The voicemail access number, a subscriber of its own (calls to it come as MT legs).
+const ACCESS: &str = "+4799990100";
+/// A phone outside the TAS.
+const STRANGER: &str = "+4711111112";
+/// The owner's PIN in these tests.
+const PIN: &str = "2468";
+
+/// The owner's busy greeting, unavailable greeting and the caller's message: a tone each.
+const BUSY_TONE: f64 = 700.0;
+const UNAVAILABLE_TONE: f64 = 1700.0;
+const MESSAGE_TONE: f64 = 1300.0;
+
+fn loopback() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+
+/// The lab with the owner, the access number and the mailboxes in an SQLite store.
+async fn mailbox_lab() -> Lab {
+    let subscribers = [
+        subscriber(
+            OWNER,
+            "loop",
+            "21",
+            "22",
+            "\"loop\"",
+            "{ action = \"loop\", on_busy = \"answer voicemail\", on_no_answer = \"answer voicemail\" }",
+        ),
+        subscriber(ACCESS, "loop-mt", "", "20", "", "\"answer voicemail-main\""),
+    ];
+    let store = tempfile::tempdir().expect("tempdir").keep();
+    Lab::start_adjusted(&subscribers, vec![handset(OWNER, HandsetMode::Busy)], Vec::new(), |config| {
+        config.mailbox_store = Some(format!("sqlite://{}/ringer.db", store.display()));
+        config.voicemail.access_number = Some(msisdn(ACCESS));
+        config.voicemail.pin_attempts = 3;
+    })
+    .await
+}
+
+fn mailboxes(lab: &Lab) -> &Mailboxes {
+    &lab.mailboxes.as_ref().expect("the lab has mailboxes").mailboxes
+}
+
+fn store(lab: &Lab) -> &Store {
+    mailboxes(lab).store()
+}
+
+/// A call from `from` to `to` through the core: the dialog, the peer (to send) and what it hears.
+async fn dial(lab: &Lab, from: &str, to: &str) -> (CallHandle, OfferingPeer, Listener) {
+    let access = lab.sbc().access.udp_addr.expect("SBC access");
+    let options = PeerOptions::sbc(loopback());
+    let connected = lab.alice.dial(access, &msisdn(from), &msisdn(to), options, Duration::from_secs(10)).await;
+    let mut connected = connected.expect("connected");
+    let ears = connected.peer.take_listener();
+    (connected.call, connected.peer, ears)
+}
+
+/// What arrives for `span` (what ringer sent meanwhile, in order).
+async fn listen(ears: &mut Listener, span: Duration) -> Vec<i16> {
+    let deadline = tokio::time::Instant::now() + span;
+    let mut samples = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return samples;
+        }
+        if let Some(packet) = ears.next(left).await {
+            samples.extend(packet);
+        }
+    }
+}
+
+/// How long `frequency` was heard alone: 100 ms windows where it holds most of the energy.
+fn tone_time(samples: &[i16], frequency: f64) -> Duration {
+    let windows = samples
+        .chunks_exact(800)
+        .filter(|window| {
+            let floats: Vec<f64> = window.iter().map(|s| f64::from(*s)).collect();
+            tone_share(&floats, frequency) > 0.6
+        })
+        .count();
+    Duration::from_millis(windows as u64 * 100)
+}
+
+/// Listens up to `limit` until `frequency` has been heard for `enough`.
+async fn hear_tone(ears: &mut Listener, frequency: f64, enough: Duration, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut samples = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        samples.extend(listen(ears, Duration::from_millis(500)).await);
+        if tone_time(&samples, frequency) >= enough {
+            return true;
+        }
+    }
+    false
+}
+
+async fn keys(peer: &mut OfferingPeer, keys: &str) {
+    for key in keys.chars() {
+        peer.send_dtmf(key).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+/// The owner's messages the store lists (deleted ones are not).
+async fn listed(lab: &Lab) -> Vec<VoicemailRow> {
+    store(lab).voicemails(Some(OWNER)).await.expect("store")
+}
+
+async fn wait_for(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// `curl` against the lab's API with `token`; the status and the body.
+async fn curl(lab: &Lab, token: &str, method: &str, path: &str, upload: Option<&std::path::Path>) -> (u16, String) {
+    let http = lab.mailboxes.as_ref().expect("mailboxes").http;
+    curl_at(http, token, method, path, upload).await
+}
+
+async fn curl_at(
+    http: std::net::SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    upload: Option<&std::path::Path>,
+) -> (u16, String) {
+    let url = format!("http://{http}{path}");
+    let authorization = format!("Authorization: Bearer {token}");
+    let mut args = vec!["-sS", "-X", method, "-H", &authorization, "-w", "\n%{http_code}", &url];
+    let data;
+    if let Some(file) = upload {
+        data = format!("@{}", file.display());
+        args.extend(["-H", "Content-Type: audio/wav", "--data-binary", &data]);
+    }
+    let output = tokio::process::Command::new("curl").args(&args).output().await;
+    let output = match output {
+        Ok(output) => output,
+        Err(error) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("curl: {error}"),
+        Err(error) => panic!("curl is needed (apt-get install curl): {error}"),
+    };
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// A token for the owner's mailbox.
+async fn owner_token(lab: &Lab) -> String {
+    let (token, hash) = api::new_token().expect("random");
+    store(lab).add_token(&hash, Some(OWNER), "test phone").await.expect("token stored");
+    token
+}
+
+#[tokio::test]
+async fn a_busy_owner_s_caller_hears_the_busy_greeting_and_the_owner_hears_and_deletes_the_message_by_phone() {
+    let lab = mailbox_lab().await;
+    let token = owner_token(&lab).await;
+    // The owner uploads both greetings through the API: the busy one must be the one heard.
+    for (kind, frequency) in [("busy", BUSY_TONE), ("unavailable", UNAVAILABLE_TONE)] {
+        let file = lab.dir.path().join(format!("{kind}.wav"));
+        std::fs::write(&file, wav_bytes(&tone(frequency, 1500, 12000.0))).expect("write");
+        let path = format!("/api/v1/mailboxes/{OWNER}/greetings/{kind}");
+        let (status, body) = curl(&lab, &token, "PUT", &path, Some(&file)).await;
+        assert_eq!(status, 204, "{kind}: {body}");
+    }
+
+    // A caller to the busy owner: the busy greeting, beep, then the message.
+    let (call, mut peer, mut ears) = dial(&lab, "+4711111111", OWNER).await;
+    let greeting = listen(&mut ears, Duration::from_millis(1800)).await;
+    assert!(tone_time(&greeting, BUSY_TONE) >= Duration::from_millis(1000), "the busy greeting");
+    assert_eq!(tone_time(&greeting, UNAVAILABLE_TONE), Duration::ZERO, "not the unavailable one");
+    peer.play(&tone(MESSAGE_TONE, 1500, 12000.0)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(call.hangup().await.expect("BYE"), 200);
+    peer.close().await;
+    assert!(wait_for(Duration::from_secs(10), async || listed(&lab).await.len() == 1).await, "message stored");
+    let message = listed(&lab).await.remove(0);
+    assert_eq!(message.state, MessageState::New);
+
+    // The owner calls the access number from their own phone: no PIN; 1 plays the new message.
+    let (call, mut peer, mut ears) = dial(&lab, OWNER, ACCESS).await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "1").await;
+    assert!(
+        hear_tone(&mut ears, MESSAGE_TONE, Duration::from_millis(1000), Duration::from_secs(20)).await,
+        "the message, after its envelope"
+    );
+    keys(&mut peer, "7").await;
+    assert!(wait_for(Duration::from_secs(5), async || listed(&lab).await.is_empty()).await, "deleted by phone");
+    assert_eq!(call.hangup().await.expect("BYE"), 200);
+    peer.close().await;
+
+    // Gone from the API too.
+    let (status, body) = curl(&lab, &token, "GET", &format!("/api/v1/mailboxes/{OWNER}/messages"), None).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let audio = format!("/api/v1/mailboxes/{OWNER}/messages/{}/audio", message.id);
+    assert_eq!(curl(&lab, &token, "GET", &audio, None).await.0, 404);
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+/// Puts a message of `MESSAGE_TONE` into the owner's mailbox.
+async fn message_waiting(lab: &Lab) -> VoicemailRow {
+    let row = VoicemailRow {
+        id: "20261202T010000-0001".into(),
+        subscriber: OWNER.into(),
+        caller: Some("+4711111111".into()),
+        callee: Some(OWNER.into()),
+        direction: Some("MT".into()),
+        recorded_at: "2026-12-02T01:00:00Z".into(),
+        duration_ms: 1500,
+        codec: "PCMA".into(),
+        partial: false,
+        instance: "test".into(),
+        state: MessageState::New,
+    };
+    let audio = wav_bytes(&tone(MESSAGE_TONE, 1500, 12000.0));
+    assert!(store(lab).add_voicemail(&row, &audio).await.expect("stored"));
+    row
+}
+
+/// Whether ringer ends `call` within `limit`.
+async fn ended_by_ringer(call: &CallHandle, limit: Duration) -> bool {
+    tokio::time::timeout(limit, call.ended()).await.is_ok()
+}
+
+#[tokio::test]
+async fn from_another_phone_the_pin_opens_the_mailbox_and_repeated_wrong_pins_lock_it() {
+    let lab = mailbox_lab().await;
+    store(&lab).set_pin_hash(OWNER, &pin::hash(PIN).expect("PIN")).await.expect("PIN stored");
+    let message = message_waiting(&lab).await;
+    let mailbox = &OWNER[1..];
+
+    // Another phone: mailbox number and PIN, then 1 plays the message and 7 deletes it.
+    let (call, mut peer, mut ears) = dial(&lab, STRANGER, ACCESS).await;
+    listen(&mut ears, Duration::from_millis(500)).await;
+    keys(&mut peer, &format!("{mailbox}#")).await;
+    keys(&mut peer, &format!("{PIN}#")).await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "1").await;
+    assert!(
+        hear_tone(&mut ears, MESSAGE_TONE, Duration::from_millis(1000), Duration::from_secs(20)).await,
+        "the message, after the PIN"
+    );
+    keys(&mut peer, "7").await;
+    assert!(wait_for(Duration::from_secs(5), async || listed(&lab).await.is_empty()).await, "deleted");
+    assert_eq!(call.hangup().await.expect("BYE"), 200);
+    peer.close().await;
+    assert_eq!(store(&lab).voicemail(&message.id).await.expect("store"), None);
+
+    // Three wrong PINs: ringer says the mailbox is locked and hangs up.
+    let (call, mut peer, mut ears) = dial(&lab, STRANGER, ACCESS).await;
+    listen(&mut ears, Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        keys(&mut peer, &format!("{mailbox}#")).await;
+        keys(&mut peer, "1357#").await;
+        listen(&mut ears, Duration::from_millis(300)).await;
+    }
+    assert!(ended_by_ringer(&call, Duration::from_secs(20)).await, "ringer hangs up after the lockout");
+    peer.close().await;
+    let state = store(&lab).pin_state(OWNER).await.expect("state");
+    assert!(state.locked_until_ms > ringer::store::now_millis(), "{state:?}");
+
+    // Locked: even the right PIN is refused, and the call ends instead of reaching the menu
+    // (which would wait for keys).
+    let (call, mut peer, mut ears) = dial(&lab, STRANGER, ACCESS).await;
+    listen(&mut ears, Duration::from_millis(500)).await;
+    keys(&mut peer, &format!("{mailbox}#{PIN}#")).await;
+    assert!(ended_by_ringer(&call, Duration::from_secs(10)).await, "locked out");
+    peer.close().await;
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn the_api_lists_fetches_and_deletes_with_the_mailbox_s_token_and_refuses_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = Store::open(&format!("sqlite://{}/ringer.db", dir.path().display())).await.expect("store");
+    database.migrate().await.expect("migrate");
+    let mailboxes = Mailboxes::new(database.clone(), &Default::default()).expect("mailboxes");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http = listener.local_addr().expect("address");
+    let serving = tokio::spawn(async move { axum::serve(listener, api::router(mailboxes)).await });
+    let mine = {
+        let (token, hash) = api::new_token().expect("random");
+        database.add_token(&hash, Some(OWNER), "owner").await.expect("token");
+        token
+    };
+    let theirs = {
+        let (token, hash) = api::new_token().expect("random");
+        database.add_token(&hash, Some(ACCESS), "someone else").await.expect("token");
+        token
+    };
+    let admin = {
+        let (token, hash) = api::new_token().expect("random");
+        database.add_token(&hash, None, "admin").await.expect("token");
+        token
+    };
+    let row = VoicemailRow {
+        id: "20261202T010000-0002".into(),
+        subscriber: OWNER.into(),
+        caller: Some("+4711111111".into()),
+        recorded_at: "2026-12-02T01:00:00Z".into(),
+        duration_ms: 1000,
+        codec: "PCMA".into(),
+        ..Default::default()
+    };
+    let samples = tone(MESSAGE_TONE, 1000, 12000.0);
+    database.add_voicemail(&row, &wav_bytes(&samples)).await.expect("message");
+    let messages = format!("/api/v1/mailboxes/{OWNER}/messages");
+    let message = format!("{messages}/{}", row.id);
+
+    let (status, body) = curl_at(http, &mine, "GET", &messages, None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(listed[0]["id"], row.id.as_str(), "{body}");
+    assert_eq!(listed[0]["caller"], "+4711111111", "{body}");
+    assert_eq!(listed[0]["state"], "new", "{body}");
+
+    // The audio as WAV: curl writes the bytes to a file, read back and checked by Goertzel.
+    let wav = dir.path().join("message.wav");
+    let url = format!("http://{http}{message}/audio");
+    let fetched = tokio::process::Command::new("curl")
+        .args(["-sS", "-f", "-H", &format!("Authorization: Bearer {mine}"), "-o"])
+        .arg(&wav)
+        .arg(&url)
+        .status()
+        .await
+        .expect("curl");
+    assert!(fetched.success());
+    let heard: Vec<f64> = hound::WavReader::open(&wav)
+        .expect("a WAV file")
+        .samples::<i16>()
+        .map(|s| f64::from(s.expect("sample")))
+        .collect();
+    assert!(heard.len() >= 7_000 && tone_share(&heard, MESSAGE_TONE) > 0.8, "{} samples", heard.len());
+    // And as Ogg/Opus.
+    let ogg = dir.path().join("message.ogg");
+    let fetched = tokio::process::Command::new("curl")
+        .args(["-sS", "-f", "-H", &format!("Authorization: Bearer {mine}"), "-o"])
+        .arg(&ogg)
+        .arg(format!("{url}?format=opus"))
+        .status()
+        .await
+        .expect("curl");
+    assert!(fetched.success());
+    let opus = std::fs::read(&ogg).expect("ogg");
+    assert!(opus.starts_with(b"OggS") && opus.windows(8).any(|w| w == b"OpusHead"), "an Ogg/Opus file");
+
+    // Another mailbox's token: 403; none or an unknown one: 401.
+    assert_eq!(curl_at(http, &theirs, "GET", &messages, None).await.0, 403);
+    assert_eq!(curl_at(http, &theirs, "DELETE", &message, None).await.0, 403);
+    assert_eq!(curl_at(http, "rgr_unknown", "GET", &messages, None).await.0, 401);
+    // Marked heard, then saved, by the owner; the admin sees it.
+    assert_eq!(curl_at(http, &mine, "POST", &format!("{message}/heard"), None).await.0, 204);
+    assert_eq!(curl_at(http, &mine, "POST", &format!("{message}/save"), None).await.0, 204);
+    let (status, body) = curl_at(http, &admin, "GET", &messages, None).await;
+    assert!(status == 200 && body.contains("\"saved\""), "{status} {body}");
+    // Deleted: gone from the list and the audio; a second delete finds nothing.
+    assert_eq!(curl_at(http, &mine, "DELETE", &message, None).await.0, 204);
+    assert_eq!(curl_at(http, &mine, "GET", &messages, None).await, (200, "[]".into()));
+    assert_eq!(curl_at(http, &mine, "GET", &format!("{message}/audio"), None).await.0, 404);
+    assert_eq!(curl_at(http, &mine, "DELETE", &message, None).await.0, 404);
+    // A greeting that is not audio, or of no known kind, is refused.
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"not audio").expect("write");
+    let greetings = format!("/api/v1/mailboxes/{OWNER}/greetings");
+    assert_eq!(curl_at(http, &mine, "PUT", &format!("{greetings}/busy"), Some(&junk)).await.0, 400);
+    let good = dir.path().join("good.wav");
+    std::fs::write(&good, wav_bytes(&samples)).expect("write");
+    assert_eq!(curl_at(http, &mine, "PUT", &format!("{greetings}/loud"), Some(&good)).await.0, 400);
+    assert_eq!(curl_at(http, &mine, "PUT", &format!("{greetings}/name"), Some(&good)).await.0, 204);
+    assert_eq!(curl_at(http, &mine, "GET", &greetings, None).await, (200, "[\"name\"]".into()));
+    serving.abort();
+}
