@@ -748,3 +748,72 @@ async fn subscribers_changed_while_serving(database: &str) {
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// `ringer` with `args` and `input` on its standard input.
+async fn ringer_with_input(args: &[&str], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ringer runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("input written");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("ringer finished in time")
+        .expect("ringer ran");
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn mailbox_pins_and_api_tokens_are_set_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/ringer.db", dir.path().display());
+    assert_eq!(ringer(&["db", "migrate", "--database", &url], &[]).await.code, Some(0));
+    let owner = "+4799990101";
+
+    // The PIN comes on standard input, never as an argument, and is kept as a hash only.
+    let set = ringer_with_input(&["voicemail", "pin", owner, "--database", &url], "2468\n").await;
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    assert!(!set.stdout.contains("2468") && !set.stderr.contains("2468"), "{set:?}");
+    let short = ringer_with_input(&["voicemail", "pin", owner, "--database", &url], "12\n").await;
+    assert_ne!(short.code, Some(0));
+    assert!(short.stderr.contains("4 to 8 digits"), "{}", short.stderr);
+    let bad_number = ringer_with_input(&["voicemail", "pin", "4799", "--database", &url], "1234\n").await;
+    assert_ne!(bad_number.code, Some(0), "{}", bad_number.stdout);
+
+    let add =
+        ringer(&["voicemail", "tokens", "add", "--mailbox", owner, "--label", "phone", "--database", &url], &[]).await;
+    assert_eq!(add.code, Some(0), "{}", add.stderr);
+    let token = add.stdout.trim().to_owned();
+    assert!(token.starts_with("rgr_") && token.len() == 52, "{token}");
+    let admin = ringer(&["voicemail", "tokens", "add", "--admin", "--database", &url], &[]).await;
+    assert_eq!(admin.code, Some(0), "{}", admin.stderr);
+    let neither = ringer(&["voicemail", "tokens", "add", "--database", &url], &[]).await;
+    assert_eq!(neither.code, Some(2), "a token needs --mailbox or --admin: {}", neither.stderr);
+    let hash = ringer::tas::mailbox::api::token_hash(&token);
+    let listed = ringer(&["voicemail", "tokens", "list", "--database", &url], &[]).await;
+    assert!(listed.stdout.contains(&hash[..12]) && listed.stdout.contains(owner), "{}", listed.stdout);
+    assert!(listed.stdout.contains("(all)") && !listed.stdout.contains(&token), "{}", listed.stdout);
+
+    let store = ringer::store::Store::open(&url).await.expect("store");
+    let state = store.pin_state(owner).await.expect("PIN state");
+    assert!(ringer::tas::mailbox::pin::verify("2468", state.pin_hash.as_deref().unwrap_or("")), "{state:?}");
+    assert!(!ringer::tas::mailbox::pin::verify("2469", state.pin_hash.as_deref().unwrap_or("")));
+    assert_eq!(store.token(&hash).await.expect("token").and_then(|t| t.mailbox).as_deref(), Some(owner));
+
+    let vague = ringer(&["voicemail", "tokens", "revoke", &hash[..2], "--database", &url], &[]).await;
+    assert_ne!(vague.code, Some(0), "a short prefix could revoke many");
+    let revoked = ringer(&["voicemail", "tokens", "revoke", &hash[..12], "--database", &url], &[]).await;
+    assert!(revoked.code == Some(0) && revoked.stdout.contains("1 token(s) revoked"), "{revoked:?}");
+    assert_eq!(store.token(&hash).await.expect("token"), None);
+    store.close().await;
+}

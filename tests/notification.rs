@@ -42,7 +42,7 @@ async fn serve_with(
     auth: &str,
     notification: &str,
     env: &[(&str, &str)],
-) -> (Server, std::net::SocketAddr, tempfile::TempDir) {
+) -> (Server, std::net::SocketAddr, std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let database = format!("sqlite://{}", dir.path().join("ringer.db").display());
     let migrated = ringer(&["db", "migrate", "--database", &database], &[]).await;
@@ -54,12 +54,13 @@ async fn serve_with(
     .await;
     assert_eq!(add.code, Some(0), "{}", add.stderr);
     let port = free_port().port();
+    let http = free_port();
     let path = dir.path().join("ringer.toml");
     std::fs::write(
         &path,
         format!(
             "[store]\nurl = \"{database}\"\n[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{}\"\n\
-             {auth}[registrar]\ninitial_backoff = \"100ms\"\n\
+             {auth}[registrar]\ninitial_backoff = \"100ms\"\n[http]\nlisten = \"{http}\"\n\
              [sip]\ntcp_listen = \"127.0.0.1:{port}\"\nmedia_address = \"127.0.0.1\"\n[media]\nbind_address = \"127.0.0.1\"\n\
              [voicemail]\ndir = \"{}\"\n[voicemail.notification]\n{notification}",
             core.endpoint(),
@@ -72,7 +73,7 @@ async fn serve_with(
         core.registry().lookup(&msisdn(OWNER)).is_some()
     })
     .await;
-    (server, format!("127.0.0.1:{port}").parse().expect("addr"), dir)
+    (server, format!("127.0.0.1:{port}").parse().expect("addr"), http, dir)
 }
 
 #[tokio::test]
@@ -89,7 +90,7 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     let auth = "[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n";
     let notification =
         "sms_from = \"Voicemail\"\nsms_text = \"From {caller}, {seconds} s\"\nattempts = 6\nretry = \"300ms\"\n";
-    let (server, tas, _dir) = serve_with(&core, auth, notification, &[("RINGER_TEST_TOKEN", TOKEN)]).await;
+    let (server, tas, http, dir) = serve_with(&core, auth, notification, &[("RINGER_TEST_TOKEN", TOKEN)]).await;
 
     // The core answers ERROR: the text is sent again, and accepted once the core takes it.
     leave_message(tas, "vm-notify-1").await;
@@ -105,6 +106,18 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     let (accepted, errors) = sent.split_last().expect("texts");
     assert!(!errors.is_empty() && errors.iter().all(|text| text.status == SmsAnswer::Error), "{sent:?}");
     assert!(sent.iter().all(|text| text.content == accepted.content), "the same text each time: {sent:?}");
+    // The message is in the HTTP API `ringer serve` runs, for a token made on the command line.
+    let database = format!("sqlite://{}", dir.path().join("ringer.db").display());
+    let made = ringer(&["voicemail", "tokens", "add", "--mailbox", OWNER, "--database", &database], &[]).await;
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let listed = tokio::process::Command::new("curl")
+        .args(["-sS", "-f", "-H", &format!("Authorization: Bearer {}", made.stdout.trim())])
+        .arg(format!("http://{http}/api/v1/mailboxes/{OWNER}/messages"))
+        .output()
+        .await
+        .expect("curl runs");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("\"caller\":\"+4711111111\"") && listed.contains("\"state\":\"new\""), "{listed}");
 
     // REJECT is final: one attempt, none after the retry time.
     core.sms().answer_with(SmsAnswer::Reject);
@@ -159,7 +172,7 @@ async fn a_new_message_is_posted_to_the_webhook_signed_and_retried_after_503() {
     );
     let secret = "webhook-secret-4711";
     let env = [("RINGER_WEBHOOK_SECRET", secret), ("RINGER_LOG", "debug")];
-    let (server, tas, dir) = serve_with(&core, "", &notification, &env).await;
+    let (server, tas, _, dir) = serve_with(&core, "", &notification, &env).await;
     leave_message(tas, "vm-hook-1").await;
     eventually(Duration::from_secs(20), "the webhook taken on its second delivery", || {
         received.lock().expect("lock").len() == 2

@@ -1,4 +1,5 @@
-//! `ringer voicemail`: the messages, listed, copied out, deleted. With `--config` or
+//! `ringer voicemail`: the messages, listed, copied out, deleted; mailbox PINs; the HTTP API's
+//! tokens. With `--config` or
 //! `--database` they are the database's (the config's spool is recovered and moved in first,
 //! as a starting instance would); with `--dir`, or on the embedded defaults, a spool folder's.
 
@@ -10,7 +11,9 @@ use anyhow::Context;
 use ringer::config::serve::{ServeConfig, VoicemailConfig};
 use ringer::media::mailbox::{Mailbox, MessageMeta};
 use ringer::tas::leases::instance_name;
+use ringer::tas::mailbox::{api, pin};
 use ringer::tas::voicemail::{row_of, Archiver};
+use ringer::types::Msisdn;
 use store::VoicemailRow;
 
 /// `ringer voicemail`'s arguments.
@@ -49,6 +52,38 @@ enum VoicemailCommand {
     Delete {
         /// The message id (from `list`).
         id: String,
+    },
+    /// Sets NUMBER's mailbox PIN (4 to 8 digits, read from standard input, kept as a hash);
+    /// clears its failed logins and lockout.
+    Pin {
+        /// The mailbox (E.164).
+        number: String,
+    },
+    /// The HTTP API's bearer tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokensCommand {
+    /// Makes a token and prints it, once: the database keeps only its SHA-256.
+    Add {
+        /// The one mailbox it opens (E.164).
+        #[arg(long, value_name = "E164", required_unless_present = "admin", conflicts_with = "admin")]
+        mailbox: Option<String>,
+        /// A token for every mailbox.
+        #[arg(long)]
+        admin: bool,
+        /// What it is for (shown by `list`).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// The tokens: hash prefix, mailbox, label, creation time.
+    List,
+    /// Revokes the tokens whose hash starts with PREFIX (at least 8 hex digits, from `list`).
+    Revoke {
+        /// The start of the hash.
+        prefix: String,
     },
 }
 
@@ -91,6 +126,8 @@ pub(super) async fn run(args: VoicemailArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let code = match args.command {
+        VoicemailCommand::Pin { number } => set_pin(database_of(&messages)?, &number).await?,
+        VoicemailCommand::Tokens(command) => tokens(database_of(&messages)?, command).await?,
         VoicemailCommand::List { subscriber } => list(&messages, subscriber.as_deref()).await?,
         VoicemailCommand::Play { id, out } => play(&messages, &id, out).await?,
         VoicemailCommand::Delete { id } => {
@@ -108,6 +145,67 @@ pub(super) async fn run(args: VoicemailArgs) -> anyhow::Result<ExitCode> {
         database.close().await;
     }
     Ok(code)
+}
+
+/// The database, for what only the database keeps (PINs, tokens).
+fn database_of(messages: &Messages) -> anyhow::Result<&store::Store> {
+    match messages {
+        Messages::Database(database) => Ok(database),
+        Messages::Folder(..) => anyhow::bail!("PINs and tokens live in the database: give --config or --database"),
+    }
+}
+
+async fn set_pin(database: &store::Store, number: &str) -> anyhow::Result<ExitCode> {
+    let owner = Msisdn::parse(number).with_context(|| format!("mailbox {number:?}"))?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the PIN from standard input")?;
+    let hash = pin::hash(line.trim()).context("the PIN")?;
+    database.set_pin_hash(owner.as_str(), &hash).await?;
+    database.clear_failed_logins(owner.as_str()).await?;
+    database.unlock_mailbox(owner.as_str()).await?;
+    println!("PIN of {owner} set");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens(database: &store::Store, command: TokensCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokensCommand::Add { mailbox, admin: _, label } => {
+            let mailbox = mailbox.map(|number| Msisdn::parse(&number).with_context(|| format!("mailbox {number:?}")));
+            let mailbox = mailbox.transpose()?;
+            let (token, hash) = api::new_token().map_err(|_| anyhow::anyhow!("no random source for a token"))?;
+            database.add_token(&hash, mailbox.as_ref().map(Msisdn::as_str), &label).await?;
+            let scope = mailbox.as_ref().map_or("every mailbox".to_owned(), |m| format!("mailbox {m}"));
+            eprintln!("token {} for {scope}; shown once, keep it:", &hash[..12]);
+            println!("{token}");
+        }
+        TokensCommand::List => {
+            println!("{:<14} {:<16} {:<24} label", "hash", "mailbox", "created");
+            for row in database.tokens().await? {
+                let created = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(u64::try_from(row.created_ms).unwrap_or(0)),
+                );
+                let mailbox = row.mailbox.as_deref().unwrap_or("(all)");
+                println!(
+                    "{:<14} {:<16} {:<24} {}",
+                    &row.token_hash[..12.min(row.token_hash.len())],
+                    mailbox,
+                    created.to_string(),
+                    row.label
+                );
+            }
+        }
+        TokensCommand::Revoke { prefix } => {
+            anyhow::ensure!(
+                prefix.len() >= 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit()),
+                "give at least 8 hex digits of the token's hash (from `ringer voicemail tokens list`)"
+            );
+            let revoked = database.revoke_tokens(&prefix.to_ascii_lowercase()).await?;
+            anyhow::ensure!(revoked > 0, "no token's hash starts with {prefix}");
+            println!("{revoked} token(s) revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn list(messages: &Messages, subscriber: Option<&str>) -> anyhow::Result<ExitCode> {

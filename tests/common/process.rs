@@ -16,6 +16,7 @@ use super::netns::NetNs;
 /// The binary under test.
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_ringer");
 
+#[derive(Debug)]
 pub(crate) struct Output {
     pub(crate) code: Option<i32>,
     pub(crate) stdout: String,

@@ -138,6 +138,15 @@ impl Store {
         self.pin_state(subscriber).await
     }
 
+    /// Lifts a lockout of `subscriber`'s mailbox (a new PIN set by the operator).
+    pub async fn unlock_mailbox(&self, subscriber: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE voicemail_mailboxes SET locked_until_ms = 0 WHERE subscriber = $1")
+            .bind(subscriber)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Clears `subscriber`'s count of wrong PINs after a good one.
     pub async fn clear_failed_logins(&self, subscriber: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE voicemail_mailboxes SET failed_logins = 0 WHERE subscriber = $1")
