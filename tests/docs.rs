@@ -223,7 +223,7 @@ fn links_point_to_files_and_headings_that_exist() {
 struct Shown {
     place: String,
     subcommand: String,
-    nested: Vec<String>,
+    nested: Vec<Vec<String>>,
     flags: Vec<String>,
 }
 
@@ -255,9 +255,11 @@ fn commands_in(line: &str, place: &str) -> Vec<Shown> {
         };
         let Some(subcommand) = after.first().filter(|word| !word.starts_with('-')) else { continue };
         let mut rest = &after[1..];
+        // Lowercase words after it: nested subcommands (`tokens add`, `list|play`) or, where
+        // the command has none, arguments; the check tells them apart by `--help`.
         let mut nested = Vec::new();
-        if let Some(next) = rest.first().filter(|next| next.starts_with(|c: char| c.is_ascii_lowercase())) {
-            nested = next.split('|').map(str::to_owned).collect();
+        while let Some(next) = rest.first().filter(|next| next.starts_with(|c: char| c.is_ascii_lowercase())) {
+            nested.push(next.split('|').map(str::to_owned).collect());
             rest = &rest[1..];
         }
         let mut flags = Vec::new();
@@ -377,21 +379,25 @@ fn command_problems(cache: &mut BTreeMap<Vec<String>, String>, shown: &[Shown]) 
             ));
             continue;
         }
-        let first = vec![command.subcommand.clone()];
-        let nested_known = subcommands(help(cache, &first));
-        let mut paths = Vec::new();
-        match (nested_known.is_empty(), command.nested.is_empty()) {
-            (true, _) | (false, true) => paths.push(first.clone()),
-            (false, false) => {
-                for nested in &command.nested {
-                    if nested_known.contains(nested) {
-                        paths.push(vec![command.subcommand.clone(), nested.clone()]);
-                    } else {
-                        problems.push(format!(
-                            "{}: `ringer {} {nested}`: `{nested}` is not a subcommand of `ringer {}` (it has {nested_known:?})",
-                            command.place, command.subcommand, command.subcommand
-                        ));
-                    }
+        let mut paths = vec![vec![command.subcommand.clone()]];
+        for level in &command.nested {
+            let [base] = paths.as_slice() else { break };
+            let base = base.clone();
+            let known = subcommands(help(cache, &base));
+            if known.is_empty() {
+                break;
+            }
+            paths.clear();
+            for nested in level {
+                if known.contains(nested) {
+                    paths.push([base.clone(), vec![nested.clone()]].concat());
+                } else {
+                    problems.push(format!(
+                        "{}: `ringer {} {nested}`: `{nested}` is not a subcommand of `ringer {}` (it has {known:?})",
+                        command.place,
+                        base.join(" "),
+                        base.join(" ")
+                    ));
                 }
             }
         }
