@@ -523,6 +523,15 @@ impl ServeConfig {
         if self.media.timeout.is_zero() {
             return Err("media.timeout must be above zero".into());
         }
+        let voicemail = &self.voicemail;
+        if voicemail.max_messages == 0 || voicemail.pin_attempts == 0 {
+            return Err("voicemail.max_messages and voicemail.pin_attempts must be at least 1".into());
+        }
+        if voicemail.language.is_empty()
+            || !voicemail.language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!("voicemail.language {:?} must be a tag such as en or nb-NO", voicemail.language));
+        }
         for (key, action) in
             [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)]
         {
@@ -632,6 +641,10 @@ mod tests {
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"x:1\"\n", "must start with http"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\nbogus = 1\n", "unknown field"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[registrar]\nrefresh_at = 1.5\n", "refresh_at"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\npin_attempts = 0\n", "pin_attempts"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\nlanguage = \"../etc\"\n", "voicemail.language"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\naccess_number = \"555\"\n", "E.164"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[http]\nlisten = \"nowhere\"\n", "invalid socket address"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, expected) in cases {

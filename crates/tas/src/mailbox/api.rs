@@ -66,6 +66,7 @@ enum ApiError {
     Forbidden,
     NotFound(String),
     BadRequest(String),
+    Internal(String),
     Store(StoreError),
 }
 
@@ -86,6 +87,10 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "this token does not open that mailbox".to_owned()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            ApiError::Internal(why) => {
+                warn!(why, "mailbox API: internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, why)
+            }
             ApiError::Store(error) => {
                 warn!(%error, "mailbox API: the store refused");
                 (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again".to_owned())
@@ -183,9 +188,9 @@ async fn audio(
         return Ok(([(header::CONTENT_TYPE, "audio/wav")], wav).into_response());
     }
     let samples = media::apps::decode_audio(&wav, std::path::Path::new(&row.id))
-        .map_err(|error| ApiError::NotFound(format!("message {id:?} does not decode: {error}")))?;
+        .map_err(|error| ApiError::Internal(format!("message {id:?} does not decode: {error}")))?;
     let ogg = media::apps::ogg_opus_bytes(&samples)
-        .map_err(|error| ApiError::BadRequest(format!("cannot encode Opus: {error}")))?;
+        .map_err(|error| ApiError::Internal(format!("cannot encode Opus: {error}")))?;
     Ok(([(header::CONTENT_TYPE, "audio/ogg; codecs=opus")], ogg).into_response())
 }
 
