@@ -15,6 +15,7 @@ use ringer::media::apps::{tone, wav_bytes};
 use ringer::media::peer::{Listener, OfferingPeer, PeerOptions};
 use ringer::sip::call::CallHandle;
 use ringer::store::{MessageState, Store, VoicemailRow};
+use ringer::tas::mailbox::greeting::GreetingKind;
 use ringer::tas::mailbox::{api, pin, Mailboxes};
 
 /// The subscriber whose mailbox the tests use: Loop both ways, its phone busy.
@@ -35,8 +36,18 @@ fn loopback() -> std::net::IpAddr {
     std::net::IpAddr::from([127, 0, 0, 1])
 }
 
+/// Fallback subscribers: the core tries their phone first (busy; never answering), and
+/// diverts to the TAS telling why.
+const FALLBACK_BUSY: &str = "+4799990105";
+const FALLBACK_NO_ANSWER: &str = "+4799990106";
+
 /// The lab with the owner, the access number and the mailboxes in an SQLite store.
 async fn mailbox_lab() -> Lab {
+    mailbox_lab_with(|_| {}).await
+}
+
+/// As [`mailbox_lab`], the lab's config changed by `adjust`.
+async fn mailbox_lab_with(adjust: impl FnOnce(&mut ringer::lab::LabConfig)) -> Lab {
     let subscribers = [
         subscriber(
             OWNER,
@@ -47,12 +58,21 @@ async fn mailbox_lab() -> Lab {
             "{ action = \"loop\", on_busy = \"answer voicemail\", on_no_answer = \"answer voicemail\" }",
         ),
         subscriber(ACCESS, "loop-mt", "", "20", "", "\"answer voicemail-main\""),
+        subscriber(FALLBACK_BUSY, "fallback", "", "25", "", ""),
+        subscriber(FALLBACK_NO_ANSWER, "fallback", "", "26", "", ""),
+    ];
+    let handsets = vec![
+        handset(OWNER, HandsetMode::Busy),
+        handset(FALLBACK_BUSY, HandsetMode::Busy),
+        handset(FALLBACK_NO_ANSWER, HandsetMode::NoAnswer),
     ];
     let store = tempfile::tempdir().expect("tempdir").keep();
-    Lab::start_adjusted(&subscribers, vec![handset(OWNER, HandsetMode::Busy)], Vec::new(), |config| {
+    Lab::start_adjusted(&subscribers, handsets, Vec::new(), |config| {
         config.mailbox_store = Some(format!("sqlite://{}/ringer.db", store.display()));
         config.voicemail.access_number = Some(msisdn(ACCESS));
         config.voicemail.pin_attempts = 3;
+        config.fallback_no_answer = Duration::from_secs(1);
+        adjust(config);
     })
     .await
 }
@@ -396,4 +416,50 @@ async fn the_api_lists_fetches_and_deletes_with_the_mailbox_s_token_and_refuses_
     assert_eq!(curl_at(http, &mine, "PUT", &format!("{greetings}/name"), Some(&good)).await.0, 204);
     assert_eq!(curl_at(http, &mine, "GET", &greetings, None).await, (200, "[\"name\"]".into()));
     serving.abort();
+}
+
+/// Stores `owner`'s busy and unavailable greetings, a tone each.
+async fn greetings_of(lab: &Lab, owner: &str) {
+    let mailboxes = mailboxes(lab);
+    for (kind, frequency) in [(GreetingKind::Busy, BUSY_TONE), (GreetingKind::Unavailable, UNAVAILABLE_TONE)] {
+        mailboxes.set_greeting(&msisdn(owner), kind, &tone(frequency, 1500, 12000.0)).await.expect("greeting stored");
+    }
+}
+
+/// Which greeting a caller to `to` hears: the tone that fills its first 1.8 s.
+async fn greeting_heard(lab: &Lab, to: &str) -> Option<f64> {
+    let (call, peer, mut ears) = dial(lab, "+4711111111", to).await;
+    let heard = listen(&mut ears, Duration::from_millis(1800)).await;
+    let _ = call.hangup().await;
+    peer.close().await;
+    [BUSY_TONE, UNAVAILABLE_TONE]
+        .into_iter()
+        .find(|frequency| tone_time(&heard, *frequency) >= Duration::from_millis(1000))
+}
+
+#[tokio::test]
+async fn a_fallback_call_gets_the_greeting_for_what_the_core_tells_in_history_info() {
+    let lab = mailbox_lab().await;
+    greetings_of(&lab, FALLBACK_BUSY).await;
+    greetings_of(&lab, FALLBACK_NO_ANSWER).await;
+    // The core rang the phone first: busy (cause 486), then no answer in time (cause 408).
+    assert_eq!(greeting_heard(&lab, FALLBACK_BUSY).await, Some(BUSY_TONE), "busy");
+    assert_eq!(greeting_heard(&lab, FALLBACK_NO_ANSWER).await, Some(UNAVAILABLE_TONE), "no answer");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+#[tokio::test]
+async fn a_full_mailbox_says_so_and_takes_no_message() {
+    let lab = mailbox_lab_with(|config| config.voicemail.max_messages = 1).await;
+    greetings_of(&lab, OWNER).await;
+    message_waiting(&lab).await;
+    let (call, peer, mut ears) = dial(&lab, "+4711111111", OWNER).await;
+    let heard = listen(&mut ears, Duration::from_millis(1500)).await;
+    assert!(heard.len() >= 8000, "the announcement: {} samples", heard.len());
+    assert_eq!(tone_time(&heard, BUSY_TONE), Duration::ZERO, "no greeting: nothing can be left");
+    assert!(ended_by_ringer(&call, Duration::from_secs(15)).await, "ringer hangs up after the announcement");
+    peer.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(listed(&lab).await.len(), 1, "still the one message");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
