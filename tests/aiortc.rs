@@ -4,6 +4,7 @@
 //! ringer's voicemail must answer one codec with the telephone-event at that codec's clock
 //! (RFC 4733 §7.1.1), each payload type once, and the caller's '#' must end the recording.
 //! The script checks the answer and waits for ringer's BYE; the stored messages are checked here.
+//! With `--keys` it drives the mailbox menu instead (number, PIN, choices).
 
 mod common;
 
@@ -75,4 +76,60 @@ async fn the_callers_hash_ends_voicemail_with_pcma_pcmu_and_opus_chosen_in_turn(
         messages.iter().all(|message| !message.partial && message.caller.as_deref() == Some("+4711111111")),
         "{messages:?}"
     );
+}
+
+/// The mailbox menu driven by aiortc's RFC 4733 keys over DTLS-SRTP: from a phone outside the
+/// TAS the access number asks for the mailbox number and the PIN, then `1` plays the waiting
+/// message, which the store then shows as heard.
+#[tokio::test]
+async fn aiortc_logs_in_to_a_mailbox_with_its_pin_and_plays_the_waiting_message() {
+    use common::lab::{subscriber, Lab};
+    use ringer::store::{MessageState, VoicemailRow};
+    let Some(python) = aiortc_python() else { return };
+    let (access, owner) = ("+4799990100", "+4799990101");
+    let store = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/ringer.db", store.path().display());
+    let subscribers = [subscriber(access, "loop-mt", "", "20", "", "\"answer voicemail-main\"")];
+    let lab = Lab::start_adjusted(&subscribers, Vec::new(), Vec::new(), |config| {
+        config.ports.tas_plain = Some(0);
+        config.mailbox_store = Some(url);
+        config.voicemail.access_number = Some(common::msisdn(access));
+    })
+    .await;
+    let database = lab.mailboxes.as_ref().expect("mailboxes").mailboxes.store().clone();
+    let pin = ringer::tas::mailbox::pin::hash("2468").expect("PIN");
+    database.set_pin_hash(owner, &pin).await.expect("PIN stored");
+    let message = VoicemailRow {
+        id: "20261202T010000-0003".into(),
+        subscriber: owner.into(),
+        caller: Some("+4711111111".into()),
+        recorded_at: "2026-12-02T01:00:00Z".into(),
+        duration_ms: 1000,
+        codec: "PCMA".into(),
+        ..Default::default()
+    };
+    let audio = ringer::media::apps::wav_bytes(&ringer::media::apps::tone(1300.0, 1000, 12000.0));
+    database.add_voicemail(&message, &audio).await.expect("message stored");
+
+    let target = lab.tas.endpoint.tcp_addr.expect("TCP").to_string();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiortc/dtmf_peer.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .args(["--target", &target, "--uri", &format!("sip:+20{}@{target};user=phone", &access[1..])])
+            .args(["--from", "sip:+4711111112@gw.ringer.invalid;user=phone", "--codec", "PCMA", "--tone", "0.5"])
+            .args(["--keys", &format!("{}#2468#1", &owner[1..]), "--listen", "20"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the aiortc peer finished in time")
+    .expect("the aiortc peer ran");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "the menu kept the call up\n{printed}");
+    let listed = database.voicemails(Some(owner)).await.expect("store");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].state, MessageState::Heard, "played to its end after the PIN\n{printed}");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }

@@ -13,6 +13,9 @@
    no payload type listed twice) and the TAS sends BYE (answered 200) within --timeout seconds
    of the '#'.
 
+With --keys the keys are sent in turn instead (a mailbox menu: number, PIN, choices), the call
+stays up for --listen seconds (the TAS hanging up meanwhile fails), then the peer sends BYE.
+
 Exit status: 0 ok; 1 usage/internal; 2 SIP failure (no 200, connection lost, BYE before '#');
 3 the answer has no usable telephone-event (or is otherwise wrong: see the printed problems);
 4 no BYE from the TAS after '#'; 5 ICE/DTLS did not connect.
@@ -570,6 +573,20 @@ async def run(args):
     audio_clock = transceiver._codecs[0].clockRate
     log(f"audio: {injector.audio_packets} packets sent (pt {injector.audio_pt}); "
         f"sending '{args.key}' as pt {te_pt} telephone-event/{te_clock}")
+    if args.keys is not None:
+        # A menu: the keys in turn, then listen, then hang up ourselves; the TAS must not hang up first.
+        for key in args.keys:
+            await injector.send_dtmf(key, te_pt, te_clock, audio_clock)
+            await asyncio.sleep(0.15)
+        log(f"keys {args.keys!r} sent; listening {args.listen:.0f} s")
+        try:
+            await asyncio.wait_for(bye_event.wait(), args.listen)
+            log(f"FAIL: the TAS hung up after the keys {args.keys!r}")
+            return await finish(EXIT_SIP, False)
+        except asyncio.TimeoutError:
+            pass
+        log("OK: the keys were taken; hanging up")
+        return await finish(EXIT_OK, True)
     dtmf_sent = time.monotonic()
     timestamp, sent = await injector.send_dtmf(args.key, te_pt, te_clock, audio_clock)
     log(f"'{args.key}' sent: timestamp {timestamp}, packets (seq, M, E, duration) {sent}; "
@@ -603,6 +620,10 @@ def main():
                         help="seconds of tone after DTLS is up before '#' (ringer's greeting and beep last ~1.6 s)")
     parser.add_argument("--frequency", type=float, default=1000.0)
     parser.add_argument("--key", default="#", choices=sorted(DTMF_EVENT))
+    parser.add_argument("--keys", default=None,
+                        help="a menu's keys (0-9, *, #) sent in turn instead of --key; then --listen seconds, then our BYE")
+    parser.add_argument("--listen", type=float, default=10.0,
+                        help="with --keys: seconds to stay in the call after them (the TAS must not hang up)")
     parser.add_argument("--sequence", default="shared", choices=["shared", "separate"],
                         help="telephone-event RTP sequence numbers: continue the audio's, or a random separate run")
     parser.add_argument("--lenient", action="store_true",
