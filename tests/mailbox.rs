@@ -463,3 +463,23 @@ async fn a_full_mailbox_says_so_and_takes_no_message() {
     assert_eq!(listed(&lab).await.len(), 1, "still the one message");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn without_the_owner_s_greetings_a_caller_hears_the_operator_s_recording_for_the_language() {
+    let prompts = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(prompts.path().join("nb")).expect("folder");
+    std::fs::write(prompts.path().join("nb/greeting-busy.wav"), wav_bytes(&tone(BUSY_TONE, 1500, 12000.0)))
+        .expect("busy");
+    let unavailable = wav_bytes(&tone(UNAVAILABLE_TONE, 1500, 12000.0));
+    std::fs::write(prompts.path().join("nb/greeting-unavailable.wav"), unavailable).expect("unavailable");
+    let folder = prompts.path().to_owned();
+    let lab = mailbox_lab_with(move |config| {
+        config.voicemail.prompts_dir = Some(folder);
+        config.voicemail.language = "nb".into();
+    })
+    .await;
+    // No greeting of their own: the system's, chosen by the same reasons.
+    assert_eq!(greeting_heard(&lab, FALLBACK_BUSY).await, Some(BUSY_TONE), "busy");
+    assert_eq!(greeting_heard(&lab, FALLBACK_NO_ANSWER).await, Some(UNAVAILABLE_TONE), "no answer");
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

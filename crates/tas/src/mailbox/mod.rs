@@ -94,12 +94,23 @@ impl Mailboxes {
     /// The mailboxes of `store` as `[voicemail]` configures them.
     pub fn new(store: Store, config: &VoicemailConfig) -> Result<Self, MailboxError> {
         let load = |file: &Option<std::path::PathBuf>| file.as_deref().map(media::apps::load_audio).transpose();
-        let unavailable = Arc::new(load(&config.greeting)?.unwrap_or_else(media::apps::default_greeting));
-        let busy = load(&config.busy_greeting)?.map(Arc::new).unwrap_or_else(|| unavailable.clone());
+        let prompts = Prompts::load(config.prompts_dir.as_deref(), &config.language)?;
+        // The system's greetings: the configured file, else the operator's recording in the
+        // prompts' language, else the shipped chime (busy: else the unavailable one).
+        let unavailable = match load(&config.greeting)? {
+            Some(samples) => Arc::new(samples),
+            None => {
+                prompts.provided("greeting-unavailable").unwrap_or_else(|| Arc::new(media::apps::default_greeting()))
+            }
+        };
+        let busy = match load(&config.busy_greeting)? {
+            Some(samples) => Arc::new(samples),
+            None => prompts.provided("greeting-busy").unwrap_or_else(|| unavailable.clone()),
+        };
         Ok(Self {
             store,
             settings: Arc::new(MailboxSettings::from_config(config)),
-            prompts: Arc::new(Prompts::load(config.prompts_dir.as_deref(), &config.language)?),
+            prompts: Arc::new(prompts),
             unavailable,
             busy,
         })

@@ -102,10 +102,20 @@ const SHIPPED: &[(&str, &[u8])] = &[
     ("number-59", include_bytes!("../../prompts/en/number-59.wav")),
 ];
 
+/// Recordings only the operator provides (none shipped): the system's greetings in the
+/// prompts' language, before `voicemail.greeting` / `busy_greeting` and the chime.
+const OPERATOR_ONLY: [&str; 2] = ["greeting-unavailable", "greeting-busy"];
+
 /// The menu's prompts, decoded once at start.
 #[derive(Debug, Clone, Default)]
 pub struct Prompts {
     audio: HashMap<&'static str, Arc<Vec<i16>>>,
+}
+
+/// `<dir>/<language>/<name>.wav` or `.opus`, when the operator provides it.
+fn operator_file(dir: Option<&Path>, language: &str, name: &str) -> Option<std::path::PathBuf> {
+    let folder = dir?.join(language);
+    ["wav", "opus"].iter().map(|ext| folder.join(format!("{name}.{ext}"))).find(|path| path.is_file())
 }
 
 impl Prompts {
@@ -114,11 +124,13 @@ impl Prompts {
     pub fn load(dir: Option<&Path>, language: &str) -> Result<Self, AudioFileError> {
         let mut audio = HashMap::new();
         let mut replaced = 0;
+        for name in OPERATOR_ONLY {
+            if let Some(path) = operator_file(dir, language, name) {
+                audio.insert(name, Arc::new(media::apps::load_audio(&path)?));
+            }
+        }
         for (name, shipped) in SHIPPED {
-            let own = dir.and_then(|dir| {
-                ["wav", "opus"].iter().map(|ext| dir.join(language).join(format!("{name}.{ext}"))).find(|p| p.is_file())
-            });
-            let samples = match own {
+            let samples = match operator_file(dir, language, name) {
                 Some(path) => {
                     replaced += 1;
                     media::apps::load_audio(&path)?
@@ -141,6 +153,11 @@ impl Prompts {
     /// The prompt `name` (silence for a name not shipped: a typo in ringer, not the operator's).
     pub fn get(&self, name: &str) -> Arc<Vec<i16>> {
         self.audio.get(name).cloned().unwrap_or_default()
+    }
+
+    /// An operator-only recording (`greeting-unavailable`, `greeting-busy`), when provided.
+    pub fn provided(&self, name: &str) -> Option<Arc<Vec<i16>>> {
+        OPERATOR_ONLY.contains(&name).then(|| self.audio.get(name).cloned()).flatten()
     }
 
     /// `n` spoken: one word up to 59, digit by digit above.
@@ -179,8 +196,12 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("nb")).unwrap();
         let tone = media::apps::tone(700.0, 500, 9000.0);
         media::apps::write_wav(&dir.path().join("nb/goodbye.wav"), &tone).unwrap();
+        media::apps::write_wav(&dir.path().join("nb/greeting-busy.wav"), &tone).unwrap();
         let prompts = Prompts::load(Some(dir.path()), "nb").unwrap();
         assert_eq!(*prompts.get("goodbye"), tone);
+        assert_eq!(prompts.provided("greeting-busy").as_deref(), Some(&tone));
+        assert_eq!(prompts.provided("greeting-unavailable"), None, "not provided, not shipped");
+        assert_eq!(prompts.provided("goodbye"), None, "a menu prompt is no greeting");
         assert!(prompts.get("and").len() > 1600, "the others stay shipped");
         std::fs::write(dir.path().join("nb/and.wav"), b"not audio").unwrap();
         let error = Prompts::load(Some(dir.path()), "nb").unwrap_err().to_string();
