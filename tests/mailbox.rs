@@ -483,3 +483,48 @@ async fn without_the_owner_s_greetings_a_caller_hears_the_operator_s_recording_f
     assert_eq!(greeting_heard(&lab, FALLBACK_NO_ANSWER).await, Some(UNAVAILABLE_TONE), "no answer");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }
+
+#[tokio::test]
+async fn the_owner_records_the_busy_greeting_and_changes_the_pin_by_phone() {
+    let lab = mailbox_lab().await;
+    let (call, mut peer, mut ears) = dial(&lab, OWNER, ACCESS).await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    // 0: mailbox options; 2: the busy greeting. Speak after the beep, # to stop, 1 to keep it.
+    keys(&mut peer, "0").await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "2").await;
+    assert!(hear_tone(&mut ears, 1400.0, Duration::from_millis(300), Duration::from_secs(10)).await, "the beep");
+    peer.play(&tone(BUSY_TONE, 1200, 12000.0)).await;
+    keys(&mut peer, "#").await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "1").await;
+    let owner = msisdn(OWNER);
+    assert!(
+        wait_for(Duration::from_secs(10), async || mailboxes(&lab)
+            .greeting(&owner, GreetingKind::Busy)
+            .await
+            .is_some())
+        .await,
+        "the greeting kept"
+    );
+    let recorded = mailboxes(&lab).greeting(&owner, GreetingKind::Busy).await.unwrap_or_default();
+    assert!(tone_time(&recorded, BUSY_TONE) >= Duration::from_millis(800), "what was said: {} samples", recorded.len());
+    // 6: a new PIN, twice.
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "6").await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "1357#").await;
+    listen(&mut ears, Duration::from_millis(800)).await;
+    keys(&mut peer, "1357#").await;
+    let changed = wait_for(Duration::from_secs(10), async || {
+        let state = store(&lab).pin_state(OWNER).await.unwrap_or_default();
+        state.pin_hash.is_some_and(|hash| pin::verify("1357", &hash))
+    })
+    .await;
+    assert!(changed, "the new PIN stored (as a hash)");
+    assert_eq!(call.hangup().await.expect("BYE"), 200);
+    peer.close().await;
+    // The next caller to the busy owner hears what the owner said.
+    assert_eq!(greeting_heard(&lab, OWNER).await, Some(BUSY_TONE));
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

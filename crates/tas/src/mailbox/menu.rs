@@ -135,7 +135,7 @@ impl Menu<'_> {
             let number = self.entry("enter-mailbox", 15, pressed.take()).await?;
             let entered = self.entry("enter-pin", 8, None).await?;
             let Ok(owner) = Msisdn::parse(&format!("+{number}")) else {
-                pressed = self.incorrect().await?;
+                pressed = self.tell("login-incorrect").await?;
                 continue;
             };
             let state = match store.pin_state(owner.as_str()).await {
@@ -153,7 +153,7 @@ impl Menu<'_> {
             }
             let Some(hash) = state.pin_hash else {
                 // No PIN set: no login from other phones (and the same answer as a wrong PIN).
-                pressed = self.incorrect().await?;
+                pressed = self.tell("login-incorrect").await?;
                 continue;
             };
             if pin::verify(&entered, &hash) {
@@ -172,14 +172,15 @@ impl Menu<'_> {
                 Ok(after) => info!(subscriber = %owner, failed = after.failed_logins, "mailbox login: wrong PIN"),
                 Err(error) => warn!(%error, "mailbox login: the wrong PIN was not counted"),
             }
-            pressed = self.incorrect().await?;
+            pressed = self.tell("login-incorrect").await?;
         }
         None
     }
 
-    /// Says "login incorrect"; `None` when the caller left, else the key pressed over it.
-    async fn incorrect(&mut self) -> Option<Option<char>> {
-        match self.say(&["login-incorrect"]).await {
+    /// Says `prompt` (a confirmation, an error); `None` when the caller left, else the key
+    /// pressed over it, which the next menu takes as its choice.
+    async fn tell(&mut self, prompt: &str) -> Option<Option<char>> {
+        match self.say(&[prompt]).await {
             Heard::Stopped => None,
             Heard::Key(key) => Some(Some(key)),
             Heard::Played => Some(None),
@@ -340,55 +341,59 @@ impl Menu<'_> {
 
     /// The mailbox options; `false` when the caller is leaving.
     async fn options(&mut self, owner: &Msisdn) -> bool {
+        let mut pressed = None;
         loop {
-            let Some(key) = self.choose(&["options-menu"]).await else { return false };
+            let key = match pressed.take() {
+                Some(key) => key,
+                None => match self.choose(&["options-menu"]).await {
+                    Some(key) => key,
+                    None => return false,
+                },
+            };
             let kind = match key {
                 '1' => GreetingKind::Unavailable,
                 '2' => GreetingKind::Busy,
                 '3' => GreetingKind::Name,
                 '4' => GreetingKind::Temporary,
-                '5' => {
-                    let store = self.mailboxes.store();
-                    if let Err(error) = store.delete_greeting(owner.as_str(), GreetingKind::Temporary.as_str()).await {
-                        warn!(%error, "temporary greeting not removed");
-                    }
-                    if self.say(&["temporary-removed"]).await == Heard::Stopped {
-                        return false;
-                    }
-                    continue;
-                }
-                '6' => {
-                    if !self.change_pin(owner).await {
-                        return false;
-                    }
-                    continue;
-                }
                 '*' => return true,
                 '#' => return false,
-                _ => {
-                    self.say(&["invalid"]).await;
+                other => {
+                    let next = match other {
+                        '5' => {
+                            let store = self.mailboxes.store();
+                            let temporary = GreetingKind::Temporary.as_str();
+                            if let Err(error) = store.delete_greeting(owner.as_str(), temporary).await {
+                                warn!(%error, "temporary greeting not removed");
+                            }
+                            self.tell("temporary-removed").await
+                        }
+                        '6' => self.change_pin(owner).await,
+                        _ => self.tell("invalid").await,
+                    };
+                    let Some(next) = next else { return false };
+                    pressed = next;
                     continue;
                 }
             };
-            if !self.record_greeting(owner, kind).await {
-                return false;
-            }
+            let Some(next) = self.record_greeting(owner, kind).await else { return false };
+            pressed = next;
         }
     }
 
     /// Records a greeting: tone, speech until `#` or silence, then keep, listen or again.
-    async fn record_greeting(&mut self, owner: &Msisdn, kind: GreetingKind) -> bool {
+    /// `None` when the caller left, else the key pressed over the last prompt.
+    async fn record_greeting(&mut self, owner: &Msisdn, kind: GreetingKind) -> Option<Option<char>> {
         loop {
             if self.say(&["record-after-tone"]).await == Heard::Stopped
                 || !self.channel.play(&media::apps::beep(), self.stop).await
             {
-                return false;
+                return None;
             }
             self.channel.discard_pending();
-            let Some(recorded) = self.record().await else { return false };
+            let recorded = self.record().await?;
             loop {
-                match self.choose(&["review-recording"]).await {
-                    Some('1') => {
+                match self.choose(&["review-recording"]).await? {
+                    '1' => {
                         let said = match self.mailboxes.set_greeting(owner, kind, &recorded).await {
                             Ok(()) => "greeting-saved",
                             Err(error) => {
@@ -396,18 +401,17 @@ impl Menu<'_> {
                                 "invalid"
                             }
                         };
-                        return self.say(&[said]).await != Heard::Stopped;
+                        return self.tell(said).await;
                     }
-                    Some('2') => {
+                    '2' => {
                         if !self.channel.play(&recorded, self.stop).await {
-                            return false;
+                            return None;
                         }
                     }
-                    Some('3') => break,
-                    Some(_) => {
-                        self.say(&["invalid"]).await;
+                    '3' => break,
+                    _ => {
+                        self.tell("invalid").await?;
                     }
-                    None => return false,
                 }
             }
         }
@@ -440,10 +444,11 @@ impl Menu<'_> {
         Some(samples)
     }
 
-    /// A new PIN, entered twice; `false` when the caller is leaving.
-    async fn change_pin(&mut self, owner: &Msisdn) -> bool {
-        let Some(first) = self.entry("new-pin", 8, None).await else { return false };
-        let Some(again) = self.entry("pin-again", 8, None).await else { return false };
+    /// A new PIN, entered twice; `None` when the caller is leaving, else the key pressed
+    /// over the confirmation.
+    async fn change_pin(&mut self, owner: &Msisdn) -> Option<Option<char>> {
+        let first = self.entry("new-pin", 8, None).await?;
+        let again = self.entry("pin-again", 8, None).await?;
         let said = match (first == again).then(|| pin::hash(&first)) {
             Some(Ok(hash)) => match self.mailboxes.store().set_pin_hash(owner.as_str(), &hash).await {
                 Ok(()) => {
@@ -457,6 +462,6 @@ impl Menu<'_> {
             },
             _ => "pin-mismatch",
         };
-        self.say(&[said]).await != Heard::Stopped
+        self.tell(said).await
     }
 }
