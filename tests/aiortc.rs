@@ -89,7 +89,11 @@ async fn aiortc_logs_in_to_a_mailbox_with_its_pin_and_plays_the_waiting_message(
     let (access, owner) = ("+4799990100", "+4799990101");
     let store = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/ringer.db", store.path().display());
-    let subscribers = [subscriber(access, "loop-mt", "", "20", "", "\"answer voicemail-main\"")];
+    let subscribers = [
+        subscriber(access, "loop-mt", "", "20", "", "\"answer voicemail-main\""),
+        // The owner is a subscriber here: an asserted call from them would open the mailbox.
+        subscriber(owner, "loop-mt", "", "21", "", "\"answer voicemail\""),
+    ];
     let lab = Lab::start_adjusted(&subscribers, Vec::new(), Vec::new(), |config| {
         config.ports.tas_plain = Some(0);
         config.mailbox_store = Some(url);
@@ -113,23 +117,37 @@ async fn aiortc_logs_in_to_a_mailbox_with_its_pin_and_plays_the_waiting_message(
 
     let target = lab.tas.endpoint.tcp_addr.expect("TCP").to_string();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiortc/dtmf_peer.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(&python)
-            .arg(&script)
-            .args(["--target", &target, "--uri", &format!("sip:+20{}@{target};user=phone", &access[1..])])
-            .args(["--from", "sip:+4711111112@gw.ringer.invalid;user=phone", "--codec", "PCMA", "--tone", "0.5"])
-            .args(["--keys", &format!("{}#2468#1", &owner[1..]), "--listen", "20"])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the aiortc peer finished in time")
-    .expect("the aiortc peer ran");
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "the menu kept the call up\n{printed}");
-    let listed = database.voicemails(Some(owner)).await.expect("store");
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].state, MessageState::Heard, "played to its end after the PIN\n{printed}");
+    let call = |from: String, keys: String, listen: &'static str| {
+        let (python, script, target) = (python.clone(), script.clone(), target.clone());
+        async move {
+            let output = tokio::time::timeout(
+                Duration::from_secs(90),
+                tokio::process::Command::new(&python)
+                    .arg(&script)
+                    .args(["--target", &target, "--uri", &format!("sip:+20{}@{target};user=phone", &access[1..])])
+                    .args(["--from", &from, "--codec", "PCMA", "--tone", "0.5", "--keys", &keys, "--listen", listen])
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the aiortc peer finished in time")
+            .expect("the aiortc peer ran");
+            let printed =
+                String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "the menu kept the call up\n{printed}");
+            printed
+        }
+    };
+    let state = async || database.voicemails(Some(owner)).await.expect("store").first().map(|m| m.state);
+
+    // The owner's number in From alone (no P-Asserted-Identity) proves nothing: the menu asks
+    // for the mailbox number, and `1` plays nothing.
+    call(format!("sip:{owner}@gw.ringer.invalid;user=phone"), "1".into(), "15").await;
+    assert_eq!(state().await, Some(MessageState::New), "a From claiming the owner opened the mailbox");
+
+    // From another phone: number, PIN, `1`.
+    let printed =
+        call("sip:+4711111112@gw.ringer.invalid;user=phone".into(), format!("{}#2468#1", &owner[1..]), "20").await;
+    assert_eq!(state().await, Some(MessageState::Heard), "played to its end after the PIN\n{printed}");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
 }

@@ -24,8 +24,8 @@ const OWNER: &str = "+4799990101";
 const ACCESS: &str = "+4799990100";
 /// A phone outside the TAS.
 const STRANGER: &str = "+4711111112";
-/// The owner's PIN in these tests.
-const PIN: &str = "2468";
+/// The owner's PIN in these tests: eight digits, the longest, then `#`.
+const PIN: &str = "24681357";
 
 /// The owner's busy greeting, unavailable greeting and the caller's message: a tone each.
 const BUSY_TONE: f64 = 700.0;

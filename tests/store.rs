@@ -366,6 +366,10 @@ async fn mailbox_cases(url: &str) {
     let states: Vec<_> = listed.iter().map(|m| (m.id.as_str(), m.state)).collect();
     assert_eq!(states, [("m1", MessageState::Saved), ("m3", MessageState::New)], "deleted ones are not listed");
     assert_eq!(store.voicemail("m2").await.expect("get"), None);
+    assert!(!store.mark_voicemail_heard(owner, "m1").await.expect("saved"), "a saved message stays saved");
+    assert!(store.mark_voicemail_heard(owner, "m3").await.expect("new"), "a new one is heard");
+    assert!(!store.mark_voicemail_heard(owner, "m3").await.expect("again"));
+    assert!(store.set_voicemail_state(owner, "m3", MessageState::New).await.expect("back to new"));
     assert_eq!(store.count_voicemails(owner).await.expect("count"), 2);
     // Retention: new messages stay whatever their age; kept and deleted ones go by their own limits.
     let now = store::now_millis();
@@ -385,15 +389,22 @@ async fn mailbox_cases(url: &str) {
 
     assert_eq!(store.pin_state(owner).await.expect("state"), PinState::default());
     store.set_pin_hash(owner, "hash").await.expect("set");
+    // Attempts are counted before the PIN is checked; a locked mailbox counts none.
+    assert_eq!(store.begin_login("+4799990079", now).await.expect("no row"), None, "no PIN, no attempt");
+    assert_eq!(store.begin_login(owner, now).await.expect("one"), Some(1));
+    assert_eq!(store.begin_login(owner, now).await.expect("two"), Some(2));
+    store.clear_failed_logins(owner).await.expect("a good PIN clears them");
+    assert_eq!(store.begin_login(owner, now).await.expect("again one"), Some(1));
     let lock_until = now + 900_000;
-    let first = store.count_failed_login(owner, 3, lock_until).await.expect("one");
-    assert_eq!((first.failed_logins, first.locked_until_ms), (1, 0));
-    store.count_failed_login(owner, 3, lock_until).await.expect("two");
-    let third = store.count_failed_login(owner, 3, lock_until).await.expect("three");
-    assert_eq!(third, PinState { pin_hash: Some("hash".into()), failed_logins: 0, locked_until_ms: lock_until });
-    store.count_failed_login(owner, 3, lock_until).await.expect("after");
-    store.clear_failed_logins(owner).await.expect("clear");
-    assert_eq!(store.pin_state(owner).await.expect("state").failed_logins, 0);
+    store.lock_mailbox(owner, lock_until).await.expect("lock");
+    assert_eq!(
+        store.pin_state(owner).await.expect("state"),
+        PinState { pin_hash: Some("hash".into()), failed_logins: 0, locked_until_ms: lock_until }
+    );
+    assert_eq!(store.begin_login(owner, now).await.expect("locked"), None, "locked: no attempt");
+    assert_eq!(store.begin_login(owner, lock_until).await.expect("after"), Some(1), "the lock over at its time");
+    store.set_pin_hash(owner, "other").await.expect("a new PIN");
+    assert_eq!(store.pin_state(owner).await.expect("state").failed_logins, 0, "a new PIN starts afresh");
 
     store.add_token("abcdef01", Some(owner), "phone app").await.expect("token");
     store.add_token("abff0000", None, "admin").await.expect("admin");

@@ -161,8 +161,6 @@ async fn set_pin(database: &store::Store, number: &str) -> anyhow::Result<ExitCo
     std::io::stdin().read_line(&mut line).context("reading the PIN from standard input")?;
     let hash = pin::hash(line.trim()).context("the PIN")?;
     database.set_pin_hash(owner.as_str(), &hash).await?;
-    database.clear_failed_logins(owner.as_str()).await?;
-    database.unlock_mailbox(owner.as_str()).await?;
     println!("PIN of {owner} set");
     Ok(ExitCode::SUCCESS)
 }
@@ -188,7 +186,7 @@ async fn tokens(database: &store::Store, command: TokensCommand) -> anyhow::Resu
                 let mailbox = row.mailbox.as_deref().unwrap_or("(all)");
                 println!(
                     "{:<14} {:<16} {:<24} {}",
-                    &row.token_hash[..12.min(row.token_hash.len())],
+                    row.token_hash.chars().take(12).collect::<String>(),
                     mailbox,
                     created.to_string(),
                     row.label

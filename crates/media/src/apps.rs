@@ -121,9 +121,15 @@ pub fn load_audio(path: &Path) -> Result<Vec<i16>, AudioFileError> {
 /// Decodes audio bytes (WAV or Ogg/Opus, as [`load_audio`] reads) as 8 kHz mono; `name`
 /// (a file, or what the bytes came as) names them in errors.
 pub fn decode_audio(bytes: &[u8], name: &Path) -> Result<Vec<i16>, AudioFileError> {
+    decode_audio_at_most(bytes, name, usize::MAX)
+}
+
+/// As [`decode_audio`], refusing audio longer than `most` samples at 8 kHz before decoding
+/// all of it: a few megabytes of Opus can hold hours.
+pub fn decode_audio_at_most(bytes: &[u8], name: &Path, most: usize) -> Result<Vec<i16>, AudioFileError> {
     match bytes.get(..4) {
-        Some(b"RIFF") => decode_wav(bytes, name),
-        Some(b"OggS") => decode_ogg_opus(bytes, name),
+        Some(b"RIFF") => decode_wav(bytes, name, most),
+        Some(b"OggS") => decode_ogg_opus(bytes, name, most),
         Some(_) => Err(unsupported(name, "neither WAV (RIFF) nor Ogg/Opus (OggS)")),
         None => Err(unsupported(name, "too short for an audio file")),
     }
@@ -136,10 +142,14 @@ fn unsupported(path: &Path, reason: impl Into<String>) -> AudioFileError {
 /// Reads a WAV file (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, AudioFileError> {
     let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
-    decode_wav(&bytes, path)
+    decode_wav(&bytes, path, usize::MAX)
 }
 
-fn decode_wav(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError> {
+fn too_long(path: &Path, most: usize) -> AudioFileError {
+    unsupported(path, format!("longer than {} s", most / usize::try_from(SAMPLE_RATE).unwrap_or(8000)))
+}
+
+fn decode_wav(bytes: &[u8], path: &Path, most: usize) -> Result<Vec<i16>, AudioFileError> {
     let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
     let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(wav)?;
     let spec = reader.spec();
@@ -153,6 +163,9 @@ fn decode_wav(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError> {
         other => return Err(unsupported(path, format!("sample rate {other} Hz: use 8, 16 or 48 kHz"))),
     };
     let channels = usize::from(spec.channels.max(1));
+    if usize::try_from(reader.duration()).unwrap_or(usize::MAX) / factor > most {
+        return Err(too_long(path, most));
+    }
     let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(wav)?;
     // Mix to mono, then average each group of `factor` samples (a crude low-pass before decimation).
     let mono: Vec<i32> = samples
@@ -235,10 +248,10 @@ fn ogg_opus_skipping(samples: &[i16], pre_skip: u16) -> Result<Vec<u8>, super::c
 /// without the encoder's pre-skip.
 pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, AudioFileError> {
     let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
-    decode_ogg_opus(&bytes, path)
+    decode_ogg_opus(&bytes, path, usize::MAX)
 }
 
-fn decode_ogg_opus(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError> {
+fn decode_ogg_opus(bytes: &[u8], path: &Path, most: usize) -> Result<Vec<i16>, AudioFileError> {
     let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes));
     let mut next = || reader.read_packet().map_err(|source| AudioFileError::Ogg { path: path.to_owned(), source });
     let head = next()?.ok_or_else(|| unsupported(path, "empty Ogg stream"))?;
@@ -259,6 +272,9 @@ fn decode_ogg_opus(bytes: &[u8], path: &Path) -> Result<Vec<i16>, AudioFileError
     let mut samples = Vec::new();
     while let Some(packet) = next()? {
         samples.extend(decoder.decode(&packet.data).map_err(opus)?);
+        if samples.len() > most.saturating_add(pre_skip) {
+            return Err(too_long(path, most));
+        }
     }
     Ok(samples.split_off(pre_skip.min(samples.len())))
 }
@@ -345,6 +361,17 @@ pub async fn voicemail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_longer_than_allowed_is_refused_before_it_is_all_decoded() {
+        let two_seconds = tone(440.0, 2000, 9000.0);
+        for bytes in [wav_bytes(&two_seconds), ogg_opus_bytes(&two_seconds).unwrap()] {
+            let error = decode_audio_at_most(&bytes, Path::new("upload"), 8000).unwrap_err().to_string();
+            assert!(error.contains("longer than 1 s") && error.contains("upload"), "{error}");
+            let decoded = decode_audio_at_most(&bytes, Path::new("upload"), 3 * 8000).unwrap();
+            assert!((15_000..=16_500).contains(&decoded.len()), "{}", decoded.len());
+        }
+    }
 
     fn write_ogg_opus(path: &Path, samples: &[i16], pre_skip: u16) {
         std::fs::write(path, ogg_opus_skipping(samples, pre_skip).unwrap()).unwrap();

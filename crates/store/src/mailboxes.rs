@@ -108,39 +108,38 @@ impl Store {
         Ok(())
     }
 
-    /// Counts one wrong PIN for `subscriber`; once `limit` are counted in a row, locks PIN
-    /// logins until `lock_until_ms` and starts counting again. Returns the state after.
-    pub async fn count_failed_login(
-        &self,
-        subscriber: &str,
-        limit: u32,
-        lock_until_ms: i64,
-    ) -> Result<PinState, StoreError> {
+    /// Counts a PIN login attempt on `subscriber`'s mailbox before the PIN is checked, so that
+    /// calls in parallel share the one allowance: the attempts in a row so far, this one
+    /// included; `None` when the mailbox is locked at `now_ms` or has no PIN row.
+    pub async fn begin_login(&self, subscriber: &str, now_ms: i64) -> Result<Option<u32>, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO voicemail_mailboxes (subscriber, pin_hash, failed_logins, locked_until_ms) \
-             VALUES ($1, NULL, 1, 0) ON CONFLICT (subscriber) DO UPDATE SET \
-             failed_logins = voicemail_mailboxes.failed_logins + 1",
+        let counted = sqlx::query(
+            "UPDATE voicemail_mailboxes SET failed_logins = failed_logins + 1 \
+             WHERE subscriber = $1 AND locked_until_ms <= $2",
         )
         .bind(subscriber)
+        .bind(now_ms)
         .execute(&mut *transaction)
-        .await?;
-        sqlx::query(
-            "UPDATE voicemail_mailboxes SET failed_logins = 0, locked_until_ms = $1 \
-             WHERE subscriber = $2 AND failed_logins >= $3",
-        )
-        .bind(lock_until_ms)
-        .bind(subscriber)
-        .bind(i64::from(limit))
-        .execute(&mut *transaction)
-        .await?;
+        .await?
+        .rows_affected();
+        let attempts = match counted {
+            0 => None,
+            _ => {
+                let row = sqlx::query("SELECT failed_logins FROM voicemail_mailboxes WHERE subscriber = $1")
+                    .bind(subscriber)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                Some(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
+            }
+        };
         transaction.commit().await?;
-        self.pin_state(subscriber).await
+        Ok(attempts)
     }
 
-    /// Lifts a lockout of `subscriber`'s mailbox (a new PIN set by the operator).
-    pub async fn unlock_mailbox(&self, subscriber: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE voicemail_mailboxes SET locked_until_ms = 0 WHERE subscriber = $1")
+    /// Locks PIN logins to `subscriber`'s mailbox until `until_ms`, the count starting again.
+    pub async fn lock_mailbox(&self, subscriber: &str, until_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE voicemail_mailboxes SET failed_logins = 0, locked_until_ms = $1 WHERE subscriber = $2")
+            .bind(until_ms)
             .bind(subscriber)
             .execute(&self.pool)
             .await?;

@@ -59,6 +59,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database is out of reach (worth trying again later), rather than refusing
+    /// what was asked.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Open { .. } => true,
+            StoreError::Query(error) => matches!(
+                error,
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Which database a store is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -45,7 +45,7 @@ pub enum MessageState {
     Heard,
     /// Kept on purpose by the owner.
     Saved,
-    /// Deleted by the owner: listed nowhere, removed for good once `voicemail.retention.deleted` has passed.
+    /// Deleted by the owner: listed nowhere, removed for good once `voicemail.keep_deleted` has passed.
     Deleted,
 }
 
@@ -150,6 +150,22 @@ impl Store {
              WHERE id = $3 AND subscriber = $4 AND state <> 'deleted'",
         )
         .bind(state.as_str())
+        .bind(now_millis())
+        .bind(id)
+        .bind(subscriber)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Marks message `id` of `subscriber` heard if it is still new (a message saved or
+    /// deleted meanwhile keeps that state); whether it was.
+    pub async fn mark_voicemail_heard(&self, subscriber: &str, id: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE voicemail_messages SET state = 'heard', state_changed_ms = $1 \
+             WHERE id = $2 AND subscriber = $3 AND state = 'new'",
+        )
         .bind(now_millis())
         .bind(id)
         .bind(subscriber)

@@ -62,6 +62,7 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         session_id: session_id.clone(),
         legs: vec![LegRecord::new(Leg::CallerToCore, invite.request().uri.to_string())],
         status: None,
+        diverted: None,
     });
     info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
     let status = match registration {
@@ -237,14 +238,22 @@ impl ViaTas<'_> {
                 }
                 LegOutcome::Refused(response) if matches!(response.status.as_u16(), 486 | 600 | 480 | 408) => {
                     set_leg_status(call, index, response.status);
+                    call.lock().diverted = Some(match response.status.as_u16() {
+                        486 | 600 => 486,
+                        other => other,
+                    });
                 }
                 LegOutcome::Refused(response) => {
                     set_leg_status(call, index, response.status);
                     invite.relay_refusal(&response);
                     return response.status;
                 }
-                LegOutcome::NoAnswer(cancelling) => record_cancelled(&shared.settling, call, index, cancelling),
+                LegOutcome::NoAnswer(cancelling) => {
+                    call.lock().diverted = Some(408);
+                    record_cancelled(&shared.settling, call, index, cancelling)
+                }
                 LegOutcome::Unreachable => {
+                    call.lock().diverted = Some(503);
                     set_leg_by_core(call, index, StatusCode::REQUEST_TIMEOUT, NO_FINAL_RESPONSE.into())
                 }
                 LegOutcome::CallerCancelled(cancelling) => {
@@ -252,7 +261,10 @@ impl ViaTas<'_> {
                     return StatusCode::REQUEST_TERMINATED;
                 }
             },
-            Err(why) => warn!(%why, "fallback: callee unreachable, trying the TAS"),
+            Err(why) => {
+                warn!(%why, "fallback: callee unreachable, trying the TAS");
+                call.lock().diverted = Some(503);
+            }
         }
         self.to_tas(invite).await
     }

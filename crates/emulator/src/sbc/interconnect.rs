@@ -33,6 +33,7 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
             session_id: session_id_of(invite.request()).unwrap_or_default(),
             legs: vec![LegRecord::new(Leg::TasToCore, invite.request().uri.to_string())],
             status: None,
+            diverted: None,
         }),
         None => {
             shared.refused_leg3.fetch_add(1, Ordering::Relaxed);

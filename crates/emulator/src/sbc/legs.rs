@@ -123,7 +123,8 @@ pub(super) async fn leg2(
     }
     // A call diverted to the TAS after the callee's leg failed (Fallback) says why, as an IMS
     // core does: History-Info (RFC 7044) with the RFC 4458 cause on the TAS's entry.
-    if let Some(cause) = diversion_cause(call) {
+    let diverted = call.lock().diverted;
+    if let Some(cause) = diverted {
         let callee_entry = phone_uri(number.as_str(), &shared.config.domain);
         extra.push(("History-Info".into(), format!("<{callee_entry}>;index=1")));
         extra.push(("History-Info".into(), format!("<{uri};cause={cause}>;index=1.1")));
@@ -141,20 +142,6 @@ pub(super) async fn leg2(
     placed.await.map(|leg| (leg, index)).map_err(|why: LegError| {
         set_leg_by_core(call, index, why.status(), format!("leg 2 never reached the TAS: {why}"));
         why
-    })
-}
-
-/// The RFC 4458 cause of the callee's leg that failed before leg 2, if there was one: 486
-/// busy (486, 600), 480 a temporary refusal, 503 unreachable (no response: the core's own
-/// 408), 408 no answer (the leg cancelled when the no-answer time ran out).
-fn diversion_cause(call: &SharedCall) -> Option<u16> {
-    let call = call.lock();
-    let failed = call.legs.iter().rev().find(|leg| leg.leg == Leg::CoreToCallee)?;
-    Some(match (failed.status.map(StatusCode::as_u16), &failed.by_core) {
-        (Some(486 | 600), _) => 486,
-        (Some(480), _) => 480,
-        (Some(408), Some(_)) => 503,
-        _ => 408,
     })
 }
 

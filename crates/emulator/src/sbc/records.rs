@@ -121,6 +121,9 @@ pub struct SbcCall {
     pub legs: Vec<LegRecord>,
     /// The final status the caller got, once there is one.
     pub status: Option<StatusCode>,
+    /// Why the call was diverted to the TAS after the callee's leg (Fallback): an RFC 4458
+    /// cause, told to the TAS in History-Info.
+    pub diverted: Option<u16>,
 }
 
 pub(super) type SharedCall = Arc<Mutex<SbcCall>>;

@@ -23,7 +23,7 @@ use super::action::{Action, App, Behaviour};
 use super::answer::{AppRunning, CallInfo, MediaSettings};
 use super::behaviour::{Engine, Outcome};
 use super::records::RecordWriter;
-use super::routing::{caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
+use super::routing::{asserted_caller, caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
 use crate::leases::millis;
 use media::plain::PortRange;
@@ -245,26 +245,30 @@ impl CallRouter {
 }
 
 impl CallRouter {
-    /// Whether the call is for the mailbox menu, and who logs in: a subscriber calling the
-    /// access number or their own number (the originating leg) is the owner; a call to the
-    /// access number as a subscriber of its own (the terminating leg) is the caller's
-    /// mailbox when the caller is a subscriber here, else the menu asks for number and PIN.
+    /// Whether the call is for the mailbox menu, and who logs in. A subscriber calling the
+    /// access number or their own number (the originating leg), or any caller of the access
+    /// number as a subscriber of its own (the terminating leg), reaches the menu. It opens
+    /// without a PIN only for the mailbox of the caller the network asserts
+    /// (P-Asserted-Identity, which the core sets and a caller cannot: From proves nothing),
+    /// when that caller is a subscriber here; otherwise it asks for number and PIN.
     /// Only with mailboxes in a store.
-    fn menu_login(&self, routes: &Routes, info: &CallInfo) -> Option<Login> {
+    fn menu_login(&self, routes: &Routes, info: &CallInfo, asserted: Option<&Msisdn>) -> Option<Login> {
         let mailboxes = self.media.mailboxes.as_ref()?;
         let access = mailboxes.settings().access_number.as_ref();
         let subscriber = info.subscriber.as_ref()?;
-        match info.direction? {
+        let to_menu = match info.direction? {
             Direction::Originating => {
-                let callee = info.callee.as_ref()?;
-                (Some(callee) == access || callee == subscriber).then(|| Login::Owner(subscriber.clone()))
+                info.callee.as_ref().is_some_and(|callee| Some(callee) == access || callee == subscriber)
             }
-            Direction::Terminating if Some(subscriber) == access => Some(match &info.caller {
-                Some(caller) if routes.table.route_type(caller).is_some() => Login::Owner(caller.clone()),
-                _ => Login::Ask,
-            }),
-            Direction::Terminating => None,
+            Direction::Terminating => Some(subscriber) == access,
+        };
+        if !to_menu {
+            return None;
         }
+        Some(match asserted {
+            Some(caller) if routes.table.route_type(caller).is_some() => Login::Owner(caller.clone()),
+            _ => Login::Ask,
+        })
     }
 }
 
@@ -360,7 +364,8 @@ impl SessionHandler for RouterHandler {
             absence: Absence::of_request(&request.uri, &request.headers).unwrap_or_default(),
             login: Login::Ask,
         };
-        if let Some(login) = router.menu_login(&routes, &info) {
+        let asserted = asserted_caller(&request.headers);
+        if let Some(login) = router.menu_login(&routes, &info, asserted.as_ref()) {
             info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, ?login, "mailbox menu");
             let info = CallInfo { login, ..info };
             let engine = router.engine.clone();

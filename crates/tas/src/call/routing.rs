@@ -70,11 +70,17 @@ pub fn number_of(uri: &Uri) -> Option<String> {
 /// The caller's number: the first P-Asserted-Identity that holds one (what the core asserts),
 /// else From.
 pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
-    let asserted = headers.get_all("P-Asserted-Identity").flat_map(split_list).filter_map(|value| {
-        let addr = NameAddr::parse(value).ok()?;
-        number_of(&addr.uri)
-    });
-    asserted.chain(number_of(&from.uri)).find_map(|number| Msisdn::parse(&number).ok())
+    asserted_caller(headers).or_else(|| number_of(&from.uri).and_then(|number| Msisdn::parse(&number).ok()))
+}
+
+/// The caller's number as the network asserts it (RFC 3325 P-Asserted-Identity), not as the
+/// caller claims it in From: what may stand in for a PIN.
+pub fn asserted_caller(headers: &Headers) -> Option<Msisdn> {
+    headers
+        .get_all("P-Asserted-Identity")
+        .flat_map(split_list)
+        .filter_map(|value| number_of(&NameAddr::parse(value).ok()?.uri))
+        .find_map(|number| Msisdn::parse(&number).ok())
 }
 
 /// The subscribers of this TAS and their prefixes, each with what the caller attached to it

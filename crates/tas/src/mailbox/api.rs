@@ -89,11 +89,16 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::Internal(why) => {
                 warn!(why, "mailbox API: internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, why)
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error (logged)".to_owned())
+            }
+            // The database out of reach is temporary; anything else is a fault here.
+            ApiError::Store(error) if error.is_unavailable() => {
+                warn!(%error, "mailbox API: the store is unreachable");
+                (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again".to_owned())
             }
             ApiError::Store(error) => {
                 warn!(%error, "mailbox API: the store refused");
-                (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again".to_owned())
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error (logged)".to_owned())
             }
         };
         (status, Json(serde_json::json!({ "error": text }))).into_response()
@@ -187,10 +192,13 @@ async fn audio(
     if !opus {
         return Ok(([(header::CONTENT_TYPE, "audio/wav")], wav).into_response());
     }
-    let samples = media::apps::decode_audio(&wav, std::path::Path::new(&row.id))
-        .map_err(|error| ApiError::Internal(format!("message {id:?} does not decode: {error}")))?;
-    let ogg = media::apps::ogg_opus_bytes(&samples)
-        .map_err(|error| ApiError::Internal(format!("cannot encode Opus: {error}")))?;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let samples = media::apps::decode_audio(&wav, std::path::Path::new(&row.id)).map_err(|e| e.to_string())?;
+        media::apps::ogg_opus_bytes(&samples).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| ApiError::Internal("the encoder stopped".into()))?;
+    let ogg = encoded.map_err(|error| ApiError::Internal(format!("message {id:?} as Opus: {error}")))?;
     Ok(([(header::CONTENT_TYPE, "audio/ogg; codecs=opus")], ogg).into_response())
 }
 
@@ -267,10 +275,15 @@ async fn put_greeting(
 ) -> Result<StatusCode, ApiError> {
     let owner = authorize(&mailboxes, &headers, &number).await?;
     let kind = kind_of(&kind)?;
-    let samples = media::apps::decode_audio(&body, std::path::Path::new("the uploaded greeting"))
-        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    if samples.is_empty() || samples.len() > MAX_GREETING_SAMPLES {
-        return Err(ApiError::BadRequest("a greeting is between a moment and two minutes long".into()));
+    // Decoding (and resampling) takes a while: off the threads that pace calls' media.
+    let decoded = tokio::task::spawn_blocking(move || {
+        media::apps::decode_audio_at_most(&body, std::path::Path::new("the uploaded greeting"), MAX_GREETING_SAMPLES)
+    })
+    .await
+    .map_err(|_| ApiError::Internal("the decoder stopped".into()))?;
+    let samples = decoded.map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    if samples.is_empty() {
+        return Err(ApiError::BadRequest("the greeting is empty".into()));
     }
     mailboxes.set_greeting(&owner, kind, &samples).await?;
     Ok(StatusCode::NO_CONTENT)

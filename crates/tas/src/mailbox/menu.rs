@@ -68,6 +68,10 @@ enum AfterMessage {
     Next,
     Previous,
     Replay,
+    /// Saved or deleted by its key (deleted ones leave the list).
+    Changed(MessageState),
+    /// Gone meanwhile (deleted through the API or another call).
+    Gone,
     MainMenu,
     Leave,
 }
@@ -115,7 +119,9 @@ impl Menu<'_> {
                 },
             };
             let timeout = self.mailboxes.settings().key_timeout;
-            match self.channel.read_digits(first, most, timeout, self.stop).await {
+            // One more than the longest valid entry: the `#` after a full-length one is read
+            // with it, not left over for the next menu (a longer entry is refused as invalid).
+            match self.channel.read_digits(first, most + 1, timeout, self.stop).await {
                 Some(digits) if !digits.is_empty() => return Some(digits),
                 Some(_) => {}
                 None if self.stop.is_cancelled() => return None,
@@ -156,22 +162,38 @@ impl Menu<'_> {
                 pressed = self.tell("login-incorrect").await?;
                 continue;
             };
-            if pin::verify(&entered, &hash) {
+            // The attempt counts before the PIN is checked: calls in parallel share the allowance.
+            let attempts = match store.begin_login(owner.as_str(), now).await {
+                Ok(Some(attempts)) if attempts <= settings.pin_attempts => attempts,
+                Ok(_) => {
+                    info!(subscriber = %owner, "mailbox login refused: locked");
+                    self.say(&["locked"]).await;
+                    return None;
+                }
+                Err(error) => {
+                    warn!(%error, "mailbox login: the attempt cannot be counted");
+                    return None;
+                }
+            };
+            // PBKDF2 takes tens of milliseconds: off the threads that pace other calls' media.
+            let matches = tokio::task::spawn_blocking(move || pin::verify(&entered, &hash)).await.unwrap_or(false);
+            if matches {
                 if let Err(error) = store.clear_failed_logins(owner.as_str()).await {
                     warn!(%error, "mailbox login: failed logins not cleared");
                 }
                 return Some(owner);
             }
-            let lock_until = now.saturating_add(i64::try_from(settings.pin_lockout.as_millis()).unwrap_or(i64::MAX));
-            match store.count_failed_login(owner.as_str(), settings.pin_attempts, lock_until).await {
-                Ok(after) if after.locked_until_ms > now => {
-                    warn!(subscriber = %owner, lockout = ?settings.pin_lockout, "mailbox locked after repeated wrong PINs");
-                    self.say(&["locked"]).await;
-                    return None;
+            if attempts >= settings.pin_attempts {
+                let lock_until =
+                    now.saturating_add(i64::try_from(settings.pin_lockout.as_millis()).unwrap_or(i64::MAX));
+                if let Err(error) = store.lock_mailbox(owner.as_str(), lock_until).await {
+                    warn!(%error, "mailbox login: the lockout was not stored");
                 }
-                Ok(after) => info!(subscriber = %owner, failed = after.failed_logins, "mailbox login: wrong PIN"),
-                Err(error) => warn!(%error, "mailbox login: the wrong PIN was not counted"),
+                warn!(subscriber = %owner, lockout = ?settings.pin_lockout, "mailbox locked after repeated wrong PINs");
+                self.say(&["locked"]).await;
+                return None;
             }
+            info!(subscriber = %owner, attempts, "mailbox login: wrong PIN");
             pressed = self.tell("login-incorrect").await?;
         }
         None
@@ -239,7 +261,7 @@ impl Menu<'_> {
 
     /// Plays the new messages, then the others; `false` when the caller is leaving.
     async fn listen(&mut self, owner: &Msisdn) -> bool {
-        let messages: Vec<VoicemailRow> = match self.mailboxes.playlist(owner).await {
+        let mut messages: Vec<VoicemailRow> = match self.mailboxes.playlist(owner).await {
             Ok((new, saved)) => new.into_iter().chain(saved).collect(),
             Err(error) => {
                 warn!(%error, "mailbox menu: the store cannot be read");
@@ -247,11 +269,20 @@ impl Menu<'_> {
             }
         };
         let mut index = 0;
-        while let Some(message) = messages.get(index) {
-            match self.message(owner, message).await {
+        while let Some(message) = messages.get(index).cloned() {
+            match self.message(owner, &message).await {
                 AfterMessage::Next => index += 1,
                 AfterMessage::Previous => index = index.saturating_sub(1),
                 AfterMessage::Replay => {}
+                AfterMessage::Changed(MessageState::Deleted) | AfterMessage::Gone => {
+                    messages.remove(index);
+                }
+                AfterMessage::Changed(state) => {
+                    if let Some(kept) = messages.get_mut(index) {
+                        kept.state = state;
+                    }
+                    index += 1;
+                }
                 AfterMessage::MainMenu => return true,
                 AfterMessage::Leave => return false,
             }
@@ -259,13 +290,14 @@ impl Menu<'_> {
         self.say(&["no-more-messages"]).await != Heard::Stopped
     }
 
-    /// One message: envelope, audio, then its menu.
+    /// One message: envelope, audio (heard once it played or a key cut it short), then its
+    /// menu.
     async fn message(&mut self, owner: &Msisdn, message: &VoicemailRow) -> AfterMessage {
         let store = self.mailboxes.store().clone();
         let audio = match self.mailboxes.message_audio(owner, &message.id).await {
             Ok(Some(audio)) => audio,
-            // Deleted meanwhile (by the API, another call) or unreadable: the next one.
-            Ok(None) => return AfterMessage::Next,
+            // Deleted meanwhile (by the API, another call) or unreadable.
+            Ok(None) => return AfterMessage::Gone,
             Err(error) => {
                 warn!(%error, "mailbox menu: the store cannot be read");
                 return AfterMessage::Leave;
@@ -277,16 +309,16 @@ impl Menu<'_> {
             Heard::Played => None,
         };
         if pressed.is_none() {
-            if message.state == MessageState::New {
-                if let Err(error) = store.set_voicemail_state(owner.as_str(), &message.id, MessageState::Heard).await {
-                    warn!(%error, id = %message.id, "not marked heard");
-                }
-            }
             pressed = match self.channel.play_listening(&audio, self.stop).await {
                 Heard::Stopped => return AfterMessage::Leave,
                 Heard::Key(key) => Some(key),
                 Heard::Played => None,
             };
+            if message.state == MessageState::New {
+                if let Err(error) = store.mark_voicemail_heard(owner.as_str(), &message.id).await {
+                    warn!(%error, id = %message.id, "not marked heard");
+                }
+            }
         }
         loop {
             let key = match pressed.take() {
@@ -304,18 +336,22 @@ impl Menu<'_> {
                 '#' => return AfterMessage::Leave,
                 '7' => (MessageState::Deleted, "deleted"),
                 '9' => (MessageState::Saved, "saved"),
-                _ => {
-                    self.say(&["invalid"]).await;
-                    continue;
-                }
+                _ => match self.tell("invalid").await {
+                    Some(next) => {
+                        pressed = next;
+                        continue;
+                    }
+                    None => return AfterMessage::Leave,
+                },
             };
             match store.set_voicemail_state(owner.as_str(), &message.id, state).await {
-                Ok(_) => info!(subscriber = %owner, id = %message.id, %state, "by phone"),
+                Ok(true) => info!(subscriber = %owner, id = %message.id, %state, "by phone"),
+                Ok(false) => return AfterMessage::Gone,
                 Err(error) => warn!(%error, id = %message.id, "message state not changed"),
             }
             return match self.say(&[said]).await {
                 Heard::Stopped => AfterMessage::Leave,
-                _ => AfterMessage::Next,
+                _ => AfterMessage::Changed(state),
             };
         }
     }
@@ -391,6 +427,11 @@ impl Menu<'_> {
             }
             self.channel.discard_pending();
             let recorded = self.record().await?;
+            if recorded.is_empty() {
+                // Nothing said: a silent greeting would greet nobody.
+                self.tell("invalid").await?;
+                continue;
+            }
             loop {
                 match self.choose(&["review-recording"]).await? {
                     '1' => {
@@ -417,7 +458,8 @@ impl Menu<'_> {
         }
     }
 
-    /// Speech until `#`, silence or the longest greeting; `None` when the caller left.
+    /// Speech until `#`, silence or the longest greeting, without the silence at its end
+    /// (empty when nothing was said); `None` when the caller left.
     async fn record(&mut self) -> Option<Vec<i16>> {
         let settings = self.mailboxes.settings().clone();
         let most = (settings.max_greeting.as_millis() as usize) * 8;
@@ -441,6 +483,10 @@ impl Menu<'_> {
                 }
             }
         }
+        // The silence that ended it (or came before `#`) is no part of the greeting.
+        let spoken =
+            samples.chunks(160).rposition(|frame| !media::apps::is_silent(frame)).map_or(0, |last| (last + 1) * 160);
+        samples.truncate(spoken);
         Some(samples)
     }
 
@@ -449,7 +495,11 @@ impl Menu<'_> {
     async fn change_pin(&mut self, owner: &Msisdn) -> Option<Option<char>> {
         let first = self.entry("new-pin", 8, None).await?;
         let again = self.entry("pin-again", 8, None).await?;
-        let said = match (first == again).then(|| pin::hash(&first)) {
+        let hashed = match first == again {
+            true => tokio::task::spawn_blocking(move || pin::hash(&first)).await.ok(),
+            false => None,
+        };
+        let said = match hashed {
             Some(Ok(hash)) => match self.mailboxes.store().set_pin_hash(owner.as_str(), &hash).await {
                 Ok(()) => {
                     info!(subscriber = %owner, "PIN changed by phone");

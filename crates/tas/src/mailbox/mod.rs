@@ -41,7 +41,7 @@ pub struct MailboxSettings {
     pub access_number: Option<Msisdn>,
     /// The wait for a key before a menu is said again.
     pub key_timeout: Duration,
-    /// The longest greeting recorded by phone, and the silence that ends one.
+    /// The longest greeting recorded by phone.
     pub max_greeting: Duration,
     /// This long without speech ends a greeting recorded by phone.
     pub silence: Duration,
