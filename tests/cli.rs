@@ -749,30 +749,6 @@ async fn subscribers_changed_while_serving(database: &str) {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
-/// `ringer` with `args` and `input` on its standard input.
-async fn ringer_with_input(args: &[&str], input: &str) -> Output {
-    use tokio::io::AsyncWriteExt;
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ringer runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).await.expect("input written");
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("ringer finished in time")
-        .expect("ringer ran");
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 #[tokio::test]
 async fn mailbox_pins_and_api_tokens_are_set_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -224,17 +224,9 @@ async fn a_busy_owner_s_caller_hears_the_busy_greeting_and_the_owner_hears_and_d
     assert_eq!(message.state, MessageState::New);
 
     // The owner calls the access number from their own phone: no PIN; 1 plays the new message.
-    let (call, mut peer, mut ears) = dial(&lab, OWNER, ACCESS).await;
+    let (call, peer, mut ears) = dial(&lab, OWNER, ACCESS).await;
     listen(&mut ears, Duration::from_millis(800)).await;
-    keys(&mut peer, "1").await;
-    assert!(
-        hear_tone(&mut ears, MESSAGE_TONE, Duration::from_millis(1000), Duration::from_secs(20)).await,
-        "the message, after its envelope"
-    );
-    keys(&mut peer, "7").await;
-    assert!(wait_for(Duration::from_secs(5), async || listed(&lab).await.is_empty()).await, "deleted by phone");
-    assert_eq!(call.hangup().await.expect("BYE"), 200);
-    peer.close().await;
+    play_and_delete(&lab, call, peer, ears).await;
 
     // Gone from the API too.
     let (status, body) = curl(&lab, &token, "GET", &format!("/api/v1/mailboxes/{OWNER}/messages"), None).await;
@@ -242,6 +234,20 @@ async fn a_busy_owner_s_caller_hears_the_busy_greeting_and_the_owner_hears_and_d
     let audio = format!("/api/v1/mailboxes/{OWNER}/messages/{}/audio", message.id);
     assert_eq!(curl(&lab, &token, "GET", &audio, None).await.0, 404);
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}
+
+/// In the menu's main menu: `1` plays the one message (its tone heard after the envelope), `7`
+/// deletes it (gone from the store's list); then hangs up.
+async fn play_and_delete(lab: &Lab, call: CallHandle, mut peer: OfferingPeer, mut ears: Listener) {
+    keys(&mut peer, "1").await;
+    assert!(
+        hear_tone(&mut ears, MESSAGE_TONE, Duration::from_millis(1000), Duration::from_secs(20)).await,
+        "the message, after its envelope"
+    );
+    keys(&mut peer, "7").await;
+    assert!(wait_for(Duration::from_secs(5), async || listed(lab).await.is_empty()).await, "deleted by phone");
+    assert_eq!(call.hangup().await.expect("BYE"), 200);
+    peer.close().await;
 }
 
 /// Puts a message of `MESSAGE_TONE` into the owner's mailbox.
@@ -282,15 +288,7 @@ async fn from_another_phone_the_pin_opens_the_mailbox_and_repeated_wrong_pins_lo
     keys(&mut peer, &format!("{mailbox}#")).await;
     keys(&mut peer, &format!("{PIN}#")).await;
     listen(&mut ears, Duration::from_millis(800)).await;
-    keys(&mut peer, "1").await;
-    assert!(
-        hear_tone(&mut ears, MESSAGE_TONE, Duration::from_millis(1000), Duration::from_secs(20)).await,
-        "the message, after the PIN"
-    );
-    keys(&mut peer, "7").await;
-    assert!(wait_for(Duration::from_secs(5), async || listed(&lab).await.is_empty()).await, "deleted");
-    assert_eq!(call.hangup().await.expect("BYE"), 200);
-    peer.close().await;
+    play_and_delete(&lab, call, peer, ears).await;
     assert_eq!(store(&lab).voicemail(&message.id).await.expect("store"), None);
 
     // Three wrong PINs: ringer says the mailbox is locked and hangs up.

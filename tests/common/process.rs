@@ -37,10 +37,29 @@ pub(crate) async fn ringer_in(namespace: Option<&NetNs>, args: &[&str], env: &[(
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("ringer finished in time")
-        .expect("ringer ran");
+    finished(command.output()).await
+}
+
+/// `ringer` with `args` and `input` on its standard input (a PIN, never an argument).
+pub(crate) async fn ringer_with_input(args: &[&str], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ringer runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("input written");
+    drop(stdin);
+    finished(child.wait_with_output()).await
+}
+
+/// What a `ringer` run printed, once it ends (within 30 s).
+async fn finished(run: impl std::future::Future<Output = std::io::Result<std::process::Output>>) -> Output {
+    let output =
+        tokio::time::timeout(Duration::from_secs(30), run).await.expect("ringer finished in time").expect("ringer ran");
     Output {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -145,33 +145,35 @@ impl Store {
         id: &str,
         state: MessageState,
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE voicemail_messages SET state = $1, state_changed_ms = $2 \
-             WHERE id = $3 AND subscriber = $4 AND state <> 'deleted'",
-        )
-        .bind(state.as_str())
-        .bind(now_millis())
-        .bind(id)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(changed > 0)
+        self.move_voicemail(subscriber, id, state, "state <> 'deleted'").await
     }
 
     /// Marks message `id` of `subscriber` heard if it is still new (a message saved or
     /// deleted meanwhile keeps that state); whether it was.
     pub async fn mark_voicemail_heard(&self, subscriber: &str, id: &str) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE voicemail_messages SET state = 'heard', state_changed_ms = $1 \
-             WHERE id = $2 AND subscriber = $3 AND state = 'new'",
-        )
-        .bind(now_millis())
-        .bind(id)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        self.move_voicemail(subscriber, id, MessageState::Heard, "state = 'new'").await
+    }
+
+    /// Moves message `id` of `subscriber` to `state` where it is in a state `from` (an SQL
+    /// condition on `state`) allows; whether it was.
+    async fn move_voicemail(
+        &self,
+        subscriber: &str,
+        id: &str,
+        state: MessageState,
+        from: &'static str,
+    ) -> Result<bool, StoreError> {
+        let query = format!(
+            "UPDATE voicemail_messages SET state = $1, state_changed_ms = $2 WHERE id = $3 AND subscriber = $4 AND {from}"
+        );
+        let changed = sqlx::query(&query)
+            .bind(state.as_str())
+            .bind(now_millis())
+            .bind(id)
+            .bind(subscriber)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(changed > 0)
     }
 
