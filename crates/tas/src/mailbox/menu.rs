@@ -250,11 +250,10 @@ impl Menu<'_> {
                     }
                 }
                 '#' => return,
-                _ => {
-                    if self.say(&["invalid"]).await == Heard::Stopped {
-                        return;
-                    }
-                }
+                _ => match self.tell("invalid").await {
+                    Some(next) => pressed = next,
+                    None => return,
+                },
             }
         }
     }
