@@ -453,3 +453,50 @@ async fn an_sbc_requiring_100rel_and_timers_gets_them_on_every_leg() {
 async fn final_of_or_provisional(call: &mut ringer::sip::uac::OutgoingCall) -> Progress {
     tokio::time::timeout(Duration::from_secs(20), call.next()).await.expect("progress within 20 s")
 }
+
+/// Every leg 3 the TAS placed, across the calls the core saw (a forwarded leg 3 also starts
+/// the call the core routes to the new callee: counted once).
+fn legs_3(lab: &Lab) -> usize {
+    lab.sbc().calls().iter().flat_map(|call| call.legs.iter().skip(1)).filter(|leg| leg.leg.number() == 3).count()
+}
+
+/// Forwards between subscribers come back through the core to the TAS (the new callee's
+/// terminating services), so a forwarding loop would never end by itself: a call is not
+/// forwarded again once it shows `calls.max_diversions` diversions, nor to a number already
+/// in its history; `calls.on_diversion_limit` answers it instead.
+#[tokio::test]
+async fn forwarding_stops_at_the_diversion_limit_and_at_a_loop() {
+    let forward = |number: &str, prefix: &str, to: &str| {
+        subscriber(number, "loop-mt", "", prefix, "", &format!("\"forward {to}\""))
+    };
+    let subscribers = [
+        // A chain of four: 1 → 2 → 3 → 4.
+        forward("+4799990401", "41", "+4799990402"),
+        forward("+4799990402", "42", "+4799990403"),
+        forward("+4799990403", "43", "+4799990404"),
+        forward("+4799990404", "44", "+4799990405"),
+        // Two forwarding to each other.
+        forward("+4799990411", "45", "+4799990412"),
+        forward("+4799990412", "46", "+4799990411"),
+    ];
+    let lab = Lab::start_adjusted(&subscribers, Vec::new(), Vec::new(), |config| {
+        config.calls.max_diversions = 2;
+        config.calls.on_diversion_limit = "reject 482 Loop Detected".parse().expect("action");
+    })
+    .await;
+
+    // The chain: two diversions (1 → 2 → 3), then 3 may not forward.
+    let mut call = lab.call(ALICE, "+4799990401");
+    let Progress::Failed(response) = final_of(&mut call).await else { panic!("not refused") };
+    assert_eq!((response.status.as_u16(), response.reason.as_str()), (482, "Loop Detected"));
+    assert_eq!(legs_3(&lab), 2, "one leg 3 per diversion allowed: {:?}", lab.sbc().calls());
+    let legs_2 = lab.sbc().calls().iter().filter(|call| call.legs.iter().any(|leg| leg.leg.number() == 2)).count();
+    assert_eq!(legs_2, 3, "the core brought the call to the TAS for 1, 2 and 3");
+
+    // The pair: 11 → 12, and 12 may not send it back to 11.
+    let mut call = lab.call(ALICE, "+4799990411");
+    let Progress::Failed(response) = final_of(&mut call).await else { panic!("not refused") };
+    assert_eq!(response.status.as_u16(), 482);
+    assert_eq!(legs_3(&lab), 3, "one more leg 3 only: {:?}", lab.sbc().calls());
+    assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+}

@@ -107,3 +107,28 @@ async fn too_small_a_session_interval_gets_422_with_min_se() {
     assert_eq!((ok, failed), (3, 0), "422 with Min-SE\n{screen}");
     assert!(settled(&tas).await, "nothing left in ringer");
 }
+
+/// The core brings a call already diverted twice (History-Info causes, Diversion) to a
+/// subscriber that forwards: with `calls.max_diversions = 2` ringer refuses it as configured
+/// (482) instead of forwarding a third time, and sends nothing back towards the core.
+#[tokio::test]
+async fn a_call_diverted_as_often_as_allowed_is_not_forwarded_again() {
+    let Some(sipp_path) = tool(&["sipp"], "sip-tester") else { return };
+    let toml = "[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"http://127.0.0.1:1\"\n\
+         [sip]\ntcp_listen = \"127.0.0.1:0\"\nmedia_address = \"127.0.0.1\"\n\
+         [calls]\nmax_diversions = 2\non_diversion_limit = \"reject 482 Loop Detected\"\n\
+         [[subscriber]]\nphone_number = \"+4799990003\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"forward +4799990009\"\n";
+    let config: ServeConfig = toml::from_str(toml).expect("config");
+    config.validate().expect("valid");
+    let tas = ringer::tas::start_sip(&config).await.expect("TAS starts");
+    let keys = [("caller", "+4712345678")];
+    let (ok, failed, screen, _) = sipp(&sipp_path, &tas, "core_leg2_diverted.xml", "+224799990003", 3, &keys).await;
+    assert_eq!((ok, failed), (3, 0), "{screen}");
+    let records = tas.router.records();
+    assert_eq!(records.len(), 3);
+    assert!(
+        records.iter().all(|r| r.outcome.leg3_call_ids.is_empty() && r.outcome.status.map(|s| s.as_u16()) == Some(482)),
+        "no leg 3, 482: {records:?}"
+    );
+    assert!(settled(&tas).await);
+}

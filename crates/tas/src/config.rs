@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::action::{Action, Behaviour, BehaviourConfig};
+use crate::call::action::{Action, App, Behaviour, BehaviourConfig};
 use crate::call::routing::Direction;
 use domain::config::{read_toml, ConfigError};
 use domain::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
@@ -383,6 +383,13 @@ pub struct CallsConfig {
     /// than this).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Diversions a call may already show (History-Info with a `cause`, Diversion entries)
+    /// and still be forwarded again; beyond, or to a number already in its history, it is
+    /// not forwarded: `on_diversion_limit` applies instead.
+    pub max_diversions: u32,
+    /// What a call that may not be forwarded again gets: `answer voicemail` (the subscriber's
+    /// mailbox), or a refusal such as `reject 482 Loop Detected`.
+    pub on_diversion_limit: Action,
 }
 
 impl Default for CallsConfig {
@@ -391,6 +398,8 @@ impl Default for CallsConfig {
             unknown_number: Action::reject(StatusCode::NOT_FOUND),
             unexpected: Action::reject(StatusCode::FORBIDDEN),
             drain_timeout: Duration::from_secs(30),
+            max_diversions: 5,
+            on_diversion_limit: Action::Answer(App::Voicemail),
         }
     }
 }
@@ -532,11 +541,13 @@ impl ServeConfig {
         {
             return Err(format!("voicemail.language {:?} must be a tag such as en or nb-NO", voicemail.language));
         }
-        for (key, action) in
-            [("calls.unknown_number", &self.calls.unknown_number), ("calls.unexpected", &self.calls.unexpected)]
-        {
+        for (key, action) in [
+            ("calls.unknown_number", &self.calls.unknown_number),
+            ("calls.unexpected", &self.calls.unexpected),
+            ("calls.on_diversion_limit", &self.calls.on_diversion_limit),
+        ] {
             if action.is_relay() {
-                return Err(format!("{key} must be reject or answer: there is no subscriber to loop or forward for"));
+                return Err(format!("{key} must be reject, announce or answer: it is no place to loop or forward"));
             }
         }
         Ok(())
@@ -642,6 +653,7 @@ mod tests {
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\nbogus = 1\n", "unknown field"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[registrar]\nrefresh_at = 1.5\n", "refresh_at"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\npin_attempts = 0\n", "pin_attempts"),
+            ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[calls]\non_diversion_limit = \"forward +4712345678\"\n", "calls.on_diversion_limit"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\nlanguage = \"../etc\"\n", "voicemail.language"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[voicemail]\naccess_number = \"555\"\n", "E.164"),
             ("[tas]\nsip_uri = \"sips:tas\"\n[core]\nendpoint = \"http://x:1\"\n[http]\nlisten = \"nowhere\"\n", "invalid socket address"),

@@ -26,13 +26,30 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
         return;
     };
+    route(&shared, invite, callee, Leg::CallerToCore, true).await;
+}
+
+/// The registrations a call to a number goes through its TAS for.
+pub(super) const MT_ROUTES: [RouteType; 4] = [RouteType::Loop, RouteType::LoopMt, RouteType::Fork, RouteType::Fallback];
+
+/// Routes `invite` (which came as `first`) to `callee`: through the caller's TAS (MO, when
+/// `originating` services apply), the callee's (MT), or straight; returns the final status.
+/// A call a TAS forwarded to another number comes here again without `originating`: the new
+/// callee's terminating services apply, as they do in the operator's core.
+pub(super) async fn route(
+    shared: &Arc<Shared>,
+    invite: PendingInvite,
+    callee: Msisdn,
+    first: Leg,
+    originating: bool,
+) -> StatusCode {
     let caller = caller(&invite.request().headers, &invite.essentials().from);
     let mo_routes: &[RouteType] = match shared.fork_mo.load(Ordering::Relaxed) {
         true => &[RouteType::Loop, RouteType::LoopMo, RouteType::Fork],
         false => &[RouteType::Loop, RouteType::LoopMo],
     };
-    let mo = caller.as_ref().and_then(|c| shared.registration(c, mo_routes));
-    let mt = shared.registration(&callee, &[RouteType::Loop, RouteType::LoopMt, RouteType::Fork, RouteType::Fallback]);
+    let mo = caller.as_ref().filter(|_| originating).and_then(|c| shared.registration(c, mo_routes));
+    let mt = shared.registration(&callee, &MT_ROUTES);
     let (route, registration, prefix) = match (mo, mt) {
         (Some(mo), _) => {
             let prefix = mo.registration.mo_prefix.clone();
@@ -60,22 +77,17 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
         route,
         prefix: prefix.clone(),
         session_id: session_id.clone(),
-        legs: vec![LegRecord::new(Leg::CallerToCore, invite.request().uri.to_string())],
+        legs: vec![LegRecord::new(first, invite.request().uri.to_string())],
         status: None,
         diverted: None,
     });
-    info!(call_id = %invite.essentials().call_id, %callee, %route, "leg 1");
+    info!(call_id = %invite.essentials().call_id, %callee, %route, leg = first.number(), "call in");
     let status = match registration {
         Some(registration) if route != CallRoute::Direct => {
             // While the TAS has the call, its leg 3 finds it by this Session-ID.
             shared.sessions().insert(session_id.clone(), call.clone());
-            let via_tas = ViaTas {
-                shared: &shared,
-                registration: &registration,
-                prefix: prefix.as_ref(),
-                callee: &callee,
-                call: &call,
-            };
+            let via_tas =
+                ViaTas { shared, registration: &registration, prefix: prefix.as_ref(), callee: &callee, call: &call };
             let status = match route {
                 CallRoute::Fork(_) => via_tas.fork(invite).await,
                 CallRoute::Fallback => via_tas.fallback(invite).await,
@@ -84,13 +96,14 @@ pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
             shared.sessions().remove(&session_id);
             status
         }
-        _ => direct(&shared, invite, &callee, &call).await,
+        _ => direct(shared, invite, &callee, &call).await,
     };
     let mut call = call.lock();
     call.status = Some(status);
     if let Some(leg) = call.legs.first_mut() {
         leg.status = Some(status);
     }
+    status
 }
 
 pub(super) async fn direct(shared: &Shared, invite: PendingInvite, callee: &Msisdn, call: &SharedCall) -> StatusCode {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::access::MT_ROUTES;
 use super::legs::{bridge, callee_leg, session_id_of};
 use super::records::{set_leg_status, CallRoute, Leg, LegRecord, SbcCall};
 use super::shared::Shared;
@@ -55,6 +56,14 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         record.legs.len() - 1
     };
     info!(%call_id, %number, "leg 3 from the TAS");
+    // Forwarded to another number with services of its own: the new callee's terminating
+    // services apply (a new leg 2 to its TAS), as the operator's core does.
+    let forwarded = number != call.lock().callee && shared.registration(&number, &MT_ROUTES).is_some();
+    if forwarded {
+        let status = super::access::route(&shared, invite, number, Leg::TasToCore, false).await;
+        set_leg_status(&call, leg3_index, status);
+        return;
+    }
     let status = match callee_leg(&shared, &invite, &number, &call).await {
         Ok((leg, index)) => bridge(&shared, invite, leg3_index, leg, &call, index).await,
         Err(why) => {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use domain::types::Msisdn;
 use sip::b2bua::{self, LegOutcome};
 use sip::core::UserAgent;
-use sip::message::header::SessionId;
+use sip::message::header::{NameAddr, SessionId};
 use sip::message::{StatusCode, Uri};
 use sip::transport::Link;
 use sip::ua::PendingInvite;
@@ -110,6 +110,7 @@ impl Engine {
     }
 
     /// Carries out `behaviour` on `invite`; `callee` is the number with the prefix removed.
+    /// A forward the call's history forbids (`limit`) gives way to `limit.instead`.
     /// Returns once the call is refused or, when answered by a relay, has ended; an app
     /// answering it may run on until the call ends ([`AppRunning`]).
     pub async fn run(
@@ -118,6 +119,7 @@ impl Engine {
         info: &CallInfo,
         callee: &Msisdn,
         behaviour: &Behaviour,
+        limit: &DiversionLimit,
     ) -> (Outcome, AppRunning) {
         let mut outcome = Outcome::default();
         if let Some(ring_time) = behaviour.ring_time {
@@ -172,10 +174,18 @@ impl Engine {
                     Step::Done(status)
                 }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
-                Action::Forward(to) => {
-                    let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
-                    self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
-                }
+                Action::Forward(to) => match limit.refusal(pending.request(), callee, &to) {
+                    Some(why) => {
+                        warn!(call_id = %pending.essentials().call_id, to = %to, why, instead = %limit.instead,
+                            "not forwarded again");
+                        invite = Some(pending);
+                        Step::Act(limit.instead.clone(), cause)
+                    }
+                    None => {
+                        let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
+                        self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
+                    }
+                },
             };
         }
     }
@@ -355,6 +365,49 @@ enum Leg3Error {
     /// The INVITE could not be sent.
     #[error("INVITE not sent: {0}")]
     Request(#[from] sip::client::RequestError),
+}
+
+/// How far a call may be forwarded: hop limits against forwarding loops between subscribers
+/// (each forward goes back through the core, which brings it to the TAS again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiversionLimit {
+    /// Diversions a call may already show and still be forwarded.
+    pub max: u32,
+    /// What a call gets instead (never a relay).
+    pub instead: Action,
+}
+
+impl DiversionLimit {
+    /// Why `request` (for `callee`) may not be forwarded to `to`, or `None` when it may: too
+    /// many diversions in its History-Info (entries with a `cause`) or Diversion headers, or
+    /// `to` already among the numbers it was diverted from (or `callee` itself).
+    pub fn refusal(&self, request: &sip::message::Request, callee: &Msisdn, to: &Msisdn) -> Option<&'static str> {
+        let headers = &request.headers;
+        let history = headers.values("History-Info");
+        let diverted = headers.values("Diversion");
+        // One entry per diversion carries the RFC 4458 `cause` in its URI (the new target).
+        let by_history = history.iter().filter(|entry| has_cause(entry)).count();
+        let count = u32::try_from(by_history.max(diverted.len())).unwrap_or(u32::MAX);
+        if count >= self.max {
+            return Some("the call has been diverted as often as calls.max_diversions allows");
+        }
+        let numbers = history.iter().chain(diverted.iter()).filter_map(|entry| {
+            let addr = NameAddr::parse(entry).ok()?;
+            Msisdn::parse(&super::routing::number_of(&addr.uri)?).ok()
+        });
+        let mut seen = std::iter::once(callee.clone()).chain(numbers);
+        seen.any(|number| number == *to).then_some("the target is already in the call's history (a forwarding loop)")
+    }
+}
+
+/// Whether a History-Info entry's URI carries an RFC 4458 `cause` (the entry a diversion
+/// retargeted to).
+fn has_cause(entry: &str) -> bool {
+    match NameAddr::parse(entry).map(|addr| addr.uri) {
+        Ok(Uri::Sip(sip)) => sip.params.get("cause").is_some(),
+        Ok(Uri::Tel { params, .. }) => params.get("cause").is_some(),
+        _ => false,
+    }
 }
 
 /// Headers of leg 2 that leg 3 carries on unchanged.

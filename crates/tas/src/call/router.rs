@@ -21,7 +21,7 @@ use crate::mailbox::Mailboxes;
 
 use super::action::{Action, App, Behaviour};
 use super::answer::{AppRunning, CallInfo, MediaSettings};
-use super::behaviour::{Engine, Outcome};
+use super::behaviour::{DiversionLimit, Engine, Outcome};
 use super::records::RecordWriter;
 use super::routing::{asserted_caller, caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
 use super::stats::CallStats;
@@ -392,7 +392,9 @@ impl SessionHandler for RouterHandler {
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
         tokio::spawn(async move {
-            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour).await;
+            let limit =
+                DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
+            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
             record.outcome = outcome;
             info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
             router.keep(record, app).await;
