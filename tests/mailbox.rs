@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::audio::tone_share;
+use common::curl::Body;
 use common::lab::{handset, subscriber, Lab};
 use common::msisdn;
 use ringer::config::core::HandsetMode;
@@ -171,23 +172,7 @@ async fn curl_at(
     path: &str,
     upload: Option<&std::path::Path>,
 ) -> (u16, String) {
-    let url = format!("http://{http}{path}");
-    let authorization = format!("Authorization: Bearer {token}");
-    let mut args = vec!["-sS", "-X", method, "-H", &authorization, "-w", "\n%{http_code}", &url];
-    let data;
-    if let Some(file) = upload {
-        data = format!("@{}", file.display());
-        args.extend(["-H", "Content-Type: audio/wav", "--data-binary", &data]);
-    }
-    let output = tokio::process::Command::new("curl").args(&args).output().await;
-    let output = match output {
-        Ok(output) => output,
-        Err(error) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("curl: {error}"),
-        Err(error) => panic!("curl is needed (apt-get install curl): {error}"),
-    };
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (status.trim().parse().unwrap_or(0), body.to_owned())
+    common::curl::curl(http, token, method, path, upload.map(Body::Wav)).await
 }
 
 /// A token for the owner's mailbox.

@@ -141,8 +141,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let listener = tokio::net::TcpListener::bind(addr).await?;
             let addr = listener.local_addr()?;
             println!("HTTP API listening on {addr}");
-            info!(%addr, "voicemail API at /api/v1/mailboxes/{{number}}/...");
-            let api = ringer::tas::mailbox::api::router(mailboxes.clone());
+            info!(%addr, "API at /api/v1/mailboxes/{{number}}/... and /api/v1/subscribers/{{number}}/settings");
+            let api = ringer::tas::mailbox::api::router(mailboxes.clone())
+                .merge(ringer::tas::settings::router(mailboxes.clone()));
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, api).await {
                     error!(%error, "HTTP API stopped");

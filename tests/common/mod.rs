@@ -5,6 +5,7 @@
 
 pub(crate) mod audio;
 pub(crate) mod broken_tas;
+pub(crate) mod curl;
 pub(crate) mod dns;
 pub(crate) mod fault_proxy;
 pub(crate) mod kamailio;

@@ -7,7 +7,8 @@
 //! behaviours as opaque JSON the TAS writes and reads) with a revision counted up by every
 //! change, so that running instances notice one by reading a single number; the registration
 //! leases that share the subscribers among live instances; call detail records; voicemail
-//! messages with their audio and state, greetings, PINs and the HTTP API's tokens.
+//! messages with their audio and state, greetings, PINs and the HTTP API's tokens; the settings
+//! subscribers make for themselves (forwarding, do-not-disturb), as JSON.
 
 // Outside tests nothing is unwrapped: errors are handled or explained (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -16,6 +17,7 @@ mod calls;
 mod leases;
 mod mailboxes;
 mod pool;
+mod settings;
 mod subscribers;
 mod voicemail;
 

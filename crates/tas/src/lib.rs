@@ -9,6 +9,7 @@ pub mod call;
 pub mod config;
 pub mod leases;
 pub mod mailbox;
+pub mod settings;
 pub mod subscribers;
 pub mod voicemail;
 pub mod webhook;

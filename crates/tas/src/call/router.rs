@@ -18,6 +18,7 @@ use sip::ua::{PendingInvite, SessionHandler};
 use crate::mailbox::greeting::Absence;
 use crate::mailbox::menu::Login;
 use crate::mailbox::Mailboxes;
+use crate::settings::SubscriberSettings;
 
 use super::action::{Action, App, Behaviour};
 use super::answer::{AppRunning, CallInfo, MediaSettings};
@@ -394,6 +395,18 @@ impl SessionHandler for RouterHandler {
         tokio::spawn(async move {
             let limit =
                 DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
+            // What the subscriber set for themselves goes over the configured behaviour.
+            let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
+            let behaviour = match (store, classified.direction) {
+                (Some(store), Direction::Terminating) => {
+                    let settings = SubscriberSettings::load(store, &classified.subscriber).await;
+                    match settings == SubscriberSettings::default() {
+                        true => behaviour,
+                        false => Arc::new(settings.apply(&behaviour)),
+                    }
+                }
+                _ => behaviour,
+            };
             let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
             record.outcome = outcome;
             info!(call_id = %record.call_id, outcome = %record.outcome, "call done");

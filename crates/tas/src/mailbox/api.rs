@@ -61,7 +61,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// Why a request failed, as its status and a JSON `{"error": ...}`.
 #[derive(Debug)]
-enum ApiError {
+pub(crate) enum ApiError {
     Unauthorized,
     Forbidden,
     NotFound(String),
@@ -106,7 +106,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The mailbox of the path, once the request's token opens it.
-async fn authorize(mailboxes: &Mailboxes, headers: &HeaderMap, number: &str) -> Result<Msisdn, ApiError> {
+pub(crate) async fn authorize(mailboxes: &Mailboxes, headers: &HeaderMap, number: &str) -> Result<Msisdn, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

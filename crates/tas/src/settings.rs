@@ -1,0 +1,277 @@
+//! What a subscriber sets for themselves over the configured behaviours: call forwarding
+//! (always, on busy, on no answer with its time, when unreachable; each to a number or to
+//! voicemail), do-not-disturb, voicemail on or off. Kept in the store as JSON; read for each
+//! call the core brings for the subscriber; read and changed through the HTTP API
+//! (`/api/v1/subscribers/{number}/settings`, the voicemail API's tokens).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode as HttpStatus};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use domain::types::Msisdn;
+use sip::message::StatusCode;
+use store::Store;
+
+use crate::call::action::{Action, App, Behaviour};
+use crate::mailbox::api::{authorize, ApiError};
+use crate::mailbox::Mailboxes;
+
+/// Where a forward sends the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardTarget {
+    /// Another number (through the core, with History-Info and Diversion).
+    Number(Msisdn),
+    /// The subscriber's own mailbox.
+    Voicemail,
+}
+
+impl ForwardTarget {
+    fn action(&self) -> Action {
+        match self {
+            ForwardTarget::Number(number) => Action::Forward(number.clone()),
+            ForwardTarget::Voicemail => Action::Answer(App::Voicemail),
+        }
+    }
+}
+
+impl fmt::Display for ForwardTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardTarget::Number(number) => f.write_str(number.as_str()),
+            ForwardTarget::Voicemail => f.write_str("voicemail"),
+        }
+    }
+}
+
+impl FromStr for ForwardTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "voicemail" => Ok(ForwardTarget::Voicemail),
+            number => Msisdn::parse(number)
+                .map(ForwardTarget::Number)
+                .map_err(|error| format!("{number:?} is neither \"voicemail\" nor an E.164 number: {error}")),
+        }
+    }
+}
+
+impl Serialize for ForwardTarget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The shortest and longest no-answer time a subscriber may set, in seconds.
+const NO_ANSWER_SECONDS: std::ops::RangeInclusive<u32> = 5..=120;
+
+/// A subscriber's own settings; each unset one leaves the configured behaviour alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriberSettings {
+    /// Every call forwarded at once (CFU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_always: Option<ForwardTarget>,
+    /// Forwarded when the subscriber is busy (CFB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_busy: Option<ForwardTarget>,
+    /// Forwarded when the subscriber does not answer (CFNR) ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_no_answer: Option<ForwardTarget>,
+    /// ... within this many seconds (5 to 120).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_answer_seconds: Option<u32>,
+    /// Forwarded when the subscriber cannot be reached (CFNRc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_unreachable: Option<ForwardTarget>,
+    /// Calls refused as busy (or sent where busy calls go).
+    pub do_not_disturb: bool,
+    /// `false`: no voicemail for this subscriber (calls it would take are refused with 480).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voicemail: Option<bool>,
+}
+
+impl SubscriberSettings {
+    /// Why these settings cannot be `owner`'s, if they cannot.
+    pub fn check(&self, owner: &Msisdn) -> Result<(), String> {
+        let forwards = [
+            ("forward_always", &self.forward_always),
+            ("forward_busy", &self.forward_busy),
+            ("forward_no_answer", &self.forward_no_answer),
+            ("forward_unreachable", &self.forward_unreachable),
+        ];
+        for (key, target) in forwards {
+            if target.as_ref() == Some(&ForwardTarget::Number(owner.clone())) {
+                return Err(format!("{key}: a subscriber cannot forward to their own number"));
+            }
+            if target == &Some(ForwardTarget::Voicemail) && self.voicemail == Some(false) {
+                return Err(format!("{key}: voicemail is switched off"));
+            }
+        }
+        if let Some(seconds) = self.no_answer_seconds {
+            if !NO_ANSWER_SECONDS.contains(&seconds) {
+                return Err(format!("no_answer_seconds: {seconds} is not within 5 to 120"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a call to the subscriber gets: `configured` with these settings over it.
+    pub fn apply(&self, configured: &Behaviour) -> Behaviour {
+        let busy = self.forward_busy.as_ref().map(ForwardTarget::action);
+        let mut behaviour = if self.do_not_disturb {
+            Behaviour::plain(busy.clone().unwrap_or_else(|| Action::reject(StatusCode::BUSY_HERE)))
+        } else if let Some(always) = &self.forward_always {
+            Behaviour::plain(always.action())
+        } else {
+            let mut behaviour = configured.clone();
+            let overrides = [
+                (&mut behaviour.on_busy, busy),
+                (&mut behaviour.on_no_answer, self.forward_no_answer.as_ref().map(ForwardTarget::action)),
+                (&mut behaviour.on_unreachable, self.forward_unreachable.as_ref().map(ForwardTarget::action)),
+            ];
+            for (slot, set) in overrides {
+                if set.is_some() {
+                    *slot = set;
+                }
+            }
+            if let Some(seconds) = self.no_answer_seconds {
+                behaviour.no_answer_after = Duration::from_secs(u64::from(seconds));
+            }
+            behaviour
+        };
+        if self.voicemail == Some(false) {
+            let off = |action: &mut Action| {
+                if *action == Action::Answer(App::Voicemail) {
+                    *action = Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE);
+                }
+            };
+            off(&mut behaviour.action);
+            for action in [&mut behaviour.on_busy, &mut behaviour.on_no_answer, &mut behaviour.on_unreachable] {
+                action.iter_mut().for_each(off);
+            }
+        }
+        behaviour
+    }
+
+    /// `subscriber`'s settings from `store`; none (the configured behaviour) when unset, or
+    /// when the store cannot be read or holds what this version cannot read (logged).
+    pub async fn load(store: &Store, subscriber: &Msisdn) -> Self {
+        match store.subscriber_settings(subscriber.as_str()).await {
+            Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|error| {
+                warn!(%subscriber, %error, "stored settings unreadable: the configured behaviour applies");
+                Self::default()
+            }),
+            Ok(None) => Self::default(),
+            Err(error) => {
+                warn!(%subscriber, %error, "settings not readable from the store: the configured behaviour applies");
+                Self::default()
+            }
+        }
+    }
+}
+
+/// The settings API's routes over the mailboxes' store and tokens.
+pub fn router(mailboxes: Mailboxes) -> Router {
+    Router::new().route("/api/v1/subscribers/{number}/settings", get(read).put(write)).with_state(mailboxes)
+}
+
+async fn read(
+    State(mailboxes): State<Mailboxes>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SubscriberSettings>, ApiError> {
+    let owner = authorize(&mailboxes, &headers, &number).await?;
+    Ok(Json(match mailboxes.store().subscriber_settings(owner.as_str()).await? {
+        Some(json) => serde_json::from_str(&json).map_err(|error| ApiError::Internal(error.to_string()))?,
+        None => SubscriberSettings::default(),
+    }))
+}
+
+async fn write(
+    State(mailboxes): State<Mailboxes>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<HttpStatus, ApiError> {
+    let owner = authorize(&mailboxes, &headers, &number).await?;
+    let settings: SubscriberSettings =
+        serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    settings.check(&owner).map_err(ApiError::BadRequest)?;
+    let json = serde_json::to_string(&settings).map_err(|error| ApiError::Internal(error.to_string()))?;
+    mailboxes.store().put_subscriber_settings(owner.as_str(), &json).await?;
+    info!(subscriber = %owner, settings = %json, "settings changed by the API");
+    Ok(HttpStatus::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> Msisdn {
+        Msisdn::parse(text).unwrap()
+    }
+
+    fn configured() -> Behaviour {
+        Behaviour { on_busy: Some(Action::Answer(App::Voicemail)), ..Behaviour::plain(Action::Loop) }
+    }
+
+    #[test]
+    fn unset_settings_leave_the_configured_behaviour() {
+        assert_eq!(SubscriberSettings::default().apply(&configured()), configured());
+    }
+
+    #[test]
+    fn forwards_replace_the_conditions_and_always_replaces_all() {
+        let settings = SubscriberSettings {
+            forward_busy: Some(ForwardTarget::Number(number("+4799990002"))),
+            forward_no_answer: Some(ForwardTarget::Voicemail),
+            no_answer_seconds: Some(12),
+            ..Default::default()
+        };
+        let applied = settings.apply(&configured());
+        assert_eq!(applied.action, Action::Loop);
+        assert_eq!(applied.on_busy, Some(Action::Forward(number("+4799990002"))));
+        assert_eq!(applied.on_no_answer, Some(Action::Answer(App::Voicemail)));
+        assert_eq!(applied.no_answer_after, Duration::from_secs(12));
+        let always = SubscriberSettings { forward_always: Some(ForwardTarget::Voicemail), ..settings };
+        assert_eq!(always.apply(&configured()), Behaviour::plain(Action::Answer(App::Voicemail)));
+    }
+
+    #[test]
+    fn do_not_disturb_is_busy_and_voicemail_off_refuses_what_it_would_take() {
+        let dnd = SubscriberSettings { do_not_disturb: true, ..Default::default() };
+        assert_eq!(dnd.apply(&configured()).action, Action::reject(StatusCode::BUSY_HERE));
+        let to_voicemail = SubscriberSettings { forward_busy: Some(ForwardTarget::Voicemail), ..dnd };
+        assert_eq!(to_voicemail.apply(&configured()).action, Action::Answer(App::Voicemail));
+        let off = SubscriberSettings { voicemail: Some(false), ..Default::default() };
+        let applied = off.apply(&configured());
+        assert_eq!(applied.on_busy, Some(Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE)));
+        assert_eq!(applied.action, Action::Loop);
+    }
+
+    #[test]
+    fn targets_read_and_write_as_text() {
+        let settings: SubscriberSettings =
+            serde_json::from_str(r#"{"forward_busy":"voicemail","forward_always":"+4799990002"}"#).unwrap();
+        assert_eq!(settings.forward_busy, Some(ForwardTarget::Voicemail));
+        assert_eq!(
+            serde_json::to_string(&settings).unwrap(),
+            r#"{"forward_always":"+4799990002","forward_busy":"voicemail","do_not_disturb":false}"#
+        );
+        assert!(serde_json::from_str::<SubscriberSettings>(r#"{"forward_busy":"4799"}"#).is_err());
+    }
+}
