@@ -75,6 +75,9 @@ impl<'de> Deserialize<'de> for ForwardTarget {
     }
 }
 
+/// The longest a call waits for its subscriber's settings.
+const LOAD_WITHIN: Duration = Duration::from_millis(300);
+
 /// The shortest and longest no-answer time a subscriber may set, in seconds.
 const NO_ANSWER_SECONDS: std::ops::RangeInclusive<u32> = 5..=120;
 
@@ -168,9 +171,14 @@ impl SubscriberSettings {
     }
 
     /// `subscriber`'s settings from `store`; none (the configured behaviour) when unset, or
-    /// when the store cannot be read or holds what this version cannot read (logged).
+    /// when the store cannot be read in time or holds what this version cannot read (logged):
+    /// a slow database delays no call by more than [`LOAD_WITHIN`].
     pub async fn load(store: &Store, subscriber: &Msisdn) -> Self {
-        match store.subscriber_settings(subscriber.as_str()).await {
+        let Ok(loaded) = tokio::time::timeout(LOAD_WITHIN, store.subscriber_settings(subscriber.as_str())).await else {
+            warn!(%subscriber, "settings not read in time: the configured behaviour applies");
+            return Self::default();
+        };
+        match loaded {
             Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|error| {
                 warn!(%subscriber, %error, "stored settings unreadable: the configured behaviour applies");
                 Self::default()

@@ -60,6 +60,13 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     // services apply (a new leg 2 to its TAS), as the operator's core does.
     let forwarded = number != call.lock().callee && shared.registration(&number, &MT_ROUTES).is_some();
     if forwarded {
+        // Each TAS in a forwarding loop lowers Max-Forwards; at zero the core stops it, whatever
+        // the TASs do.
+        if sip::b2bua::max_forwards(&invite) == Some(0) {
+            invite.reject(StatusCode::TOO_MANY_HOPS, None, Some("Max-Forwards reached zero"));
+            set_leg_status(&call, leg3_index, StatusCode::TOO_MANY_HOPS);
+            return;
+        }
         let status = super::access::route(&shared, invite, number, Leg::TasToCore, false).await;
         set_leg_status(&call, leg3_index, status);
         return;

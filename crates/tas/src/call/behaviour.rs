@@ -174,18 +174,23 @@ impl Engine {
                     Step::Done(status)
                 }
                 Action::Loop => self.relay(&mut outcome, pending, callee, None, conditions.take(), &mut invite).await,
-                Action::Forward(to) => match limit.refusal(pending.request(), callee, &to) {
-                    Some(why) => {
-                        warn!(call_id = %pending.essentials().call_id, to = %to, why, instead = %limit.instead,
+                Action::Forward(to) => {
+                    match limit.refusal(pending.request(), info.subscriber.as_ref().unwrap_or(callee), &to) {
+                        Some(why) => {
+                            warn!(call_id = %pending.essentials().call_id, to = %to, why, instead = %limit.instead,
                             "not forwarded again");
-                        invite = Some(pending);
-                        Step::Act(limit.instead.clone(), cause)
+                            if let Some(recorded) = outcome.actions.last_mut() {
+                                recorded.push_str(" (not forwarded: hop limit)");
+                            }
+                            invite = Some(pending);
+                            Step::Act(limit.instead.clone(), cause)
+                        }
+                        None => {
+                            let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
+                            self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
+                        }
                     }
-                    None => {
-                        let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
-                        self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
-                    }
-                },
+                }
             };
         }
     }
@@ -378,16 +383,18 @@ pub struct DiversionLimit {
 }
 
 impl DiversionLimit {
-    /// Why `request` (for `callee`) may not be forwarded to `to`, or `None` when it may: too
-    /// many diversions in its History-Info (entries with a `cause`) or Diversion headers, or
-    /// `to` already among the numbers it was diverted from (or `callee` itself).
-    pub fn refusal(&self, request: &sip::message::Request, callee: &Msisdn, to: &Msisdn) -> Option<&'static str> {
+    /// Why `request` (for `subscriber`) may not be forwarded to `to`, or `None` when it may:
+    /// too many diversions in its History-Info (entries with a `cause`) or Diversion headers
+    /// (entries, or the largest RFC 5806 `counter`), or `to` already among the numbers it was
+    /// diverted from (or the subscriber itself).
+    pub fn refusal(&self, request: &sip::message::Request, subscriber: &Msisdn, to: &Msisdn) -> Option<&'static str> {
         let headers = &request.headers;
         let history = headers.values("History-Info");
         let diverted = headers.values("Diversion");
         // One entry per diversion carries the RFC 4458 `cause` in its URI (the new target).
         let by_history = history.iter().filter(|entry| has_cause(entry)).count();
-        let count = u32::try_from(by_history.max(diverted.len())).unwrap_or(u32::MAX);
+        let by_counter = diverted.iter().filter_map(|entry| diversion_counter(entry)).max().unwrap_or(0);
+        let count = u32::try_from(by_history.max(diverted.len())).unwrap_or(u32::MAX).max(by_counter);
         if count >= self.max {
             return Some("the call has been diverted as often as calls.max_diversions allows");
         }
@@ -395,9 +402,18 @@ impl DiversionLimit {
             let addr = NameAddr::parse(entry).ok()?;
             Msisdn::parse(&super::routing::number_of(&addr.uri)?).ok()
         });
-        let mut seen = std::iter::once(callee.clone()).chain(numbers);
+        let mut seen = std::iter::once(subscriber.clone()).chain(numbers);
         seen.any(|number| number == *to).then_some("the target is already in the call's history (a forwarding loop)")
     }
+}
+
+/// The RFC 5806 `counter` of a Diversion entry: how many diversions it stands for.
+fn diversion_counter(entry: &str) -> Option<u32> {
+    let params = entry.rsplit_once('>').map_or(entry, |(_, after)| after);
+    params.split(';').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("counter").then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 /// Whether a History-Info entry's URI carries an RFC 4458 `cause` (the entry a diversion

@@ -362,7 +362,7 @@ impl SessionHandler for RouterHandler {
             direction: Some(classified.direction),
             caller: caller.clone(),
             callee: Some(classified.callee.clone()),
-            absence: Absence::of_request(&request.uri, &request.headers).unwrap_or_default(),
+            absence: Absence::of_request(&request.uri, &request.headers, &classified.subscriber).unwrap_or_default(),
             login: Login::Ask,
         };
         let asserted = asserted_caller(&request.headers);
@@ -393,16 +393,20 @@ impl SessionHandler for RouterHandler {
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
         tokio::spawn(async move {
-            let limit =
+            let mut limit =
                 DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
-            // What the subscriber set for themselves goes over the configured behaviour.
+            // What the subscriber set for themselves goes over the configured behaviour (and
+            // over what the hop limit falls back to: no voicemail when they switched it off).
             let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
             let behaviour = match (store, classified.direction) {
                 (Some(store), Direction::Terminating) => {
                     let settings = SubscriberSettings::load(store, &classified.subscriber).await;
                     match settings == SubscriberSettings::default() {
                         true => behaviour,
-                        false => Arc::new(settings.apply(&behaviour)),
+                        false => {
+                            limit.instead = settings.apply(&Behaviour::plain(limit.instead)).action;
+                            Arc::new(settings.apply(&behaviour))
+                        }
                     }
                 }
                 _ => behaviour,

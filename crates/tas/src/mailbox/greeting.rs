@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use domain::types::Msisdn;
 use sip::message::headers::Headers;
 use sip::message::Uri;
 
@@ -75,10 +76,12 @@ impl Absence {
         }
     }
 
-    /// What the network wrote on an INVITE that reached voicemail, most recent first: the
-    /// Request-URI's `cause`, History-Info's last entry with one, the top Diversion's
-    /// `reason` (`user-busy` is busy). `None` when nothing tells.
-    pub fn of_request(uri: &Uri, headers: &Headers) -> Option<Self> {
+    /// What the network wrote on an INVITE that reached `owner`'s voicemail, most recent
+    /// first: the Request-URI's `cause`; the last History-Info entry with one whose diverting
+    /// entry (the one before it) is `owner`; the top Diversion's `reason` (`user-busy` is
+    /// busy) when `owner` diverted. A cause another subscriber's diversion left on the call
+    /// (it was busy, and forwarded here) is theirs, not the owner's. `None` when nothing tells.
+    pub fn of_request(uri: &Uri, headers: &Headers, owner: &Msisdn) -> Option<Self> {
         let uri_cause = match uri {
             Uri::Sip(sip) => sip.params.get("cause").flatten().map(str::to_owned),
             Uri::Tel { params, .. } => params.get("cause").flatten().map(str::to_owned),
@@ -88,16 +91,29 @@ impl Absence {
             return Some(Self::of_cause(cause));
         }
         let history = headers.values("History-Info");
-        if let Some(cause) = history.iter().rev().find_map(|entry| cause_in(entry)) {
+        let owners = history.windows(2).rev().filter(|pair| number_in(pair[0]).as_ref() == Some(owner));
+        if let Some(cause) = owners.into_iter().find_map(|pair| cause_in(pair[1])) {
             return Some(Self::of_cause(cause));
         }
         let diversion = headers.values("Diversion");
-        let reason = diversion.first().and_then(|top| param(top, "reason"))?;
+        let top = diversion.first().filter(|top| number_in(top).as_ref() == Some(owner))?;
+        let reason = param(top, "reason")?;
         Some(match reason.trim_matches('"').to_ascii_lowercase().as_str() {
             "user-busy" => Absence::Busy,
             _ => Absence::Unavailable,
         })
     }
+}
+
+/// The number of a History-Info or Diversion entry's URI.
+fn number_in(entry: &str) -> Option<Msisdn> {
+    let addr = sip::message::header::NameAddr::parse(entry).ok()?;
+    let user = match &addr.uri {
+        Uri::Sip(sip) => sip.user.as_deref()?.split(';').next()?.to_owned(),
+        Uri::Tel { number, .. } => number.clone(),
+        Uri::Other { .. } => return None,
+    };
+    Msisdn::parse(&user).ok()
 }
 
 /// The `cause` of a History-Info entry's target URI (`<sip:...;cause=486>`); the escaped
@@ -121,11 +137,15 @@ mod tests {
     use super::*;
 
     fn absence(uri: &str, headers: &[(&str, &str)]) -> Option<Absence> {
+        absence_of("+4711", uri, headers)
+    }
+
+    fn absence_of(owner: &str, uri: &str, headers: &[(&str, &str)]) -> Option<Absence> {
         let mut list = Headers::new();
         for (name, value) in headers {
             list.push(name, *value);
         }
-        Absence::of_request(&Uri::parse(uri).unwrap(), &list)
+        Absence::of_request(&Uri::parse(uri).unwrap(), &list, &Msisdn::parse(owner).unwrap())
     }
 
     #[test]
@@ -147,6 +167,15 @@ mod tests {
         );
         assert_eq!(absence("sip:+4722@tas", &[("History-Info", "<sip:+4711@core>;index=1")]), None);
         assert_eq!(absence("tel:+4722;cause=600", &[]), Some(Absence::Busy));
+    }
+
+    #[test]
+    fn a_cause_another_subscriber_left_is_not_the_owner_s() {
+        // +4711 was busy and forwarded to +4722, whose voicemail takes the call.
+        let busy = "<sip:+4711@core>;index=1,<sip:+4722@core;cause=486>;index=1.1";
+        assert_eq!(absence_of("+4722", "sip:+4722@tas", &[("History-Info", busy)]), None);
+        let diversion = "<sip:+4711@core>;reason=user-busy;counter=1";
+        assert_eq!(absence_of("+4722", "sip:+4722@tas", &[("Diversion", diversion)]), None);
     }
 
     #[test]
