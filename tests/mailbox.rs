@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::audio::tone_share;
-use common::curl::Body;
+use common::curl::{api_on_store, token_for, Body};
 use common::lab::{handset, subscriber, Lab};
 use common::msisdn;
 use ringer::config::core::HandsetMode;
@@ -177,9 +177,7 @@ async fn curl_at(
 
 /// A token for the owner's mailbox.
 async fn owner_token(lab: &Lab) -> String {
-    let (token, hash) = api::new_token().expect("random");
-    store(lab).add_token(&hash, Some(OWNER), "test phone").await.expect("token stored");
-    token
+    token_for(store(lab), Some(OWNER)).await
 }
 
 #[tokio::test]
@@ -302,27 +300,10 @@ async fn from_another_phone_the_pin_opens_the_mailbox_and_repeated_wrong_pins_lo
 #[tokio::test]
 async fn the_api_lists_fetches_and_deletes_with_the_mailbox_s_token_and_refuses_others() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let database = Store::open(&format!("sqlite://{}/ringer.db", dir.path().display())).await.expect("store");
-    database.migrate().await.expect("migrate");
-    let mailboxes = Mailboxes::new(database.clone(), &Default::default()).expect("mailboxes");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = listener.local_addr().expect("address");
-    let serving = tokio::spawn(async move { axum::serve(listener, api::router(mailboxes)).await });
-    let mine = {
-        let (token, hash) = api::new_token().expect("random");
-        database.add_token(&hash, Some(OWNER), "owner").await.expect("token");
-        token
-    };
-    let theirs = {
-        let (token, hash) = api::new_token().expect("random");
-        database.add_token(&hash, Some(ACCESS), "someone else").await.expect("token");
-        token
-    };
-    let admin = {
-        let (token, hash) = api::new_token().expect("random");
-        database.add_token(&hash, None, "admin").await.expect("token");
-        token
-    };
+    let (database, http, serving) = api_on_store(dir.path(), api::router).await;
+    let mine = token_for(&database, Some(OWNER)).await;
+    let theirs = token_for(&database, Some(ACCESS)).await;
+    let admin = token_for(&database, None).await;
     let row = VoicemailRow {
         id: "20261202T010000-0002".into(),
         subscriber: OWNER.into(),

@@ -6,32 +6,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::curl::{curl, Body};
+use common::curl::{api_on_store, curl, token_for, Body};
 use common::lab::{final_of, handset, subscriber, Lab};
 use ringer::config::core::HandsetMode;
 use ringer::sip::uac::Progress;
-use ringer::store::Store;
-use ringer::tas::mailbox::{api, Mailboxes};
 
 const OWNER: &str = "+4799990501";
 const COLLEAGUE: &str = "+4799990502";
 
-async fn token_for(store: &Store, mailbox: Option<&str>) -> String {
-    let (token, hash) = api::new_token().expect("random");
-    store.add_token(&hash, mailbox, "test").await.expect("token stored");
-    token
-}
-
 #[tokio::test]
 async fn settings_are_read_changed_and_checked_through_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let database = Store::open(&format!("sqlite://{}/ringer.db", dir.path().display())).await.expect("store");
-    database.migrate().await.expect("migrate");
-    let mailboxes = Mailboxes::new(database.clone(), &Default::default()).expect("mailboxes");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = listener.local_addr().expect("address");
-    let app = ringer::tas::settings::router(mailboxes);
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (database, http, serving) = api_on_store(dir.path(), ringer::tas::settings::router).await;
     let mine = token_for(&database, Some(OWNER)).await;
     let theirs = token_for(&database, Some(COLLEAGUE)).await;
     let path = format!("/api/v1/subscribers/{OWNER}/settings");
