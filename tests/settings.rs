@@ -98,6 +98,15 @@ async fn a_forward_set_through_the_api_changes_where_the_next_call_goes() {
     assert!(history.iter().any(|entry| entry.contains("cause=302")), "History-Info: {history:?}");
     assert!(diversion.iter().any(|entry| entry.contains(OWNER) && entry.contains("unconditional")), "{diversion:?}");
 
+    // Do-not-disturb with busy calls to the colleague: forwarded as busy, not unconditionally.
+    let busy = format!(r#"{{"do_not_disturb":true,"forward_busy":"{COLLEAGUE}"}}"#);
+    assert_eq!(curl(lab_mailboxes.http, &token, "PUT", &path, Some(Body::Json(&busy))).await.0, 204);
+    answered(&lab).await;
+    let (uri, history, diversion) = last_reached(&lab);
+    assert!(uri.starts_with(&format!("sip:{COLLEAGUE}@")), "forwarded: {uri}");
+    assert!(history.iter().any(|entry| entry.contains("cause=486")), "History-Info: {history:?}");
+    assert!(diversion.iter().any(|entry| entry.contains("user-busy")), "{diversion:?}");
+
     assert_eq!(curl(lab_mailboxes.http, &token, "PUT", &path, Some(Body::Json("{}"))).await.0, 204);
     answered(&lab).await;
     assert!(last_reached(&lab).0.starts_with(&format!("sip:{OWNER}@")), "cleared: the owner's phone again");

@@ -19,7 +19,7 @@ use domain::types::Msisdn;
 use sip::message::StatusCode;
 use store::Store;
 
-use crate::call::action::{Action, App, Behaviour};
+use crate::call::action::{Action, App, Behaviour, ForwardCause};
 use crate::mailbox::api::{authorize, ApiError};
 use crate::mailbox::Mailboxes;
 
@@ -136,7 +136,9 @@ impl SubscriberSettings {
     pub fn apply(&self, configured: &Behaviour) -> Behaviour {
         let busy = self.forward_busy.as_ref().map(ForwardTarget::action);
         let mut behaviour = if self.do_not_disturb {
-            Behaviour::plain(busy.clone().unwrap_or_else(|| Action::reject(StatusCode::BUSY_HERE)))
+            // Busy by choice: a forward says `user-busy` (cause 486), voicemail greets busy.
+            let action = busy.clone().unwrap_or_else(|| Action::reject(StatusCode::BUSY_HERE));
+            Behaviour { cause: Some(ForwardCause::Busy), ..Behaviour::plain(action) }
         } else if let Some(always) = &self.forward_always {
             Behaviour::plain(always.action())
         } else {
@@ -263,6 +265,7 @@ mod tests {
     fn do_not_disturb_is_busy_and_voicemail_off_refuses_what_it_would_take() {
         let dnd = SubscriberSettings { do_not_disturb: true, ..Default::default() };
         assert_eq!(dnd.apply(&configured()).action, Action::reject(StatusCode::BUSY_HERE));
+        assert_eq!(dnd.apply(&configured()).cause, Some(ForwardCause::Busy));
         let to_voicemail = SubscriberSettings { forward_busy: Some(ForwardTarget::Voicemail), ..dnd };
         assert_eq!(to_voicemail.apply(&configured()).action, Action::Answer(App::Voicemail));
         let off = SubscriberSettings { voicemail: Some(false), ..Default::default() };

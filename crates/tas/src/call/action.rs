@@ -37,6 +37,41 @@ impl fmt::Display for App {
     }
 }
 
+/// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardCause {
+    /// Call forwarding unconditional.
+    Unconditional,
+    /// Call forwarding on busy.
+    Busy,
+    /// Call forwarding on no reply.
+    NoAnswer,
+    /// Call forwarding when not reachable.
+    Unreachable,
+}
+
+impl ForwardCause {
+    /// The RFC 4458 `cause` (also the SIP status in History-Info's Reason).
+    pub fn cause(self) -> StatusCode {
+        match self {
+            ForwardCause::Unconditional => StatusCode::MOVED_TEMPORARILY,
+            ForwardCause::Busy => StatusCode::BUSY_HERE,
+            ForwardCause::NoAnswer => StatusCode::REQUEST_TIMEOUT,
+            ForwardCause::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 5806 Diversion `reason`.
+    pub fn diversion_reason(self) -> &'static str {
+        match self {
+            ForwardCause::Unconditional => "unconditional",
+            ForwardCause::Busy => "user-busy",
+            ForwardCause::NoAnswer => "no-answer",
+            ForwardCause::Unreachable => "unavailable",
+        }
+    }
+}
+
 /// What the TAS does with one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -162,6 +197,9 @@ pub struct Behaviour {
     pub on_no_answer: Option<Action>,
     /// When leg 3 gets 408, 480 or 503, or no answer at all from the core (not reachable).
     pub on_unreachable: Option<Action>,
+    /// Why `action` applies from the start, when it stands for a condition (do-not-disturb:
+    /// busy, so a forward says `user-busy` and voicemail greets busy); `None`: unconditional.
+    pub cause: Option<ForwardCause>,
 }
 
 /// The default of `no_answer_after`: what phones offer for CFNR.
@@ -177,6 +215,7 @@ impl Behaviour {
             on_busy: None,
             on_no_answer: None,
             on_unreachable: None,
+            cause: None,
         }
     }
 
@@ -266,6 +305,7 @@ impl From<BehaviourConfig> for Behaviour {
                     on_busy,
                     on_no_answer,
                     on_unreachable,
+                    cause: None,
                 }
             }
         }

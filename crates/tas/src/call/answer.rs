@@ -1,6 +1,6 @@
-//! Answering calls with the TAS's own apps (voicemail, announcement, echo): the media for the
-//! offer (plain RTP or WebRTC), the answer or early media, and the app running until the call
-//! ends, with new offers in the call answered on the same media.
+//! Answering calls with the TAS's own apps (voicemail, the mailbox menu, announcement, echo):
+//! the media for the offer (plain RTP or WebRTC), the answer or early media, and the app
+//! running until the call ends, with new offers in the call answered on the same media.
 
 use bytes::Bytes;
 use tracing::{info, warn};

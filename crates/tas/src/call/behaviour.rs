@@ -17,44 +17,10 @@ use sip::uac::InviteSpec;
 
 use crate::mailbox::greeting::Absence;
 
+pub use super::action::ForwardCause;
 use super::action::{Action, Behaviour};
 use super::answer::{Answerer, AppRunning, CallInfo, MediaSettings};
 use super::stats::CallStats;
-
-/// Why a call is forwarded: RFC 4458 cause values, RFC 5806 Diversion reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardCause {
-    /// Call forwarding unconditional.
-    Unconditional,
-    /// Call forwarding on busy.
-    Busy,
-    /// Call forwarding on no reply.
-    NoAnswer,
-    /// Call forwarding when not reachable.
-    Unreachable,
-}
-
-impl ForwardCause {
-    /// The RFC 4458 `cause` (also the SIP status in History-Info's Reason).
-    pub fn cause(self) -> StatusCode {
-        match self {
-            ForwardCause::Unconditional => StatusCode::MOVED_TEMPORARILY,
-            ForwardCause::Busy => StatusCode::BUSY_HERE,
-            ForwardCause::NoAnswer => StatusCode::REQUEST_TIMEOUT,
-            ForwardCause::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The RFC 5806 Diversion `reason`.
-    pub fn diversion_reason(self) -> &'static str {
-        match self {
-            ForwardCause::Unconditional => "unconditional",
-            ForwardCause::Busy => "user-busy",
-            ForwardCause::NoAnswer => "no-answer",
-            ForwardCause::Unreachable => "unavailable",
-        }
-    }
-}
 
 /// What became of a call, for the log and the call records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,7 +101,7 @@ impl Engine {
         }
         let mut invite = Some(invite);
         let mut app = AppRunning::default();
-        let mut step = Step::Act(behaviour.action.clone(), None);
+        let mut step = Step::Act(behaviour.action.clone(), behaviour.cause);
         // The conditions apply to the first relay only: a forward on busy that is busy again ends there.
         let mut conditions = Some(behaviour);
         loop {
