@@ -158,18 +158,23 @@ impl SubscriberSettings {
             }
             behaviour
         };
-        if self.voicemail == Some(false) {
-            let off = |action: &mut Action| {
-                if *action == Action::Answer(App::Voicemail) {
-                    *action = Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE);
-                }
-            };
-            off(&mut behaviour.action);
-            for action in [&mut behaviour.on_busy, &mut behaviour.on_no_answer, &mut behaviour.on_unreachable] {
-                action.iter_mut().for_each(off);
-            }
+        let slots = [&mut behaviour.on_busy, &mut behaviour.on_no_answer, &mut behaviour.on_unreachable];
+        for action in std::iter::once(&mut behaviour.action).chain(slots.into_iter().flatten()) {
+            *action = self.allowed(action.clone());
         }
         behaviour
+    }
+
+    /// `action` as these settings allow it: voicemail switched off refuses, with 480, a call
+    /// voicemail would take; anything else stands (the hop limit's fallback goes through here
+    /// too, never through the forwards).
+    pub fn allowed(&self, action: Action) -> Action {
+        match action {
+            Action::Answer(App::Voicemail) if self.voicemail == Some(false) => {
+                Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE)
+            }
+            action => action,
+        }
     }
 
     /// `subscriber`'s settings from `store`; none (the configured behaviour) when unset, or
@@ -272,6 +277,20 @@ mod tests {
         let applied = off.apply(&configured());
         assert_eq!(applied.on_busy, Some(Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE)));
         assert_eq!(applied.action, Action::Loop);
+    }
+
+    #[test]
+    fn only_switching_voicemail_off_changes_a_fallback_action() {
+        let voicemail = Action::Answer(App::Voicemail);
+        let forwarding = SubscriberSettings {
+            forward_always: Some(ForwardTarget::Number(number("+4799990002"))),
+            do_not_disturb: true,
+            ..Default::default()
+        };
+        assert_eq!(forwarding.allowed(voicemail.clone()), voicemail, "no forward becomes the fallback");
+        let off = SubscriberSettings { voicemail: Some(false), ..forwarding };
+        assert_eq!(off.allowed(voicemail), Action::reject(StatusCode::TEMPORARILY_UNAVAILABLE));
+        assert_eq!(off.allowed(Action::Loop), Action::Loop);
     }
 
     #[test]

@@ -404,7 +404,7 @@ impl SessionHandler for RouterHandler {
                     match settings == SubscriberSettings::default() {
                         true => behaviour,
                         false => {
-                            limit.instead = settings.apply(&Behaviour::plain(limit.instead)).action;
+                            limit.instead = settings.allowed(limit.instead);
                             Arc::new(settings.apply(&behaviour))
                         }
                     }
