@@ -244,7 +244,7 @@ impl LabMailboxes {
         let mailboxes = tas::mailbox::Mailboxes::new(database, voicemail).map_err(|e| failed("audio", &e))?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let http = listener.local_addr()?;
-        let api = tas::mailbox::api::router(mailboxes.clone()).merge(tas::settings::router(mailboxes.clone()));
+        let api = tas::http_api(mailboxes.clone());
         let serving = tokio::spawn(async move {
             let _ = axum::serve(listener, api).await;
         });

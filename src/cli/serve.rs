@@ -142,8 +142,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let addr = listener.local_addr()?;
             println!("HTTP API listening on {addr}");
             info!(%addr, "API at /api/v1/mailboxes/{{number}}/... and /api/v1/subscribers/{{number}}/settings");
-            let api = ringer::tas::mailbox::api::router(mailboxes.clone())
-                .merge(ringer::tas::settings::router(mailboxes.clone()));
+            let api = ringer::tas::http_api(mailboxes.clone());
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, api).await {
                     error!(%error, "HTTP API stopped");

@@ -139,16 +139,11 @@ fn unsupported(path: &Path, reason: impl Into<String>) -> AudioFileError {
     AudioFileError::Unsupported { path: path.to_owned(), reason: reason.into() }
 }
 
-/// Reads a WAV file (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
-pub fn load_wav(path: &Path) -> Result<Vec<i16>, AudioFileError> {
-    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
-    decode_wav(&bytes, path, usize::MAX)
-}
-
 fn too_long(path: &Path, most: usize) -> AudioFileError {
     unsupported(path, format!("longer than {} s", most / usize::try_from(SAMPLE_RATE).unwrap_or(8000)))
 }
 
+/// A WAV file's bytes (PCM 16-bit, mono or stereo, 8, 16 or 48 kHz) as 8 kHz mono.
 fn decode_wav(bytes: &[u8], path: &Path, most: usize) -> Result<Vec<i16>, AudioFileError> {
     let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
     let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(wav)?;
@@ -175,23 +170,9 @@ fn decode_wav(bytes: &[u8], path: &Path, most: usize) -> Result<Vec<i16>, AudioF
     Ok(mono.chunks(factor).map(|group| (group.iter().sum::<i32>() / group.len() as i32) as i16).collect())
 }
 
-fn wav_spec() -> hound::WavSpec {
-    hound::WavSpec {
-        channels: 1,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    }
-}
-
 /// Writes 8 kHz mono `samples` as a 16-bit PCM WAV file.
 pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioFileError> {
-    let wav = |source| AudioFileError::Wav { path: path.to_owned(), source };
-    let mut writer = hound::WavWriter::create(path, wav_spec()).map_err(wav)?;
-    for sample in samples {
-        writer.write_sample(*sample).map_err(wav)?;
-    }
-    writer.finalize().map_err(wav)
+    std::fs::write(path, wav_bytes(samples)).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })
 }
 
 /// 8 kHz mono `samples` as the bytes of a 16-bit PCM WAV file.
@@ -244,13 +225,8 @@ fn ogg_opus_skipping(samples: &[i16], pre_skip: u16) -> Result<Vec<u8>, super::c
     Ok(bytes)
 }
 
-/// Reads an Ogg/Opus file (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz mono,
-/// without the encoder's pre-skip.
-pub fn load_ogg_opus(path: &Path) -> Result<Vec<i16>, AudioFileError> {
-    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Io { path: path.to_owned(), source })?;
-    decode_ogg_opus(&bytes, path, usize::MAX)
-}
-
+/// An Ogg/Opus file's bytes (RFC 7845: `OpusHead`, `OpusTags`, then audio packets) as 8 kHz
+/// mono, without the encoder's pre-skip.
 fn decode_ogg_opus(bytes: &[u8], path: &Path, most: usize) -> Result<Vec<i16>, AudioFileError> {
     let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes));
     let mut next = || reader.read_packet().map_err(|source| AudioFileError::Ogg { path: path.to_owned(), source });
@@ -295,6 +271,23 @@ pub fn is_silent(samples: &[i16]) -> bool {
     loudness(samples) < SILENCE
 }
 
+/// How long a caller being recorded has been silent: a message or a greeting ends after
+/// enough of it.
+#[derive(Debug, Default)]
+pub struct SilenceClock {
+    silent_for: Duration,
+}
+
+impl SilenceClock {
+    /// The silence up to the end of `frame` (8 kHz): longer by its length when it is silent,
+    /// none when it is speech.
+    pub fn after(&mut self, frame: &[i16]) -> Duration {
+        let length = Duration::from_millis(frame.len() as u64 * 1000 / u64::from(SAMPLE_RATE));
+        self.silent_for = if is_silent(frame) { self.silent_for + length } else { Duration::ZERO };
+        self.silent_for
+    }
+}
+
 /// Plays `audio`, then ends.
 pub async fn announcement(channel: &mut AudioChannel, audio: &[i16], stop: &CancellationToken) -> AppEnd {
     match channel.play(audio, stop).await {
@@ -325,7 +318,7 @@ pub async fn voicemail(
             return (AppEnd::Done, None);
         }
     };
-    let mut silent_for = Duration::ZERO;
+    let mut silence = SilenceClock::default();
     let end = loop {
         let incoming = tokio::select! {
             () = stop.cancelled() => break AppEnd::CallerLeft,
@@ -340,9 +333,7 @@ pub async fn voicemail(
                     warn!(%error, "recording stopped: cannot write");
                     break AppEnd::Done;
                 }
-                let length = Duration::from_millis(samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE));
-                silent_for = if is_silent(&samples) { silent_for + length } else { Duration::ZERO };
-                if silent_for >= settings.silence || recording.duration() >= settings.max_length {
+                if silence.after(&samples) >= settings.silence || recording.duration() >= settings.max_length {
                     break AppEnd::Done;
                 }
             }

@@ -268,3 +268,14 @@ pub enum Heard {
     /// The call is ending.
     Stopped,
 }
+
+impl Heard {
+    /// The key pressed, if any; `None` when the call is ending.
+    pub fn pressed(self) -> Option<Option<char>> {
+        match self {
+            Heard::Played => Some(None),
+            Heard::Key(key) => Some(Some(key)),
+            Heard::Stopped => None,
+        }
+    }
+}

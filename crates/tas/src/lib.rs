@@ -116,6 +116,12 @@ pub struct Tas {
     host: String,
 }
 
+/// The HTTP API over `mailboxes` and their store: the voicemail API
+/// (`/api/v1/mailboxes/...`) and the subscribers' settings (`/api/v1/subscribers/...`).
+pub fn http_api(mailboxes: mailbox::Mailboxes) -> axum::Router {
+    mailbox::api::router(mailboxes.clone()).merge(settings::router(mailboxes))
+}
+
 /// Starts the SIP side of the TAS.
 pub async fn start_sip(config: &ServeConfig) -> Result<Tas, TasError> {
     start_sip_with(config, None, None).await

@@ -336,7 +336,8 @@ impl SessionHandler for RouterHandler {
     fn on_invite(&self, invite: PendingInvite) {
         let router = &self.0;
         let routes = router.routes();
-        let caller = caller_number(&invite.request().headers, &invite.essentials().from);
+        let asserted = asserted_caller(&invite.request().headers);
+        let caller = caller_number(asserted.as_ref(), &invite.essentials().from);
         let mut record = record_of(&invite, caller.clone());
         let call_id = record.call_id.clone();
         let classified = match routes.table.classify(&invite.request().uri, caller.as_ref()) {
@@ -365,7 +366,6 @@ impl SessionHandler for RouterHandler {
             absence: Absence::of_request(&request.uri, &request.headers, &classified.subscriber).unwrap_or_default(),
             login: Login::Ask,
         };
-        let asserted = asserted_caller(&request.headers);
         if let Some(login) = router.menu_login(&routes, &info, asserted.as_ref()) {
             info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, ?login, "mailbox menu");
             let info = CallInfo { login, ..info };

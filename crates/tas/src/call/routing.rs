@@ -67,10 +67,9 @@ pub fn number_of(uri: &Uri) -> Option<String> {
     (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
-/// The caller's number: the first P-Asserted-Identity that holds one (what the core asserts),
-/// else From.
-pub fn caller_number(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
-    asserted_caller(headers).or_else(|| number_of(&from.uri).and_then(|number| Msisdn::parse(&number).ok()))
+/// The caller's number: `asserted` (what the core asserts, [`asserted_caller`]), else From.
+pub fn caller_number(asserted: Option<&Msisdn>, from: &NameAddr) -> Option<Msisdn> {
+    asserted.cloned().or_else(|| number_of(&from.uri).and_then(|number| Msisdn::parse(&number).ok()))
 }
 
 /// The caller's number as the network asserts it (RFC 3325 P-Asserted-Identity), not as the

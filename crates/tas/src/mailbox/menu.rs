@@ -11,7 +11,6 @@
 //!   `3` record again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -92,15 +91,12 @@ impl Menu<'_> {
     /// none comes; `None` when the caller leaves or never answers.
     async fn choose(&mut self, prompt: &[&str]) -> Option<char> {
         for _ in 0..REPEATS {
-            match self.say(prompt).await {
-                Heard::Key(key) => return Some(key),
-                Heard::Stopped => return None,
-                Heard::Played => {}
+            if let Some(key) = self.say(prompt).await.pressed()? {
+                return Some(key);
             }
-            match self.channel.read_key(self.mailboxes.settings().key_timeout, self.stop).await {
-                Heard::Key(key) => return Some(key),
-                Heard::Stopped => return None,
-                Heard::Played => {}
+            let timeout = self.mailboxes.settings().key_timeout;
+            if let Some(key) = self.channel.read_key(timeout, self.stop).await.pressed()? {
+                return Some(key);
             }
         }
         None
@@ -112,11 +108,7 @@ impl Menu<'_> {
         for _ in 0..REPEATS {
             let first = match pressed.take() {
                 Some(key) => Some(key),
-                None => match self.say(&[prompt]).await {
-                    Heard::Key(key) => Some(key),
-                    Heard::Stopped => return None,
-                    Heard::Played => None,
-                },
+                None => self.say(&[prompt]).await.pressed()?,
             };
             let timeout = self.mailboxes.settings().key_timeout;
             // One more than the longest valid entry: the `#` after a full-length one is read
@@ -202,11 +194,7 @@ impl Menu<'_> {
     /// Says `prompt` (a confirmation, an error); `None` when the caller left, else the key
     /// pressed over it, which the next menu takes as its choice.
     async fn tell(&mut self, prompt: &str) -> Option<Option<char>> {
-        match self.say(&[prompt]).await {
-            Heard::Stopped => None,
-            Heard::Key(key) => Some(Some(key)),
-            Heard::Played => Some(None),
-        }
+        self.say(&[prompt]).await.pressed()
     }
 
     /// The count of messages, then the main menu until the caller leaves.
@@ -225,11 +213,7 @@ impl Menu<'_> {
         summary.push(prompts.get("and"));
         summary.extend(prompts.number(saved));
         summary.push(prompts.get("saved-messages"));
-        let mut pressed = match self.play(&summary).await {
-            Heard::Stopped => return,
-            Heard::Key(key) => Some(key),
-            Heard::Played => None,
-        };
+        let Some(mut pressed) = self.play(&summary).await.pressed() else { return };
         loop {
             let key = match pressed.take() {
                 Some(key) => key,
@@ -302,17 +286,14 @@ impl Menu<'_> {
                 return AfterMessage::Leave;
             }
         };
-        let mut pressed = match self.play(&self.envelope(message)).await {
-            Heard::Stopped => return AfterMessage::Leave,
-            Heard::Key(key) => Some(key),
-            Heard::Played => None,
+        let Some(mut pressed) = self.play(&self.envelope(message)).await.pressed() else {
+            return AfterMessage::Leave;
         };
         if pressed.is_none() {
-            pressed = match self.channel.play_listening(&audio, self.stop).await {
-                Heard::Stopped => return AfterMessage::Leave,
-                Heard::Key(key) => Some(key),
-                Heard::Played => None,
+            let Some(cut_short) = self.channel.play_listening(&audio, self.stop).await.pressed() else {
+                return AfterMessage::Leave;
             };
+            pressed = cut_short;
             if message.state == MessageState::New {
                 if let Err(error) = store.mark_voicemail_heard(owner.as_str(), &message.id).await {
                     warn!(%error, id = %message.id, "not marked heard");
@@ -463,7 +444,7 @@ impl Menu<'_> {
         let settings = self.mailboxes.settings().clone();
         let most = (settings.max_greeting.as_millis() as usize) * 8;
         let mut samples = Vec::new();
-        let mut silent_for = Duration::ZERO;
+        let mut silence = media::apps::SilenceClock::default();
         while samples.len() < most {
             let incoming = tokio::select! {
                 () = self.stop.cancelled() => return None,
@@ -473,8 +454,7 @@ impl Menu<'_> {
                 None | Some(Incoming::Dtmf('#')) => break,
                 Some(Incoming::Dtmf(_)) => {}
                 Some(Incoming::Audio(frame)) => {
-                    let length = Duration::from_millis(frame.len() as u64 / 8);
-                    silent_for = if media::apps::is_silent(&frame) { silent_for + length } else { Duration::ZERO };
+                    let silent_for = silence.after(&frame);
                     samples.extend(frame);
                     if silent_for >= settings.silence {
                         break;
