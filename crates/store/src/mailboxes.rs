@@ -187,11 +187,12 @@ impl Store {
     /// Revokes every token whose hash starts with `hash_prefix`; how many. An empty prefix
     /// (or one of LIKE's wildcards alone) revokes nothing.
     pub async fn revoke_tokens(&self, hash_prefix: &str) -> Result<u64, StoreError> {
-        if hash_prefix.replace(['%', '_'], "").is_empty() {
+        let literal = hash_prefix.replace(['%', '_'], "");
+        if literal.is_empty() {
             return Ok(0);
         }
         let revoked = sqlx::query("DELETE FROM api_tokens WHERE token_hash LIKE $1")
-            .bind(format!("{}%", hash_prefix.replace(['%', '_'], "")))
+            .bind(format!("{literal}%"))
             .execute(&self.pool)
             .await?
             .rows_affected();
