@@ -316,6 +316,7 @@ impl Lab {
             },
             voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..config.voicemail.clone() },
             announcement: Default::default(),
+            feature_codes: Default::default(),
             store: Default::default(),
             sip: SipConfig {
                 tls_listen: Some(loopback(config.ports.tas_tls)),

@@ -23,6 +23,9 @@ pub enum InvalidValue {
     /// A prefix that is not 1 to 8 digits.
     #[error("prefix {0:?} must be 1 to 8 digits")]
     Prefix(String),
+    /// A dialled string that is no supplementary-service code.
+    #[error("{0:?} is not a service code (`*` or `#` first, then up to 32 digits, `*`, `#` or `+`)")]
+    ServiceCode(String),
     /// A route type name nobody knows.
     #[error("unknown route type {0:?} (expected loop, loop-mo, loop-mt, fork, fallback or ingress)")]
     RouteType(String),
@@ -111,6 +114,70 @@ impl TryFrom<String> for Msisdn {
 impl From<Msisdn> for String {
     fn from(value: Msisdn) -> Self {
         value.as_str().to_owned()
+    }
+}
+
+/// The longest service code read, in characters: room for a code, a 15-digit number and `#`.
+const SERVICE_CODE_MAX: usize = 32;
+
+/// A supplementary-service code as keyed on a phone (`*72+4799990002`, `*73`, `*#72#`): `*`
+/// or `#` first, then digits, `*`, `#` and `+`. Phones dial them as calls; the core passes
+/// them to the caller's TAS like any number, with the MO prefix after a `+`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ServiceCode(String);
+
+impl ServiceCode {
+    /// Validates `text` as keyed (`#` as itself).
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let starts = text.starts_with(['*', '#']);
+        let keyed = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#' | b'+'));
+        match starts && keyed && text.len() <= SERVICE_CODE_MAX {
+            true => Ok(Self(text.to_owned())),
+            false => Err(InvalidValue::ServiceCode(text.to_owned())),
+        }
+    }
+
+    /// Reads a code from a SIP user part or a `tel:` number, where `#` and `*` may come escaped
+    /// (`%23`, `%2A`: RFC 3261 §25.1 does not allow `#` in a user part as it is).
+    pub fn from_escaped(text: &str) -> Result<Self, InvalidValue> {
+        let refused = || InvalidValue::ServiceCode(text.to_owned());
+        let mut keyed = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find('%') {
+            keyed.push_str(&rest[..at]);
+            let escape = rest.get(at + 1..at + 3).ok_or_else(refused)?;
+            match escape.to_ascii_uppercase().as_str() {
+                "23" => keyed.push('#'),
+                "2A" => keyed.push('*'),
+                "2B" => keyed.push('+'),
+                _ => return Err(refused()),
+            }
+            rest = &rest[at + 3..];
+        }
+        keyed.push_str(rest);
+        Self::parse(&keyed).map_err(|_| refused())
+    }
+
+    /// The code as keyed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The code as a SIP user part: `#` escaped as `%23`.
+    pub fn escaped(&self) -> String {
+        self.0.replace('#', "%23")
+    }
+}
+
+impl fmt::Debug for ServiceCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServiceCode").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for ServiceCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -434,6 +501,23 @@ mod tests {
         }
         assert_eq!("LOOP_MO".parse::<RouteType>(), Ok(RouteType::LoopMo));
         assert!("loopy".parse::<RouteType>().is_err());
+    }
+
+    #[test]
+    fn service_codes_as_keyed_and_as_escaped_in_a_user_part() {
+        for good in ["*72+4799990002", "*73", "*#72#", "#31#", "*90"] {
+            let code = ServiceCode::parse(good).unwrap();
+            assert_eq!(code.as_str(), good);
+            assert_eq!(ServiceCode::from_escaped(&code.escaped()).unwrap(), code, "{good}");
+        }
+        assert_eq!(ServiceCode::parse("*#72#").unwrap().escaped(), "*%2372%23");
+        assert_eq!(ServiceCode::from_escaped("%2A72%2b47").unwrap().as_str(), "*72+47");
+        for bad in ["", "72", "+4799", "*72a", "*72 1", &format!("*{}", "1".repeat(32))] {
+            assert_eq!(ServiceCode::parse(bad), Err(InvalidValue::ServiceCode(bad.to_owned())), "{bad:?}");
+        }
+        for bad in ["*72%", "*72%2", "*72%41", "%23%", "4799"] {
+            assert!(ServiceCode::from_escaped(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::numbers::Called;
 use domain::types::Msisdn;
 use media::peer::{OfferingPeer, PeerOptions};
 use media::webrtc::WebRtcError;
@@ -127,15 +128,20 @@ impl Caller {
         &self.endpoint
     }
 
-    /// Sends an INVITE from `from` to `to` at `access` with `sdp`, as a handset would.
+    /// Sends an INVITE from `from` to `to` (a number or a service code) at `access` with
+    /// `sdp`, as a handset would.
     pub fn invite(
         &self,
         access: SocketAddr,
         from: &Msisdn,
-        to: &Msisdn,
+        to: impl Into<Called>,
         sdp: Bytes,
     ) -> Result<OutgoingCall, DialError> {
         let parse = |text: String| NameAddr::parse(&text).map_err(|source| DialError::Address { text, source });
+        let to = match to.into() {
+            Called::Number(number) => number.to_string(),
+            Called::Code(code) => code.escaped(),
+        };
         let request_uri = format!("sip:{to}@{access};user=phone");
         let spec = InviteSpec {
             uri: Uri::parse(&request_uri).map_err(|source| DialError::RequestUri { text: request_uri, source })?,
@@ -156,7 +162,7 @@ impl Caller {
         &self,
         access: SocketAddr,
         from: &Msisdn,
-        to: &Msisdn,
+        to: impl Into<Called>,
         media: PeerOptions,
         timeout: Duration,
     ) -> Result<ConnectedCall, DialError> {

@@ -3,7 +3,7 @@
 //! core decides direction and prefix, and the conformance harness judges a TAS's leg 3 with
 //! these functions, so a mistake in the TAS's reading must not be shared by its judge.
 
-use domain::types::Msisdn;
+use domain::types::{Msisdn, ServiceCode};
 use sip::message::grammar::split_list;
 use sip::message::header::NameAddr;
 use sip::message::{Headers, Uri};
@@ -35,6 +35,67 @@ pub fn addressed_number(uri: &Uri) -> Option<Msisdn> {
     Msisdn::parse(&number).ok()
 }
 
+/// The service code a URI addresses (`sip:*72+4799990002@core`, `sip:*%2372%23@core`,
+/// `tel:*73`): the user part before its parameters, or the `tel:` number, `#` unescaped.
+pub fn dialled_code(uri: &Uri) -> Option<ServiceCode> {
+    let written: &str = match uri {
+        Uri::Tel { number, .. } => number,
+        Uri::Sip(sip) => {
+            let user = sip.user.as_deref()?;
+            user.find(';').map_or(user, |end| &user[..end])
+        }
+        Uri::Other { .. } => return None,
+    };
+    ServiceCode::from_escaped(written).ok()
+}
+
+/// What a caller dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Called {
+    /// A number.
+    Number(Msisdn),
+    /// A supplementary-service code (`*72+4799990002`), for the caller's own TAS.
+    Code(ServiceCode),
+}
+
+impl Called {
+    /// What follows the `+` (and the prefix) in leg 2's user part: the number's digits, or the
+    /// code with `#` escaped.
+    pub(crate) fn user_part(&self) -> String {
+        match self {
+            Called::Number(number) => number.digits().to_owned(),
+            Called::Code(code) => code.escaped(),
+        }
+    }
+}
+
+impl std::fmt::Display for Called {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Called::Number(number) => number.fmt(f),
+            Called::Code(code) => code.fmt(f),
+        }
+    }
+}
+
+impl PartialEq<Msisdn> for Called {
+    fn eq(&self, number: &Msisdn) -> bool {
+        matches!(self, Called::Number(called) if called == number)
+    }
+}
+
+impl From<&Msisdn> for Called {
+    fn from(number: &Msisdn) -> Self {
+        Called::Number(number.clone())
+    }
+}
+
+impl From<&ServiceCode> for Called {
+    fn from(code: &ServiceCode) -> Self {
+        Called::Code(code.clone())
+    }
+}
+
 /// The caller as the core knows it: the first P-Asserted-Identity with a global number, else
 /// the From URI's number.
 pub fn caller(headers: &Headers, from: &NameAddr) -> Option<Msisdn> {
@@ -64,6 +125,17 @@ mod tests {
             ["sip:alice@core.example", "sip:4799990001@core.example", "tel:+47abc", "sip:core.example", "tel:4+799"]
         {
             assert_eq!(number(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn service_codes_in_sip_and_tel_forms() {
+        let code = |uri: &str| dialled_code(&Uri::parse(uri).unwrap()).map(|code| code.as_str().to_owned());
+        assert_eq!(code("sip:*72+4799990002@core.example;user=phone").as_deref(), Some("*72+4799990002"));
+        assert_eq!(code("sip:*%2372%23@core.example").as_deref(), Some("*#72#"));
+        assert_eq!(code("tel:*73;phone-context=core.example").as_deref(), Some("*73"));
+        for none in ["sip:+4799990002@core.example", "sip:alice@core.example", "sip:*72x@core.example"] {
+            assert_eq!(code(none), None, "{none}");
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::action::{Action, App, Behaviour, BehaviourConfig};
 use crate::call::routing::Direction;
 use domain::config::{read_toml, ConfigError};
-use domain::types::{Msisdn, Prefix, Registration, RouteType, SipsUri};
+use domain::types::{Msisdn, Prefix, Registration, RouteType, ServiceCode, SipsUri};
 pub use registrar::config::{AuthConfig, CoreApiConfig, RegistrarConfig};
 use sip::message::StatusCode;
 
@@ -43,6 +43,9 @@ pub struct ServeConfig {
     /// The announcement app.
     #[serde(default)]
     pub announcement: AnnouncementConfig,
+    /// Service codes subscribers dial to change their settings.
+    #[serde(default)]
+    pub feature_codes: FeatureCodesConfig,
     /// Where ringer keeps its state (subscribers).
     #[serde(default)]
     pub store: StoreConfig,
@@ -368,6 +371,81 @@ pub struct AnnouncementConfig {
     pub file: Option<PathBuf>,
 }
 
+/// The three codes of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCodes {
+    /// Switches the service on (a forward's target follows).
+    pub on: String,
+    /// Switches it off.
+    pub off: String,
+    /// Tells whether it is on, and where calls go.
+    pub query: String,
+}
+
+impl ServiceCodes {
+    fn new(on: &str, off: &str, query: &str) -> Self {
+        Self { on: on.into(), off: off.into(), query: query.into() }
+    }
+}
+
+/// `[feature_codes]`: the codes subscribers dial; each service's three codes are set
+/// together.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureCodesConfig {
+    /// Whether dialled codes are read at all (otherwise such a call is an unknown number).
+    pub enabled: bool,
+    /// Call forwarding unconditional (CFU): `*72`, `*73`, `*#72`.
+    pub forward_always: ServiceCodes,
+    /// Call forwarding on busy (CFB): `*90`, `*91`, `*#90`.
+    pub forward_busy: ServiceCodes,
+    /// Call forwarding on no reply (CFNR): `*92`, `*93`, `*#92`.
+    pub forward_no_answer: ServiceCodes,
+    /// Call forwarding when unreachable (CFNRc): `*94`, `*95`, `*#94`.
+    pub forward_unreachable: ServiceCodes,
+    /// Do-not-disturb: `*78`, `*79`, `*#78`.
+    pub do_not_disturb: ServiceCodes,
+}
+
+impl FeatureCodesConfig {
+    /// Why these codes cannot be used, if they cannot: each must be a service code, and no two
+    /// may be the same.
+    pub fn check(&self) -> Result<(), String> {
+        let services = [
+            ("forward_always", &self.forward_always),
+            ("forward_busy", &self.forward_busy),
+            ("forward_no_answer", &self.forward_no_answer),
+            ("forward_unreachable", &self.forward_unreachable),
+            ("do_not_disturb", &self.do_not_disturb),
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for (service, codes) in services {
+            for (kind, code) in [("on", &codes.on), ("off", &codes.off), ("query", &codes.query)] {
+                let key = format!("feature_codes.{service}.{kind}");
+                ServiceCode::parse(code).map_err(|error| format!("{key}: {error}"))?;
+                if let Some(other) = seen.insert(code.clone(), key.clone()) {
+                    return Err(format!("{key}: {code:?} is already {other}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for FeatureCodesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            forward_always: ServiceCodes::new("*72", "*73", "*#72"),
+            forward_busy: ServiceCodes::new("*90", "*91", "*#90"),
+            forward_no_answer: ServiceCodes::new("*92", "*93", "*#92"),
+            forward_unreachable: ServiceCodes::new("*94", "*95", "*#94"),
+            do_not_disturb: ServiceCodes::new("*78", "*79", "*#78"),
+        }
+    }
+}
+
 /// What calls get that no subscriber's behaviour covers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -541,6 +619,7 @@ impl ServeConfig {
         {
             return Err(format!("voicemail.language {:?} must be a tag such as en or nb-NO", voicemail.language));
         }
+        self.feature_codes.check()?;
         for (key, action) in [
             ("calls.unknown_number", &self.calls.unknown_number),
             ("calls.unexpected", &self.calls.unexpected),
@@ -592,6 +671,7 @@ impl ServeConfig {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            feature_codes: FeatureCodesConfig::default(),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             media: MediaConfig::default(),

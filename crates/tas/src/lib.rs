@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod config;
+pub mod feature_codes;
 pub mod leases;
 pub mod mailbox;
 pub mod settings;

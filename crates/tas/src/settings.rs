@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use domain::types::Msisdn;
 use sip::message::StatusCode;
-use store::Store;
+use store::{Store, StoreError};
 
 use crate::call::action::{Action, App, Behaviour, ForwardCause};
 use crate::mailbox::api::{authorize, ApiError};
@@ -72,6 +72,26 @@ impl Serialize for ForwardTarget {
 impl<'de> Deserialize<'de> for ForwardTarget {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a subscriber's settings could not be read or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// What is stored is not settings this version reads.
+    #[error("stored settings unreadable: {0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(error: SettingsError) -> Self {
+        match error {
+            SettingsError::Store(error) => ApiError::Store(error),
+            SettingsError::Unreadable(error) => ApiError::Internal(error.to_string()),
+        }
     }
 }
 
@@ -177,25 +197,33 @@ impl SubscriberSettings {
         }
     }
 
+    /// `subscriber`'s settings as stored (the defaults when none are).
+    pub async fn read(store: &Store, subscriber: &Msisdn) -> Result<Self, SettingsError> {
+        Ok(match store.subscriber_settings(subscriber.as_str()).await? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Self::default(),
+        })
+    }
+
+    /// Keeps these settings as `subscriber`'s (checked by the caller).
+    pub async fn save(&self, store: &Store, subscriber: &Msisdn) -> Result<(), SettingsError> {
+        let json = serde_json::to_string(self)?;
+        store.put_subscriber_settings(subscriber.as_str(), &json).await?;
+        Ok(())
+    }
+
     /// `subscriber`'s settings from `store`; none (the configured behaviour) when unset, or
     /// when the store cannot be read in time or holds what this version cannot read (logged):
     /// a slow database delays no call by more than [`LOAD_WITHIN`].
     pub async fn load(store: &Store, subscriber: &Msisdn) -> Self {
-        let Ok(loaded) = tokio::time::timeout(LOAD_WITHIN, store.subscriber_settings(subscriber.as_str())).await else {
+        let Ok(loaded) = tokio::time::timeout(LOAD_WITHIN, Self::read(store, subscriber)).await else {
             warn!(%subscriber, "settings not read in time: the configured behaviour applies");
             return Self::default();
         };
-        match loaded {
-            Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|error| {
-                warn!(%subscriber, %error, "stored settings unreadable: the configured behaviour applies");
-                Self::default()
-            }),
-            Ok(None) => Self::default(),
-            Err(error) => {
-                warn!(%subscriber, %error, "settings not readable from the store: the configured behaviour applies");
-                Self::default()
-            }
-        }
+        loaded.unwrap_or_else(|error| {
+            warn!(%subscriber, %error, "settings not readable: the configured behaviour applies");
+            Self::default()
+        })
     }
 }
 
@@ -210,10 +238,7 @@ async fn read(
     headers: HeaderMap,
 ) -> Result<Json<SubscriberSettings>, ApiError> {
     let owner = authorize(&mailboxes, &headers, &number).await?;
-    Ok(Json(match mailboxes.store().subscriber_settings(owner.as_str()).await? {
-        Some(json) => serde_json::from_str(&json).map_err(|error| ApiError::Internal(error.to_string()))?,
-        None => SubscriberSettings::default(),
-    }))
+    Ok(Json(SubscriberSettings::read(mailboxes.store(), &owner).await?))
 }
 
 async fn write(
@@ -226,9 +251,8 @@ async fn write(
     let settings: SubscriberSettings =
         serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     settings.check(&owner).map_err(ApiError::BadRequest)?;
-    let json = serde_json::to_string(&settings).map_err(|error| ApiError::Internal(error.to_string()))?;
-    mailboxes.store().put_subscriber_settings(owner.as_str(), &json).await?;
-    info!(subscriber = %owner, settings = %json, "settings changed by the API");
+    settings.save(mailboxes.store(), &owner).await?;
+    info!(subscriber = %owner, ?settings, "settings changed by the API");
     Ok(HttpStatus::NO_CONTENT)
 }
 

@@ -12,9 +12,10 @@ use super::records::{
     NO_FINAL_RESPONSE,
 };
 use super::shared::Shared;
-use crate::numbers::{addressed_number, caller};
+use crate::numbers::Called;
+use crate::numbers::{addressed_number, caller, dialled_code};
 use crate::registry::RegistrationRecord;
-use domain::types::{Direction, Msisdn, Prefix, RouteType};
+use domain::types::{Direction, Msisdn, Prefix, RouteType, ServiceCode};
 use sip::b2bua::{self, LegOutcome, RelayedLeg};
 use sip::message::StatusCode;
 use sip::ua::PendingInvite;
@@ -22,12 +23,50 @@ use sip::uac::Progress;
 
 /// Leg 1: find the registrations of caller and callee and route the call.
 pub(super) async fn leg1(shared: Arc<Shared>, invite: PendingInvite) {
-    let Some(callee) = addressed_number(&invite.request().uri) else {
-        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number"));
+    let uri = &invite.request().uri;
+    if let Some(callee) = addressed_number(uri) {
+        route(&shared, invite, callee, Leg::CallerToCore, true).await;
+    } else if let Some(code) = dialled_code(uri) {
+        service_code(&shared, invite, code).await;
+    } else {
+        invite.reject(StatusCode::NOT_FOUND, None, Some("the Request-URI holds no E.164 number or service code"));
+    }
+}
+
+/// A service code (`*72+4799990002`) dialled by a subscriber whose calls go through its TAS
+/// (Loop, Loop-MO): leg 2 to that TAS with the MO prefix after the `+`, as for any number.
+/// The core itself serves no codes: from anyone else, 404.
+async fn service_code(shared: &Arc<Shared>, invite: PendingInvite, code: ServiceCode) {
+    let caller = caller(&invite.request().headers, &invite.essentials().from);
+    let Some(registration) = caller.as_ref().and_then(|caller| shared.registration(caller, &CODE_ROUTES)) else {
+        info!(call_id = %invite.essentials().call_id, %code, "service code from a caller without originating services");
+        invite.reject(StatusCode::NOT_FOUND, None, Some("no service serves this code for the caller"));
         return;
     };
-    route(&shared, invite, callee, Leg::CallerToCore, true).await;
+    let prefix = registration.registration.mo_prefix.clone();
+    let called = Called::Code(code);
+    let call = shared.record(SbcCall {
+        caller,
+        callee: called.clone(),
+        route: CallRoute::Loop(Direction::Originating),
+        prefix: prefix.clone(),
+        session_id: new_session_id(),
+        legs: vec![LegRecord::new(Leg::CallerToCore, invite.request().uri.to_string())],
+        status: None,
+        diverted: None,
+    });
+    info!(call_id = %invite.essentials().call_id, %called, "service code to the caller's TAS");
+    let via_tas = ViaTas { shared, registration: &registration, prefix: prefix.as_ref(), called: &called, call: &call };
+    let status = via_tas.to_tas(invite).await;
+    let mut call = call.lock();
+    call.status = Some(status);
+    if let Some(leg) = call.legs.first_mut() {
+        leg.status = Some(status);
+    }
 }
+
+/// The registrations whose subscriber's service codes go to its TAS.
+const CODE_ROUTES: [RouteType; 2] = [RouteType::Loop, RouteType::LoopMo];
 
 /// The registrations a call to a number goes through its TAS for.
 pub(super) const MT_ROUTES: [RouteType; 4] = [RouteType::Loop, RouteType::LoopMt, RouteType::Fork, RouteType::Fallback];
@@ -71,9 +110,10 @@ pub(super) async fn route(
         (None, None) => (CallRoute::Direct, None, None),
     };
     let session_id = new_session_id();
+    let called = Called::Number(callee.clone());
     let call = shared.record(SbcCall {
         caller,
-        callee: callee.clone(),
+        callee: called.clone(),
         route,
         prefix: prefix.clone(),
         session_id: session_id.clone(),
@@ -87,10 +127,10 @@ pub(super) async fn route(
             // While the TAS has the call, its leg 3 finds it by this Session-ID.
             shared.sessions().insert(session_id.clone(), call.clone());
             let via_tas =
-                ViaTas { shared, registration: &registration, prefix: prefix.as_ref(), callee: &callee, call: &call };
+                ViaTas { shared, registration: &registration, prefix: prefix.as_ref(), called: &called, call: &call };
             let status = match route {
-                CallRoute::Fork(_) => via_tas.fork(invite).await,
-                CallRoute::Fallback => via_tas.fallback(invite).await,
+                CallRoute::Fork(_) => via_tas.fork(invite, &callee).await,
+                CallRoute::Fallback => via_tas.fallback(invite, &callee).await,
                 _ => via_tas.to_tas(invite).await,
             };
             shared.sessions().remove(&session_id);
@@ -123,7 +163,8 @@ pub(super) struct ViaTas<'a> {
     shared: &'a Shared,
     registration: &'a RegistrationRecord,
     prefix: Option<&'a Prefix>,
-    callee: &'a Msisdn,
+    /// What leg 2 carries: the callee, or a service code.
+    called: &'a Called,
     call: &'a SharedCall,
 }
 
@@ -132,7 +173,7 @@ impl ViaTas<'_> {
     /// in transport or answers 503 gives way to the `sip_uri`'s next one (RFC 3263 §4.3): an
     /// instance that is stopping or gone loses no call while another serves the same URI.
     async fn to_tas(&self, invite: PendingInvite) -> StatusCode {
-        let Self { shared, registration, prefix, callee, call } = *self;
+        let Self { shared, registration, prefix, called, call } = *self;
         let sip_uri = &registration.registration.sip_uri;
         let servers = match leg_target(sip_uri.as_str()) {
             Ok(target) => shared.interconnect.outbound().servers(&target).await.map_err(LegError::from),
@@ -149,7 +190,7 @@ impl ViaTas<'_> {
         };
         let last = servers.len().saturating_sub(1);
         for (attempt, server) in servers.iter().enumerate() {
-            let (leg, index) = match leg2(shared, &invite, registration, prefix, callee, call, Some(server)).await {
+            let (leg, index) = match leg2(shared, &invite, registration, prefix, called, call, Some(server)).await {
                 Ok(placed) => placed,
                 Err(why) if attempt < last => {
                     warn!(%sip_uri, server = %server.address, port = server.port, %why, "TAS server unreachable; trying the next");
@@ -175,10 +216,10 @@ impl ViaTas<'_> {
     }
 
     /// Fork: the TAS and the callee at once; the first 2xx wins and the other leg is cancelled.
-    async fn fork(&self, invite: PendingInvite) -> StatusCode {
-        let Self { shared, registration, prefix, callee, call } = *self;
+    async fn fork(&self, invite: PendingInvite, callee: &Msisdn) -> StatusCode {
+        let Self { shared, registration, prefix, called, call } = *self;
         let mut legs: [Option<(RelayedLeg, usize)>; 2] = [None, None];
-        match leg2(shared, &invite, registration, prefix, callee, call, None).await {
+        match leg2(shared, &invite, registration, prefix, called, call, None).await {
             Ok((leg, index)) => legs[0] = Some((RelayedLeg::new(leg), index)),
             Err(why) => warn!(%why, "fork: TAS unreachable"),
         }
@@ -239,8 +280,8 @@ impl ViaTas<'_> {
     }
 
     /// Fallback: the callee first; on busy, unavailable or no answer in time, the TAS.
-    async fn fallback(&self, invite: PendingInvite) -> StatusCode {
-        let Self { shared, callee, call, .. } = *self;
+    async fn fallback(&self, invite: PendingInvite, callee: &Msisdn) -> StatusCode {
+        let Self { shared, call, .. } = *self;
         match callee_leg(shared, &invite, callee, call).await {
             Ok((leg, index)) => match b2bua::ring(&invite, leg, Some(shared.config.fallback_no_answer)).await {
                 LegOutcome::Answered(callee_call, response) => {

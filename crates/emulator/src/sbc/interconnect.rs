@@ -10,6 +10,7 @@ use super::access::MT_ROUTES;
 use super::legs::{bridge, callee_leg, session_id_of};
 use super::records::{set_leg_status, CallRoute, Leg, LegRecord, SbcCall};
 use super::shared::Shared;
+use crate::numbers::Called;
 use crate::numbers::{addressed_number, caller};
 use domain::types::RouteType;
 use sip::message::header::{SessionId, TypedHeader};
@@ -28,7 +29,7 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
         Some(call) => call,
         None if shared.registration(&number, &[RouteType::Ingress]).is_some() => shared.record(SbcCall {
             caller: caller(&invite.request().headers, &invite.essentials().from),
-            callee: number.clone(),
+            callee: Called::Number(number.clone()),
             route: CallRoute::Ingress,
             prefix: None,
             session_id: session_id_of(invite.request()).unwrap_or_default(),
@@ -58,7 +59,7 @@ pub(super) async fn from_tas(shared: Arc<Shared>, invite: PendingInvite) {
     info!(%call_id, %number, "leg 3 from the TAS");
     // Forwarded to another number with services of its own: the new callee's terminating
     // services apply (a new leg 2 to its TAS), as the operator's core does.
-    let forwarded = number != call.lock().callee && shared.registration(&number, &MT_ROUTES).is_some();
+    let forwarded = call.lock().callee != number && shared.registration(&number, &MT_ROUTES).is_some();
     if forwarded {
         // Each TAS in a forwarding loop lowers Max-Forwards; at zero the core stops it, whatever
         // the TASs do.

@@ -11,6 +11,7 @@ use super::records::{
 };
 use super::shared::Shared;
 use crate::numbers::caller;
+use crate::numbers::Called;
 use crate::registry::RegistrationRecord;
 use domain::types::{Msisdn, Prefix};
 use sip::b2bua::{self, LegOutcome};
@@ -100,14 +101,14 @@ pub(super) async fn leg2(
     leg1: &PendingInvite,
     registration: &RegistrationRecord,
     prefix: Option<&Prefix>,
-    number: &Msisdn,
+    called: &Called,
     call: &SharedCall,
     server: Option<&Server>,
 ) -> Result<(OutgoingCall, usize), LegError> {
     let session_id = call.lock().session_id.clone();
     let ua = &shared.interconnect;
     let sip_uri = &registration.registration.sip_uri;
-    let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), number.digits());
+    let prefixed = format!("+{}{}", prefix.map(Prefix::as_str).unwrap_or_default(), called.user_part());
     let uri = match shared.leg2_tel.load(Ordering::Relaxed) {
         true => Uri::Tel { number: prefixed, params: Default::default() },
         false => phone_uri(&prefixed, sip_uri.host()),
@@ -125,7 +126,7 @@ pub(super) async fn leg2(
     // core does: History-Info (RFC 7044) with the RFC 4458 cause on the TAS's entry.
     let diverted = call.lock().diverted;
     if let Some(cause) = diverted {
-        let callee_entry = phone_uri(number.as_str(), &shared.config.domain);
+        let callee_entry = phone_uri(&called.to_string(), &shared.config.domain);
         extra.push(("History-Info".into(), format!("<{callee_entry}>;index=1")));
         extra.push(("History-Info".into(), format!("<{uri};cause={cause}>;index=1.1")));
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::numbers::Called;
 use domain::types::{Direction, Msisdn, Prefix};
 use sip::b2bua;
 use sip::message::StatusCode;
@@ -109,8 +110,8 @@ impl fmt::Display for LegRecord {
 pub struct SbcCall {
     /// The caller's number, where known.
     pub caller: Option<Msisdn>,
-    /// The number called.
-    pub callee: Msisdn,
+    /// What the caller dialled: a number, or a service code for the caller's TAS.
+    pub callee: Called,
     /// How it was routed.
     pub route: CallRoute,
     /// The prefix put into leg 2.

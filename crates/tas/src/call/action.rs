@@ -24,6 +24,8 @@ pub enum App {
     Echo,
     /// The mailbox menu its owner calls in to (listen, delete, greetings, PIN).
     VoicemailMain,
+    /// What a dialled feature code did, spoken (never configured: the router chooses it).
+    FeatureCode,
 }
 
 impl fmt::Display for App {
@@ -33,6 +35,7 @@ impl fmt::Display for App {
             App::Announcement => "announcement",
             App::Echo => "echo",
             App::VoicemailMain => "voicemail-main",
+            App::FeatureCode => "feature-code",
         })
     }
 }

@@ -183,6 +183,8 @@ pub struct CallInfo {
     pub absence: Absence,
     /// Who calls the mailbox menu.
     pub login: Login,
+    /// What a feature code call hears.
+    pub spoken: Vec<crate::feature_codes::Spoken>,
 }
 
 /// Answers calls with apps, on the configured media.
@@ -205,8 +207,8 @@ impl Answerer {
     /// Returns the final status and, when answered, the app's task, which ends with the call.
     pub async fn answer(&self, invite: PendingInvite, app: App, info: &CallInfo) -> (StatusCode, AppRunning) {
         let call_id = invite.essentials().call_id.clone();
-        if app == App::VoicemailMain && self.media.mailboxes.is_none() {
-            let why = "the mailbox menu needs a store (store.url)";
+        if matches!(app, App::VoicemailMain | App::FeatureCode) && self.media.mailboxes.is_none() {
+            let why = "the mailbox menu and feature codes need a store (store.url)";
             info!(%call_id, why, "mailbox menu refused");
             invite.reject(StatusCode::SERVICE_UNAVAILABLE, None, Some(why));
             return (StatusCode::SERVICE_UNAVAILABLE, AppRunning::default());
@@ -439,6 +441,18 @@ impl Answerer {
                     (AppMedia::Channel(mut channel), App::VoicemailMain) => match &settings.mailboxes {
                         Some(mailboxes) => {
                             crate::mailbox::menu::run(&mut channel, mailboxes, info.login.clone(), &stop).await
+                        }
+                        None => apps::AppEnd::Done,
+                    },
+                    (AppMedia::Channel(mut channel), App::FeatureCode) => match &settings.mailboxes {
+                        Some(mailboxes) => {
+                            let audio = crate::feature_codes::audio(mailboxes.prompts(), &info.spoken);
+                            // A breath first: the caller's phone may still be bringing up its audio.
+                            let pause = vec![0; 4000];
+                            if channel.play(&pause, &stop).await {
+                                channel.play(&audio, &stop).await;
+                            }
+                            apps::AppEnd::Done
                         }
                         None => apps::AppEnd::Done,
                     },

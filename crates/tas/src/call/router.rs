@@ -10,11 +10,12 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
-use crate::config::{CallsConfig, ServeConfig};
-use domain::types::{Msisdn, Prefix, RouteType};
+use crate::config::{CallsConfig, FeatureCodesConfig, ServeConfig};
+use domain::types::{Msisdn, Prefix, RouteType, ServiceCode};
 use sip::dialog::{DialogId, OfferAnswer};
 use sip::ua::{PendingInvite, SessionHandler};
 
+use crate::feature_codes;
 use crate::mailbox::greeting::Absence;
 use crate::mailbox::menu::Login;
 use crate::mailbox::Mailboxes;
@@ -88,6 +89,7 @@ struct Routes {
     /// allocation (most subscribers have the few their route types default to).
     table: RoutingTable<Behaviours>,
     calls: CallsConfig,
+    feature_codes: FeatureCodesConfig,
 }
 
 /// A subscriber's behaviour for the calls it makes and for those it receives.
@@ -134,7 +136,7 @@ impl Routes {
             };
             (routed, behaviours)
         }));
-        Self { table, calls: config.calls.clone() }
+        Self { table, calls: config.calls.clone(), feature_codes: config.feature_codes.clone() }
     }
 }
 
@@ -329,6 +331,51 @@ impl CallRouter {
     }
 }
 
+impl CallRouter {
+    /// A service code `subscriber` dialled: the settings changed (or read), then the call
+    /// answered to say how they stand, and hung up. Without a store, 503.
+    fn feature_code(
+        self: &Arc<Self>,
+        invite: PendingInvite,
+        mut record: CallRecord,
+        subscriber: Msisdn,
+        code: ServiceCode,
+        codes: &FeatureCodesConfig,
+    ) {
+        record.subscriber = Some((subscriber.clone(), Direction::Originating));
+        let Some(mailboxes) = self.media.mailboxes.clone() else {
+            let action = Action::Reject { status: StatusCode::SERVICE_UNAVAILABLE, reason: "No Store".into() };
+            warn!(call_id = %record.call_id, %subscriber, %code, "feature codes need a store (store.url)");
+            return self.refuse(invite, &action, record);
+        };
+        let request = codes.read(&code);
+        let engine = self.engine.clone();
+        let router = self.clone();
+        tokio::spawn(async move {
+            let done = match &request {
+                Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
+                Err(refusal) => Err(refusal.clone()),
+            };
+            let (result, spoken) = match done {
+                Ok(spoken) => ("done".to_owned(), spoken),
+                Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
+            };
+            info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
+            let info = CallInfo {
+                subscriber: Some(subscriber),
+                direction: Some(Direction::Originating),
+                caller: record.caller.clone(),
+                spoken,
+                ..CallInfo::default()
+            };
+            let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
+            outcome.actions.insert(0, format!("feature code {code} ({result})"));
+            record.outcome = outcome;
+            router.keep(record, app).await;
+        });
+    }
+}
+
 /// The router as the UA's handler: it needs an `Arc` of itself to hand calls to tasks.
 pub struct RouterHandler(pub Arc<CallRouter>);
 
@@ -340,6 +387,11 @@ impl SessionHandler for RouterHandler {
         let caller = caller_number(asserted.as_ref(), &invite.essentials().from);
         let mut record = record_of(&invite, caller.clone());
         let call_id = record.call_id.clone();
+        if routes.feature_codes.enabled {
+            if let Some((subscriber, code)) = routes.table.service_code(&invite.request().uri, caller.as_ref()) {
+                return router.feature_code(invite, record, subscriber, code, &routes.feature_codes);
+            }
+        }
         let classified = match routes.table.classify(&invite.request().uri, caller.as_ref()) {
             Ok(classified) => classified,
             Err(error) => {
@@ -365,6 +417,7 @@ impl SessionHandler for RouterHandler {
             callee: Some(classified.callee.clone()),
             absence: Absence::of_request(&request.uri, &request.headers, &classified.subscriber).unwrap_or_default(),
             login: Login::Ask,
+            spoken: Vec::new(),
         };
         if let Some(login) = router.menu_login(&routes, &info, asserted.as_ref()) {
             info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction, ?login, "mailbox menu");

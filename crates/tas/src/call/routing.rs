@@ -5,7 +5,7 @@
 pub use domain::types::Direction;
 use std::collections::{HashMap, HashSet};
 
-use domain::types::{Msisdn, Prefix, RouteType};
+use domain::types::{Msisdn, Prefix, RouteType, ServiceCode};
 use sip::message::grammar::split_list;
 use sip::message::header::NameAddr;
 use sip::message::{Headers, Uri};
@@ -148,6 +148,25 @@ impl<T> RoutingTable<T> {
         self.subscribers.get_key_value(msisdn)
     }
 
+    /// A service code the caller dialled (`*72+4799990002`), and the subscriber it is for:
+    /// the caller, when a subscriber here, with its MO prefix (if it has one) between the `+`
+    /// and the code; `#` may come escaped (`%23`), in `sip:` or `tel:` form.
+    pub fn service_code(&self, request_uri: &Uri, caller: Option<&Msisdn>) -> Option<(Msisdn, ServiceCode)> {
+        let written = match request_uri {
+            Uri::Sip(sip) => sip.user.as_deref()?.split(';').next()?,
+            Uri::Tel { number, .. } => number.as_str(),
+            Uri::Other { .. } => return None,
+        };
+        let (subscriber, routed) = self.find(caller?)?;
+        let dialled = written.strip_prefix('+').unwrap_or(written);
+        let dialled = match &routed.mo_prefix {
+            Some(prefix) => dialled.strip_prefix(prefix.as_str())?,
+            None => dialled,
+        };
+        let code = ServiceCode::from_escaped(dialled).ok()?;
+        Some((subscriber.clone(), code))
+    }
+
     /// Classifies a call from its Request-URI and the caller's number (From or
     /// P-Asserted-Identity, when it is a `+` number).
     pub fn classify(&self, request_uri: &Uri, caller: Option<&Msisdn>) -> Result<Classified, RoutingError> {
@@ -222,6 +241,26 @@ mod tests {
 
     fn msisdn(text: &str) -> Msisdn {
         Msisdn::parse(text).unwrap()
+    }
+
+    #[test]
+    fn service_codes_come_from_subscribers_with_their_mo_prefix() {
+        let table = table();
+        let code = |uri: &str, caller: &str| {
+            table
+                .service_code(&Uri::parse(uri).unwrap(), Some(&msisdn(caller)))
+                .map(|(subscriber, code)| (subscriber.as_str().to_owned(), code.as_str().to_owned()))
+        };
+        let first = Some(("+4799990001".to_owned(), "*72+4799990002".to_owned()));
+        assert_eq!(code("sip:+11*72+4799990002@tas.example;user=phone", "+4799990001"), first);
+        assert_eq!(code("tel:+11*72+4799990002", "+4799990001"), first);
+        let query = Some(("+4799990003".to_owned(), "*#72#".to_owned()));
+        assert_eq!(code("sip:+*%2372%23@tas.example", "+4799990003"), query, "no prefix, # escaped");
+        assert_eq!(code("sip:*%2372%23@tas.example", "+4799990003"), query, "no + either");
+        assert_eq!(code("sip:+22*73@tas.example", "+4799990001"), None, "the MT prefix is not the caller's");
+        assert_eq!(code("sip:+11*73@tas.example", "+4711111111"), None, "not a subscriber here");
+        assert_eq!(code("sip:+114799990002@tas.example", "+4799990001"), None, "a number, not a code");
+        assert_eq!(table.service_code(&Uri::parse("sip:+11*73@tas.example").unwrap(), None), None);
     }
 
     #[test]
