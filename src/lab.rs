@@ -244,7 +244,7 @@ impl LabMailboxes {
         let mailboxes = tas::mailbox::Mailboxes::new(database, voicemail).map_err(|e| failed("audio", &e))?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let http = listener.local_addr()?;
-        let api = tas::http_api(mailboxes.clone());
+        let api = tas::http_api(mailboxes.clone(), None);
         let serving = tokio::spawn(async move {
             let _ = axum::serve(listener, api).await;
         });
@@ -317,6 +317,7 @@ impl Lab {
             voicemail: VoicemailConfig { dir: config.voicemail_dir.clone(), ..config.voicemail.clone() },
             announcement: Default::default(),
             feature_codes: Default::default(),
+            signup: None,
             store: Default::default(),
             sip: SipConfig {
                 tls_listen: Some(loopback(config.ports.tas_tls)),

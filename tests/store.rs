@@ -83,6 +83,7 @@ async fn cases(url: &str, backend: Backend) {
     call_record_cases(url).await;
     voicemail_cases(url).await;
     mailbox_cases(url).await;
+    consent_cases(url).await;
 
     // A row this version cannot read is named, not skipped or panicked on.
     let store = Store::open(url).await.expect("open");
@@ -338,6 +339,61 @@ async fn voicemail_cases(url: &str) {
 
 /// What a mailbox keeps: message states (new, heard, saved, deleted) and their retention,
 /// greetings, the PIN's failed logins and lockout, API tokens by hash.
+/// Consents: stored, followed by change time, claimed for a refresh by one of two instances
+/// only, and withdrawn with the tokens wiped.
+async fn consent_cases(url: &str) {
+    use ringer::store::{ConsentRow, CONSENT_ACTIVE, CONSENT_REVOKED};
+    let store = Store::open(url).await.expect("open");
+    let other = Store::open(url).await.expect("a second instance");
+    let now = ringer::store::now_millis();
+    let consent = |subscriber: &str, refresh_at_ms: i64| ConsentRow {
+        subscriber: subscriber.into(),
+        access_token: "sealed-access".into(),
+        refresh_token: "sealed-refresh".into(),
+        scope: "phone offline_access call.routing:write".into(),
+        expires_ms: now + 3_600_000,
+        refresh_at_ms,
+        state: CONSENT_ACTIVE.into(),
+        note: "signed up".into(),
+        updated_ms: 0,
+    };
+    store.put_consent(&consent("+4799990081", now - 1000)).await.expect("due");
+    store.put_consent(&consent("+4799990082", now + 600_000)).await.expect("not due");
+    let all = store.consents().await.expect("consents");
+    assert_eq!(all.iter().map(|c| c.subscriber.as_str()).collect::<Vec<_>>(), ["+4799990081", "+4799990082"]);
+    assert!(all.iter().all(|c| c.updated_ms >= now && c.access_token == "sealed-access"));
+    let newest = all.iter().map(|c| c.updated_ms).max().expect("some");
+    assert!(store.consents_changed_since(newest).await.expect("changes").is_empty());
+
+    // Two instances claim at once: one wins, the other gets nothing until the hold ends.
+    let (mine, theirs) =
+        tokio::join!(store.claim_due_consents(now, 20_000, 10), other.claim_due_consents(now, 20_000, 10));
+    let (mine, theirs) = (mine.expect("claim"), theirs.expect("claim"));
+    assert_eq!(mine.len() + theirs.len(), 1, "one claim: {mine:?} {theirs:?}");
+    assert_eq!(mine.iter().chain(&theirs).next().map(|c| c.subscriber.as_str()), Some("+4799990081"));
+    assert!(store.claim_due_consents(now + 1000, 20_000, 10).await.expect("claim").is_empty(), "held");
+    assert_eq!(store.claim_due_consents(now + 21_000, 20_000, 10).await.expect("claim").len(), 1, "hold over");
+    // A refresh stored ends the claim; refreshed, it is not due.
+    store.put_consent(&consent("+4799990081", now + 600_000)).await.expect("refreshed");
+    assert!(store.claim_due_consents(now + 1000, 20_000, 10).await.expect("claim").is_empty());
+
+    store.revoke_consent("+4799990081", "consent withdrawn").await.expect("revoke");
+    let revoked = store.consents().await.expect("consents").into_iter().find(|c| c.subscriber == "+4799990081");
+    let revoked = revoked.expect("kept for the status view");
+    assert_eq!(
+        (revoked.state.as_str(), revoked.access_token.as_str(), revoked.refresh_token.as_str()),
+        (CONSENT_REVOKED, "", "")
+    );
+    assert!(store
+        .claim_due_consents(now + 10_000_000, 20_000, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|c| c.subscriber != "+4799990081"));
+    other.close().await;
+    store.close().await;
+}
+
 async fn mailbox_cases(url: &str) {
     let store = Store::open(url).await.expect("open");
     let owner = "+4799990077";

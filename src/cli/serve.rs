@@ -21,6 +21,7 @@ use ringer::store::Store;
 use ringer::tas::call::records::RecordWriter;
 use ringer::tas::leases::{instance_name, Instance};
 use ringer::tas::mailbox::Mailboxes;
+use ringer::tas::signup::Signup;
 use ringer::tas::voicemail::{Archiver, Notifier};
 
 use super::leases::LeaseSync;
@@ -52,7 +53,20 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let tas = ringer::tas::start_sip_with(&config, Some(records), Some(mailboxes.clone())).await?;
             let spool = ringer::media::mailbox::Mailbox::open(&config.voicemail.dir)?;
             let credentials = Credentials::from_config(&config.auth)?;
-            let client = RegistrationClient::new(&config.core, credentials)?;
+            // Subscribers who signed up are registered with their own tokens, the others with
+            // the configured credentials, side by side.
+            let user_tokens = ringer::registrar::UserTokens::default();
+            let client = RegistrationClient::new(&config.core, credentials)?.with_user_tokens(user_tokens.clone());
+            let signup = match &config.signup {
+                Some(signup_config) => {
+                    let signup = Signup::new(signup_config, database.clone(), user_tokens)?;
+                    let since = signup.load().await?;
+                    info!(signed_up = since > 0, "sign-up through the operator's consent at /signup");
+                    signup.clone().spawn_refresher(since);
+                    Some(signup)
+                }
+                None => None,
+            };
             let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
             // New messages told to their owners by SMS, over the registrations' connection.
             let sms = SmsClient::over(client.connection().clone());
@@ -63,7 +77,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             // The leases decide which registrations this instance refreshes: none until the
             // first heartbeat, just below.
             let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());
-            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes)))
+            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes, signup)))
         }
         None => {
             let lab = start_embedded().await?;
@@ -74,16 +88,16 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     // Changes other processes make to the database's subscribers, as they come; the revision
     // of the list being served, so that a list read earlier never replaces a newer one.
     let (changes, mut changed) = tokio::sync::mpsc::channel(1);
-    let mut applied = database.as_ref().map_or(0, |(_, revision, _, _, _)| *revision);
-    let watcher = database.as_ref().map(|(database, revision, _, _, _)| {
+    let mut applied = database.as_ref().map_or(0, |(_, revision, _, _, _, _)| *revision);
+    let watcher = database.as_ref().map(|(database, revision, _, _, _, _)| {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
     });
-    let (database, record_writer, archiver, mailboxes) = match database {
-        Some((database, _, writer, archiver, mailboxes)) => {
+    let (database, record_writer, archiver, mailboxes, signup) = match database {
+        Some((database, _, writer, archiver, mailboxes, signup)) => {
             let sweeping = archiver.clone().spawn(VOICEMAIL_SWEEP);
-            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes))
+            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes), signup)
         }
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
     let retention = mailboxes.clone().map(|mailboxes| mailboxes.spawn_retention(RETENTION_SWEEP));
     let sip = &tas.endpoint;
@@ -142,7 +156,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let addr = listener.local_addr()?;
             println!("HTTP API listening on {addr}");
             info!(%addr, "API at /api/v1/mailboxes/{{number}}/... and /api/v1/subscribers/{{number}}/settings");
-            let api = ringer::tas::http_api(mailboxes.clone());
+            let api = ringer::tas::http_api(mailboxes.clone(), signup.as_ref());
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, api).await {
                     error!(%error, "HTTP API stopped");

@@ -5,6 +5,7 @@
 
 pub(crate) mod audio;
 pub(crate) mod broken_tas;
+pub(crate) mod browser;
 pub(crate) mod curl;
 pub(crate) mod dns;
 pub(crate) mod fault_proxy;
@@ -75,6 +76,7 @@ pub(crate) fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> 
                 },
             ],
             clients: vec![OAuthClient {
+                redirect_uris: Vec::new(),
                 client_id: CLIENT_ID.into(),
                 client_secret: CLIENT_SECRET.into(),
                 scopes: vec![SCOPE.into()],

@@ -283,6 +283,10 @@ pub struct OAuthClient {
     /// `expires_in` of the tokens issued.
     #[serde(default = "defaults::one_hour", with = "humantime_serde")]
     pub token_lifetime: Duration,
+    /// Where the authorization endpoint may send the browser back (the code flow); empty:
+    /// anywhere, as a lab convenience.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
 }
 
 impl Default for CoreConfig {

@@ -106,6 +106,7 @@ impl SipBreakoutService for SipBreakoutCore {
     ) -> Result<Response<UpsertRegistrationResponse>, Status> {
         self.counts.upserts.fetch_add(1, Ordering::Relaxed);
         let principal = self.auth.authorize(request.metadata(), SCOPE)?;
+        let by_user_token = matches!(principal, Principal::User(_));
         let response = match self.admit(&principal, request.into_inner().registration)? {
             Err(NotAcceptable(message)) => {
                 warn!(%message, "upsert refused");
@@ -125,9 +126,10 @@ impl SipBreakoutService for SipBreakoutCore {
                     sip_uri = %registration.sip_uri,
                     mo_prefix = ?registration.mo_prefix.as_ref().map(|p| p.as_str()),
                     mt_prefix = ?registration.mt_prefix.as_ref().map(|p| p.as_str()),
+                    by_user_token,
                     "registration upserted"
                 );
-                let ttl = self.registry.upsert(msisdn, registration);
+                let ttl = self.registry.upsert_by(msisdn, registration, by_user_token);
                 UpsertRegistrationResponse {
                     status_code: StatusCode::Ok as i32,
                     error_message: String::new(),

@@ -84,8 +84,7 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
     let registry = Arc::new(Registry::new(config.time_to_live));
     let auth = Arc::new(Authenticator::new(&config.auth));
 
-    let token_endpoint =
-        axum::Router::new().route(oauth::TOKEN_PATH, axum::routing::post(oauth::token)).with_state(auth.clone());
+    let token_endpoint = oauth::router(oauth::IdentityProvider { auth: auth.clone(), registry: registry.clone() });
     let counts = Arc::new(CallCounts::default());
     let subscribers = config.subscribers.iter().cloned().collect();
     let service = SipBreakoutServiceServer::new(SipBreakoutCore::new(
@@ -129,7 +128,7 @@ pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
         None => None,
     };
     let tls = config.grpc.tls.is_some();
-    info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, SmsService, /oauth2/token)");
+    info!(%grpc_addr, tls, ttl = ?config.time_to_live, "emulated core listening (SipBreakoutService, SmsService, OAuth 2.0 at /oauth2/auth, /oauth2/token, /userinfo)");
     Ok(CoreHandle { grpc_addr, tls, registry, auth, counts, outbox, stop: Some(stop), server, sweeper, sbc })
 }
 
@@ -160,6 +159,16 @@ impl CoreHandle {
     /// The URL of the OAuth 2.0 token endpoint.
     pub fn token_url(&self) -> String {
         format!("{}{}", self.endpoint(), oauth::TOKEN_PATH)
+    }
+
+    /// The URL of the OAuth 2.0 authorization endpoint (for browsers).
+    pub fn authorize_url(&self) -> String {
+        format!("{}{}", self.endpoint(), oauth::AUTHORIZE_PATH)
+    }
+
+    /// The URL of the userinfo endpoint.
+    pub fn userinfo_url(&self) -> String {
+        format!("{}{}", self.endpoint(), oauth::USERINFO_PATH)
     }
 
     /// The registrations, as the SBC sees them.

@@ -22,6 +22,9 @@ pub struct RegistrationRecord {
     pub upserted_at: SystemTime,
     /// How many upserts this registration has seen since it was created.
     pub upserts: u64,
+    /// Whether the last upsert came with the subscriber's own token (authorization code flow)
+    /// rather than a client's.
+    pub by_user_token: bool,
 }
 
 /// What a delete did.
@@ -60,8 +63,14 @@ impl Registry {
         self.entries.lock()
     }
 
-    /// Creates or replaces the registration of `msisdn`; returns the time to live granted.
-    pub fn upsert(&self, msisdn: Msisdn, mut registration: Registration) -> Duration {
+    /// Creates or replaces the registration of `msisdn` (by a client); returns the time to
+    /// live granted.
+    pub fn upsert(&self, msisdn: Msisdn, registration: Registration) -> Duration {
+        self.upsert_by(msisdn, registration, false)
+    }
+
+    /// As [`Registry::upsert`], telling whether the subscriber's own token made it.
+    pub fn upsert_by(&self, msisdn: Msisdn, mut registration: Registration, by_user_token: bool) -> Duration {
         registration.phone_number = Some(msisdn.clone());
         let now = Instant::now();
         let mut entries = self.entries();
@@ -77,9 +86,20 @@ impl Registry {
                 expires_at: now + self.time_to_live,
                 upserted_at: SystemTime::now(),
                 upserts,
+                by_user_token,
             },
         );
         self.time_to_live
+    }
+
+    /// Removes the registration of `msisdn` that its own token made (its consent is withdrawn);
+    /// whether there was one.
+    pub fn remove_user_registration(&self, msisdn: &Msisdn) -> bool {
+        let mut entries = self.entries();
+        match entries.get(msisdn) {
+            Some(record) if record.by_user_token => entries.remove(msisdn).is_some(),
+            _ => false,
+        }
     }
 
     /// Removes the registration of `msisdn` if it was made for `sip_uri`.

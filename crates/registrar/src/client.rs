@@ -1,9 +1,14 @@
 //! gRPC clients of the operator's API: one connection (channel and bearer tokens, renewed
 //! once after UNAUTHENTICATED) shared by SipBreakoutService's client here and SmsService's
-//! ([`crate::sms`]).
+//! ([`crate::sms`]). Subscribers who enabled the product through the operator's consent page
+//! are registered with their own token ([`UserTokens`]), the others with the connection's.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use thiserror::Error;
 use tonic::metadata::MetadataValue;
@@ -11,13 +16,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 use tracing::{debug, warn};
 
-use super::auth::{AuthError, Credentials, TokenSource};
+use super::auth::{AuthError, Credentials, Secret, TokenSource};
 use crate::config::CoreApiConfig;
 use domain::proto::sipbreakout::v1::{
     sip_breakout_service_client::SipBreakoutServiceClient, DeleteRegistrationRequest, DeleteRegistrationResponse,
     UpsertRegistrationRequest, UpsertRegistrationResponse,
 };
-use domain::types::Registration;
+use domain::types::{Msisdn, Registration};
 
 /// Why a call to the core did not get an answer.
 #[derive(Debug, Error)]
@@ -138,6 +143,32 @@ impl CoreConnection {
         }
     }
 
+    /// Sends `message` once with `token` (a subscriber's own): renewing it is for whoever
+    /// holds its refresh token, not for this connection.
+    pub(crate) async fn with_user_token<M, R, F, Fut>(
+        &self,
+        call: F,
+        message: M,
+        token: &Secret,
+    ) -> Result<R, ClientError>
+    where
+        F: FnOnce(Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let mut request = Request::new(message);
+        let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose()))
+            .map_err(|_| ClientError::Invalid("the user token holds characters not allowed in a header".into()))?;
+        value.set_sensitive(true);
+        request.metadata_mut().insert("authorization", value);
+        match call(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => {
+                debug!(code = ?status.code(), message = status.message(), "core call with a user token failed");
+                Err(status.into())
+            }
+        }
+    }
+
     fn can_renew(&self) -> bool {
         matches!(
             self.tokens.credentials(),
@@ -146,11 +177,45 @@ impl CoreConnection {
     }
 }
 
+/// Subscribers' own access tokens (the authorization code flow), by number. A registration
+/// whose subscriber has one goes out with it and without `phone_number`: the token names the
+/// subscription. Kept fresh by whoever holds the refresh tokens; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct UserTokens(Arc<RwLock<HashMap<Msisdn, Secret>>>);
+
+impl UserTokens {
+    /// `number`'s token from now on.
+    pub fn set(&self, number: Msisdn, token: Secret) {
+        self.0.write().insert(number, token);
+    }
+
+    /// Forgets `number`'s token; whether there was one.
+    pub fn remove(&self, number: &Msisdn) -> bool {
+        self.0.write().remove(number).is_some()
+    }
+
+    /// `number`'s token, if it has one.
+    pub fn get(&self, number: &Msisdn) -> Option<Secret> {
+        self.0.read().get(number).cloned()
+    }
+
+    /// How many subscribers have one.
+    pub fn len(&self) -> usize {
+        self.0.read().len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.0.read().is_empty()
+    }
+}
+
 /// A client of SipBreakoutService.
 #[derive(Debug, Clone)]
 pub struct RegistrationClient {
     grpc: SipBreakoutServiceClient<Channel>,
     core: CoreConnection,
+    user_tokens: UserTokens,
 }
 
 impl RegistrationClient {
@@ -161,7 +226,19 @@ impl RegistrationClient {
 
     /// A client over `core`, shared with other services' clients.
     pub fn over(core: CoreConnection) -> Self {
-        Self { grpc: SipBreakoutServiceClient::new(core.channel()), core }
+        Self { grpc: SipBreakoutServiceClient::new(core.channel()), core, user_tokens: UserTokens::default() }
+    }
+
+    /// This client registering the subscribers in `tokens` with their own tokens.
+    pub fn with_user_tokens(self, tokens: UserTokens) -> Self {
+        Self { user_tokens: tokens, ..self }
+    }
+
+    /// `registration` as sent with the subscriber's own token (no `phone_number`), and the
+    /// token, when the subscriber has one.
+    fn as_user(&self, registration: &Registration) -> Option<(Registration, Secret)> {
+        let token = self.user_tokens.get(registration.phone_number.as_ref()?)?;
+        Some((Registration { phone_number: None, ..registration.clone() }, token))
     }
 
     /// The connection, for other services' clients.
@@ -171,6 +248,14 @@ impl RegistrationClient {
 
     /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
     pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
+        if let Some((own, token)) = self.as_user(registration) {
+            let message = UpsertRegistrationRequest { registration: Some((&own).into()) };
+            let mut grpc = self.grpc.clone();
+            return self
+                .core
+                .with_user_token(|request| async move { grpc.upsert_registration(request).await }, message, &token)
+                .await;
+        }
         self.check(registration)?;
         let message = UpsertRegistrationRequest { registration: Some(registration.into()) };
         self.core
@@ -186,6 +271,14 @@ impl RegistrationClient {
 
     /// Removes `registration` (same `sip_uri` as upserted) from the core.
     pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
+        if let Some((own, token)) = self.as_user(registration) {
+            let message = DeleteRegistrationRequest { registration: Some((&own).into()) };
+            let mut grpc = self.grpc.clone();
+            return self
+                .core
+                .with_user_token(|request| async move { grpc.delete_registration(request).await }, message, &token)
+                .await;
+        }
         self.check(registration)?;
         let message = DeleteRegistrationRequest { registration: Some(registration.into()) };
         self.core

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use client::{ClientError, RegistrationClient};
+pub use client::{ClientError, RegistrationClient, UserTokens};
 pub use status::{RegistrationState, StatusBoard, SubscriberStatus};
 
 use crate::config::RegistrarConfig;

@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod calls;
+mod consents;
 mod leases;
 mod mailboxes;
 mod pool;
@@ -22,6 +23,7 @@ mod subscribers;
 mod voicemail;
 
 pub use calls::CallRecordRow;
+pub use consents::{ConsentRow, CONSENT_ACTIVE, CONSENT_REVOKED};
 pub use leases::{InstanceRow, LeaseRow, Leases};
 pub use mailboxes::{PinState, TokenRow};
 pub use pool::{now_millis, without_password, Backend, Store, StoreError, DEFAULT_URL};

@@ -46,6 +46,9 @@ pub struct ServeConfig {
     /// Service codes subscribers dial to change their settings.
     #[serde(default)]
     pub feature_codes: FeatureCodesConfig,
+    /// Sign-up through the operator's consent page (OAuth 2.0 authorization code flow).
+    #[serde(default)]
+    pub signup: Option<SignupConfig>,
     /// Where ringer keeps its state (subscribers).
     #[serde(default)]
     pub store: StoreConfig,
@@ -446,6 +449,77 @@ impl Default for FeatureCodesConfig {
     }
 }
 
+/// `[signup]`: subscribers enable the product themselves through the operator's consent page
+/// (the OAuth 2.0 authorization code flow), each then registered with their own token.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupConfig {
+    /// The product's client id at the operator's identity provider.
+    pub client_id: String,
+    /// The environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// The authorization endpoint the browser is sent to.
+    #[serde(default = "signup_defaults::authorize_url")]
+    pub authorize_url: String,
+    /// The token endpoint.
+    #[serde(default = "signup_defaults::token_url")]
+    pub token_url: String,
+    /// The userinfo endpoint (tells the subscriber's number).
+    #[serde(default = "signup_defaults::userinfo_url")]
+    pub userinfo_url: String,
+    /// This TAS's callback as the browser reaches it (`https://tas.example.com/signup/callback`),
+    /// registered with the operator for the client.
+    pub redirect_uri: String,
+    /// The API scope asked besides `phone offline_access` (older pages:
+    /// `call.control.answer_and_initiate`).
+    #[serde(default = "signup_defaults::scope")]
+    pub scope: String,
+    /// The environment variable holding the key tokens are sealed with in the database: 32
+    /// random bytes, base64 (`openssl rand -base64 32`).
+    pub token_key_env: String,
+    /// How a subscriber who signs up is registered.
+    #[serde(default = "signup_defaults::route_type")]
+    pub route_type: RouteType,
+    /// Their MO prefix.
+    #[serde(default)]
+    pub mo_prefix: Option<Prefix>,
+    /// Their MT prefix.
+    #[serde(default)]
+    pub mt_prefix: Option<Prefix>,
+    /// How often tokens due for a refresh are looked for (and other instances' changes read).
+    #[serde(default = "signup_defaults::poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+/// `[signup]` defaults: the operator's identity provider.
+mod signup_defaults {
+    use super::*;
+
+    pub(super) fn authorize_url() -> String {
+        "https://id.wgtwo.com/oauth2/auth".into()
+    }
+
+    pub(super) fn token_url() -> String {
+        domain::config::defaults::token_url()
+    }
+
+    pub(super) fn userinfo_url() -> String {
+        "https://id.wgtwo.com/userinfo".into()
+    }
+
+    pub(super) fn scope() -> String {
+        domain::config::defaults::SCOPE.into()
+    }
+
+    pub(super) fn route_type() -> RouteType {
+        RouteType::Loop
+    }
+
+    pub(super) fn poll_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
 /// What calls get that no subscriber's behaviour covers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -620,6 +694,24 @@ impl ServeConfig {
             return Err(format!("voicemail.language {:?} must be a tag such as en or nb-NO", voicemail.language));
         }
         self.feature_codes.check()?;
+        if let Some(signup) = &self.signup {
+            for (key, url) in [
+                ("signup.authorize_url", &signup.authorize_url),
+                ("signup.token_url", &signup.token_url),
+                ("signup.userinfo_url", &signup.userinfo_url),
+                ("signup.redirect_uri", &signup.redirect_uri),
+            ] {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(format!("{key} {url:?} must be an http:// or https:// URL"));
+                }
+            }
+            if self.http.listen.is_none() {
+                return Err("signup needs http.listen: its pages are served there".into());
+            }
+            if signup.poll_interval.is_zero() {
+                return Err("signup.poll_interval must be above zero".into());
+            }
+        }
         for (key, action) in [
             ("calls.unknown_number", &self.calls.unknown_number),
             ("calls.unexpected", &self.calls.unexpected),
@@ -672,6 +764,7 @@ impl ServeConfig {
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
             feature_codes: FeatureCodesConfig::default(),
+            signup: None,
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             media: MediaConfig::default(),

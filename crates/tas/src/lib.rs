@@ -11,6 +11,7 @@ pub mod feature_codes;
 pub mod leases;
 pub mod mailbox;
 pub mod settings;
+pub mod signup;
 pub mod subscribers;
 pub mod voicemail;
 pub mod webhook;
@@ -118,9 +119,14 @@ pub struct Tas {
 }
 
 /// The HTTP API over `mailboxes` and their store: the voicemail API
-/// (`/api/v1/mailboxes/...`) and the subscribers' settings (`/api/v1/subscribers/...`).
-pub fn http_api(mailboxes: mailbox::Mailboxes) -> axum::Router {
-    mailbox::api::router(mailboxes.clone()).merge(settings::router(mailboxes))
+/// (`/api/v1/mailboxes/...`), the subscribers' settings (`/api/v1/subscribers/...`), and with
+/// `signup` its pages (`/signup...`) and status (`/api/v1/signups`).
+pub fn http_api(mailboxes: mailbox::Mailboxes, signup: Option<&signup::Signup>) -> axum::Router {
+    let api = mailbox::api::router(mailboxes.clone()).merge(settings::router(mailboxes));
+    match signup {
+        Some(signup) => api.merge(signup.router()),
+        None => api,
+    }
 }
 
 /// Starts the SIP side of the TAS.

@@ -123,6 +123,21 @@ pub(crate) async fn authorize(mailboxes: &Mailboxes, headers: &HeaderMap, number
     }
 }
 
+/// Checks that `headers` carry an admin token (one that opens every mailbox).
+pub(crate) async fn authorize_admin(store: &store::Store, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized)?;
+    let row = store.token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
+    match row.mailbox {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Forbidden),
+    }
+}
+
 /// A message as the API shows it.
 #[derive(Debug, Serialize)]
 struct MessageView {
