@@ -222,12 +222,15 @@ pub struct Lab {
     pub mailboxes: Option<LabMailboxes>,
 }
 
-/// The lab's mailboxes: the store, the archiver moving messages into it, the HTTP API.
+/// The lab's mailboxes: the store, the archiver moving messages into it, the HTTP API (with
+/// the self-care page).
 pub struct LabMailboxes {
     /// The mailboxes as the TAS serves them.
     pub mailboxes: tas::mailbox::Mailboxes,
     /// Where the HTTP API listens.
     pub http: SocketAddr,
+    /// Bound at start, served once the TAS's router exists.
+    listener: Option<tokio::net::TcpListener>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -244,11 +247,31 @@ impl LabMailboxes {
         let mailboxes = tas::mailbox::Mailboxes::new(database, voicemail).map_err(|e| failed("audio", &e))?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let http = listener.local_addr()?;
-        let api = tas::http_api(mailboxes.clone(), None);
-        let serving = tokio::spawn(async move {
+        Ok(Self { mailboxes, http, listener: Some(listener), tasks: vec![archiver.spawn(LAB_SWEEP)] })
+    }
+
+    /// Serves the HTTP API for the subscribers of `router`; one-time PINs by SMS through the
+    /// core at `core_api` when `voicemail.notification.sms_from` is set.
+    fn serve(
+        &mut self,
+        router: std::sync::Arc<tas::call::CallRouter>,
+        core_api: &registrar::config::CoreApiConfig,
+        sms_from: Option<String>,
+    ) -> Result<(), LabError> {
+        let Some(listener) = self.listener.take() else { return Ok(()) };
+        let pin_sms = match sms_from {
+            Some(from) => {
+                let core = registrar::client::CoreConnection::new(core_api, Credentials::None)
+                    .map_err(|e| LabError::Config(format!("SMS client: {e}")))?;
+                Some(tas::selfcare::PinSms { sms: registrar::sms::SmsClient::over(core), from })
+            }
+            None => None,
+        };
+        let api = tas::http_api(self.mailboxes.clone(), router, pin_sms, None);
+        self.tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, api).await;
-        });
-        Ok(Self { mailboxes, http, tasks: vec![archiver.spawn(LAB_SWEEP), serving] })
+        }));
+        Ok(())
     }
 }
 
@@ -339,11 +362,18 @@ impl Lab {
             subscribers: config.subscribers.clone(),
         };
         tas_config.validate().map_err(LabError::Config)?;
-        let mailboxes = match &config.mailbox_store {
+        let mut mailboxes = match &config.mailbox_store {
             Some(url) => Some(LabMailboxes::start(url, &tas_config.voicemail).await?),
             None => None,
         };
         let tas = tas::start_sip_with(&tas_config, None, mailboxes.as_ref().map(|m| m.mailboxes.clone())).await?;
+        if let Some(mailboxes) = &mut mailboxes {
+            mailboxes.serve(
+                tas.router.clone(),
+                &tas_config.core,
+                tas_config.voicemail.notification.sms_from.clone(),
+            )?;
+        }
         // Register the port the TAS really listens on, or the proxy in front of it.
         let tls_port = tas.endpoint.tls_addr.map(|addr| addr.port()).unwrap_or(config.ports.tas_tls);
         tas_config.tas.sip_uri = match &config.proxy {

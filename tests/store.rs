@@ -84,6 +84,7 @@ async fn cases(url: &str, backend: Backend) {
     voicemail_cases(url).await;
     mailbox_cases(url).await;
     consent_cases(url).await;
+    web_cases(url).await;
 
     // A row this version cannot read is named, not skipped or panicked on.
     let store = Store::open(url).await.expect("open");
@@ -391,6 +392,29 @@ async fn consent_cases(url: &str) {
         .iter()
         .all(|c| c.subscriber != "+4799990081"));
     other.close().await;
+    store.close().await;
+}
+
+/// Self-care sessions (by hash, until they expire) and one-time PINs.
+async fn web_cases(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let now = ringer::store::now_millis();
+    store.put_session("hash-a", "+4799990091", now + 60_000).await.expect("session");
+    store.put_session("hash-old", "+4799990091", now - 1).await.expect("expired session");
+    assert_eq!(store.session("hash-a", now).await.expect("read").as_deref(), Some("+4799990091"));
+    assert_eq!(store.session("hash-old", now).await.expect("read"), None, "expired");
+    assert_eq!(store.session("hash-b", now).await.expect("read"), None, "unknown");
+    store.end_session("hash-a", now).await.expect("end");
+    assert_eq!(store.session("hash-a", now).await.expect("read"), None, "ended");
+
+    assert_eq!(store.login_pin("+4799990092").await.expect("read"), None);
+    store.put_login_pin("+4799990092", "pin-hash-1", now + 600_000).await.expect("PIN");
+    store.put_login_pin("+4799990092", "pin-hash-2", now + 600_000).await.expect("a new PIN replaces it");
+    let pin = store.login_pin("+4799990092").await.expect("read").expect("kept");
+    assert_eq!((pin.pin_hash.as_str(), pin.expires_ms), ("pin-hash-2", now + 600_000));
+    assert!(pin.sent_ms >= now);
+    store.delete_login_pin("+4799990092").await.expect("delete");
+    assert_eq!(store.login_pin("+4799990092").await.expect("read"), None);
     store.close().await;
 }
 

@@ -21,6 +21,7 @@ use ringer::store::Store;
 use ringer::tas::call::records::RecordWriter;
 use ringer::tas::leases::{instance_name, Instance};
 use ringer::tas::mailbox::Mailboxes;
+use ringer::tas::selfcare::PinSms;
 use ringer::tas::signup::Signup;
 use ringer::tas::voicemail::{Archiver, Notifier};
 
@@ -35,6 +36,12 @@ const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 /// Where the embedded defaults keep their development certificates (relative to the working directory).
 pub(super) const EMBEDDED_CERT_DIR: &str = "var/certs";
+
+/// What the HTTP API serves beside the mailboxes: first-login PINs by SMS, sign-up.
+struct HttpExtras {
+    pin_sms: Option<PinSms>,
+    signup: Option<Signup>,
+}
 
 /// Runs the TAS until SIGINT/SIGTERM.
 pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -70,6 +77,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let archiver = Archiver::new(spool, database.clone(), &instance_name(&config.store));
             // New messages told to their owners by SMS, over the registrations' connection.
             let sms = SmsClient::over(client.connection().clone());
+            // First-login PINs of the self-care page go out the same way.
+            let pin_sms = config.voicemail.notification.sms_from.clone().map(|from| PinSms { sms: sms.clone(), from });
             let archiver = match Notifier::new(sms, &config.voicemail.notification)? {
                 Some(notifier) => archiver.notifying(notifier),
                 None => archiver,
@@ -77,7 +86,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             // The leases decide which registrations this instance refreshes: none until the
             // first heartbeat, just below.
             let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());
-            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes, signup)))
+            let http = HttpExtras { pin_sms, signup };
+            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes, http)))
         }
         None => {
             let lab = start_embedded().await?;
@@ -92,12 +102,12 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     let watcher = database.as_ref().map(|(database, revision, _, _, _, _)| {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
     });
-    let (database, record_writer, archiver, mailboxes, signup) = match database {
-        Some((database, _, writer, archiver, mailboxes, signup)) => {
+    let (database, record_writer, archiver, mailboxes, http_extras) = match database {
+        Some((database, _, writer, archiver, mailboxes, http)) => {
             let sweeping = archiver.clone().spawn(VOICEMAIL_SWEEP);
-            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes), signup)
+            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes), http)
         }
-        None => (None, None, None, None, None),
+        None => (None, None, None, None, HttpExtras { pin_sms: None, signup: None }),
     };
     let retention = mailboxes.clone().map(|mailboxes| mailboxes.spawn_retention(RETENTION_SWEEP));
     let sip = &tas.endpoint;
@@ -156,7 +166,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let addr = listener.local_addr()?;
             println!("HTTP API listening on {addr}");
             info!(%addr, "API at /api/v1/mailboxes/{{number}}/... and /api/v1/subscribers/{{number}}/settings");
-            let api = ringer::tas::http_api(mailboxes.clone(), signup.as_ref());
+            let HttpExtras { pin_sms, signup } = http_extras;
+            let api = ringer::tas::http_api(mailboxes.clone(), tas.router.clone(), pin_sms, signup.as_ref());
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, api).await {
                     error!(%error, "HTTP API stopped");

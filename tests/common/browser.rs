@@ -59,6 +59,7 @@ impl Browser {
             "--disable-component-update".to_owned(),
             "--no-first-run".to_owned(),
             "--window-size=412,915".to_owned(),
+            "--autoplay-policy=no-user-gesture-required".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
@@ -101,9 +102,16 @@ impl Browser {
         self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The page's text.
+    /// The page's text, once it has a body (a form's answer may still be on its way).
     pub(crate) async fn text(&self) -> String {
-        let body = self.find("body").await.expect("a body");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let body = loop {
+            if let Some(body) = self.find("body").await {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "no page body within 10 s at {}", self.url().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         self.command(reqwest::Method::GET, &format!("/element/{body}/text"), None)
             .await
             .as_str()
@@ -129,6 +137,12 @@ impl Browser {
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await.unwrap_or_else(|| panic!("no {css} on the page"));
         self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    /// Runs `script` in the page (W3C "execute async": its last argument is the callback
+    /// that hands back the result).
+    pub(crate) async fn execute_async(&self, script: &str) -> Value {
+        self.command(reqwest::Method::POST, "/execute/async", Some(json!({ "script": script, "args": [] }))).await
     }
 
     /// Saves a PNG of the page as `target/test-output/<name>.png`.

@@ -21,6 +21,7 @@ mod pool;
 mod settings;
 mod subscribers;
 mod voicemail;
+mod web;
 
 pub use calls::CallRecordRow;
 pub use consents::{ConsentRow, CONSENT_ACTIVE, CONSENT_REVOKED};
@@ -29,3 +30,4 @@ pub use mailboxes::{PinState, TokenRow};
 pub use pool::{now_millis, without_password, Backend, Store, StoreError, DEFAULT_URL};
 pub use subscribers::{Replaced, SubscriberRow};
 pub use voicemail::{MessageState, VoicemailRow};
+pub use web::LoginPinRow;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod feature_codes;
 pub mod leases;
 pub mod mailbox;
+pub mod selfcare;
 pub mod settings;
 pub mod signup;
 pub mod subscribers;
@@ -119,10 +120,18 @@ pub struct Tas {
 }
 
 /// The HTTP API over `mailboxes` and their store: the voicemail API
-/// (`/api/v1/mailboxes/...`), the subscribers' settings (`/api/v1/subscribers/...`), and with
-/// `signup` its pages (`/signup...`) and status (`/api/v1/signups`).
-pub fn http_api(mailboxes: mailbox::Mailboxes, signup: Option<&signup::Signup>) -> axum::Router {
-    let api = mailbox::api::router(mailboxes.clone()).merge(settings::router(mailboxes));
+/// (`/api/v1/mailboxes/...`), the subscribers' settings (`/api/v1/subscribers/...`), the
+/// self-care page (`/me`, for the subscribers of `router`, first-login PINs by `pin_sms`), and
+/// with `signup` its pages (`/signup...`) and status (`/api/v1/signups`).
+pub fn http_api(
+    mailboxes: mailbox::Mailboxes,
+    router: Arc<CallRouter>,
+    pin_sms: Option<selfcare::PinSms>,
+    signup: Option<&signup::Signup>,
+) -> axum::Router {
+    let api = mailbox::api::router(mailboxes.clone())
+        .merge(settings::router(mailboxes.clone()))
+        .merge(selfcare::router(mailboxes, router, pin_sms));
     match signup {
         Some(signup) => api.merge(signup.router()),
         None => api,

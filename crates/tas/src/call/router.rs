@@ -237,6 +237,11 @@ impl CallRouter {
         *self.routes.write() = Arc::new(Routes::from_config(config));
     }
 
+    /// Whether `number` is a subscriber of this TAS.
+    pub fn serves(&self, number: &Msisdn) -> bool {
+        self.routes().table.route_type(number).is_some()
+    }
+
     /// The most recent calls, oldest first.
     pub fn records(&self) -> Vec<CallRecord> {
         self.records.lock().iter().cloned().collect()

@@ -290,6 +290,17 @@ async fn put_greeting(
 ) -> Result<StatusCode, ApiError> {
     let owner = authorize(&mailboxes, &headers, &number).await?;
     let kind = kind_of(&kind)?;
+    store_greeting(&mailboxes, &owner, kind, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `body` (WAV or Ogg/Opus, up to two minutes) decoded and kept as `owner`'s `kind` greeting.
+pub(crate) async fn store_greeting(
+    mailboxes: &Mailboxes,
+    owner: &Msisdn,
+    kind: GreetingKind,
+    body: Bytes,
+) -> Result<(), ApiError> {
     // Decoding (and resampling) takes a while: off the threads that pace calls' media.
     let decoded = tokio::task::spawn_blocking(move || {
         media::apps::decode_audio_at_most(&body, std::path::Path::new("the uploaded greeting"), MAX_GREETING_SAMPLES)
@@ -300,8 +311,8 @@ async fn put_greeting(
     if samples.is_empty() {
         return Err(ApiError::BadRequest("the greeting is empty".into()));
     }
-    mailboxes.set_greeting(&owner, kind, &samples).await?;
-    Ok(StatusCode::NO_CONTENT)
+    mailboxes.set_greeting(owner, kind, &samples).await?;
+    Ok(())
 }
 
 async fn delete_greeting(

@@ -21,7 +21,7 @@ use media::channel::{AudioChannel, Heard, Incoming};
 use store::{MessageState, VoicemailRow};
 
 use super::greeting::GreetingKind;
-use super::{pin, Mailboxes};
+use super::{pin, Mailboxes, PinCheck};
 
 /// Who the caller is to the menu.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -125,8 +125,6 @@ impl Menu<'_> {
 
     /// Mailbox number and PIN, checked against the store's hash, with the lockout.
     async fn login(&mut self) -> Option<Msisdn> {
-        let settings = self.mailboxes.settings().clone();
-        let store = self.mailboxes.store().clone();
         // A key over "login incorrect" starts the next mailbox number.
         let mut pressed = None;
         for _ in 0..LOGINS_PER_CALL {
@@ -136,57 +134,19 @@ impl Menu<'_> {
                 pressed = self.tell("login-incorrect").await?;
                 continue;
             };
-            let state = match store.pin_state(owner.as_str()).await {
-                Ok(state) => state,
-                Err(error) => {
-                    warn!(%error, "mailbox login: the store cannot be read");
-                    return None;
-                }
-            };
-            let now = store::now_millis();
-            if state.locked_until_ms > now {
-                info!(subscriber = %owner, "mailbox login refused: locked");
-                self.say(&["locked"]).await;
-                return None;
-            }
-            let Some(hash) = state.pin_hash else {
-                // No PIN set: no login from other phones (and the same answer as a wrong PIN).
-                pressed = self.tell("login-incorrect").await?;
-                continue;
-            };
-            // The attempt counts before the PIN is checked: calls in parallel share the allowance.
-            let attempts = match store.begin_login(owner.as_str(), now).await {
-                Ok(Some(attempts)) if attempts <= settings.pin_attempts => attempts,
-                Ok(_) => {
-                    info!(subscriber = %owner, "mailbox login refused: locked");
+            match self.mailboxes.check_pin(&owner, entered).await {
+                Ok(PinCheck::Accepted) => return Some(owner),
+                // No PIN set: no login from other phones, and the same answer as a wrong PIN.
+                Ok(PinCheck::Wrong | PinCheck::NoPin) => pressed = self.tell("login-incorrect").await?,
+                Ok(PinCheck::Locked) => {
                     self.say(&["locked"]).await;
                     return None;
                 }
                 Err(error) => {
-                    warn!(%error, "mailbox login: the attempt cannot be counted");
+                    warn!(%error, "mailbox login: the store failed");
                     return None;
                 }
-            };
-            // PBKDF2 takes tens of milliseconds: off the threads that pace other calls' media.
-            let matches = tokio::task::spawn_blocking(move || pin::verify(&entered, &hash)).await.unwrap_or(false);
-            if matches {
-                if let Err(error) = store.clear_failed_logins(owner.as_str()).await {
-                    warn!(%error, "mailbox login: failed logins not cleared");
-                }
-                return Some(owner);
             }
-            if attempts >= settings.pin_attempts {
-                let lock_until =
-                    now.saturating_add(i64::try_from(settings.pin_lockout.as_millis()).unwrap_or(i64::MAX));
-                if let Err(error) = store.lock_mailbox(owner.as_str(), lock_until).await {
-                    warn!(%error, "mailbox login: the lockout was not stored");
-                }
-                warn!(subscriber = %owner, lockout = ?settings.pin_lockout, "mailbox locked after repeated wrong PINs");
-                self.say(&["locked"]).await;
-                return None;
-            }
-            info!(subscriber = %owner, attempts, "mailbox login: wrong PIN");
-            pressed = self.tell("login-incorrect").await?;
         }
         None
     }
