@@ -77,15 +77,15 @@ async fn settings(lab: &Lab) -> SubscriberSettings {
     SubscriberSettings::read(store, &msisdn(OWNER)).await.expect("settings")
 }
 
-/// Where a stranger's call to the owner rings, and its History-Info.
-async fn where_a_call_goes(lab: &Lab) -> (String, Vec<String>) {
+/// Where a stranger's call to the owner rings, its History-Info and Diversion.
+async fn where_a_call_goes(lab: &Lab) -> (String, Vec<String>, Vec<String>) {
     let mut call = lab.call(STRANGER, OWNER);
     let Progress::Answered(dialog, _) = common::lab::final_of(&mut call).await else { panic!("not answered") };
     dialog.ack(None).expect("ACK");
     assert_eq!(dialog.hangup().await.expect("BYE"), 200);
     let received = lab.sbc().handsets().received();
     let last = received.last().expect("a handset rang");
-    (last.request_uri.clone(), last.history_info.clone())
+    (last.request_uri.clone(), last.history_info.clone(), last.diversion.clone())
 }
 
 #[tokio::test]
@@ -99,9 +99,10 @@ async fn forwarding_set_and_cleared_by_codes_changes_where_the_next_call_goes() 
     let legs: Vec<u8> = code_call.expect("the code call").legs.iter().map(|leg| leg.leg.number()).collect();
     assert_eq!(legs, [1, 2], "no leg 3 for a code");
 
-    let (uri, history) = where_a_call_goes(&lab).await;
+    let (uri, history, diversion) = where_a_call_goes(&lab).await;
     assert!(uri.starts_with(&format!("sip:{COLLEAGUE}@")), "forwarded: {uri}");
     assert!(history.iter().any(|entry| entry.contains("cause=302")), "{history:?}");
+    assert!(diversion.iter().any(|entry| entry.contains(OWNER) && entry.contains("unconditional")), "{diversion:?}");
 
     let query = dial_code(&lab, "*#72").await;
     assert!(query >= Duration::from_secs(5), "still on, the number spoken: {query:?}");
@@ -114,7 +115,7 @@ async fn forwarding_set_and_cleared_by_codes_changes_where_the_next_call_goes() 
     let off = dial_code(&lab, "*73").await;
     assert!(off >= Duration::from_millis(800) && off < Duration::from_secs(4), "off, no number: {off:?}");
     assert_eq!(settings(&lab).await.forward_always, None);
-    let (uri, _) = where_a_call_goes(&lab).await;
+    let (uri, _, _) = where_a_call_goes(&lab).await;
     assert!(uri.starts_with(&format!("sip:{OWNER}@")), "the owner's phone again: {uri}");
 
     // A caller whose calls do not go through this TAS: the core serves no codes itself.

@@ -153,6 +153,14 @@ async fn a_subscriber_signs_up_in_a_browser_and_is_served_until_consent_is_withd
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(revoked, "ringer saw the consent withdrawn");
+    // The status view says so (curl with an admin token).
+    let admin = common::curl::token_for(&store, None).await;
+    let (status, body) = common::curl::curl(http, &admin, "GET", "/api/v1/signups", None).await;
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view[0]["subscriber"], OWNER, "{view}");
+    assert_eq!(view[0]["state"], "revoked", "{view}");
+    assert!(view[0]["note"].as_str().is_some_and(|note| note.contains("consent withdrawn")), "{view}");
     assert!(store.subscriber(&msisdn(OWNER)).await.expect("read").is_none(), "the subscriber is removed");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(registered(&core).is_none(), "not registered again");
