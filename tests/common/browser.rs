@@ -81,15 +81,20 @@ impl Browser {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body).await.unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// A WebDriver command; `Err` with WebDriver's error (a stale element, say).
+    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let answer: Value = request.send().await.expect("WebDriver request").json().await.expect("WebDriver JSON");
-        if let Some(error) = answer["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
+        match answer["value"]["error"].as_str() {
+            Some(error) => Err(format!("WebDriver {path}: {error}: {}", answer["value"]["message"])),
+            None => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
     }
 
     /// Opens `url` and waits for it to load.
@@ -102,21 +107,19 @@ impl Browser {
         self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The page's text, once it has a body (a form's answer may still be on its way).
+    /// The page's text.
     pub(crate) async fn text(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let body = loop {
+        loop {
             if let Some(body) = self.find("body").await {
-                break body;
+                let text = self.try_command(reqwest::Method::GET, &format!("/element/{body}/text"), None).await;
+                if let Ok(text) = text {
+                    return text.as_str().unwrap_or_default().to_owned();
+                }
             }
-            assert!(Instant::now() < deadline, "no page body within 10 s at {}", self.url().await);
+            assert!(Instant::now() < deadline, "no page text within 10 s at {}", self.url().await);
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        self.command(reqwest::Method::GET, &format!("/element/{body}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        }
     }
 
     /// The first element matching `css`, if any.
@@ -127,10 +130,26 @@ impl Browser {
         answer["value"][ELEMENT].as_str().map(str::to_owned)
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css` (a link or a form's button) and waits for the page it
+    /// leads to: a click may come back before the navigation it starts is over, and a machine
+    /// under load would then read the page before.
     pub(crate) async fn click(&self, css: &str) {
+        let before = self.find("body").await;
         let element = self.find(css).await.unwrap_or_else(|| panic!("no {css} on the page"));
         self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+        let ready = json!({ "script": "return document.readyState", "args": [] });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let body = self.find("body").await;
+            if body.is_some() && body != before {
+                let state = self.try_command(reqwest::Method::POST, "/execute/sync", Some(ready.clone())).await;
+                if state.is_ok_and(|state| state == json!("complete")) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "clicking {css} led to no new page within 15 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Types `text` into the element matching `css`.

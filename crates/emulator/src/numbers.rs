@@ -12,14 +12,7 @@ use sip::message::{Headers, Uri};
 /// of a `sip:`/`sips:` URI before its parameters; the visual separators of RFC 3966 §5.1.1
 /// (`-`, `.`, `(`, `)`) are dropped. `None` for anything else (a name, a local number).
 pub fn addressed_number(uri: &Uri) -> Option<Msisdn> {
-    let written: &str = match uri {
-        Uri::Tel { number, .. } => number,
-        Uri::Sip(sip) => {
-            let user = sip.user.as_deref()?;
-            user.find(';').map_or(user, |end| &user[..end])
-        }
-        Uri::Other { .. } => return None,
-    };
+    let written = dialled(uri)?;
     let mut number = String::with_capacity(written.len());
     for (index, character) in written.char_indices() {
         match character {
@@ -38,15 +31,20 @@ pub fn addressed_number(uri: &Uri) -> Option<Msisdn> {
 /// The service code a URI addresses (`sip:*72+4799990002@core`, `sip:*%2372%23@core`,
 /// `tel:*73`): the user part before its parameters, or the `tel:` number, `#` unescaped.
 pub fn dialled_code(uri: &Uri) -> Option<ServiceCode> {
-    let written: &str = match uri {
-        Uri::Tel { number, .. } => number,
+    ServiceCode::from_escaped(dialled(uri)?).ok()
+}
+
+/// What a URI carries as dialled: a `tel:` URI's number, or the user part of a `sip:`/`sips:`
+/// URI before its parameters.
+fn dialled(uri: &Uri) -> Option<&str> {
+    match uri {
+        Uri::Tel { number, .. } => Some(number),
         Uri::Sip(sip) => {
             let user = sip.user.as_deref()?;
-            user.find(';').map_or(user, |end| &user[..end])
+            Some(user.find(';').map_or(user, |end| &user[..end]))
         }
-        Uri::Other { .. } => return None,
-    };
-    ServiceCode::from_escaped(written).ok()
+        Uri::Other { .. } => None,
+    }
 }
 
 /// What a caller dialled.

@@ -239,7 +239,7 @@ fn append_query(url: &mut String, pairs: &[(&str, &str)]) {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(name);
         url.push('=');
-        url.push_str(&form_encode(value));
+        url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
     }
 }
 
@@ -318,16 +318,6 @@ pub async fn withdraw_consent(State(provider): State<IdentityProvider>, Query(qu
 /// `text` safe inside HTML text and double-quoted attributes.
 fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// `text` form-urlencoded (unreserved characters kept, the rest `%XX`).
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 /// Client id and secret from `Authorization: Basic`, form-urlencoded inside as RFC 6749 §2.3.1 says.

@@ -8,6 +8,7 @@
 pub mod call;
 pub mod config;
 pub mod feature_codes;
+mod html;
 pub mod leases;
 pub mod mailbox;
 pub mod selfcare;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -25,6 +25,7 @@ use registrar::sms::{SmsClient, Text};
 use store::MessageState;
 
 use crate::call::CallRouter;
+use crate::html::{cookie, escape, page};
 use crate::mailbox::api::{store_greeting, token_hash, ApiError};
 use crate::mailbox::greeting::GreetingKind;
 use crate::mailbox::{pin, Mailboxes, PinCheck};
@@ -78,23 +79,6 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A page: phone-sized, no external resources.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=en><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
-         <style>body{{font-family:sans-serif;max-width:32em;margin:1em auto;padding:0 1em}}\
-         label{{display:block;margin:.6em 0}}input[type=text],input[type=password],input[type=tel]{{width:100%;box-sizing:border-box;padding:.4em}}\
-         button{{padding:.5em 1.2em;margin:.3em 0}}audio{{width:100%}}.error{{color:#b00}}.done{{color:#070}}\
-         li{{margin:.8em 0}}</style><h1>{title}</h1>{body}</html>"
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn login_form(notice: &str) -> String {
     format!(
         "{notice}<form method=post action=/me/login>\
@@ -109,14 +93,7 @@ fn login_form(notice: &str) -> String {
 
 /// The session's subscriber, if the request carries a live session cookie.
 async fn session(care: &SelfCare, headers: &HeaderMap) -> Option<Msisdn> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())?;
+    let token = cookie(headers, SESSION_COOKIE)?;
     let subscriber = match care.mailboxes.store().session(&token_hash(&token), store::now_millis()).await {
         Ok(subscriber) => subscriber?,
         Err(error) => {

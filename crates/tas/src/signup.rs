@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
@@ -28,6 +28,7 @@ use registrar::UserTokens;
 use store::{ConsentRow, Store, StoreError, SubscriberRow, CONSENT_ACTIVE};
 
 use crate::config::SignupConfig;
+use crate::html::{cookie, escape, page};
 use crate::mailbox::api::{authorize_admin, ApiError};
 
 /// The cookie binding a sign-up's `state` to the browser that started it.
@@ -170,7 +171,7 @@ impl Signup {
     /// The sign-up pages and the status view.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/signup", get(page))
+            .route("/signup", get(signup_page))
             .route("/signup/start", get(start))
             .route("/signup/callback", get(callback))
             .route("/api/v1/signups", get(status))
@@ -340,24 +341,9 @@ impl Signup {
     }
 }
 
-/// A small page, phone-sized, no external resources.
-fn page_html(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=en><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
-         <style>body{{font-family:sans-serif;max-width:30em;margin:2em auto;padding:0 1em}}\
-         a.button{{display:inline-block;padding:.8em 1.5em;background:#0a5;color:#fff;text-decoration:none;border-radius:.3em}}</style>\
-         <h1>{title}</h1>{body}</html>"
-    )
-}
-
-fn answer_page(status: StatusCode, title: &str, body: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(page_html(title, body))).into_response()
-}
-
 /// `GET /signup`.
-async fn page() -> Response {
-    answer_page(
+async fn signup_page() -> Response {
+    page(
         StatusCode::OK,
         "Voicemail and call forwarding",
         "<p>Enable the service for your mobile number. Your operator asks you to log in and to \
@@ -369,7 +355,7 @@ async fn page() -> Response {
 async fn start(State(signup): State<Signup>) -> Response {
     let mut bytes = [0u8; 24];
     if SystemRandom::new().fill(&mut bytes).is_err() {
-        return answer_page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>No random source; try again.</p>");
+        return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>No random source; try again.</p>");
     }
     let state: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
     let config = &signup.0.config;
@@ -399,28 +385,16 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-/// The `state` cookie of the request, if any.
-fn state_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.to_owned())
-}
-
 /// `GET /signup/callback`: the code exchanged, the subscriber added and registered.
 async fn callback(State(signup): State<Signup>, headers: HeaderMap, Query(query): Query<CallbackQuery>) -> Response {
-    let expected = state_cookie(&headers);
+    let expected = cookie(&headers, STATE_COOKIE);
     let matches = match (&expected, &query.state) {
         (Some(expected), Some(got)) => constant_time_eq(expected.as_bytes(), got.as_bytes()),
         _ => false,
     };
     if !matches {
         warn!(cookie = expected.is_some(), "sign-up callback refused: state does not match this browser's");
-        return answer_page(
+        return page(
             StatusCode::BAD_REQUEST,
             "Not enabled",
             "<p id=error>This answer does not belong to a sign-up this browser started (state mismatch). \
@@ -431,28 +405,24 @@ async fn callback(State(signup): State<Signup>, headers: HeaderMap, Query(query)
     let mut response = match (&query.error, &query.code) {
         (Some(error), _) => {
             info!(%error, "sign-up: the subscriber did not grant access");
-            answer_page(
+            page(
                 StatusCode::FORBIDDEN,
                 "Not enabled",
-                &format!("<p id=error>Access was not granted ({}).</p>", escape_html(error)),
+                &format!("<p id=error>Access was not granted ({}).</p>", escape(error)),
             )
         }
         (None, Some(code)) => match enable(&signup, code).await {
-            Ok(number) => answer_page(
+            Ok(number) => page(
                 StatusCode::OK,
                 "Enabled",
                 &format!("<p id=enabled>The service is now on for <span id=number>{number}</span>.</p>"),
             ),
             Err(error) => {
                 warn!(%error, "sign-up failed");
-                answer_page(
-                    StatusCode::BAD_GATEWAY,
-                    "Not enabled",
-                    &format!("<p id=error>{}</p>", escape_html(&error.to_string())),
-                )
+                page(StatusCode::BAD_GATEWAY, "Not enabled", &format!("<p id=error>{}</p>", escape(&error.to_string())))
             }
         },
-        (None, None) => answer_page(StatusCode::BAD_REQUEST, "Not enabled", "<p id=error>No code came back.</p>"),
+        (None, None) => page(StatusCode::BAD_REQUEST, "Not enabled", "<p id=error>No code came back.</p>"),
     };
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -506,24 +476,14 @@ async fn status(State(signup): State<Signup>, headers: HeaderMap) -> Result<Json
     ))
 }
 
+/// `text` form-urlencoded.
+fn form_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// Compares without an early exit that would tell, by its timing, how much of a guess is right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `text` safe inside HTML.
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// `text` form-urlencoded (unreserved characters kept).
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -549,13 +509,5 @@ mod tests {
         assert!(seal().open(&owner, "bm90IHNlYWxlZA==").is_none());
         assert!(seal().open(&owner, "%%%").is_none());
         assert_ne!(seal().seal(&owner, "t").unwrap(), seal().seal(&owner, "t").unwrap(), "a fresh nonce each time");
-    }
-
-    #[test]
-    fn the_state_cookie_is_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; ringer_signup_state=abc; b=2"));
-        assert_eq!(state_cookie(&headers).as_deref(), Some("abc"));
-        assert_eq!(state_cookie(&HeaderMap::new()), None);
     }
 }

@@ -107,13 +107,7 @@ impl IntoResponse for ApiError {
 
 /// The mailbox of the path, once the request's token opens it.
 pub(crate) async fn authorize(mailboxes: &Mailboxes, headers: &HeaderMap, number: &str) -> Result<Msisdn, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or(ApiError::Unauthorized)?;
-    let row = mailboxes.store().token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
+    let row = token_row(mailboxes.store(), headers).await?;
     let text = if number.starts_with('+') { number.to_owned() } else { format!("+{number}") };
     let mailbox = Msisdn::parse(&text).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     match row.mailbox {
@@ -123,16 +117,20 @@ pub(crate) async fn authorize(mailboxes: &Mailboxes, headers: &HeaderMap, number
     }
 }
 
-/// Checks that `headers` carry an admin token (one that opens every mailbox).
-pub(crate) async fn authorize_admin(store: &store::Store, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The stored token `headers` carry as `Authorization: Bearer`.
+async fn token_row(store: &store::Store, headers: &HeaderMap) -> Result<store::TokenRow, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
-    let row = store.token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
-    match row.mailbox {
+    store.token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)
+}
+
+/// Checks that `headers` carry an admin token (one that opens every mailbox).
+pub(crate) async fn authorize_admin(store: &store::Store, headers: &HeaderMap) -> Result<(), ApiError> {
+    match token_row(store, headers).await?.mailbox {
         None => Ok(()),
         Some(_) => Err(ApiError::Forbidden),
     }
