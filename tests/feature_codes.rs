@@ -147,12 +147,14 @@ async fn codes_written_by_sipp_as_the_core_are_carried_out_and_answered() {
     let (tas, store) = tas_with_store(dir.path()).await;
     let owner = msisdn("+4799990001");
     // The set code as dialled, the query with `#` escaped as a SIP user part needs it.
-    for (service, expected) in [
-        ("+21*92+4799990009*20", Some(ForwardTarget::Number(msisdn("+4799990009")))),
-        ("+21*%2392%23", Some(ForwardTarget::Number(msisdn("+4799990009")))),
-        ("+21*93", None),
+    // The last: From names the owner, but the core asserts nobody: refused, nothing changed.
+    for (scenario, service, expected) in [
+        ("core_feature_code.xml", "+21*92+4799990009*20", Some(ForwardTarget::Number(msisdn("+4799990009")))),
+        ("core_feature_code.xml", "+21*%2392%23", Some(ForwardTarget::Number(msisdn("+4799990009")))),
+        ("core_feature_code.xml", "+21*93", None),
+        ("core_feature_code_unasserted.xml", "+21*92+4711111111", None),
     ] {
-        let scenario = format!("{}/scenarios/core_feature_code.xml", env!("CARGO_MANIFEST_DIR"));
+        let scenario = format!("{}/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
         let port = common::free_port().port().to_string();
         let target = tas.endpoint.tcp_addr.expect("TCP").to_string();
         let output = tokio::process::Command::new(&sipp)
@@ -163,14 +165,15 @@ async fn codes_written_by_sipp_as_the_core_are_carried_out_and_answered() {
             .output();
         let output = tokio::time::timeout(Duration::from_secs(40), output).await.expect("in time").expect("SIPp ran");
         let screen = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        assert_eq!(call_counts(&screen), (1, 0), "{service}: answered, then the TAS's BYE\n{screen}");
+        assert_eq!(call_counts(&screen), (1, 0), "{service}: as {scenario} expects\n{screen}");
         let settings = SubscriberSettings::read(&store, &owner).await.expect("settings");
         assert_eq!(settings.forward_no_answer, expected, "{service}");
     }
     assert_eq!(SubscriberSettings::read(&store, &owner).await.expect("settings").no_answer_seconds, Some(20));
     let records = tas.router.records();
-    assert_eq!(records.len(), 3);
-    for record in &records {
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[3].outcome.status.map(|s| s.as_u16()), Some(404), "{:?}", records[3]);
+    for record in &records[..3] {
         assert!(record.outcome.leg3_call_ids.is_empty(), "no leg 3: {record:?}");
         assert!(record.outcome.actions[0].starts_with("feature code *"), "{:?}", record.outcome.actions);
         assert_eq!(record.outcome.status.map(|s| s.as_u16()), Some(200));

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::browser::Browser;
 use common::lab::{final_of, handset, subscriber, Lab};
 use common::msisdn;
@@ -144,6 +146,9 @@ async fn a_first_login_uses_a_pin_sent_by_sms_once() {
     browser.type_into("#sms-number", STRANGER).await;
     browser.click("#send-pin").await;
     assert!(browser.text().await.contains("a PIN is on its way"));
+    // Sent after the page answers (a stranger's page must come as fast).
+    common::eventually(Duration::from_secs(10), "the PIN sent", || !lab.core.sms().sent().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = lab.core.sms().sent();
     assert_eq!(sent.len(), 1, "one SMS, to the subscriber only: {:?}", sent.iter().map(|s| &s.to).collect::<Vec<_>>());
     assert_eq!(sent[0].to, msisdn(NEWCOMER));

@@ -406,6 +406,11 @@ async fn web_cases(url: &str) {
     assert_eq!(store.session("hash-b", now).await.expect("read"), None, "unknown");
     store.end_session("hash-a", now).await.expect("end");
     assert_eq!(store.session("hash-a", now).await.expect("read"), None, "ended");
+    store.put_session("hash-c", "+4799990091", now + 60_000).await.expect("session");
+    store.put_session("hash-d", "+4799990091", now + 60_000).await.expect("session");
+    store.end_other_sessions("+4799990091", "hash-d").await.expect("end others");
+    assert_eq!(store.session("hash-c", now).await.expect("read"), None, "another session ended");
+    assert!(store.session("hash-d", now).await.expect("read").is_some(), "this one kept");
 
     assert_eq!(store.login_pin("+4799990092").await.expect("read"), None);
     store.put_login_pin("+4799990092", "pin-hash-1", now + 600_000).await.expect("PIN");
@@ -413,6 +418,13 @@ async fn web_cases(url: &str) {
     let pin = store.login_pin("+4799990092").await.expect("read").expect("kept");
     assert_eq!((pin.pin_hash.as_str(), pin.expires_ms), ("pin-hash-2", now + 600_000));
     assert!(pin.sent_ms >= now);
+    let (first, second) = tokio::join!(
+        store.spend_login_pin("+4799990092", "pin-hash-2"),
+        store.spend_login_pin("+4799990092", "pin-hash-2")
+    );
+    assert_eq!([first.expect("spend"), second.expect("spend")].iter().filter(|won| **won).count(), 1, "one try");
+    let spent = store.login_pin("+4799990092").await.expect("read").expect("kept, for when it was sent");
+    assert_eq!((spent.pin_hash.as_str(), spent.sent_ms), ("", pin.sent_ms));
     store.delete_login_pin("+4799990092").await.expect("delete");
     assert_eq!(store.login_pin("+4799990092").await.expect("read"), None);
     store.close().await;

@@ -179,34 +179,40 @@ impl CoreConnection {
 
 /// Subscribers' own access tokens (the authorization code flow), by number. A registration
 /// whose subscriber has one goes out with it and without `phone_number`: the token names the
-/// subscription. Kept fresh by whoever holds the refresh tokens; cheap to clone.
+/// subscription. A subscriber whose consent is gone is kept as withdrawn: their registration
+/// is refused here rather than made with the connection's own credentials. Kept fresh by
+/// whoever holds the refresh tokens; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct UserTokens(Arc<RwLock<HashMap<Msisdn, Secret>>>);
+pub struct UserTokens(Arc<RwLock<HashMap<Msisdn, UserToken>>>);
+
+#[derive(Debug, Clone)]
+enum UserToken {
+    Current(Secret),
+    Withdrawn,
+}
 
 impl UserTokens {
     /// `number`'s token from now on.
     pub fn set(&self, number: Msisdn, token: Secret) {
-        self.0.write().insert(number, token);
+        self.0.write().insert(number, UserToken::Current(token));
     }
 
-    /// Forgets `number`'s token; whether there was one.
-    pub fn remove(&self, number: &Msisdn) -> bool {
-        self.0.write().remove(number).is_some()
+    /// `number` withdrew consent (or its token cannot be used): no registration for it.
+    pub fn withdraw(&self, number: Msisdn) {
+        self.0.write().insert(number, UserToken::Withdrawn);
     }
 
-    /// `number`'s token, if it has one.
+    /// `number`'s token, if it has a current one.
     pub fn get(&self, number: &Msisdn) -> Option<Secret> {
-        self.0.read().get(number).cloned()
+        match self.0.read().get(number) {
+            Some(UserToken::Current(token)) => Some(token.clone()),
+            _ => None,
+        }
     }
 
-    /// How many subscribers have one.
-    pub fn len(&self) -> usize {
-        self.0.read().len()
-    }
-
-    /// Whether none has.
-    pub fn is_empty(&self) -> bool {
-        self.0.read().is_empty()
+    /// Whether `number` withdrew consent.
+    pub fn is_withdrawn(&self, number: &Msisdn) -> bool {
+        matches!(self.0.read().get(number), Some(UserToken::Withdrawn))
     }
 }
 
@@ -248,6 +254,9 @@ impl RegistrationClient {
 
     /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
     pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
+        if registration.phone_number.as_ref().is_some_and(|number| self.user_tokens.is_withdrawn(number)) {
+            return Err(ClientError::Invalid("the subscriber withdrew consent: not registered".into()));
+        }
         if let Some((own, token)) = self.as_user(registration) {
             let message = UpsertRegistrationRequest { registration: Some((&own).into()) };
             let mut grpc = self.grpc.clone();

@@ -84,6 +84,15 @@ impl Store {
         rows.iter().map(row_of).collect()
     }
 
+    /// `subscriber`'s consent, if any.
+    pub async fn consent(&self, subscriber: &str) -> Result<Option<ConsentRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM consents WHERE subscriber = $1"))
+            .bind(subscriber)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_of).transpose()
+    }
+
     /// The consents changed after `since_ms` (ms since the epoch), to follow other instances.
     pub async fn consents_changed_since(&self, since_ms: i64) -> Result<Vec<ConsentRow>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM consents WHERE updated_ms > $1 ORDER BY updated_ms"))

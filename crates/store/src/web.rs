@@ -84,7 +84,29 @@ impl Store {
         })
     }
 
-    /// Forgets `subscriber`'s one-time PIN (used, or replaced by their own PIN).
+    /// Spends `subscriber`'s one-time PIN `pin_hash` (its one try); whether this caller spent
+    /// it (of logins at once, one only). The row stays, so the time it was sent still limits
+    /// how soon another may be sent.
+    pub async fn spend_login_pin(&self, subscriber: &str, pin_hash: &str) -> Result<bool, StoreError> {
+        let spent = sqlx::query("UPDATE login_pins SET pin_hash = '' WHERE subscriber = $1 AND pin_hash = $2")
+            .bind(subscriber)
+            .bind(pin_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(spent.rows_affected() == 1)
+    }
+
+    /// Ends `subscriber`'s sessions but `keep_hash` (after a PIN change).
+    pub async fn end_other_sessions(&self, subscriber: &str, keep_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM web_sessions WHERE subscriber = $1 AND token_hash <> $2")
+            .bind(subscriber)
+            .bind(keep_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets `subscriber`'s one-time PIN (replaced by their own PIN).
     pub async fn delete_login_pin(&self, subscriber: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM login_pins WHERE subscriber = $1").bind(subscriber).execute(&self.pool).await?;
         Ok(())

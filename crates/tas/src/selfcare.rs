@@ -223,7 +223,12 @@ async fn start_session(care: &SelfCare, owner: &Msisdn, done: &str) -> Response 
         return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p class=error>No random source; try again.</p>");
     }
     let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    let expires = store::now_millis().saturating_add(millis(SESSION_LIFETIME));
+    let now = store::now_millis();
+    // Sessions past their time go as new ones come (an empty hash names none).
+    if let Err(error) = care.mailboxes.store().end_session("", now).await {
+        warn!(%error, "self-care: expired sessions not removed");
+    }
+    let expires = now.saturating_add(millis(SESSION_LIFETIME));
     if let Err(error) = care.mailboxes.store().put_session(&token_hash(&token), owner.as_str(), expires).await {
         warn!(%error, "self-care: session not stored");
         return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p class=error>Please try again later.</p>");
@@ -251,7 +256,8 @@ struct LoginForm {
 async fn login(State(care): State<SelfCare>, Form(form): Form<LoginForm>) -> Response {
     let refused =
         |status, text: &str| page(status, "Log in", &login_form(&format!("<p class=error id=error>{text}</p>")));
-    let Some(owner) = typed_number(&form.number) else {
+    // A number no longer served here (removed, consent withdrawn) has no page.
+    let Some(owner) = typed_number(&form.number).filter(|owner| care.router.serves(owner)) else {
         return refused(StatusCode::UNAUTHORIZED, "Login incorrect.");
     };
     let entered = form.pin.trim().to_owned();
@@ -276,13 +282,16 @@ async fn login(State(care): State<SelfCare>, Form(form): Form<LoginForm>) -> Res
     }
 }
 
-/// Whether `entered` is `owner`'s live one-time PIN. Each is good for one try: a wrong one
-/// spends it (a new one can be sent a minute later).
+/// Whether `entered` is `owner`'s live one-time PIN. Each is good for one try, taken
+/// atomically (logins at once get one try between them): a wrong one spends it, and a new
+/// one can be sent a minute after the last.
 async fn one_time_pin(care: &SelfCare, owner: &Msisdn, entered: String) -> Result<bool, store::StoreError> {
     let store = care.mailboxes.store();
     let Some(row) = store.login_pin(owner.as_str()).await? else { return Ok(false) };
-    store.delete_login_pin(owner.as_str()).await?;
-    if row.expires_ms <= store::now_millis() {
+    if row.pin_hash.is_empty() || row.expires_ms <= store::now_millis() {
+        return Ok(false);
+    }
+    if !store.spend_login_pin(owner.as_str(), &row.pin_hash).await? {
         return Ok(false);
     }
     let hash = row.pin_hash;
@@ -318,9 +327,14 @@ async fn send_pin(State(care): State<SelfCare>, Form(form): Form<NumberForm>) ->
         );
     };
     let Some(owner) = typed_number(&form.number) else { return said(&form.number) };
-    if let Err(error) = send_pin_to(&care, sms, &owner).await {
-        warn!(subscriber = %owner, %error, "self-care: one-time PIN not sent");
-    }
+    // Sent after the answer: a subscriber's PIN taking longer to make than a stranger's
+    // nothing would tell who is a subscriber.
+    let (care, sms, number) = (care.clone(), sms.clone(), owner.clone());
+    tokio::spawn(async move {
+        if let Err(error) = send_pin_to(&care, &sms, &number).await {
+            warn!(subscriber = %number, %error, "self-care: one-time PIN not sent");
+        }
+    });
     said(owner.as_str())
 }
 
@@ -459,6 +473,12 @@ async fn set_pin(State(care): State<SelfCare>, headers: HeaderMap, Form(form): F
     }
     if let Err(error) = care.mailboxes.store().delete_login_pin(owner.as_str()).await {
         warn!(subscriber = %owner, %error, "self-care: one-time PIN not removed");
+    }
+    // A new PIN ends the other sessions (someone who knew the old one is out).
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(error) = care.mailboxes.store().end_other_sessions(owner.as_str(), &token_hash(&token)).await {
+            warn!(subscriber = %owner, %error, "self-care: other sessions not ended");
+        }
     }
     info!(subscriber = %owner, "PIN changed on the self-care page");
     Redirect::to("/me?done=pin").into_response()

@@ -37,6 +37,8 @@ const STATE_COOKIE: &str = "ringer_signup_state";
 const REFRESH_HOLD: Duration = Duration::from_secs(20);
 /// The most refreshes one instance claims per poll.
 const REFRESH_BATCH: i64 = 100;
+/// How far back each look at the consents reaches before the newest change already seen.
+const FOLLOW_OVERLAP_MS: i64 = 60_000;
 /// The longest any call to the identity provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -186,18 +188,21 @@ impl Signup {
     }
 
     /// Applies consents changed after `since_ms` to the token table; the newest change's time.
+    /// A minute before it is read again: a change stamped by a slower clock, or committed late,
+    /// is still seen (applying one twice does no harm).
     async fn follow(&self, since_ms: i64) -> Result<i64, StoreError> {
         let mut newest = since_ms;
-        for row in self.0.store.consents_changed_since(since_ms).await? {
+        for row in self.0.store.consents_changed_since(since_ms.saturating_sub(FOLLOW_OVERLAP_MS)).await? {
             newest = newest.max(row.updated_ms);
             let Ok(number) = Msisdn::parse(&row.subscriber) else { continue };
             match (row.state == CONSENT_ACTIVE).then(|| self.0.seal.open(&number, &row.access_token)).flatten() {
                 Some(token) => self.0.tokens.set(number, token),
                 None => {
                     if row.state == CONSENT_ACTIVE {
-                        warn!(subscriber = %number, "a stored token does not open with signup.token_key_env: not used");
+                        warn!(subscriber = %number, "a stored token does not open with signup.token_key_env: not registered");
                     }
-                    self.0.tokens.remove(&number);
+                    // Never registered with other credentials instead: the consent was for this token.
+                    self.0.tokens.withdraw(number);
                 }
             }
         }
@@ -223,12 +228,18 @@ impl Signup {
 
     async fn refresh_due(&self) {
         let now = store::now_millis();
-        let hold = i64::try_from(REFRESH_HOLD.as_millis()).unwrap_or(i64::MAX);
+        let hold = millis(REFRESH_HOLD);
         let due = match self.0.store.claim_due_consents(now, hold, REFRESH_BATCH).await {
             Ok(due) => due,
             Err(error) => return warn!(%error, "consents due for a refresh not readable"),
         };
+        // A refresh starts only while the claim outlasts it: once the claim ends another instance
+        // may take the row, and two refreshes of one token would cost the consent.
+        let last_start = now.saturating_add(hold).saturating_sub(millis(PROVIDER_TIMEOUT));
         for row in due {
+            if store::now_millis() > last_start {
+                break;
+            }
             let Ok(number) = Msisdn::parse(&row.subscriber) else { continue };
             let Some(refresh_token) = self.0.seal.open(&number, &row.refresh_token) else {
                 warn!(subscriber = %number, "refresh token does not open with signup.token_key_env");
@@ -240,7 +251,15 @@ impl Signup {
                     Ok(()) => info!(subscriber = %number, "access token refreshed"),
                     Err(error) => warn!(subscriber = %number, %error, "refreshed token not kept"),
                 },
-                Err(error) if error.is_invalid_grant() => self.withdrawn(&number, &error).await,
+                Err(error) if error.is_invalid_grant() => {
+                    // Refused: unless another instance refreshed it meanwhile, the consent is gone.
+                    match self.0.store.consent(number.as_str()).await {
+                        Ok(Some(current)) if current.refresh_token != row.refresh_token => {
+                            info!(subscriber = %number, "refreshed by another instance meanwhile")
+                        }
+                        _ => self.withdrawn(&number, &error).await,
+                    }
+                }
                 // Transport trouble: the claim lapses and the next poll tries again.
                 Err(error) => warn!(subscriber = %number, %error, "token refresh failed; trying again"),
             }
@@ -251,13 +270,15 @@ impl Signup {
     /// registration), the consent kept as withdrawn for the status view.
     async fn withdrawn(&self, number: &Msisdn, why: &FlowError) {
         warn!(subscriber = %number, %why, "consent withdrawn: removing the subscriber and its registration");
-        self.0.tokens.remove(number);
+        // The subscriber goes first; the token marked withdrawn keeps the registrar from
+        // registering it again with other credentials meanwhile (or if the removal failed).
+        if let Err(error) = self.0.store.remove_subscriber(number).await {
+            warn!(subscriber = %number, %error, "subscriber of a withdrawn consent not removed");
+        }
+        self.0.tokens.withdraw(number.clone());
         let note = format!("consent withdrawn: refresh refused ({why})");
         if let Err(error) = self.0.store.revoke_consent(number.as_str(), &note).await {
             warn!(subscriber = %number, %error, "withdrawn consent not recorded");
-        }
-        if let Err(error) = self.0.store.remove_subscriber(number).await {
-            warn!(subscriber = %number, %error, "subscriber of a withdrawn consent not removed");
         }
     }
 
@@ -291,7 +312,6 @@ impl Signup {
         let refresh = answer.refresh_token.ok_or(FlowError::Incomplete("refresh_token (scope offline_access)"))?;
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600).max(1));
         let now = store::now_millis();
-        let millis = |duration: Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         let row = ConsentRow {
             subscriber: number.to_string(),
             access_token: self.0.seal.seal(number, &access)?,
@@ -474,6 +494,11 @@ async fn status(State(signup): State<Signup>, headers: HeaderMap) -> Result<Json
             })
             .collect(),
     ))
+}
+
+/// `duration` in milliseconds, as the store counts.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// `text` form-urlencoded.

@@ -392,8 +392,10 @@ impl SessionHandler for RouterHandler {
         let caller = caller_number(asserted.as_ref(), &invite.essentials().from);
         let mut record = record_of(&invite, caller.clone());
         let call_id = record.call_id.clone();
+        // A code changes the subscriber's settings: only the caller the network asserts may
+        // (From is the caller's to write, and would forward anyone's calls anywhere).
         if routes.feature_codes.enabled {
-            if let Some((subscriber, code)) = routes.table.service_code(&invite.request().uri, caller.as_ref()) {
+            if let Some((subscriber, code)) = routes.table.service_code(&invite.request().uri, asserted.as_ref()) {
                 return router.feature_code(invite, record, subscriber, code, &routes.feature_codes);
             }
         }
