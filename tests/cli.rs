@@ -793,3 +793,110 @@ async fn mailbox_pins_and_api_tokens_are_set_from_the_command_line() {
     assert_eq!(store.token(&hash).await.expect("token"), None);
     store.close().await;
 }
+
+/// `ringer certs` for `host` into `dir/certs`, as the examples expect them.
+async fn certs_in(dir: &std::path::Path, host: &str) {
+    let out = dir.join("certs");
+    let made = ringer(&["certs", "--domain", host, "--out", out.to_str().expect("utf-8")], &[]).await;
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+}
+
+/// `ringer check-config` with `args` in `dir` (the examples name files relative to it).
+async fn check_config(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let output = Command::new(BINARY)
+        .args(["check-config"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RINGER_CLIENT_SECRET")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("ringer ran");
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn check_config_passes_the_shipped_examples_and_names_what_is_wrong_in_broken_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    certs_in(dir.path(), "tas.example.com").await;
+    let example = repo.join("ringer.example.toml");
+    let secret = [("RINGER_CLIENT_SECRET", "s3cret")];
+    let checked = check_config(dir.path(), &[example.to_str().expect("utf-8")], &secret).await;
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    assert!(checked.stdout.contains(": ok"), "{}", checked.stdout);
+    let core = repo.join("core.example.toml");
+    let checked = check_config(dir.path(), &["--core", core.to_str().expect("utf-8")], &[]).await;
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+
+    // The production example, its certificate paths pointed at development certificates.
+    let production = std::fs::read_to_string(repo.join("deploy/ringer.toml"))
+        .expect("deploy/ringer.toml")
+        .replace("/etc/ringer/tls/", &format!("{}/certs/", dir.path().display()));
+    let path = dir.path().join("production.toml");
+    std::fs::write(&path, production).expect("write");
+    let path = path.to_str().expect("utf-8");
+    let checked = check_config(dir.path(), &[path], &secret).await;
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    let checked = check_config(dir.path(), &[path], &[]).await;
+    assert_eq!(checked.code, Some(1));
+    assert!(checked.stderr.contains("RINGER_CLIENT_SECRET"), "the missing secret named: {}", checked.stderr);
+
+    // Broken files: the place of the first error, and nothing else said.
+    let broken = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let base = "[tas]\nsip_uri = \"sips:tas.example.com\"\n[core]\nendpoint = \"http://127.0.0.1:50051\"\n";
+    for (name, text, named) in [
+        ("typo.toml", format!("{base}[sip]\ntls_lisen = \"0.0.0.0:5061\"\n"), "line 6"),
+        ("typo.toml", format!("{base}[sip]\ntls_lisen = \"0.0.0.0:5061\"\n"), "tls_lisen"),
+        ("value.toml", format!("{base}[calls]\nmax_diversions = \"many\"\n"), "max_diversions"),
+        (
+            "codes.toml",
+            format!("{base}[sip]\ntcp_listen = \"127.0.0.1:5060\"\n[feature_codes.forward_busy]\non = \"*72\"\noff = \"*91\"\nquery = \"*#90\"\n"),
+            "feature_codes.forward_busy.on",
+        ),
+        ("tls.toml", format!("{base}[sip]\ntls_listen = \"0.0.0.0:5061\"\n"), "sip.cert_file"),
+        (
+            "files.toml",
+            format!("{base}[sip]\ntls_listen = \"0.0.0.0:5061\"\ncert_file = \"missing.pem\"\nkey_file = \"missing.key\"\n"),
+            "missing.pem",
+        ),
+    ] {
+        let path = broken(name, &text);
+        let checked = check_config(dir.path(), &[path.to_str().expect("utf-8")], &[]).await;
+        assert_eq!(checked.code, Some(1), "{name}: {}", checked.stdout);
+        assert!(checked.stderr.contains(named), "{name}: {named} in {}", checked.stderr);
+    }
+}
+
+#[tokio::test]
+async fn systemd_accepts_the_shipped_unit() {
+    let Some(analyze) = common::sipp::tool(&["systemd-analyze"], "systemd") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ringer.service"))
+        .expect("deploy/ringer.service");
+    // verify wants the programs it names to exist: the built binary stands in for the installed one.
+    let unit = unit.replace("/usr/local/bin/ringer", BINARY);
+    let verify = |text: String| {
+        let path = dir.path().join("ringer.service");
+        std::fs::write(&path, text).expect("write unit");
+        let analyze = analyze.clone();
+        async move {
+            let output = Command::new(analyze).args(["verify"]).arg(&path).output().await.expect("systemd-analyze ran");
+            (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    };
+    let (code, stderr) = verify(unit.clone()).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("ringer.service"), "no complaint about the unit: {stderr}");
+    // A misspelt key is reported (the check can fail).
+    let (_, stderr) = verify(unit.replace("DynamicUser=yes", "DynamicUsr=yes")).await;
+    assert!(stderr.contains("DynamicUsr"), "{stderr}");
+}

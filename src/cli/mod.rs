@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands' wiring; protocol details live in the library.
 
 mod call;
+mod check;
 mod conformance;
 mod core;
 mod demo;
@@ -72,6 +73,9 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "certs")]
         out: PathBuf,
     },
+    /// Check a config file without starting anything: exit 0 when `ringer serve` (or with
+    /// --core, `ringer core`) would start with it, else 1 and the first error with its place.
+    CheckConfig(check::CheckArgs),
     /// UpsertRegistration: put this TAS into a subscriber's calls (prints the answer as JSON).
     Register(register::RegistrationArgs),
     /// DeleteRegistration: take this TAS out of a subscriber's calls (prints the answer as JSON).
@@ -84,7 +88,7 @@ impl Cli {
         match self.command {
             Command::Register(_) | Command::Unregister(_) => "warn",
             Command::Demo | Command::Call(_) | Command::Voicemail(_) => "warn",
-            Command::Db(_) | Command::Subscribers(_) => "warn",
+            Command::Db(_) | Command::Subscribers(_) | Command::CheckConfig(_) => "warn",
             // The WebRTC stack warns of STUN checks that arrive before the answer: normal for
             // an offerer, and noise on a one-shot command's terminal.
             Command::Dial(_) | Command::Conformance(_) => "warn,rtc=error",
@@ -124,6 +128,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("server key (mode 0600): {}", files.server_key.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::CheckConfig(args) => Ok(check::run(args)),
         Command::Register(args) => register::run(register::Operation::Upsert, args).await,
         Command::Unregister(args) => register::run(register::Operation::Delete, args).await,
     }
