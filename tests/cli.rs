@@ -900,3 +900,24 @@ async fn systemd_accepts_the_shipped_unit() {
     let (_, stderr) = verify(unit.replace("DynamicUser=yes", "DynamicUsr=yes")).await;
     assert!(stderr.contains("DynamicUsr"), "{stderr}");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_every_line_about_a_call_names_it() {
+    let demo = ringer(&["demo", "--log-format", "json"], &[("RINGER_LOG", "info")]).await;
+    assert_eq!(demo.code, Some(0), "{}", demo.stderr);
+    let mut about_calls = 0;
+    for line in demo.stderr.lines() {
+        let object: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["timestamp"].is_string() && object["level"].is_string(), "{line}");
+        assert!(object["fields"]["message"].is_string(), "{line}");
+        let target = object["target"].as_str().unwrap_or_default();
+        // The TAS's call handling and the B2BUA relaying its legs.
+        if target.starts_with("tas::call") || target.starts_with("sip::b2bua") {
+            let named = object["fields"]["call_id"].is_string()
+                || object["spans"].as_array().is_some_and(|spans| spans.iter().any(|span| span["call_id"].is_string()));
+            assert!(named, "a line about a call without its call id: {line}");
+            about_calls += 1;
+        }
+    }
+    assert!(about_calls >= 10, "the demo's calls were logged: {about_calls} lines");
+}

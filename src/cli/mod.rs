@@ -23,8 +23,22 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "ringer", version, about)]
 pub(crate) struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log collectors. Also `$RINGER_LOG_FORMAT`.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "RINGER_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The form of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`), and
+    /// the spans a line was written in (a call's lines carry its `call_id` there).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +97,11 @@ enum Command {
 }
 
 impl Cli {
+    /// The form log lines take.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     /// One-shot tools keep stderr quiet unless asked; servers log their life.
     pub(crate) fn default_log_level(&self) -> &'static str {
         match self.command {
@@ -97,15 +116,15 @@ impl Cli {
     }
 }
 
-/// Logs go to stderr, filtered by `RINGER_LOG` (e.g. `RINGER_LOG=ringer=debug`).
-pub(crate) fn init_logging(default_level: &str) {
+/// Logs go to stderr, filtered by `RINGER_LOG` (e.g. `RINGER_LOG=ringer=debug`), as text or JSON.
+pub(crate) fn init_logging(default_level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_env("RINGER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+    }
 }
 
 /// Runs the parsed command.

@@ -3,7 +3,7 @@
 //! running until the call ends, with new offers in the call answered on the same media.
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use domain::types::Msisdn;
 use sip::dialog::OfferAnswer;
@@ -489,6 +489,6 @@ impl Answerer {
                 let _ = call.hangup().await;
             }
             session.close().await;
-        })
+        }.in_current_span())
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::config::{CallsConfig, FeatureCodesConfig, ServeConfig};
 use domain::types::{Msisdn, Prefix, RouteType, ServiceCode};
@@ -328,11 +328,15 @@ impl CallRouter {
         }
         let router = self.clone();
         let action = action.clone();
-        tokio::spawn(async move {
-            let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
-            record.outcome = outcome;
-            router.keep(record, app).await;
-        });
+        let span = tracing::info_span!("call", call_id = %record.call_id);
+        tokio::spawn(
+            async move {
+                let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -356,28 +360,32 @@ impl CallRouter {
         let request = codes.read(&code);
         let engine = self.engine.clone();
         let router = self.clone();
-        tokio::spawn(async move {
-            let done = match &request {
-                Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
-                Err(refusal) => Err(refusal.clone()),
-            };
-            let (result, spoken) = match done {
-                Ok(spoken) => ("done".to_owned(), spoken),
-                Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
-            };
-            info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
-            let info = CallInfo {
-                subscriber: Some(subscriber),
-                direction: Some(Direction::Originating),
-                caller: record.caller.clone(),
-                spoken,
-                ..CallInfo::default()
-            };
-            let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
-            outcome.actions.insert(0, format!("feature code {code} ({result})"));
-            record.outcome = outcome;
-            router.keep(record, app).await;
-        });
+        let span = tracing::info_span!("call", call_id = %record.call_id);
+        tokio::spawn(
+            async move {
+                let done = match &request {
+                    Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
+                    Err(refusal) => Err(refusal.clone()),
+                };
+                let (result, spoken) = match done {
+                    Ok(spoken) => ("done".to_owned(), spoken),
+                    Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
+                };
+                info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
+                let info = CallInfo {
+                    subscriber: Some(subscriber),
+                    direction: Some(Direction::Originating),
+                    caller: record.caller.clone(),
+                    spoken,
+                    ..CallInfo::default()
+                };
+                let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
+                outcome.actions.insert(0, format!("feature code {code} ({result})"));
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -431,11 +439,15 @@ impl SessionHandler for RouterHandler {
             let info = CallInfo { login, ..info };
             let engine = router.engine.clone();
             let router = router.clone();
-            tokio::spawn(async move {
-                let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
-                record.outcome = outcome;
-                router.keep(record, app).await;
-            });
+            let span = tracing::info_span!("call", call_id = %record.call_id);
+            tokio::spawn(
+                async move {
+                    let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
+                    record.outcome = outcome;
+                    router.keep(record, app).await;
+                }
+                .instrument(span),
+            );
             return;
         }
         let Some(behaviour) =
@@ -452,30 +464,36 @@ impl SessionHandler for RouterHandler {
         info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction,
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
-        tokio::spawn(async move {
-            let mut limit =
-                DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
-            // What the subscriber set for themselves goes over the configured behaviour (and
-            // over what the hop limit falls back to: no voicemail when they switched it off).
-            let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
-            let behaviour = match (store, classified.direction) {
-                (Some(store), Direction::Terminating) => {
-                    let settings = SubscriberSettings::load(store, &classified.subscriber).await;
-                    match settings == SubscriberSettings::default() {
-                        true => behaviour,
-                        false => {
-                            limit.instead = settings.allowed(limit.instead);
-                            Arc::new(settings.apply(&behaviour))
+        let span = tracing::info_span!("call", call_id = %record.call_id);
+        tokio::spawn(
+            async move {
+                let mut limit = DiversionLimit {
+                    max: routes.calls.max_diversions,
+                    instead: routes.calls.on_diversion_limit.clone(),
+                };
+                // What the subscriber set for themselves goes over the configured behaviour (and
+                // over what the hop limit falls back to: no voicemail when they switched it off).
+                let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
+                let behaviour = match (store, classified.direction) {
+                    (Some(store), Direction::Terminating) => {
+                        let settings = SubscriberSettings::load(store, &classified.subscriber).await;
+                        match settings == SubscriberSettings::default() {
+                            true => behaviour,
+                            false => {
+                                limit.instead = settings.allowed(limit.instead);
+                                Arc::new(settings.apply(&behaviour))
+                            }
                         }
                     }
-                }
-                _ => behaviour,
-            };
-            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
-            record.outcome = outcome;
-            info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
-            router.keep(record, app).await;
-        });
+                    _ => behaviour,
+                };
+                let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
+                record.outcome = outcome;
+                info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
+                router.keep(record, app).await;
+            }
+            .instrument(span),
+        );
     }
 
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
