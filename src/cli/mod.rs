@@ -7,6 +7,7 @@ mod core;
 mod demo;
 mod dial;
 mod leases;
+mod ops;
 mod register;
 mod serve;
 mod signals;

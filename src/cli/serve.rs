@@ -16,7 +16,7 @@ use ringer::config::serve::{LastStop, ServeConfig, SubscriberConfig};
 use ringer::lab::{Lab, LabConfig, LabPorts};
 use ringer::registrar::auth::Credentials;
 use ringer::registrar::sms::SmsClient;
-use ringer::registrar::{status, Registrar, RegistrationClient};
+use ringer::registrar::{Registrar, RegistrationClient};
 use ringer::store::Store;
 use ringer::tas::call::records::RecordWriter;
 use ringer::tas::leases::{instance_name, Instance};
@@ -46,6 +46,8 @@ struct HttpExtras {
 /// Runs the TAS until SIGINT/SIGTERM.
 pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
+    // Before anything records a metric.
+    let prometheus = super::ops::install_recorder()?;
     // Without a config, the whole call path runs in this process so a new user sees it all work.
     let (mut config, tas, mut registrar, embedded, database) = match &config_path {
         Some(path) => {
@@ -142,17 +144,8 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
 
     if let Some(addr) = config.registrar.status_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        info!(addr = %listener.local_addr()?, "status at GET /registrations and GET /calls");
-        let board = registrar.status();
-        let stats = tas.router.stats().clone();
-        let calls = axum::Router::new().route(
-            "/calls",
-            axum::routing::get(move || {
-                let stats = stats.clone();
-                async move { axum::Json(stats.view()) }
-            }),
-        );
-        let app = status::router(board).merge(calls);
+        warn!(addr = %listener.local_addr()?, "registrar.status_listen is deprecated: /registrations and /calls are on http.listen too, with /metrics, /healthz and /readyz");
+        let app = super::ops::status_router(registrar.status(), tas.router.stats().clone());
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 error!(%error, "status view stopped");
@@ -160,22 +153,31 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         });
     }
 
-    match (config.http.listen, &mailboxes) {
-        (Some(addr), Some(mailboxes)) => {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            let addr = listener.local_addr()?;
-            println!("HTTP API listening on {addr}");
-            info!(%addr, "API at /api/v1/mailboxes/{{number}}/... and /api/v1/subscribers/{{number}}/settings");
-            let HttpExtras { pin_sms, signup } = http_extras;
-            let api = ringer::tas::http_api(mailboxes.clone(), tas.router.clone(), pin_sms, signup.as_ref());
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, api).await {
-                    error!(%error, "HTTP API stopped");
-                }
-            });
+    if let Some(addr) = config.http.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        println!("HTTP listening on {addr}");
+        let ops = super::ops::Ops {
+            prometheus: prometheus.clone(),
+            board: registrar.status(),
+            ua: tas.endpoint.user_agent().clone(),
+            stats: tas.router.stats().clone(),
+            store: database.clone(),
+        };
+        let mut app = super::ops::router(ops);
+        match &mailboxes {
+            Some(mailboxes) => {
+                info!(%addr, "HTTP: /metrics, /healthz, /readyz, /registrations, /calls; the API at /api/v1/...; /me");
+                let HttpExtras { pin_sms, signup } = http_extras;
+                app = app.merge(ringer::tas::http_api(mailboxes.clone(), tas.router.clone(), pin_sms, signup.as_ref()));
+            }
+            None => info!(%addr, "HTTP: /metrics, /healthz, /readyz, /registrations, /calls (the APIs need a store)"),
         }
-        (Some(addr), None) => warn!(%addr, "http.listen ignored: the API serves the mailboxes of a store"),
-        (None, _) => {}
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                error!(%error, "HTTP listener stopped");
+            }
+        });
     }
 
     loop {

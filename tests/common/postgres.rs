@@ -11,6 +11,8 @@ pub(crate) struct Postgres {
     bin: PathBuf,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub(crate) url: String,
+    /// The server's options (port, socket folder), to start it again the same.
+    options: String,
 }
 
 /// The newest installed PostgreSQL's programs (`/usr/lib/postgresql/<version>/bin`).
@@ -73,7 +75,21 @@ impl Postgres {
         );
         let log = folder.join("log");
         run(&bin, "pg_ctl", &["-D", data_text, "-o", &options, "-l", log.to_str().expect("utf-8"), "-w", "start"]);
-        Some(Postgres { folder, bin, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") })
+        Some(Postgres { folder, bin, url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), options })
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected), keeping its data.
+    pub(crate) fn stop(&self) {
+        let data = self.folder.join("data");
+        run(&self.bin, "pg_ctl", &["-D", data.to_str().expect("utf-8 path"), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub(crate) fn restart(&self) {
+        let data = self.folder.join("data");
+        let log = self.folder.join("log");
+        let (data, log) = (data.to_str().expect("utf-8 path"), log.to_str().expect("utf-8 path"));
+        run(&self.bin, "pg_ctl", &["-D", data, "-o", &self.options, "-l", log, "-w", "start"]);
     }
 }
 

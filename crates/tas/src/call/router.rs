@@ -280,6 +280,39 @@ impl CallRouter {
     }
 }
 
+/// `ringer_calls_total`: each call once, by direction, route type, what was done first (its
+/// first word: `loop`, `forward`, `answer`, `reject`, `announce`, `feature`) and the final
+/// status class; labels from small fixed sets, never a number.
+fn count_call(record: &CallRecord) {
+    let direction = match record.subscriber.as_ref().map(|(_, direction)| *direction) {
+        Some(Direction::Originating) => "mo",
+        Some(Direction::Terminating) => "mt",
+        None => "none",
+    };
+    let route_type = record.route_type.map(RouteType::name).unwrap_or("none");
+    let action = match record.outcome.actions.first().and_then(|action| action.split_whitespace().next()) {
+        Some("loop") => "loop",
+        Some("forward") => "forward",
+        Some("answer") => "answer",
+        Some("reject") => "reject",
+        Some("announce") => "announce",
+        Some("feature") => "feature",
+        Some(_) => "other",
+        None => "none",
+    };
+    let outcome = match record.outcome.status.map(|status| status.as_u16() / 100) {
+        Some(2) => "2xx",
+        Some(3) => "3xx",
+        Some(4) => "4xx",
+        Some(5) => "5xx",
+        Some(6) => "6xx",
+        _ => "none",
+    };
+    metrics::counter!("ringer_calls_total", "direction" => direction, "route_type" => route_type,
+        "action" => action, "outcome" => outcome)
+    .increment(1);
+}
+
 fn record_of(invite: &PendingInvite, caller: Option<Msisdn>) -> CallRecord {
     CallRecord {
         call_id: invite.essentials().call_id.clone(),
@@ -305,6 +338,7 @@ impl CallRouter {
     }
 
     fn remember(&self, record: CallRecord) {
+        count_call(&record);
         let mut records = self.records.lock();
         if records.len() == RECORDS_KEPT {
             records.pop_front();

@@ -1,0 +1,123 @@
+//! The operations endpoints of `ringer serve`, on `[http] listen` beside the APIs (and the
+//! status views alone on the deprecated `registrar.status_listen`): `GET /metrics` (Prometheus
+//! text, rendered by metrics-exporter-prometheus from what the library crates record through
+//! the `metrics` facade, plus gauges sampled at scrape time), `/healthz` (the process answers),
+//! `/readyz` (the database answers, registrations are not all failing), `/registrations` and
+//! `/calls`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Json;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use ringer::registrar::{RegistrationState, StatusBoard};
+use ringer::sip::core::UserAgent;
+use ringer::store::Store;
+use ringer::tas::call::stats::CallStats;
+
+/// How long `/readyz` waits for the database.
+const STORE_CHECK: Duration = Duration::from_secs(1);
+
+/// Installs the process's metrics recorder; its handle renders the exposition.
+pub(super) fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub(super) struct Ops {
+    /// The recorder's handle.
+    pub(super) prometheus: PrometheusHandle,
+    /// The registrations.
+    pub(super) board: Arc<StatusBoard>,
+    /// The TAS's SIP user agent (dialogs, client transactions).
+    pub(super) ua: UserAgent,
+    /// What relaying adds to call setup.
+    pub(super) stats: Arc<CallStats>,
+    /// The database, when there is one.
+    pub(super) store: Option<Store>,
+}
+
+/// The status views alone (`/registrations`, `/calls`).
+pub(super) fn status_router(board: Arc<StatusBoard>, stats: Arc<CallStats>) -> axum::Router {
+    let calls = axum::Router::new().route("/calls", get(move || async move { Json(stats.view()) }));
+    ringer::registrar::status::router(board).merge(calls)
+}
+
+/// Every operations endpoint.
+pub(super) fn router(ops: Ops) -> axum::Router {
+    let status = status_router(ops.board.clone(), ops.stats.clone());
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(ops)
+        .merge(status)
+}
+
+/// The state label of a registration.
+fn state_label(state: RegistrationState) -> &'static str {
+    match state {
+        RegistrationState::Pending => "pending",
+        RegistrationState::Registered => "registered",
+        RegistrationState::Retrying => "retrying",
+        RegistrationState::Refused => "refused",
+        RegistrationState::Lapsed => "lapsed",
+        RegistrationState::Deleted => "deleted",
+    }
+}
+
+const STATES: [RegistrationState; 6] = [
+    RegistrationState::Pending,
+    RegistrationState::Registered,
+    RegistrationState::Retrying,
+    RegistrationState::Refused,
+    RegistrationState::Lapsed,
+    RegistrationState::Deleted,
+];
+
+/// `GET /metrics`: the gauges sampled now, then everything recorded.
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let all = ops.board.all();
+    for state in STATES {
+        let count = all.iter().filter(|status| status.state == state).count();
+        metrics::gauge!("ringer_registrations", "state" => state_label(state)).set(count as f64);
+    }
+    metrics::gauge!("ringer_sip_dialogs").set(ops.ua.live_dialogs() as f64);
+    metrics::gauge!("ringer_sip_client_transactions").set(ops.ua.clients().in_progress() as f64);
+    metrics::gauge!("ringer_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ops.prometheus.render()).into_response()
+}
+
+/// `GET /readyz`: 200 when the database answers within a second (if there is one) and the
+/// registrations are not all failing; 503 otherwise. The JSON says which check failed.
+async fn readyz(State(ops): State<Ops>) -> Response {
+    let store = match &ops.store {
+        None => "none".to_owned(),
+        Some(store) => match tokio::time::timeout(STORE_CHECK, store.revision()).await {
+            Ok(Ok(_)) => "ok".to_owned(),
+            Ok(Err(error)) => format!("unreachable: {error}"),
+            Err(_) => format!("no answer within {STORE_CHECK:?}"),
+        },
+    };
+    let all = ops.board.all();
+    let failing = |status: &&ringer::registrar::SubscriberStatus| {
+        matches!(status.state, RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying)
+    };
+    let registrations = match (all.len(), all.iter().filter(failing).count()) {
+        (0, _) => "none".to_owned(),
+        (total, failed) if failed == total => format!("all {total} failing"),
+        (total, failed) => format!("{} of {total} up or pending", total - failed),
+    };
+    let ready = (store == "ok" || store == "none") && !registrations.starts_with("all");
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body =
+        json!({ "ready": ready, "checks": { "store": store, "registrations": registrations, "sip": "listening" } });
+    (status, Json(body)).into_response()
+}

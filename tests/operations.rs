@@ -1,0 +1,119 @@
+//! The operations endpoints of `ringer serve` (a process, on PostgreSQL): `/metrics` scraped
+//! before and after calls SIPp (Debian's `sip-tester`) places, the exposition parsed and the
+//! counters checked to have moved by the calls made; `/healthz`; `/readyz` unready while
+//! PostgreSQL is stopped and ready again once it is back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::postgres::Postgres;
+use common::process::{ringer, Server};
+use common::sipp::{client, tool};
+use common::*;
+use ringer::config::core::AuthMode;
+
+const SUBSCRIBER: &str = "+4799990501";
+
+/// The value of the sample `name{labels}` (labels in any order; all of `labels` must match),
+/// summed over the matching lines; 0 when there is none.
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let matches = labels
+                .iter()
+                .all(|(key, wanted)| label_text.split(',').any(|pair| pair.trim() == format!("{key}=\"{wanted}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+        Err(error) => (0, error.to_string()),
+    }
+}
+
+async fn until_status(url: &str, status: u16, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (got, body) = get(url).await;
+        if got == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: {url} answered {got}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_move_with_calls_and_readiness_follows_the_database() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let Some(postgres) = Postgres::start() else { return };
+    let core = start_core(AuthMode::Sandbox, Duration::from_secs(60)).await;
+    let migrated = ringer(&["db", "migrate", "--database", &postgres.url], &[]).await;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = free_port();
+    let sip = free_port();
+    let config = format!(
+        "[store]\nurl = \"{}\"\n[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{}\"\n\
+         [registrar]\ninitial_backoff = \"100ms\"\n[http]\nlisten = \"{http}\"\n\
+         [sip]\ntcp_listen = \"{sip}\"\n[voicemail]\ndir = \"{}\"\n\
+         [[subscriber]]\nphone_number = \"{SUBSCRIBER}\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"reject 486\"\n",
+        postgres.url,
+        core.endpoint(),
+        dir.path().join("spool").display(),
+    );
+    let path = dir.path().join("ringer.toml");
+    std::fs::write(&path, config).expect("write config");
+    let _server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
+    let base = format!("http://{http}");
+    until_status(&format!("{base}/healthz"), 200, "alive").await;
+
+    let registered = [("state", "registered")];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let before = loop {
+        let (status, exposition) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200, "{exposition}");
+        if sample(&exposition, "ringer_registrations", &registered) == 1.0 {
+            break exposition;
+        }
+        assert!(Instant::now() < deadline, "the subscriber registered: {exposition}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rejected = [("direction", "mt"), ("route_type", "loop-mt"), ("action", "reject"), ("outcome", "4xx")];
+    let (ok, failed, screen) =
+        client(&sipp, "uac_reject.xml", "t1", &[], &format!("+22{}", &SUBSCRIBER[1..]), sip, 5).await;
+    assert_eq!((ok, failed), (5, 0), "{screen}");
+    let (_, after) = get(&format!("{base}/metrics")).await;
+    assert_eq!(
+        sample(&after, "ringer_calls_total", &rejected) - sample(&before, "ringer_calls_total", &rejected),
+        5.0,
+        "five calls rejected, counted once each:\n{after}"
+    );
+    assert_eq!(sample(&after, "ringer_calls_total", &[("outcome", "2xx")]), 0.0, "none answered");
+    assert_eq!(sample(&after, "ringer_sip_dialogs", &[]), 0.0, "no dialog left");
+    assert_eq!(sample(&after, "ringer_registrations", &registered), 1.0);
+    assert!(after.contains("# TYPE ringer_calls_total counter"), "typed as a counter:\n{after}");
+
+    let ready = until_status(&format!("{base}/readyz"), 200, "ready").await;
+    assert!(ready.contains("\"store\":\"ok\""), "{ready}");
+    postgres.stop();
+    let unready = until_status(&format!("{base}/readyz"), 503, "unready without the database").await;
+    assert!(unready.contains("\"ready\":false") && !unready.contains("\"store\":\"ok\""), "{unready}");
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200, "alive all the same");
+    postgres.restart();
+    until_status(&format!("{base}/readyz"), 200, "ready again with the database back").await;
+}
