@@ -1,6 +1,6 @@
 //! The operations endpoints of `ringer serve` (a process, on PostgreSQL): `/metrics` scraped
 //! before and after calls SIPp (Debian's `sip-tester`) places, the exposition parsed and the
-//! counters checked to have moved by the calls made; `/healthz`; `/readyz` unready while
+//! counters (calls, SIP messages in and out) checked to have moved by the calls made; `/healthz`; `/readyz` unready while
 //! PostgreSQL is stopped and ready again once it is back.
 
 mod common;
@@ -104,6 +104,11 @@ async fn metrics_move_with_calls_and_readiness_follows_the_database() {
         "five calls rejected, counted once each:\n{after}"
     );
     assert_eq!(sample(&after, "ringer_calls_total", &[("outcome", "2xx")]), 0.0, "none answered");
+    // On the wire: five INVITEs and their ACKs in, five 486s out.
+    let moved = |name: &str, labels: &[(&str, &str)]| sample(&after, name, labels) - sample(&before, name, labels);
+    assert_eq!(moved("ringer_sip_requests_total", &[("direction", "in"), ("method", "INVITE")]), 5.0, "{after}");
+    assert_eq!(moved("ringer_sip_requests_total", &[("direction", "in"), ("method", "ACK")]), 5.0, "{after}");
+    assert_eq!(moved("ringer_sip_responses_total", &[("direction", "out"), ("class", "4xx")]), 5.0, "{after}");
     assert_eq!(sample(&after, "ringer_sip_dialogs", &[]), 0.0, "no dialog left");
     assert_eq!(sample(&after, "ringer_registrations", &registered), 1.0);
     assert!(after.contains("# TYPE ringer_calls_total counter"), "typed as a counter:\n{after}");

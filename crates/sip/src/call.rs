@@ -80,6 +80,7 @@ impl CallHandle {
             state.sent_ack = Some(bytes.clone());
             state.acked = true;
         }
+        crate::metrics::sent_request(&Method::Ack);
         dialog.link.send(bytes).map_err(|error| DialogError::Request(error.into()))
     }
 

@@ -103,6 +103,7 @@ impl ClientTransactions {
             }
             Some(Pending::Invite { ack: Some(ack), link, .. }) => {
                 // Completed: a retransmitted final gets the same ACK again.
+                crate::metrics::retransmitted("request");
                 let _ = link.send(ack.clone());
                 None
             }
@@ -119,6 +120,7 @@ impl ClientTransactions {
                         return None;
                     }
                     _ => {
+                        crate::metrics::sent_request(&Method::Ack);
                         let bytes = Bytes::from(ack_for(request, &response).to_bytes());
                         let _ = link.send(bytes.clone());
                         *ack = Some(bytes);
@@ -145,6 +147,7 @@ impl ClientTransactions {
         let branch = key_of(&request.headers).ok_or(RequestError::NoBranch)?;
         let (reply, response) = oneshot::channel();
         self.pending().insert(branch.clone(), Pending::NonInvite(reply));
+        crate::metrics::sent_request(&request.method);
         let bytes = Bytes::from(request.to_bytes());
         if let Err(error) = link.send(bytes.clone()) {
             self.pending().remove(&branch);
@@ -174,6 +177,7 @@ impl ClientTransactions {
                         debug!(branch = %branch.0, "Timer F: no final response");
                         return Err(RequestError::Timeout);
                     }
+                    crate::metrics::retransmitted("request");
                     let _ = link.send(bytes.clone());
                     interval = (interval * 2).min(timers.t2);
                 }
@@ -190,6 +194,7 @@ impl ClientTransactions {
     ) -> Result<mpsc::UnboundedReceiver<Response>, RequestError> {
         let branch = key_of(&request.headers).ok_or(RequestError::NoBranch)?;
         let (responses, receiver) = mpsc::unbounded_channel();
+        crate::metrics::sent_request(&request.method);
         let bytes = Bytes::from(request.to_bytes());
         let request = Arc::new(request);
         self.pending().insert(
@@ -219,6 +224,7 @@ impl ClientTransactions {
                     Some(Pending::Invite { proceeding: false, ack: None, .. })
                         if tokio::time::Instant::now() < deadline =>
                     {
+                        crate::metrics::retransmitted("request");
                         let _ = link.send(bytes.clone());
                         interval *= 2;
                     }

@@ -189,6 +189,7 @@ impl UserAgent {
                 }
                 if is_invite {
                     let ack = self.in_dialog_request(dialog, &link, Method::Ack, cseq, None)?;
+                    crate::metrics::sent_request(&Method::Ack);
                     let _ = link.send(Bytes::from(ack.to_bytes()));
                 }
                 if let Some(sdp) = sdp {
@@ -371,6 +372,7 @@ impl UserAgent {
         };
         if let Some(dialog) = self.find_dialog(&id) {
             if let Some(ack) = dialog.state().sent_ack.clone() {
+                crate::metrics::retransmitted("request");
                 let _ = dialog.link.send(ack);
             }
         }

@@ -15,6 +15,7 @@ pub mod core;
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
+mod metrics;
 pub mod outbound;
 pub mod route;
 pub mod session_timer;

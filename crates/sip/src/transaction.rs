@@ -234,6 +234,7 @@ impl TransactionLayer {
                 info!(peer = %link.peer(), method = %request.method, reason = %rejection.reason, "request refused");
                 if request.method != Method::Ack {
                     if let Some(response) = response_to(&request.headers, rejection.status, &rejection.reason) {
+                        crate::metrics::sent_response(response.status);
                         let _ = link.send(Bytes::from(response.to_bytes()));
                     }
                 }
@@ -254,6 +255,7 @@ impl TransactionLayer {
                     // A retransmission: answer with the last response, where it came from
                     // (the peer's address may have changed behind a NAT).
                     if let Some(bytes) = existing.inner().last_response.clone() {
+                        crate::metrics::retransmitted("response");
                         let _ = link.send(bytes);
                     }
                     return;
@@ -296,6 +298,7 @@ impl TransactionLayer {
             if let Some(response) = response_to(&request.headers, status, reason) {
                 let mut response = response;
                 response.add_to_tag(&super::message::new_tag());
+                crate::metrics::sent_response(response.status);
                 let _ = link.send(Bytes::from(response.to_bytes()));
             }
         };
@@ -356,6 +359,7 @@ fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, 
 
 impl Handler for TransactionLayer {
     fn on_message(&self, message: Message, link: &Link) {
+        crate::metrics::received(&message);
         match message {
             Message::Request(request) => {
                 tracing::trace!(peer = %link.peer(), transport = %link.transport(), method = %request.method, "request");
@@ -397,6 +401,7 @@ impl ServerTransaction {
         if inner.state != State::Proceeding {
             return false;
         }
+        crate::metrics::sent_response(response.status);
         if let Err(error) = transaction.link.send(bytes.clone()) {
             debug!(peer = %transaction.link.peer(), %error, "response not sent");
         }

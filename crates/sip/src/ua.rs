@@ -479,6 +479,7 @@ fn retransmit_until_ack(shared: &Arc<Shared>, dialog: Arc<Dialog>, response: Res
                 () = tokio::time::sleep_until(wake) => {}
             }
             if !reliable && tokio::time::Instant::now() < deadline {
+                crate::metrics::retransmitted("response");
                 let _ = dialog.link.send(bytes.clone());
                 interval = (interval * 2).min(timers.t2);
             }

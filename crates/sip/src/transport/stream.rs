@@ -219,7 +219,9 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
                         Ok(message) => context.handler.on_message(message, link),
                         Err(error) => {
                             info!(peer = %link.peer(), %error, "malformed message refused");
+                            crate::metrics::malformed();
                             if let Some(response) = refusal(&error) {
+                                crate::metrics::sent_response(response.status);
                                 let _ = link.send(Bytes::from(response.to_bytes()));
                             }
                         }
@@ -228,7 +230,9 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
                 Framing::Invalid(error) => {
                     // The stream cannot be resynchronised: answer if possible, then close.
                     warn!(peer = %link.peer(), %error, "unframeable stream; closing");
+                    crate::metrics::malformed();
                     if let Some(response) = refusal(&error) {
+                        crate::metrics::sent_response(response.status);
                         let _ = link.send(Bytes::from(response.to_bytes()));
                     }
                     return "unframeable input";

@@ -77,7 +77,9 @@ pub async fn serve(
             Ok(message) => handler.on_message(message, &link),
             Err(error) => {
                 info!(%peer, %error, "malformed datagram");
+                crate::metrics::malformed();
                 if let Some(response) = refusal(&error) {
+                    crate::metrics::sent_response(response.status);
                     let _ = link.send(Bytes::from(response.to_bytes()));
                 }
             }

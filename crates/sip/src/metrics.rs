@@ -1,0 +1,73 @@
+//! What the stack counts, through the `metrics` facade (the process decides where it goes; with
+//! no recorder installed each count is a no-op): SIP messages received and sent, by method or
+//! status class, and retransmissions. Labels come from small fixed sets: an extension method
+//! counts as `other`.
+
+use crate::message::{Message, Method, StatusCode};
+
+/// The method as a label.
+fn method_label(method: &Method) -> &'static str {
+    match method {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Update => "UPDATE",
+        Method::Prack => "PRACK",
+        Method::Info => "INFO",
+        Method::Message => "MESSAGE",
+        Method::Refer => "REFER",
+        Method::Notify => "NOTIFY",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Publish => "PUBLISH",
+        Method::Extension(_) => "other",
+    }
+}
+
+/// The status class as a label.
+fn class_label(status: StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
+    }
+}
+
+/// A message parsed off the wire.
+pub(crate) fn received(message: &Message) {
+    match message {
+        Message::Request(request) => {
+            metrics::counter!("ringer_sip_requests_total", "direction" => "in", "method" => method_label(&request.method))
+                .increment(1)
+        }
+        Message::Response(response) => {
+            metrics::counter!("ringer_sip_responses_total", "direction" => "in", "class" => class_label(response.status))
+                .increment(1)
+        }
+    }
+}
+
+/// A request sent the first time.
+pub(crate) fn sent_request(method: &Method) {
+    metrics::counter!("ringer_sip_requests_total", "direction" => "out", "method" => method_label(method)).increment(1);
+}
+
+/// A response sent the first time.
+pub(crate) fn sent_response(status: StatusCode) {
+    metrics::counter!("ringer_sip_responses_total", "direction" => "out", "class" => class_label(status)).increment(1);
+}
+
+/// A message that could not be parsed (or framed), refused or dropped.
+pub(crate) fn malformed() {
+    metrics::counter!("ringer_sip_malformed_total").increment(1);
+}
+
+/// A request or response sent again (timers A, E, G, the 2xx until ACK, a re-ACK).
+pub(crate) fn retransmitted(kind: &'static str) {
+    metrics::counter!("ringer_sip_retransmissions_total", "kind" => kind).increment(1);
+}
