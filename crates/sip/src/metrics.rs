@@ -7,23 +7,7 @@ use crate::message::{Message, Method, StatusCode};
 
 /// The method as a label.
 fn method_label(method: &Method) -> &'static str {
-    match method {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Register => "REGISTER",
-        Method::Update => "UPDATE",
-        Method::Prack => "PRACK",
-        Method::Info => "INFO",
-        Method::Message => "MESSAGE",
-        Method::Refer => "REFER",
-        Method::Notify => "NOTIFY",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Publish => "PUBLISH",
-        Method::Extension(_) => "other",
-    }
+    method.standard_token().unwrap_or("other")
 }
 
 /// The status class as a label.

@@ -62,6 +62,14 @@ impl Method {
     /// The method token.
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Extension(token) => token,
+            standard => standard.standard_token().unwrap_or_default(),
+        }
+    }
+
+    /// The token of a method RFC 3261 or its extensions define; `None` for an extension token.
+    pub fn standard_token(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -76,8 +84,8 @@ impl Method {
             Method::Notify => "NOTIFY",
             Method::Subscribe => "SUBSCRIBE",
             Method::Publish => "PUBLISH",
-            Method::Extension(token) => token,
-        }
+            Method::Extension(_) => return None,
+        })
     }
 }
 
