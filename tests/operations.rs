@@ -111,6 +111,10 @@ async fn metrics_move_with_calls_and_readiness_follows_the_database() {
     assert_eq!(moved("ringer_sip_responses_total", &[("direction", "out"), ("class", "4xx")]), 5.0, "{after}");
     assert_eq!(sample(&after, "ringer_sip_dialogs", &[]), 0.0, "no dialog left");
     assert_eq!(sample(&after, "ringer_registrations", &registered), 1.0);
+    // The registration's upsert to the core, with its latency.
+    let upserts = [("method", "UpsertRegistration"), ("code", "OK")];
+    assert!(sample(&after, "ringer_core_requests_total", &upserts) >= 1.0, "{after}");
+    assert!(sample(&after, "ringer_core_request_seconds_count", &[("method", "UpsertRegistration")]) >= 1.0, "{after}");
     assert!(after.contains("# TYPE ringer_calls_total counter"), "typed as a counter:\n{after}");
 
     let ready = until_status(&format!("{base}/readyz"), 200, "ready").await;

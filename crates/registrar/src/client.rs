@@ -254,6 +254,13 @@ impl RegistrationClient {
 
     /// Creates or replaces `registration` at the core. NOT_ACCEPTABLE comes back as a response.
     pub async fn upsert(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
+        let started = std::time::Instant::now();
+        let result = self.upsert_once(registration).await;
+        count_core_call("UpsertRegistration", result.as_ref().err(), started);
+        result
+    }
+
+    async fn upsert_once(&self, registration: &Registration) -> Result<UpsertRegistrationResponse, ClientError> {
         if registration.phone_number.as_ref().is_some_and(|number| self.user_tokens.is_withdrawn(number)) {
             return Err(ClientError::Invalid("the subscriber withdrew consent: not registered".into()));
         }
@@ -280,6 +287,13 @@ impl RegistrationClient {
 
     /// Removes `registration` (same `sip_uri` as upserted) from the core.
     pub async fn delete(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
+        let started = std::time::Instant::now();
+        let result = self.delete_once(registration).await;
+        count_core_call("DeleteRegistration", result.as_ref().err(), started);
+        result
+    }
+
+    async fn delete_once(&self, registration: &Registration) -> Result<DeleteRegistrationResponse, ClientError> {
         if let Some((own, token)) = self.as_user(registration) {
             let message = DeleteRegistrationRequest { registration: Some((&own).into()) };
             let mut grpc = self.grpc.clone();
@@ -310,6 +324,32 @@ impl RegistrationClient {
         }
         Ok(())
     }
+}
+
+/// `ringer_core_requests_total{method,code}` and `ringer_core_request_seconds{method}`: each
+/// call to the operator's API, by its gRPC code (`OK`, `UNAUTHENTICATED`...; `LOCAL` when it
+/// never left: a refused registration or no token).
+pub(crate) fn count_core_call(method: &'static str, error: Option<&ClientError>, started: std::time::Instant) {
+    let code = match error {
+        None => "OK",
+        Some(ClientError::Status { code, .. }) => match code {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            _ => "OTHER",
+        },
+        Some(ClientError::Endpoint(_) | ClientError::Invalid(_) | ClientError::Auth(_)) => "LOCAL",
+    };
+    metrics::counter!("ringer_core_requests_total", "method" => method, "code" => code).increment(1);
+    metrics::histogram!("ringer_core_request_seconds", "method" => method).record(started.elapsed().as_secs_f64());
 }
 
 fn tls_config(ca_file: Option<&Path>) -> Result<ClientTlsConfig, ClientError> {

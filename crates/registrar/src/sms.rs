@@ -84,7 +84,9 @@ impl SmsClient {
             from_address: text.from.clone(),
             delivery_deadline: text.delivery_deadline.map(duration_to_wire),
         };
-        self.core
+        let started = std::time::Instant::now();
+        let result = self
+            .core
             .with_token(
                 |request| {
                     let mut grpc = self.grpc.clone();
@@ -92,7 +94,9 @@ impl SmsClient {
                 },
                 message,
             )
-            .await
+            .await;
+        crate::client::count_core_call("SendTextToSubscriber", result.as_ref().err(), started);
+        result
     }
 
     /// Sends `text`, trying again after temporary failures as `retry` allows.
