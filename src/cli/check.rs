@@ -46,13 +46,7 @@ fn check_serve(args: &CheckArgs) -> anyhow::Result<()> {
     ringer::registrar::auth::Credentials::from_config(&config.auth)
         .map_err(|error| anyhow::anyhow!("{file}: auth: {error}"))?;
     if let Some(signup) = &config.signup {
-        for (key, variable) in
-            [("signup.client_secret_env", &signup.client_secret_env), ("signup.token_key_env", &signup.token_key_env)]
-        {
-            if std::env::var(variable).map_or(true, |value| value.trim().is_empty()) {
-                anyhow::bail!("{file}: {key}: environment variable {variable} is not set");
-            }
-        }
+        ringer::tas::signup::check_environment(signup).map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
     }
     Ok(())
 }

@@ -61,33 +61,10 @@ pub(super) fn router(ops: Ops) -> axum::Router {
         .merge(status)
 }
 
-/// The state label of a registration.
-fn state_label(state: RegistrationState) -> &'static str {
-    match state {
-        RegistrationState::Pending => "pending",
-        RegistrationState::Registered => "registered",
-        RegistrationState::Retrying => "retrying",
-        RegistrationState::Refused => "refused",
-        RegistrationState::Lapsed => "lapsed",
-        RegistrationState::Deleted => "deleted",
-    }
-}
-
-const STATES: [RegistrationState; 6] = [
-    RegistrationState::Pending,
-    RegistrationState::Registered,
-    RegistrationState::Retrying,
-    RegistrationState::Refused,
-    RegistrationState::Lapsed,
-    RegistrationState::Deleted,
-];
-
 /// `GET /metrics`: the gauges sampled now, then everything recorded.
 async fn metrics(State(ops): State<Ops>) -> Response {
-    let all = ops.board.all();
-    for state in STATES {
-        let count = all.iter().filter(|status| status.state == state).count();
-        metrics::gauge!("ringer_registrations", "state" => state_label(state)).set(count as f64);
+    for (state, count) in ops.board.counts() {
+        metrics::gauge!("ringer_registrations", "state" => state.name()).set(count as f64);
     }
     metrics::gauge!("ringer_sip_dialogs").set(ops.ua.live_dialogs() as f64);
     metrics::gauge!("ringer_sip_client_transactions").set(ops.ua.clients().in_progress() as f64);
@@ -106,11 +83,13 @@ async fn readyz(State(ops): State<Ops>) -> Response {
             Err(_) => format!("no answer within {STORE_CHECK:?}"),
         },
     };
-    let all = ops.board.all();
-    let failing = |status: &&ringer::registrar::SubscriberStatus| {
-        matches!(status.state, RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying)
+    let counts = ops.board.counts();
+    let failing = |state: RegistrationState| {
+        matches!(state, RegistrationState::Refused | RegistrationState::Lapsed | RegistrationState::Retrying)
     };
-    let registrations = match (all.len(), all.iter().filter(failing).count()) {
+    let total = counts.iter().map(|(_, count)| count).sum::<usize>();
+    let failed = counts.iter().filter(|(state, _)| failing(*state)).map(|(_, count)| count).sum::<usize>();
+    let registrations = match (total, failed) {
         (0, _) => "none".to_owned(),
         (total, failed) if failed == total => format!("all {total} failing"),
         (total, failed) => format!("{} of {total} up or pending", total - failed),

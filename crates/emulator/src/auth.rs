@@ -213,13 +213,17 @@ impl Authenticator {
         Ok((code, scopes.join(" ")))
     }
 
-    /// The token endpoint: checks the client, then issues by `grant`.
-    pub fn issue(&self, client_id: &str, client_secret: &str, grant: Grant<'_>) -> Result<IssuedToken, OAuthError> {
-        let client = self
-            .clients
+    /// The client `client_id`, when `client_secret` is its secret.
+    fn authenticated_client(&self, client_id: &str, client_secret: &str) -> Result<&OAuthClient, OAuthError> {
+        self.clients
             .iter()
             .find(|client| client.client_id == client_id && constant_time_eq(&client.client_secret, client_secret))
-            .ok_or(OAuthError::InvalidClient)?;
+            .ok_or(OAuthError::InvalidClient)
+    }
+
+    /// The token endpoint: checks the client, then issues by `grant`.
+    pub fn issue(&self, client_id: &str, client_secret: &str, grant: Grant<'_>) -> Result<IssuedToken, OAuthError> {
+        let client = self.authenticated_client(client_id, client_secret)?;
         let scope = match grant {
             Grant::ClientCredentials { scope } => scope,
             Grant::AuthorizationCode { code, redirect_uri } => {
@@ -313,13 +317,7 @@ impl Authenticator {
     /// RFC 7009: forgets `token` (access or refresh) if `client_id` holds it; unknown tokens
     /// are no error.
     pub fn revoke_token(&self, client_id: &str, client_secret: &str, token: &str) -> Result<(), OAuthError> {
-        let known = self
-            .clients
-            .iter()
-            .any(|client| client.client_id == client_id && constant_time_eq(&client.client_secret, client_secret));
-        if !known {
-            return Err(OAuthError::InvalidClient);
-        }
+        self.authenticated_client(client_id, client_secret)?;
         let mut refresh_tokens = self.refresh_tokens.lock();
         if refresh_tokens.get(token).is_some_and(|consent| consent.client_id == client_id) {
             refresh_tokens.remove(token);

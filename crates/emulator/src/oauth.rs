@@ -72,8 +72,7 @@ pub async fn token(
     headers: HeaderMap,
     Form(form): Form<TokenRequest>,
 ) -> Response {
-    let credentials =
-        basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
+    let credentials = client_credentials(&headers, &form.client_id, &form.client_secret);
     let grant = match form.grant_type.as_deref() {
         Some("client_credentials") => Some(Grant::ClientCredentials { scope: form.scope.as_deref() }),
         Some("authorization_code") => match (&form.code, &form.redirect_uri) {
@@ -281,8 +280,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(form): Form<RevokeRequest>,
 ) -> Response {
-    let credentials =
-        basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
+    let credentials = client_credentials(&headers, &form.client_id, &form.client_secret);
     let (Some((id, secret)), Some(token)) = (credentials, form.token) else {
         return oauth_error(OAuthError::InvalidRequest);
     };
@@ -318,6 +316,11 @@ pub async fn withdraw_consent(State(provider): State<IdentityProvider>, Query(qu
 /// `text` safe inside HTML text and double-quoted attributes.
 fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// The client's id and secret: HTTP Basic, else `client_secret_post` form fields.
+fn client_credentials(headers: &HeaderMap, id: &Option<String>, secret: &Option<String>) -> Option<(String, String)> {
+    basic_credentials(headers).or_else(|| Some((id.clone()?, secret.clone()?)))
 }
 
 /// Client id and secret from `Authorization: Basic`, form-urlencoded inside as RFC 6749 §2.3.1 says.

@@ -14,8 +14,7 @@ use tokio::net::TcpListener;
 use domain::types::{Msisdn, Registration, RouteType};
 
 /// Where a subscriber's registration stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationState {
     /// Not yet answered.
     Pending,
@@ -29,6 +28,36 @@ pub enum RegistrationState {
     Lapsed,
     /// Deleted at shutdown or reload.
     Deleted,
+}
+
+impl RegistrationState {
+    /// Every state.
+    pub const ALL: [RegistrationState; 6] = [
+        RegistrationState::Pending,
+        RegistrationState::Registered,
+        RegistrationState::Retrying,
+        RegistrationState::Refused,
+        RegistrationState::Lapsed,
+        RegistrationState::Deleted,
+    ];
+
+    /// The state's name, as the status view and the metrics write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegistrationState::Pending => "pending",
+            RegistrationState::Registered => "registered",
+            RegistrationState::Retrying => "retrying",
+            RegistrationState::Refused => "refused",
+            RegistrationState::Lapsed => "lapsed",
+            RegistrationState::Deleted => "deleted",
+        }
+    }
+}
+
+impl Serialize for RegistrationState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// One subscriber's registration status. Kept small (a million subscribers hold one each):
@@ -131,6 +160,18 @@ impl StatusBoard {
     /// Every subscriber's status, by number.
     pub fn all(&self) -> Vec<SubscriberStatus> {
         self.read().values().cloned().collect()
+    }
+
+    /// How many registrations stand in each state of [`RegistrationState::ALL`], counted in
+    /// place (a scrape copies no entry).
+    pub fn counts(&self) -> [(RegistrationState, usize); 6] {
+        let mut counts = RegistrationState::ALL.map(|state| (state, 0));
+        for status in self.read().values() {
+            if let Some((_, count)) = counts.iter_mut().find(|(state, _)| *state == status.state) {
+                *count += 1;
+            }
+        }
+        counts
     }
 
     pub(crate) fn update(&self, msisdn: &Msisdn, change: impl FnOnce(&mut SubscriberStatus)) {

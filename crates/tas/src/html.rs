@@ -1,7 +1,7 @@
 //! What ringer's web pages (sign-up, self-care) share: the page around the content (sized for
 //! a phone, no external font, style or script), escaping, and reading a cookie.
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 /// A whole page: `title` as its heading, `body` (HTML, escaped by the caller) under it.
@@ -21,6 +21,14 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
 /// `text` safe inside HTML text and double-quoted attributes.
 pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Sets the cookie `value` (`name=...; attributes`) on `response`; one that is no header value
+/// (ringer writes only ASCII ones) is left out.
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
 }
 
 /// The value of cookie `name` in the request, if any.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -25,8 +25,9 @@ use registrar::sms::{SmsClient, Text};
 use store::MessageState;
 
 use crate::call::CallRouter;
-use crate::html::{cookie, escape, page};
-use crate::mailbox::api::{store_greeting, token_hash, ApiError};
+use crate::html::{cookie, escape, page, set_cookie};
+use crate::leases::duration_millis;
+use crate::mailbox::api::{random_hex, store_greeting, token_hash, ApiError};
 use crate::mailbox::greeting::GreetingKind;
 use crate::mailbox::{pin, Mailboxes, PinCheck};
 use crate::settings::{ForwardTarget, SubscriberSettings};
@@ -73,10 +74,6 @@ pub fn router(mailboxes: Mailboxes, router: Arc<CallRouter>, sms: Option<PinSms>
         .route("/me/greetings", post(upload_greeting))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(SelfCare { mailboxes, router, sms })
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn login_form(notice: &str) -> String {
@@ -218,17 +215,15 @@ async fn dashboard(care: &SelfCare, owner: &Msisdn, status: StatusCode, notice: 
 
 /// Starts a session for `owner`: the cookie, and to `/me?done=<done>`.
 async fn start_session(care: &SelfCare, owner: &Msisdn, done: &str) -> Response {
-    let mut bytes = [0u8; 32];
-    if SystemRandom::new().fill(&mut bytes).is_err() {
+    let Ok(token) = random_hex(32) else {
         return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p class=error>No random source; try again.</p>");
-    }
-    let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    };
     let now = store::now_millis();
     // Sessions past their time go as new ones come (an empty hash names none).
     if let Err(error) = care.mailboxes.store().end_session("", now).await {
         warn!(%error, "self-care: expired sessions not removed");
     }
-    let expires = now.saturating_add(millis(SESSION_LIFETIME));
+    let expires = now.saturating_add(duration_millis(SESSION_LIFETIME));
     if let Err(error) = care.mailboxes.store().put_session(&token_hash(&token), owner.as_str(), expires).await {
         warn!(%error, "self-care: session not stored");
         return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p class=error>Please try again later.</p>");
@@ -240,9 +235,7 @@ async fn start_session(care: &SelfCare, owner: &Msisdn, done: &str) -> Response 
         "{SESSION_COOKIE}={token}; Path=/me; Max-Age={}; HttpOnly; SameSite=Strict",
         SESSION_LIFETIME.as_secs()
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &cookie);
     response
 }
 
@@ -350,7 +343,7 @@ async fn send_pin_to(care: &SelfCare, sms: &PinSms, owner: &Msisdn) -> Result<()
     }
     let now = store::now_millis();
     if let Some(sent) = store.login_pin(owner.as_str()).await.map_err(|e| e.to_string())? {
-        if sent.sent_ms > now - millis(LOGIN_PIN_INTERVAL) {
+        if sent.sent_ms > now - duration_millis(LOGIN_PIN_INTERVAL) {
             info!(subscriber = %owner, "self-care: a PIN was sent less than a minute ago; none sent");
             return Ok(());
         }
@@ -363,7 +356,10 @@ async fn send_pin_to(care: &SelfCare, sms: &PinSms, owner: &Msisdn) -> Result<()
         .await
         .map_err(|_| "the hasher stopped".to_owned())?
         .map_err(|e| e.to_string())?;
-    store.put_login_pin(owner.as_str(), &hash, now + millis(LOGIN_PIN_LIFETIME)).await.map_err(|e| e.to_string())?;
+    store
+        .put_login_pin(owner.as_str(), &hash, now + duration_millis(LOGIN_PIN_LIFETIME))
+        .await
+        .map_err(|e| e.to_string())?;
     let text = Text {
         to: owner.clone(),
         from: sms.from.clone(),
@@ -390,7 +386,7 @@ async fn logout(State(care): State<SelfCare>, headers: HeaderMap) -> Response {
         }
     }
     let mut response = Redirect::to("/me").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("ringer_session=; Path=/me; Max-Age=0"));
+    set_cookie(&mut response, &format!("{SESSION_COOKIE}=; Path=/me; Max-Age=0"));
     response
 }
 

@@ -9,10 +9,10 @@
 //! instance at a time; a refresh the provider refuses (consent withdrawn) removes the
 //! subscriber and their registration, and says so in the log and in `GET /api/v1/signups`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,8 +28,9 @@ use registrar::UserTokens;
 use store::{ConsentRow, Store, StoreError, SubscriberRow, CONSENT_ACTIVE};
 
 use crate::config::SignupConfig;
-use crate::html::{cookie, escape, page};
-use crate::mailbox::api::{authorize_admin, ApiError};
+use crate::html::{cookie, escape, page, set_cookie};
+use crate::leases::{duration_millis, from_millis};
+use crate::mailbox::api::{authorize_admin, random_hex, ApiError};
 
 /// The cookie binding a sign-up's `state` to the browser that started it.
 const STATE_COOKIE: &str = "ringer_signup_state";
@@ -144,6 +145,18 @@ impl TokenSeal {
     }
 }
 
+/// The client secret and the sealing key `config` names, from the environment.
+fn secrets_of(config: &SignupConfig) -> Result<(Secret, TokenSeal), SignupError> {
+    let secret = secret_from_env(&config.client_secret_env).map_err(SignupError::Secret)?;
+    Ok((secret, TokenSeal::from_env(&config.token_key_env)?))
+}
+
+/// Checks, without starting anything, that the secrets `config` names are in the environment
+/// and usable (the key 32 bytes of base64), as [`Signup::new`] will need them.
+pub fn check_environment(config: &SignupConfig) -> Result<(), SignupError> {
+    secrets_of(config).map(drop)
+}
+
 /// Sign-up and the tokens it keeps; cheap to clone.
 #[derive(Clone)]
 pub struct Signup(std::sync::Arc<Inner>);
@@ -162,8 +175,7 @@ impl Signup {
     /// current.
     pub fn new(config: &SignupConfig, store: Store, tokens: UserTokens) -> Result<Self, SignupError> {
         tls::install_crypto_provider();
-        let secret = secret_from_env(&config.client_secret_env).map_err(SignupError::Secret)?;
-        let seal = TokenSeal::from_env(&config.token_key_env)?;
+        let (secret, seal) = secrets_of(config)?;
         // The provider's redirects are for browsers; a client following them would hide errors.
         let http =
             reqwest::Client::builder().timeout(PROVIDER_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build()?;
@@ -228,14 +240,14 @@ impl Signup {
 
     async fn refresh_due(&self) {
         let now = store::now_millis();
-        let hold = millis(REFRESH_HOLD);
+        let hold = duration_millis(REFRESH_HOLD);
         let due = match self.0.store.claim_due_consents(now, hold, REFRESH_BATCH).await {
             Ok(due) => due,
             Err(error) => return warn!(%error, "consents due for a refresh not readable"),
         };
         // A refresh starts only while the claim outlasts it: once the claim ends another instance
         // may take the row, and two refreshes of one token would cost the consent.
-        let last_start = now.saturating_add(hold).saturating_sub(millis(PROVIDER_TIMEOUT));
+        let last_start = now.saturating_add(hold).saturating_sub(duration_millis(PROVIDER_TIMEOUT));
         for row in due {
             if store::now_millis() > last_start {
                 break;
@@ -317,9 +329,9 @@ impl Signup {
             access_token: self.0.seal.seal(number, &access)?,
             refresh_token: self.0.seal.seal(number, &refresh)?,
             scope: answer.scope.unwrap_or_default(),
-            expires_ms: now.saturating_add(millis(lifetime)),
+            expires_ms: now.saturating_add(duration_millis(lifetime)),
             // Two thirds into its life: room for a provider that is slow or down a while.
-            refresh_at_ms: now.saturating_add(millis(lifetime * 2 / 3)),
+            refresh_at_ms: now.saturating_add(duration_millis(lifetime * 2 / 3)),
             state: CONSENT_ACTIVE.into(),
             note: note.into(),
             updated_ms: now,
@@ -373,11 +385,9 @@ async fn signup_page() -> Response {
 
 /// `GET /signup/start`: to the authorization endpoint, with a fresh `state` in a cookie.
 async fn start(State(signup): State<Signup>) -> Response {
-    let mut bytes = [0u8; 24];
-    if SystemRandom::new().fill(&mut bytes).is_err() {
+    let Ok(state) = random_hex(24) else {
         return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>No random source; try again.</p>");
-    }
-    let state: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    };
     let config = &signup.0.config;
     let scope = format!("phone offline_access {}", config.scope);
     let separator = if config.authorize_url.contains('?') { '&' } else { '?' };
@@ -391,9 +401,7 @@ async fn start(State(signup): State<Signup>) -> Response {
     let secure = if config.redirect_uri.starts_with("https://") { "; Secure" } else { "" };
     let cookie = format!("{STATE_COOKIE}={state}; Path=/signup; Max-Age=600; HttpOnly; SameSite=Lax{secure}");
     let mut response = Redirect::to(&location).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &cookie);
     response
 }
 
@@ -444,9 +452,7 @@ async fn callback(State(signup): State<Signup>, headers: HeaderMap, Query(query)
         },
         (None, None) => page(StatusCode::BAD_REQUEST, "Not enabled", "<p id=error>No code came back.</p>"),
     };
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &clear);
     response
 }
 
@@ -483,10 +489,8 @@ async fn status(State(signup): State<Signup>, headers: HeaderMap) -> Result<Json
     Ok(Json(
         rows.into_iter()
             .map(|row| ConsentView {
-                expires_at: (row.state == CONSENT_ACTIVE).then(|| {
-                    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.expires_ms).unwrap_or(0));
-                    humantime::format_rfc3339_seconds(at).to_string()
-                }),
+                expires_at: (row.state == CONSENT_ACTIVE)
+                    .then(|| humantime::format_rfc3339_seconds(from_millis(row.expires_ms)).to_string()),
                 subscriber: row.subscriber,
                 state: row.state,
                 scope: row.scope,
@@ -494,11 +498,6 @@ async fn status(State(signup): State<Signup>, headers: HeaderMap) -> Result<Json
             })
             .collect(),
     ))
-}
-
-/// `duration` in milliseconds, as the store counts.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// `text` form-urlencoded.

@@ -47,11 +47,16 @@ pub fn router(mailboxes: Mailboxes) -> Router {
 
 /// A new API token and the hash the store keeps of it.
 pub fn new_token() -> Result<(String, String), ring::error::Unspecified> {
-    let mut bytes = [0u8; 24];
-    SystemRandom::new().fill(&mut bytes)?;
-    let token: String = std::iter::once("rgr_".to_owned()).chain(bytes.iter().map(|b| format!("{b:02x}"))).collect();
+    let token = format!("rgr_{}", random_hex(24)?);
     let hash = token_hash(&token);
     Ok((token, hash))
+}
+
+/// `bytes` random bytes from the system's source, as hex: tokens, sessions, OAuth states.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, ring::error::Unspecified> {
+    let mut random = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut random)?;
+    Ok(random.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// The SHA-256 of `token`, hex, as the store keeps it.

@@ -23,6 +23,7 @@ use store::{MessageState, Store, StoreError, VoicemailRow};
 use self::greeting::{Absence, GreetingKind};
 use self::prompts::Prompts;
 use crate::config::VoicemailConfig;
+use crate::leases::duration_millis;
 
 /// What a PIN entered for a mailbox came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +240,7 @@ impl Mailboxes {
         }
         if attempts >= self.settings.pin_attempts {
             let lockout = self.settings.pin_lockout;
-            let lock_until = now.saturating_add(i64::try_from(lockout.as_millis()).unwrap_or(i64::MAX));
+            let lock_until = now.saturating_add(duration_millis(lockout));
             store.lock_mailbox(owner.as_str(), lock_until).await?;
             warn!(subscriber = %owner, ?lockout, "mailbox locked after repeated wrong PINs");
             return Ok(PinCheck::Locked);
@@ -272,7 +273,7 @@ impl Mailboxes {
             loop {
                 ticks.tick().await;
                 let now = store::now_millis();
-                let before = |age: Duration| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                let before = |age: Duration| now.saturating_sub(duration_millis(age));
                 match self
                     .store
                     .purge_voicemails(before(self.settings.keep_saved), before(self.settings.keep_deleted))
