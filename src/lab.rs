@@ -19,6 +19,7 @@ use registrar::{Registrar, RegistrationClient};
 use sip::endpoint::Endpoint;
 use sip::uac::OutgoingCall;
 use tas::call::action::{Action, App, BehaviourConfig};
+use tas::call::records::RecordWriter;
 use tas::config::{
     AuthConfig, CallsConfig, CoreApiConfig, MediaConfig, RegistrarConfig, ServeConfig, SipConfig, SubscriberConfig,
     TasConfig, VoicemailConfig,
@@ -50,6 +51,9 @@ pub enum LabError {
     /// The assembled TAS config is invalid.
     #[error("{0}")]
     Config(String),
+    /// The call records file cannot be opened.
+    #[error(transparent)]
+    Records(#[from] tas::call::records::RecordFileError),
 }
 
 /// Where the lab listens; 0 picks a free port.
@@ -105,6 +109,8 @@ pub struct LabConfig {
     pub proxy: Option<ProxyPath>,
     /// The SBC's use of 100rel and session timers.
     pub sbc_extensions: sip::config::ExtensionsConfig,
+    /// Where the TAS writes its call records (JSON lines); `None`: nowhere.
+    pub call_records_file: Option<std::path::PathBuf>,
 }
 
 /// Where the core and the TAS reach each other when a proxy sits between them.
@@ -198,6 +204,7 @@ impl LabConfig {
             media_address: std::net::IpAddr::from([127, 0, 0, 1]),
             proxy: None,
             sbc_extensions: sip::config::ExtensionsConfig::default(),
+            call_records_file: None,
         }
     }
 }
@@ -331,6 +338,7 @@ impl Lab {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             http: Default::default(),
+            call_records: tas::config::CallRecordsConfig { file: config.call_records_file.clone(), max_size: None },
             calls: config.calls.clone(),
             media: MediaConfig {
                 bind_address: config.media_address,
@@ -366,7 +374,11 @@ impl Lab {
             Some(url) => Some(LabMailboxes::start(url, &tas_config.voicemail).await?),
             None => None,
         };
-        let tas = tas::start_sip_with(&tas_config, None, mailboxes.as_ref().map(|m| m.mailboxes.clone())).await?;
+        let records = match &tas_config.call_records.file {
+            Some(_) => Some(RecordWriter::start(None, &tas_config.call_records, "lab")?.0),
+            None => None,
+        };
+        let tas = tas::start_sip_with(&tas_config, records, mailboxes.as_ref().map(|m| m.mailboxes.clone())).await?;
         if let Some(mailboxes) = &mut mailboxes {
             mailboxes.serve(
                 tas.router.clone(),

@@ -145,6 +145,18 @@ async fn baresip_leaves_a_voicemail_over_tls_ice_and_dtls_srtp() {
         .collect();
     assert!(tone_share(&stored, 1000.0) > 0.5, "ringer recorded baresip's tone");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    // The call's record: what baresip sent, as ringer received it (loopback: nothing lost).
+    let record = lab.call_records_when(1).await.remove(0);
+    assert_eq!(
+        (&record["codec"], &record["final_status"], &record["actions"]),
+        (&serde_json::json!("PCMA"), &serde_json::json!(200), &serde_json::json!(["answer voicemail"])),
+        "{record}"
+    );
+    let media = &record["media"];
+    assert!(media["packets_received"].as_u64().is_some_and(|n| n > 100), "seconds of RTP counted: {record}");
+    assert!(media["loss"].as_f64().is_some_and(|loss| loss < 0.01), "{record}");
+    assert!(media["jitter_ms"].as_f64().is_some_and(|jitter| jitter < 40.0), "{record}");
+    assert!(record["ended_by"].is_string(), "{record}");
 }
 
 #[tokio::test]

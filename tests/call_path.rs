@@ -88,6 +88,23 @@ async fn legs(lab: &Lab) -> Vec<(u8, u16)> {
     legs_now(lab)
 }
 
+/// Checks the call record of a call that ended: its times in order, the fields every record
+/// has, and `expected` (field → value) exactly.
+fn assert_record(record: &serde_json::Value, expected: serde_json::Value) {
+    let time = |key: &str| record[key].as_str().map(str::to_owned);
+    let (invite, answered, ended) = (time("invite_at"), time("answered_at"), time("ended_at"));
+    assert!(invite.is_some() && ended.is_some() && invite <= ended, "{record}");
+    if answered.is_some() {
+        assert!(invite <= answered && answered <= ended, "{record}");
+        assert!(record["duration_ms"].as_i64().is_some(), "{record}");
+    }
+    assert!(record["call_id"].as_str().is_some_and(|id| !id.is_empty()), "{record}");
+    assert!(record["request_uri"].as_str().is_some_and(|uri| uri.starts_with("sip:+")), "{record}");
+    for (key, value) in expected.as_object().expect("an object of fields") {
+        assert_eq!(&record[key], value, "{key} in {record}");
+    }
+}
+
 async fn hang_up_and_settle(lab: &Lab, dialog: ringer::sip::call::CallHandle) {
     assert_eq!(dialog.hangup().await.expect("BYE"), 200);
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
@@ -110,6 +127,18 @@ async fn loop_mo_goes_through_the_tas_and_bob_hangs_up() {
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.subscriber.as_ref().map(|(_, d)| *d), Some(Direction::Originating));
     assert_eq!(record.outcome.status, Some(StatusCode::OK));
+    let records = lab.call_records_when(1).await;
+    assert_record(
+        &records[0],
+        serde_json::json!({
+            "subscriber": "+4799990002", "direction": "MO", "route_type": "loop-mo", "prefix": "12",
+            "caller": "+4799990002", "callee": BOB, "actions": ["loop"], "final_status": 200,
+            // The emulated handsets decline every stream: no codec agreed.
+            "diversion_reason": null, "ended_by": "callee", "codec": null, "media": null,
+        }),
+    );
+    assert_eq!(records[0]["leg3_call_ids"].as_array().map(Vec::len), Some(1), "{}", records[0]);
+    assert!(records[0]["duration_ms"].as_i64().is_some_and(|ms| ms >= 250), "Bob hung up after 300 ms: {}", records[0]);
 }
 
 #[tokio::test]
@@ -143,6 +172,16 @@ async fn reject_relays_the_status_and_reason() {
     assert_eq!(refused(&lab, "+4799990001", BOB).await, 403);
     assert!(lab.sbc().handsets().received().is_empty(), "nothing reached a handset");
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
+    let records = lab.call_records_when(2).await;
+    let refusal = |direction: &str, status: u16, action: &str| {
+        serde_json::json!({
+            "subscriber": "+4799990001", "direction": direction, "route_type": "loop", "actions": [action],
+            "final_status": status, "answered_at": null, "ended_by": "tas", "codec": null, "media": null,
+            "leg3_call_ids": [],
+        })
+    };
+    assert_record(&records[0], refusal("MT", 603, "reject 603 Decline"));
+    assert_record(&records[1], refusal("MO", 403, "reject 403 Barred"));
 }
 
 #[tokio::test]
@@ -158,6 +197,16 @@ async fn answer_takes_the_call_at_the_tas() {
     dialog.ack(None).expect("ACK");
     assert_eq!(legs(&lab).await, [(1, 200), (2, 200)]);
     hang_up_and_settle(&lab, dialog).await;
+    let records = lab.call_records_when(1).await;
+    assert_record(
+        &records[0],
+        serde_json::json!({
+            "subscriber": "+4799990001", "direction": "MT", "actions": ["answer voicemail"], "final_status": 200,
+            "ended_by": "caller", "codec": "PCMA", "leg3_call_ids": [],
+            // Alice sends no RTP: nothing received, nothing lost.
+            "media": { "packets_received": 0, "packets_lost": 0, "loss": 0.0, "jitter_ms": 0.0 },
+        }),
+    );
 }
 
 #[tokio::test]
@@ -188,6 +237,16 @@ async fn forward_retargets_with_history_info_and_diversion() {
     let history = received.history_info.join(",");
     assert!(history.contains("index=1") && history.contains("index=1.1") && history.contains("cause=302"), "{history}");
     hang_up_and_settle(&lab, dialog).await;
+    let records = lab.call_records_when(1).await;
+    assert_record(
+        &records[0],
+        serde_json::json!({
+            "subscriber": "+4799990001", "direction": "MT", "callee": "+4799990001", "caller": ALICE,
+            "actions": [format!("forward {CAROL}")], "diversion_reason": "unconditional", "final_status": 200,
+            "ended_by": "caller", "codec": null,
+        }),
+    );
+    assert_eq!(records[0]["leg3_call_ids"].as_array().map(Vec::len), Some(1), "{}", records[0]);
 }
 
 #[tokio::test]
@@ -225,6 +284,17 @@ async fn forward_on_busy_and_on_unreachable() {
         .expect("Carol rang again");
     assert!(carol.diversion[0].contains("reason=unavailable"), "{:?}", carol.diversion);
     hang_up_and_settle(&lab, dialog).await;
+    let records = lab.call_records_when(2).await;
+    let forwarded = |subscriber: &str, reason: &str| {
+        serde_json::json!({
+            "subscriber": subscriber, "route_type": "loop-mt",
+            "actions": ["loop", format!("forward {CAROL} ({reason})")], "diversion_reason": reason,
+            "final_status": 200, "ended_by": "caller",
+        })
+    };
+    assert_record(&records[0], forwarded("+4799990001", "user-busy"));
+    assert_record(&records[1], forwarded("+4799990002", "unavailable"));
+    assert_eq!(records[0]["leg3_call_ids"].as_array().map(Vec::len), Some(2), "{}", records[0]);
 }
 
 #[tokio::test]
@@ -240,6 +310,14 @@ async fn no_answer_goes_to_voicemail_and_cancels_the_phone() {
     let record = &lab.tas.router.records()[0];
     assert_eq!(record.outcome.actions, ["loop", "answer voicemail (no-answer)"]);
     hang_up_and_settle(&lab, dialog).await;
+    let records = lab.call_records_when(1).await;
+    assert_record(
+        &records[0],
+        serde_json::json!({
+            "subscriber": "+4799990001", "actions": ["loop", "answer voicemail (no-answer)"],
+            "diversion_reason": "no-answer", "final_status": 200, "ended_by": "caller", "codec": "PCMA",
+        }),
+    );
 }
 
 #[tokio::test]
@@ -261,6 +339,15 @@ async fn cancel_from_alice_before_answer_ends_every_leg() {
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
     assert_eq!(legs(&lab).await, [(1, 487), (2, 487), (3, 487), (4, 487)]);
     assert_eq!(lab.tas.router.records()[0].outcome.status, Some(StatusCode::REQUEST_TERMINATED));
+    let records = lab.call_records_when(1).await;
+    assert_record(
+        &records[0],
+        serde_json::json!({
+            "subscriber": "+4799990001", "actions": ["loop"], "final_status": 487, "answered_at": null,
+            "ended_by": "caller", "codec": null, "media": null,
+        }),
+    );
+    assert_eq!(records[0]["leg3_call_ids"].as_array().map(Vec::len), Some(1), "{}", records[0]);
 }
 
 #[tokio::test]

@@ -641,9 +641,9 @@ async fn subscribers_changed_in_the_sqlite_file_reach_a_running_instance() {
 async fn subscribers_changed_while_serving(database: &str) {
     let migrated = ringer(&["db", "migrate", "--database", database], &[]).await;
     assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
-    assert!(migrated.stdout.contains("applied 8 migration(s) [1, 2, 3, 4, 5, 6, 7, 8]"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("applied 9 migration(s) [1, 2, 3, 4, 5, 6, 7, 8, 9]"), "{}", migrated.stdout);
     let again = ringer(&["db", "migrate", "--database", database], &[]).await;
-    assert!(again.stdout.contains("up to date (schema version 8)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 9)"), "{}", again.stdout);
 
     let core = start_core(AuthMode::Required, HOUR).await;
     let dir = tempfile::tempdir().expect("tempdir");

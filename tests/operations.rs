@@ -65,20 +65,22 @@ async fn metrics_move_with_calls_and_readiness_follows_the_database() {
     let migrated = ringer(&["db", "migrate", "--database", &postgres.url], &[]).await;
     assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
     let dir = tempfile::tempdir().expect("tempdir");
+    let records = dir.path().join("calls.jsonl");
     let http = free_port();
     let sip = free_port();
     let config = format!(
         "[store]\nurl = \"{}\"\n[tas]\nsip_uri = \"sips:tas.example.com:5061\"\n[core]\nendpoint = \"{}\"\n\
          [registrar]\ninitial_backoff = \"100ms\"\n[http]\nlisten = \"{http}\"\n\
-         [sip]\ntcp_listen = \"{sip}\"\n[voicemail]\ndir = \"{}\"\n\
+         [sip]\ntcp_listen = \"{sip}\"\n[voicemail]\ndir = \"{}\"\n[call_records]\nfile = \"{}\"\n\
          [[subscriber]]\nphone_number = \"{SUBSCRIBER}\"\nroute_type = \"loop-mt\"\nmt_prefix = \"22\"\nmt = \"reject 486\"\n",
         postgres.url,
         core.endpoint(),
         dir.path().join("spool").display(),
+        records.display(),
     );
     let path = dir.path().join("ringer.toml");
     std::fs::write(&path, config).expect("write config");
-    let _server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
+    let server = Server::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &[]);
     let base = format!("http://{http}");
     until_status(&format!("{base}/healthz"), 200, "alive").await;
 
@@ -116,6 +118,48 @@ async fn metrics_move_with_calls_and_readiness_follows_the_database() {
     assert!(sample(&after, "ringer_core_requests_total", &upserts) >= 1.0, "{after}");
     assert!(sample(&after, "ringer_core_request_seconds_count", &[("method", "UpsertRegistration")]) >= 1.0, "{after}");
     assert!(after.contains("# TYPE ringer_calls_total counter"), "typed as a counter:\n{after}");
+
+    // The five calls' records: in the file, one JSON line each, and in the database.
+    let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("a JSON object per line")).collect()
+    };
+    assert!(poll_until(Duration::from_secs(10), || lines(&records).len() == 5).await, "{:?}", lines(&records));
+    for record in lines(&records) {
+        let expected = serde_json::json!({
+            "subscriber": SUBSCRIBER, "direction": "MT", "route_type": "loop-mt", "prefix": "22",
+            "callee": SUBSCRIBER, "actions": ["reject 486 Busy Here"], "final_status": 486, "answered_at": null,
+            "ended_by": "tas", "codec": null, "media": null, "leg3_call_ids": [],
+        });
+        for (key, value) in expected.as_object().expect("fields") {
+            assert_eq!(&record[key], value, "{key} in {record}");
+        }
+    }
+    let store = ringer::store::Store::open(&postgres.url).await.expect("database");
+    let stored = store.call_records(Some(SUBSCRIBER), 10).await.expect("records");
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    assert!(stored.iter().all(|row| row.final_status == Some(486) && row.ended_by.as_deref() == Some("tas")));
+    let mut in_file: Vec<String> =
+        lines(&records).iter().map(|record| record["call_id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut in_store: Vec<String> = stored.iter().map(|row| row.call_id.clone()).collect();
+    in_file.sort();
+    in_store.sort();
+    assert_eq!(in_file, in_store, "the same calls in both");
+    store.close().await;
+
+    // logrotate moves the file away and sends SIGHUP: the next call goes to a new file.
+    let rotated = dir.path().join("calls.jsonl.1");
+    std::fs::rename(&records, &rotated).expect("rotate");
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        poll_until(Duration::from_secs(10), || records.exists()).await,
+        "SIGHUP reopened the records file by its name"
+    );
+    let (ok, failed, screen) =
+        client(&sipp, "uac_reject.xml", "t2", &[], &format!("+22{}", &SUBSCRIBER[1..]), sip, 1).await;
+    assert_eq!((ok, failed), (1, 0), "{screen}");
+    assert!(poll_until(Duration::from_secs(10), || lines(&records).len() == 1).await, "{:?}", lines(&records));
+    assert_eq!(lines(&rotated).len(), 5, "the rotated file keeps its five");
 
     let ready = until_status(&format!("{base}/readyz"), 200, "ready").await;
     assert!(ready.contains("\"store\":\"ok\""), "{ready}");

@@ -76,6 +76,21 @@ async fn alice_and_bob_as_sipp_through_the_core_and_ringer() {
     assert!(lab.settled().await, "left behind: {}", lab.leftovers());
     let through_tas = lab.sbc().calls().iter().filter(|call| call.legs.iter().any(|leg| leg.leg.number() == 3)).count();
     assert_eq!(through_tas, 2 * CALLS as usize, "every call came back from the TAS as leg 3");
+    // One record per call, as SIPp's ends made it: Bob's SDP chose PCMA, Alice hung up.
+    let records = lab.call_records_when(2 * CALLS as usize).await;
+    for (record, (subscriber, direction, caller)) in records.iter().zip(
+        std::iter::repeat_n(("+4799990001", "MT", "+4711111111"), CALLS as usize)
+            .chain(std::iter::repeat_n(("+4799990002", "MO", "+4799990002"), CALLS as usize)),
+    ) {
+        let expected = serde_json::json!({
+            "subscriber": subscriber, "direction": direction, "caller": caller, "actions": ["loop"],
+            "final_status": 200, "codec": "PCMA", "ended_by": "caller", "media": null,
+        });
+        for (key, value) in expected.as_object().expect("fields") {
+            assert_eq!(&record[key], value, "{key} in {record}");
+        }
+        assert!(record["answered_at"].is_string() && record["duration_ms"].is_i64(), "{record}");
+    }
 }
 
 #[tokio::test]

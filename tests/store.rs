@@ -7,8 +7,8 @@ mod common;
 use common::postgres::Postgres;
 use ringer::types::{Msisdn, Prefix, RouteType};
 use store::{
-    Backend, CallRecordRow, InstanceRow, LeaseRow, Leases, MessageState, PinState, Replaced, Store, StoreError,
-    SubscriberRow, VoicemailRow,
+    Backend, CallRecordRow, InstanceRow, LeaseRow, Leases, MessageState, PinState, Reception as StoredReception,
+    Replaced, Store, StoreError, SubscriberRow, VoicemailRow,
 };
 
 fn row(number: &str, route_type: RouteType, mt: Option<&str>) -> SubscriberRow {
@@ -247,11 +247,20 @@ async fn call_record_cases(url: &str) {
         invite_at: at,
         answered_at: Some(at + 1_500),
         ended_at: at + 60_000,
+        ended_by: Some("callee".into()),
+        codec: Some("PCMA".into()),
+        reception: Some(StoredReception { packets_received: 2_999, packets_lost: 1, jitter_us: 1_250 }),
     };
     let rows = [
         record("r1", Some("+4799990001"), 1_000),
         record("r2", None, 2_000),
-        CallRecordRow { answered_at: None, final_status: Some(486), ..record("r3", Some("+4799990001"), 3_000) },
+        CallRecordRow {
+            answered_at: None,
+            final_status: Some(486),
+            codec: None,
+            reception: None,
+            ..record("r3", Some("+4799990001"), 3_000)
+        },
     ];
     store.add_call_records(&rows).await.expect("write");
     let newest_first: Vec<CallRecordRow> = rows.iter().rev().cloned().collect();

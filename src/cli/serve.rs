@@ -55,7 +55,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let database = super::store::open(&config.store.url).await?;
             let (revision, subscribers) = from_file_or_database(&database, &config).await?;
             config.subscribers = subscribers;
-            let (records, writer) = RecordWriter::start(database.clone(), &instance_name(&config.store));
+            let (records, writer) =
+                RecordWriter::start(Some(database.clone()), &config.call_records, &instance_name(&config.store))?;
+            let reopen = records.clone();
             // The router recovers what a crash cut short in the spool; the archiver then moves
             // every finished message into the database, now and as they come.
             let mailboxes = Mailboxes::new(database.clone(), &config.voicemail)?;
@@ -89,7 +91,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             // first heartbeat, just below.
             let registrar = Registrar::start(client, config.registrar.clone(), Vec::new());
             let http = HttpExtras { pin_sms, signup };
-            (config, tas, registrar, None, Some((database, revision, writer, archiver, mailboxes, http)))
+            (config, tas, registrar, None, Some((database, revision, (writer, reopen), archiver, mailboxes, http)))
         }
         None => {
             let lab = start_embedded().await?;
@@ -104,12 +106,13 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     let watcher = database.as_ref().map(|(database, revision, _, _, _, _)| {
         tokio::spawn(watch_subscribers(database.clone(), *revision, config.store.poll_interval, changes))
     });
-    let (database, record_writer, archiver, mailboxes, http_extras) = match database {
+    let (database, (record_writer, records), archiver, mailboxes, http_extras) = match database {
         Some((database, _, writer, archiver, mailboxes, http)) => {
             let sweeping = archiver.clone().spawn(VOICEMAIL_SWEEP);
-            (Some(database), Some(writer), Some((archiver, sweeping)), Some(mailboxes), http)
+            let (writer, records) = writer;
+            (Some(database), (Some(writer), Some(records)), Some((archiver, sweeping)), Some(mailboxes), http)
         }
-        None => (None, None, None, None, HttpExtras { pin_sms: None, signup: None }),
+        None => (None, (None, None), None, None, HttpExtras { pin_sms: None, signup: None }),
     };
     let retention = mailboxes.clone().map(|mailboxes| mailboxes.spawn_retention(RETENTION_SWEEP));
     let sip = &tas.endpoint;
@@ -185,6 +188,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             signal = signals.next() => match (signal, &config_path, &database) {
                 (SignalEvent::Stop, _, _) => break,
                 (SignalEvent::Reload, Some(path), Some(database)) => {
+                    if let Some(records) = &records {
+                        records.reopen();
+                    }
                     if let Some((revision, reloaded)) = reload(path, database).await {
                         apply(&mut config, reloaded, &mut registrar, &tas.router, &mut leases).await;
                         applied = applied.max(revision);

@@ -141,11 +141,28 @@ impl Lab {
             media_address: [127, 0, 0, 1].into(),
             proxy: None,
             sbc_extensions: Default::default(),
+            call_records_file: Some(dir.path().join("calls.jsonl")),
         };
         adjust(&mut config);
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
         Lab { lab, certs, dir }
+    }
+
+    /// The call records the TAS has written so far, one JSON object per call, oldest first.
+    pub(crate) fn call_records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("calls.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("each line one JSON object")).collect()
+    }
+
+    /// Waits until `count` call records are written (a call's record comes once it has ended).
+    pub(crate) async fn call_records_when(&self, count: usize) -> Vec<serde_json::Value> {
+        assert!(
+            poll_until(Duration::from_secs(10), || self.call_records().len() >= count).await,
+            "{count} call records expected, written: {:?}",
+            self.call_records()
+        );
+        self.call_records()
     }
 
     pub(crate) fn sbc(&self) -> &Sbc {

@@ -16,7 +16,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 
 use super::codec::{Codec, CodecError, Decoder, Encoder, FRAME};
 use super::plain::{telephone_event, Negotiated};
-use super::rtp::RtpStream;
+use super::rtp::{Reception, ReceptionSummary, RtpStream};
 
 /// What arrives on an audio channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,8 @@ pub struct AudioChannel {
     rtp: RtpStream,
     /// The timestamp of the last DTMF event reported, so its three end packets count once.
     last_dtmf: Option<u32>,
+    /// What arrived of the peer's audio and events, for the call's record.
+    reception: Reception,
 }
 
 impl AudioChannel {
@@ -60,6 +62,7 @@ impl AudioChannel {
             telephone_event: agreed.telephone_event,
             rtp: RtpStream::new(rand::random()),
             last_dtmf: None,
+            reception: Reception::new(agreed.codec.clock_rate()),
         })
     }
 
@@ -83,12 +86,29 @@ impl AudioChannel {
             telephone_event,
             rtp: RtpStream::new(ssrc),
             last_dtmf: None,
+            reception: Reception::new(codec.clock_rate()),
         })
     }
 
     /// The codec in use.
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+
+    /// What arrived of the peer's stream so far: packets, losses, jitter.
+    pub fn reception(&self) -> ReceptionSummary {
+        self.reception.summary()
+    }
+
+    /// Counts `packet` when it is of the call's stream (audio or telephone-events, which share
+    /// its sequence numbers); audio alone feeds the jitter.
+    fn count(&mut self, packet: &rtc::rtp::Packet) {
+        let header = &packet.header;
+        let audio = header.payload_type == self.payload_type;
+        if audio || Some(header.payload_type) == self.telephone_event {
+            let timestamp = audio.then_some(header.timestamp);
+            self.reception.on_packet(header.sequence_number, timestamp, std::time::Instant::now());
+        }
     }
 
     async fn next_packet(&mut self, deadline: tokio::time::Instant) -> Option<rtc::rtp::Packet> {
@@ -119,6 +139,7 @@ impl AudioChannel {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let packet = self.next_packet(deadline).await?;
+            self.count(&packet);
             let pt = packet.header.payload_type;
             if Some(pt) == self.telephone_event {
                 if let Some((key, true)) = telephone_event(&packet.payload) {
@@ -140,15 +161,26 @@ impl AudioChannel {
         }
     }
 
-    /// Drops whatever has arrived and not been read.
+    /// Drops whatever has arrived and not been read (still counted as received).
     pub fn discard_pending(&mut self) {
+        let mut dropped = Vec::new();
         match &mut self.path {
             Path::Udp { socket, remote, buffer } => {
-                while let Ok((_, from)) = socket.try_recv_from(buffer) {
+                while let Ok((length, from)) = socket.try_recv_from(buffer) {
                     *remote = from;
+                    if let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut &buffer[..length]) {
+                        dropped.push(packet);
+                    }
                 }
             }
-            Path::WebRtc { incoming, .. } => while incoming.try_recv().is_ok() {},
+            Path::WebRtc { incoming, .. } => {
+                while let Ok(packet) = incoming.try_recv() {
+                    dropped.push(packet);
+                }
+            }
+        }
+        for packet in &dropped {
+            self.count(packet);
         }
     }
 

@@ -43,11 +43,29 @@ pub struct CallRecordRow {
     pub answered_at: Option<i64>,
     /// When it ended (final refusal, or hang-up).
     pub ended_at: i64,
+    /// Who ended it: `caller`, `callee` or `tas`.
+    pub ended_by: Option<String>,
+    /// The audio codec agreed, when the call was answered.
+    pub codec: Option<String>,
+    /// What arrived of the caller's media, when the TAS answered it itself.
+    pub reception: Option<Reception>,
+}
+
+/// What arrived of a call's media (RFC 3550 receiver statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reception {
+    /// RTP packets received.
+    pub packets_received: u64,
+    /// RTP packets expected but not received.
+    pub packets_lost: u64,
+    /// The interarrival jitter at the end, in microseconds.
+    pub jitter_us: u64,
 }
 
 /// The columns of `call_records`, in the order [`record_of`] reads and [`Store::add_call_records`] writes.
 const COLUMNS: &str = "record_id, instance, call_id, leg3_call_ids, request_uri, subscriber, direction, route_type, \
-     prefix, caller, callee, actions, diversion_reason, final_status, invite_at, answered_at, ended_at";
+     prefix, caller, callee, actions, diversion_reason, final_status, invite_at, answered_at, ended_at, ended_by, \
+     codec, packets_received, packets_lost, jitter_us";
 
 impl Store {
     /// Writes `records` in one transaction: all or none. A record already stored (a batch
@@ -55,7 +73,7 @@ impl Store {
     pub async fn add_call_records(&self, records: &[CallRecordRow]) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO call_records ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
              ON CONFLICT (record_id) DO NOTHING"
         );
         let mut transaction = self.pool.begin().await?;
@@ -78,6 +96,11 @@ impl Store {
                 .bind(record.invite_at)
                 .bind(record.answered_at)
                 .bind(record.ended_at)
+                .bind(record.ended_by.as_deref())
+                .bind(record.codec.as_deref())
+                .bind(record.reception.map(|r| saturating_i64(r.packets_received)))
+                .bind(record.reception.map(|r| saturating_i64(r.packets_lost)))
+                .bind(record.reception.map(|r| saturating_i64(r.jitter_us)))
                 .execute(&mut *transaction)
                 .await?;
         }
@@ -104,6 +127,11 @@ impl Store {
     }
 }
 
+/// `value` as a BIGINT column holds it (counts never reach 2^63 in practice).
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 /// A list as a JSON array of strings.
 fn json_list(items: &[String]) -> String {
     serde_json::Value::from(items.to_vec()).to_string()
@@ -120,6 +148,16 @@ fn record_of(row: &AnyRow) -> Result<CallRecordRow, StoreError> {
         })
     };
     let status: Option<i64> = row.try_get(13)?;
+    let count = |index: usize| -> Result<Option<u64>, StoreError> {
+        let value: Option<i64> = row.try_get(index)?;
+        Ok(value.map(|value| u64::try_from(value).unwrap_or(0)))
+    };
+    let reception = match (count(19)?, count(20)?, count(21)?) {
+        (Some(packets_received), Some(packets_lost), Some(jitter_us)) => {
+            Some(Reception { packets_received, packets_lost, jitter_us })
+        }
+        _ => None,
+    };
     Ok(CallRecordRow {
         record_id: record_id.clone(),
         instance: row.try_get(1)?,
@@ -138,5 +176,8 @@ fn record_of(row: &AnyRow) -> Result<CallRecordRow, StoreError> {
         invite_at: row.try_get(14)?,
         answered_at: row.try_get(15)?,
         ended_at: row.try_get(16)?,
+        ended_by: row.try_get(17)?,
+        codec: row.try_get(18)?,
+        reception,
     })
 }

@@ -23,7 +23,7 @@ mod subscribers;
 mod voicemail;
 mod web;
 
-pub use calls::CallRecordRow;
+pub use calls::{CallRecordRow, Reception};
 pub use consents::{ConsentRow, CONSENT_ACTIVE, CONSENT_REVOKED};
 pub use leases::{InstanceRow, LeaseRow, Leases};
 pub use mailboxes::{PinState, TokenRow};

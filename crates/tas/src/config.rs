@@ -55,6 +55,9 @@ pub struct ServeConfig {
     /// The HTTP listener of the APIs (the mailbox API).
     #[serde(default)]
     pub http: HttpConfig,
+    /// Call detail records written to a file of JSON lines (beside the store's).
+    #[serde(default)]
+    pub call_records: CallRecordsConfig,
     /// The subscribers this TAS serves. When the list is given, the file manages them: it
     /// replaces the store's list at start and on SIGHUP; without it, `ringer subscribers`
     /// manages them in the store.
@@ -68,6 +71,18 @@ pub struct ServeConfig {
 pub struct HttpConfig {
     /// Where the APIs listen (for example `127.0.0.1:8080`); unset: no HTTP API.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Call detail records in a file: one JSON object per line and per call.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallRecordsConfig {
+    /// The file records are appended to; unset: records go to the store alone. SIGHUP
+    /// reopens it (for logrotate).
+    pub file: Option<std::path::PathBuf>,
+    /// Past this many bytes the file is moved aside (`FILE.YYYYMMDDTHHMMSSZ`) and a new one
+    /// started; unset: never (logrotate's job).
+    pub max_size: Option<u64>,
 }
 
 /// The database ringer keeps its state in.
@@ -659,6 +674,9 @@ impl ServeConfig {
             }
         }
         sip.extensions().validate("sip")?;
+        if self.call_records.max_size.is_some_and(|max| max < 4096) {
+            return Err("call_records.max_size must be at least 4096 bytes".into());
+        }
         if sip.max_connections == 0 || sip.max_connections_per_peer == 0 {
             return Err("sip.max_connections and sip.max_connections_per_peer must be at least 1".into());
         }
@@ -766,6 +784,7 @@ impl ServeConfig {
             feature_codes: FeatureCodesConfig::default(),
             signup: None,
             http: HttpConfig::default(),
+            call_records: CallRecordsConfig::default(),
             store: StoreConfig::default(),
             media: MediaConfig::default(),
             voicemail: VoicemailConfig::default(),

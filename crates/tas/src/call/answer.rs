@@ -135,16 +135,54 @@ async fn voicemail(
     media::apps::voicemail(channel, &settings.voicemail, &greeting, meta, settings.timeout, stop).await.0
 }
 
+/// Who ended a call, as its record tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The caller: a BYE or CANCEL from leg 2's side.
+    Caller,
+    /// The callee: a BYE from leg 3's side, or its refusal relayed.
+    Callee,
+    /// The TAS: a refusal, an app done, a media timeout, a timer.
+    Tas,
+}
+
+impl EndedBy {
+    /// `caller`, `callee` or `tas`, as call records write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Callee => "callee",
+            EndedBy::Tas => "tas",
+        }
+    }
+}
+
+/// How an app's call ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AppEnded {
+    /// Who ended it.
+    pub ended_by: EndedBy,
+    /// What arrived of the caller's media, when the app listened to it.
+    pub reception: Option<media::rtp::ReceptionSummary>,
+}
+
 /// The app a call was answered with, running until the call ends.
 #[derive(Debug, Default)]
-pub struct AppRunning(Option<tokio::task::JoinHandle<()>>);
+pub struct AppRunning {
+    task: Option<tokio::task::JoinHandle<AppEnded>>,
+    /// The codec the app's media runs on.
+    codec: Option<media::codec::Codec>,
+}
 
 impl AppRunning {
-    /// Waits until the app is done and the call ended (at once when nothing was answered).
-    pub async fn finished(self) {
-        if let Some(app) = self.0 {
-            let _ = app.await;
-        }
+    /// The codec agreed for the app's media, when a call was answered.
+    pub fn codec(&self) -> Option<media::codec::Codec> {
+        self.codec
+    }
+
+    /// Waits until the app is done and the call ended; `None` at once when nothing was answered.
+    pub async fn finished(self) -> Option<AppEnded> {
+        self.task?.await.ok()
     }
 }
 
@@ -228,7 +266,7 @@ impl Answerer {
         info!(%call_id, %app, codec = %prepared.codec, "answered");
         let meta = message_meta(info, prepared.codec.name());
         let running = self.run_app(call, prepared.media, app, info.clone(), meta, prepared.session);
-        (StatusCode::OK, AppRunning(Some(running)))
+        (StatusCode::OK, AppRunning { task: Some(running), codec: Some(prepared.codec) })
     }
 
     /// Plays the announcement as early media (183 Session Progress with the answer), then
@@ -391,24 +429,28 @@ impl Answerer {
         info: CallInfo,
         meta: media::mailbox::MessageMeta,
         mut session: MediaSession,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> tokio::task::JoinHandle<AppEnded> {
         use media::{apps, plain};
         let timeout = self.media.timeout;
         let settings = self.media.clone();
         let mut offers = call.offers();
         tokio::spawn(async move {
+            let _live = LiveMediaSession::open();
             // No media before ICE and DTLS are up (and none at all if they fail).
             let connected = tokio::select! {
                 connected = session.connected_within(timeout) => connected,
                 _ = call.ended() => false,
             };
             if !connected {
-                if !call.is_ended() {
+                let ended_by = if call.is_ended() {
+                    EndedBy::Caller
+                } else {
                     info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
                     let _ = call.hangup().await;
-                }
+                    EndedBy::Tas
+                };
                 session.close().await;
-                return;
+                return AppEnded { ended_by, reception: None };
             }
             let stop = tokio_util::sync::CancellationToken::new();
             let activity = match &session {
@@ -416,53 +458,33 @@ impl Answerer {
                 MediaSession::Plain { .. } => None,
             };
             let running = async {
-                match (media, app) {
-                    (AppMedia::PlainEcho(socket), _) => match plain::echo(socket, timeout, stop.clone()).await {
-                        plain::MediaEnd::TimedOut => apps::AppEnd::TimedOut,
-                        plain::MediaEnd::Stopped => apps::AppEnd::CallerLeft,
+                match media {
+                    AppMedia::PlainEcho(socket) => match plain::echo(socket, timeout, stop.clone()).await {
+                        plain::MediaEnd::TimedOut => (apps::AppEnd::TimedOut, None),
+                        plain::MediaEnd::Stopped => (apps::AppEnd::CallerLeft, None),
                     },
                     // The WebRTC stack reflects the packets itself; the media timeout still applies.
-                    (AppMedia::WebRtcEcho, _) => {
-                        let Some(activity) = activity else { return apps::AppEnd::Done };
+                    AppMedia::WebRtcEcho => {
+                        let Some(activity) = activity else { return (apps::AppEnd::Done, None) };
                         loop {
                             let idle = activity.idle_for();
                             if idle >= timeout {
-                                break apps::AppEnd::TimedOut;
+                                break (apps::AppEnd::TimedOut, None);
                             }
                             tokio::select! {
-                                () = stop.cancelled() => break apps::AppEnd::CallerLeft,
+                                () = stop.cancelled() => break (apps::AppEnd::CallerLeft, None),
                                 () = tokio::time::sleep(timeout - idle) => {}
                             }
                         }
                     }
-                    (AppMedia::Channel(mut channel), App::Voicemail) => {
-                        voicemail(&mut channel, &settings, &info, meta, &stop).await
-                    }
-                    (AppMedia::Channel(mut channel), App::VoicemailMain) => match &settings.mailboxes {
-                        Some(mailboxes) => {
-                            crate::mailbox::menu::run(&mut channel, mailboxes, info.login.clone(), &stop).await
-                        }
-                        None => apps::AppEnd::Done,
-                    },
-                    (AppMedia::Channel(mut channel), App::FeatureCode) => match &settings.mailboxes {
-                        Some(mailboxes) => {
-                            let audio = crate::feature_codes::audio(mailboxes.prompts(), &info.spoken);
-                            // A breath first: the caller's phone may still be bringing up its audio.
-                            let pause = vec![0; 4000];
-                            if channel.play(&pause, &stop).await {
-                                channel.play(&audio, &stop).await;
-                            }
-                            apps::AppEnd::Done
-                        }
-                        None => apps::AppEnd::Done,
-                    },
-                    (AppMedia::Channel(mut channel), _) => {
-                        apps::announcement(&mut channel, &settings.announcement, &stop).await
+                    AppMedia::Channel(mut channel) => {
+                        let end = on_channel(&mut channel, app, &settings, &info, meta, &stop).await;
+                        (end, Some(channel.reception()))
                     }
                 }
             };
             tokio::pin!(running);
-            let end = loop {
+            let (end, reception) = loop {
                 tokio::select! {
                     end = &mut running => break end,
                     _ = call.ended() => {
@@ -472,8 +494,7 @@ impl Answerer {
                     () = session.failed() => {
                         info!(call_id = %call.id().call_id, "ICE or DTLS failed");
                         stop.cancel();
-                        running.await;
-                        break apps::AppEnd::TimedOut;
+                        break (apps::AppEnd::TimedOut, running.await.1);
                     }
                     Some(offer) = offers.recv() => {
                         let answer = session.reanswer(&offer.sdp).await;
@@ -484,11 +505,73 @@ impl Answerer {
                     }
                 }
             };
-            if end != apps::AppEnd::CallerLeft && !call.is_ended() {
+            let ended_by = if end != apps::AppEnd::CallerLeft && !call.is_ended() {
                 info!(call_id = %call.id().call_id, ?end, "the app is done: hanging up");
                 let _ = call.hangup().await;
-            }
+                EndedBy::Tas
+            } else {
+                EndedBy::Caller
+            };
             session.close().await;
+            if let Some(reception) = &reception {
+                count_reception(reception);
+            }
+            AppEnded { ended_by, reception }
         }.in_current_span())
     }
+}
+
+/// Runs `app` on decoded audio until it is done or `stop` fires.
+async fn on_channel(
+    channel: &mut media::channel::AudioChannel,
+    app: App,
+    settings: &MediaSettings,
+    info: &CallInfo,
+    meta: media::mailbox::MessageMeta,
+    stop: &tokio_util::sync::CancellationToken,
+) -> media::apps::AppEnd {
+    use media::apps;
+    match app {
+        App::Voicemail => voicemail(channel, settings, info, meta, stop).await,
+        App::VoicemailMain => match &settings.mailboxes {
+            Some(mailboxes) => crate::mailbox::menu::run(channel, mailboxes, info.login.clone(), stop).await,
+            None => apps::AppEnd::Done,
+        },
+        App::FeatureCode => {
+            if let Some(mailboxes) = &settings.mailboxes {
+                let audio = crate::feature_codes::audio(mailboxes.prompts(), &info.spoken);
+                // A breath first: the caller's phone may still be bringing up its audio.
+                let pause = vec![0; 4000];
+                if channel.play(&pause, stop).await {
+                    channel.play(&audio, stop).await;
+                }
+            }
+            apps::AppEnd::Done
+        }
+        App::Echo | App::Announcement => apps::announcement(channel, &settings.announcement, stop).await,
+    }
+}
+
+/// `ringer_media_sessions`: the calls whose media the TAS terminates, while they last.
+struct LiveMediaSession;
+
+impl LiveMediaSession {
+    fn open() -> Self {
+        metrics::gauge!("ringer_media_sessions").increment(1);
+        Self
+    }
+}
+
+impl Drop for LiveMediaSession {
+    fn drop(&mut self) {
+        metrics::gauge!("ringer_media_sessions").decrement(1);
+    }
+}
+
+/// What a call's reception adds to `ringer_media_packets_received_total`,
+/// `ringer_media_packets_lost_total` and the `ringer_media_jitter_seconds` histogram.
+fn count_reception(reception: &media::rtp::ReceptionSummary) {
+    metrics::counter!("ringer_media_packets_received_total").increment(reception.received);
+    metrics::counter!("ringer_media_packets_lost_total").increment(reception.lost);
+    metrics::histogram!("ringer_media_jitter_seconds").record(reception.jitter.as_secs_f64());
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use tracing::{info, warn};
 
 use domain::types::Msisdn;
-use sip::b2bua::{self, LegOutcome};
+use sip::b2bua::{self, JoinEnd, LegOutcome};
 use sip::core::UserAgent;
 use sip::message::header::{NameAddr, SessionId};
 use sip::message::{StatusCode, Uri};
@@ -19,7 +19,7 @@ use crate::mailbox::greeting::Absence;
 
 pub use super::action::ForwardCause;
 use super::action::{Action, Behaviour};
-use super::answer::{Answerer, AppRunning, CallInfo, MediaSettings};
+use super::answer::{Answerer, AppEnded, AppRunning, CallInfo, EndedBy, MediaSettings};
 use super::stats::CallStats;
 
 /// What became of a call, for the log and the call records.
@@ -37,6 +37,20 @@ pub struct Outcome {
     pub status: Option<StatusCode>,
     /// When leg 2 was answered, if it was.
     pub answered_at: Option<std::time::SystemTime>,
+    /// Who ended the call, once it is known.
+    pub ended_by: Option<EndedBy>,
+    /// The audio codec agreed (rtpmap name, as `PCMA` or `opus`), when the call was answered.
+    pub codec: Option<String>,
+    /// What arrived of the caller's media, when the TAS answered with an app that listened.
+    pub reception: Option<media::rtp::ReceptionSummary>,
+}
+
+impl Outcome {
+    /// Takes in how the answering app's call ended.
+    pub fn app_ended(&mut self, ended: AppEnded) {
+        self.ended_by = Some(ended.ended_by);
+        self.reception = ended.reception;
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -136,6 +150,7 @@ impl Engine {
                     if status.is_success() {
                         outcome.answered_at = Some(std::time::SystemTime::now());
                     }
+                    outcome.codec = running.codec().map(|codec| codec.name().to_owned());
                     app = running;
                     Step::Done(status)
                 }
@@ -152,7 +167,9 @@ impl Engine {
                             Step::Act(limit.instead.clone(), cause)
                         }
                         None => {
-                            let diversion = Some((callee, cause.unwrap_or(ForwardCause::Unconditional)));
+                            let cause = cause.unwrap_or(ForwardCause::Unconditional);
+                            outcome.diversion = Some(cause);
+                            let diversion = Some((callee, cause));
                             self.relay(&mut outcome, pending, &to, diversion, conditions.take(), &mut invite).await
                         }
                     }
@@ -166,7 +183,15 @@ impl Engine {
     pub async fn settle(&self, invite: PendingInvite, action: &Action, info: &CallInfo) -> (Outcome, AppRunning) {
         let (status, app) = self.settle_status(invite, action, info).await;
         let answered_at = status.is_success().then(std::time::SystemTime::now);
-        (Outcome { actions: vec![action.to_string()], status: Some(status), answered_at, ..Outcome::default() }, app)
+        let codec = app.codec().map(|codec| codec.name().to_owned());
+        let outcome = Outcome {
+            actions: vec![action.to_string()],
+            status: Some(status),
+            answered_at,
+            codec,
+            ..Outcome::default()
+        };
+        (outcome, app)
     }
 
     /// As [`Engine::settle`], returning the final status and the answering app.
@@ -252,8 +277,14 @@ impl Engine {
                 };
                 self.stats.answer_hop.record(answered_at.elapsed());
                 outcome.answered_at = Some(std::time::SystemTime::now());
+                outcome.codec = sdp_codec(&response.body);
                 let end = b2bua::hold(incoming, call).await;
                 info!(%call_id, ?end, "relayed call ended");
+                outcome.ended_by = Some(match end {
+                    JoinEnd::CallerEnded(_) | JoinEnd::NotAnswered => EndedBy::Caller,
+                    JoinEnd::CalleeEnded(_) => EndedBy::Callee,
+                    JoinEnd::NoAck => EndedBy::Tas,
+                });
                 Step::Done(StatusCode::OK)
             }
             LegOutcome::Refused(response) => {
@@ -272,6 +303,7 @@ impl Engine {
                     None => {
                         // Relay the refusal as the core's callee gave it.
                         invite.relay_refusal(&response);
+                        outcome.ended_by = Some(EndedBy::Callee);
                         Step::Done(response.status)
                     }
                 }
@@ -290,7 +322,10 @@ impl Engine {
                 StatusCode::REQUEST_TIMEOUT,
                 keep,
             ),
-            LegOutcome::CallerCancelled(_) => Step::Done(StatusCode::REQUEST_TERMINATED),
+            LegOutcome::CallerCancelled(_) => {
+                outcome.ended_by = Some(EndedBy::Caller);
+                Step::Done(StatusCode::REQUEST_TERMINATED)
+            }
         }
     }
 
@@ -465,4 +500,12 @@ fn with_cause(uri: &Uri, cause: StatusCode) -> Uri {
         Uri::Other { .. } => {}
     }
     uri
+}
+
+/// The first audio codec of an SDP answer (its encoding name: `PCMA`, `opus`...).
+fn sdp_codec(body: &[u8]) -> Option<String> {
+    let sdp = sdp::SessionDescription::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let audio = sdp.media.iter().find(|media| media.kind == "audio" && media.port != 0)?;
+    let payload_type = audio.formats.first()?.parse().ok()?;
+    audio.rtpmap(payload_type).map(|(name, _)| name)
 }

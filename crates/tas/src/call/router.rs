@@ -22,7 +22,7 @@ use crate::mailbox::Mailboxes;
 use crate::settings::SubscriberSettings;
 
 use super::action::{Action, App, Behaviour};
-use super::answer::{AppRunning, CallInfo, MediaSettings};
+use super::answer::{AppRunning, CallInfo, EndedBy, MediaSettings};
 use super::behaviour::{DiversionLimit, Engine, Outcome};
 use super::records::RecordWriter;
 use super::routing::{asserted_caller, caller_number, Direction, RoutedSubscriber, RoutingError, RoutingTable};
@@ -77,6 +77,23 @@ impl CallRecord {
             invite_at: millis(self.invite_at),
             answered_at: self.outcome.answered_at.map(millis),
             ended_at: millis(ended_at),
+            ended_by: Some(self.ended_by().name().to_owned()),
+            codec: self.outcome.codec.clone(),
+            reception: self.outcome.reception.map(|reception| store::Reception {
+                packets_received: reception.received,
+                packets_lost: reception.lost,
+                jitter_us: u64::try_from(reception.jitter.as_micros()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Who ended the call: as recorded, else the caller for a cancelled call and the TAS for
+    /// any other refusal.
+    fn ended_by(&self) -> EndedBy {
+        match (self.outcome.ended_by, self.outcome.status) {
+            (Some(ended_by), _) => ended_by,
+            (None, Some(StatusCode::REQUEST_TERMINATED)) => EndedBy::Caller,
+            (None, _) => EndedBy::Tas,
         }
     }
 }
@@ -329,10 +346,12 @@ fn record_of(invite: &PendingInvite, caller: Option<Msisdn>) -> CallRecord {
 
 impl CallRouter {
     /// Keeps `record` in the recent list; stores it once `app` (what answered it) is done.
-    async fn keep(&self, record: CallRecord, app: AppRunning) {
+    async fn keep(&self, mut record: CallRecord, app: AppRunning) {
         self.remember(record.clone());
         if let Some(writer) = &self.writer {
-            app.finished().await;
+            if let Some(ended) = app.finished().await {
+                record.outcome.app_ended(ended);
+            }
             writer.write(record.row(writer.instance(), SystemTime::now()));
         }
     }
