@@ -9,53 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::postgres::Postgres;
 use common::process::{ringer, Server};
+use common::scrape::{get, sample, until_status};
 use common::sipp::{client, tool};
 use common::*;
 use ringer::config::core::AuthMode;
 
 const SUBSCRIBER: &str = "+4799990501";
-
-/// The value of the sample `name{labels}` (labels in any order; all of `labels` must match),
-/// summed over the matching lines; 0 when there is none.
-fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = match series.split_once('{') {
-                Some((metric, rest)) => (metric, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let matches = labels
-                .iter()
-                .all(|(key, wanted)| label_text.split(',').any(|pair| pair.trim() == format!("{key}=\"{wanted}\"")));
-            matches.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
-        Err(error) => (0, error.to_string()),
-    }
-}
-
-async fn until_status(url: &str, status: u16, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (got, body) = get(url).await;
-        if got == status {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what}: {url} answered {got}: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test]
 async fn metrics_move_with_calls_and_readiness_follows_the_database() {

@@ -115,6 +115,11 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         None => (None, (None, None), None, None, HttpExtras { pin_sms: None, signup: None }),
     };
     let retention = mailboxes.clone().map(|mailboxes| mailboxes.spawn_retention(RETENTION_SWEEP));
+    // Renewed certificates are taken without a restart (new connections get them).
+    let tls_watch = match embedded {
+        None => tas.tls.spawn_watch(config.sip.tls_watch_interval),
+        Some(_) => None,
+    };
     let sip = &tas.endpoint;
     let mut listening = Vec::new();
     for (transport, addr) in [("TLS", sip.tls_addr), ("TCP", sip.tcp_addr), ("UDP", sip.udp_addr)] {
@@ -191,6 +196,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
                     if let Some(records) = &records {
                         records.reopen();
                     }
+                    tas.tls.reload("SIGHUP");
                     if let Some((revision, reloaded)) = reload(path, database).await {
                         apply(&mut config, reloaded, &mut registrar, &tas.router, &mut leases).await;
                         applied = applied.max(revision);
@@ -232,6 +238,9 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
     }
     if let Some(retention) = retention {
         retention.abort();
+    }
+    if let Some(watch) = tls_watch {
+        watch.abort();
     }
     if let Some((archiver, sweeping)) = archiver {
         sweeping.abort();

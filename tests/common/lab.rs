@@ -20,6 +20,8 @@ pub(crate) struct Lab {
     pub lab: ringer::lab::Lab,
     pub certs: DevCertificateFiles,
     pub dir: tempfile::TempDir,
+    /// The development CA and certificate the TAS started with, to issue renewals from.
+    pub generated: ringer::tls::devcert::DevCertificates,
 }
 
 impl std::ops::Deref for Lab {
@@ -125,7 +127,8 @@ impl Lab {
     ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let certs = ringer::tls::devcert::generate(&names).expect("certs").write_to(dir.path()).expect("write certs");
+        let generated = ringer::tls::devcert::generate(&names).expect("certs");
+        let certs = generated.write_to(dir.path()).expect("write certs");
         let parsed: Subscribers = toml::from_str(&subscribers.join("\n")).expect("subscriber TOML");
         let mut config = ringer::lab::LabConfig {
             ports: ringer::lab::LabPorts::ANY,
@@ -146,7 +149,7 @@ impl Lab {
         adjust(&mut config);
         let lab = ringer::lab::Lab::start(config, &certs).await.expect("lab starts");
         assert!(poll_until(Duration::from_secs(10), || lab.registered()).await, "subscribers registered");
-        Lab { lab, certs, dir }
+        Lab { lab, certs, dir, generated }
     }
 
     /// The call records the TAS has written so far, one JSON object per call, oldest first.

@@ -14,6 +14,7 @@ pub(crate) mod lab;
 pub(crate) mod netns;
 pub(crate) mod postgres;
 pub(crate) mod process;
+pub(crate) mod scrape;
 pub(crate) mod sip;
 pub(crate) mod sipp;
 

@@ -1,7 +1,9 @@
 //! What the stack counts, through the `metrics` facade (the process decides where it goes; with
 //! no recorder installed each count is a no-op): SIP messages received and sent, by method or
-//! status class, and retransmissions. Labels come from small fixed sets: an extension method
-//! counts as `other`.
+//! status class, retransmissions, TLS handshakes and open connections. Labels come from small
+//! fixed sets: an extension method counts as `other`.
+
+use crate::transport::Transport;
 
 use crate::message::{Message, Method, StatusCode};
 
@@ -54,4 +56,31 @@ pub(crate) fn malformed() {
 /// A request or response sent again (timers A, E, G, the 2xx until ACK, a re-ACK).
 pub(crate) fn retransmitted(kind: &'static str) {
     metrics::counter!("ringer_sip_retransmissions_total", "kind" => kind).increment(1);
+}
+
+/// A TLS handshake done or failed: `ok`, or why (see [`tls::verify::failure_reason`]), for
+/// connections accepted (`in`) or opened (`out`).
+pub(crate) fn tls_handshake(direction: &'static str, result: &'static str) {
+    metrics::counter!("ringer_tls_handshakes_total", "direction" => direction, "result" => result).increment(1);
+}
+
+/// `ringer_sip_connections{transport}`: a stream connection, counted while it is open.
+pub(crate) struct OpenConnection(&'static str);
+
+impl OpenConnection {
+    pub(crate) fn new(transport: Transport) -> Self {
+        let label = match transport {
+            Transport::Tls => "tls",
+            Transport::Tcp => "tcp",
+            _ => "other",
+        };
+        metrics::gauge!("ringer_sip_connections", "transport" => label).increment(1);
+        Self(label)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("ringer_sip_connections", "transport" => self.0).decrement(1);
+    }
 }

@@ -155,6 +155,16 @@ impl Default for StoreConfig {
     }
 }
 
+/// A certificate served by name (SNI).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
 /// The SIP listeners and how calls are treated until behaviours are configured.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -169,6 +179,14 @@ pub struct SipConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key for TLS.
     pub key_file: Option<PathBuf>,
+    /// More certificates, each served to TLS clients that ask for one of its names (SNI);
+    /// `cert_file` serves the others.
+    #[serde(rename = "certificate")]
+    pub certificates: Vec<CertificateConfig>,
+    /// How often the certificate, key and CA files are looked at for changes (a change is
+    /// loaded as SIGHUP loads it); 0: only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub tls_watch_interval: Duration,
     /// With this CA, TLS peers must present a certificate it signed (mutual TLS).
     pub client_ca_file: Option<PathBuf>,
     /// The CA that signs the core's certificate, for connections ringer opens; default: the
@@ -227,6 +245,8 @@ impl Default for SipConfig {
             udp_listen: None,
             cert_file: None,
             key_file: None,
+            certificates: Vec::new(),
+            tls_watch_interval: Duration::from_secs(10),
             client_ca_file: None,
             core_ca_file: None,
             core_uri: None,
@@ -666,6 +686,11 @@ impl ServeConfig {
         let sip = &self.sip;
         if sip.tls_listen.is_some() && (sip.cert_file.is_none() || sip.key_file.is_none()) {
             return Err("sip.tls_listen needs sip.cert_file and sip.key_file (make them with `ringer certs`)".into());
+        }
+        if !sip.certificates.is_empty() && sip.cert_file.is_none() {
+            return Err(
+                "sip.certificate entries need sip.cert_file and sip.key_file, served when no name matches".into()
+            );
         }
         if let Some(uri) = &sip.core_uri {
             match sip::message::Uri::parse(uri) {

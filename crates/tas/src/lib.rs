@@ -15,6 +15,7 @@ pub mod selfcare;
 pub mod settings;
 pub mod signup;
 pub mod subscribers;
+pub mod tls_reload;
 pub mod voicemail;
 pub mod webhook;
 
@@ -30,6 +31,7 @@ use sip::config::UaConfig;
 use sip::endpoint::{self, Endpoint, EndpointConfig};
 use sip::transport::policy::PeerPolicy;
 use sip::transport::stream::StreamLimits;
+use tls::reload::ReloadableTls;
 use tls::TlsError;
 
 /// Why the TAS could not start.
@@ -63,23 +65,45 @@ pub fn server_header() -> String {
     format!("ringer/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Builds the endpoint's settings, checking the certificate against `tas.sip_uri`'s host.
-pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError> {
+/// The TLS files of `config`: the certificates (`sip.cert_file` first, then each
+/// `[[sip.certificate]]`, served by name), the client CA and the core's CA bundle.
+pub fn tls_files(config: &ServeConfig) -> tls::reload::TlsFiles {
+    use tls::reload::CertificateFiles;
+    let sip = &config.sip;
+    let default = match (&sip.cert_file, &sip.key_file) {
+        (Some(cert), Some(key)) if sip.tls_listen.is_some() => {
+            Some(CertificateFiles { cert: cert.clone(), key: key.clone() })
+        }
+        _ => None,
+    };
+    let named =
+        sip.certificates.iter().map(|c| CertificateFiles { cert: c.cert_file.clone(), key: c.key_file.clone() });
+    let certificates: Vec<CertificateFiles> = match default {
+        Some(default) => std::iter::once(default).chain(named).collect(),
+        None => Vec::new(),
+    };
+    tls::reload::TlsFiles {
+        certificates,
+        // The core verifies the TAS against the host it registered: refuse to start otherwise.
+        required_name: Some(config.tas.sip_uri.host().to_owned()),
+        client_ca: sip.client_ca_file.clone(),
+        peer_ca: sip.core_ca_file.clone(),
+    }
+}
+
+/// Builds the endpoint's settings and the TLS set-up under them, checking the certificate
+/// against `tas.sip_uri`'s host.
+pub fn endpoint_config(config: &ServeConfig) -> Result<(EndpointConfig, Arc<ReloadableTls>), TasError> {
     let sip = &config.sip;
     if sip.tls_listen.is_none() && sip.tcp_listen.is_none() && sip.udp_listen.is_none() {
         return Err(TasError::NoListener);
     }
-    let tls = match (sip.tls_listen, &sip.cert_file, &sip.key_file) {
-        (Some(addr), Some(cert), Some(key)) => {
-            let chain = tls::load_chain(cert)?;
-            // The core verifies the TAS against the host it registered: refuse to start otherwise.
-            tls::check_name(&chain, config.tas.sip_uri.host(), cert)?;
-            let key = tls::load_key(key)?;
-            Some((addr, tls::server_config(chain, key, sip.client_ca_file.as_deref())?))
-        }
+    let reloadable = Arc::new(ReloadableTls::load(tls_files(config))?);
+    let tls = match (sip.tls_listen, reloadable.server_config()?) {
+        (Some(addr), Some(server)) => Some((addr, server)),
         _ => None,
     };
-    Ok(EndpointConfig {
+    let endpoint = EndpointConfig {
         tls,
         tcp: sip.tcp_listen,
         udp: sip.udp_listen,
@@ -98,7 +122,7 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             server_header(),
         )),
         outbound: sip::outbound::OutboundSettings {
-            tls: Some(tls::client_config(config.sip.core_ca_file.as_deref(), None)?),
+            tls: Some(reloadable.client_config()?),
             core: match &sip.core_uri {
                 Some(uri) => Some(
                     sip::message::Uri::parse(uri).map_err(|source| TasError::CoreUri { uri: uri.clone(), source })?,
@@ -107,7 +131,8 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<EndpointConfig, TasError>
             },
             dns_server: None,
         },
-    })
+    };
+    Ok((endpoint, reloadable))
 }
 
 /// The SIP side of a running TAS.
@@ -118,6 +143,8 @@ pub struct Tas {
     pub router: Arc<CallRouter>,
     /// The TAS's host (of `tas.sip_uri`), for addresses in calls it places.
     host: String,
+    /// The certificates and CAs in use, to reload.
+    pub tls: tls_reload::TlsReloader,
 }
 
 /// The HTTP API over `mailboxes` and their store: the voicemail API
@@ -151,10 +178,11 @@ pub async fn start_sip_with(
     records: Option<RecordWriter>,
     mailboxes: Option<mailbox::Mailboxes>,
 ) -> Result<Tas, TasError> {
-    let endpoint_config = endpoint_config(config)?;
+    let (endpoint_config, reloadable) = endpoint_config(config)?;
     let router = Arc::new(CallRouter::new(config, records, mailboxes)?);
     let endpoint = endpoint::start(endpoint_config, Arc::new(RouterHandler(router.clone()))).await?;
-    Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned() })
+    let tls = tls_reload::TlsReloader::new(reloadable);
+    Ok(Tas { endpoint, router, host: config.tas.sip_uri.host().to_owned(), tls })
 }
 
 /// Why the TAS could not place a call.

@@ -43,6 +43,9 @@ pub struct DevCertificates {
     pub server_cert_pem: String,
     /// The server's private key.
     pub server_key_pem: String,
+    /// The CA's own key and name, to issue more certificates (never written to disk).
+    ca_key_pem: String,
+    ca_name: String,
 }
 
 impl std::fmt::Debug for DevCertificates {
@@ -51,23 +54,22 @@ impl std::fmt::Debug for DevCertificates {
     }
 }
 
-/// Makes a CA named after the first name, and a server certificate for every name (DNS names
-/// and IP addresses alike), valid for server and client authentication.
-pub fn generate(names: &[String]) -> Result<DevCertificates, DevCertError> {
+/// The CA's settings: its name after `first`, signing certificates only.
+fn ca_params(first: &str) -> Result<CertificateParams, DevCertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.distinguished_name.push(DnType::CommonName, format!("ringer development CA for {first}"));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(params)
+}
+
+/// A server certificate for every name of `names` (DNS names and IP addresses alike), and its key.
+fn server_certificate(names: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String), DevCertError> {
     let first = names
         .first()
         .ok_or_else(|| DevCertError::Name { name: String::new(), reason: "at least one name is needed".into() })?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.distinguished_name.push(DnType::CommonName, format!("ringer development CA for {first}"));
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut server_params = CertificateParams::new(Vec::<String>::new())?;
-    server_params.distinguished_name.push(DnType::CommonName, first.clone());
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, first.clone());
     for name in names {
         let san =
             match name.parse::<IpAddr>() {
@@ -76,17 +78,43 @@ pub fn generate(names: &[String]) -> Result<DevCertificates, DevCertError> {
                     DevCertError::Name { name: name.clone(), reason: error.to_string() }
                 })?),
             };
-        server_params.subject_alt_names.push(san);
+        params.subject_alt_names.push(san);
     }
-    server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    let server_key = KeyPair::generate()?;
-    let server_cert = server_params.signed_by(&server_key, &issuer)?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let certificate = params.signed_by(&key, issuer)?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// Makes a CA named after the first name, and a server certificate for every name (DNS names
+/// and IP addresses alike), valid for server and client authentication.
+pub fn generate(names: &[String]) -> Result<DevCertificates, DevCertError> {
+    let first = names
+        .first()
+        .ok_or_else(|| DevCertError::Name { name: String::new(), reason: "at least one name is needed".into() })?;
+    let params = ca_params(first)?;
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = params.self_signed(&ca_key)?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let (server_cert_pem, server_key_pem) = server_certificate(names, &Issuer::new(params, ca_key))?;
     Ok(DevCertificates {
         ca_cert_pem: ca_cert.pem(),
-        server_cert_pem: server_cert.pem(),
-        server_key_pem: server_key.serialize_pem(),
+        server_cert_pem,
+        server_key_pem,
+        ca_key_pem,
+        ca_name: first.clone(),
     })
+}
+
+impl DevCertificates {
+    /// A new server certificate and key for `names` from the same CA (a renewal, or a second
+    /// name served by SNI).
+    pub fn issue(&self, names: &[String]) -> Result<DevCertificates, DevCertError> {
+        let issuer = Issuer::new(ca_params(&self.ca_name)?, KeyPair::from_pem(&self.ca_key_pem)?);
+        let (server_cert_pem, server_key_pem) = server_certificate(names, &issuer)?;
+        Ok(DevCertificates { server_cert_pem, server_key_pem, ..self.clone() })
+    }
 }
 
 /// Paths of written certificate files.

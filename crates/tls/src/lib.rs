@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod devcert;
+pub mod reload;
 pub mod verify;
 
 use std::path::Path;
@@ -125,6 +126,24 @@ pub fn client_config(
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     install_crypto_provider();
+    let verifier = peer_verifier(ca)?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Config(error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match identity {
+        Some((chain, key)) => {
+            builder.with_client_auth_cert(chain, key).map_err(|error| TlsError::Config(error.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The check of servers ringer connects to: against `ca` (its roots, and any certificate of it
+/// presented as is), or the system's roots.
+fn peer_verifier(ca: Option<&Path>) -> Result<verify::ServerVerifier, TlsError> {
     let mut roots = RootCertStore::empty();
     let pinned = match ca {
         Some(path) => {
@@ -143,17 +162,5 @@ pub fn client_config(
             Vec::new()
         }
     };
-    let verifier = verify::ServerVerifier::new(roots, pinned).map_err(|error| TlsError::Config(error.to_string()))?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Config(error.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let config = match identity {
-        Some((chain, key)) => {
-            builder.with_client_auth_cert(chain, key).map_err(|error| TlsError::Config(error.to_string()))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
+    verify::ServerVerifier::new(roots, pinned).map_err(|error| TlsError::Config(error.to_string()))
 }

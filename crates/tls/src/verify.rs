@@ -234,6 +234,23 @@ pub fn explain_io(error: &std::io::Error) -> String {
     }
 }
 
+/// Why a TLS handshake failed, as a metric label: `bad_certificate` (refused, expired, wrong
+/// name, unknown issuer), `no_certificate` (a client certificate required and not given),
+/// `alert` (the peer refused ours), `incompatible` (no version or cipher suite in common),
+/// `protocol` (not TLS, or TLS broken), `io` (the connection failed or closed).
+pub fn failure_reason(error: &std::io::Error) -> &'static str {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(_)) => "bad_certificate",
+        Some(Error::NoCertificatesPresented) => "no_certificate",
+        Some(Error::AlertReceived(_)) => "alert",
+        Some(Error::PeerIncompatible(_)) => "incompatible",
+        Some(_) => "protocol",
+        None if error.kind() == std::io::ErrorKind::InvalidData => "protocol",
+        None if error.kind() == std::io::ErrorKind::TimedOut => "timeout",
+        None => "io",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

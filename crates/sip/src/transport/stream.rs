@@ -100,9 +100,18 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, context: Str
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(context.limits.handshake_timeout, acceptor.accept(socket));
                     match handshake.await {
-                        Ok(Ok(stream)) => run(stream, Transport::Tls, local, peer, context, slot).await,
-                        Ok(Err(error)) => warn!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => warn!(%peer, "TLS handshake timed out"),
+                        Ok(Ok(stream)) => {
+                            crate::metrics::tls_handshake("in", "ok");
+                            run(stream, Transport::Tls, local, peer, context, slot).await
+                        }
+                        Ok(Err(error)) => {
+                            crate::metrics::tls_handshake("in", tls::verify::failure_reason(&error));
+                            warn!(%peer, %error, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            crate::metrics::tls_handshake("in", "timeout");
+                            warn!(%peer, "TLS handshake timed out")
+                        }
                     }
                 }
             }
@@ -155,6 +164,7 @@ async fn connection_loop<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = link.peer();
+    let _open = crate::metrics::OpenConnection::new(link.transport());
     debug!(%peer, transport = %link.transport(), "connection open");
     let (mut reader, writer) = tokio::io::split(stream);
     let closing = CancellationToken::new();
