@@ -338,6 +338,7 @@ impl Lab {
             auth: AuthConfig::None,
             registrar: RegistrarConfig::default(),
             http: Default::default(),
+            hep: Default::default(),
             call_records: tas::config::CallRecordsConfig { file: config.call_records_file.clone(), max_size: None },
             calls: config.calls.clone(),
             media: MediaConfig {

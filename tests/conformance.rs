@@ -357,6 +357,7 @@ async fn broken_report_with(fault: broken::Fault, certificate: Option<OtherCerti
     let client = ringer::tls::client_config(Some(&setup.certs.ca_cert), None).expect("client TLS");
     let endpoint = endpoint::start(
         EndpointConfig {
+            hep: None,
             tls: Some((common::loopback_any_port(), server)),
             tcp: None,
             udp: None,

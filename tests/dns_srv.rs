@@ -46,6 +46,7 @@ fn named_config(
     server: &str,
 ) -> EndpointConfig {
     EndpointConfig {
+        hep: None,
         tls,
         tcp: None,
         udp: None,

@@ -48,6 +48,7 @@ async fn lab_with(handler: Arc<dyn SessionHandler>, tweak: impl FnOnce(&mut Endp
     let key = ringer::tls::load_key(&files.server_key).expect("key");
     let tls = ringer::tls::server_config(chain, key, None).expect("server config");
     let mut config = EndpointConfig {
+        hep: None,
         tls: Some((ANY.parse().expect("addr"), tls)),
         tcp: Some(ANY.parse().expect("addr")),
         udp: Some(ANY.parse().expect("addr")),

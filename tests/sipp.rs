@@ -30,6 +30,7 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
         ("127.0.0.1:0".parse().expect("addr"), ringer::tls::server_config(chain, key, None).expect("tls"))
     });
     let config = EndpointConfig {
+        hep: None,
         tls,
         tcp: Some("127.0.0.1:0".parse().expect("addr")),
         udp: Some("127.0.0.1:0".parse().expect("addr")),

@@ -17,6 +17,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(5);
 /// session timer defaults, calls handled by `handler`.
 pub(crate) async fn udp_endpoint(handler: Arc<dyn ringer::sip::ua::SessionHandler>) -> ringer::sip::endpoint::Endpoint {
     let config = ringer::sip::endpoint::EndpointConfig {
+        hep: None,
         tls: None,
         tcp: None,
         udp: Some("127.0.0.1:0".parse().expect("addr")),

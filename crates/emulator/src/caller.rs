@@ -108,6 +108,7 @@ impl Caller {
     pub async fn start(bind: IpAddr, name: &str) -> std::io::Result<Caller> {
         let endpoint = endpoint::start(
             EndpointConfig {
+                hep: None,
                 tls: None,
                 tcp: None,
                 udp: Some(SocketAddr::new(bind, 0)),

@@ -15,6 +15,7 @@ use super::core::UserAgent;
 use super::outbound::{ListeningPorts, Outbound, OutboundContext, OutboundSettings};
 use super::timers::Timers;
 use super::transaction::TransactionLayer;
+use super::transport::hep::{HepMirror, HepSettings};
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
 use super::transport::{udp, Handler, Link};
@@ -37,6 +38,8 @@ pub struct EndpointConfig {
     pub ua: UaConfig,
     /// How ringer reaches the peers it sends requests to (TLS, the core, DNS).
     pub outbound: OutboundSettings,
+    /// Where a copy of every SIP message sent and received goes (HEP v3); `None`: nowhere.
+    pub hep: Option<HepSettings>,
 }
 
 /// A running endpoint.
@@ -54,6 +57,7 @@ pub struct Endpoint {
     uas: Uas,
     connections: Arc<ConnectionCounter>,
     shutdown: CancellationToken,
+    mirror: Option<Arc<HepMirror>>,
 }
 
 /// An endpoint's listeners, bound but not yet serving: their addresses are known (a handler
@@ -69,6 +73,7 @@ pub struct Bound {
     pub tcp_addr: Option<SocketAddr>,
     /// The UDP socket's address.
     pub udp_addr: Option<SocketAddr>,
+    mirror: Option<Arc<HepMirror>>,
 }
 
 /// Binds every configured listener and starts serving with `handler` deciding calls.
@@ -101,7 +106,13 @@ pub async fn bind(config: EndpointConfig) -> std::io::Result<Bound> {
     let tls_addr = tls.as_ref().map(|(listener, _)| listener.local_addr()).transpose()?;
     let tcp_addr = tcp.as_ref().map(TcpListener::local_addr).transpose()?;
     let udp_addr = udp.as_ref().map(|socket| socket.local_addr()).transpose()?;
-    Ok(Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr })
+    let mirror = match &config.hep {
+        Some(settings) => Some(Arc::new(HepMirror::new(settings.clone()).map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot send HEP to {}: {error}", settings.server))
+        })?)),
+        None => None,
+    };
+    Ok(Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr, mirror })
 }
 
 impl Bound {
@@ -110,7 +121,7 @@ impl Bound {
     /// ringer opens delivering to that transaction layer through a weak reference made as it
     /// is built.
     pub fn serve(self, handler: Arc<dyn SessionHandler>) -> Endpoint {
-        let Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr } = self;
+        let Bound { config, tls, tcp, udp, tls_addr, tcp_addr, udp_addr, mirror } = self;
         let ports = ListeningPorts {
             tls: tls_addr.map(|addr| addr.port()),
             tcp: tcp_addr.map(|addr| addr.port()),
@@ -130,6 +141,7 @@ impl Bound {
                 counter: connections.clone(),
                 limits: config.limits.clone(),
                 shutdown: shutdown.clone(),
+                mirror: mirror.clone(),
             };
             let outbound = Arc::new(Outbound::new(config.outbound.clone(), ports, udp_local, context));
             let ua = UserAgent::new(config.ua.clone(), clients.clone(), outbound);
@@ -148,6 +160,7 @@ impl Bound {
             counter: connections.clone(),
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
+            mirror: mirror.clone(),
         };
         if let Some((listener, acceptor)) = tls {
             tokio::spawn(stream::serve(listener, Some(acceptor), context.clone()));
@@ -159,7 +172,13 @@ impl Bound {
             // One receive loop per core: a datagram's whole handling runs in the loop that read it.
             let loops = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
             for _ in 0..loops {
-                tokio::spawn(udp::serve(socket.clone(), as_handler.clone(), policy.clone(), shutdown.clone()));
+                tokio::spawn(udp::serve(
+                    socket.clone(),
+                    as_handler.clone(),
+                    policy.clone(),
+                    shutdown.clone(),
+                    mirror.clone(),
+                ));
             }
         }
         info!(tls = ?tls_addr, tcp = ?tcp_addr, udp = ?udp_addr, "SIP listening");
@@ -174,6 +193,7 @@ impl Bound {
             uas,
             connections,
             shutdown,
+            mirror,
         }
     }
 }
@@ -192,7 +212,7 @@ impl Endpoint {
     /// A link from the UDP listener to `peer`, for requests sent over UDP.
     pub fn udp_link(&self, peer: SocketAddr) -> Option<Link> {
         let socket = self.udp_socket.clone()?;
-        Some(Link::datagram(socket, self.udp_addr?, peer))
+        Some(Link::datagram(socket, self.udp_addr?, peer).mirrored(self.mirror.as_ref()))
     }
 
     /// Server transactions alive now.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::message::Uri;
+use super::transport::hep::HepMirror;
 use super::transport::policy::{ConnectionCounter, PeerPolicy};
 use super::transport::stream::{self, StreamContext, StreamLimits};
 use super::transport::Handler;
@@ -120,6 +121,7 @@ pub(crate) struct OutboundContext {
     pub(crate) counter: Arc<ConnectionCounter>,
     pub(crate) limits: StreamLimits,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) mirror: Option<Arc<HepMirror>>,
 }
 
 /// How ringer reaches the peers it sends requests to.
@@ -338,7 +340,8 @@ impl Outbound {
         let host = target.as_sip().ok_or_else(|| bad_target(target, "not a sip: or sips: URI"))?.host.clone();
         if server.transport == Transport::Udp {
             let (socket, local) = self.udp.clone().ok_or_else(|| bad_target(target, "no UDP socket"))?;
-            return Ok(Link::datagram(socket, local, resolve(target, &server.address, server.port).await?));
+            let peer = resolve(target, &server.address, server.port).await?;
+            return Ok(Link::datagram(socket, local, peer).mirrored(self.context.mirror.as_ref()));
         }
         self.stream_link(target, &host, &server.address, server.port, server.transport).await
     }
@@ -371,6 +374,7 @@ impl Outbound {
             counter: self.context.counter.clone(),
             limits: self.context.limits.clone(),
             shutdown: self.context.shutdown.clone(),
+            mirror: self.context.mirror.clone(),
         };
         let connector = match transport {
             Transport::Tls => {

@@ -58,6 +58,9 @@ pub struct ServeConfig {
     /// Call detail records written to a file of JSON lines (beside the store's).
     #[serde(default)]
     pub call_records: CallRecordsConfig,
+    /// A copy of every SIP message to a capture server (HEP v3, for Homer).
+    #[serde(default)]
+    pub hep: HepConfig,
     /// The subscribers this TAS serves. When the list is given, the file manages them: it
     /// replaces the store's list at start and on SIGHUP; without it, `ringer subscribers`
     /// manages them in the store.
@@ -71,6 +74,38 @@ pub struct ServeConfig {
 pub struct HttpConfig {
     /// Where the APIs listen (for example `127.0.0.1:8080`); unset: no HTTP API.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// HEP v3 mirroring of the SIP messages to a capture server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HepConfig {
+    /// The capture server's UDP address (Homer's heplify-server: port 9060); unset: off.
+    pub address: Option<SocketAddr>,
+    /// This node's capture agent id in the copies.
+    pub agent_id: u32,
+    /// The environment variable holding the capture server's password, when it wants one.
+    pub password_env: Option<String>,
+}
+
+impl Default for HepConfig {
+    fn default() -> Self {
+        Self { address: None, agent_id: 1, password_env: None }
+    }
+}
+
+impl HepConfig {
+    /// The settings the endpoint sends with; an error names a password variable not set.
+    pub fn settings(&self) -> Result<Option<sip::transport::hep::HepSettings>, String> {
+        let Some(server) = self.address else { return Ok(None) };
+        let password = match &self.password_env {
+            Some(variable) => {
+                Some(std::env::var(variable).map_err(|_| format!("hep.password_env: {variable} is not set"))?)
+            }
+            None => None,
+        };
+        Ok(Some(sip::transport::hep::HepSettings { server, agent_id: self.agent_id, password }))
+    }
 }
 
 /// Call detail records in a file: one JSON object per line and per call.
@@ -810,6 +845,7 @@ impl ServeConfig {
             signup: None,
             http: HttpConfig::default(),
             call_records: CallRecordsConfig::default(),
+            hep: HepConfig::default(),
             store: StoreConfig::default(),
             media: MediaConfig::default(),
             voicemail: VoicemailConfig::default(),

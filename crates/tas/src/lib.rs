@@ -55,6 +55,9 @@ pub enum TasError {
         #[source]
         source: sip::message::uri::BadUri,
     },
+    /// `[hep]` cannot be used.
+    #[error("{0}")]
+    Hep(String),
     /// The config enables no SIP listener.
     #[error("no SIP listener configured: set sip.tls_listen (and for lab use sip.tcp_listen / sip.udp_listen)")]
     NoListener,
@@ -131,6 +134,7 @@ pub fn endpoint_config(config: &ServeConfig) -> Result<(EndpointConfig, Arc<Relo
             },
             dns_server: None,
         },
+        hep: config.hep.settings().map_err(TasError::Hep)?,
     };
     Ok((endpoint, reloadable))
 }

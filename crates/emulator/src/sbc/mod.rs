@@ -85,6 +85,7 @@ pub async fn start(config: &SbcConfig, registry: Arc<Registry>) -> Result<Sbc, S
     let client_tls = tls::client_config(config.tas_ca_file.as_deref(), None)?;
     let handsets = Arc::new(Handsets::new(&config.handsets));
     let base = EndpointConfig {
+        hep: None,
         tls: None,
         tcp: None,
         udp: None,

@@ -2,6 +2,7 @@
 //! policy. Parsed messages go up to a [`Handler`] with the [`Link`] to answer on; this module
 //! knows nothing of transactions.
 
+pub mod hep;
 pub mod policy;
 pub mod stream;
 pub mod udp;
@@ -32,6 +33,14 @@ impl Transport {
     /// Reliable transports need no retransmissions (RFC 3261 §17).
     pub fn is_reliable(self) -> bool {
         !matches!(self, Transport::Udp)
+    }
+
+    /// The IP protocol under it (17 UDP, 6 TCP), as captures record it.
+    fn ip_protocol(self) -> u8 {
+        match self {
+            Transport::Udp => 17,
+            Transport::Tcp | Transport::Tls => 6,
+        }
     }
 
     /// The Via transport token.
@@ -71,6 +80,8 @@ pub struct Link {
     local: SocketAddr,
     peer: SocketAddr,
     path: Path,
+    /// Where copies of what crosses the link go (HEP), when anywhere.
+    mirror: Option<Arc<hep::HepMirror>>,
 }
 
 #[derive(Clone)]
@@ -87,11 +98,24 @@ impl fmt::Debug for Link {
 
 impl Link {
     pub(crate) fn datagram(socket: Arc<UdpSocket>, local: SocketAddr, peer: SocketAddr) -> Self {
-        Self { transport: Transport::Udp, local, peer, path: Path::Datagram(socket) }
+        Self { transport: Transport::Udp, local, peer, path: Path::Datagram(socket), mirror: None }
     }
 
     pub(crate) fn stream(transport: Transport, local: SocketAddr, peer: SocketAddr, queue: SendQueue) -> Self {
-        Self { transport, local, peer, path: Path::Stream { queue } }
+        Self { transport, local, peer, path: Path::Stream { queue }, mirror: None }
+    }
+
+    /// The link, with a copy of each message sent or received over it going to `mirror`.
+    pub(crate) fn mirrored(mut self, mirror: Option<&Arc<hep::HepMirror>>) -> Self {
+        self.mirror = mirror.cloned();
+        self
+    }
+
+    /// Mirrors a message received over the link.
+    pub(crate) fn mirror_received(&self, message: &[u8]) {
+        if let Some(mirror) = &self.mirror {
+            mirror.mirror(self.transport.ip_protocol(), self.peer, self.local, message);
+        }
     }
 
     /// The transport.
@@ -135,6 +159,9 @@ impl Link {
 
     /// Sends bytes without waiting: a datagram, or a place in the connection's send queue.
     pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
+        if let Some(mirror) = &self.mirror {
+            mirror.mirror(self.transport.ip_protocol(), self.local, self.peer, &bytes);
+        }
         match &self.path {
             Path::Datagram(socket) => match socket.try_send_to(&bytes, self.peer) {
                 Ok(_) => Ok(()),

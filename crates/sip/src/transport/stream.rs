@@ -50,6 +50,8 @@ pub struct StreamContext {
     pub limits: StreamLimits,
     /// Stops the listener and its connections.
     pub shutdown: CancellationToken,
+    /// Where copies of the messages go (HEP), when anywhere.
+    pub mirror: Option<Arc<super::hep::HepMirror>>,
 }
 
 /// Read buffer of a connection with nothing pending.
@@ -130,14 +132,19 @@ pub fn spawn_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, queue) = new_link(transport, local, peer);
+    let (link, queue) = new_link(transport, local, peer, &context);
     tokio::spawn(connection_loop(stream, link.clone(), queue, context, None));
     link
 }
 
-fn new_link(transport: Transport, local: SocketAddr, peer: SocketAddr) -> (Link, QueueReceiver) {
+fn new_link(
+    transport: Transport,
+    local: SocketAddr,
+    peer: SocketAddr,
+    context: &StreamContext,
+) -> (Link, QueueReceiver) {
     let (sender, queue) = send_queue();
-    (Link::stream(transport, local, peer, sender), queue)
+    (Link::stream(transport, local, peer, sender).mirrored(context.mirror.as_ref()), queue)
 }
 
 async fn run<S>(
@@ -150,7 +157,7 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, queue) = new_link(transport, local, peer);
+    let (link, queue) = new_link(transport, local, peer, &context);
     connection_loop(stream, link, queue, context, Some(slot)).await;
 }
 
@@ -225,6 +232,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: &mut R, link: &Link, context: &
                 }
                 Framing::Message(length) => {
                     let bytes = buffer.split_to(length).freeze();
+                    link.mirror_received(&bytes);
                     match parse_message(&bytes) {
                         Ok(message) => context.handler.on_message(message, link),
                         Err(error) => {

@@ -41,6 +41,7 @@ pub async fn serve(
     handler: Arc<dyn Handler>,
     policy: Arc<PeerPolicy>,
     shutdown: CancellationToken,
+    mirror: Option<Arc<super::hep::HepMirror>>,
 ) {
     let local = match socket.local_addr() {
         Ok(local) => local,
@@ -72,7 +73,8 @@ pub async fn serve(
         if datagram.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let link = Link::datagram(socket.clone(), local, peer);
+        let link = Link::datagram(socket.clone(), local, peer).mirrored(mirror.as_ref());
+        link.mirror_received(datagram);
         match parse_datagram(datagram) {
             Ok(message) => handler.on_message(message, &link),
             Err(error) => {
