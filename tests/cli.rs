@@ -49,6 +49,30 @@ async fn register_prints_the_answer_as_grpcurl_does() {
     assert!(core.registry().snapshot().is_empty());
 }
 
+/// `ringer core` (a process) shows its side at `/metrics` on its API's port: the calls it
+/// answered, by method and code, and the registrations it holds.
+#[tokio::test]
+async fn the_emulated_core_counts_what_it_answered_in_its_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grpc = free_port();
+    let path = dir.path().join("core.toml");
+    std::fs::write(&path, format!("subscribers = [\"+4799990000\"]\n[grpc]\nlisten = \"{grpc}\"\n")).expect("config");
+    let core = Server::spawn(&["core", "--config", path.to_str().expect("utf-8")], &[]);
+    let endpoint = format!("http://{grpc}");
+    common::scrape::until_status(&format!("{endpoint}/metrics"), 200, "the emulated core serves").await;
+    assert_eq!(ringer(&register_args(&endpoint, "+4799990000", &[]), &[]).await.code, Some(0));
+    assert_ne!(ringer(&register_args(&endpoint, "+4711111111", &[]), &[]).await.code, Some(0));
+    let (_, metrics) = common::scrape::get(&format!("{endpoint}/metrics")).await;
+    let count =
+        |labels: &[(&str, &str)]| common::scrape::sample(&metrics, "ringer_emulated_core_requests_total", labels);
+    assert_eq!(count(&[("method", "UpsertRegistration"), ("code", "STATUS_CODE_OK")]), 1.0, "{metrics}");
+    assert_eq!(count(&[("method", "UpsertRegistration"), ("code", "STATUS_CODE_NOT_ACCEPTABLE")]), 1.0, "{metrics}");
+    assert_eq!(common::scrape::sample(&metrics, "ringer_emulated_core_registrations", &[]), 1.0, "{metrics}");
+    core.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, _, stderr) = core.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[tokio::test]
 async fn not_acceptable_prints_the_core_message_and_fails() {
     let mut config = core_config(loopback_any_port(), AuthMode::Sandbox, HOUR);

@@ -419,7 +419,7 @@ impl SrvInstance {
             "[store]\nurl = \"{database}\"\npoll_interval = \"200ms\"\nheartbeat_interval = \"250ms\"\n\
              lease_timeout = \"1s\"\ninstance = \"{name}\"\n[tas]\nsip_uri = \"sips:tas.test\"\n\
              [core]\nendpoint = \"{}\"\n[auth]\nmode = \"bearer\"\ntoken_env = \"RINGER_TEST_TOKEN\"\n\
-             {FAST_REFRESH}initial_backoff = \"100ms\"\nstatus_listen = \"{status}\"\n[calls]\ndrain_timeout = \"20s\"\n\
+             {FAST_REFRESH}initial_backoff = \"100ms\"\n[http]\nlisten = \"{status}\"\n[calls]\ndrain_timeout = \"20s\"\n\
              [sip]\ntls_listen = \"{tls}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ncore_ca_file = \"{}\"\n\
              core_uri = \"sips:localhost:{}\"\n[voicemail]\ndir = \"{}\"\n",
             core.endpoint(),
@@ -455,7 +455,12 @@ impl SrvInstance {
             .json()
             .await
             .expect("JSON");
-        view["request_hop"]["count"].as_u64().expect("a count")
+        let count = view["request_hop"]["count"].as_u64().expect("a count");
+        // The same relays in the Prometheus histogram of the TAS hop.
+        let (_, metrics) = common::scrape::get(&format!("http://{}/metrics", self.status)).await;
+        let histogram = common::scrape::sample(&metrics, "ringer_tas_hop_seconds_count", &[("hop", "request")]);
+        assert_eq!(histogram, count as f64, "{}: /metrics and /calls agree:\n{metrics}", self.name);
+        count
     }
 }
 

@@ -127,6 +127,32 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(core.sms().sent().len(), sent.len() + 1, "a rejected text is not sent again: {:?}", core.sms().sent());
 
+    // Played over the API, then deleted: /metrics counts each, and the two calls and texts.
+    let message: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let id = message[0]["id"].as_str().expect("message id").to_owned();
+    let token = made.stdout.trim().to_owned();
+    for (method, path) in [("GET", format!("{id}/audio")), ("DELETE", id.clone())] {
+        let done = tokio::process::Command::new("curl")
+            .args(["-sS", "-f", "-o", "/dev/null", "-X", method, "-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("http://{http}/api/v1/mailboxes/{OWNER}/messages/{path}"))
+            .status()
+            .await
+            .expect("curl runs");
+        assert!(done.success(), "{method} {path}");
+    }
+    let (_, metrics) = common::scrape::get(&format!("http://{http}/metrics")).await;
+    let count = |name: &str, labels: &[(&str, &str)]| common::scrape::sample(&metrics, name, labels);
+    assert_eq!(count("ringer_voicemail_messages_total", &[("event", "left")]), 2.0, "{metrics}");
+    assert_eq!(count("ringer_voicemail_messages_total", &[("event", "played")]), 1.0, "{metrics}");
+    assert_eq!(count("ringer_voicemail_messages_total", &[("event", "deleted")]), 1.0, "{metrics}");
+    assert_eq!(count("ringer_notifications_total", &[("channel", "sms"), ("result", "accepted")]), 1.0, "{metrics}");
+    assert_eq!(count("ringer_notifications_total", &[("channel", "sms"), ("result", "refused")]), 1.0, "{metrics}");
+    assert_eq!(count("ringer_call_setup_seconds_count", &[]), 2.0, "two calls answered: {metrics}");
+    assert_eq!(count("ringer_call_duration_seconds_count", &[]), 2.0, "two calls ended: {metrics}");
+    assert_eq!(count("ringer_media_sessions", &[]), 0.0, "no media left: {metrics}");
+    assert!(count("ringer_media_packets_received_total", &[]) >= 100.0, "the callers' RTP counted: {metrics}");
+    assert!(metrics.contains("ringer_call_duration_seconds_bucket{le=\"0.5\"}"), "a histogram with buckets: {metrics}");
+
     server.signal(Signal::SIGTERM);
     let (code, _, stderr) = server.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

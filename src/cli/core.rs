@@ -12,8 +12,23 @@ pub(super) async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         Some(path) => CoreConfig::load(&path)?,
         None => CoreConfig::default(),
     };
-    let core = ringer::core::start(&config).await?;
-    println!("emulated core: SipBreakoutService at {}, token endpoint {}", core.endpoint(), core.token_url());
+    // The emulated core's side in the same exposition format as the TAS's: its API calls and
+    // registrations, and the SIP its SBC sends and receives.
+    let prometheus = super::ops::install_recorder()?;
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let prometheus = prometheus.clone();
+            async move { super::ops::exposition(&prometheus) }
+        }),
+    );
+    let core = ringer::core::start_with(&config, metrics).await?;
+    println!(
+        "emulated core: SipBreakoutService at {}, token endpoint {}, metrics at {}/metrics",
+        core.endpoint(),
+        core.token_url(),
+        core.endpoint()
+    );
     if let Some(sbc) = core.sbc() {
         for (side, transport, addr) in [
             ("access", "UDP", sbc.access.udp_addr),

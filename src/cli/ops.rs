@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use ringer::registrar::{RegistrationState, StatusBoard};
@@ -24,9 +24,19 @@ use ringer::tas::call::stats::CallStats;
 /// How long `/readyz` waits for the database.
 const STORE_CHECK: Duration = Duration::from_secs(1);
 
-/// Installs the process's metrics recorder; its handle renders the exposition.
+/// Bucket bounds of every `_seconds` histogram: from the TAS hop's half millisecond to an
+/// hour-long call.
+const SECONDS_BUCKETS: [f64; 20] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    1800.0, 3600.0,
+];
+
+/// Installs the process's metrics recorder; its handle renders the exposition. Durations are
+/// histograms with buckets (aggregatable across instances), not client-side quantiles.
 pub(super) fn install_recorder() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    let builder =
+        PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)?;
+    Ok(builder.install_recorder()?)
 }
 
 /// What the endpoints read.
@@ -68,8 +78,13 @@ async fn metrics(State(ops): State<Ops>) -> Response {
     }
     metrics::gauge!("ringer_sip_dialogs").set(ops.ua.live_dialogs() as f64);
     metrics::gauge!("ringer_sip_client_transactions").set(ops.ua.clients().in_progress() as f64);
+    exposition(&ops.prometheus)
+}
+
+/// Everything recorded, in the Prometheus text format, with the build's version.
+pub(super) fn exposition(prometheus: &PrometheusHandle) -> Response {
     metrics::gauge!("ringer_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ops.prometheus.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus.render()).into_response()
 }
 
 /// `GET /readyz`: 200 when the database answers within a second (if there is one) and the

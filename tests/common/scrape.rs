@@ -28,6 +28,8 @@ pub(crate) fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f
 
 /// `GET url`: the status and the body (status 0 and the error when there is no answer).
 pub(crate) async fn get(url: &str) -> (u16, String) {
+    // reqwest's TLS needs the process's one crypto provider, even for plain http.
+    ringer::tls::install_crypto_provider();
     match reqwest::get(url).await {
         Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
         Err(error) => (0, error.to_string()),

@@ -98,9 +98,44 @@ impl SipBreakoutCore {
     }
 }
 
+/// `ringer_emulated_core_requests_total{method,code}`: each call to the emulated API, by the
+/// status code it answered (`STATUS_CODE_OK`, `STATUS_CODE_NOT_ACCEPTABLE`) or the gRPC code
+/// it failed with (`PermissionDenied`, `Unauthenticated`...).
+fn count_request(method: &'static str, answered: Result<i32, &Status>) {
+    let code = match answered {
+        Ok(status) => {
+            StatusCode::try_from(status).map_or("STATUS_CODE_UNKNOWN", |status| status.as_str_name()).to_owned()
+        }
+        Err(status) => format!("{:?}", status.code()),
+    };
+    metrics::counter!("ringer_emulated_core_requests_total", "method" => method, "code" => code).increment(1);
+}
+
 #[tonic::async_trait]
 impl SipBreakoutService for SipBreakoutCore {
     async fn upsert_registration(
+        &self,
+        request: Request<UpsertRegistrationRequest>,
+    ) -> Result<Response<UpsertRegistrationResponse>, Status> {
+        let result = self.upsert(request).await;
+        count_request("UpsertRegistration", result.as_ref().map(|response| response.get_ref().status_code));
+        metrics::gauge!("ringer_emulated_core_registrations").set(self.registry.live() as f64);
+        result
+    }
+
+    async fn delete_registration(
+        &self,
+        request: Request<DeleteRegistrationRequest>,
+    ) -> Result<Response<DeleteRegistrationResponse>, Status> {
+        let result = self.delete(request).await;
+        count_request("DeleteRegistration", result.as_ref().map(|response| response.get_ref().status_code));
+        metrics::gauge!("ringer_emulated_core_registrations").set(self.registry.live() as f64);
+        result
+    }
+}
+
+impl SipBreakoutCore {
+    async fn upsert(
         &self,
         request: Request<UpsertRegistrationRequest>,
     ) -> Result<Response<UpsertRegistrationResponse>, Status> {
@@ -140,7 +175,7 @@ impl SipBreakoutService for SipBreakoutCore {
         Ok(Response::new(response))
     }
 
-    async fn delete_registration(
+    async fn delete(
         &self,
         request: Request<DeleteRegistrationRequest>,
     ) -> Result<Response<DeleteRegistrationResponse>, Status> {

@@ -131,6 +131,12 @@ impl Registry {
         entries.get(msisdn).filter(|record| record.expires_at > Instant::now()).cloned()
     }
 
+    /// How many registrations are live.
+    pub fn live(&self) -> usize {
+        let now = Instant::now();
+        self.entries().values().filter(|record| record.expires_at > now).count()
+    }
+
     /// Every live registration, sorted by number.
     pub fn snapshot(&self) -> Vec<RegistrationRecord> {
         let now = Instant::now();

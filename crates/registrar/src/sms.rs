@@ -63,6 +63,17 @@ pub enum Delivery {
     GaveUp(String),
 }
 
+impl Delivery {
+    /// `accepted`, `refused` or `failed`, as metrics label it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Delivery::Accepted { .. } => "accepted",
+            Delivery::Rejected(_) => "refused",
+            Delivery::GaveUp(_) => "failed",
+        }
+    }
+}
+
 /// A client of SmsService.
 #[derive(Debug, Clone)]
 pub struct SmsClient {

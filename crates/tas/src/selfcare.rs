@@ -485,6 +485,7 @@ async fn message_audio(State(care): State<SelfCare>, headers: HeaderMap, Path(id
     let Some(owner) = session(&care, &headers).await else { return StatusCode::UNAUTHORIZED.into_response() };
     match care.mailboxes.store().voicemail(&id).await {
         Ok(Some((row, wav))) if row.subscriber == owner.as_str() => {
+            crate::mailbox::count_message("played");
             if let Err(error) = care.mailboxes.store().mark_voicemail_heard(owner.as_str(), &id).await {
                 warn!(%error, "self-care: message not marked heard");
             }
@@ -502,7 +503,12 @@ async fn message_audio(State(care): State<SelfCare>, headers: HeaderMap, Path(id
 async fn delete_message(State(care): State<SelfCare>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let Some(owner) = session(&care, &headers).await else { return log_in_again() };
     match care.mailboxes.store().set_voicemail_state(owner.as_str(), &id, MessageState::Deleted).await {
-        Ok(_) => Redirect::to("/me?done=deleted").into_response(),
+        Ok(deleted) => {
+            if deleted {
+                crate::mailbox::count_message("deleted");
+            }
+            Redirect::to("/me?done=deleted").into_response()
+        }
         Err(error) => {
             warn!(%error, "self-care: message not deleted");
             let notice = "<p class=error id=error>Not deleted: please try again later.</p>".to_owned();

@@ -92,8 +92,11 @@ impl Archiver {
         };
         if !self.store.add_voicemail(&row_of(meta, &self.instance), &audio).await? {
             info!(id = %meta.id, "voicemail message already in the database (moved before a restart)");
-        } else if let Some(notifier) = &self.notifier {
-            notifier.notify(meta);
+        } else {
+            crate::mailbox::count_message("left");
+            if let Some(notifier) = &self.notifier {
+                notifier.notify(meta);
+            }
         }
         let spool = self.spool.clone();
         let id = meta.id.clone();
@@ -171,7 +174,10 @@ impl Notifier {
                 "duration_ms": meta.duration_ms,
                 "partial": meta.partial,
             });
-            tokio::spawn(async move { webhook.post(&event, retry).await });
+            tokio::spawn(async move {
+                let taken = webhook.post(&event, retry).await;
+                count_notification("webhook", if taken { "delivered" } else { "failed" });
+            });
         }
         let (Some(client), Some(from)) = (self.sms.clone(), self.config.sms_from.clone()) else { return };
         let Ok(to) = Msisdn::parse(&meta.subscriber) else {
@@ -188,9 +194,16 @@ impl Notifier {
         let id = meta.id.clone();
         tokio::spawn(async move {
             let delivery = client.deliver(&text, retry).await;
+            count_notification("sms", delivery.label());
             info!(%id, to = %text.to, ?delivery, "voicemail notification");
         });
     }
+}
+
+/// `ringer_notifications_total{channel,result}`: each new-message notification once, by how it
+/// ended (`sms`: `accepted`, `refused`, `failed`; `webhook`: `delivered`, `failed`).
+fn count_notification(channel: &'static str, result: &'static str) {
+    metrics::counter!("ringer_notifications_total", "channel" => channel, "result" => result).increment(1);
 }
 
 /// A spool message's metadata as the store keeps it.

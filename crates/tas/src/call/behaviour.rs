@@ -248,7 +248,7 @@ impl Engine {
             Ok(leg) => {
                 // The first leg 3 of a call without ring time measures the relay itself.
                 if conditions.is_some_and(|c| c.ring_time.is_none()) {
-                    self.stats.request_hop.record(invite.received_at().elapsed());
+                    self.stats.record_request_hop(invite.received_at().elapsed());
                 }
                 leg
             }
@@ -275,7 +275,7 @@ impl Engine {
                     let _ = call.hangup().await;
                     return Step::Done(StatusCode::REQUEST_TERMINATED);
                 };
-                self.stats.answer_hop.record(answered_at.elapsed());
+                self.stats.record_answer_hop(answered_at.elapsed());
                 outcome.answered_at = Some(std::time::SystemTime::now());
                 outcome.codec = sdp_codec(&response.body);
                 let end = b2bua::hold(incoming, call).await;

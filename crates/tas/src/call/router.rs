@@ -348,16 +348,30 @@ impl CallRouter {
     /// Keeps `record` in the recent list; stores it once `app` (what answered it) is done.
     async fn keep(&self, mut record: CallRecord, app: AppRunning) {
         self.remember(record.clone());
+        if let Some(ended) = app.finished().await {
+            record.outcome.app_ended(ended);
+        }
+        self.ended(&record);
+    }
+
+    /// A call has ended: its duration counted, its record written.
+    fn ended(&self, record: &CallRecord) {
+        let ended_at = SystemTime::now();
+        if let Some(answered_at) = record.outcome.answered_at {
+            let duration = ended_at.duration_since(answered_at).unwrap_or_default();
+            metrics::histogram!("ringer_call_duration_seconds").record(duration.as_secs_f64());
+        }
         if let Some(writer) = &self.writer {
-            if let Some(ended) = app.finished().await {
-                record.outcome.app_ended(ended);
-            }
-            writer.write(record.row(writer.instance(), SystemTime::now()));
+            writer.write(record.row(writer.instance(), ended_at));
         }
     }
 
     fn remember(&self, record: CallRecord) {
         count_call(&record);
+        if let Some(answered_at) = record.outcome.answered_at {
+            let setup = answered_at.duration_since(record.invite_at).unwrap_or_default();
+            metrics::histogram!("ringer_call_setup_seconds").record(setup.as_secs_f64());
+        }
         let mut records = self.records.lock();
         if records.len() == RECORDS_KEPT {
             records.pop_front();
@@ -374,9 +388,7 @@ impl CallRouter {
             invite.reject(*status, Some(reason), None);
             record.outcome = Outcome { actions: vec![action.to_string()], status: Some(*status), ..Outcome::default() };
             self.remember(record.clone());
-            if let Some(writer) = &self.writer {
-                writer.write(record.row(writer.instance(), SystemTime::now()));
-            }
+            self.ended(&record);
             return;
         }
         let router = self.clone();

@@ -93,6 +93,18 @@ pub struct StatsView {
 }
 
 impl CallStats {
+    /// Leg 2 INVITE in → leg 3 INVITE out took `took`; also `ringer_tas_hop_seconds{hop="request"}`.
+    pub fn record_request_hop(&self, took: Duration) {
+        self.request_hop.record(took);
+        metrics::histogram!("ringer_tas_hop_seconds", "hop" => "request").record(took.as_secs_f64());
+    }
+
+    /// Leg 3 2xx in → leg 2 2xx out took `took`; also `ringer_tas_hop_seconds{hop="answer"}`.
+    pub fn record_answer_hop(&self, took: Duration) {
+        self.answer_hop.record(took);
+        metrics::histogram!("ringer_tas_hop_seconds", "hop" => "answer").record(took.as_secs_f64());
+    }
+
     /// The summaries.
     pub fn view(&self) -> StatsView {
         StatsView { request_hop: self.request_hop.summary(), answer_hop: self.answer_hop.summary() }

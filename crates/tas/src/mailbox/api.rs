@@ -197,6 +197,7 @@ async fn audio(
         Some((row, wav)) if row.subscriber == owner.as_str() => (row, wav),
         _ => return Err(ApiError::NotFound(format!("no message {id:?} in this mailbox"))),
     };
+    super::count_message("played");
     let accepts_ogg = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
@@ -232,6 +233,9 @@ async fn change(
         return Err(ApiError::NotFound(format!("no message {id:?} in this mailbox")));
     }
     info!(subscriber = %owner, %id, %state, "by the API");
+    if state == MessageState::Deleted {
+        super::count_message("deleted");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

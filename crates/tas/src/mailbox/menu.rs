@@ -254,6 +254,7 @@ impl Menu<'_> {
                 return AfterMessage::Leave;
             };
             pressed = cut_short;
+            super::count_message("played");
             if message.state == MessageState::New {
                 if let Err(error) = store.mark_voicemail_heard(owner.as_str(), &message.id).await {
                     warn!(%error, id = %message.id, "not marked heard");
@@ -285,7 +286,12 @@ impl Menu<'_> {
                 },
             };
             match store.set_voicemail_state(owner.as_str(), &message.id, state).await {
-                Ok(true) => info!(subscriber = %owner, id = %message.id, %state, "by phone"),
+                Ok(true) => {
+                    if state == MessageState::Deleted {
+                        super::count_message("deleted");
+                    }
+                    info!(subscriber = %owner, id = %message.id, %state, "by phone")
+                }
                 Ok(false) => return AfterMessage::Gone,
                 Err(error) => warn!(%error, id = %message.id, "message state not changed"),
             }

@@ -10,6 +10,12 @@ pub mod menu;
 pub mod pin;
 pub mod prompts;
 
+/// `ringer_voicemail_messages_total{event}`: a message `left` (stored), `played` (by phone,
+/// or its audio fetched over HTTP) or `deleted` (by phone, the API or the self-care page).
+pub(crate) fn count_message(event: &'static str) {
+    metrics::counter!("ringer_voicemail_messages_total", "event" => event).increment(1);
+}
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
