@@ -93,7 +93,14 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     let (server, tas, http, dir) = serve_with(&core, auth, notification, &[("RINGER_TEST_TOKEN", TOKEN)]).await;
 
     // The core answers ERROR: the text is sent again, and accepted once the core takes it.
-    leave_message(tas, "vm-notify-1").await;
+    // During the call, /metrics shows it: one dialog, one media session.
+    let call = common::sip::VoicemailCall::start(tas, "22", OWNER, "vm-notify-1").await;
+    call.speak(20).await;
+    let (_, during) = common::scrape::get(&format!("http://{http}/metrics")).await;
+    assert_eq!(common::scrape::sample(&during, "ringer_sip_dialogs", &[]), 1.0, "{during}");
+    assert_eq!(common::scrape::sample(&during, "ringer_media_sessions", &[]), 1.0, "{during}");
+    call.speak(40).await;
+    call.hang_up(OWNER).await;
     let first = outbox_holds(&core, 1).await;
     assert_eq!((first[0].to.as_str(), first[0].from.as_str()), (OWNER, "Voicemail"));
     assert!(first[0].content.starts_with("From +4711111111, "), "{:?}", first[0].content);
@@ -150,6 +157,7 @@ async fn a_new_message_is_told_to_its_owner_by_sms_retried_after_error_not_after
     assert_eq!(count("ringer_call_setup_seconds_count", &[]), 2.0, "two calls answered: {metrics}");
     assert_eq!(count("ringer_call_duration_seconds_count", &[]), 2.0, "two calls ended: {metrics}");
     assert_eq!(count("ringer_media_sessions", &[]), 0.0, "no media left: {metrics}");
+    assert_eq!(count("ringer_sip_dialogs", &[]) + count("ringer_sip_server_transactions", &[]), 0.0, "{metrics}");
     assert!(count("ringer_media_packets_received_total", &[]) >= 100.0, "the callers' RTP counted: {metrics}");
     assert!(metrics.contains("ringer_call_duration_seconds_bucket{le=\"0.5\"}"), "a histogram with buckets: {metrics}");
 

@@ -48,6 +48,8 @@ pub(super) struct Ops {
     pub(super) board: Arc<StatusBoard>,
     /// The TAS's SIP user agent (dialogs, client transactions).
     pub(super) ua: UserAgent,
+    /// Its server transactions.
+    pub(super) transactions: Arc<ringer::sip::transaction::TransactionLayer>,
     /// What relaying adds to call setup.
     pub(super) stats: Arc<CallStats>,
     /// The database, when there is one.
@@ -78,6 +80,7 @@ async fn metrics(State(ops): State<Ops>) -> Response {
     }
     metrics::gauge!("ringer_sip_dialogs").set(ops.ua.live_dialogs() as f64);
     metrics::gauge!("ringer_sip_client_transactions").set(ops.ua.clients().in_progress() as f64);
+    metrics::gauge!("ringer_sip_server_transactions").set(ops.transactions.live_transactions() as f64);
     exposition(&ops.prometheus)
 }
 

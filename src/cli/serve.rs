@@ -169,6 +169,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             prometheus: prometheus.clone(),
             board: registrar.status(),
             ua: tas.endpoint.user_agent().clone(),
+            transactions: tas.endpoint.transactions().clone(),
             stats: tas.router.stats().clone(),
             store: database.clone(),
         };

@@ -220,6 +220,11 @@ impl Endpoint {
         self.transactions.live_transactions()
     }
 
+    /// The server transaction layer, to count its transactions from elsewhere (a metrics view).
+    pub fn transactions(&self) -> &Arc<TransactionLayer> {
+        &self.transactions
+    }
+
     /// Dialogs alive now.
     pub fn live_dialogs(&self) -> usize {
         self.ua.live_dialogs()
