@@ -41,7 +41,8 @@ fn sipp_messages(log: &str) -> BTreeMap<Seen, usize> {
 async fn tshark_messages(tshark: &std::path::Path, pcap: &std::path::Path, ringer_port: u16) -> BTreeMap<Seen, usize> {
     let output = tokio::process::Command::new(tshark)
         .args(["-r", &pcap.display().to_string(), "-Y", "sip", "-T", "fields", "-E", "separator=|"])
-        .args(["-e", "udp.dstport", "-e", "sip.Request-Line", "-e", "sip.Status-Line", "-e", "sip.Call-ID"])
+        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "sip.Request-Line", "-e", "sip.Status-Line"])
+        .args(["-e", "sip.Call-ID"])
         .output()
         .await
         .expect("tshark ran");
@@ -49,7 +50,8 @@ async fn tshark_messages(tshark: &std::path::Path, pcap: &std::path::Path, ringe
     let mut seen = BTreeMap::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split('|').collect();
-        let [port, request, status, call_id] = fields[..] else { panic!("tshark line {line:?}") };
+        let [source, destination, port, request, status, call_id] = fields[..] else { panic!("tshark line {line:?}") };
+        assert_eq!((source, destination), ("127.0.0.1", "127.0.0.1"), "the addresses as on the wire: {line}");
         let start = if request.is_empty() { status } else { request };
         let received = port.parse::<u16>().ok() == Some(ringer_port);
         *seen.entry((received, start.to_owned(), call_id.to_owned())).or_insert(0) += 1;

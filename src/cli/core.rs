@@ -15,13 +15,18 @@ pub(super) async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // The emulated core's side in the same exposition format as the TAS's: its API calls and
     // registrations, and the SIP its SBC sends and receives.
     let prometheus = super::ops::install_recorder()?;
-    let metrics = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let prometheus = prometheus.clone();
-            async move { super::ops::exposition(&prometheus) }
-        }),
-    );
+    let metrics = move |registry: std::sync::Arc<ringer::core::registry::Registry>| {
+        axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (prometheus, registry) = (prometheus.clone(), registry.clone());
+                async move {
+                    metrics::gauge!("ringer_emulated_core_registrations").set(registry.live() as f64);
+                    super::ops::exposition(&prometheus)
+                }
+            }),
+        )
+    };
     let core = ringer::core::start_with(&config, metrics).await?;
     println!(
         "emulated core: SipBreakoutService at {}, token endpoint {}, metrics at {}/metrics",

@@ -197,7 +197,7 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
                     if let Some(records) = &records {
                         records.reopen();
                     }
-                    tas.tls.reload("SIGHUP");
+                    tas.tls.reload("SIGHUP").await;
                     if let Some((revision, reloaded)) = reload(path, database).await {
                         apply(&mut config, reloaded, &mut registrar, &tas.router, &mut leases).await;
                         applied = applied.max(revision);
@@ -234,6 +234,11 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
         }
     };
     drain_calls(sip, config.calls.drain_timeout, &mut signals).await;
+    // The calls just ended are recorded once their apps are done (a recording stored).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tas.router.calls_in_progress() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if let Some(writer) = record_writer {
         writer.finish(Duration::from_secs(10)).await;
     }

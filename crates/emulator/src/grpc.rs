@@ -119,7 +119,6 @@ impl SipBreakoutService for SipBreakoutCore {
     ) -> Result<Response<UpsertRegistrationResponse>, Status> {
         let result = self.upsert(request).await;
         count_request("UpsertRegistration", result.as_ref().map(|response| response.get_ref().status_code));
-        metrics::gauge!("ringer_emulated_core_registrations").set(self.registry.live() as f64);
         result
     }
 
@@ -129,7 +128,6 @@ impl SipBreakoutService for SipBreakoutCore {
     ) -> Result<Response<DeleteRegistrationResponse>, Status> {
         let result = self.delete(request).await;
         count_request("DeleteRegistration", result.as_ref().map(|response| response.get_ref().status_code));
-        metrics::gauge!("ringer_emulated_core_registrations").set(self.registry.live() as f64);
         result
     }
 }

@@ -80,11 +80,15 @@ pub struct CoreHandle {
 
 /// Starts the emulated core's gRPC API as `config` says.
 pub async fn start(config: &CoreConfig) -> Result<CoreHandle, CoreError> {
-    start_with(config, axum::Router::new()).await
+    start_with(config, |_| axum::Router::new()).await
 }
 
-/// As [`start`], serving `extra` (such as `/metrics`) on the same HTTP listener.
-pub async fn start_with(config: &CoreConfig, extra: axum::Router) -> Result<CoreHandle, CoreError> {
+/// As [`start`], serving the routes `extra` makes of the registry (such as `/metrics`) on the
+/// same HTTP listener.
+pub async fn start_with(
+    config: &CoreConfig,
+    extra: impl FnOnce(Arc<Registry>) -> axum::Router,
+) -> Result<CoreHandle, CoreError> {
     tls::install_crypto_provider();
     let registry = Arc::new(Registry::new(config.time_to_live));
     let auth = Arc::new(Authenticator::new(&config.auth));
@@ -102,7 +106,11 @@ pub async fn start_with(config: &CoreConfig, extra: axum::Router) -> Result<Core
     let outbox = Arc::new(sms::Outbox::new(config.sms_answer));
     let sms_service = SmsServiceServer::new(sms::SmsCore::new(auth.clone(), outbox.clone()));
     let routes = Routes::from(
-        Routes::new(service).add_service(sms_service).into_axum_router().merge(token_endpoint).merge(extra),
+        Routes::new(service)
+            .add_service(sms_service)
+            .into_axum_router()
+            .merge(token_endpoint)
+            .merge(extra(registry.clone())),
     );
 
     // The token endpoint is plain HTTP/1.1 for most OAuth clients, so HTTP/1 is accepted beside gRPC.

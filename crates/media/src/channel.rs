@@ -101,13 +101,14 @@ impl AudioChannel {
     }
 
     /// Counts `packet` when it is of the call's stream (audio or telephone-events, which share
-    /// its sequence numbers); audio alone feeds the jitter.
-    fn count(&mut self, packet: &rtc::rtp::Packet) {
+    /// its sequence numbers); audio read as it arrives (`timely`) feeds the jitter, a backlog
+    /// read all at once does not.
+    fn count(&mut self, packet: &rtc::rtp::Packet, timely: bool) {
         let header = &packet.header;
         let audio = header.payload_type == self.payload_type;
         if audio || Some(header.payload_type) == self.telephone_event {
-            let timestamp = audio.then_some(header.timestamp);
-            self.reception.on_packet(header.sequence_number, timestamp, std::time::Instant::now());
+            let timestamp = (audio && timely).then_some(header.timestamp);
+            self.reception.on_packet(header.ssrc, header.sequence_number, timestamp, std::time::Instant::now());
         }
     }
 
@@ -139,7 +140,7 @@ impl AudioChannel {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let packet = self.next_packet(deadline).await?;
-            self.count(&packet);
+            self.count(&packet, true);
             let pt = packet.header.payload_type;
             if Some(pt) == self.telephone_event {
                 if let Some((key, true)) = telephone_event(&packet.payload) {
@@ -180,7 +181,7 @@ impl AudioChannel {
             }
         }
         for packet in &dropped {
-            self.count(packet);
+            self.count(packet, false);
         }
     }
 

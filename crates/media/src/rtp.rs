@@ -47,16 +47,22 @@ impl RtpStream {
 const MAX_DROPOUT: u16 = 3000;
 
 /// What arrived of the peer's stream: packets, the losses the sequence numbers show, and the
-/// interarrival jitter.
+/// interarrival jitter. A new SSRC, or a jump in sequence numbers that the next packet
+/// confirms (a peer that restarted its stream), starts a new count on top of the old one.
 #[derive(Debug, Clone)]
 pub struct Reception {
     clock_rate: u32,
     started: Instant,
-    /// The first sequence number, and the highest seen with its wrap count.
+    ssrc: Option<u32>,
+    /// The first sequence number of the current run, and the highest seen with its wrap count.
     first: Option<u16>,
     highest: u16,
     cycles: u64,
+    /// Packets expected in the runs before the current one.
+    expected_before: u64,
     received: u64,
+    /// A sequence number far from the run: the next one after it confirms a restart.
+    restart: Option<u16>,
     /// The last packet's transit time, in clock ticks (RFC 3550 A.8).
     transit: Option<i64>,
     /// The interarrival jitter estimate, in clock ticks.
@@ -74,46 +80,47 @@ pub struct ReceptionSummary {
     pub jitter: Duration,
 }
 
-impl ReceptionSummary {
-    /// The fraction of expected packets that were lost (0 when none was expected).
-    pub fn loss_ratio(&self) -> f64 {
-        match self.received + self.lost {
-            0 => 0.0,
-            expected => self.lost as f64 / expected as f64,
-        }
-    }
-}
-
 impl Reception {
     /// Statistics of a stream on a `clock_rate` Hz clock.
     pub fn new(clock_rate: u32) -> Self {
         Self {
             clock_rate: clock_rate.max(1),
             started: Instant::now(),
+            ssrc: None,
             first: None,
             highest: 0,
             cycles: 0,
+            expected_before: 0,
             received: 0,
+            restart: None,
             transit: None,
             jitter: 0.0,
         }
     }
 
-    /// Counts a packet with `sequence`; `timestamp`, when given (audio, not events whose
-    /// timestamps stay on the event's start), feeds the jitter with its arrival `at`.
-    pub fn on_packet(&mut self, sequence: u16, timestamp: Option<u32>, at: Instant) {
+    /// Counts a packet of `ssrc` with `sequence`; `timestamp`, when given (audio read as it
+    /// arrives, not events whose timestamps stay on the event's start), feeds the jitter with
+    /// its arrival `at`.
+    pub fn on_packet(&mut self, ssrc: u32, sequence: u16, timestamp: Option<u32>, at: Instant) {
         self.received += 1;
-        match self.first {
-            None => {
-                self.first = Some(sequence);
+        if self.ssrc != Some(ssrc) {
+            self.ssrc = Some(ssrc);
+            self.start_run(sequence);
+        } else {
+            let ahead = sequence.wrapping_sub(self.highest);
+            if ahead > 0 && ahead < MAX_DROPOUT {
+                if sequence < self.highest {
+                    self.cycles += 1;
+                }
                 self.highest = sequence;
-            }
-            Some(_) => {
-                let ahead = sequence.wrapping_sub(self.highest);
-                if ahead > 0 && ahead < MAX_DROPOUT {
-                    if sequence < self.highest {
-                        self.cycles += 1;
-                    }
+                self.restart = None;
+            } else if (MAX_DROPOUT..u16::MAX - MAX_DROPOUT).contains(&ahead) {
+                // Far off: a restart if the next packet follows this one (RFC 3550 A.1's bad_seq).
+                match self.restart {
+                    Some(previous) if sequence == previous.wrapping_add(1) => self.start_run(previous),
+                    _ => self.restart = Some(sequence),
+                }
+                if self.restart.is_none() {
                     self.highest = sequence;
                 }
             }
@@ -131,12 +138,27 @@ impl Reception {
         }
     }
 
+    /// A new run of sequence numbers from `sequence`: what the old one expected is kept.
+    fn start_run(&mut self, sequence: u16) {
+        self.expected_before += self.expected_in_run();
+        self.first = Some(sequence);
+        self.highest = sequence;
+        self.cycles = 0;
+        self.restart = None;
+        // A new stream's timestamps have a new origin.
+        self.transit = None;
+    }
+
+    fn expected_in_run(&self) -> u64 {
+        match self.first {
+            Some(first) => (self.cycles * 65536 + u64::from(self.highest) + 1).saturating_sub(u64::from(first)),
+            None => 0,
+        }
+    }
+
     /// Packets received, lost, and the jitter now.
     pub fn summary(&self) -> ReceptionSummary {
-        let expected = match self.first {
-            Some(first) => self.cycles * 65536 + u64::from(self.highest) + 1 - u64::from(first),
-            None => 0,
-        };
+        let expected = self.expected_before + self.expected_in_run();
         ReceptionSummary {
             received: self.received,
             lost: expected.saturating_sub(self.received),
@@ -156,7 +178,7 @@ mod tests {
         for (i, sequence) in sequences.iter().enumerate() {
             let timestamp = 1_000u32.wrapping_add(u32::from(sequence.wrapping_sub(sequences[0])) * 160);
             let at = start + Duration::from_millis(20 * i as u64) + late(i);
-            reception.on_packet(*sequence, Some(timestamp), at);
+            reception.on_packet(7, *sequence, Some(timestamp), at);
         }
         reception.summary()
     }
@@ -174,7 +196,6 @@ mod tests {
         let sequences = [65533, 65534, 0, 1, 3, 4, 5];
         let summary = receive(&sequences, |_| Duration::ZERO);
         assert_eq!((summary.received, summary.lost), (7, 2), "{summary:?}");
-        assert!((summary.loss_ratio() - 2.0 / 9.0).abs() < 1e-9);
     }
 
     #[test]
@@ -182,6 +203,25 @@ mod tests {
         let summary = receive(&[10, 12, 11, 13, 13, 15], |_| Duration::ZERO);
         // Expected 10..=15 (6), received 6 with one twice: the loss of 14 is hidden, as in RFC 3550.
         assert_eq!((summary.received, summary.lost), (6, 0));
+    }
+
+    #[test]
+    fn a_restarted_stream_is_counted_on_not_hidden() {
+        let mut reception = Reception::new(8000);
+        let at = reception.started;
+        for sequence in 100..110 {
+            reception.on_packet(7, sequence, None, at);
+        }
+        // The peer restarts at 40000 (confirmed by 40001), then loses 40003.
+        for sequence in [40000, 40001, 40002, 40004] {
+            reception.on_packet(7, sequence, None, at);
+        }
+        assert_eq!((reception.summary().received, reception.summary().lost), (14, 1));
+        // A new SSRC starts a run of its own: its losses count too.
+        for sequence in [5, 6, 8] {
+            reception.on_packet(9, sequence, None, at);
+        }
+        assert_eq!((reception.summary().received, reception.summary().lost), (17, 2));
     }
 
     #[test]

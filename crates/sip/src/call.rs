@@ -47,6 +47,11 @@ impl CallHandle {
         self.dialog.state().end_reason.clone().unwrap_or_default()
     }
 
+    /// Whether the peer ended the dialog with its BYE (not ringer, a timer or a missing ACK).
+    pub fn ended_by_peer(&self) -> bool {
+        self.dialog.ended_by_peer()
+    }
+
     /// Whether the dialog has ended.
     pub fn is_ended(&self) -> bool {
         self.dialog.ended.is_cancelled()

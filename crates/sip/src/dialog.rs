@@ -18,6 +18,9 @@ use crate::route::RouteSet;
 use crate::session_timer::Agreed;
 use crate::transport::Link;
 
+/// Why a dialog ended when the peer sent BYE (see [`crate::call::CallHandle::ended`]).
+pub const BYE_FROM_PEER: &str = "BYE from the peer";
+
 /// Identifies a dialog (RFC 3261 §12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DialogId {
@@ -188,6 +191,11 @@ impl Dialog {
 
     pub(crate) fn state(&self) -> MutexGuard<'_, DialogState> {
         self.state.lock()
+    }
+
+    /// Whether the peer ended the dialog (its BYE), rather than ringer or a timer.
+    pub(crate) fn ended_by_peer(&self) -> bool {
+        self.state().end_reason.as_deref() == Some(BYE_FROM_PEER)
     }
 
     /// Marks the dialog ended (once); the first reason given is kept.

@@ -385,19 +385,8 @@ impl Outbound {
             }
             _ => None,
         };
-        let tls = connector.is_some();
-        let connected = stream::connect(addr, connector, context, CONNECT_TIMEOUT).await;
-        if tls {
-            let result = match &connected {
-                Ok(_) => "ok",
-                Err(error) => tls::verify::failure_reason(error),
-            };
-            crate::metrics::tls_handshake("out", result);
-        }
-        let link = connected.map_err(|source| ConnectError::Connect {
-            target: target.to_string(),
-            explained: tls::verify::explain_io(&source),
-            source,
+        let link = stream::connect(addr, connector, context, CONNECT_TIMEOUT).await.map_err(|source| {
+            ConnectError::Connect { target: target.to_string(), explained: tls::verify::explain_io(&source), source }
         })?;
         debug!(%addr, %transport, "connection opened for outgoing requests");
         *slot = Some(link.clone());

@@ -277,7 +277,7 @@ impl Uas {
                     }
                 }
                 info!(call_id = %id.call_id, "call ended by BYE from the peer");
-                dialog.end("BYE from the peer");
+                dialog.end(crate::dialog::BYE_FROM_PEER);
             }
             Method::Options => respond(StatusCode::OK, None),
             Method::Invite | Method::Update => {

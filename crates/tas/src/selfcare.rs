@@ -485,7 +485,7 @@ async fn message_audio(State(care): State<SelfCare>, headers: HeaderMap, Path(id
     let Some(owner) = session(&care, &headers).await else { return StatusCode::UNAUTHORIZED.into_response() };
     match care.mailboxes.store().voicemail(&id).await {
         Ok(Some((row, wav))) if row.subscriber == owner.as_str() => {
-            crate::mailbox::count_message("played");
+            crate::mailbox::count_fetched(&headers);
             if let Err(error) = care.mailboxes.store().mark_voicemail_heard(owner.as_str(), &id).await {
                 warn!(%error, "self-care: message not marked heard");
             }

@@ -27,11 +27,16 @@ impl TlsReloader {
         self.0.certificates()
     }
 
-    /// Reads every TLS file again; on success the new certificates and CAs serve the next
-    /// handshakes. On failure the ones in use stay, and the error is logged. Returns whether
-    /// the files were taken.
-    pub fn reload(&self, why: &str) -> bool {
-        match self.0.reload() {
+    /// Reads every TLS file again (off the async runtime); on success the new certificates and
+    /// CAs serve the next handshakes. On failure the ones in use stay, and the error is logged.
+    /// Returns whether the files were taken.
+    pub async fn reload(&self, why: &str) -> bool {
+        let tls = self.0.clone();
+        let Ok(reloaded) = tokio::task::spawn_blocking(move || tls.reload()).await else {
+            error!(why, "TLS files not reloaded: the reload stopped");
+            return false;
+        };
+        match reloaded {
             Ok(certificates) => {
                 metrics::counter!("ringer_tls_reloads_total", "result" => "ok").increment(1);
                 self.report(&certificates, why);
@@ -58,8 +63,9 @@ impl TlsReloader {
             ticks.tick().await;
             loop {
                 ticks.tick().await;
-                if reloader.0.files_changed() {
-                    reloader.reload("a TLS file changed");
+                let tls = reloader.0.clone();
+                if tokio::task::spawn_blocking(move || tls.files_changed()).await.unwrap_or(false) {
+                    reloader.reload("a TLS file changed").await;
                 }
             }
         }))

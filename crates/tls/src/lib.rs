@@ -101,10 +101,7 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    install_crypto_provider();
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Config(error.to_string()))?;
+    let builder = server_builder()?;
     let builder = match client_ca {
         Some(path) => {
             let verifier = WebPkiClientVerifier::builder(Arc::new(load_roots(path)?))
@@ -125,13 +122,7 @@ pub fn client_config(
     ca: Option<&Path>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    install_crypto_provider();
-    let verifier = peer_verifier(ca)?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Config(error.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
+    let builder = client_builder(Arc::new(peer_verifier(ca)?))?;
     let config = match identity {
         Some((chain, key)) => {
             builder.with_client_auth_cert(chain, key).map_err(|error| TlsError::Config(error.to_string()))?
@@ -163,4 +154,24 @@ fn peer_verifier(ca: Option<&Path>) -> Result<verify::ServerVerifier, TlsError> 
         }
     };
     verify::ServerVerifier::new(roots, pinned).map_err(|error| TlsError::Config(error.to_string()))
+}
+
+/// A server config builder on ring with TLS 1.2 and 1.3, before its client authentication.
+fn server_builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, TlsError> {
+    install_crypto_provider();
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Config(error.to_string()))
+}
+
+/// A client config builder on ring with TLS 1.2 and 1.3 checking servers with `verifier`.
+fn client_builder(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, TlsError> {
+    install_crypto_provider();
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Config(error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier))
 }

@@ -86,30 +86,51 @@ impl CertificateSet {
     }
 }
 
+/// What is in use, swapped whole by a reload: every handshake reads one consistent set.
+struct InUse {
+    certificates: Option<CertificateSet>,
+    client: Option<Arc<dyn ClientCertVerifier>>,
+    /// The client CAs' names, sent in CertificateRequest so that clients with several
+    /// certificates pick the right one. Leaked once per load: rustls wants them borrowed for
+    /// as long as the verifier lives, and reloads are rare operator actions.
+    client_hints: &'static [DistinguishedName],
+    peer: Arc<dyn ServerCertVerifier>,
+    summaries: Vec<CertificateSummary>,
+}
+
+impl std::fmt::Debug for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InUse").field("summaries", &self.summaries).finish_non_exhaustive()
+    }
+}
+
+/// The set in use, shared by the resolver, the verifiers and the reloader.
+type Shared = Arc<RwLock<Arc<InUse>>>;
+
 /// Chooses the server certificate by SNI from the set in use.
 #[derive(Debug)]
-struct ServerCertificates(RwLock<Arc<CertificateSet>>);
+struct ServerCertificates(Shared);
 
 impl ResolvesServerCert for ServerCertificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().choose(hello.server_name()))
+        let in_use = self.0.read().clone();
+        in_use.certificates.as_ref().map(|set| set.choose(hello.server_name()))
     }
 }
 
 /// Delegates to the client certificate verifier in use.
 #[derive(Debug)]
-struct ClientVerifier(RwLock<Arc<dyn ClientCertVerifier>>);
+struct ClientVerifier(Shared);
 
 impl ClientVerifier {
-    fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        self.0.read().clone()
+    fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+        self.0.read().client.clone().ok_or_else(|| Error::General("no client CA in use".into()))
     }
 }
 
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        // The hints are optional (RFC 8446 §4.2.4); a reference cannot outlive the lock.
-        &[]
+        self.0.read().client_hints
     }
 
     fn verify_client_cert(
@@ -118,7 +139,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.current().verify_client_cert(end_entity, intermediates, now)
+        self.current()?.verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -127,7 +148,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
+        self.current()?.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -136,21 +157,21 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
+        self.current()?.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
+        self.current().map(|verifier| verifier.supported_verify_schemes()).unwrap_or_default()
     }
 }
 
 /// Delegates to the server certificate verifier in use (for connections ringer opens).
 #[derive(Debug)]
-struct PeerVerifier(RwLock<Arc<dyn ServerCertVerifier>>);
+struct PeerVerifier(Shared);
 
 impl PeerVerifier {
     fn current(&self) -> Arc<dyn ServerCertVerifier> {
-        self.0.read().clone()
+        self.0.read().peer.clone()
     }
 }
 
@@ -189,14 +210,6 @@ impl ServerCertVerifier for PeerVerifier {
     }
 }
 
-/// Everything read from the files at one moment, checked.
-struct Loaded {
-    set: Option<CertificateSet>,
-    summaries: Vec<CertificateSummary>,
-    client: Option<Arc<dyn ClientCertVerifier>>,
-    peer: Arc<dyn ServerCertVerifier>,
-}
-
 /// A file's size and modification time, to notice that it changed.
 type Stamp = Option<(u64, SystemTime)>;
 
@@ -210,11 +223,10 @@ fn stamp(path: &Path) -> Stamp {
 #[derive(Debug)]
 pub struct ReloadableTls {
     files: TlsFiles,
-    certificates: Option<Arc<ServerCertificates>>,
-    client: Option<Arc<ClientVerifier>>,
-    peer: Arc<PeerVerifier>,
-    summaries: Mutex<Vec<CertificateSummary>>,
-    stamps: Mutex<Vec<Stamp>>,
+    in_use: Shared,
+    /// One reload at a time, with the stamps of the files it read: a slower reload never
+    /// puts older files in use after a newer one.
+    reloading: Mutex<Vec<Stamp>>,
 }
 
 impl ReloadableTls {
@@ -222,68 +234,59 @@ impl ReloadableTls {
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         crate::install_crypto_provider();
         let stamps = files.paths().into_iter().map(stamp).collect();
-        let loaded = load(&files)?;
-        Ok(Self {
-            certificates: loaded.set.map(|set| Arc::new(ServerCertificates(RwLock::new(Arc::new(set))))),
-            client: loaded.client.map(|client| Arc::new(ClientVerifier(RwLock::new(client)))),
-            peer: Arc::new(PeerVerifier(RwLock::new(loaded.peer))),
-            summaries: Mutex::new(loaded.summaries),
-            stamps: Mutex::new(stamps),
-            files,
-        })
+        let in_use = load(&files)?;
+        Ok(Self { files, in_use: Arc::new(RwLock::new(Arc::new(in_use))), reloading: Mutex::new(stamps) })
     }
 
     /// Reads every file again and, when all are usable, puts them in use for the next
-    /// handshakes; otherwise keeps what is in use and says why.
+    /// handshakes, all at once; otherwise keeps what is in use and says why. Blocks on the
+    /// files: call it off the async runtime.
     pub fn reload(&self) -> Result<Vec<CertificateSummary>, TlsError> {
-        let stamps = self.files.paths().into_iter().map(stamp).collect();
+        let mut stamps = self.reloading.lock();
         // Noted before reading: a file changed while being read is read again next time.
-        *self.stamps.lock() = stamps;
+        *stamps = self.files.paths().into_iter().map(stamp).collect();
         let loaded = load(&self.files)?;
-        if let (Some(certificates), Some(set)) = (&self.certificates, loaded.set) {
-            *certificates.0.write() = Arc::new(set);
-        }
-        if let (Some(client), Some(verifier)) = (&self.client, loaded.client) {
-            *client.0.write() = verifier;
-        }
-        *self.peer.0.write() = loaded.peer;
-        *self.summaries.lock() = loaded.summaries.clone();
-        Ok(loaded.summaries)
+        let summaries = loaded.summaries.clone();
+        *self.in_use.write() = Arc::new(loaded);
+        Ok(summaries)
     }
 
     /// Whether a file changed (size or modification time) since it was last read.
     pub fn files_changed(&self) -> bool {
         let now: Vec<Stamp> = self.files.paths().into_iter().map(stamp).collect();
-        *self.stamps.lock() != now
+        *self.reloading.lock() != now
     }
 
     /// The server certificates in use.
     pub fn certificates(&self) -> Vec<CertificateSummary> {
-        self.summaries.lock().clone()
+        self.in_use.read().summaries.clone()
     }
 
     /// A TLS 1.2/1.3 server config serving the certificates in use (`None` without any).
+    /// With client certificates required, sessions are never resumed: a resumed session would
+    /// skip the check against a client CA replaced since.
     pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        let Some(certificates) = &self.certificates else { return Ok(None) };
-        let builder = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::Config(error.to_string()))?;
-        let builder = match &self.client {
-            Some(client) => builder.with_client_cert_verifier(client.clone()),
-            None => builder.with_no_client_auth(),
+        if self.files.certificates.is_empty() {
+            return Ok(None);
+        }
+        let builder = crate::server_builder()?;
+        let mutual = self.files.client_ca.is_some();
+        let builder = match mutual {
+            true => builder.with_client_cert_verifier(Arc::new(ClientVerifier(self.in_use.clone()))),
+            false => builder.with_no_client_auth(),
         };
-        Ok(Some(Arc::new(builder.with_cert_resolver(certificates.clone()))))
+        let mut config = builder.with_cert_resolver(Arc::new(ServerCertificates(self.in_use.clone())));
+        if mutual {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
+        Ok(Some(Arc::new(config)))
     }
 
     /// A TLS client config checking servers against the peer CA bundle in use.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::Config(error.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(self.peer.clone())
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        let verifier = Arc::new(PeerVerifier(self.in_use.clone()));
+        Ok(Arc::new(crate::client_builder(verifier)?.with_no_client_auth()))
     }
 }
 
@@ -294,7 +297,7 @@ impl std::fmt::Display for CertificateSummary {
     }
 }
 
-fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
+fn load(files: &TlsFiles) -> Result<InUse, TlsError> {
     let provider = rustls::crypto::ring::default_provider();
     let mut summaries = Vec::new();
     let mut keys = Vec::new();
@@ -313,7 +316,7 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
         keys.push((summary.names.clone(), Arc::new(certified)));
         summaries.push(summary);
     }
-    let set = keys.first().map(|(_, default)| CertificateSet {
+    let certificates = keys.first().map(|(_, default)| CertificateSet {
         default: default.clone(),
         named: keys
             .iter()
@@ -329,7 +332,11 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
         None => None,
     };
     let peer: Arc<dyn ServerCertVerifier> = Arc::new(crate::peer_verifier(files.peer_ca.as_deref())?);
-    Ok(Loaded { set, summaries, client, peer })
+    let client_hints: &'static [DistinguishedName] = match &client {
+        Some(verifier) => Box::leak(verifier.root_hint_subjects().to_vec().into_boxed_slice()),
+        None => &[],
+    };
+    Ok(InUse { certificates, client, client_hints, peer, summaries })
 }
 
 /// The names and expiry of `chain`'s leaf.

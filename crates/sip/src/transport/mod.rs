@@ -80,8 +80,9 @@ pub struct Link {
     local: SocketAddr,
     peer: SocketAddr,
     path: Path,
-    /// Where copies of what crosses the link go (HEP), when anywhere.
-    mirror: Option<Arc<hep::HepMirror>>,
+    /// Where copies of what crosses the link go (HEP), when anywhere, and our address as the
+    /// copies show it (the connection's own, where `local` is a listener's wildcard).
+    mirror: Option<(Arc<hep::HepMirror>, SocketAddr)>,
 }
 
 #[derive(Clone)]
@@ -106,15 +107,21 @@ impl Link {
     }
 
     /// The link, with a copy of each message sent or received over it going to `mirror`.
-    pub(crate) fn mirrored(mut self, mirror: Option<&Arc<hep::HepMirror>>) -> Self {
-        self.mirror = mirror.cloned();
+    pub(crate) fn mirrored(self, mirror: Option<&Arc<hep::HepMirror>>) -> Self {
+        let local = self.local;
+        self.mirrored_as(mirror, local)
+    }
+
+    /// As [`Link::mirrored`], the copies showing our address as `seen_local`.
+    pub(crate) fn mirrored_as(mut self, mirror: Option<&Arc<hep::HepMirror>>, seen_local: SocketAddr) -> Self {
+        self.mirror = mirror.map(|mirror| (mirror.clone(), seen_local));
         self
     }
 
     /// Mirrors a message received over the link.
     pub(crate) fn mirror_received(&self, message: &[u8]) {
-        if let Some(mirror) = &self.mirror {
-            mirror.mirror(self.transport.ip_protocol(), self.peer, self.local, message);
+        if let Some((mirror, local)) = &self.mirror {
+            mirror.mirror(self.transport.ip_protocol(), self.peer, *local, message);
         }
     }
 
@@ -159,9 +166,16 @@ impl Link {
 
     /// Sends bytes without waiting: a datagram, or a place in the connection's send queue.
     pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
-        if let Some(mirror) = &self.mirror {
-            mirror.mirror(self.transport.ip_protocol(), self.local, self.peer, &bytes);
+        let mirrored = self.mirror.as_ref().map(|(mirror, local)| (mirror.clone(), *local, bytes.clone()));
+        let sent = self.send_unmirrored(bytes);
+        // Only what left (or was queued to leave) is shown as sent.
+        if let (Ok(()), Some((mirror, local, bytes))) = (&sent, mirrored) {
+            mirror.mirror(self.transport.ip_protocol(), local, self.peer, &bytes);
         }
+        sent
+    }
+
+    fn send_unmirrored(&self, bytes: Bytes) -> Result<(), SendError> {
         match &self.path {
             Path::Datagram(socket) => match socket.try_send_to(&bytes, self.peer) {
                 Ok(_) => Ok(()),

@@ -94,17 +94,19 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, context: Str
             }
         };
         let _ = socket.set_nodelay(true);
+        // The listener's address may be a wildcard; the connection's is the one used.
+        let addresses = (local, socket.local_addr().unwrap_or(local));
         let context = context.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => run(socket, Transport::Tcp, local, peer, context, slot).await,
+                None => run(socket, Transport::Tcp, addresses, peer, context, slot).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(context.limits.handshake_timeout, acceptor.accept(socket));
                     match handshake.await {
                         Ok(Ok(stream)) => {
                             crate::metrics::tls_handshake("in", "ok");
-                            run(stream, Transport::Tls, local, peer, context, slot).await
+                            run(stream, Transport::Tls, addresses, peer, context, slot).await
                         }
                         Ok(Err(error)) => {
                             crate::metrics::tls_handshake("in", tls::verify::failure_reason(&error));
@@ -132,32 +134,33 @@ pub fn spawn_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, queue) = new_link(transport, local, peer, &context);
+    let (link, queue) = new_link(transport, (local, local), peer, &context);
     tokio::spawn(connection_loop(stream, link.clone(), queue, context, None));
     link
 }
 
 fn new_link(
     transport: Transport,
-    local: SocketAddr,
+    (local, seen_local): (SocketAddr, SocketAddr),
     peer: SocketAddr,
     context: &StreamContext,
 ) -> (Link, QueueReceiver) {
     let (sender, queue) = send_queue();
-    (Link::stream(transport, local, peer, sender).mirrored(context.mirror.as_ref()), queue)
+    (Link::stream(transport, local, peer, sender).mirrored_as(context.mirror.as_ref(), seen_local), queue)
 }
 
+/// `addresses`: the listener's (a wildcard, perhaps) and the connection's own.
 async fn run<S>(
     stream: S,
     transport: Transport,
-    local: SocketAddr,
+    addresses: (SocketAddr, SocketAddr),
     peer: SocketAddr,
     context: StreamContext,
     slot: ConnectionSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, queue) = new_link(transport, local, peer, &context);
+    let (link, queue) = new_link(transport, addresses, peer, &context);
     connection_loop(stream, link, queue, context, Some(slot)).await;
 }
 
@@ -301,9 +304,19 @@ pub async fn connect(
     match tls {
         None => Ok(spawn_connection(socket, Transport::Tcp, local, peer, context)),
         Some((connector, name)) => {
-            let stream = tokio::time::timeout(timeout, connector.connect(name, socket))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            let handshake = tokio::time::timeout(timeout, connector.connect(name, socket)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    crate::metrics::tls_handshake("out", tls::verify::failure_reason(&error));
+                    return Err(error);
+                }
+                Err(_) => {
+                    crate::metrics::tls_handshake("out", "timeout");
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"));
+                }
+            };
+            crate::metrics::tls_handshake("out", "ok");
             Ok(spawn_connection(stream, Transport::Tls, local, peer, context))
         }
     }

@@ -442,8 +442,10 @@ impl Answerer {
                 _ = call.ended() => false,
             };
             if !connected {
-                let ended_by = if call.is_ended() {
+                let ended_by = if call.ended_by_peer() {
                     EndedBy::Caller
+                } else if call.is_ended() {
+                    EndedBy::Tas
                 } else {
                     info!(call_id = %call.id().call_id, "ICE or DTLS did not complete: hanging up");
                     let _ = call.hangup().await;
@@ -479,7 +481,9 @@ impl Answerer {
                     }
                     AppMedia::Channel(mut channel) => {
                         let end = on_channel(&mut channel, app, &settings, &info, meta, &stop).await;
-                        (end, Some(channel.reception()))
+                        // Only apps that listen read what arrives; the others leave it unread.
+                        let listens = matches!(app, App::Voicemail | App::VoicemailMain);
+                        (end, listens.then(|| channel.reception()))
                     }
                 }
             };
@@ -505,13 +509,11 @@ impl Answerer {
                     }
                 }
             };
-            let ended_by = if end != apps::AppEnd::CallerLeft && !call.is_ended() {
+            if end != apps::AppEnd::CallerLeft && !call.is_ended() {
                 info!(call_id = %call.id().call_id, ?end, "the app is done: hanging up");
                 let _ = call.hangup().await;
-                EndedBy::Tas
-            } else {
-                EndedBy::Caller
-            };
+            }
+            let ended_by = if call.ended_by_peer() { EndedBy::Caller } else { EndedBy::Tas };
             session.close().await;
             if let Some(reception) = &reception {
                 count_reception(reception);

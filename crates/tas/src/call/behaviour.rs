@@ -280,10 +280,13 @@ impl Engine {
                 outcome.codec = sdp_codec(&response.body);
                 let end = b2bua::hold(incoming, call).await;
                 info!(%call_id, ?end, "relayed call ended");
+                // A side "ended" by ringer itself (a session timer, no ACK) was the TAS's doing.
+                let by_peer = |reason: &str| reason == sip::dialog::BYE_FROM_PEER;
                 outcome.ended_by = Some(match end {
-                    JoinEnd::CallerEnded(_) | JoinEnd::NotAnswered => EndedBy::Caller,
-                    JoinEnd::CalleeEnded(_) => EndedBy::Callee,
-                    JoinEnd::NoAck => EndedBy::Tas,
+                    JoinEnd::CallerEnded(reason) if by_peer(&reason) => EndedBy::Caller,
+                    JoinEnd::CalleeEnded(reason) if by_peer(&reason) => EndedBy::Callee,
+                    JoinEnd::NotAnswered => EndedBy::Caller,
+                    JoinEnd::CallerEnded(_) | JoinEnd::CalleeEnded(_) | JoinEnd::NoAck => EndedBy::Tas,
                 });
                 Step::Done(StatusCode::OK)
             }

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +32,9 @@ pub struct RecordWriter {
     store: Option<mpsc::Sender<CallRecordRow>>,
     /// To the file's writer, when `call_records.file` is set.
     file: Option<mpsc::Sender<FileCommand>>,
+    /// Set to have the file's writer reopen the file (a queued command only wakes it, so a
+    /// full queue loses no reopen).
+    reopen: Arc<AtomicBool>,
     instance: Arc<str>,
     dropped: Arc<AtomicU64>,
 }
@@ -56,7 +59,10 @@ impl RecordWriterTask {
             if let Some((commands, thread)) = self.file {
                 // Queued behind every record: the thread writes them all first.
                 let _ = commands.send(FileCommand::Stop).await;
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                // Watched, not joined: a thread stuck on a stalled disk must not hold the exit.
+                while !thread.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         };
         if tokio::time::timeout(timeout, async { tokio::join!(store, file) }).await.is_err() {
@@ -92,9 +98,10 @@ impl RecordWriter {
             }
             None => (None, None),
         };
+        let reopen = Arc::new(AtomicBool::new(false));
         let (file_queue, file_task) = match &config.file {
             Some(path) => {
-                let file = RecordFile::open(path.clone(), config.max_size)?;
+                let file = RecordFile::open(path.clone(), config.max_size, reopen.clone())?;
                 let (queue, receiver) = mpsc::channel(QUEUED);
                 let thread = std::thread::Builder::new()
                     .name("call-records".into())
@@ -107,6 +114,7 @@ impl RecordWriter {
         let writer = Self {
             store: store_queue,
             file: file_queue,
+            reopen,
             instance: instance.into(),
             dropped: Arc::new(AtomicU64::new(0)),
         };
@@ -136,9 +144,9 @@ impl RecordWriter {
     /// new records go to a new file. Nothing is lost: records queued meanwhile wait.
     pub fn reopen(&self) {
         if let Some(file) = &self.file {
-            if file.try_send(FileCommand::Reopen).is_err() {
-                warn!("call records file not reopened: its queue is full");
-            }
+            self.reopen.store(true, Ordering::Release);
+            // A full queue wakes the writer anyway.
+            let _ = file.try_send(FileCommand::Reopen);
         }
     }
 
@@ -162,14 +170,15 @@ enum FileCommand {
 struct RecordFile {
     path: PathBuf,
     max_size: Option<u64>,
+    reopen: Arc<AtomicBool>,
     out: std::io::BufWriter<std::fs::File>,
     size: u64,
 }
 
 impl RecordFile {
-    fn open(path: PathBuf, max_size: Option<u64>) -> Result<Self, RecordFileError> {
+    fn open(path: PathBuf, max_size: Option<u64>, reopen: Arc<AtomicBool>) -> Result<Self, RecordFileError> {
         let (out, size) = append_to(&path).map_err(|source| RecordFileError { path: path.clone(), source })?;
-        Ok(Self { path, max_size, out, size })
+        Ok(Self { path, max_size, reopen, out, size })
     }
 
     /// Writes records as they come, flushing whenever the queue is empty, until told to stop.
@@ -177,13 +186,21 @@ impl RecordFile {
         while let Some(command) = commands.blocking_recv() {
             let mut next = Some(command);
             while let Some(command) = next.take() {
+                if self.reopen.swap(false, Ordering::AcqRel) {
+                    self.flush();
+                    self.reopen("reopened");
+                }
                 match command {
                     FileCommand::Write(record) => self.write(&record),
-                    FileCommand::Reopen => {
-                        self.flush();
-                        self.reopen("reopened");
-                    }
+                    FileCommand::Reopen => {}
                     FileCommand::Stop => {
+                        // Records that came after the stop was queued are written too.
+                        commands.close();
+                        while let Ok(command) = commands.try_recv() {
+                            if let FileCommand::Write(record) = command {
+                                self.write(&record);
+                            }
+                        }
                         self.flush();
                         return;
                     }
@@ -210,6 +227,8 @@ impl RecordFile {
         match self.out.write_all(&line) {
             Ok(()) => self.size += line.len() as u64,
             Err(error) => {
+                // Whatever part reached the file is ended, so the next record starts a line.
+                let _ = self.out.write_all(b"\n");
                 metrics::counter!("ringer_call_records_dropped_total", "sink" => "file").increment(1);
                 error!(%error, path = %self.path.display(), call_id = %record.call_id, "call record not written");
             }
@@ -256,6 +275,8 @@ impl RecordFile {
                 info!(path = %self.path.display(), why, "call records file opened anew");
             }
             Err(error) => {
+                // Not retried at every record: the size starts over on the file written on.
+                self.size = 0;
                 error!(%error, path = %self.path.display(), "call records file could not be reopened; writing on to the old one")
             }
         }
@@ -418,7 +439,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("calls.jsonl");
         let (queue, commands) = mpsc::channel(100);
-        let file = RecordFile::open(path.clone(), Some(4096)).expect("open");
+        let file = RecordFile::open(path.clone(), Some(4096), Arc::default()).expect("open");
         let thread = std::thread::spawn(move || file.run(commands));
         for n in 0..20 {
             queue.blocking_send(FileCommand::Write(Box::new(row(n)))).expect("queued");

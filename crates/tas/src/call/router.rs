@@ -169,6 +169,24 @@ pub struct CallRouter {
     records: Mutex<VecDeque<CallRecord>>,
     /// Where finished calls are recorded beside the in-memory list, when there is a store.
     writer: Option<RecordWriter>,
+    /// Calls handled in tasks whose records are not written yet.
+    in_progress: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One call counted in [`CallRouter::calls_in_progress`] while it lives.
+struct CallInProgress(Arc<std::sync::atomic::AtomicUsize>);
+
+impl CallInProgress {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Why the router could not start: a file its media needs.
@@ -241,6 +259,7 @@ impl CallRouter {
             media,
             records: Mutex::new(VecDeque::new()),
             writer,
+            in_progress: Arc::default(),
         })
     }
 
@@ -366,6 +385,25 @@ impl CallRouter {
         }
     }
 
+    /// Runs one call's handling (ending with its record) in a task of its own, in a `call`
+    /// span naming it, counted in [`CallRouter::calls_in_progress`] until it is done.
+    fn spawn_call(self: &Arc<Self>, call_id: &str, call: impl std::future::Future<Output = ()> + Send + 'static) {
+        let span = tracing::info_span!("call", call_id = %call_id);
+        let counted = CallInProgress::new(&self.in_progress);
+        tokio::spawn(
+            async move {
+                call.await;
+                drop(counted);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Calls being handled whose records are not written yet.
+    pub fn calls_in_progress(&self) -> usize {
+        self.in_progress.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn remember(&self, record: CallRecord) {
         count_call(&record);
         if let Some(answered_at) = record.outcome.answered_at {
@@ -393,15 +431,12 @@ impl CallRouter {
         }
         let router = self.clone();
         let action = action.clone();
-        let span = tracing::info_span!("call", call_id = %record.call_id);
-        tokio::spawn(
-            async move {
-                let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
-                record.outcome = outcome;
-                router.keep(record, app).await;
-            }
-            .instrument(span),
-        );
+        let call_id = record.call_id.clone();
+        self.spawn_call(&call_id, async move {
+            let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
+            record.outcome = outcome;
+            router.keep(record, app).await;
+        });
     }
 }
 
@@ -425,32 +460,29 @@ impl CallRouter {
         let request = codes.read(&code);
         let engine = self.engine.clone();
         let router = self.clone();
-        let span = tracing::info_span!("call", call_id = %record.call_id);
-        tokio::spawn(
-            async move {
-                let done = match &request {
-                    Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
-                    Err(refusal) => Err(refusal.clone()),
-                };
-                let (result, spoken) = match done {
-                    Ok(spoken) => ("done".to_owned(), spoken),
-                    Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
-                };
-                info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
-                let info = CallInfo {
-                    subscriber: Some(subscriber),
-                    direction: Some(Direction::Originating),
-                    caller: record.caller.clone(),
-                    spoken,
-                    ..CallInfo::default()
-                };
-                let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
-                outcome.actions.insert(0, format!("feature code {code} ({result})"));
-                record.outcome = outcome;
-                router.keep(record, app).await;
-            }
-            .instrument(span),
-        );
+        let call_id = record.call_id.clone();
+        self.spawn_call(&call_id, async move {
+            let done = match &request {
+                Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
+                Err(refusal) => Err(refusal.clone()),
+            };
+            let (result, spoken) = match done {
+                Ok(spoken) => ("done".to_owned(), spoken),
+                Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
+            };
+            info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
+            let info = CallInfo {
+                subscriber: Some(subscriber),
+                direction: Some(Direction::Originating),
+                caller: record.caller.clone(),
+                spoken,
+                ..CallInfo::default()
+            };
+            let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
+            outcome.actions.insert(0, format!("feature code {code} ({result})"));
+            record.outcome = outcome;
+            router.keep(record, app).await;
+        });
     }
 }
 
@@ -504,15 +536,12 @@ impl SessionHandler for RouterHandler {
             let info = CallInfo { login, ..info };
             let engine = router.engine.clone();
             let router = router.clone();
-            let span = tracing::info_span!("call", call_id = %record.call_id);
-            tokio::spawn(
-                async move {
-                    let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
-                    record.outcome = outcome;
-                    router.keep(record, app).await;
-                }
-                .instrument(span),
-            );
+            let call_id = record.call_id.clone();
+            self.0.spawn_call(&call_id, async move {
+                let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            });
             return;
         }
         let Some(behaviour) =
@@ -529,36 +558,31 @@ impl SessionHandler for RouterHandler {
         info!(%call_id, subscriber = %classified.subscriber, direction = %classified.direction,
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
-        let span = tracing::info_span!("call", call_id = %record.call_id);
-        tokio::spawn(
-            async move {
-                let mut limit = DiversionLimit {
-                    max: routes.calls.max_diversions,
-                    instead: routes.calls.on_diversion_limit.clone(),
-                };
-                // What the subscriber set for themselves goes over the configured behaviour (and
-                // over what the hop limit falls back to: no voicemail when they switched it off).
-                let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
-                let behaviour = match (store, classified.direction) {
-                    (Some(store), Direction::Terminating) => {
-                        let settings = SubscriberSettings::load(store, &classified.subscriber).await;
-                        match settings == SubscriberSettings::default() {
-                            true => behaviour,
-                            false => {
-                                limit.instead = settings.allowed(limit.instead);
-                                Arc::new(settings.apply(&behaviour))
-                            }
+        let call_id = record.call_id.clone();
+        self.0.spawn_call(&call_id, async move {
+            let mut limit =
+                DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
+            // What the subscriber set for themselves goes over the configured behaviour (and
+            // over what the hop limit falls back to: no voicemail when they switched it off).
+            let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
+            let behaviour = match (store, classified.direction) {
+                (Some(store), Direction::Terminating) => {
+                    let settings = SubscriberSettings::load(store, &classified.subscriber).await;
+                    match settings == SubscriberSettings::default() {
+                        true => behaviour,
+                        false => {
+                            limit.instead = settings.allowed(limit.instead);
+                            Arc::new(settings.apply(&behaviour))
                         }
                     }
-                    _ => behaviour,
-                };
-                let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
-                record.outcome = outcome;
-                info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
-                router.keep(record, app).await;
-            }
-            .instrument(span),
-        );
+                }
+                _ => behaviour,
+            };
+            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
+            record.outcome = outcome;
+            info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
+            router.keep(record, app).await;
+        });
     }
 
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {

@@ -197,7 +197,7 @@ async fn audio(
         Some((row, wav)) if row.subscriber == owner.as_str() => (row, wav),
         _ => return Err(ApiError::NotFound(format!("no message {id:?} in this mailbox"))),
     };
-    super::count_message("played");
+    super::count_fetched(&headers);
     let accepts_ogg = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())

@@ -16,6 +16,15 @@ pub(crate) fn count_message(event: &'static str) {
     metrics::counter!("ringer_voicemail_messages_total", "event" => event).increment(1);
 }
 
+/// Counts a message's audio fetched over HTTP as played once per listening: a browser's
+/// further range requests for the same audio (seeking, buffering) are not counted again.
+pub(crate) fn count_fetched(headers: &axum::http::HeaderMap) {
+    let range = headers.get(axum::http::header::RANGE).and_then(|value| value.to_str().ok());
+    if range.is_none_or(|range| range.trim().starts_with("bytes=0-")) {
+        count_message("played");
+    }
+}
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
