@@ -19,3 +19,22 @@ sipp_counts() {
     failed=$(grep -a "Failed call" "$1" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
     echo "${ok:-0} ${failed:-$2}"
 }
+
+# write_ringer_config FILE PORT ACTION: `ringer serve` on plain SIP (UDP and TCP) at PORT, no
+# core to register with, every call (SIPp's built-in uac calls sip:service@..., no subscriber's
+# number) given ACTION.
+write_ringer_config() {
+    cat > "$1" <<TOML
+[tas]
+sip_uri = "sips:localhost:5061"
+[core]
+endpoint = "http://127.0.0.1:1"
+[registrar]
+initial_backoff = "10s"
+[sip]
+tcp_listen = "127.0.0.1:$2"
+udp_listen = "127.0.0.1:$2"
+[calls]
+unknown_number = "$3"
+TOML
+}

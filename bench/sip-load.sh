@@ -54,20 +54,7 @@ printf '%-9s %-7s %-8s %10s %8s %9s %9s %8s %10s %12s %8s\n' server transport pa
 for transport in udp tcp; do
     for path in reject answer; do
         action="answer echo"; [ "$path" = reject ] && action="reject 486"
-        cat > "$work/ringer.toml" <<TOML
-[tas]
-sip_uri = "sips:localhost:5061"
-[core]
-endpoint = "http://127.0.0.1:1"
-[registrar]
-initial_backoff = "10s"
-[sip]
-tcp_listen = "127.0.0.1:$RINGER_PORT"
-udp_listen = "127.0.0.1:$RINGER_PORT"
-[calls]
-# SIPp's built-in uac calls sip:service@..., which is no subscriber's number.
-unknown_number = "$action"
-TOML
+        write_ringer_config "$work/ringer.toml" "$RINGER_PORT" "$action"
         RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
         ringer_pid=$!
         kamailio_pid=""

@@ -95,7 +95,15 @@ async fn metrics_move_with_calls_and_readiness_follows_the_database() {
         }
     }
     let store = ringer::store::Store::open(&postgres.url).await.expect("database");
-    let stored = store.call_records(Some(SUBSCRIBER), 10).await.expect("records");
+    // Written off the call path, in batches: there within moments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let stored = store.call_records(Some(SUBSCRIBER), 10).await.expect("records");
+        if stored.len() >= 5 || Instant::now() >= deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(stored.len(), 5, "{stored:?}");
     assert!(stored.iter().all(|row| row.final_status == Some(486) && row.ended_by.as_deref() == Some("tas")));
     let mut in_file: Vec<String> =

@@ -276,6 +276,13 @@ async fn call_record_cases(url: &str) {
     let stored = store.call_records(None, 10).await.expect("read");
     assert_eq!(stored.len(), 4);
     assert_eq!(stored.iter().find(|r| r.record_id == "r1").map(|r| r.invite_at), Some(1_000));
+    // A batch larger than one statement takes (several INSERTs in the transaction), every row
+    // with its own values.
+    let many: Vec<CallRecordRow> = (0..250).map(|n| record(&format!("m{n:03}"), None, 10_000 + n)).collect();
+    store.add_call_records(&many).await.expect("a large batch");
+    let stored = store.call_records(None, 1000).await.expect("read");
+    assert_eq!(stored.len(), 254);
+    assert!(many.iter().all(|row| stored.contains(row)), "each row as written");
     store.close().await;
 }
 

@@ -24,6 +24,8 @@ use store::{CallRecordRow, Store};
 const QUEUED: usize = 10_000;
 /// Records written in one transaction, at most.
 const BATCH: usize = 500;
+/// How long the first record of a batch waits for others to join it.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
 
 /// Hands call records to the writer tasks.
 #[derive(Clone)]
@@ -375,10 +377,17 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<CallRecordRow>, s
         };
         let Some(first) = first else { return };
         let mut batch = vec![first];
+        // Records that come within BATCH_WINDOW join the batch: one transaction (one commit,
+        // one sync to disk) per window under load rather than one per call.
+        let window = tokio::time::Instant::now() + BATCH_WINDOW;
         while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+            let next = tokio::select! {
+                record = tokio::time::timeout_at(window, queue.recv()) => record.ok().flatten(),
+                () = stop.cancelled() => queue.try_recv().ok(),
+            };
+            match next {
+                Some(record) => batch.push(record),
+                None => break,
             }
         }
         let mut attempt = 0u32;
