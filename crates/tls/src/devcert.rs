@@ -54,6 +54,13 @@ impl std::fmt::Debug for DevCertificates {
     }
 }
 
+/// The first of `names`, which certificates are named after; there must be one.
+fn first_name(names: &[String]) -> Result<&String, DevCertError> {
+    names
+        .first()
+        .ok_or_else(|| DevCertError::Name { name: String::new(), reason: "at least one name is needed".into() })
+}
+
 /// The CA's settings: its name after `first`, signing certificates only.
 fn ca_params(first: &str) -> Result<CertificateParams, DevCertError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -65,9 +72,7 @@ fn ca_params(first: &str) -> Result<CertificateParams, DevCertError> {
 
 /// A server certificate for every name of `names` (DNS names and IP addresses alike), and its key.
 fn server_certificate(names: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String), DevCertError> {
-    let first = names
-        .first()
-        .ok_or_else(|| DevCertError::Name { name: String::new(), reason: "at least one name is needed".into() })?;
+    let first = first_name(names)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, first.clone());
     for name in names {
@@ -90,9 +95,7 @@ fn server_certificate(names: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<
 /// Makes a CA named after the first name, and a server certificate for every name (DNS names
 /// and IP addresses alike), valid for server and client authentication.
 pub fn generate(names: &[String]) -> Result<DevCertificates, DevCertError> {
-    let first = names
-        .first()
-        .ok_or_else(|| DevCertError::Name { name: String::new(), reason: "at least one name is needed".into() })?;
+    let first = first_name(names)?;
     let params = ca_params(first)?;
     let ca_key = KeyPair::generate()?;
     let ca_cert = params.self_signed(&ca_key)?;

@@ -290,13 +290,6 @@ impl ReloadableTls {
     }
 }
 
-impl std::fmt::Display for CertificateSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let expires = humantime::format_rfc3339_seconds(self.not_after);
-        write!(f, "{} ({}, expires {expires})", self.file.display(), self.names.join(", "))
-    }
-}
-
 fn load(files: &TlsFiles) -> Result<InUse, TlsError> {
     let provider = rustls::crypto::ring::default_provider();
     let mut summaries = Vec::new();
