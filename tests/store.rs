@@ -283,6 +283,17 @@ async fn call_record_cases(url: &str) {
     let stored = store.call_records(None, 1000).await.expect("read");
     assert_eq!(stored.len(), 254);
     assert!(many.iter().all(|row| stored.contains(row)), "each row as written");
+    // Rows travel to the database as one JSON array: integers past a double's precision,
+    // text JSON must escape and text beyond ASCII come back as they went.
+    let edge = CallRecordRow {
+        request_uri: "sip:+4799990001@tas.test;x=\"ü\u{1F4DE}\"\n\t".into(),
+        caller: Some("'; DROP TABLE call_records; --".into()),
+        reception: Some(StoredReception { packets_received: i64::MAX as u64, packets_lost: 0, jitter_us: 1 }),
+        ended_at: 9_007_199_254_740_993,
+        ..record("edge", None, 9_007_199_254_740_000)
+    };
+    store.add_call_records(std::slice::from_ref(&edge)).await.expect("edge values");
+    assert_eq!(store.call_records(None, 1).await.expect("read"), [edge]);
     store.close().await;
 }
 

@@ -16,6 +16,7 @@ use tracing::debug;
 use super::message::grammar::split_list;
 use super::message::header::{CSeq, Via};
 use super::message::{Headers, Method, Request, Response};
+use super::timer_queue::TimerQueue;
 use super::timers::Timers;
 use super::transport::{Link, SendError};
 
@@ -54,6 +55,10 @@ enum Pending {
     },
 }
 
+/// How long a completed INVITE transaction on UDP absorbs retransmitted finals (Timer D, at
+/// least 32 s).
+const TIMER_D: Duration = Duration::from_secs(32);
+
 /// A client transaction's key: the top Via's branch and the CSeq method (RFC 3261 §17.1.3).
 type Key = (String, Method);
 
@@ -61,6 +66,8 @@ type Key = (String, Method);
 pub struct ClientTransactions {
     pending: Mutex<HashMap<Key, Pending>>,
     timers: Timers,
+    /// Timer D: completed INVITE transactions forgotten after absorbing retransmitted finals.
+    forget: TimerQueue<Key>,
 }
 
 fn key_of(headers: &Headers) -> Option<Key> {
@@ -70,8 +77,16 @@ fn key_of(headers: &Headers) -> Option<Key> {
 
 impl ClientTransactions {
     /// An empty table using `timers`.
-    pub fn new(timers: Timers) -> Self {
-        Self { pending: Mutex::new(HashMap::new()), timers }
+    pub fn new(timers: Timers) -> Arc<Self> {
+        Arc::new_cyclic(|table: &std::sync::Weak<Self>| {
+            let table = table.clone();
+            let forget = TimerQueue::start(move |key: Key| {
+                if let Some(table) = table.upgrade() {
+                    table.pending().remove(&key);
+                }
+            });
+            Self { pending: Mutex::new(HashMap::new()), timers, forget }
+        })
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<Key, Pending>> {
@@ -124,15 +139,14 @@ impl ClientTransactions {
                         let bytes = Bytes::from(ack_for(request, &response).to_bytes());
                         let _ = link.send(bytes.clone());
                         *ack = Some(bytes);
+                        let _ = responses.send(response);
                         // Timer D: absorb retransmitted finals for 32 s on UDP, none on streams.
-                        let linger =
-                            if link.transport().is_reliable() { Duration::ZERO } else { Duration::from_secs(32) };
-                        let table = self.clone();
-                        let key = branch.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(linger).await;
-                            table.pending().remove(&key);
-                        });
+                        if link.transport().is_reliable() {
+                            pending.remove(&branch);
+                        } else {
+                            self.forget.after(TIMER_D, branch);
+                        }
+                        return None;
                     }
                 }
                 let _ = responses.send(response);
@@ -339,7 +353,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_non_invite_is_sent_again_doubling_up_to_t2_and_given_up_at_64_t1() {
         let (link, peer) = udp_link().await;
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let start = Instant::now();
         let sender = clients.clone();
         let sending = tokio::spawn(async move { sender.send(&request("OPTIONS", "z9hG4bKe"), &link).await });
@@ -354,7 +368,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_final_response_ends_the_retransmissions_of_a_non_invite() {
         let (link, peer) = udp_link().await;
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let options = request("OPTIONS", "z9hG4bKf");
         let start = Instant::now();
         let sender = clients.clone();
@@ -370,7 +384,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_unanswered_invite_doubles_without_cap_and_closes_at_timer_b() {
         let (link, peer) = udp_link().await;
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let start = Instant::now();
         let mut responses = clients.send_invite(request("INVITE", "z9hG4bKa"), link).unwrap();
         let watcher = tokio::spawn(async move { (responses.recv().await.is_none(), Instant::now()) });
@@ -385,7 +399,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_provisional_stops_timer_a_and_a_refusal_is_acked_again_until_timer_d() {
         let (link, peer) = udp_link().await;
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let invite = request("INVITE", "z9hG4bKp");
         let start = Instant::now();
         let mut responses = clients.send_invite(invite.clone(), link).unwrap();
@@ -418,7 +432,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_closing_before_any_response_ends_the_invite_at_once() {
         let (link, writer) = stream_link();
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let mut responses = clients.send_invite(request("INVITE", "z9hG4bKc"), link).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
@@ -434,7 +448,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_ringing_invite_outlives_its_connection() {
         let (link, writer) = stream_link();
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let invite = request("INVITE", "z9hG4bKr");
         let mut responses = clients.send_invite(invite.clone(), link).unwrap();
         assert!(clients.on_response(answer(&invite, StatusCode::RINGING)).is_none());
@@ -450,7 +464,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_closing_under_a_non_invite_fails_it_at_once() {
         let (link, writer) = stream_link();
-        let clients = Arc::new(ClientTransactions::new(Timers::default()));
+        let clients = ClientTransactions::new(Timers::default());
         let sender = clients.clone();
         let sending = tokio::spawn(async move { sender.send(&request("OPTIONS", "z9hG4bKg"), &link).await });
         tokio::time::sleep(Duration::from_secs(1)).await;

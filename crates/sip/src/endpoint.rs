@@ -128,7 +128,7 @@ impl Bound {
             udp: udp_addr.map(|addr| addr.port()),
         };
         let timers: Timers = config.ua.timers;
-        let clients = Arc::new(ClientTransactions::new(timers));
+        let clients = ClientTransactions::new(timers);
         let policy = Arc::new(config.policy.clone());
         let connections = Arc::new(ConnectionCounter::default());
         let shutdown = CancellationToken::new();

@@ -19,6 +19,7 @@ mod metrics;
 pub mod outbound;
 pub mod route;
 pub mod session_timer;
+mod timer_queue;
 pub mod timers;
 pub mod transaction;
 pub mod transport;

@@ -1,24 +1,26 @@
 //! Server transactions (RFC 3261 §17.2, with RFC 6026's Accepted state): retransmissions are
 //! answered from the last response, ACKs for non-2xx finals are absorbed, CANCEL is matched to
-//! its INVITE, and on UDP finals are retransmitted (Timer G) until ACK or Timer H.
+//! its INVITE, and on UDP finals are retransmitted (Timer G) until ACK or Timer H. Every timer
+//! waits in one [`TimerQueue`] per layer, not in a task per transaction.
 //!
 //! Requests that start a transaction go up to a [`TransactionUser`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
-use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::client::ClientTransactions;
 use super::message::header::Via;
 use super::message::validate::{validate_request, Essentials};
 use super::message::{Message, Method, Request, Response, StatusCode};
+use super::timer_queue::TimerQueue;
 use super::timers::Timers;
 use super::transport::{response_to, Handler, Link};
 
@@ -75,7 +77,6 @@ enum State {
 struct Inner {
     state: State,
     last_response: Option<Bytes>,
-    timer: Option<AbortHandle>,
     cancelled: bool,
 }
 
@@ -115,8 +116,13 @@ impl Table {
         self.shard(key).get(key).cloned()
     }
 
-    fn remove(&self, key: &TransactionKey) {
-        self.shard(key).remove(key);
+    /// Removes `transaction`, unless its key now names another (a request that came again
+    /// after the first was forgotten).
+    fn remove(&self, transaction: &Arc<Transaction>) {
+        let mut shard = self.shard(&transaction.key);
+        if shard.get(&transaction.key).is_some_and(|found| Arc::ptr_eq(found, transaction)) {
+            shard.remove(&transaction.key);
+        }
     }
 
     fn len(&self) -> usize {
@@ -164,39 +170,51 @@ struct Shared {
     table: Table,
     timers: Timers,
     created: AtomicU64,
-    lingering: Lingering,
+    queue: TimerQueue<ServerTimer>,
 }
 
-/// Transactions waiting out their linger time (Timers I, J, L) before removal. Each kind's
-/// time is constant, so each queue is in deadline order: one sweeper serves them all instead
-/// of a sleeping task per transaction, which at thousands of calls a second held hundreds of
-/// megabytes.
-#[derive(Default)]
-struct Lingering {
-    /// Timer I (T4).
-    short: Mutex<VecDeque<(tokio::time::Instant, TransactionKey)>>,
-    /// Timers J and L (64·T1).
-    long: Mutex<VecDeque<(tokio::time::Instant, TransactionKey)>>,
+/// What a server transaction's timer does when it fires; each checks that it still applies.
+enum ServerTimer {
+    /// Timer G (UDP): the final response again while unacknowledged, then the next Timer G
+    /// (`interval` doubled up to T2) as long as it comes before Timer H at `give_up`.
+    Retransmit { transaction: Weak<Transaction>, interval: Duration, give_up: Instant },
+    /// Timer H: no ACK for the final response came.
+    GiveUp(Weak<Transaction>),
+    /// Timers I, J and L: the time to absorb retransmissions is over.
+    Forget(Weak<Transaction>),
 }
 
-/// How often the sweeper removes transactions whose linger time is over.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
-
-async fn sweep(layer: std::sync::Weak<Shared>) {
-    let mut ticks = tokio::time::interval(SWEEP_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(shared) = layer.upgrade() else { return };
-        let now = tokio::time::Instant::now();
-        for queue in [&shared.lingering.short, &shared.lingering.long] {
-            let expired: Vec<TransactionKey> = {
-                let mut queue = queue.lock();
-                let due = queue.iter().take_while(|(deadline, _)| *deadline <= now).count();
-                queue.drain(..due).map(|(_, key)| key).collect()
-            };
-            for key in expired {
-                shared.table.remove(&key);
+impl Shared {
+    fn fire(&self, timer: ServerTimer) {
+        match timer {
+            ServerTimer::Retransmit { transaction, interval, give_up } => {
+                let Some(transaction) = transaction.upgrade() else { return };
+                let bytes = {
+                    let inner = transaction.inner();
+                    match (inner.state, &inner.last_response) {
+                        (State::Completed, Some(bytes)) => bytes.clone(),
+                        _ => return,
+                    }
+                };
+                crate::metrics::retransmitted("response");
+                let _ = transaction.link.send(bytes);
+                let interval = (interval * 2).min(self.timers.t2);
+                if Instant::now() + interval < give_up {
+                    let transaction = Arc::downgrade(&transaction);
+                    self.queue.after(interval, ServerTimer::Retransmit { transaction, interval, give_up });
+                }
+            }
+            ServerTimer::GiveUp(transaction) => {
+                let Some(transaction) = transaction.upgrade() else { return };
+                if transaction.inner().state == State::Completed {
+                    debug!(key = ?transaction.key, "Timer H: no ACK for the final response");
+                    self.table.remove(&transaction);
+                }
+            }
+            ServerTimer::Forget(transaction) => {
+                if let Some(transaction) = transaction.upgrade() {
+                    self.table.remove(&transaction);
+                }
             }
         }
     }
@@ -212,13 +230,19 @@ pub struct TransactionLayer {
 impl TransactionLayer {
     /// A layer delivering requests to `user` and responses to `clients`.
     pub fn new(user: Arc<dyn TransactionUser>, clients: Arc<ClientTransactions>, timers: Timers) -> Self {
-        let shared = Arc::new(Shared {
-            table: Table::new(),
-            timers,
-            created: AtomicU64::new(0),
-            lingering: Lingering::default(),
+        let shared = Arc::new_cyclic(|layer: &Weak<Shared>| {
+            let layer = layer.clone();
+            Shared {
+                table: Table::new(),
+                timers,
+                created: AtomicU64::new(0),
+                queue: TimerQueue::start(move |timer| {
+                    if let Some(shared) = layer.upgrade() {
+                        shared.fire(timer);
+                    }
+                }),
+            }
         });
-        tokio::spawn(sweep(Arc::downgrade(&shared)));
         Self { shared, user, clients }
     }
 
@@ -266,12 +290,7 @@ impl TransactionLayer {
                     key: key.clone(),
                     is_invite: request.method == Method::Invite,
                     link: link.clone(),
-                    inner: Mutex::new(Inner {
-                        state: State::Proceeding,
-                        last_response: None,
-                        timer: None,
-                        cancelled: false,
-                    }),
+                    inner: Mutex::new(Inner { state: State::Proceeding, last_response: None, cancelled: false }),
                 });
                 shard.insert(key, transaction.clone());
                 drop(shard);
@@ -324,10 +343,8 @@ fn absorb_ack(shared: &Arc<Shared>, transaction: &Arc<Transaction>) {
     if inner.state != State::Completed {
         return;
     }
+    // Timer G, when it fires, finds the final acknowledged and stops.
     inner.state = State::Confirmed;
-    if let Some(timer) = inner.timer.take() {
-        timer.abort();
-    }
     drop(inner);
     // Timer I: absorb further ACK retransmissions for T4.
     let reliable = transaction.link.transport().is_reliable();
@@ -346,15 +363,14 @@ enum Linger {
 /// after its linger time, during which retransmissions are absorbed.
 fn linger(shared: &Arc<Shared>, transaction: &Arc<Transaction>, reliable: bool, time: Linger) {
     if reliable {
-        shared.table.remove(&transaction.key);
+        shared.table.remove(transaction);
         return;
     }
-    let (queue, after) = match time {
-        Linger::Short => (&shared.lingering.short, shared.timers.t4),
-        Linger::Long => (&shared.lingering.long, shared.timers.t1 * 64),
+    let after = match time {
+        Linger::Short => shared.timers.t4,
+        Linger::Long => shared.timers.t1 * 64,
     };
-    let deadline = tokio::time::Instant::now() + after;
-    queue.lock().push_back((deadline, transaction.key.clone()));
+    shared.queue.after(after, ServerTimer::Forget(Arc::downgrade(transaction)));
 }
 
 impl Handler for TransactionLayer {
@@ -421,25 +437,14 @@ impl ServerTransaction {
         } else if transaction.is_invite {
             inner.state = State::Completed;
             drop(inner);
-            let layer = shared.clone();
-            let retransmitted = transaction.clone();
             // Timer G (UDP only) retransmits the final until the ACK; Timer H gives up.
-            let task = tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + timers.t1 * 64;
-                let mut interval = timers.t1;
-                while !reliable && tokio::time::Instant::now() + interval < deadline {
-                    tokio::time::sleep(interval).await;
-                    if retransmitted.inner().state != State::Completed {
-                        return;
-                    }
-                    let _ = retransmitted.link.send(bytes.clone());
-                    interval = (interval * 2).min(timers.t2);
-                }
-                tokio::time::sleep_until(deadline).await;
-                debug!(key = ?retransmitted.key, "Timer H: no ACK for the final response");
-                layer.table.remove(&retransmitted.key);
-            });
-            transaction.inner().timer = Some(task.abort_handle());
+            let give_up = Instant::now() + timers.t1 * 64;
+            let weak = Arc::downgrade(transaction);
+            if !reliable {
+                let first = ServerTimer::Retransmit { transaction: weak.clone(), interval: timers.t1, give_up };
+                shared.queue.after(timers.t1, first);
+            }
+            shared.queue.at(give_up, ServerTimer::GiveUp(weak));
         } else {
             inner.state = State::Completed;
             drop(inner);
@@ -477,11 +482,7 @@ mod tests {
     }
 
     fn layer() -> TransactionLayer {
-        TransactionLayer::new(
-            Arc::new(Refuser),
-            Arc::new(ClientTransactions::new(Timers::default())),
-            Timers::default(),
-        )
+        TransactionLayer::new(Arc::new(Refuser), ClientTransactions::new(Timers::default()), Timers::default())
     }
 
     #[tokio::test(start_paused = true)]
@@ -508,7 +509,7 @@ mod tests {
         let acked_at = Instant::now();
         layer.on_message(Message::Request(request("ACK", "z9hG4bKi")), &link);
         assert!(arrivals(&peer, start, Duration::from_secs(4)).await.is_empty(), "Timer G goes on after the ACK");
-        // Timer I: T4 (5 s) after the ACK, give or take the sweeper's 100 ms.
+        // Timer I: T4 (5 s) after the ACK.
         tokio::time::sleep_until(acked_at + Duration::from_millis(4_900)).await;
         assert_eq!(layer.live_transactions(), 1, "Timer I (T4) keeps the transaction");
         tokio::time::sleep_until(acked_at + Duration::from_millis(5_200)).await;

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::pool::{Store, StoreError};
+use crate::pool::{Backend, Store, StoreError};
 
 /// One call, as the store keeps it. Times are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,10 +67,9 @@ const COLUMNS: &str = "record_id, instance, call_id, leg3_call_ids, request_uri,
      prefix, caller, callee, actions, diversion_reason, final_status, invite_at, answered_at, ended_at, ended_by, \
      codec, packets_received, packets_lost, jitter_us";
 
-/// Rows written by one INSERT. Few: SQLite looks each `$N` up among the statement's
-/// parameters by name, a cost that grows with the square of their number (a 100-row statement
-/// spent most of a loaded TAS's CPU there); a few rows still save round trips.
-const ROWS_PER_INSERT: usize = 4;
+/// Rows written by one INSERT, largest first: a batch goes in as few statements as these
+/// sizes make up, and the statements for these few shapes stay prepared.
+const ROWS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
 
 /// The number of columns in [`COLUMNS`].
 const COLUMN_COUNT: usize = 22;
@@ -105,27 +104,46 @@ fn bind_record<'q>(
         .bind(record.reception.map(|r| saturating_i64(r.jitter_us)))
 }
 
-/// `INSERT` of `rows` rows, numbered `$1`, `$2`... row after row.
-fn insert_statement(rows: usize) -> String {
+/// `INSERT` of `rows` rows. SQLite gets anonymous `?` parameters: it looks a numbered one up
+/// among the statement's parameters by name, a cost growing with the square of their number
+/// (a 100-row statement spent most of a loaded TAS's CPU there). PostgreSQL numbers them.
+fn insert_statement(backend: Backend, rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
-            let numbers: Vec<String> =
-                (1..=COLUMN_COUNT).map(|column| format!("${}", row * COLUMN_COUNT + column)).collect();
-            format!("({})", numbers.join(", "))
+            let parameters: Vec<String> = (1..=COLUMN_COUNT)
+                .map(|column| match backend {
+                    Backend::Sqlite => "?".to_owned(),
+                    Backend::Postgres => format!("${}", row * COLUMN_COUNT + column),
+                })
+                .collect();
+            format!("({})", parameters.join(", "))
         })
         .collect();
     format!("INSERT INTO call_records ({COLUMNS}) VALUES {} ON CONFLICT (record_id) DO NOTHING", values.join(", "))
 }
 
+/// `total` rows cut into statements of the sizes in [`ROWS_PER_INSERT`], largest first.
+fn statement_sizes(total: usize) -> impl Iterator<Item = usize> {
+    let mut left = total;
+    ROWS_PER_INSERT.into_iter().flat_map(move |size| {
+        let count = left / size;
+        left %= size;
+        std::iter::repeat_n(size, count)
+    })
+}
+
 impl Store {
     /// Writes `records` in one transaction: all or none. A record already stored (a batch
-    /// whose commit succeeded but whose answer was lost, written again) is kept once. Up to
-    /// [`ROWS_PER_INSERT`] rows go in one statement: each statement is a round trip to the
-    /// database (to SQLite's worker thread).
+    /// whose commit succeeded but whose answer was lost, written again) is kept once. Each
+    /// statement is a round trip to the database (to SQLite's worker thread): rows go in a few
+    /// statements of several rows each ([`ROWS_PER_INSERT`]).
     pub async fn add_call_records(&self, records: &[CallRecordRow]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let statement = insert_statement(chunk.len());
+        let mut rest = records;
+        for size in statement_sizes(records.len()) {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let statement = insert_statement(self.backend(), size);
             let query = chunk.iter().fold(sqlx::query(&statement), bind_record);
             query.execute(&mut *transaction).await?;
         }

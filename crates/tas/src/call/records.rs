@@ -378,16 +378,18 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<CallRecordRow>, s
         let Some(first) = first else { return };
         let mut batch = vec![first];
         // Records that come within BATCH_WINDOW join the batch: one transaction (one commit,
-        // one sync to disk) per window under load rather than one per call.
+        // one sync to disk) per window under load rather than one per call. The window is
+        // slept through and the queue drained after it: waiting on the queue would wake this
+        // task (and often another worker thread) once per record.
         let window = tokio::time::Instant::now() + BATCH_WINDOW;
+        tokio::select! {
+            () = tokio::time::sleep_until(window) => {}
+            () = stop.cancelled() => {}
+        }
         while batch.len() < BATCH {
-            let next = tokio::select! {
-                record = tokio::time::timeout_at(window, queue.recv()) => record.ok().flatten(),
-                () = stop.cancelled() => queue.try_recv().ok(),
-            };
-            match next {
-                Some(record) => batch.push(record),
-                None => break,
+            match queue.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
             }
         }
         let mut attempt = 0u32;

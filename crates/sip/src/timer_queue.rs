@@ -1,0 +1,199 @@
+//! Many timers, one task: the transaction layers' timers (RFC 3261 §17: G, H, I, J, L, D) wait
+//! in one deadline-ordered heap served by a single sleeping task, rather than in a task (and a
+//! spawn, and often a wake-up of another worker thread) per transaction. Under thousands of
+//! calls a second that spawn was a large part of a refusal's cost.
+//!
+//! A timer is never cancelled: what it fires for checks whether it still applies (a Timer G
+//! whose final response was acknowledged meanwhile does nothing), which costs less than
+//! finding it in the heap.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// A timer: its deadline, an order among equal deadlines, and what it fires.
+struct Timer<E> {
+    deadline: Instant,
+    sequence: u64,
+    event: E,
+}
+
+impl<E> PartialEq for Timer<E> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.sequence) == (other.deadline, other.sequence)
+    }
+}
+
+impl<E> Eq for Timer<E> {}
+
+impl<E> PartialOrd for Timer<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<E> Ord for Timer<E> {
+    /// Reversed, so that the std max-heap pops the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.deadline, other.sequence).cmp(&(self.deadline, self.sequence))
+    }
+}
+
+struct Pending<E> {
+    heap: BinaryHeap<Timer<E>>,
+    sequence: u64,
+    /// When the serving task wakes next (`None`: not before it is told).
+    wakes_at: Option<Instant>,
+}
+
+struct Shared<E> {
+    pending: Mutex<Pending<E>>,
+    /// Wakes the serving task for a deadline earlier than it sleeps to, or to stop.
+    wake: Arc<Notify>,
+}
+
+impl<E> Drop for Shared<E> {
+    fn drop(&mut self) {
+        // The serving task holds only a weak reference: told to look, it finds it gone.
+        self.wake.notify_one();
+    }
+}
+
+/// Timers firing events of type `E`, served by one task.
+pub(crate) struct TimerQueue<E> {
+    shared: Arc<Shared<E>>,
+}
+
+impl<E: Send + 'static> TimerQueue<E> {
+    /// A queue whose timers call `fire` when due, from its serving task (spawned on the
+    /// current tokio runtime; it ends when the queue is dropped).
+    pub(crate) fn start(fire: impl Fn(E) + Send + Sync + 'static) -> Self {
+        let wake = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending { heap: BinaryHeap::new(), sequence: 0, wakes_at: None }),
+            wake: wake.clone(),
+        });
+        tokio::spawn(serve(Arc::downgrade(&shared), wake, fire));
+        Self { shared }
+    }
+
+    /// Fires `event` once `delay` has passed.
+    pub(crate) fn after(&self, delay: Duration, event: E) {
+        self.at(Instant::now() + delay, event);
+    }
+
+    /// Fires `event` at `deadline`.
+    pub(crate) fn at(&self, deadline: Instant, event: E) {
+        let mut pending = self.shared.pending.lock();
+        let sequence = pending.sequence;
+        pending.sequence += 1;
+        pending.heap.push(Timer { deadline, sequence, event });
+        // Only a deadline before the task's next wake-up needs waking it: under load it is
+        // almost never so (most timers wait the same time, in the order they were set).
+        if pending.wakes_at.is_none_or(|wakes_at| deadline < wakes_at) {
+            pending.wakes_at = Some(deadline);
+            drop(pending);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Timers waiting.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shared.pending.lock().heap.len()
+    }
+}
+
+/// Fires what is due, then sleeps until the next deadline or until woken.
+async fn serve<E>(shared: Weak<Shared<E>>, wake: Arc<Notify>, fire: impl Fn(E)) {
+    let mut due = Vec::new();
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else { return };
+            let mut pending = shared.pending.lock();
+            let now = Instant::now();
+            while pending.heap.peek().is_some_and(|timer| timer.deadline <= now) {
+                if let Some(timer) = pending.heap.pop() {
+                    due.push(timer.event);
+                }
+            }
+            let next = pending.heap.peek().map(|timer| timer.deadline);
+            pending.wakes_at = next;
+            next
+        };
+        // Fired without the lock: what fires may set timers.
+        for event in due.drain(..) {
+            fire(event);
+        }
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events fired, each with the milliseconds since the start.
+    type Fired = Arc<Mutex<Vec<(u32, u128)>>>;
+
+    fn recording() -> (TimerQueue<u32>, Fired, Instant) {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let log = fired.clone();
+        let queue = TimerQueue::start(move |event| log.lock().push((event, start.elapsed().as_millis())));
+        (queue, fired, start)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_fire_in_deadline_order_at_their_time() {
+        let (queue, fired, start) = recording();
+        queue.after(Duration::from_millis(300), 3);
+        queue.after(Duration::from_millis(100), 1);
+        queue.at(start + Duration::from_millis(200), 2);
+        queue.after(Duration::from_millis(100), 11);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // An earlier deadline set while the task sleeps to a later one wakes it.
+        queue.after(Duration::from_millis(10), 4);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*fired.lock(), [(1, 100), (11, 100), (4, 160), (2, 200), (3, 300)]);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_may_set_another_and_the_task_ends_with_the_queue() {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let log = fired.clone();
+        let again: Arc<Mutex<Option<TimerQueue<u32>>>> = Arc::new(Mutex::new(None));
+        let handle = again.clone();
+        let queue = TimerQueue::start(move |event: u32| {
+            log.lock().push(event);
+            if event < 3 {
+                if let Some(queue) = handle.lock().as_ref() {
+                    queue.after(Duration::from_millis(100), event + 1);
+                }
+            }
+        });
+        queue.after(Duration::from_millis(100), 1);
+        *again.lock() = Some(TimerQueue { shared: queue.shared.clone() });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*fired.lock(), [1, 2, 3]);
+        let weak = Arc::downgrade(&queue.shared);
+        drop(queue);
+        again.lock().take();
+        tokio::task::yield_now().await;
+        assert!(weak.upgrade().is_none(), "nothing keeps the timers once the queue is gone");
+    }
+}
