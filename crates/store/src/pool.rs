@@ -47,9 +47,6 @@ pub enum StoreError {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
-    /// Values could not be encoded as the JSON a statement reads them from.
-    #[error("cannot encode values for the database: {0}")]
-    Encode(#[source] serde_json::Error),
     /// A row holds a value this version cannot read (written by hand, or by a newer ringer).
     #[error("subscriber {number}: {what} {value:?} in the database is not valid")]
     BadRow {
