@@ -8,6 +8,7 @@
 #
 #   bench/cpu-per-call.sh                                  # 3000 calls/s, 8 s a run, 5 repeats
 #   RATE=2000 SECONDS_PER_RUN=5 REPEATS=3 bench/cpu-per-call.sh
+#   TOKIO_WORKER_THREADS=1 bench/cpu-per-call.sh          # ringer on one worker thread
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh

@@ -434,7 +434,8 @@ impl Answerer {
         let timeout = self.media.timeout;
         let settings = self.media.clone();
         let mut offers = call.offers();
-        tokio::spawn(async move {
+        // Boxed: the app's state machine is large, and spawning moves it several times.
+        tokio::spawn(Box::pin(async move {
             let _live = LiveMediaSession::open();
             // No media before ICE and DTLS are up (and none at all if they fail).
             let connected = tokio::select! {
@@ -519,7 +520,7 @@ impl Answerer {
                 count_reception(reception);
             }
             AppEnded { ended_by, reception }
-        }.in_current_span())
+        }.in_current_span()))
     }
 }
 

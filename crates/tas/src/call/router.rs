@@ -3,6 +3,7 @@
 //! engine in a task of its own. The last calls are kept as [`CallRecord`]s.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -387,7 +388,10 @@ impl CallRouter {
 
     /// Runs one call's handling (ending with its record) in a task of its own, in a `call`
     /// span naming it, counted in [`CallRouter::calls_in_progress`] until it is done.
-    fn spawn_call(self: &Arc<Self>, call_id: &str, call: impl std::future::Future<Output = ()> + Send + 'static) {
+    ///
+    /// Boxed by the caller: a call's future (behaviours, apps) is large, and each move of it
+    /// (into this function, into the span's wrapper, into the task) would copy it whole.
+    fn spawn_call(self: &Arc<Self>, call_id: &str, call: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
         let span = tracing::info_span!("call", call_id = %call_id);
         let counted = CallInProgress::new(&self.in_progress);
         tokio::spawn(
@@ -432,11 +436,14 @@ impl CallRouter {
         let router = self.clone();
         let action = action.clone();
         let call_id = record.call_id.clone();
-        self.spawn_call(&call_id, async move {
-            let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
-            record.outcome = outcome;
-            router.keep(record, app).await;
-        });
+        self.spawn_call(
+            &call_id,
+            Box::pin(async move {
+                let (outcome, app) = engine.settle(invite, &action, &CallInfo::default()).await;
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            }),
+        );
     }
 }
 
@@ -461,28 +468,31 @@ impl CallRouter {
         let engine = self.engine.clone();
         let router = self.clone();
         let call_id = record.call_id.clone();
-        self.spawn_call(&call_id, async move {
-            let done = match &request {
-                Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
-                Err(refusal) => Err(refusal.clone()),
-            };
-            let (result, spoken) = match done {
-                Ok(spoken) => ("done".to_owned(), spoken),
-                Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
-            };
-            info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
-            let info = CallInfo {
-                subscriber: Some(subscriber),
-                direction: Some(Direction::Originating),
-                caller: record.caller.clone(),
-                spoken,
-                ..CallInfo::default()
-            };
-            let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
-            outcome.actions.insert(0, format!("feature code {code} ({result})"));
-            record.outcome = outcome;
-            router.keep(record, app).await;
-        });
+        self.spawn_call(
+            &call_id,
+            Box::pin(async move {
+                let done = match &request {
+                    Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
+                    Err(refusal) => Err(refusal.clone()),
+                };
+                let (result, spoken) = match done {
+                    Ok(spoken) => ("done".to_owned(), spoken),
+                    Err(refusal) => (format!("refused: {refusal}"), feature_codes::refusal_spoken(&refusal)),
+                };
+                info!(call_id = %record.call_id, %subscriber, %code, ?request, result, "feature code");
+                let info = CallInfo {
+                    subscriber: Some(subscriber),
+                    direction: Some(Direction::Originating),
+                    caller: record.caller.clone(),
+                    spoken,
+                    ..CallInfo::default()
+                };
+                let (mut outcome, app) = engine.settle(invite, &Action::Answer(App::FeatureCode), &info).await;
+                outcome.actions.insert(0, format!("feature code {code} ({result})"));
+                record.outcome = outcome;
+                router.keep(record, app).await;
+            }),
+        );
     }
 }
 
@@ -537,11 +547,14 @@ impl SessionHandler for RouterHandler {
             let engine = router.engine.clone();
             let router = router.clone();
             let call_id = record.call_id.clone();
-            self.0.spawn_call(&call_id, async move {
-                let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
-                record.outcome = outcome;
-                router.keep(record, app).await;
-            });
+            self.0.spawn_call(
+                &call_id,
+                Box::pin(async move {
+                    let (outcome, app) = engine.settle(invite, &Action::Answer(App::VoicemailMain), &info).await;
+                    record.outcome = outcome;
+                    router.keep(record, app).await;
+                }),
+            );
             return;
         }
         let Some(behaviour) =
@@ -559,30 +572,35 @@ impl SessionHandler for RouterHandler {
             prefix = classified.prefix.as_ref().map(Prefix::as_str).unwrap_or("-"), action = %behaviour.action, "call");
         let router = router.clone();
         let call_id = record.call_id.clone();
-        self.0.spawn_call(&call_id, async move {
-            let mut limit =
-                DiversionLimit { max: routes.calls.max_diversions, instead: routes.calls.on_diversion_limit.clone() };
-            // What the subscriber set for themselves goes over the configured behaviour (and
-            // over what the hop limit falls back to: no voicemail when they switched it off).
-            let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
-            let behaviour = match (store, classified.direction) {
-                (Some(store), Direction::Terminating) => {
-                    let settings = SubscriberSettings::load(store, &classified.subscriber).await;
-                    match settings == SubscriberSettings::default() {
-                        true => behaviour,
-                        false => {
-                            limit.instead = settings.allowed(limit.instead);
-                            Arc::new(settings.apply(&behaviour))
+        self.0.spawn_call(
+            &call_id,
+            Box::pin(async move {
+                let mut limit = DiversionLimit {
+                    max: routes.calls.max_diversions,
+                    instead: routes.calls.on_diversion_limit.clone(),
+                };
+                // What the subscriber set for themselves goes over the configured behaviour (and
+                // over what the hop limit falls back to: no voicemail when they switched it off).
+                let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
+                let behaviour = match (store, classified.direction) {
+                    (Some(store), Direction::Terminating) => {
+                        let settings = SubscriberSettings::load(store, &classified.subscriber).await;
+                        match settings == SubscriberSettings::default() {
+                            true => behaviour,
+                            false => {
+                                limit.instead = settings.allowed(limit.instead);
+                                Arc::new(settings.apply(&behaviour))
+                            }
                         }
                     }
-                }
-                _ => behaviour,
-            };
-            let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
-            record.outcome = outcome;
-            info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
-            router.keep(record, app).await;
-        });
+                    _ => behaviour,
+                };
+                let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;
+                record.outcome = outcome;
+                info!(call_id = %record.call_id, outcome = %record.outcome, "call done");
+                router.keep(record, app).await;
+            }),
+        );
     }
 
     fn on_offer(&self, _dialog: &DialogId, offer: &Bytes) -> OfferAnswer {
