@@ -133,13 +133,20 @@ pub struct PortRange {
 /// A UDP socket on a free even port of `range`, starting at a random place in it.
 pub async fn bind(range: &PortRange) -> std::io::Result<UdpSocket> {
     let (low, high) = (*range.ports.start(), *range.ports.end());
-    let evens: Vec<u16> = (low..=high).filter(|port| port % 2 == 0).collect();
-    if evens.is_empty() {
+    // The even ports are counted, not listed: a call must not build a list of the whole range.
+    let first = low.saturating_add(low % 2);
+    let count = match first <= high && first % 2 == 0 {
+        true => usize::from((high - first) / 2) + 1,
+        false => 0,
+    };
+    if count == 0 {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the RTP port range has no even port"));
     }
-    let start = rand::random_range(0..evens.len());
-    for offset in 0..evens.len() {
-        let port = evens[(start + offset) % evens.len()];
+    let start = rand::random_range(0..count);
+    for offset in 0..count {
+        let index = (start + offset) % count;
+        // index < count, so the port is within first..=high.
+        let port = first + 2 * u16::try_from(index).unwrap_or(0);
         if let Ok(socket) = UdpSocket::bind(SocketAddr::new(range.bind, port)).await {
             return Ok(socket);
         }
@@ -216,6 +223,25 @@ mod tests {
 
     const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
         m=video 5000 RTP/AVP 96\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    #[tokio::test]
+    async fn rtp_sockets_take_even_ports_of_the_range_until_none_is_free() {
+        let localhost = IpAddr::from([127, 0, 0, 1]);
+        let none = PortRange { bind: localhost, ports: 40_001..=40_001 };
+        assert_eq!(bind(&none).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        let top = PortRange { bind: localhost, ports: 65_535..=65_535 };
+        assert_eq!(bind(&top).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        // Odd ends: the even ports are 40012 and 40014, then none is free.
+        let range = PortRange { bind: localhost, ports: 40_011..=40_015 };
+        let mut sockets = Vec::new();
+        for _ in 0..2 {
+            sockets.push(bind(&range).await.expect("a free even port"));
+        }
+        let mut taken: Vec<u16> = sockets.iter().map(|socket| socket.local_addr().unwrap().port()).collect();
+        taken.sort_unstable();
+        assert_eq!(taken, [40_012, 40_014]);
+        assert_eq!(bind(&range).await.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+    }
 
     #[test]
     fn the_preferred_codec_is_chosen_and_the_rest_declined() {

@@ -558,10 +558,13 @@ async fn build_connection(
 ) -> Result<Box<dyn PeerConnection>, WebRtcError> {
     let ports: Vec<u16> = match &options.ports {
         None => vec![0],
+        // Up to 16 ports tried from a random place in the range, counted rather than listed:
+        // a call must not build a list of the whole range.
         Some(range) => {
-            let all: Vec<u16> = range.clone().collect();
-            let start = rand::random_range(0..all.len().max(1));
-            all.iter().cycle().skip(start).take(all.len().min(16)).copied().collect()
+            let (low, high) = (*range.start(), *range.end());
+            let count = if low <= high { usize::from(high - low) + 1 } else { 0 };
+            let start = rand::random_range(0..count.max(1));
+            (0..count.min(16)).map(|offset| low + u16::try_from((start + offset) % count).unwrap_or(0)).collect()
         }
     };
     let mut last_error = stack("no free UDP port in media.rtp_ports");
