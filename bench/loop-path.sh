@@ -9,7 +9,8 @@
 # (INVITE to 200) p50/p99 in ms as SIPp measures it (its clock ticks in 4 ms steps here), and
 # for the loop rows what the TAS hop adds, measured inside ringer (GET /calls): leg 2 INVITE
 # in to leg 3 INVITE out, plus leg 3 200 in to leg 2 200 out, p50 and p99 in µs (histogram
-# bucket bounds, so upper estimates); then ringer's and the core's CPU (% of one core).
+# bucket bounds, so upper estimates); then ringer's and the core's CPU (% of one core), and
+# ringer's CPU per completed loop call in µs (the step's whole CPU over its completed calls).
 #
 #   bench/loop-path.sh                         # rates 1000 2000 3000 4000, 10 s each
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
@@ -78,7 +79,7 @@ hop() {
         python3 -c "import json,sys; v=json.load(sys.stdin); print(v['request_hop']['$1'] + v['answer_hop']['$1'])"
 }
 
-# run_step CALLEE RATE -> "completed_cps failed p50 p99"
+# run_step CALLEE RATE -> "completed_cps failed p50 p99 completed"
 run_step() {
     local callee=$1 rate=$2
     local calls=$((rate * STEP))
@@ -100,21 +101,23 @@ run_step() {
     local cps rtt
     cps=$(awk -v ok="$ok" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", ok / (e - s - 0.2) }')
     rtt=$(sipp_percentiles "$work"/*_rtt.csv)
-    echo "$cps $failed $rtt"
+    echo "$cps $failed $rtt $ok"
 }
 
-printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' path offered "calls/s" failed "p50 ms" "p99 ms" "hop p50 µs" "hop p99 µs" "ringer%" "core%"
+printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' path offered "calls/s" failed "p50 ms" "p99 ms" "hop p50 µs" "hop p99 µs" "ringer%" "core%" "ringer µs/call"
 for rate in $RATES; do
     start_ringer
-    read -r dcps dfailed dp50 dp99 < <(run_step +4712345678 "$rate")
-    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - -
+    read -r dcps dfailed dp50 dp99 _ < <(run_step +4712345678 "$rate")
+    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - - -
     r0=$(cpu_ticks $ringer_pid); c0=$(cpu_ticks $core_pid); t0=$(date +%s.%N)
-    read -r cps failed p50 p99 < <(run_step +4799990001 "$rate")
+    read -r cps failed p50 p99 completed < <(run_step +4799990001 "$rate")
     r1=$(cpu_ticks $ringer_pid); c1=$(cpu_ticks $core_pid); t1=$(date +%s.%N)
     rcpu=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')
     ccpu=$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')
+    # CPU over the whole step (the hold and the BYEs included) per completed call.
+    per_call=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v n="$completed" 'BEGIN { printf "%.0f", n ? (a - b) / t / n * 1e6 : 0 }')
     hop50=$(hop p50_us); hop99=$(hop p99_us)
-    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s\n' loop "$rate" "$cps" "$failed" "$p50" "$p99" "$hop50" "$hop99" "$rcpu" "$ccpu"
+    printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' loop "$rate" "$cps" "$failed" "$p50" "$p99" "$hop50" "$hop99" "$rcpu" "$ccpu" "$per_call"
     rss() { awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
     ringer_rss=$(rss $ringer_pid)
     stop_ringer

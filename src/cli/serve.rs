@@ -60,7 +60,10 @@ pub(super) async fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode
             let reopen = records.clone();
             // The router recovers what a crash cut short in the spool; the archiver then moves
             // every finished message into the database, now and as they come.
-            let mailboxes = Mailboxes::new(database.clone(), &config.voicemail)?;
+            // Settings a subscriber changed through another instance apply to calls here
+            // within the same poll interval as changed subscribers.
+            let mailboxes = Mailboxes::new(database.clone(), &config.voicemail)?
+                .with_settings_fresh_for(config.store.poll_interval);
             let tas = ringer::tas::start_sip_with(&config, Some(records), Some(mailboxes.clone())).await?;
             let spool = ringer::media::mailbox::Mailbox::open(&config.voicemail.dir)?;
             let credentials = Credentials::from_config(&config.auth)?;

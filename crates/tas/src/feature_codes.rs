@@ -11,10 +11,10 @@
 use tracing::{info, warn};
 
 use domain::types::{Msisdn, ServiceCode};
-use store::Store;
 
 use crate::config::FeatureCodesConfig;
 use crate::mailbox::prompts::Prompts;
+use crate::mailbox::Mailboxes;
 use crate::settings::{ForwardTarget, SubscriberSettings};
 
 impl FeatureCodesConfig {
@@ -171,10 +171,11 @@ pub enum Spoken {
     Digits(String),
 }
 
-/// Carries out `request` for `subscriber` in `store`; returns what to say.
-pub async fn perform(store: &Store, subscriber: &Msisdn, request: &Request) -> Result<Vec<Spoken>, Refusal> {
-    let mut settings =
-        SubscriberSettings::read(store, subscriber).await.map_err(|error| Refusal::Unavailable(error.to_string()))?;
+/// Carries out `request` for `subscriber` in `mailboxes`' store; returns what to say.
+pub async fn perform(mailboxes: &Mailboxes, subscriber: &Msisdn, request: &Request) -> Result<Vec<Spoken>, Refusal> {
+    let mut settings = SubscriberSettings::read(mailboxes.store(), subscriber)
+        .await
+        .map_err(|error| Refusal::Unavailable(error.to_string()))?;
     let service = match request {
         Request::Query(service) => *service,
         Request::Off(service) | Request::On(service, _) => {
@@ -191,7 +192,11 @@ pub async fn perform(store: &Store, subscriber: &Msisdn, request: &Request) -> R
                 settings.no_answer_seconds = Some(seconds);
             }
             settings.check(subscriber).map_err(Refusal::NotAllowed)?;
-            settings.save(store, subscriber).await.map_err(|error| Refusal::Unavailable(error.to_string()))?;
+            mailboxes
+                .subscriber_settings()
+                .save(subscriber, &settings)
+                .await
+                .map_err(|error| Refusal::Unavailable(error.to_string()))?;
             info!(%subscriber, service = service.key(), ?request, "settings changed by a feature code");
             service
         }

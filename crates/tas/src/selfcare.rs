@@ -434,7 +434,7 @@ async fn save_settings(
             return dashboard(&care, &owner, StatusCode::BAD_REQUEST, notice).await;
         }
     };
-    if let Err(error) = settings.save(care.mailboxes.store(), &owner).await {
+    if let Err(error) = care.mailboxes.subscriber_settings().save(&owner, &settings).await {
         warn!(subscriber = %owner, %error, "self-care: settings not saved");
         let notice = "<p class=error id=error>Not saved: please try again later.</p>".to_owned();
         return dashboard(&care, &owner, StatusCode::SERVICE_UNAVAILABLE, notice).await;

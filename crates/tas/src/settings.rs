@@ -1,17 +1,21 @@
 //! What a subscriber sets for themselves over the configured behaviours: call forwarding
 //! (always, on busy, on no answer with its time, when unreachable; each to a number or to
-//! voicemail), do-not-disturb, voicemail on or off. Kept in the store as JSON; read for each
-//! call the core brings for the subscriber; read and changed through the HTTP API
+//! voicemail), do-not-disturb, voicemail on or off. Kept in the store as JSON; read by the
+//! calls the core brings for the subscriber at most once per freshness interval
+//! ([`SettingsCache`]); read and changed through the HTTP API
 //! (`/api/v1/subscribers/{number}/settings`, the voicemail API's tokens).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode as HttpStatus};
 use axum::routing::get;
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -205,25 +209,111 @@ impl SubscriberSettings {
         })
     }
 
-    /// Keeps these settings as `subscriber`'s (checked by the caller).
-    pub async fn save(&self, store: &Store, subscriber: &Msisdn) -> Result<(), SettingsError> {
+    /// Keeps these settings as `subscriber`'s (checked by the caller; saved through
+    /// [`SettingsCache::save`], which makes the next call read them).
+    async fn save(&self, store: &Store, subscriber: &Msisdn) -> Result<(), SettingsError> {
         let json = serde_json::to_string(self)?;
         store.put_subscriber_settings(subscriber.as_str(), &json).await?;
         Ok(())
     }
+}
 
-    /// `subscriber`'s settings from `store`; none (the configured behaviour) when unset, or
-    /// when the store cannot be read in time or holds what this version cannot read (logged):
-    /// a slow database delays no call by more than [`LOAD_WITHIN`].
-    pub async fn load(store: &Store, subscriber: &Msisdn) -> Self {
-        let Ok(loaded) = tokio::time::timeout(LOAD_WITHIN, Self::read(store, subscriber)).await else {
-            warn!(%subscriber, "settings not read in time: the configured behaviour applies");
-            return Self::default();
+/// Subscribers' settings as calls read them, kept for a while so that a busy subscriber costs
+/// no database read per call: a change saved through [`SettingsCache::save`] applies to the next
+/// call at once, one made by another instance (or by hand in the database) within `fresh_for`
+/// (`store.poll_interval`, as changed subscribers do).
+#[derive(Debug, Clone)]
+pub struct SettingsCache {
+    store: Store,
+    kept: Arc<Mutex<Kept>>,
+    fresh_for: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Counted up by every save: a read that began before it must not put back what it read.
+    saves: u64,
+    by_subscriber: HashMap<Msisdn, KeptSettings>,
+    /// Reads kept since the stale entries were last dropped.
+    kept_since_sweep: usize,
+}
+
+#[derive(Debug)]
+struct KeptSettings {
+    /// `None`: nothing set, the configured behaviour (most subscribers; nothing to allocate).
+    settings: Option<Arc<SubscriberSettings>>,
+    read_at: Instant,
+}
+
+/// How many reads are kept between two sweeps of the stale entries (the map never holds more
+/// than the subscribers called within `fresh_for`, plus this many).
+const SWEEP_EVERY: usize = 4096;
+
+impl SettingsCache {
+    /// An empty cache of `store`'s settings, each read again after `fresh_for`.
+    pub fn new(store: Store, fresh_for: Duration) -> Self {
+        Self { store, kept: Arc::default(), fresh_for }
+    }
+
+    /// `subscriber`'s settings for a call; the defaults (the configured behaviour) when unset,
+    /// or when the store cannot be read in time or holds what this version cannot read
+    /// (logged, and read again on the next call): a slow database delays no call by more than
+    /// [`LOAD_WITHIN`].
+    pub async fn load(&self, subscriber: &Msisdn) -> Option<Arc<SubscriberSettings>> {
+        let saves = {
+            let kept = self.kept.lock();
+            if let Some(entry) = kept.by_subscriber.get(subscriber) {
+                if entry.read_at.elapsed() < self.fresh_for {
+                    return entry.settings.clone();
+                }
+            }
+            kept.saves
         };
-        loaded.unwrap_or_else(|error| {
-            warn!(%subscriber, %error, "settings not readable: the configured behaviour applies");
-            Self::default()
-        })
+        let read_at = Instant::now();
+        let settings = match tokio::time::timeout(LOAD_WITHIN, SubscriberSettings::read(&self.store, subscriber)).await
+        {
+            Ok(Ok(settings)) => (settings != SubscriberSettings::default()).then(|| Arc::new(settings)),
+            Ok(Err(error)) => {
+                warn!(%subscriber, %error, "settings not readable: the configured behaviour applies");
+                return None;
+            }
+            Err(_) => {
+                warn!(%subscriber, "settings not read in time: the configured behaviour applies");
+                return None;
+            }
+        };
+        let mut kept = self.kept.lock();
+        if kept.saves == saves {
+            kept.by_subscriber.insert(subscriber.clone(), KeptSettings { settings: settings.clone(), read_at });
+            kept.kept_since_sweep += 1;
+            if kept.kept_since_sweep >= SWEEP_EVERY {
+                let fresh_for = self.fresh_for;
+                kept.by_subscriber.retain(|_, entry| entry.read_at.elapsed() < fresh_for);
+                kept.kept_since_sweep = 0;
+            }
+        }
+        settings
+    }
+
+    /// Keeps `settings` as `subscriber`'s (checked by the caller); the next call reads them
+    /// again.
+    pub async fn save(&self, subscriber: &Msisdn, settings: &SubscriberSettings) -> Result<(), SettingsError> {
+        let saved = settings.save(&self.store, subscriber).await;
+        // Forgotten whether or not the write went through: it may have, with the answer lost.
+        let mut kept = self.kept.lock();
+        kept.saves += 1;
+        kept.by_subscriber.remove(subscriber);
+        saved
+    }
+
+    /// How many subscribers' settings are kept (for tests and reports).
+    pub fn len(&self) -> usize {
+        self.kept.lock().by_subscriber.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -251,7 +341,7 @@ async fn write(
     let settings: SubscriberSettings =
         serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     settings.check(&owner).map_err(ApiError::BadRequest)?;
-    settings.save(mailboxes.store(), &owner).await?;
+    mailboxes.subscriber_settings().save(&owner, &settings).await?;
     info!(subscriber = %owner, ?settings, "settings changed by the API");
     Ok(HttpStatus::NO_CONTENT)
 }
@@ -327,5 +417,43 @@ mod tests {
             r#"{"forward_always":"+4799990002","forward_busy":"voicemail","do_not_disturb":false}"#
         );
         assert!(serde_json::from_str::<SubscriberSettings>(r#"{"forward_busy":"4799"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn calls_read_settings_once_per_freshness_and_a_save_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/ringer.db", dir.path().display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let owner = number("+4799990001");
+        let fresh_for = Duration::from_millis(400);
+        let cache = SettingsCache::new(store.clone(), fresh_for);
+        assert_eq!(cache.load(&owner).await, None, "nothing set: the configured behaviour");
+
+        // Another instance (or a hand in the database) sets do-not-disturb: calls here go on
+        // with what was read until it is no longer fresh.
+        let started = Instant::now();
+        store.put_subscriber_settings(owner.as_str(), r#"{"do_not_disturb":true}"#).await.unwrap();
+        let kept = cache.load(&owner).await;
+        if started.elapsed() < fresh_for {
+            assert_eq!(kept, None, "read again before its time");
+        }
+        tokio::time::sleep(fresh_for).await;
+        let dnd = SubscriberSettings { do_not_disturb: true, ..Default::default() };
+        assert_eq!(cache.load(&owner).await.as_deref(), Some(&dnd), "not read again once stale");
+
+        // A save through the cache applies to the very next call.
+        let forward = SubscriberSettings { forward_always: Some(ForwardTarget::Voicemail), ..Default::default() };
+        cache.save(&owner, &forward).await.unwrap();
+        assert_eq!(cache.load(&owner).await.as_deref(), Some(&forward), "the save not seen at once");
+        assert_eq!(SubscriberSettings::read(&store, &owner).await.unwrap(), forward);
+        assert_eq!(cache.len(), 1);
+
+        // Unreadable settings (a newer version's) leave the configured behaviour, and are not
+        // kept: the next call reads again.
+        store.put_subscriber_settings(owner.as_str(), r#"{"ring_twice":true}"#).await.unwrap();
+        tokio::time::sleep(fresh_for).await;
+        assert_eq!(cache.load(&owner).await, None);
+        store.put_subscriber_settings(owner.as_str(), r#"{"do_not_disturb":true}"#).await.unwrap();
+        assert_eq!(cache.load(&owner).await.as_deref(), Some(&dnd), "an unreadable read was kept");
     }
 }

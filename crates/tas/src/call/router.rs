@@ -20,7 +20,6 @@ use crate::feature_codes;
 use crate::mailbox::greeting::Absence;
 use crate::mailbox::menu::Login;
 use crate::mailbox::Mailboxes;
-use crate::settings::SubscriberSettings;
 
 use super::action::{Action, App, Behaviour};
 use super::answer::{AppRunning, CallInfo, EndedBy, MediaSettings};
@@ -472,7 +471,7 @@ impl CallRouter {
             &call_id,
             Box::pin(async move {
                 let done = match &request {
-                    Ok(request) => feature_codes::perform(mailboxes.store(), &subscriber, request).await,
+                    Ok(request) => feature_codes::perform(&mailboxes, &subscriber, request).await,
                     Err(refusal) => Err(refusal.clone()),
                 };
                 let (result, spoken) = match done {
@@ -581,18 +580,15 @@ impl SessionHandler for RouterHandler {
                 };
                 // What the subscriber set for themselves goes over the configured behaviour (and
                 // over what the hop limit falls back to: no voicemail when they switched it off).
-                let store = router.media.mailboxes.as_ref().map(|mailboxes| mailboxes.store());
-                let behaviour = match (store, classified.direction) {
-                    (Some(store), Direction::Terminating) => {
-                        let settings = SubscriberSettings::load(store, &classified.subscriber).await;
-                        match settings == SubscriberSettings::default() {
-                            true => behaviour,
-                            false => {
-                                limit.instead = settings.allowed(limit.instead);
-                                Arc::new(settings.apply(&behaviour))
-                            }
+                let settings = router.media.mailboxes.as_ref().map(Mailboxes::subscriber_settings);
+                let behaviour = match (settings, classified.direction) {
+                    (Some(settings), Direction::Terminating) => match settings.load(&classified.subscriber).await {
+                        Some(settings) => {
+                            limit.instead = settings.allowed(limit.instead);
+                            Arc::new(settings.apply(&behaviour))
                         }
-                    }
+                        None => behaviour,
+                    },
                     _ => behaviour,
                 };
                 let (outcome, app) = engine.run(invite, &info, &classified.callee, &behaviour, &limit).await;

@@ -39,6 +39,7 @@ use self::greeting::{Absence, GreetingKind};
 use self::prompts::Prompts;
 use crate::config::VoicemailConfig;
 use crate::leases::duration_millis;
+use crate::settings::SettingsCache;
 
 /// What a PIN entered for a mailbox came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,10 @@ pub enum MailboxError {
     Audio(#[from] AudioFileError),
 }
 
+/// How long a subscriber's settings serve calls before they are read again, unless
+/// [`Mailboxes::with_settings_fresh_for`] says otherwise (the default `store.poll_interval`).
+const SETTINGS_FRESH_FOR: Duration = Duration::from_secs(2);
+
 /// The mailboxes, served from the store.
 #[derive(Clone)]
 pub struct Mailboxes {
@@ -111,6 +116,8 @@ pub struct Mailboxes {
     unavailable: Arc<Vec<i16>>,
     /// The system's busy greeting (`voicemail.busy_greeting`, or the unavailable one).
     busy: Arc<Vec<i16>>,
+    /// What subscribers set for themselves, as calls read it.
+    subscriber_settings: SettingsCache,
 }
 
 impl std::fmt::Debug for Mailboxes {
@@ -137,6 +144,7 @@ impl Mailboxes {
             None => prompts.provided("greeting-busy").unwrap_or_else(|| unavailable.clone()),
         };
         Ok(Self {
+            subscriber_settings: SettingsCache::new(store.clone(), SETTINGS_FRESH_FOR),
             store,
             settings: Arc::new(MailboxSettings::from_config(config)),
             prompts: Arc::new(prompts),
@@ -148,6 +156,18 @@ impl Mailboxes {
     /// The store behind them.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// These mailboxes with subscribers' settings changed by another instance applying to
+    /// calls within `fresh_for` (`store.poll_interval`).
+    pub fn with_settings_fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.subscriber_settings = SettingsCache::new(self.store.clone(), fresh_for);
+        self
+    }
+
+    /// What subscribers set for themselves: read by calls, changed through it.
+    pub fn subscriber_settings(&self) -> &SettingsCache {
+        &self.subscriber_settings
     }
 
     /// Their settings.
