@@ -17,7 +17,7 @@ const COLLEAGUE: &str = "+4799990502";
 #[tokio::test]
 async fn settings_are_read_changed_and_checked_through_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (database, http, serving) = api_on_store(dir.path(), ringer::tas::settings::router).await;
+    let (database, http, serving) = api_on_store(dir.path(), ringer::tas::settings::api::router).await;
     let mine = token_for(&database, Some(OWNER)).await;
     let theirs = token_for(&database, Some(COLLEAGUE)).await;
     let path = format!("/api/v1/subscribers/{OWNER}/settings");

@@ -162,7 +162,7 @@ pub fn http_api(
     signup: Option<&signup::Signup>,
 ) -> axum::Router {
     let api = mailbox::api::router(mailboxes.clone())
-        .merge(settings::router(mailboxes.clone()))
+        .merge(settings::api::router(mailboxes.clone()))
         .merge(selfcare::router(mailboxes, router, pin_sms));
     match signup {
         Some(signup) => api.merge(signup.router()),

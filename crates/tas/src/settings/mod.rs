@@ -3,7 +3,9 @@
 //! voicemail), do-not-disturb, voicemail on or off. Kept in the store as JSON; read by the
 //! calls the core brings for the subscriber at most once per freshness interval
 //! ([`SettingsCache`]); read and changed through the HTTP API
-//! (`/api/v1/subscribers/{number}/settings`, the voicemail API's tokens).
+//! (`/api/v1/subscribers/{number}/settings`, the voicemail API's tokens: [`api`]).
+
+pub mod api;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,21 +13,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode as HttpStatus};
-use axum::routing::get;
-use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 
 use domain::types::Msisdn;
 use sip::message::StatusCode;
 use store::{Store, StoreError};
 
 use crate::call::action::{Action, App, Behaviour, ForwardCause};
-use crate::mailbox::api::{authorize, ApiError};
-use crate::mailbox::Mailboxes;
 
 /// Where a forward sends the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,15 +84,6 @@ pub enum SettingsError {
     /// What is stored is not settings this version reads.
     #[error("stored settings unreadable: {0}")]
     Unreadable(#[from] serde_json::Error),
-}
-
-impl From<SettingsError> for ApiError {
-    fn from(error: SettingsError) -> Self {
-        match error {
-            SettingsError::Store(error) => ApiError::Store(error),
-            SettingsError::Unreadable(error) => ApiError::Internal(error.to_string()),
-        }
-    }
 }
 
 /// The longest a call waits for its subscriber's settings.
@@ -315,35 +302,6 @@ impl SettingsCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The settings API's routes over the mailboxes' store and tokens.
-pub fn router(mailboxes: Mailboxes) -> Router {
-    Router::new().route("/api/v1/subscribers/{number}/settings", get(read).put(write)).with_state(mailboxes)
-}
-
-async fn read(
-    State(mailboxes): State<Mailboxes>,
-    Path(number): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<SubscriberSettings>, ApiError> {
-    let owner = authorize(&mailboxes, &headers, &number).await?;
-    Ok(Json(SubscriberSettings::read(mailboxes.store(), &owner).await?))
-}
-
-async fn write(
-    State(mailboxes): State<Mailboxes>,
-    Path(number): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<HttpStatus, ApiError> {
-    let owner = authorize(&mailboxes, &headers, &number).await?;
-    let settings: SubscriberSettings =
-        serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    settings.check(&owner).map_err(ApiError::BadRequest)?;
-    mailboxes.subscriber_settings().save(&owner, &settings).await?;
-    info!(subscriber = %owner, ?settings, "settings changed by the API");
-    Ok(HttpStatus::NO_CONTENT)
 }
 
 #[cfg(test)]
