@@ -14,6 +14,7 @@
 #
 #   bench/loop-path.sh                         # rates 1000 2000 3000 4000, 10 s each
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
+#   PERF_OUT=/tmp/loop.perf RATES=1000 bench/loop-path.sh   # also perf-records ringer per loop step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -110,6 +111,11 @@ for rate in $RATES; do
     read -r dcps dfailed dp50 dp99 _ < <(run_step +4712345678 "$rate")
     printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - - -
     r0=$(cpu_ticks $ringer_pid); c0=$(cpu_ticks $core_pid); t0=$(date +%s.%N)
+    if [ -n "${PERF_OUT:-}" ]; then
+        # Where ringer's time goes during the loop step (perf report -i PERF_OUT.RATE).
+        perf record -q -F 499 --call-graph dwarf,16384 -p "$ringer_pid" -o "$PERF_OUT.$rate" -- sleep "$((STEP / 2 + 1))" \
+            > /dev/null 2>&1 &
+    fi
     read -r cps failed p50 p99 completed < <(run_step +4799990001 "$rate")
     r1=$(cpu_ticks $ringer_pid); c1=$(cpu_ticks $core_pid); t1=$(date +%s.%N)
     rcpu=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')

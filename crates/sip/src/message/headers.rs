@@ -128,9 +128,9 @@ pub struct Header {
 pub struct Headers(Vec<Header>);
 
 impl Headers {
-    /// No headers.
+    /// No headers (room for a typical request's without growing).
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(Vec::with_capacity(16))
     }
 
     /// Appends a header.

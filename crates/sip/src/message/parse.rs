@@ -87,23 +87,36 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
         return Framing::Incomplete;
     };
     let head = &buf[..header_end];
-    let headers = match read_head(head) {
-        Ok((_, headers)) => headers,
-        Err(error) => return Framing::Invalid(error),
-    };
     let is_request = looks_like_request(buf);
-    let content_length = match content_length(&headers) {
-        Ok(Some(length)) => length,
-        Ok(None) => {
-            return Framing::Invalid(ParseError::new(
-                StatusCode::BAD_REQUEST,
-                "Missing Content-Length on a stream transport",
-                is_request,
-                Some(headers),
-            ))
-        }
-        Err(reason) => {
-            return Framing::Invalid(ParseError::new(StatusCode::BAD_REQUEST, reason, is_request, Some(headers)))
+    // Most messages carry one plain Content-Length: found without reading every header (the
+    // message is parsed in full once framed). Anything else is read in full here, to say why
+    // the stream cannot be framed.
+    let content_length = match plain_content_length(head) {
+        Some(length) => length,
+        None => {
+            let headers = match read_head(head) {
+                Ok((_, headers)) => headers,
+                Err(error) => return Framing::Invalid(error),
+            };
+            match content_length(&headers) {
+                Ok(Some(length)) => length,
+                Ok(None) => {
+                    return Framing::Invalid(ParseError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Missing Content-Length on a stream transport",
+                        is_request,
+                        Some(headers),
+                    ))
+                }
+                Err(reason) => {
+                    return Framing::Invalid(ParseError::new(
+                        StatusCode::BAD_REQUEST,
+                        reason,
+                        is_request,
+                        Some(headers),
+                    ))
+                }
+            }
         }
     };
     match header_end.checked_add(content_length) {
@@ -118,9 +131,43 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
             StatusCode::MESSAGE_TOO_LARGE,
             "Message Too Large",
             is_request,
-            Some(headers),
+            read_head(head).ok().map(|(_, headers)| headers),
         )),
     }
+}
+
+/// The Content-Length of `head` when it has exactly one such line (full or compact name), not
+/// folded, with a value [`content_length`] accepts; `None` for anything else, which the full
+/// reading then judges. Other lines are not checked: a message with a malformed header but a
+/// plain length is framed, then refused by the full parse, and the stream stays in step.
+/// Allocates nothing.
+fn plain_content_length(head: &[u8]) -> Option<usize> {
+    let mut found = None;
+    let mut last_was_length = false;
+    for line in head.split(|byte| *byte == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            if last_was_length {
+                return None;
+            }
+            continue;
+        }
+        let colon = line.iter().position(|byte| *byte == b':')?;
+        let name = line[..colon].trim_ascii_end();
+        last_was_length = name.eq_ignore_ascii_case(b"Content-Length") || name.eq_ignore_ascii_case(b"l");
+        if !last_was_length {
+            continue;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if found.is_some() || value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        found = Some(value.iter().fold(0, |length, digit| length * 10 + usize::from(digit - b'0')));
+    }
+    found
 }
 
 fn looks_like_request(buf: &[u8]) -> bool {
@@ -203,7 +250,8 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
     let mut lines = text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
     let start_line = lines.next().unwrap_or_default();
     let mut headers = Headers::new();
-    let mut current: Option<(String, String)> = None;
+    // The header being read: borrowed from the head unless folded lines were joined to it.
+    let mut current: Option<(&str, std::borrow::Cow<'_, str>)> = None;
     for line in lines {
         if line.is_empty() {
             break;
@@ -218,12 +266,13 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
                     None,
                 )
             })?;
+            let value = value.to_mut();
             value.push(' ');
             value.push_str(line.trim());
             continue;
         }
         if let Some((name, value)) = current.take() {
-            headers.push(&name, value.trim().to_owned());
+            headers.push(name, value.trim());
         }
         let Some((name, value)) = line.split_once(':') else {
             return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header line (no colon)", is_request, None));
@@ -232,11 +281,11 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
         if !super::grammar::is_token(name) {
             return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header name", is_request, None));
         }
-        current = Some((name.to_owned(), value.trim().to_owned()));
+        current = Some((name, std::borrow::Cow::Borrowed(value.trim())));
     }
     if let Some((name, value)) = current {
         // A value begun on a continuation line would otherwise keep that line's space.
-        headers.push(&name, value.trim().to_owned());
+        headers.push(name, value.trim());
     }
     Ok((start_line, headers))
 }
@@ -326,6 +375,61 @@ mod tests {
             frame_stream(&endless),
             Framing::Invalid(ParseError { status: StatusCode::MESSAGE_TOO_LARGE, .. })
         ));
+    }
+
+    /// What the full reading makes of `head`'s Content-Length.
+    fn fully_read_length(head: &[u8]) -> Option<usize> {
+        read_head(head).ok().and_then(|(_, headers)| content_length(&headers).ok().flatten())
+    }
+
+    #[test]
+    fn the_quick_content_length_agrees_with_the_full_reading() {
+        let start = "INVITE sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n";
+        for (lines, quick) in [
+            ("Content-Length: 12\r\n", Some(12)),
+            ("l: 0\r\n", Some(0)),
+            ("content-length  :\t7 \r\n", Some(7)),
+            ("L:3\r\nSubject: x\r\n", Some(3)),
+            ("Content-Length: 999999999\r\n", Some(999_999_999)),
+            // Left to the full reading:
+            ("Content-Length: 1\r\nl: 1\r\n", None),
+            ("Content-Length: 1\r\n 0\r\n", None),
+            ("Content-Length:\r\n 5\r\n", None),
+            ("Content-Length: 1000000000\r\n", None),
+            ("Content-Length: -1\r\n", None),
+            ("Content-Length: 1 2\r\n", None),
+            ("Subject: no length\r\n", None),
+            ("Broken line\r\nContent-Length: 5\r\n", None),
+        ] {
+            let head = format!("{start}{lines}\r\n");
+            assert_eq!(plain_content_length(head.as_bytes()), quick, "{lines:?}");
+            if quick.is_some() {
+                assert_eq!(fully_read_length(head.as_bytes()), quick, "{lines:?}");
+            }
+        }
+        // A body line after the head is not a header.
+        assert_eq!(plain_content_length(b"OPTIONS sip:u@h SIP/2.0\r\nl: 2\r\n\r\nl: 3\r\n"), Some(2));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_quick_content_length_is_always_the_full_readings(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Content-Length: 5", "l: 7", "content-length:\t12", "Content-Length : 3", "L:0",
+                    "Content-Length: x", "Content-Length:", " 4", "\t9", "Via: SIP/2.0/TCP h", "Broken",
+                    "Bad Name: 1", "Subject: l: 5", "", "Content-Length: 0000000001",
+                ]),
+                0..8,
+            ),
+        ) {
+            let head = format!("INVITE sip:u@h SIP/2.0\r\n{}\r\n\r\n", lines.join("\r\n"));
+            // A head whose other lines are malformed is framed by its length all the same,
+            // then refused whole by the full parse (the stream stays in step).
+            if let (Some(length), Ok((_, headers))) = (plain_content_length(head.as_bytes()), read_head(head.as_bytes())) {
+                proptest::prop_assert_eq!(content_length(&headers), Ok(Some(length)), "{:?}", head);
+            }
+        }
     }
 
     #[test]
