@@ -38,3 +38,52 @@ udp_listen = "127.0.0.1:$2"
 unknown_number = "$3"
 TOML
 }
+
+# write_loop_configs RINGER DIR: development certificates and the configs of the loop path on
+# loopback, in DIR: core.toml (the emulated core: SIPp Alice's SBC on UDP 25070, the TAS
+# interconnect on TLS 25071, leg 4 to SIPp Bob on UDP 25090) and ringer.toml (the TAS on TLS
+# 25061, one loop subscriber +4799990001 with MT prefix 22; GET /calls on 25093, /metrics on
+# 25094). The configs' database is var/ringer.db, as `ringer serve` has it by default.
+write_loop_configs() {
+    local ringer=$1 dir=$2
+    "$ringer" certs --domain localhost --domain 127.0.0.1 --out "$dir/certs" > /dev/null
+    cat > "$dir/core.toml" <<TOML
+[grpc]
+listen = "127.0.0.1:25051"
+[sbc]
+udp_listen = "127.0.0.1:25070"
+interconnect_listen = "127.0.0.1:25071"
+cert_file = "$dir/certs/server.pem"
+key_file = "$dir/certs/server.key"
+tas_ca_file = "$dir/certs/ca.pem"
+[[sbc.route]]
+prefix = "+"
+target = "sip:127.0.0.1:25090"
+TOML
+    cat > "$dir/ringer.toml" <<TOML
+[tas]
+sip_uri = "sips:localhost:25061"
+[core]
+endpoint = "http://127.0.0.1:25051"
+[registrar]
+status_listen = "127.0.0.1:25093"
+[http]
+listen = "127.0.0.1:25094"
+[sip]
+tls_listen = "127.0.0.1:25061"
+cert_file = "$dir/certs/server.pem"
+key_file = "$dir/certs/server.key"
+core_uri = "sips:localhost:25071"
+core_ca_file = "$dir/certs/ca.pem"
+[[subscriber]]
+phone_number = "+4799990001"
+route_type = "loop"
+mt_prefix = "22"
+TOML
+}
+
+# rss_kib PID -> the process's resident memory now, in KiB
+rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# gauge URL NAME -> the value of gauge NAME in the Prometheus exposition at URL (0 when absent)
+gauge() { curl -s "$1" | awk -v name="$2" '$1 == name { value = $2 } END { print value + 0 }'; }

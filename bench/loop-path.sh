@@ -33,38 +33,7 @@ ringer=$PWD/target/release/ringer
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-"$ringer" certs --domain localhost --domain 127.0.0.1 --out "$work/certs" > /dev/null
-cat > "$work/core.toml" <<TOML
-[grpc]
-listen = "127.0.0.1:25051"
-[sbc]
-udp_listen = "127.0.0.1:25070"
-interconnect_listen = "127.0.0.1:25071"
-cert_file = "$work/certs/server.pem"
-key_file = "$work/certs/server.key"
-tas_ca_file = "$work/certs/ca.pem"
-[[sbc.route]]
-prefix = "+"
-target = "sip:127.0.0.1:25090"
-TOML
-cat > "$work/ringer.toml" <<TOML
-[tas]
-sip_uri = "sips:localhost:25061"
-[core]
-endpoint = "http://127.0.0.1:25051"
-[registrar]
-status_listen = "127.0.0.1:25093"
-[sip]
-tls_listen = "127.0.0.1:25061"
-cert_file = "$work/certs/server.pem"
-key_file = "$work/certs/server.key"
-core_uri = "sips:localhost:25071"
-core_ca_file = "$work/certs/ca.pem"
-[[subscriber]]
-phone_number = "+4799990001"
-route_type = "loop"
-mt_prefix = "22"
-TOML
+write_loop_configs "$ringer" "$work"
 RINGER_LOG=warn "$ringer" core --config "$work/core.toml" > "$work/core.log" 2>&1 &
 core_pid=$!
 sleep 1

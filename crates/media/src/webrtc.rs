@@ -574,15 +574,19 @@ async fn build_connection(
             continue;
         }
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
-        let built = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(chosen.media_engine()?)
-            .with_setting_engine(ice_settings().build())
-            .with_handler(handler.clone())
-            .with_runtime(runtime)
-            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, port))])
-            .build()
-            .await;
+        // Boxed: building is a 20 KiB future, which would otherwise sit inline in every call's
+        // task (a refused or relayed call included) for the call's whole life.
+        let built = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(chosen.media_engine()?)
+                .with_setting_engine(ice_settings().build())
+                .with_handler(handler.clone())
+                .with_runtime(runtime)
+                .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, port))])
+                .build(),
+        )
+        .await;
         match built {
             Ok(connection) => return Ok(Box::new(connection)),
             Err(error) => {
