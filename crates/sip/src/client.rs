@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
@@ -38,6 +40,9 @@ pub enum RequestError {
     ConnectionClosed,
 }
 
+// Most entries are INVITEs (the non-INVITEs, BYEs, end within a round trip): boxing the large
+// variant would add an allocation to nearly every entry and save none.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     /// A non-INVITE request awaiting its final response.
     NonInvite(oneshot::Sender<Response>),
@@ -47,12 +52,24 @@ enum Pending {
         responses: mpsc::UnboundedSender<Response>,
         request: Arc<Request>,
         link: Link,
+        /// The INVITE as sent, for Timer A.
+        bytes: Bytes,
         proceeding: bool,
         ack: Option<Bytes>,
-        /// Timers A and B, and on a stream the watch on its connection until a response comes;
-        /// stopped by the first response so no task sleeps out Timer B.
-        timer: Option<tokio::task::AbortHandle>,
     },
+}
+
+/// What a client transaction's timer does when it fires: nothing, when the transaction has
+/// moved on since (a timer is never cancelled).
+#[derive(Debug)]
+enum ClientTimer {
+    /// Timer A (UDP): the INVITE sent again unless a response came, then again after twice
+    /// `interval`, until Timer B.
+    Resend { key: Key, interval: Duration, give_up: Instant },
+    /// Timer B: no response at all to the INVITE.
+    GiveUp(Key),
+    /// Timer D: a completed INVITE forgotten after absorbing retransmitted finals.
+    Forget(Key),
 }
 
 /// How long a completed INVITE transaction on UDP absorbs retransmitted finals (Timer D, at
@@ -66,8 +83,11 @@ type Key = (String, Method);
 pub struct ClientTransactions {
     pending: Mutex<HashMap<Key, Pending>>,
     timers: Timers,
-    /// Timer D: completed INVITE transactions forgotten after absorbing retransmitted finals.
-    forget: TimerQueue<Key>,
+    /// The INVITE transactions' Timers A, B and D, in one queue served by one task.
+    timer_queue: TimerQueue<ClientTimer>,
+    /// Stream connections INVITEs went out on, each watched by one task (not one per INVITE)
+    /// so that its closing ends the INVITEs still without a response.
+    watched: Mutex<Vec<Link>>,
 }
 
 fn key_of(headers: &Headers) -> Option<Key> {
@@ -80,12 +100,12 @@ impl ClientTransactions {
     pub fn new(timers: Timers) -> Arc<Self> {
         Arc::new_cyclic(|table: &std::sync::Weak<Self>| {
             let table = table.clone();
-            let forget = TimerQueue::start(move |key: Key| {
+            let timer_queue = TimerQueue::start(move |timer: ClientTimer| {
                 if let Some(table) = table.upgrade() {
-                    table.pending().remove(&key);
+                    table.fire(timer);
                 }
             });
-            Self { pending: Mutex::new(HashMap::new()), timers, forget }
+            Self { pending: Mutex::new(HashMap::new()), timers, timer_queue, watched: Mutex::default() }
         })
     }
 
@@ -122,10 +142,7 @@ impl ClientTransactions {
                 let _ = link.send(ack.clone());
                 None
             }
-            Some(Pending::Invite { responses, request, link, proceeding, ack, timer }) => {
-                if let Some(timer) = timer.take() {
-                    timer.abort();
-                }
+            Some(Pending::Invite { responses, request, link, proceeding, ack, .. }) => {
                 match response.status.as_u16() {
                     100..=199 => *proceeding = true,
                     200..=299 => {
@@ -144,7 +161,7 @@ impl ClientTransactions {
                         if link.transport().is_reliable() {
                             pending.remove(&branch);
                         } else {
-                            self.forget.after(TIMER_D, branch);
+                            self.timer_queue.after(TIMER_D, ClientTimer::Forget(branch));
                         }
                         return None;
                     }
@@ -211,78 +228,104 @@ impl ClientTransactions {
         crate::metrics::sent_request(&request.method);
         let bytes = Bytes::from(request.to_bytes());
         let request = Arc::new(request);
+        let reliable = link.transport().is_reliable();
         self.pending().insert(
             branch.clone(),
-            Pending::Invite { responses, request, link: link.clone(), proceeding: false, ack: None, timer: None },
+            Pending::Invite {
+                responses,
+                request,
+                link: link.clone(),
+                bytes: bytes.clone(),
+                proceeding: false,
+                ack: None,
+            },
         );
-        if let Err(error) = link.send(bytes.clone()) {
+        if let Err(error) = link.send(bytes) {
             self.pending().remove(&branch);
             return Err(error.into());
         }
-        let table = self.clone();
-        let timers = self.timers;
-        let key = branch.clone();
-        let task = tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + timers.t1 * 64;
-            let mut interval = timers.t1;
-            let reliable = link.transport().is_reliable();
-            // Timer A (UDP only) until a provisional or final; Timer B gives up.
-            loop {
-                let wake = if reliable { deadline } else { (tokio::time::Instant::now() + interval).min(deadline) };
-                tokio::select! {
-                    () = tokio::time::sleep_until(wake) => {}
-                    () = link.closed() => return table.connection_closed(&branch),
-                }
-                let mut pending = table.pending();
-                match pending.get(&branch) {
-                    Some(Pending::Invite { proceeding: false, ack: None, .. })
-                        if tokio::time::Instant::now() < deadline =>
-                    {
-                        crate::metrics::retransmitted("request");
-                        let _ = link.send(bytes.clone());
-                        interval *= 2;
-                    }
-                    Some(Pending::Invite { proceeding: false, ack: None, .. }) => {
-                        debug!(branch = %branch.0, "Timer B: no response to the INVITE");
-                        // Dropping the sender closes the TU's channel with no final response.
-                        pending.remove(&branch);
-                        return;
-                    }
-                    _ => return,
+        let now = Instant::now();
+        let give_up = now + self.timers.t1 * 64;
+        if reliable {
+            self.watch(&link);
+        } else {
+            let interval = self.timers.t1;
+            self.timer_queue.at(now + interval, ClientTimer::Resend { key: branch.clone(), interval, give_up });
+        }
+        self.timer_queue.at(give_up, ClientTimer::GiveUp(branch));
+        Ok(receiver)
+    }
+
+    /// What a timer does, if its transaction still waits for it.
+    fn fire(&self, timer: ClientTimer) {
+        let mut pending = self.pending();
+        match timer {
+            ClientTimer::Resend { key, interval, give_up } => {
+                let Some(Pending::Invite { proceeding: false, ack: None, link, bytes, .. }) = pending.get(&key) else {
+                    return;
+                };
+                crate::metrics::retransmitted("request");
+                let _ = link.send(bytes.clone());
+                // Doubling without the T2 cap (RFC 3261 §17.1.1.2); Timer B ends it.
+                let interval = interval * 2;
+                let next = Instant::now() + interval;
+                if next < give_up {
+                    self.timer_queue.at(next, ClientTimer::Resend { key, interval, give_up });
                 }
             }
-        });
-        if let Some(Pending::Invite { timer, .. }) = self.pending().get_mut(&key) {
-            *timer = Some(task.abort_handle());
-        } else {
-            // Answered before the timer was registered.
-            task.abort();
+            ClientTimer::GiveUp(key) => {
+                if let Some(Pending::Invite { proceeding: false, ack: None, .. }) = pending.get(&key) {
+                    debug!(branch = %key.0, "Timer B: no response to the INVITE");
+                    // Dropping the sender closes the TU's channel with no final response.
+                    pending.remove(&key);
+                }
+            }
+            ClientTimer::Forget(key) => {
+                pending.remove(&key);
+            }
         }
-        Ok(receiver)
+    }
+
+    /// Watches `link`'s connection, unless it is watched already.
+    fn watch(self: &Arc<Self>, link: &Link) {
+        let mut watched = self.watched.lock();
+        if watched.iter().any(|known| known.same_connection(link)) {
+            return;
+        }
+        watched.push(link.clone());
+        let table = Arc::downgrade(self);
+        let link = link.clone();
+        tokio::spawn(async move {
+            link.closed().await;
+            if let Some(table) = table.upgrade() {
+                table.connection_closed(&link);
+            }
+        });
     }
 }
 
 impl ClientTransactions {
-    /// Ends the INVITE transaction `key` when its connection closed before any response (a
-    /// transport error, RFC 3261 §17.1.4): the TU's channel closes, as after Timer B, at once
-    /// rather than 32 s later, so that it can try another server. Once a response came, the
-    /// server may still send the final one over a new connection (§18.2.2): the TU's own
+    /// Ends the INVITE transactions on `link` when its connection closed before any response
+    /// (a transport error, RFC 3261 §17.1.4): each TU's channel closes, as after Timer B, at
+    /// once rather than 32 s later, so that it can try another server. Once a response came,
+    /// the server may still send the final one over a new connection (§18.2.2): the TU's own
     /// timers decide then.
-    fn connection_closed(&self, key: &Key) {
-        let mut pending = self.pending();
-        if let Some(Pending::Invite { proceeding: false, ack: None, .. }) = pending.get(key) {
-            debug!(branch = %key.0, "connection closed before a final response to the INVITE");
-            pending.remove(key);
-        }
+    fn connection_closed(&self, link: &Link) {
+        self.watched.lock().retain(|known| !known.same_connection(link));
+        self.pending().retain(|key, pending| match pending {
+            Pending::Invite { proceeding: false, ack: None, link: on, .. } if on.same_connection(link) => {
+                debug!(branch = %key.0, "connection closed before a final response to the INVITE");
+                false
+            }
+            _ => true,
+        });
     }
 
     /// Ends the INVITE transaction of `invite` without a final response (a CANCEL that got no
     /// 487 within 64·T1, RFC 3261 §9.1): its response channel closes.
     pub fn forget_invite(&self, invite: &Request) {
         if let Some(key) = key_of(&invite.headers) {
-            if let Some(Pending::Invite { timer: Some(timer), .. }) = self.pending().remove(&key) {
-                timer.abort();
-            }
+            self.pending().remove(&key);
         }
     }
 }
@@ -432,8 +475,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_closing_before_any_response_ends_the_invite_at_once() {
         let (link, writer) = stream_link();
+        let (other_link, _other_writer) = stream_link();
         let clients = ClientTransactions::new(Timers::default());
-        let mut responses = clients.send_invite(request("INVITE", "z9hG4bKc"), link).unwrap();
+        let mut responses = clients.send_invite(request("INVITE", "z9hG4bKc"), link.clone()).unwrap();
+        let mut second = clients.send_invite(request("INVITE", "z9hG4bKc2"), link).unwrap();
+        let _elsewhere = clients.send_invite(request("INVITE", "z9hG4bKc3"), other_link).unwrap();
+        // One watcher per connection, not per INVITE.
+        assert_eq!(clients.watched.lock().len(), 2);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         drop(writer);
@@ -442,7 +490,10 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(40), responses.recv()).await;
         assert!(matches!(ended, Ok(None)), "{ended:?}");
         assert_eq!(Instant::now(), start);
-        assert_eq!(clients.pending().len(), 0);
+        assert!(second.recv().await.is_none());
+        // The INVITE on the other connection waits on.
+        assert_eq!(clients.pending().len(), 1);
+        assert_eq!(clients.watched.lock().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -148,6 +148,14 @@ impl Link {
         }
     }
 
+    /// Whether both are the same stream connection (never for datagram links, which have none).
+    pub(crate) fn same_connection(&self, other: &Link) -> bool {
+        match (&self.path, &other.path) {
+            (Path::Stream { queue: ours }, Path::Stream { queue: theirs }) => ours.sender.same_channel(&theirs.sender),
+            _ => false,
+        }
+    }
+
     /// Completes when a stream's connection has closed; never for a datagram link.
     pub async fn closed(&self) {
         match &self.path {
