@@ -11,6 +11,8 @@ use clap::Parser;
 
 /// SIP load is many small, short-lived allocations across threads (messages, transactions,
 /// timers); glibc's allocator spent a third of the emulated core's time at 3,000 calls/s.
+/// `--features system-allocator` leaves the system's, which heap profilers (heaptrack) see.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

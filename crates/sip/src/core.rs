@@ -266,8 +266,10 @@ async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
             () = changed => continue,
             () = tokio::time::sleep_until(due) => {}
         }
+        // Boxed, as is the BYE below: a re-INVITE's state would otherwise sit in every
+        // dialog's timer task for the dialog's whole life, most of which never refresh.
         let ended = match agreed.we_refresh {
-            true => ua.refresh_session(&dialog).await,
+            true => Box::pin(ua.refresh_session(&dialog)).await,
             false => Some(format!("session expired: no refresh within {} s (RFC 4028 §10)", agreed.interval.as_secs())),
         };
         if let Some(reason) = ended {
@@ -275,7 +277,7 @@ async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
                 return;
             }
             warn!(call_id = %dialog.id.call_id, %reason, "ending the call");
-            let _ = ua.hangup_because(&dialog.id, &reason).await;
+            let _ = Box::pin(ua.hangup_because(&dialog.id, &reason)).await;
             return;
         }
     }
