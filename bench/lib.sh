@@ -42,8 +42,9 @@ TOML
 # write_loop_configs RINGER DIR: development certificates and the configs of the loop path on
 # loopback, in DIR: core.toml (the emulated core: SIPp Alice's SBC on UDP 25070, the TAS
 # interconnect on TLS 25071, leg 4 to SIPp Bob on UDP 25090) and ringer.toml (the TAS on TLS
-# 25061, one loop subscriber +4799990001 with MT prefix 22; GET /calls on 25093, /metrics on
-# 25094). The configs' database is var/ringer.db, as `ringer serve` has it by default.
+# 25061, one loop subscriber +4799990001 with MT prefix 22; GET /calls on 25093, /metrics and
+# /registrations on 25094; its own database in DIR, so that no lease a killed earlier run left
+# in a shared one keeps the subscriber from registering).
 write_loop_configs() {
     local ringer=$1 dir=$2
     "$ringer" certs --domain localhost --domain 127.0.0.1 --out "$dir/certs" > /dev/null
@@ -69,6 +70,8 @@ endpoint = "http://127.0.0.1:25051"
 status_listen = "127.0.0.1:25093"
 [http]
 listen = "127.0.0.1:25094"
+[store]
+url = "sqlite://$dir/ringer.db"
 [sip]
 tls_listen = "127.0.0.1:25061"
 cert_file = "$dir/certs/server.pem"
@@ -87,3 +90,27 @@ rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # gauge URL NAME -> the value of gauge NAME in the Prometheus exposition at URL (0 when absent)
 gauge() { curl -s "$1" | awk -v name="$2" '$1 == name { value = $2 } END { print value + 0 }'; }
+
+# start_bench: a work folder in $work (kept, and named, when KEEP is set; removed at exit
+# otherwise), SIPp checked for, ringer built in release as $ringer. At exit every background
+# job is killed outright and waited for: a ringer stopped gently would first hang up its calls
+# through a core already gone, holding its ports for the next benchmark.
+start_bench() {
+    work=$(mktemp -d)
+    [ -n "${KEEP:-}" ] && echo "work dir: $work"
+    trap '{ kill -9 $(jobs -p) || true; wait || true; } 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+    command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
+    cargo build --release --quiet
+    ringer=$PWD/target/release/ringer
+}
+
+# wait_registered: waits until the loop configs' subscriber is registered at the core (the
+# load would otherwise go straight from the core to Bob, past ringer); fails after 15 s.
+wait_registered() {
+    local tries=0
+    until curl -s http://127.0.0.1:25094/registrations | grep -q '"state":"registered"'; do
+        tries=$((tries + 1))
+        [ $tries -lt 150 ] || { echo "the subscriber did not register with the emulated core in 15 s"; exit 1; }
+        sleep 0.1
+    done
+}

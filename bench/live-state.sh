@@ -26,12 +26,7 @@ repo=$PWD
 RATE=${RATE:-2000}
 ROW=${SECONDS_PER_ROW:-8}
 HOLD=${HOLD_SECONDS:-30}
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
-cargo build --release --quiet
-ringer=$PWD/target/release/ringer
+start_bench
 
 # sample PID METRICS_URL GAUGE SECONDS > FILE: "count rss_kib" every half second
 sample() {
@@ -80,14 +75,14 @@ grep -q "milliseconds=\"$((HOLD * 1000))\"" "$work/alice_holds.xml" || { echo "a
 RINGER_LOG=warn "$ringer" core --config "$work/core.toml" > "$work/core.log" 2>&1 &
 RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
 pid=$!
-sleep 2
+wait_registered
 rate=$((RATE / 4))
 (cd "$work" && exec sipp -sf "$repo/scenarios/bob_uas.xml" -t u1 -i 127.0.0.1 -p 25090 -buff_size 4194304 -nostdin \
     -timeout $((ROW + HOLD + 30))s -max_socket 50000 > bob.out 2>&1) &
 sleep 0.5
 sample $pid http://127.0.0.1:25094/metrics ringer_sip_dialogs $((ROW + 1)) > "$work/dialogs" &
 sampler=$!
-(cd "$work" && sipp -sf "$work/alice_holds.xml" -key caller +4711111111 -s +4799990001 -t u1 -i 127.0.0.1 -p 25091 \
+(cd "$work" && exec sipp -sf "$work/alice_holds.xml" -key caller +4711111111 -s +4799990001 -t u1 -i 127.0.0.1 -p 25091 \
     -r "$rate" -m $((rate * ROW)) -l $((rate * (HOLD + 4))) -nostdin -timeout $((ROW + HOLD + 20))s -max_socket 50000 \
     -buff_size 4194304 127.0.0.1:25070 > alice.out 2>&1) &
 wait $sampler

@@ -23,13 +23,7 @@ repo=$PWD
 
 RATES=${RATES:-"1000 2000 3000 4000"}
 STEP=${SECONDS_PER_STEP:-10}
-work=$(mktemp -d)
-[ -n "${KEEP:-}" ] && echo "work dir: $work"
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-
-command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
-cargo build --release --quiet
-ringer=$PWD/target/release/ringer
+start_bench
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -40,7 +34,7 @@ sleep 1
 start_ringer() {
     RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
     ringer_pid=$!
-    sleep 2
+    wait_registered
 }
 stop_ringer() { kill $ringer_pid 2>/dev/null || true; wait $ringer_pid 2>/dev/null || true; }
 # hop FIELD -> the request-hop plus answer-hop value of FIELD, in µs

@@ -16,23 +16,17 @@ repo=$PWD
 RATE=${RATE:-3000}
 MINUTES=${MINUTES:-10}
 EVERY=${SAMPLE_SECONDS:-60}
-work=$(mktemp -d)
-[ -n "${KEEP:-}" ] && echo "work dir: $work"
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-
-command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
-cargo build --release --quiet
-ringer=$PWD/target/release/ringer
+start_bench
 write_loop_configs "$ringer" "$work"
 RINGER_LOG=warn "$ringer" core --config "$work/core.toml" > "$work/core.log" 2>&1 &
 RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
 pid=$!
-sleep 2
+wait_registered
 seconds=$((MINUTES * 60))
 (cd "$work" && exec sipp -sf "$repo/scenarios/bob_uas.xml" -t u1 -i 127.0.0.1 -p 25090 -buff_size 4194304 -nostdin \
     -timeout $((seconds + 60))s -max_socket 50000 > bob.out 2>&1) &
 sleep 0.5
-(cd "$work" && sipp -sf "$repo/scenarios/alice_uac.xml" -key caller +4711111111 -s +4799990001 -t u1 -i 127.0.0.1 \
+(cd "$work" && exec sipp -sf "$repo/scenarios/alice_uac.xml" -key caller +4711111111 -s +4799990001 -t u1 -i 127.0.0.1 \
     -p 25091 -r "$RATE" -m $((RATE * seconds)) -l $((RATE * 4)) -nostdin -timeout $((seconds + 30))s -timeout_error \
     -max_socket 50000 -buff_size 4194304 127.0.0.1:25070 > alice.out 2>&1) &
 alice=$!
