@@ -7,12 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::message::grammar::split_list;
