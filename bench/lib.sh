@@ -42,9 +42,9 @@ TOML
 # write_loop_configs RINGER DIR: development certificates and the configs of the loop path on
 # loopback, in DIR: core.toml (the emulated core: SIPp Alice's SBC on UDP 25070, the TAS
 # interconnect on TLS 25071, leg 4 to SIPp Bob on UDP 25090) and ringer.toml (the TAS on TLS
-# 25061, one loop subscriber +4799990001 with MT prefix 22; GET /calls on 25093, /metrics and
-# /registrations on 25094; its own database in DIR, so that no lease a killed earlier run left
-# in a shared one keeps the subscriber from registering).
+# 25061, one loop subscriber +4799990001 with MT prefix 22; /calls, /metrics and /registrations
+# on 25094; its own database in DIR, so that no lease a killed earlier run left in a shared one
+# keeps the subscriber from registering).
 write_loop_configs() {
     local ringer=$1 dir=$2
     "$ringer" certs --domain localhost --domain 127.0.0.1 --out "$dir/certs" > /dev/null
@@ -66,8 +66,6 @@ TOML
 sip_uri = "sips:localhost:25061"
 [core]
 endpoint = "http://127.0.0.1:25051"
-[registrar]
-status_listen = "127.0.0.1:25093"
 [http]
 listen = "127.0.0.1:25094"
 [store]

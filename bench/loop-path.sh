@@ -39,7 +39,7 @@ start_ringer() {
 stop_ringer() { kill $ringer_pid 2>/dev/null || true; wait $ringer_pid 2>/dev/null || true; }
 # hop FIELD -> the request-hop plus answer-hop value of FIELD, in µs
 hop() {
-    curl -s http://127.0.0.1:25093/calls |
+    curl -s http://127.0.0.1:25094/calls |
         python3 -c "import json,sys; v=json.load(sys.stdin); print(v['request_hop']['$1'] + v['answer_hop']['$1'])"
 }
 
