@@ -37,7 +37,7 @@ use store::{MessageState, Store, StoreError, VoicemailRow};
 
 use self::greeting::{Absence, GreetingKind};
 use self::prompts::Prompts;
-use crate::config::VoicemailConfig;
+use crate::config::{StoreConfig, VoicemailConfig};
 use crate::leases::duration_millis;
 use crate::settings::SettingsCache;
 
@@ -102,10 +102,6 @@ pub enum MailboxError {
     Audio(#[from] AudioFileError),
 }
 
-/// How long a subscriber's settings serve calls before they are read again, unless
-/// [`Mailboxes::with_settings_fresh_for`] says otherwise (the default `store.poll_interval`).
-const SETTINGS_FRESH_FOR: Duration = Duration::from_secs(2);
-
 /// The mailboxes, served from the store.
 #[derive(Clone)]
 pub struct Mailboxes {
@@ -144,7 +140,9 @@ impl Mailboxes {
             None => prompts.provided("greeting-busy").unwrap_or_else(|| unavailable.clone()),
         };
         Ok(Self {
-            subscriber_settings: SettingsCache::new(store.clone(), SETTINGS_FRESH_FOR),
+            // Fresh for the default `store.poll_interval`, unless `with_settings_fresh_for` says
+            // otherwise.
+            subscriber_settings: SettingsCache::new(store.clone(), StoreConfig::default().poll_interval),
             store,
             settings: Arc::new(MailboxSettings::from_config(config)),
             prompts: Arc::new(prompts),

@@ -195,14 +195,6 @@ impl SubscriberSettings {
             None => Self::default(),
         })
     }
-
-    /// Keeps these settings as `subscriber`'s (checked by the caller; saved through
-    /// [`SettingsCache::save`], which makes the next call read them).
-    async fn save(&self, store: &Store, subscriber: &Msisdn) -> Result<(), SettingsError> {
-        let json = serde_json::to_string(self)?;
-        store.put_subscriber_settings(subscriber.as_str(), &json).await?;
-        Ok(())
-    }
 }
 
 /// Subscribers' settings as calls read them, kept for a while so that a busy subscriber costs
@@ -285,22 +277,13 @@ impl SettingsCache {
     /// Keeps `settings` as `subscriber`'s (checked by the caller); the next call reads them
     /// again.
     pub async fn save(&self, subscriber: &Msisdn, settings: &SubscriberSettings) -> Result<(), SettingsError> {
-        let saved = settings.save(&self.store, subscriber).await;
+        let json = serde_json::to_string(settings)?;
+        let saved = self.store.put_subscriber_settings(subscriber.as_str(), &json).await;
         // Forgotten whether or not the write went through: it may have, with the answer lost.
         let mut kept = self.kept.lock();
         kept.saves += 1;
         kept.by_subscriber.remove(subscriber);
-        saved
-    }
-
-    /// How many subscribers' settings are kept (for tests and reports).
-    pub fn len(&self) -> usize {
-        self.kept.lock().by_subscriber.len()
-    }
-
-    /// Whether none are.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        Ok(saved?)
     }
 }
 
@@ -404,7 +387,7 @@ mod tests {
         cache.save(&owner, &forward).await.unwrap();
         assert_eq!(cache.load(&owner).await.as_deref(), Some(&forward), "the save not seen at once");
         assert_eq!(SubscriberSettings::read(&store, &owner).await.unwrap(), forward);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.kept.lock().by_subscriber.len(), 1);
 
         // Unreadable settings (a newer version's) leave the configured behaviour, and are not
         // kept: the next call reads again.
