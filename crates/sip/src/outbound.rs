@@ -182,8 +182,9 @@ struct SrvTarget {
 }
 
 /// RFC 2782's order: by priority; within one priority, repeatedly a record chosen at random
-/// with a chance in proportion to its weight (zero-weight records placed first, so that they
-/// are chosen only when the draw is zero, as the RFC asks).
+/// with a chance in proportion to its weight. Zero-weight records are placed first and chosen
+/// only when the draw is zero, as the RFC asks; without one the draw starts at one, since a
+/// zero would otherwise fall to the first record and give it a double share.
 fn srv_order(mut records: Vec<SrvTarget>, rng: &mut impl rand::Rng) -> Vec<(String, u16)> {
     records.sort_by_key(|record| (record.priority, record.weight != 0));
     let mut ordered = Vec::with_capacity(records.len());
@@ -193,15 +194,20 @@ fn srv_order(mut records: Vec<SrvTarget>, rng: &mut impl rand::Rng) -> Vec<(Stri
         let mut group: Vec<SrvTarget> = records.drain(..end).collect();
         while !group.is_empty() {
             let total: u32 = group.iter().map(|record| u32::from(record.weight)).sum();
-            let draw = rng.random_range(0..=total);
-            let mut running = 0;
-            let index = group
-                .iter()
-                .position(|record| {
-                    running += u32::from(record.weight);
-                    running >= draw
-                })
-                .unwrap_or(0);
+            let index = if total == 0 {
+                rng.random_range(0..group.len())
+            } else {
+                let lowest = if group.iter().any(|record| record.weight == 0) { 0 } else { 1 };
+                let draw = rng.random_range(lowest..=total);
+                let mut running = 0;
+                group
+                    .iter()
+                    .position(|record| {
+                        running += u32::from(record.weight);
+                        running >= draw
+                    })
+                    .unwrap_or(0)
+            };
             let chosen = group.remove(index);
             ordered.push((chosen.target, chosen.port));
         }
@@ -456,6 +462,23 @@ mod tests {
         let share = |name: &str| first.get(name).copied().unwrap_or(0);
         for (name, expected) in [("spare", 800), ("a", 800), ("b", 800), ("c", 1600)] {
             assert!(share(name).abs_diff(expected) < 150, "{name}: {first:?}");
+        }
+    }
+
+    /// Equal weights get equal shares: the draw never falls to zero without a zero-weight
+    /// record, which would hand the first record of the answer half of the load.
+    #[test]
+    fn equal_weights_share_the_first_place_equally() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let records = vec![record(10, 1, "a"), record(10, 1, "b"), record(10, 1, "c")];
+        let mut first = HashMap::<String, u32>::new();
+        for _ in 0..3000 {
+            let ordered = srv_order(records.clone(), &mut rng);
+            *first.entry(ordered[0].0.clone()).or_default() += 1;
+        }
+        for name in ["a", "b", "c"] {
+            let share = first.get(name).copied().unwrap_or(0);
+            assert!(share.abs_diff(1000) < 120, "{name}: {first:?}");
         }
     }
 
