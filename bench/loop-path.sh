@@ -14,7 +14,7 @@
 #
 #   bench/loop-path.sh                         # rates 1000 2000 3000 4000, 10 s each
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
-#   PERF_OUT=/tmp/loop.perf RATES=1000 bench/loop-path.sh   # also perf-records ringer per loop step
+#   PERF_OUT=/tmp/loop.perf RATES=1000 bench/loop-path.sh   # also perf-records ringer and the core per loop step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -77,6 +77,9 @@ for rate in $RATES; do
     if [ -n "${PERF_OUT:-}" ]; then
         # Where ringer's time goes during the loop step (perf report -i PERF_OUT.RATE).
         perf record -q -F 499 --call-graph dwarf,16384 -p "$ringer_pid" -o "$PERF_OUT.$rate" -- sleep "$((STEP / 2 + 1))" \
+            > /dev/null 2>&1 &
+        # And the emulated core's, which is part of the path (perf report -i PERF_OUT.core.RATE).
+        perf record -q -F 499 --call-graph dwarf,16384 -p "$core_pid" -o "$PERF_OUT.core.$rate" -- sleep "$((STEP / 2 + 1))" \
             > /dev/null 2>&1 &
     fi
     read -r cps failed p50 p99 completed < <(run_step +4799990001 "$rate")

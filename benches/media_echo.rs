@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench media_echo -- [--calls 50,100,200] [--hold 30s] [--codec PCMA|OPUS]`
 //! (bench/media-echo.sh runs it). The callers run in this process, ringer in its own, so its
-//! /proc figures are its own; both share this machine's cores.
+//! /proc figures are its own; both share this machine's cores. `RINGER_BIN` runs another ringer
+//! binary (or a wrapper that runs one, as under a heap profiler) in place of this build's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
@@ -155,7 +156,8 @@ async fn run(options: Options) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
     let config = dir.path().join("ringer.toml");
     std::fs::write(&config, ringer_config(dir.path(), port)).expect("config");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringer"))
+    let binary = std::env::var_os("RINGER_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ringer").into());
+    let mut server = tokio::process::Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env("RINGER_LOG", "error")

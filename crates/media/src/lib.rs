@@ -13,4 +13,5 @@ pub mod mailbox;
 pub mod peer;
 pub mod plain;
 pub mod rtp;
+mod runtime;
 pub mod webrtc;

@@ -178,7 +178,7 @@ impl OfferingPeer {
             .with_media_engine(media_engine)
             .with_setting_engine(super::webrtc::ice_settings().with_lite(options.ice_lite).build())
             .with_handler(Arc::new(Handler { events: reports, heard }))
-            .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?)
+            .with_runtime(crate::runtime::runtime())
             .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(options.bind, 0))])
             .build()
             .await

@@ -573,7 +573,7 @@ async fn build_connection(
         if port != 0 && std::net::UdpSocket::bind(std::net::SocketAddr::new(options.bind, port)).is_err() {
             continue;
         }
-        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| stack("no async runtime"))?;
+        let runtime = crate::runtime::runtime();
         // Boxed: building is a 20 KiB future, which would otherwise sit inline in every call's
         // task (a refused or relayed call included) for the call's whole life.
         let built = Box::pin(
