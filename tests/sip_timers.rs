@@ -153,6 +153,28 @@ async fn a_session_the_peer_does_not_refresh_ends_with_bye_before_it_expires() {
     }
 }
 
+/// A dialog's session timer waits in one queue shared by every dialog (no task each), and
+/// leaves it when the dialog ends: an ended call keeps nothing for the minutes its timer had
+/// left.
+#[tokio::test(start_paused = true)]
+async fn an_ended_call_leaves_no_session_timer_waiting() {
+    let endpoint = udp_endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let timer = "Supported: timer\r\nSession-Expires: 1800;refresher=uac\r\n";
+    let mut tags = Vec::new();
+    for call_id in ["queued-1", "queued-2"] {
+        peer.send(request("INVITE", call_id, 1, call_id, "UDP", None, timer, SDP_OFFER).as_bytes()).await;
+        let ok = peer.final_response().await;
+        let tag = to_tag(&ok);
+        peer.send(request("ACK", call_id, 1, &format!("{call_id}-ack"), "UDP", Some(&tag), "", "").as_bytes()).await;
+        tags.push(tag);
+    }
+    assert_eq!((endpoint.live_dialogs(), endpoint.waiting_session_timers()), (2, 2));
+    peer.send(request("BYE", "queued-1", 2, "queued-1-bye", "UDP", Some(&tags[0]), "", "").as_bytes()).await;
+    assert_eq!(peer.final_response().await.status.as_u16(), 200);
+    assert_eq!((endpoint.live_dialogs(), endpoint.waiting_session_timers()), (1, 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn ringer_refreshes_a_session_at_half_the_interval_when_it_is_the_refresher() {
     let (_endpoint, mut peer, start) = call_with_session_timer("refresh", "180;refresher=uas").await;

@@ -4,7 +4,7 @@
 //! [`crate::ua`] and go out through [`crate::uac`], both built on this.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,11 +14,12 @@ use tracing::{debug, info, warn};
 use crate::client::{ClientTransactions, RequestError};
 use crate::compose::{contact, origin_line, remote_target, via};
 use crate::config::UaConfig;
-use crate::dialog::{Dialog, DialogError, DialogId};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
 use crate::message::header::{tag_of, CSeq};
 use crate::message::{Headers, Method, Request, Response, StatusCode, Uri};
 use crate::outbound::Outbound;
 use crate::session_timer::{self, Agreed};
+use crate::timer_queue::TimerQueue;
 use crate::transport::{Link, Transport};
 
 struct Shared {
@@ -26,6 +27,9 @@ struct Shared {
     clients: Arc<ClientTransactions>,
     outbound: Arc<Outbound>,
     dialogs: Mutex<HashMap<DialogId, Arc<Dialog>>>,
+    /// Every dialog's session timer (RFC 4028), in one queue rather than a task per dialog;
+    /// each fires with the dialog and the setting it was set for.
+    session_timers: TimerQueue<(Weak<Dialog>, u64)>,
 }
 
 /// A user agent: its settings, its client transactions and connections, and its dialogs.
@@ -38,7 +42,16 @@ impl UserAgent {
     /// A UA sending its requests through `clients` and, when a dialog's connection has
     /// closed, over new connections made by `outbound`.
     pub fn new(config: UaConfig, clients: Arc<ClientTransactions>, outbound: Arc<Outbound>) -> Self {
-        Self { shared: Arc::new(Shared { config, clients, outbound, dialogs: Mutex::new(HashMap::new()) }) }
+        let shared = Arc::new_cyclic(|ua: &Weak<Shared>| {
+            let ua = ua.clone();
+            let session_timers = TimerQueue::start(move |(dialog, generation): (Weak<Dialog>, u64)| {
+                if let (Some(shared), Some(dialog)) = (ua.upgrade(), dialog.upgrade()) {
+                    UserAgent { shared }.session_timer_due(dialog, generation);
+                }
+            });
+            Shared { config, clients, outbound, dialogs: Mutex::new(HashMap::new()), session_timers }
+        });
+        Self { shared }
     }
 
     fn dialogs(&self) -> MutexGuard<'_, HashMap<DialogId, Arc<Dialog>>> {
@@ -48,6 +61,11 @@ impl UserAgent {
     /// Dialogs alive now.
     pub fn live_dialogs(&self) -> usize {
         self.dialogs().len()
+    }
+
+    /// Session timers (RFC 4028) waiting to refresh or end a dialog.
+    pub fn waiting_session_timers(&self) -> usize {
+        self.shared.session_timers.len()
     }
 
     /// How the UA presents itself and which extensions it uses.
@@ -69,8 +87,13 @@ impl UserAgent {
         self.dialogs().get(id).cloned()
     }
 
+    /// Forgets dialog `id`, and its session timer with it.
     pub(crate) fn remove_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
-        self.dialogs().remove(id)
+        let dialog = self.dialogs().remove(id)?;
+        if let Some(key) = dialog.state().session_timer.take() {
+            self.shared.session_timers.cancel(key);
+        }
+        Some(dialog)
     }
 
     pub(crate) fn insert_dialog(&self, dialog: Arc<Dialog>) {
@@ -107,19 +130,60 @@ impl UserAgent {
     /// Starts, changes or stops `dialog`'s session timer (RFC 4028) as just agreed; the
     /// session counts as refreshed now.
     pub(crate) fn set_session_timer(&self, dialog: &Arc<Dialog>, agreed: Option<Agreed>) {
-        let start = {
-            let mut state = dialog.state();
-            state.session = agreed;
-            state.refreshed_at = tokio::time::Instant::now();
-            state.retry_at = None;
-            let start = agreed.is_some() && !state.timer_running;
-            state.timer_running |= start;
-            start
-        };
-        dialog.timer_changed.notify_waiters();
-        if start {
-            tokio::spawn(run_session_timer(self.clone(), dialog.clone()));
+        let mut state = dialog.state();
+        state.session = agreed;
+        state.refreshed_at = tokio::time::Instant::now();
+        state.retry_at = None;
+        self.schedule_session_timer(dialog, &mut state);
+    }
+
+    /// Sets `dialog`'s session timer for its next action, in place of the one waiting: the
+    /// refresher refreshes at half the interval (or when a failed try is due again); the
+    /// other side, if no refresh came in time, ends the session (RFC 4028 §10). None without
+    /// a session timer, or once the dialog has ended.
+    fn schedule_session_timer(&self, dialog: &Arc<Dialog>, state: &mut DialogState) {
+        if let Some(key) = state.session_timer.take() {
+            self.shared.session_timers.cancel(key);
         }
+        state.session_timer_generation += 1;
+        let Some(agreed) = state.session else { return };
+        if dialog.ended.is_cancelled() {
+            return;
+        }
+        let due = state.retry_at.unwrap_or(state.refreshed_at + agreed.next_action());
+        let event = (Arc::downgrade(dialog), state.session_timer_generation);
+        state.session_timer = Some(self.shared.session_timers.at(due, event));
+    }
+
+    /// `dialog`'s session timer set as `generation` is due: the refresher refreshes, the other
+    /// side ends the session with BYE. Each runs in a task of its own, for as long as it takes.
+    fn session_timer_due(&self, dialog: Arc<Dialog>, generation: u64) {
+        let agreed = {
+            let mut state = dialog.state();
+            // Set again since (refreshed, changed or stopped) while this one was firing.
+            if state.session_timer_generation != generation || dialog.ended.is_cancelled() {
+                return;
+            }
+            state.session_timer = None;
+            let Some(agreed) = state.session else { return };
+            agreed
+        };
+        let ua = self.clone();
+        tokio::spawn(async move {
+            let ended = match agreed.we_refresh {
+                true => ua.refresh_session(&dialog).await,
+                false => {
+                    Some(format!("session expired: no refresh within {} s (RFC 4028 §10)", agreed.interval.as_secs()))
+                }
+            };
+            if let Some(reason) = ended {
+                if dialog.ended.is_cancelled() {
+                    return;
+                }
+                warn!(call_id = %dialog.id.call_id, %reason, "ending the call");
+                let _ = ua.hangup_because(&dialog.id, &reason).await;
+            }
+        });
     }
 
     /// Session-Expires (`interval`, else the one agreed, else ours), Min-SE and the timer
@@ -240,46 +304,10 @@ impl UserAgent {
             }
         };
         // The session was not refreshed: its deadline stands; only the next try moves.
-        dialog.state().retry_at = Some(tokio::time::Instant::now() + retry_in);
-        dialog.timer_changed.notify_waiters();
+        let mut state = dialog.state();
+        state.retry_at = Some(tokio::time::Instant::now() + retry_in);
+        self.schedule_session_timer(dialog, &mut state);
         None
-    }
-}
-
-/// Runs `dialog`'s session timer until the dialog ends or the timer is given up: the refresher
-/// refreshes at half the interval (again after a failed try); the other side, when no refresh
-/// came in time, ends the session with BYE (RFC 4028 §10).
-async fn run_session_timer(ua: UserAgent, dialog: Arc<Dialog>) {
-    loop {
-        let changed = dialog.timer_changed.notified();
-        let (agreed, due) = {
-            let mut state = dialog.state();
-            let Some(agreed) = state.session else {
-                // Checked and cleared under one lock: a timer set now starts a new task.
-                state.timer_running = false;
-                return;
-            };
-            (agreed, state.retry_at.unwrap_or(state.refreshed_at + agreed.next_action()))
-        };
-        tokio::select! {
-            () = dialog.ended.cancelled() => return,
-            () = changed => continue,
-            () = tokio::time::sleep_until(due) => {}
-        }
-        // Boxed, as is the BYE below: a re-INVITE's state would otherwise sit in every
-        // dialog's timer task for the dialog's whole life, most of which never refresh.
-        let ended = match agreed.we_refresh {
-            true => Box::pin(ua.refresh_session(&dialog)).await,
-            false => Some(format!("session expired: no refresh within {} s (RFC 4028 §10)", agreed.interval.as_secs())),
-        };
-        if let Some(reason) = ended {
-            if dialog.ended.is_cancelled() {
-                return;
-            }
-            warn!(call_id = %dialog.id.call_id, %reason, "ending the call");
-            let _ = Box::pin(ua.hangup_because(&dialog.id, &reason)).await;
-            return;
-        }
     }
 }
 

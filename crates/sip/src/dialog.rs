@@ -82,8 +82,10 @@ pub(crate) struct DialogState {
     pub(crate) session: Option<Agreed>,
     /// When the session was last refreshed.
     pub(crate) refreshed_at: tokio::time::Instant,
-    /// Whether the task running the session timer was started.
-    pub(crate) timer_running: bool,
+    /// The session timer's next deadline waiting in the user agent's queue, if any.
+    pub(crate) session_timer: Option<crate::timer_queue::TimerKey>,
+    /// Counts the session timer's settings: a timer fired for an earlier one does nothing.
+    pub(crate) session_timer_generation: u64,
     /// When a refresh that failed without ending the session is tried again.
     pub(crate) retry_at: Option<tokio::time::Instant>,
     /// One of our INVITEs (a re-INVITE, a refresh) is under way: no second one (RFC 3261 §14.1).
@@ -106,7 +108,8 @@ impl DialogState {
             remote_origin: None,
             session: None,
             refreshed_at: tokio::time::Instant::now(),
-            timer_running: false,
+            session_timer: None,
+            session_timer_generation: 0,
             retry_at: None,
             invite_in_progress: false,
         }
@@ -137,8 +140,6 @@ pub(crate) struct Dialog {
     /// use it rather than a re-INVITE (RFC 4028 §7.1).
     pub(crate) peer_allows_update: bool,
     pub(crate) state: Mutex<DialogState>,
-    /// The session timer was agreed anew (wakes the task that runs it).
-    pub(crate) timer_changed: tokio::sync::Notify,
     /// The first ACK arrived (UAS).
     pub(crate) confirmed: CancellationToken,
     /// Any ACK arrived (wakes the 2xx retransmission of a re-INVITE too).
@@ -182,7 +183,6 @@ impl Dialog {
             invite_cseq,
             peer_allows_update,
             state: Mutex::new(state),
-            timer_changed: tokio::sync::Notify::new(),
             confirmed: CancellationToken::new(),
             ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),

@@ -230,6 +230,11 @@ impl Endpoint {
         self.ua.live_dialogs()
     }
 
+    /// Session timers (RFC 4028) waiting to refresh or end a dialog.
+    pub fn waiting_session_timers(&self) -> usize {
+        self.ua.waiting_session_timers()
+    }
+
     /// INVITEs awaiting a decision.
     pub fn pending_invites(&self) -> usize {
         self.uas.pending_invites()

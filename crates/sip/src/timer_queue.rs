@@ -1,14 +1,14 @@
 //! Many timers, one task: the transaction layers' timers (RFC 3261 §17: G, H, I, J, L, D) wait
-//! in one deadline-ordered heap served by a single sleeping task, rather than in a task (and a
+//! in one deadline-ordered map served by a single sleeping task, rather than in a task (and a
 //! spawn, and often a wake-up of another worker thread) per transaction. Under thousands of
 //! calls a second that spawn was a large part of a refusal's cost.
 //!
-//! A timer is never cancelled: what it fires for checks whether it still applies (a Timer G
-//! whose final response was acknowledged meanwhile does nothing), which costs less than
-//! finding it in the heap.
+//! A transaction timer is never cancelled: what it fires for checks whether it still applies (a
+//! Timer G whose final response was acknowledged meanwhile does nothing), which costs less than
+//! finding it. A timer that would otherwise keep what it fires for long after it stopped
+//! applying (a dialog's session timer, due in minutes) is cancelled by the key it was set with.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -16,36 +16,17 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A timer: its deadline, an order among equal deadlines, and what it fires.
-struct Timer<E> {
+/// A timer set in a [`TimerQueue`]: its deadline and an order among equal deadlines, which
+/// together name it for [`TimerQueue::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TimerKey {
     deadline: Instant,
     sequence: u64,
-    event: E,
-}
-
-impl<E> PartialEq for Timer<E> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.deadline, self.sequence) == (other.deadline, other.sequence)
-    }
-}
-
-impl<E> Eq for Timer<E> {}
-
-impl<E> PartialOrd for Timer<E> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<E> Ord for Timer<E> {
-    /// Reversed, so that the std max-heap pops the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.deadline, other.sequence).cmp(&(self.deadline, self.sequence))
-    }
 }
 
 struct Pending<E> {
-    heap: BinaryHeap<Timer<E>>,
+    /// Timers by deadline (then by the order they were set), earliest first.
+    timers: BTreeMap<TimerKey, E>,
     sequence: u64,
     /// When the serving task wakes next (`None`: not before it is told).
     wakes_at: Option<Instant>,
@@ -75,7 +56,7 @@ impl<E: Send + 'static> TimerQueue<E> {
     pub(crate) fn start(fire: impl Fn(E) + Send + Sync + 'static) -> Self {
         let wake = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending { heap: BinaryHeap::new(), sequence: 0, wakes_at: None }),
+            pending: Mutex::new(Pending { timers: BTreeMap::new(), sequence: 0, wakes_at: None }),
             wake: wake.clone(),
         });
         tokio::spawn(serve(Arc::downgrade(&shared), wake, fire));
@@ -83,16 +64,16 @@ impl<E: Send + 'static> TimerQueue<E> {
     }
 
     /// Fires `event` once `delay` has passed.
-    pub(crate) fn after(&self, delay: Duration, event: E) {
-        self.at(Instant::now() + delay, event);
+    pub(crate) fn after(&self, delay: Duration, event: E) -> TimerKey {
+        self.at(Instant::now() + delay, event)
     }
 
     /// Fires `event` at `deadline`.
-    pub(crate) fn at(&self, deadline: Instant, event: E) {
+    pub(crate) fn at(&self, deadline: Instant, event: E) -> TimerKey {
         let mut pending = self.shared.pending.lock();
-        let sequence = pending.sequence;
+        let key = TimerKey { deadline, sequence: pending.sequence };
         pending.sequence += 1;
-        pending.heap.push(Timer { deadline, sequence, event });
+        pending.timers.insert(key, event);
         // Only a deadline before the task's next wake-up needs waking it: under load it is
         // almost never so (most timers wait the same time, in the order they were set).
         if pending.wakes_at.is_none_or(|wakes_at| deadline < wakes_at) {
@@ -100,12 +81,20 @@ impl<E: Send + 'static> TimerQueue<E> {
             drop(pending);
             self.shared.wake.notify_one();
         }
+        key
+    }
+
+    /// Takes back the timer set as `key` unless it has fired: its event, dropped here, is
+    /// what it kept.
+    pub(crate) fn cancel(&self, key: TimerKey) -> Option<E> {
+        // The task may wake for nothing at the cancelled deadline; that is cheaper than
+        // working out its next one here.
+        self.shared.pending.lock().timers.remove(&key)
     }
 
     /// Timers waiting.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shared.pending.lock().heap.len()
+        self.shared.pending.lock().timers.len()
     }
 }
 
@@ -117,12 +106,13 @@ async fn serve<E>(shared: Weak<Shared<E>>, wake: Arc<Notify>, fire: impl Fn(E)) 
             let Some(shared) = shared.upgrade() else { return };
             let mut pending = shared.pending.lock();
             let now = Instant::now();
-            while pending.heap.peek().is_some_and(|timer| timer.deadline <= now) {
-                if let Some(timer) = pending.heap.pop() {
-                    due.push(timer.event);
+            while let Some(entry) = pending.timers.first_entry() {
+                if entry.key().deadline > now {
+                    break;
                 }
+                due.push(entry.remove());
             }
-            let next = pending.heap.peek().map(|timer| timer.deadline);
+            let next = pending.timers.first_key_value().map(|(key, _)| key.deadline);
             pending.wakes_at = next;
             next
         };
@@ -170,6 +160,21 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(*fired.lock(), [(1, 100), (11, 100), (4, 160), (2, 200), (3, 300)]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_timer_never_fires_and_gives_back_its_event() {
+        let (queue, fired, _) = recording();
+        queue.after(Duration::from_millis(100), 1);
+        let second = queue.after(Duration::from_millis(200), 2);
+        let first_of_equals = queue.after(Duration::from_millis(300), 3);
+        queue.after(Duration::from_millis(300), 33);
+        assert_eq!(queue.cancel(second), Some(2));
+        assert_eq!(queue.cancel(first_of_equals), Some(3), "equal deadlines are told apart");
+        assert_eq!(queue.len(), 2, "nothing of a cancelled timer stays");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*fired.lock(), [(1, 100), (33, 300)]);
+        assert_eq!(queue.cancel(second), None, "cancelled once");
     }
 
     #[tokio::test(start_paused = true)]
