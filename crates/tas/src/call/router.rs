@@ -55,12 +55,23 @@ pub struct CallRecord {
     pub outcome: Outcome,
 }
 
+/// A call record's id: 32 hex digits, the milliseconds since the Unix epoch of `written_at` in
+/// the first 12 and 80 random bits after them. Ids written later sort later, so each insert
+/// lands at the end of the table's primary-key index: with wholly random ids every row of a
+/// batch touched a page of its own there, and perf put the SQLite writer's page writes,
+/// reads and checkpoints at a third of a refused call's CPU.
+fn record_id(written_at: SystemTime) -> String {
+    let millis = written_at.duration_since(SystemTime::UNIX_EPOCH).map(|since| since.as_millis()).unwrap_or(0);
+    let random = rand::random::<u128>() >> 48;
+    format!("{:012x}{random:020x}", millis & 0xffff_ffff_ffff)
+}
+
 impl CallRecord {
     /// The record as the store keeps it, for a call that ended at `ended_at`.
     fn row(&self, instance: &str, ended_at: SystemTime) -> CallRecordRow {
         let text = |value: Option<&str>| value.map(str::to_owned);
         CallRecordRow {
-            record_id: format!("{:032x}", rand::random::<u128>()),
+            record_id: record_id(ended_at),
             instance: instance.to_owned(),
             call_id: self.call_id.clone(),
             leg3_call_ids: self.outcome.leg3_call_ids.clone(),
@@ -606,5 +617,27 @@ impl SessionHandler for RouterHandler {
             Some(answer) => OfferAnswer::Accept(Bytes::from(answer.to_string())),
             None => OfferAnswer::NotAcceptable("no usable SDP offer".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn record_ids_sort_in_the_order_they_were_written_and_differ_within_a_millisecond() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_750_000_123);
+        let first = record_id(at);
+        let same_millisecond = record_id(at);
+        let later = record_id(at + Duration::from_millis(1));
+        for id in [&first, &same_millisecond, &later] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|byte| byte.is_ascii_hexdigit()), "{id}");
+        }
+        assert!(first.starts_with(&format!("{:012x}", 1_764_750_000_123u64)), "{first}");
+        assert_ne!(first, same_millisecond);
+        assert!(later > first && later > same_millisecond, "{first} {same_millisecond} {later}");
     }
 }
