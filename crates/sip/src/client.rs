@@ -17,7 +17,7 @@ use tracing::debug;
 use super::message::grammar::split_list;
 use super::message::header::{CSeq, Via};
 use super::message::{Headers, Method, Request, Response};
-use super::timer_queue::TimerQueue;
+use super::timer_queue::{TimerKey, TimerQueue};
 use super::timers::Timers;
 use super::transport::{Link, SendError};
 
@@ -55,11 +55,21 @@ enum Pending {
         bytes: Bytes,
         proceeding: bool,
         ack: Option<Bytes>,
+        /// Timers A and B while they still apply (no response yet), cancelled by the first
+        /// response: otherwise an answered INVITE's Timer B would wait out its 32 s.
+        waiting: WaitingTimers,
     },
 }
 
+/// An INVITE's Timer A (the next resend, UDP only) and Timer B, as set in the timer queue.
+#[derive(Default)]
+struct WaitingTimers {
+    resend: Option<TimerKey>,
+    give_up: Option<TimerKey>,
+}
+
 /// What a client transaction's timer does when it fires: nothing, when the transaction has
-/// moved on since (a timer is never cancelled).
+/// moved on since (Timers A and B are cancelled by the first response, Timer D never).
 #[derive(Debug)]
 enum ClientTimer {
     /// Timer A (UDP): the INVITE sent again unless a response came, then again after twice
@@ -141,7 +151,9 @@ impl ClientTransactions {
                 let _ = link.send(ack.clone());
                 None
             }
-            Some(Pending::Invite { responses, request, link, proceeding, ack, .. }) => {
+            Some(Pending::Invite { responses, request, link, proceeding, ack, waiting, .. }) => {
+                // Any response stops Timers A and B (RFC 3261 §17.1.1.2).
+                self.cancel(waiting);
                 match response.status.as_u16() {
                     100..=199 => *proceeding = true,
                     200..=299 => {
@@ -228,6 +240,16 @@ impl ClientTransactions {
         let bytes = Bytes::from(request.to_bytes());
         let request = Arc::new(request);
         let reliable = link.transport().is_reliable();
+        // Set before the entry exists: the earliest, Timer A, is T1 away.
+        let now = Instant::now();
+        let give_up = now + self.timers.t1 * 64;
+        let interval = self.timers.t1;
+        let waiting = WaitingTimers {
+            resend: (!reliable).then(|| {
+                self.timer_queue.at(now + interval, ClientTimer::Resend { key: branch.clone(), interval, give_up })
+            }),
+            give_up: Some(self.timer_queue.at(give_up, ClientTimer::GiveUp(branch.clone()))),
+        };
         self.pending().insert(
             branch.clone(),
             Pending::Invite {
@@ -237,21 +259,16 @@ impl ClientTransactions {
                 bytes: bytes.clone(),
                 proceeding: false,
                 ack: None,
+                waiting,
             },
         );
         if let Err(error) = link.send(bytes) {
-            self.pending().remove(&branch);
+            self.forget(&branch);
             return Err(error.into());
         }
-        let now = Instant::now();
-        let give_up = now + self.timers.t1 * 64;
         if reliable {
             self.watch(&link);
-        } else {
-            let interval = self.timers.t1;
-            self.timer_queue.at(now + interval, ClientTimer::Resend { key: branch.clone(), interval, give_up });
         }
-        self.timer_queue.at(give_up, ClientTimer::GiveUp(branch));
         Ok(receiver)
     }
 
@@ -260,7 +277,9 @@ impl ClientTransactions {
         let mut pending = self.pending();
         match timer {
             ClientTimer::Resend { key, interval, give_up } => {
-                let Some(Pending::Invite { proceeding: false, ack: None, link, bytes, .. }) = pending.get(&key) else {
+                let Some(Pending::Invite { proceeding: false, ack: None, link, bytes, waiting, .. }) =
+                    pending.get_mut(&key)
+                else {
                     return;
                 };
                 crate::metrics::retransmitted("request");
@@ -268,9 +287,8 @@ impl ClientTransactions {
                 // Doubling without the T2 cap (RFC 3261 §17.1.1.2); Timer B ends it.
                 let interval = interval * 2;
                 let next = Instant::now() + interval;
-                if next < give_up {
-                    self.timer_queue.at(next, ClientTimer::Resend { key, interval, give_up });
-                }
+                waiting.resend =
+                    (next < give_up).then(|| self.timer_queue.at(next, ClientTimer::Resend { key, interval, give_up }));
             }
             ClientTimer::GiveUp(key) => {
                 if let Some(Pending::Invite { proceeding: false, ack: None, .. }) = pending.get(&key) {
@@ -312,19 +330,34 @@ impl ClientTransactions {
     fn connection_closed(&self, link: &Link) {
         self.watched.lock().retain(|known| !known.same_connection(link));
         self.pending().retain(|key, pending| match pending {
-            Pending::Invite { proceeding: false, ack: None, link: on, .. } if on.same_connection(link) => {
+            Pending::Invite { proceeding: false, ack: None, link: on, waiting, .. } if on.same_connection(link) => {
                 debug!(branch = %key.0, "connection closed before a final response to the INVITE");
+                self.cancel(waiting);
                 false
             }
             _ => true,
         });
     }
 
+    /// Takes back an INVITE's Timers A and B, if still set.
+    fn cancel(&self, waiting: &mut WaitingTimers) {
+        for key in [waiting.resend.take(), waiting.give_up.take()].into_iter().flatten() {
+            self.timer_queue.cancel(key);
+        }
+    }
+
+    /// Ends the transaction `key` at once: its entry and its timers go.
+    fn forget(&self, key: &Key) {
+        if let Some(Pending::Invite { mut waiting, .. }) = self.pending().remove(key) {
+            self.cancel(&mut waiting);
+        }
+    }
+
     /// Ends the INVITE transaction of `invite` without a final response (a CANCEL that got no
     /// 487 within 64·T1, RFC 3261 §9.1): its response channel closes.
     pub fn forget_invite(&self, invite: &Request) {
         if let Some(key) = key_of(&invite.headers) {
-            self.pending().remove(&key);
+            self.forget(&key);
         }
     }
 }
@@ -448,8 +481,10 @@ mod tests {
         let sent = arrivals(&peer, start, Duration::from_millis(1000)).await;
         assert_schedule(&millis(&sent), &[0, 500]);
         assert!(clients.on_response(answer(&invite, StatusCode::TRYING)).is_none());
+        assert_eq!(clients.timer_queue.len(), 0, "the 100 took Timers A and B back");
         assert!(arrivals(&peer, start, Duration::from_secs(10)).await.is_empty(), "Timer A goes on after a 100");
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_none());
+        assert_eq!(clients.timer_queue.len(), 1, "Timer D only");
         let refused_at = Instant::now();
         let acked = arrivals(&peer, start, Duration::from_secs(11)).await;
         let Some((_, Message::Request(ack))) = acked.first() else { panic!("no ACK: {acked:?}") };
@@ -462,6 +497,21 @@ mod tests {
         assert_eq!(arrivals(&peer, start, Duration::from_millis(41_950)).await.len(), 1);
         tokio::time::sleep_until(refused_at + Duration::from_millis(32_100)).await;
         assert!(clients.on_response(answer(&invite, StatusCode::BUSY_HERE)).is_some(), "Timer D is over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_invite_leaves_no_timer_waiting() {
+        let (link, _peer) = udp_link().await;
+        let clients = ClientTransactions::new(Timers::default());
+        let invite = request("INVITE", "z9hG4bKok");
+        let mut responses = clients.send_invite(invite.clone(), link).unwrap();
+        assert_eq!(clients.timer_queue.len(), 2, "Timers A and B");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(clients.timer_queue.len(), 2, "Timer A set again, Timer B");
+        assert!(clients.on_response(answer(&invite, StatusCode::OK)).is_none());
+        assert_eq!(responses.recv().await.map(|response| response.status), Some(StatusCode::OK));
+        // Neither waits out the 32 s of Timer B for a transaction that has ended.
+        assert_eq!((clients.pending().len(), clients.timer_queue.len()), (0, 0));
     }
 
     /// A stream link whose connection closes when the returned writer's end is dropped.
