@@ -3,10 +3,11 @@
 //! spawn, and often a wake-up of another worker thread) per transaction. Under thousands of
 //! calls a second that spawn was a large part of a refusal's cost.
 //!
-//! A transaction timer is never cancelled: what it fires for checks whether it still applies (a
-//! Timer G whose final response was acknowledged meanwhile does nothing), which costs less than
-//! finding it. A timer that would otherwise keep what it fires for long after it stopped
-//! applying (a dialog's session timer, due in minutes) is cancelled by the key it was set with.
+//! Most transaction timers are never cancelled: what they fire for checks whether it still
+//! applies (a Timer G whose final response was acknowledged meanwhile does nothing), which costs
+//! less than finding them. A timer that would otherwise wait long after it stopped applying (a
+//! client INVITE's Timer B once answered, a dialog's session timer due in minutes) is cancelled
+//! by the key it was set with.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
