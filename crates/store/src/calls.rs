@@ -2,7 +2,7 @@
 //! ends, by the instance that handled it.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Arguments, Row};
 
 use crate::pool::{Backend, Store, StoreError};
 
@@ -144,7 +144,11 @@ impl Store {
             let (chunk, after) = rest.split_at(size);
             rest = after;
             let statement = insert_statement(self.backend(), size);
-            let query = chunk.iter().fold(sqlx::query(&statement), bind_record);
+            // Room for every value at once: bound one by one, the arguments grew (and were
+            // copied) a dozen times per statement.
+            let mut arguments = sqlx::any::AnyArguments::default();
+            arguments.reserve(size * COLUMN_COUNT, 0);
+            let query = chunk.iter().fold(sqlx::query_with(&statement, arguments), bind_record);
             query.execute(&mut *transaction).await?;
         }
         transaction.commit().await?;

@@ -370,13 +370,17 @@ impl<'a> RecordLine<'a> {
 }
 
 async fn write_batches(store: Store, mut queue: mpsc::Receiver<CallRecordRow>, stop: CancellationToken) {
+    // One vector for every batch: a new one per window, grown record by record, had the
+    // allocator map fresh pages (zeroed huge pages) for each batch under load.
+    let mut batch = Vec::new();
     loop {
+        batch.clear();
         let first = tokio::select! {
             record = queue.recv() => record,
             () = stop.cancelled() => queue.try_recv().ok(),
         };
         let Some(first) = first else { return };
-        let mut batch = vec![first];
+        batch.push(first);
         // Records that come within BATCH_WINDOW join the batch: one transaction (one commit,
         // one sync to disk) per window under load rather than one per call. The window is
         // slept through and the queue drained after it: waiting on the queue would wake this
