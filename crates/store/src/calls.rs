@@ -108,18 +108,29 @@ fn bind_record<'q>(
 /// among the statement's parameters by name, a cost growing with the square of their number
 /// (a 100-row statement spent most of a loaded TAS's CPU there). PostgreSQL numbers them.
 fn insert_statement(backend: Backend, rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let parameters: Vec<String> = (1..=COLUMN_COUNT)
-                .map(|column| match backend {
-                    Backend::Sqlite => "?".to_owned(),
-                    Backend::Postgres => format!("${}", row * COLUMN_COUNT + column),
-                })
-                .collect();
-            format!("({})", parameters.join(", "))
-        })
-        .collect();
-    format!("INSERT INTO call_records ({COLUMNS}) VALUES {} ON CONFLICT (record_id) DO NOTHING", values.join(", "))
+    use std::fmt::Write as _;
+    // Built in one string: a `String` per parameter was a fifth of a rejected call's allocations.
+    let mut statement = String::with_capacity(128 + COLUMNS.len() + rows * COLUMN_COUNT * 6);
+    statement.push_str("INSERT INTO call_records (");
+    statement.push_str(COLUMNS);
+    statement.push_str(") VALUES ");
+    for row in 0..rows {
+        statement.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=COLUMN_COUNT {
+            if column > 1 {
+                statement.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => statement.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(statement, "${}", row * COLUMN_COUNT + column);
+                }
+            }
+        }
+        statement.push(')');
+    }
+    statement.push_str(" ON CONFLICT (record_id) DO NOTHING");
+    statement
 }
 
 /// `total` rows cut into statements of the sizes in [`ROWS_PER_INSERT`], largest first.
@@ -181,7 +192,8 @@ fn saturating_i64(value: u64) -> i64 {
 
 /// A list as a JSON array of strings.
 fn json_list(items: &[String]) -> String {
-    serde_json::Value::from(items.to_vec()).to_string()
+    // Strings always serialise; written straight from the slice, with no copy of it first.
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn record_of(row: &AnyRow) -> Result<CallRecordRow, StoreError> {
@@ -227,4 +239,39 @@ fn record_of(row: &AnyRow) -> Result<CallRecordRow, StoreError> {
         codec: row.try_get(18)?,
         reception,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insert_has_one_parameter_per_column_and_row() {
+        let sqlite = insert_statement(Backend::Sqlite, 2);
+        let postgres = insert_statement(Backend::Postgres, 2);
+        let row = vec!["?"; COLUMN_COUNT].join(", ");
+        assert_eq!(
+            sqlite,
+            format!("INSERT INTO call_records ({COLUMNS}) VALUES ({row}), ({row}) ON CONFLICT (record_id) DO NOTHING")
+        );
+        let numbered = |row: usize| {
+            (1..=COLUMN_COUNT).map(|column| format!("${}", row * COLUMN_COUNT + column)).collect::<Vec<_>>().join(", ")
+        };
+        assert_eq!(
+            postgres,
+            format!(
+                "INSERT INTO call_records ({COLUMNS}) VALUES ({}), ({}) ON CONFLICT (record_id) DO NOTHING",
+                numbered(0),
+                numbered(1)
+            )
+        );
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+        assert!(postgres.ends_with("$44) ON CONFLICT (record_id) DO NOTHING"));
+    }
+
+    #[test]
+    fn statements_cover_a_batch_largest_first() {
+        assert_eq!(statement_sizes(101).collect::<Vec<_>>(), [64, 16, 16, 4, 1]);
+        assert_eq!(statement_sizes(0).count(), 0);
+    }
 }

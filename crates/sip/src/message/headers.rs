@@ -1,6 +1,10 @@
 //! A message's header fields: names in their canonical spelling (compact forms expanded) and
 //! values in order, as read from the wire.
 
+use std::fmt;
+
+use bytestring::ByteString;
+
 use super::grammar::split_list;
 
 /// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the full names they stand for.
@@ -114,13 +118,81 @@ impl HeaderName {
     }
 }
 
+/// A header field's value: a slice of the message it was read from, sharing that message's
+/// one buffer, or text of its own in a message being built. A parsed request's values cost no
+/// allocation each, and copying them into a response (Via, From, To…) costs none either.
+#[derive(Clone)]
+pub struct HeaderValue(Text);
+
+#[derive(Clone)]
+enum Text {
+    Shared(ByteString),
+    Owned(String),
+}
+
+impl HeaderValue {
+    /// A value that shares `text`'s buffer (a slice of a message read off the wire).
+    pub(crate) fn shared(text: ByteString) -> Self {
+        Self(Text::Shared(text))
+    }
+
+    /// Whether the value is a slice of a received message rather than a copy.
+    #[cfg(test)]
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.0, Text::Shared(_))
+    }
+
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Text::Shared(text) => text,
+            Text::Owned(text) => text,
+        }
+    }
+}
+
+/// Values compare as text, wherever they are kept.
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for HeaderValue {}
+
+impl From<String> for HeaderValue {
+    fn from(text: String) -> Self {
+        Self(Text::Owned(text))
+    }
+}
+
+impl std::ops::Deref for HeaderValue {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One header field line (after unfolding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// The name.
     pub name: HeaderName,
     /// The value, without leading and trailing whitespace.
-    pub value: String,
+    pub value: HeaderValue,
 }
 
 /// The header fields of a message, in order.
@@ -135,7 +207,25 @@ impl Headers {
 
     /// Appends a header.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push(Header { name: HeaderName::new(name), value: value.into() });
+        self.0.push(Header { name: HeaderName::new(name), value: HeaderValue::from(value.into()) });
+    }
+
+    /// Appends a header read off the wire, its value a slice of the message.
+    pub(crate) fn push_shared(&mut self, name: &str, value: ByteString) {
+        self.0.push(Header { name: HeaderName::new(name), value: HeaderValue::shared(value) });
+    }
+
+    /// Appends a line as it is (a value read off the wire stays shared).
+    pub fn push_line(&mut self, line: Header) {
+        self.0.push(line);
+    }
+
+    /// Appends every line of `name` in `from`, in order, sharing their values (no copy of a
+    /// value read off the wire). Returns how many there were.
+    pub fn copy_from(&mut self, from: &Headers, name: &str) -> usize {
+        let before = self.0.len();
+        self.0.extend(from.0.iter().filter(|h| h.name.is(name)).cloned());
+        self.0.len() - before
     }
 
     /// The first value of `name`.
@@ -168,7 +258,7 @@ impl Headers {
         let value = value.into();
         match self.0.iter().position(|h| h.name.is(name)) {
             Some(first) => {
-                self.0[first].value = value;
+                self.0[first].value = HeaderValue::from(value);
                 let mut index = 0;
                 self.0.retain(|h| {
                     index += 1;

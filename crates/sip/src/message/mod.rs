@@ -15,7 +15,7 @@ pub mod types;
 pub mod uri;
 pub mod validate;
 
-pub use headers::{Header, HeaderName, Headers};
+pub use headers::{Header, HeaderName, HeaderValue, Headers};
 pub use method::Method;
 pub use parse::{frame_stream, parse_datagram, parse_message, Framing, ParseError};
 pub use status::{reason_phrase, BadStatusCode, StatusCode};

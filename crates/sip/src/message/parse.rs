@@ -5,6 +5,7 @@
 //! An error keeps whatever headers were read, so a 400 can still be addressed to the sender.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use super::headers::Headers;
 use super::method::Method;
@@ -94,8 +95,8 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
     let content_length = match plain_content_length(head) {
         Some(length) => length,
         None => {
-            let headers = match read_head(head) {
-                Ok((_, headers)) => headers,
+            let headers = match headers_of(head, is_request) {
+                Ok(headers) => headers,
                 Err(error) => return Framing::Invalid(error),
             };
             match content_length(&headers) {
@@ -131,7 +132,7 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
             StatusCode::MESSAGE_TOO_LARGE,
             "Message Too Large",
             is_request,
-            read_head(head).ok().map(|(_, headers)| headers),
+            headers_of(head, is_request).ok(),
         )),
     }
 }
@@ -193,6 +194,9 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
     if bytes.len() > MAX_MESSAGE_SIZE {
         return Err(ParseError::new(StatusCode::MESSAGE_TOO_LARGE, "Message Too Large", is_request, None));
     }
+    // The message is copied once; its header values and body are slices of that copy.
+    let bytes = Bytes::copy_from_slice(bytes);
+    let bytes = &bytes;
     // A datagram's end also ends its header section when the empty line is missing.
     let header_end = match find_header_end(bytes) {
         Some(end) => end,
@@ -206,8 +210,9 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
             ))
         }
     };
-    let (start_line, headers) = read_head(&bytes[..header_end])?;
-    let available = &bytes[header_end..];
+    let head = text_of(bytes.slice(..header_end), is_request)?;
+    let (start_line, headers) = read_head(&head, is_request)?;
+    let available = bytes.slice(header_end..);
     let body = match content_length(&headers) {
         Err(reason) => return Err(ParseError::new(StatusCode::BAD_REQUEST, reason, is_request, Some(headers))),
         Ok(Some(length)) if length > available.len() => {
@@ -218,7 +223,7 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
                 Some(headers),
             ))
         }
-        Ok(Some(length)) => &available[..length],
+        Ok(Some(length)) => available.slice(..length),
         Ok(None) if datagram => available,
         Ok(None) => {
             return Err(ParseError::new(
@@ -229,7 +234,6 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
             ))
         }
     };
-    let body = Bytes::copy_from_slice(body);
     if is_request {
         let (method, uri) = request_line(start_line)
             .map_err(|(status, reason)| ParseError::new(status, reason, true, Some(headers.clone())))?;
@@ -243,10 +247,8 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
 }
 
 /// Splits the head (start line and headers, up to and including the empty line).
-fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
-    let is_request = looks_like_request(head);
-    let text = std::str::from_utf8(head)
-        .map_err(|_| ParseError::new(StatusCode::BAD_REQUEST, "Header section is not UTF-8", is_request, None))?;
+fn read_head(head: &ByteString, is_request: bool) -> Result<(&str, Headers), ParseError> {
+    let text: &str = head;
     let mut lines = text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
     let start_line = lines.next().unwrap_or_default();
     let mut headers = Headers::new();
@@ -272,7 +274,7 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
             continue;
         }
         if let Some((name, value)) = current.take() {
-            headers.push(name, value.trim());
+            push_value(&mut headers, head, name, value);
         }
         let Some((name, value)) = line.split_once(':') else {
             return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header line (no colon)", is_request, None));
@@ -284,10 +286,31 @@ fn read_head(head: &[u8]) -> Result<(&str, Headers), ParseError> {
         current = Some((name, std::borrow::Cow::Borrowed(value.trim())));
     }
     if let Some((name, value)) = current {
-        // A value begun on a continuation line would otherwise keep that line's space.
-        headers.push(name, value.trim());
+        push_value(&mut headers, head, name, value);
     }
     Ok((start_line, headers))
+}
+
+/// The head as text, refused when it is not UTF-8.
+fn text_of(head: Bytes, is_request: bool) -> Result<ByteString, ParseError> {
+    ByteString::try_from(head)
+        .map_err(|_| ParseError::new(StatusCode::BAD_REQUEST, "Header section is not UTF-8", is_request, None))
+}
+
+/// The headers of a head not yet framed into a message (a copy, read to say why it cannot be).
+fn headers_of(head: &[u8], is_request: bool) -> Result<Headers, ParseError> {
+    let head = text_of(Bytes::copy_from_slice(head), is_request)?;
+    read_head(&head, is_request).map(|(_, headers)| headers)
+}
+
+/// Appends a header read from `head`: a value on one line is a slice of the head, a folded one
+/// (joined from several lines) its own text.
+fn push_value(headers: &mut Headers, head: &ByteString, name: &str, value: std::borrow::Cow<'_, str>) {
+    match value {
+        std::borrow::Cow::Borrowed(value) => headers.push_shared(name, head.slice_ref(value)),
+        // A value begun on a continuation line would otherwise keep that line's space.
+        std::borrow::Cow::Owned(value) => headers.push(name, value.trim()),
+    }
 }
 
 /// The Content-Length, if there is exactly one well-formed header.
@@ -350,6 +373,25 @@ mod tests {
     const OPTIONS: &[u8] = b"OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     #[test]
+    fn values_on_one_line_share_the_message_and_folded_ones_are_joined() {
+        let text = b"OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: one\r\n  two\r\nTo: <sip:u@h>\r\nFrom: <sip:a@h>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(request)) = parse_datagram(text) else { panic!("parses") };
+        let folded: Vec<_> =
+            request.headers.iter().filter(|h| !h.value.is_shared()).map(|h| h.value.as_str()).collect();
+        assert_eq!(folded, ["one two"], "only the folded value is a copy");
+        assert_eq!(request.headers.get("Via"), Some("SIP/2.0/UDP h;branch=z9hG4bK1"));
+        let Some(response) = crate::transport::response_to(&request.headers, StatusCode::OK, "OK") else {
+            panic!("a response")
+        };
+        let copied: Vec<_> = response.headers.iter().map(|h| (h.name.as_str(), h.value.is_shared())).collect();
+        assert_eq!(
+            copied,
+            [("Via", true), ("From", true), ("To", true), ("Call-ID", true), ("CSeq", true)],
+            "the response shares the request's values"
+        );
+    }
+
+    #[test]
     fn stream_framing() {
         assert_eq!(frame_stream(OPTIONS), Framing::Message(OPTIONS.len()));
         assert_eq!(frame_stream(&OPTIONS[..OPTIONS.len() - 1]), Framing::Incomplete);
@@ -379,7 +421,7 @@ mod tests {
 
     /// What the full reading makes of `head`'s Content-Length.
     fn fully_read_length(head: &[u8]) -> Option<usize> {
-        read_head(head).ok().and_then(|(_, headers)| content_length(&headers).ok().flatten())
+        headers_of(head, true).ok().and_then(|headers| content_length(&headers).ok().flatten())
     }
 
     #[test]
@@ -426,7 +468,7 @@ mod tests {
             let head = format!("INVITE sip:u@h SIP/2.0\r\n{}\r\n\r\n", lines.join("\r\n"));
             // A head whose other lines are malformed is framed by its length all the same,
             // then refused whole by the full parse (the stream stays in step).
-            if let (Some(length), Ok((_, headers))) = (plain_content_length(head.as_bytes()), read_head(head.as_bytes())) {
+            if let (Some(length), Ok(headers)) = (plain_content_length(head.as_bytes()), headers_of(head.as_bytes(), true)) {
                 proptest::prop_assert_eq!(content_length(&headers), Ok(Some(length)), "{:?}", head);
             }
         }

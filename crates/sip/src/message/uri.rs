@@ -66,22 +66,24 @@ impl Uri {
         if !scheme_ok {
             return Err(BadUri("bad scheme"));
         }
-        let scheme = scheme.to_ascii_lowercase();
-        match scheme.as_str() {
-            "sip" | "sips" => SipUri::parse(scheme == "sips", rest).map(Uri::Sip),
-            "tel" => {
-                let end = rest.find(';').unwrap_or(rest.len());
-                let number = &rest[..end];
-                let valid =
-                    !number.is_empty() && number.bytes().all(|b| b.is_ascii_hexdigit() || b"+-.()*#pPwW".contains(&b));
-                if !valid {
-                    return Err(BadUri("bad tel number"));
-                }
-                let params = Params::parse(&rest[end..]).map_err(|_| BadUri("bad tel parameters"))?;
-                Ok(Uri::Tel { number: number.to_owned(), params })
+        // Compared without case and lower-cased only when kept: most URIs are sip: ones.
+        let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+        if is("sip") || is("sips") {
+            SipUri::parse(is("sips"), rest).map(Uri::Sip)
+        } else if is("tel") {
+            let end = rest.find(';').unwrap_or(rest.len());
+            let number = &rest[..end];
+            let valid =
+                !number.is_empty() && number.bytes().all(|b| b.is_ascii_hexdigit() || b"+-.()*#pPwW".contains(&b));
+            if !valid {
+                return Err(BadUri("bad tel number"));
             }
-            _ if rest.is_empty() => Err(BadUri("empty after scheme")),
-            _ => Ok(Uri::Other { scheme, rest: rest.to_owned() }),
+            let params = Params::parse(&rest[end..]).map_err(|_| BadUri("bad tel parameters"))?;
+            Ok(Uri::Tel { number: number.to_owned(), params })
+        } else if rest.is_empty() {
+            Err(BadUri("empty after scheme"))
+        } else {
+            Ok(Uri::Other { scheme: scheme.to_ascii_lowercase(), rest: rest.to_owned() })
         }
     }
 

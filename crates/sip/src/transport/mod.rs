@@ -288,16 +288,12 @@ pub fn refusal(error: &ParseError) -> Option<Response> {
 /// (RFC 3261 §8.2.6), as far as present. `None` without a Via, which is where it would go.
 pub fn response_to(request: &Headers, status: StatusCode, reason: &str) -> Option<Response> {
     let mut headers = Headers::new();
-    let vias: Vec<&str> = request.get_all("Via").collect();
-    if vias.is_empty() {
+    if headers.copy_from(request, "Via") == 0 {
         return None;
     }
-    for via in vias {
-        headers.push("Via", via);
-    }
     for name in ["From", "To", "Call-ID", "CSeq"] {
-        if let Some(value) = request.get(name) {
-            headers.push(name, value);
+        if let Some(line) = request.iter().find(|header| header.name.is(name)) {
+            headers.push_line(line.clone());
         }
     }
     Some(Response { status, reason: reason.to_owned(), headers, body: Bytes::new() })

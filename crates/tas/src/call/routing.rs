@@ -58,8 +58,8 @@ fn order(direction: Direction) -> u8 {
 /// The `+digits` number of a `sip:`/`sips:` user part or a `tel:` URI, visual separators removed.
 pub fn number_of(uri: &Uri) -> Option<String> {
     let raw = match uri {
-        Uri::Sip(sip) => sip.user.as_deref()?.split(';').next()?.to_owned(),
-        Uri::Tel { number, .. } => number.clone(),
+        Uri::Sip(sip) => sip.user.as_deref()?.split(';').next()?,
+        Uri::Tel { number, .. } => number.as_str(),
         Uri::Other { .. } => return None,
     };
     let digits: String = raw.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect();
