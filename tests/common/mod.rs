@@ -42,10 +42,22 @@ pub(crate) fn loopback_any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A free loopback port, released for the caller to bind later.
+/// A free loopback port (TCP and UDP), released for the caller to bind later. It is drawn
+/// below Linux's ephemeral range (32768–60999): a port the kernel handed out for port 0 would
+/// go to the next socket bound to port 0 in a test running alongside, before the caller
+/// bound it (a peer's lab failed to start that way, one run in eight).
 pub(crate) fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind(loopback_any_port()).expect("bind loopback");
-    listener.local_addr().expect("local addr")
+    use rand::Rng as _;
+    let mut random = rand::rng();
+    for _ in 0..1000 {
+        let candidate = SocketAddr::from(([127, 0, 0, 1], random.random_range(20_000..32_000)));
+        let tcp = std::net::TcpListener::bind(candidate);
+        let udp = std::net::UdpSocket::bind(candidate);
+        if tcp.is_ok() && udp.is_ok() {
+            return candidate;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
 }
 
 pub(crate) fn core_config(listen: SocketAddr, mode: AuthMode, ttl: Duration) -> CoreConfig {
