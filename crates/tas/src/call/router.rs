@@ -439,8 +439,9 @@ impl CallRouter {
             // At once, without a task: refusals are the cheapest answer under load.
             invite.reject(*status, Some(reason), None);
             record.outcome = Outcome { actions: vec![action.to_string()], status: Some(*status), ..Outcome::default() };
-            self.remember(record.clone());
+            // Written first, then moved into the recent list: no copy of the record.
             self.ended(&record);
+            self.remember(record);
             return;
         }
         let router = self.clone();
