@@ -228,9 +228,14 @@ impl Headers {
         self.0.len() - before
     }
 
+    /// The first line of `name`.
+    pub fn first_line(&self, name: &str) -> Option<&Header> {
+        self.0.iter().find(|h| h.name.is(name))
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|h| h.name.is(name)).map(|h| h.value.as_str())
+        self.first_line(name).map(|h| h.value.as_str())
     }
 
     /// Every line of `name`, in order.

@@ -292,7 +292,7 @@ pub fn response_to(request: &Headers, status: StatusCode, reason: &str) -> Optio
         return None;
     }
     for name in ["From", "To", "Call-ID", "CSeq"] {
-        if let Some(line) = request.iter().find(|header| header.name.is(name)) {
+        if let Some(line) = request.first_line(name) {
             headers.push_line(line.clone());
         }
     }
