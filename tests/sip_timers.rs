@@ -124,6 +124,51 @@ async fn an_unacked_2xx_is_sent_from_t1_doubling_to_t2_and_the_call_ends_with_by
     peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
 }
 
+/// Over TCP the 2xx is sent once (the transport is reliable), and the call still ends with BYE
+/// at 64·T1 when no ACK comes (RFC 3261 §13.3.1.4, §17.2.1).
+#[tokio::test(start_paused = true)]
+async fn an_unacked_2xx_over_tcp_is_not_sent_again_and_the_call_ends_with_bye_at_64_t1() {
+    let endpoint = tcp_endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::tcp(endpoint.tcp_addr.expect("tcp")).await;
+    let start = Instant::now();
+    peer.send(request("INVITE", "noack-tcp", 1, "noacktcp", "TCP", None, "", SDP_OFFER).as_bytes()).await;
+    let mut oks = Vec::new();
+    let (bye_at, bye) = loop {
+        match next(&mut peer, start, Duration::from_secs(40)).await {
+            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at.as_millis()),
+            Some((_, Message::Response(_))) => {}
+            Some((at, Message::Request(request))) => break (at, request),
+            None => panic!("no BYE after the 2xx went unacknowledged; 2xx at {oks:?}"),
+        }
+    };
+    assert_eq!(oks.len(), 1, "2xx at {oks:?}");
+    assert_eq!(bye.method, Method::Bye);
+    assert_near(bye_at, Duration::from_secs(32));
+    assert_eq!(endpoint.unacknowledged_answers(), 0);
+    peer.send(&response_to(&bye.headers, StatusCode::OK, "OK").expect("response").to_bytes()).await;
+}
+
+/// Every 2xx awaiting its ACK waits in one queue of the user agent (no task each), and its ACK
+/// takes it out at once: an acknowledged call keeps no copy of its 2xx for the seconds its
+/// retransmission timer had left.
+#[tokio::test(start_paused = true)]
+async fn an_acknowledged_2xx_leaves_nothing_waiting() {
+    let endpoint = udp_endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    let mut oks = Vec::new();
+    for call_id in ["acked-1", "acked-2"] {
+        peer.send(request("INVITE", call_id, 1, call_id, "UDP", None, "", SDP_OFFER).as_bytes()).await;
+        oks.push(peer.final_response().await);
+    }
+    assert_eq!(endpoint.unacknowledged_answers(), 2);
+    peer.send(ack_for(&oks[0], "acked-1").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (2, 1));
+    peer.send(ack_for(&oks[1], "acked-2").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (2, 0));
+}
+
 /// A call answered and ACKed with the session timer `session_expires` asked and granted as
 /// asked; the endpoint (kept alive), the peer, and when the INVITE left.
 async fn call_with_session_timer(call_id: &str, session_expires: &str) -> (Endpoint, Peer, Instant) {

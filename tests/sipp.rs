@@ -1,5 +1,6 @@
 //! SIPp (Debian `sip-tester`) against the endpoint: its built-in `uac` over UDP and TCP, a reject
-//! scenario, and TLS through Debian's `stunnel4` (Debian builds SIPp without TLS).
+//! scenario, a caller slow to acknowledge the 2xx, and TLS through Debian's `stunnel4` (Debian
+//! builds SIPp without TLS).
 //! Under CI=true a missing peer is a failure, never a skip.
 
 mod common;
@@ -43,9 +44,20 @@ async fn endpoint(action: &str, certs: Option<&Path>) -> Endpoint {
 }
 
 async fn run_sipp(sipp: &Path, scenario: &[&str], transport: &str, target: std::net::SocketAddr) -> (u32, u32, String) {
+    run_sipp_calls(sipp, scenario, transport, target, (CALLS, RATE)).await
+}
+
+/// Runs `calls` calls at `rate` calls/s; the successful and failed calls and SIPp's screen.
+async fn run_sipp_calls(
+    sipp: &Path,
+    scenario: &[&str],
+    transport: &str,
+    target: std::net::SocketAddr,
+    (calls, rate): (u32, u32),
+) -> (u32, u32, String) {
     let local_port = common::free_port().port().to_string();
-    let calls = CALLS.to_string();
-    let rate = RATE.to_string();
+    let calls = calls.to_string();
+    let rate = rate.to_string();
     let target = target.to_string();
     let mut args: Vec<&str> = scenario.to_vec();
     args.extend(["-t", transport, "-p", &local_port, "-i", "127.0.0.1", "-r", &rate, "-m", &calls]);
@@ -97,6 +109,38 @@ async fn sipp_against_a_reject_rule_over_udp_and_tcp() {
     let scenario = reject_scenario();
     assert_all_calls_succeed(&endpoint, &sipp, &["-sf", &scenario], "u1", endpoint.udp_addr.expect("udp")).await;
     assert_all_calls_succeed(&endpoint, &sipp, &["-sf", &scenario], "t1", endpoint.tcp_addr.expect("tcp")).await;
+}
+
+/// The messages and retransmissions SIPp's screen counts on the first row that begins with
+/// `row` (such as `200 <-`).
+fn message_row(screen: &str, row: &str) -> Option<(u32, u32)> {
+    let line = screen.lines().find(|line| line.trim_start().starts_with(row))?;
+    // The label's own fields (`200`, `<----------`) come first.
+    let mut numbers = line.split_whitespace().skip(2).filter_map(|field| field.parse().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// SIPp holds its ACK for 1.8 s: over UDP ringer's 2xx comes again after T1 and 3·T1 (RFC
+/// 3261 §13.3.1.4), which SIPp counts as the 200's retransmissions; over TCP it comes once.
+/// Every call is then acknowledged and ended by SIPp's BYE.
+#[tokio::test]
+async fn sipp_slow_to_acknowledge_sees_the_2xx_again_over_udp_only() {
+    let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };
+    let endpoint = endpoint("answer", None).await;
+    let scenario = format!("{}/scenarios/uac_late_ack.xml", env!("CARGO_MANIFEST_DIR"));
+    const LATE_CALLS: u32 = 20;
+    for (transport, target, retransmissions) in
+        [("u1", endpoint.udp_addr.expect("udp"), 2 * LATE_CALLS), ("t1", endpoint.tcp_addr.expect("tcp"), 0)]
+    {
+        let scenario = ["-sf", scenario.as_str(), "-s", "+4799990001"];
+        let (ok, failed, screen) = run_sipp_calls(&sipp, &scenario, transport, target, (LATE_CALLS, 10)).await;
+        assert_eq!((ok, failed), (LATE_CALLS, 0), "{screen}");
+        assert_eq!(message_row(&screen, "200 <-"), Some((LATE_CALLS, retransmissions)), "{transport}: {screen}");
+    }
+    common::eventually(Duration::from_secs(10), "no dialog or 2xx left behind", || {
+        endpoint.live_dialogs() == 0 && endpoint.unacknowledged_answers() == 0
+    })
+    .await;
 }
 
 #[tokio::test]

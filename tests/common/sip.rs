@@ -16,11 +16,24 @@ pub(crate) const WAIT: Duration = Duration::from_secs(5);
 /// An endpoint listening on UDP only, on loopback, with RFC 3261's timers and RFC 4028's
 /// session timer defaults, calls handled by `handler`.
 pub(crate) async fn udp_endpoint(handler: Arc<dyn ringer::sip::ua::SessionHandler>) -> ringer::sip::endpoint::Endpoint {
+    endpoint_on(handler, None, Some("127.0.0.1:0".parse().expect("addr"))).await
+}
+
+/// As [`udp_endpoint`], listening on TCP only.
+pub(crate) async fn tcp_endpoint(handler: Arc<dyn ringer::sip::ua::SessionHandler>) -> ringer::sip::endpoint::Endpoint {
+    endpoint_on(handler, Some("127.0.0.1:0".parse().expect("addr")), None).await
+}
+
+async fn endpoint_on(
+    handler: Arc<dyn ringer::sip::ua::SessionHandler>,
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+) -> ringer::sip::endpoint::Endpoint {
     let config = ringer::sip::endpoint::EndpointConfig {
         hep: None,
         tls: None,
-        tcp: None,
-        udp: Some("127.0.0.1:0".parse().expect("addr")),
+        tcp,
+        udp,
         policy: Default::default(),
         limits: Default::default(),
         ua: ringer::sip::config::UaConfig::new("127.0.0.1", "ringer-test"),

@@ -22,6 +22,19 @@ use crate::session_timer::{self, Agreed};
 use crate::timer_queue::TimerQueue;
 use crate::transport::{Link, Transport};
 
+/// A 2xx to an INVITE not acknowledged yet (RFC 3261 §13.3.1.4): on UDP it is sent again from
+/// T1, the wait doubling up to T2, until its ACK; without one by 64·T1 the dialog ends. It
+/// waits in the user agent's queue, not in a task of its own: every answered call has one.
+struct UnackedAnswer {
+    dialog: Weak<Dialog>,
+    /// The 2xx as sent; empty on a reliable transport, where it is not sent again.
+    bytes: Bytes,
+    /// The wait before the next retransmission.
+    interval: Duration,
+    /// 64·T1 after the 2xx first left.
+    give_up: tokio::time::Instant,
+}
+
 struct Shared {
     config: UaConfig,
     clients: Arc<ClientTransactions>,
@@ -30,6 +43,8 @@ struct Shared {
     /// Every dialog's session timer (RFC 4028), in one queue rather than a task per dialog;
     /// each fires with the dialog and the setting it was set for.
     session_timers: TimerQueue<(Weak<Dialog>, u64)>,
+    /// Every 2xx awaiting its ACK, in one queue; an ACK takes its entry out.
+    unacked_answers: TimerQueue<UnackedAnswer>,
 }
 
 /// A user agent: its settings, its client transactions and connections, and its dialogs.
@@ -43,13 +58,18 @@ impl UserAgent {
     /// closed, over new connections made by `outbound`.
     pub fn new(config: UaConfig, clients: Arc<ClientTransactions>, outbound: Arc<Outbound>) -> Self {
         let shared = Arc::new_cyclic(|ua: &Weak<Shared>| {
-            let ua = ua.clone();
+            let (for_sessions, for_answers) = (ua.clone(), ua.clone());
             let session_timers = TimerQueue::start(move |(dialog, generation): (Weak<Dialog>, u64)| {
-                if let (Some(shared), Some(dialog)) = (ua.upgrade(), dialog.upgrade()) {
+                if let (Some(shared), Some(dialog)) = (for_sessions.upgrade(), dialog.upgrade()) {
                     UserAgent { shared }.session_timer_due(dialog, generation);
                 }
             });
-            Shared { config, clients, outbound, dialogs: Mutex::new(HashMap::new()), session_timers }
+            let unacked_answers = TimerQueue::start(move |unacked: UnackedAnswer| {
+                if let (Some(shared), Some(dialog)) = (for_answers.upgrade(), unacked.dialog.upgrade()) {
+                    UserAgent { shared }.answer_unacked(dialog, unacked);
+                }
+            });
+            Shared { config, clients, outbound, dialogs: Mutex::new(HashMap::new()), session_timers, unacked_answers }
         });
         Self { shared }
     }
@@ -66,6 +86,11 @@ impl UserAgent {
     /// Session timers (RFC 4028) waiting to refresh or end a dialog.
     pub fn waiting_session_timers(&self) -> usize {
         self.shared.session_timers.len()
+    }
+
+    /// 2xx responses to INVITEs waiting for their ACK.
+    pub fn unacknowledged_answers(&self) -> usize {
+        self.shared.unacked_answers.len()
     }
 
     /// How the UA presents itself and which extensions it uses.
@@ -87,12 +112,17 @@ impl UserAgent {
         self.dialogs().get(id).cloned()
     }
 
-    /// Forgets dialog `id`, and its session timer with it.
+    /// Forgets dialog `id`, and its timers with it.
     pub(crate) fn remove_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
         let dialog = self.dialogs().remove(id)?;
-        if let Some(key) = dialog.state().session_timer.take() {
+        let mut state = dialog.state();
+        if let Some(key) = state.session_timer.take() {
             self.shared.session_timers.cancel(key);
         }
+        if let Some(key) = state.unacked_answer.take() {
+            self.shared.unacked_answers.cancel(key);
+        }
+        drop(state);
         Some(dialog)
     }
 
@@ -127,6 +157,64 @@ impl Drop for InviteUnderWay<'_> {
 }
 
 impl UserAgent {
+    /// The UAS core's part after sending `response`, a 2xx to an INVITE in `dialog` (RFC 3261
+    /// §13.3.1.4): on UDP it is sent again until the ACK; on any transport the dialog ends if
+    /// no ACK comes within 64·T1. Nothing waits if the ACK is already in.
+    pub(crate) fn await_ack(&self, dialog: &Arc<Dialog>, response: &Response) {
+        let timers = self.config().timers;
+        let mut state = dialog.state();
+        if state.acked || dialog.ended.is_cancelled() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let give_up = now + timers.t1 * 64;
+        let (due, bytes) = match dialog.link.transport().is_reliable() {
+            true => (give_up, Bytes::new()),
+            false => (now + timers.t1, Bytes::from(response.to_bytes())),
+        };
+        let unacked = UnackedAnswer { dialog: Arc::downgrade(dialog), bytes, interval: timers.t1, give_up };
+        if let Some(key) = state.unacked_answer.replace(self.shared.unacked_answers.at(due, unacked)) {
+            self.shared.unacked_answers.cancel(key);
+        }
+    }
+
+    /// The ACK for `dialog`'s last 2xx arrived: its retransmissions stop (`state` is the
+    /// dialog's, locked by the caller).
+    pub(crate) fn answer_acknowledged(&self, state: &mut DialogState) {
+        state.acked = true;
+        if let Some(key) = state.unacked_answer.take() {
+            self.shared.unacked_answers.cancel(key);
+        }
+    }
+
+    /// A 2xx's timer fired with no ACK in: sent again and set again before 64·T1, the dialog
+    /// ended after it.
+    fn answer_unacked(&self, dialog: Arc<Dialog>, unacked: UnackedAnswer) {
+        let mut state = dialog.state();
+        state.unacked_answer = None;
+        if state.acked || dialog.ended.is_cancelled() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= unacked.give_up {
+            drop(state);
+            if self.find_dialog(&dialog.id).is_some() {
+                warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
+                dialog.end("no ACK");
+                let (ua, id) = (self.clone(), dialog.id.clone());
+                tokio::spawn(async move {
+                    let _ = ua.hangup(&id).await;
+                });
+            }
+            return;
+        }
+        crate::metrics::retransmitted("response");
+        let _ = dialog.link.send(unacked.bytes.clone());
+        let interval = (unacked.interval * 2).min(self.config().timers.t2);
+        let due = (now + interval).min(unacked.give_up);
+        state.unacked_answer = Some(self.shared.unacked_answers.at(due, UnackedAnswer { interval, ..unacked }));
+    }
+
     /// Starts, changes or stops `dialog`'s session timer (RFC 4028) as just agreed; the
     /// session counts as refreshed now.
     pub(crate) fn set_session_timer(&self, dialog: &Arc<Dialog>, agreed: Option<Agreed>) {

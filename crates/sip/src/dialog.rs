@@ -84,6 +84,8 @@ pub(crate) struct DialogState {
     pub(crate) refreshed_at: tokio::time::Instant,
     /// The session timer's next deadline waiting in the user agent's queue, if any.
     pub(crate) session_timer: Option<crate::timer_queue::TimerKey>,
+    /// Our last 2xx to an INVITE, waiting in the user agent's queue for its ACK, if any.
+    pub(crate) unacked_answer: Option<crate::timer_queue::TimerKey>,
     /// Counts the session timer's settings: a timer fired for an earlier one does nothing.
     pub(crate) session_timer_generation: u64,
     /// When a refresh that failed without ending the session is tried again.
@@ -109,6 +111,7 @@ impl DialogState {
             session: None,
             refreshed_at: tokio::time::Instant::now(),
             session_timer: None,
+            unacked_answer: None,
             session_timer_generation: 0,
             retry_at: None,
             invite_in_progress: false,
@@ -142,8 +145,6 @@ pub(crate) struct Dialog {
     pub(crate) state: Mutex<DialogState>,
     /// The first ACK arrived (UAS).
     pub(crate) confirmed: CancellationToken,
-    /// Any ACK arrived (wakes the 2xx retransmission of a re-INVITE too).
-    pub(crate) ack_arrived: tokio::sync::Notify,
     pub(crate) ended: CancellationToken,
 }
 
@@ -184,7 +185,6 @@ impl Dialog {
             peer_allows_update,
             state: Mutex::new(state),
             confirmed: CancellationToken::new(),
-            ack_arrived: tokio::sync::Notify::new(),
             ended: CancellationToken::new(),
         })
     }

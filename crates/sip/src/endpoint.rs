@@ -235,6 +235,11 @@ impl Endpoint {
         self.ua.waiting_session_timers()
     }
 
+    /// 2xx responses to INVITEs waiting for their ACK (RFC 3261 §13.3.1.4).
+    pub fn unacknowledged_answers(&self) -> usize {
+        self.ua.unacknowledged_answers()
+    }
+
     /// INVITEs awaiting a decision.
     pub fn pending_invites(&self) -> usize {
         self.uas.pending_invites()

@@ -445,61 +445,11 @@ impl Uas {
         );
         response.headers.push("Contact", contact);
         if is_invite {
-            retransmit_until_ack(&self.shared, dialog.clone(), response.clone());
+            self.shared.ua.await_ack(dialog, &response);
         }
         if transaction.respond(response) {
             self.shared.ua.set_session_timer(dialog, agreed);
         }
-    }
-}
-
-/// On UDP the UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); without ACK
-/// after 64·T1 the dialog ends. The wait ends as soon as the ACK arrives or the dialog ends.
-fn retransmit_until_ack(shared: &Arc<Shared>, dialog: Arc<Dialog>, response: Response) {
-    let bytes = Bytes::from(response.to_bytes());
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let timers = shared.config().timers;
-        let reliable = dialog.link.transport().is_reliable();
-        let deadline = tokio::time::Instant::now() + timers.t1 * 64;
-        let mut interval = timers.t1;
-        loop {
-            let acked = dialog.ack_arrived.notified();
-            if dialog.state().acked || dialog.ended.is_cancelled() {
-                return;
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let wake = if reliable { deadline } else { (now + interval).min(deadline) };
-            tokio::select! {
-                () = acked => continue,
-                () = dialog.ended.cancelled() => return,
-                () = tokio::time::sleep_until(wake) => {}
-            }
-            if !reliable && tokio::time::Instant::now() < deadline {
-                crate::metrics::retransmitted("response");
-                let _ = dialog.link.send(bytes.clone());
-                interval = (interval * 2).min(timers.t2);
-            }
-        }
-        confirm_or_end(&shared, &dialog);
-    });
-}
-
-fn confirm_or_end(shared: &Arc<Shared>, dialog: &Arc<Dialog>) {
-    if dialog.state().acked {
-        return;
-    }
-    if shared.ua.find_dialog(&dialog.id).is_some() {
-        warn!(call_id = %dialog.id.call_id, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
-        let ua = shared.ua.clone();
-        let id = dialog.id.clone();
-        dialog.end("no ACK");
-        tokio::spawn(async move {
-            let _ = ua.hangup(&id).await;
-        });
     }
 }
 
@@ -606,7 +556,7 @@ impl TransactionUser for Uas {
             return;
         };
         let mut state = dialog.state();
-        state.acked = true;
+        self.shared.ua.answer_acknowledged(&mut state);
         // The ACK closes our offer either way; one without an answer leaves the old session.
         if state.offer_pending && request.body.is_empty() {
             warn!(call_id = %id.call_id, "ACK without the answer to our offer; keeping the previous session");
@@ -619,7 +569,6 @@ impl TransactionUser for Uas {
         } else {
             drop(state);
         }
-        dialog.ack_arrived.notify_waiters();
     }
 
     fn on_stray_response(&self, response: Response) {
@@ -755,10 +704,12 @@ impl PendingInvite {
             move |outcome: prack::Held| {
                 shared.early().remove(&early);
                 shared.pending().remove(&transaction.id());
-                if outcome == prack::Held::Send && transaction.respond(response.clone()) {
-                    retransmit_until_ack(&shared, dialog.clone(), response);
-                    shared.ua.set_session_timer(&dialog, agreed);
-                    return;
+                if outcome == prack::Held::Send {
+                    shared.ua.await_ack(&dialog, &response);
+                    if transaction.respond(response) {
+                        shared.ua.set_session_timer(&dialog, agreed);
+                        return;
+                    }
                 }
                 shared.ua.remove_dialog(&dialog.id);
                 dialog.end(match outcome {
