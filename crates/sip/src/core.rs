@@ -157,10 +157,10 @@ impl Drop for InviteUnderWay<'_> {
 }
 
 impl UserAgent {
-    /// The UAS core's part after sending `response`, a 2xx to an INVITE in `dialog` (RFC 3261
+    /// The UAS core's part after sending `sent`, a 2xx to an INVITE in `dialog` (RFC 3261
     /// §13.3.1.4): on UDP it is sent again until the ACK; on any transport the dialog ends if
     /// no ACK comes within 64·T1. Nothing waits if the ACK is already in.
-    pub(crate) fn await_ack(&self, dialog: &Arc<Dialog>, response: &Response) {
+    pub(crate) fn await_ack(&self, dialog: &Arc<Dialog>, sent: Bytes) {
         let timers = self.config().timers;
         let mut state = dialog.state();
         if state.acked || dialog.ended.is_cancelled() {
@@ -170,7 +170,7 @@ impl UserAgent {
         let give_up = now + timers.t1 * 64;
         let (due, bytes) = match dialog.link.transport().is_reliable() {
             true => (give_up, Bytes::new()),
-            false => (now + timers.t1, Bytes::from(response.to_bytes())),
+            false => (now + timers.t1, sent),
         };
         let unacked = UnackedAnswer { dialog: Arc::downgrade(dialog), bytes, interval: timers.t1, give_up };
         if let Some(key) = state.unacked_answer.replace(self.shared.unacked_answers.at(due, unacked)) {

@@ -409,21 +409,27 @@ impl ServerTransaction {
 
     /// Sends `response` and moves the state machine; a response after the final one is refused.
     pub fn respond(&self, response: Response) -> bool {
+        self.send_response(response).is_some()
+    }
+
+    /// As [`ServerTransaction::respond`], giving back the response as sent (the UA core sends
+    /// a 2xx again until its ACK), or `None` when refused.
+    pub(crate) fn send_response(&self, response: Response) -> Option<Bytes> {
         let shared = &self.layer;
         let transaction = &self.transaction;
-        let bytes = Bytes::from(response.to_bytes());
         let reliable = transaction.link.transport().is_reliable();
         let mut inner = transaction.inner();
         if inner.state != State::Proceeding {
-            return false;
+            return None;
         }
+        let bytes = Bytes::from(response.to_bytes());
         crate::metrics::sent_response(response.status);
         if let Err(error) = transaction.link.send(bytes.clone()) {
             debug!(peer = %transaction.link.peer(), %error, "response not sent");
         }
         inner.last_response = Some(bytes.clone());
         if response.status < 200 {
-            return true;
+            return Some(bytes);
         }
         let timers = shared.timers;
         if transaction.is_invite && response.status < 300 {
@@ -451,7 +457,7 @@ impl ServerTransaction {
             // Timer J: answer retransmitted requests from the stored response.
             linger(shared, transaction, reliable, Linger::Long);
         }
-        true
+        Some(bytes)
     }
 }
 

@@ -444,10 +444,10 @@ impl Uas {
             addressed_securely(request),
         );
         response.headers.push("Contact", contact);
-        if is_invite {
-            self.shared.ua.await_ack(dialog, &response);
-        }
-        if transaction.respond(response) {
+        if let Some(sent) = transaction.send_response(response) {
+            if is_invite {
+                self.shared.ua.await_ack(dialog, sent);
+            }
             self.shared.ua.set_session_timer(dialog, agreed);
         }
     }
@@ -705,8 +705,8 @@ impl PendingInvite {
                 shared.early().remove(&early);
                 shared.pending().remove(&transaction.id());
                 if outcome == prack::Held::Send {
-                    shared.ua.await_ack(&dialog, &response);
-                    if transaction.respond(response) {
+                    if let Some(sent) = transaction.send_response(response) {
+                        shared.ua.await_ack(&dialog, sent);
                         shared.ua.set_session_timer(&dialog, agreed);
                         return;
                     }
