@@ -93,6 +93,20 @@ fn ack_for(ok: &Response, call_id: &str) -> String {
     request("ACK", call_id, 1, &format!("{call_id}ack"), "UDP", Some(&to_tag(ok)), "", "")
 }
 
+/// When each 200 came (ms since `start`) until ringer's next request (the BYE of an
+/// unacknowledged call), and when that came.
+async fn oks_until_request(peer: &mut Peer, start: Instant) -> (Vec<u128>, Duration, Request) {
+    let mut oks = Vec::new();
+    loop {
+        match next(peer, start, Duration::from_secs(40)).await {
+            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at.as_millis()),
+            Some((_, Message::Response(_))) => {}
+            Some((at, Message::Request(request))) => return (oks, at, request),
+            None => panic!("no BYE after the 2xx went unacknowledged; 2xx at {oks:?}"),
+        }
+    }
+}
+
 fn assert_near(at: Duration, expected: Duration) {
     let difference = at.abs_diff(expected);
     assert!(difference <= Duration::from_millis(20), "at {at:?}, expected {expected:?}");
@@ -104,15 +118,7 @@ async fn an_unacked_2xx_is_sent_from_t1_doubling_to_t2_and_the_call_ends_with_by
     let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
     let start = Instant::now();
     peer.send(request("INVITE", "noack", 1, "noack", "UDP", None, "", SDP_OFFER).as_bytes()).await;
-    let mut oks = Vec::new();
-    let (bye_at, bye) = loop {
-        match next(&mut peer, start, Duration::from_secs(40)).await {
-            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at.as_millis()),
-            Some((_, Message::Response(_))) => {}
-            Some((at, Message::Request(request))) => break (at, request),
-            None => panic!("no BYE after the 2xx went unacknowledged; 2xx at {oks:?}"),
-        }
-    };
+    let (oks, bye_at, bye) = oks_until_request(&mut peer, start).await;
     // RFC 3261 §13.3.1.4: T1, doubling up to T2, for 64·T1; then the session ends with BYE.
     let expected = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
     assert_eq!(oks.len(), expected.len(), "2xx at {oks:?}");
@@ -132,15 +138,7 @@ async fn an_unacked_2xx_over_tcp_is_not_sent_again_and_the_call_ends_with_bye_at
     let mut peer = Peer::tcp(endpoint.tcp_addr.expect("tcp")).await;
     let start = Instant::now();
     peer.send(request("INVITE", "noack-tcp", 1, "noacktcp", "TCP", None, "", SDP_OFFER).as_bytes()).await;
-    let mut oks = Vec::new();
-    let (bye_at, bye) = loop {
-        match next(&mut peer, start, Duration::from_secs(40)).await {
-            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at.as_millis()),
-            Some((_, Message::Response(_))) => {}
-            Some((at, Message::Request(request))) => break (at, request),
-            None => panic!("no BYE after the 2xx went unacknowledged; 2xx at {oks:?}"),
-        }
-    };
+    let (oks, bye_at, bye) = oks_until_request(&mut peer, start).await;
     assert_eq!(oks.len(), 1, "2xx at {oks:?}");
     assert_eq!(bye.method, Method::Bye);
     assert_near(bye_at, Duration::from_secs(32));
