@@ -20,9 +20,7 @@ PORT=25060
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-for tool in sipp heaptrack heaptrack_print; do
-    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install sip-tester heaptrack)"; exit 1; }
-done
+needs "sip-tester heaptrack" sipp heaptrack heaptrack_print
 if [ -n "${RINGER_BIN:-}" ]; then
     ringer=$RINGER_BIN
 else

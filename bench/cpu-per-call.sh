@@ -22,8 +22,8 @@ KAMAILIO_PORT=25070
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
-command -v kamailio >/dev/null || { echo "needs kamailio (apt-get install kamailio)"; exit 1; }
+needs sip-tester sipp
+needs kamailio kamailio
 cargo build --release --quiet
 ringer=target/release/ringer
 ticks=$(getconf CLK_TCK)

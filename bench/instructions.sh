@@ -25,9 +25,7 @@ PORT=25080
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-for tool in valgrind callgrind_control sipp; do
-    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind sip-tester)"; exit 1; }
-done
+needs "valgrind sip-tester" valgrind callgrind_control sipp
 if [ -z "${RINGER_BIN:-}" ]; then
     cargo build --release --quiet
 fi

@@ -89,6 +89,15 @@ rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 # gauge URL NAME -> the value of gauge NAME in the Prometheus exposition at URL (0 when absent)
 gauge() { curl -s "$1" | awk -v name="$2" '$1 == name { value = $2 } END { print value + 0 }'; }
 
+# needs PACKAGES TOOL...: exits with what to install unless every TOOL is on the PATH.
+needs() {
+    local packages=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install $packages)"; exit 1; }
+    done
+}
+
 # start_bench: a work folder in $work (kept, and named, when KEEP is set; removed at exit
 # otherwise), SIPp checked for, ringer built in release as $ringer. At exit every background
 # job is killed outright and waited for: a ringer stopped gently would first hang up its calls
@@ -97,7 +106,7 @@ start_bench() {
     work=$(mktemp -d)
     [ -n "${KEEP:-}" ] && echo "work dir: $work"
     trap '{ kill -9 $(jobs -p) || true; wait || true; } 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-    command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
+    needs sip-tester sipp
     cargo build --release --quiet
     ringer=$PWD/target/release/ringer
 }

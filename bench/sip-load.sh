@@ -19,7 +19,7 @@ KAMAILIO_PORT=25070
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 1; }
+needs sip-tester sipp
 have_kamailio=1
 command -v kamailio >/dev/null || { echo "kamailio not installed: no baseline (apt-get install kamailio)"; have_kamailio=0; }
 cargo build --release --quiet
