@@ -167,6 +167,21 @@ async fn an_acknowledged_2xx_leaves_nothing_waiting() {
     assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (2, 0));
 }
 
+/// A BYE before the ACK ends the call and takes its 2xx's timer with it: nothing waits the
+/// 64·T1 it had left (RFC 3261 §15: the callee may end the dialog before the ACK arrives; here
+/// the caller does).
+#[tokio::test(start_paused = true)]
+async fn a_bye_before_the_ack_leaves_nothing_waiting() {
+    let endpoint = tcp_endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::tcp(endpoint.tcp_addr.expect("tcp")).await;
+    peer.send(request("INVITE", "bye-first", 1, "byefirst", "TCP", None, "", SDP_OFFER).as_bytes()).await;
+    let ok = peer.final_response().await;
+    assert_eq!(endpoint.unacknowledged_answers(), 1);
+    peer.send(request("BYE", "bye-first", 2, "byefirst-bye", "TCP", Some(&to_tag(&ok)), "", "").as_bytes()).await;
+    assert_eq!(peer.final_response().await.status, StatusCode::OK);
+    assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (0, 0));
+}
+
 /// A call answered and ACKed with the session timer `session_expires` asked and granted as
 /// asked; the endpoint (kept alive), the peer, and when the INVITE left.
 async fn call_with_session_timer(call_id: &str, session_expires: &str) -> (Endpoint, Peer, Instant) {

@@ -120,9 +120,10 @@ fn message_row(screen: &str, row: &str) -> Option<(u32, u32)> {
     Some((numbers.next()?, numbers.next()?))
 }
 
-/// SIPp holds its ACK for 1.8 s: over UDP ringer's 2xx comes again after T1 and 3·T1 (RFC
-/// 3261 §13.3.1.4), which SIPp counts as the 200's retransmissions; over TCP it comes once.
-/// Every call is then acknowledged and ended by SIPp's BYE.
+/// SIPp holds its ACK for 2.5 s, halfway between ringer's second retransmission of the 2xx
+/// and its third: over UDP the 2xx comes again after T1 and 3·T1 (RFC 3261 §13.3.1.4), which
+/// SIPp counts as the 200's retransmissions; over TCP it comes once. Every call is then
+/// acknowledged and ended by SIPp's BYE.
 #[tokio::test]
 async fn sipp_slow_to_acknowledge_sees_the_2xx_again_over_udp_only() {
     let Some(sipp) = tool(&["sipp"], "sip-tester") else { return };

@@ -33,6 +33,8 @@ struct UnackedAnswer {
     interval: Duration,
     /// 64·T1 after the 2xx first left.
     give_up: tokio::time::Instant,
+    /// Which of the dialog's 2xx responses this is (`DialogState::unacked_generation`).
+    generation: u64,
 }
 
 struct Shared {
@@ -116,6 +118,7 @@ impl UserAgent {
     pub(crate) fn remove_dialog(&self, id: &DialogId) -> Option<Arc<Dialog>> {
         let dialog = self.dialogs().remove(id)?;
         let mut state = dialog.state();
+        state.forgotten = true;
         if let Some(key) = state.session_timer.take() {
             self.shared.session_timers.cancel(key);
         }
@@ -163,7 +166,7 @@ impl UserAgent {
     pub(crate) fn await_ack(&self, dialog: &Arc<Dialog>, sent: Bytes) {
         let timers = self.config().timers;
         let mut state = dialog.state();
-        if state.acked || dialog.ended.is_cancelled() {
+        if state.acked || state.forgotten || dialog.ended.is_cancelled() {
             return;
         }
         let now = tokio::time::Instant::now();
@@ -172,7 +175,9 @@ impl UserAgent {
             true => (give_up, Bytes::new()),
             false => (now + timers.t1, sent),
         };
-        let unacked = UnackedAnswer { dialog: Arc::downgrade(dialog), bytes, interval: timers.t1, give_up };
+        state.unacked_generation += 1;
+        let generation = state.unacked_generation;
+        let unacked = UnackedAnswer { dialog: Arc::downgrade(dialog), bytes, interval: timers.t1, give_up, generation };
         if let Some(key) = state.unacked_answer.replace(self.shared.unacked_answers.at(due, unacked)) {
             self.shared.unacked_answers.cancel(key);
         }
@@ -191,8 +196,13 @@ impl UserAgent {
     /// ended after it.
     fn answer_unacked(&self, dialog: Arc<Dialog>, unacked: UnackedAnswer) {
         let mut state = dialog.state();
+        // Fired for an earlier 2xx (taken from the queue just as its ACK came and a
+        // re-INVITE's 2xx went out): the newer one's entry stays as it is.
+        if unacked.generation != state.unacked_generation {
+            return;
+        }
         state.unacked_answer = None;
-        if state.acked || dialog.ended.is_cancelled() {
+        if state.acked || state.forgotten || dialog.ended.is_cancelled() {
             return;
         }
         let now = tokio::time::Instant::now();
@@ -208,11 +218,14 @@ impl UserAgent {
             }
             return;
         }
-        crate::metrics::retransmitted("response");
-        let _ = dialog.link.send(unacked.bytes.clone());
         let interval = (unacked.interval * 2).min(self.config().timers.t2);
         let due = (now + interval).min(unacked.give_up);
+        let bytes = unacked.bytes.clone();
         state.unacked_answer = Some(self.shared.unacked_answers.at(due, UnackedAnswer { interval, ..unacked }));
+        // Sent without the dialog's lock: the send may mirror to HEP as well.
+        drop(state);
+        crate::metrics::retransmitted("response");
+        let _ = dialog.link.send(bytes);
     }
 
     /// Starts, changes or stops `dialog`'s session timer (RFC 4028) as just agreed; the
@@ -235,7 +248,7 @@ impl UserAgent {
         }
         state.session_timer_generation += 1;
         let Some(agreed) = state.session else { return };
-        if dialog.ended.is_cancelled() {
+        if state.forgotten || dialog.ended.is_cancelled() {
             return;
         }
         let due = state.retry_at.unwrap_or(state.refreshed_at + agreed.next_action());

@@ -86,6 +86,10 @@ pub(crate) struct DialogState {
     pub(crate) session_timer: Option<crate::timer_queue::TimerKey>,
     /// Our last 2xx to an INVITE, waiting in the user agent's queue for its ACK, if any.
     pub(crate) unacked_answer: Option<crate::timer_queue::TimerKey>,
+    /// Counts our 2xx responses to INVITEs: a timer fired for an earlier one does nothing.
+    pub(crate) unacked_generation: u64,
+    /// The user agent forgot the dialog (it ended): no timer is set for it any more.
+    pub(crate) forgotten: bool,
     /// Counts the session timer's settings: a timer fired for an earlier one does nothing.
     pub(crate) session_timer_generation: u64,
     /// When a refresh that failed without ending the session is tried again.
@@ -112,6 +116,8 @@ impl DialogState {
             refreshed_at: tokio::time::Instant::now(),
             session_timer: None,
             unacked_answer: None,
+            unacked_generation: 0,
+            forgotten: false,
             session_timer_generation: 0,
             retry_at: None,
             invite_in_progress: false,
