@@ -167,6 +167,34 @@ async fn an_acknowledged_2xx_leaves_nothing_waiting() {
     assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (2, 0));
 }
 
+/// A re-INVITE's 2xx is sent again until its own ACK as well (RFC 3261 §13.3.1.4 holds for
+/// every 2xx to an INVITE), and not after it.
+#[tokio::test(start_paused = true)]
+async fn a_reinvites_2xx_is_sent_again_until_its_ack() {
+    let endpoint = udp_endpoint(Arc::new(AnswerAtOnce)).await;
+    let mut peer = Peer::udp(endpoint.udp_addr.expect("udp")).await;
+    peer.send(request("INVITE", "reinvite", 1, "reinvite1", "UDP", None, "", SDP_OFFER).as_bytes()).await;
+    let ok = peer.final_response().await;
+    let tag = to_tag(&ok);
+    peer.send(ack_for(&ok, "reinvite").as_bytes()).await;
+    let start = Instant::now();
+    peer.send(request("INVITE", "reinvite", 2, "reinvite2", "UDP", Some(&tag), "", SDP_OFFER).as_bytes()).await;
+    // The 2xx, then again after T1 and 3·T1; then the ACK.
+    let mut oks = Vec::new();
+    while oks.len() < 3 {
+        match next(&mut peer, start, Duration::from_secs(5)).await {
+            Some((at, Message::Response(response))) if response.status == StatusCode::OK => oks.push(at),
+            Some(_) => {}
+            None => panic!("the re-INVITE's 2xx came at {oks:?} only"),
+        }
+    }
+    assert_near(oks[1], Duration::from_millis(500));
+    assert_near(oks[2], Duration::from_millis(1500));
+    peer.send(request("ACK", "reinvite", 2, "reinvite2-ack", "UDP", Some(&tag), "", "").as_bytes()).await;
+    assert!(peer.recv_within(Duration::from_secs(5)).await.is_none(), "nothing after the ACK");
+    assert_eq!((endpoint.live_dialogs(), endpoint.unacknowledged_answers()), (1, 0));
+}
+
 /// A BYE before the ACK ends the call and takes its 2xx's timer with it: nothing waits the
 /// 64·T1 it had left (RFC 3261 §15: the callee may end the dialog before the ACK arrives; here
 /// the caller does).
