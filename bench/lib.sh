@@ -107,8 +107,13 @@ start_bench() {
     [ -n "${KEEP:-}" ] && echo "work dir: $work"
     trap '{ kill -9 $(jobs -p) || true; wait || true; } 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
     needs sip-tester sipp
-    cargo build --release --quiet
-    ringer=$PWD/target/release/ringer
+    # RINGER_BIN= measures another build (one saved from an earlier commit) instead.
+    if [ -n "${RINGER_BIN:-}" ]; then
+        ringer=$RINGER_BIN
+    else
+        cargo build --release --quiet
+        ringer=$PWD/target/release/ringer
+    fi
 }
 
 # wait_registered: waits until the loop configs' subscriber is registered at the core (the

@@ -15,6 +15,7 @@
 #   bench/loop-path.sh                         # rates 1000 2000 3000 4000, 10 s each
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
 #   PERF_OUT=/tmp/loop.perf RATES=1000 bench/loop-path.sh   # also perf-records ringer and the core per loop step
+#   RINGER_BIN=/tmp/ringer-before bench/loop-path.sh       # another build (ringer and the core), for before and after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh

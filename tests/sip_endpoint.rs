@@ -814,3 +814,173 @@ async fn shutdown_hangs_up_every_call() {
     assert_eq!(ended, 3);
     lab.quiet().await;
 }
+
+/// Takes every message and does nothing with it (the peer here only reads).
+struct Discard;
+
+impl ringer::sip::transport::Handler for Discard {
+    fn on_message(&self, _message: Message, _link: &ringer::sip::transport::Link) {}
+}
+
+fn stream_context() -> ringer::sip::transport::stream::StreamContext {
+    ringer::sip::transport::stream::StreamContext {
+        handler: Arc::new(Discard),
+        policy: Arc::new(PeerPolicy::default()),
+        counter: Arc::new(ringer::sip::transport::policy::ConnectionCounter::default()),
+        limits: StreamLimits::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        mirror: None,
+    }
+}
+
+const SENDERS: usize = 4;
+const LINES_EACH: usize = 1500;
+/// "S NNNNN " and 1,000 bytes of padding and a newline.
+const LINE_BYTES: usize = 1009;
+
+/// Sends `LINES_EACH` numbered lines of `LINE_BYTES` from each of `SENDERS` tasks at once, with
+/// pauses, so that sending goes on while the peer's reading lets the socket fill and drain.
+async fn send_numbered_lines(link: &ringer::sip::transport::Link) {
+    let padding = "x".repeat(1000);
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let (link, padding) = (link.clone(), padding.clone());
+        tasks.push(tokio::spawn(async move {
+            for line in 0..LINES_EACH {
+                let text = format!("{sender} {line:05} {padding}\n");
+                assert_eq!(text.len(), LINE_BYTES);
+                link.send(bytes::Bytes::from(text)).expect("queued");
+                if line % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("sender");
+    }
+}
+
+/// Reads all the senders' lines from `from` in gulps with pauses: the socket fills while it
+/// pauses, then drains at once while queued lines still wait.
+async fn read_slowly(mut from: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = vec![0u8; SENDERS * LINES_EACH * LINE_BYTES];
+    let mut filled = 0;
+    while filled < received.len() {
+        let end = (filled + 64 * 1024).min(received.len());
+        let read = from.read(&mut received[filled..end]).await.expect("read");
+        assert_ne!(read, 0, "closed after {filled} bytes");
+        filled += read;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    received
+}
+
+/// Every sender's lines arrived, each sender's in the order it sent them, none cut or mixed.
+fn assert_complete_and_in_order(received: &[u8]) {
+    let text = std::str::from_utf8(received).expect("text");
+    let mut next = [0usize; SENDERS];
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let sender: usize = fields.next().and_then(|field| field.parse().ok()).expect("sender field");
+        let number: usize = fields.next().and_then(|field| field.parse().ok()).expect("line field");
+        assert_eq!(fields.next().map(str::len), Some(1000), "a whole line: {line:.40}");
+        assert_eq!(number, next[sender], "sender {sender}'s lines out of order");
+        next[sender] += 1;
+    }
+    assert_eq!(next, [LINES_EACH; SENDERS]);
+}
+
+/// Hands over the link of the first message that arrives.
+struct FirstLink(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<ringer::sip::transport::Link>>>);
+
+impl ringer::sip::transport::Handler for FirstLink {
+    fn on_message(&self, _message: Message, link: &ringer::sip::transport::Link) {
+        if let Some(sender) = self.0.lock().unwrap().take() {
+            let _ = sender.send(link.clone());
+        }
+    }
+}
+
+/// What concurrent senders put on one connection waits in its send queue for the writer task,
+/// which writes bursts together. With a small send buffer and a peer that reads in gulps with
+/// pauses (so the socket fills and drains many times while they send), the lines of four
+/// senders all arrive, each sender's in order: nothing accepted is lost, cut or overtaken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_over_a_full_tcp_socket_arrive_whole_and_in_order() {
+    use tokio::io::AsyncWriteExt;
+    // Accepted connections keep the listener's send buffer: fixed and small, where loopback's
+    // would grow to megabytes and never fill.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    socket.bind(ANY.parse().unwrap()).unwrap();
+    let listener = socket.listen(8).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (first, link) = tokio::sync::oneshot::channel();
+    let context = ringer::sip::transport::stream::StreamContext {
+        handler: Arc::new(FirstLink(std::sync::Mutex::new(Some(first)))),
+        ..stream_context()
+    };
+    tokio::spawn(ringer::sip::transport::stream::serve(listener, None, context));
+    let mut peer = tokio::net::TcpStream::connect(addr).await.unwrap();
+    peer.write_all(
+        b"OPTIONS sip:ringer@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKlines\r\n\
+          Max-Forwards: 70\r\nFrom: <sip:peer@127.0.0.1>;tag=1\r\nTo: <sip:ringer@127.0.0.1>\r\n\
+          Call-ID: lines\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let link = tokio::time::timeout(Duration::from_secs(5), link).await.unwrap().unwrap();
+    let ((), received) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(send_numbered_lines(&link), read_slowly(peer))
+    })
+    .await
+    .expect("every line arrives");
+    assert_complete_and_in_order(&received);
+}
+
+/// The same over TLS to OpenSSL's `s_server`, a peer nobody here wrote, which writes what it
+/// decrypts to a pipe read in gulps: it stops reading the socket whenever the pipe is full, and
+/// TLS records wait in the connection besides the socket's buffers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_over_a_full_tls_connection_reach_openssl_whole_and_in_order() {
+    let Some(openssl) = common::sipp::tool(&["openssl"], "openssl") else { return };
+    ringer::tls::install_crypto_provider();
+    let dir = TempDir::new().unwrap();
+    let certs = ringer::tls::devcert::generate(&["localhost".to_owned()]).unwrap().write_to(dir.path()).unwrap();
+    let addr = common::free_port();
+    let mut server = tokio::process::Command::new(openssl)
+        .args(["s_server", "-quiet", "-naccept", "1", "-accept", &addr.to_string()])
+        .arg("-cert")
+        .arg(&certs.server_cert)
+        .arg("-key")
+        .arg(&certs.server_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_server");
+    let config = ringer::tls::client_config(Some(&certs.ca_cert), None).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut link = None;
+    for _ in 0..100 {
+        let connector = Some((tokio_rustls::TlsConnector::from(config.clone()), name.clone()));
+        match ringer::sip::transport::stream::connect(addr, connector, stream_context(), Duration::from_secs(5)).await {
+            Ok(connected) => {
+                link = Some(connected);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let link = link.expect("openssl s_server listening");
+    let out = server.stdout.take().unwrap();
+    let ((), received) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(send_numbered_lines(&link), read_slowly(out))
+    })
+    .await
+    .expect("every line arrives");
+    assert_complete_and_in_order(&received);
+}

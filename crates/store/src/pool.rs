@@ -128,6 +128,10 @@ impl Store {
             // One SQLite file takes one writer at a time; a pool of one avoids lock contention
             // inside the process.
             .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            // A server's connection can break while idle, so a pooled one is pinged first; an
+            // SQLite file lives in this process, and its ping was one more round trip to sqlx's
+            // worker thread for every batch of call records.
+            .test_before_acquire(backend != Backend::Sqlite)
             .connect(&connect_url)
             .await
             .map_err(|source| StoreError::Open { url: shown.clone(), source })?;
