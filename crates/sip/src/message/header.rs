@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::grammar::{is_token, quoted_string, split_host_port, write_host_port, BadHeader, Params};
+use super::grammar::{find_byte, is_token, quoted_string, split_host_port, write_host_port, BadHeader, Params};
 use super::headers::Headers;
 use super::method::Method;
 use super::uri::Uri;
@@ -47,7 +47,7 @@ impl Via {
         if !protocol[0].eq_ignore_ascii_case("SIP") || protocol[1] != "2.0" {
             return Err(BadHeader("Via is not SIP/2.0"));
         }
-        let end = rest.find(';').unwrap_or(rest.len());
+        let end = find_byte(rest, b';').unwrap_or(rest.len());
         let sent_by = rest[..end].trim();
         let (host, port) = split_host_port(sent_by).ok_or(bad)?;
         let params = Params::parse(&rest[end..]).map_err(|_| BadHeader("bad Via parameters"))?;
@@ -91,7 +91,7 @@ impl NameAddr {
         let (display_name, rest) = if text.starts_with('"') {
             let (content, rest) = quoted_string(text)?;
             (Some(content.to_owned()), rest.trim_start())
-        } else if let Some(open) = text.find('<') {
+        } else if let Some(open) = find_byte(text, b'<') {
             let name = text[..open].trim();
             // An unquoted display name is a series of tokens (RFC 3261 §25.1).
             if !name.split_whitespace().all(is_token) {
@@ -102,7 +102,7 @@ impl NameAddr {
             (None, text)
         };
         if let Some(inner) = rest.strip_prefix('<') {
-            let close = inner.find('>').ok_or(BadHeader("missing '>'"))?;
+            let close = find_byte(inner, b'>').ok_or(BadHeader("missing '>'"))?;
             let uri_text = &inner[..close];
             if uri_text.starts_with(char::is_whitespace) || uri_text.ends_with(char::is_whitespace) {
                 return Err(BadHeader("whitespace inside angle brackets"));
@@ -115,7 +115,7 @@ impl NameAddr {
             return Err(BadHeader("a display name needs an URI in angle brackets"));
         }
         // addr-spec: the URI ends at the first ';' and may not carry URI parameters or headers.
-        let end = rest.find(';').unwrap_or(rest.len());
+        let end = find_byte(rest, b';').unwrap_or(rest.len());
         let uri_text = rest[..end].trim();
         if uri_text.contains(['?', ',', ' ']) {
             return Err(BadHeader("an URI with headers must be in angle brackets"));

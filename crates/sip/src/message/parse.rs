@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use super::grammar::{split_byte, split_once_byte};
 use super::headers::Headers;
 use super::method::Method;
 use super::status::StatusCode;
@@ -249,7 +250,7 @@ fn parse(bytes: &[u8], datagram: bool) -> Result<Message, ParseError> {
 /// Splits the head (start line and headers, up to and including the empty line).
 fn read_head(head: &ByteString, is_request: bool) -> Result<(&str, Headers), ParseError> {
     let text: &str = head;
-    let mut lines = text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
+    let mut lines = split_byte(text, b'\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
     let start_line = lines.next().unwrap_or_default();
     let mut headers = Headers::new();
     // The header being read: borrowed from the head unless folded lines were joined to it.
@@ -276,7 +277,7 @@ fn read_head(head: &ByteString, is_request: bool) -> Result<(&str, Headers), Par
         if let Some((name, value)) = current.take() {
             push_value(&mut headers, head, name, value);
         }
-        let Some((name, value)) = line.split_once(':') else {
+        let Some((name, value)) = split_once_byte(line, b':') else {
             return Err(ParseError::new(StatusCode::BAD_REQUEST, "Malformed header line (no colon)", is_request, None));
         };
         let name = name.trim_end_matches([' ', '\t']);
@@ -328,8 +329,9 @@ fn content_length(headers: &Headers) -> Result<Option<usize>, &'static str> {
 
 /// `Method SP Request-URI SP SIP-Version`, single spaces exactly (RFC 3261 §7.1).
 fn request_line(line: &str) -> Result<(Method, Uri), (StatusCode, &'static str)> {
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, uri, version] = parts.as_slice() else {
+    let mut parts = split_byte(line, b' ');
+    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err((StatusCode::BAD_REQUEST, "Malformed Request-Line"));
     };
     if !super::grammar::is_token(method) {
@@ -356,9 +358,9 @@ fn check_version(version: &str) -> Result<(), (StatusCode, &'static str)> {
 
 /// `SIP-Version SP Status-Code SP Reason-Phrase`.
 fn status_line(line: &str) -> Option<(StatusCode, &str)> {
-    let (version, rest) = line.split_once(' ')?;
+    let (version, rest) = split_once_byte(line, b' ')?;
     check_version(version).ok()?;
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (code, reason) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::grammar::{split_host_port, Params};
+use super::grammar::{find_byte, split_host_port, split_once_byte, Params};
 
 /// A URI that does not follow the grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +60,7 @@ impl Uri {
         {
             return Err(BadUri("empty, or with whitespace, control characters, angle brackets or quotes"));
         }
-        let (scheme, rest) = text.split_once(':').ok_or(BadUri("no scheme"))?;
+        let (scheme, rest) = split_once_byte(text, b':').ok_or(BadUri("no scheme"))?;
         let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
         if !scheme_ok {
@@ -71,7 +71,7 @@ impl Uri {
         if is("sip") || is("sips") {
             SipUri::parse(is("sips"), rest).map(Uri::Sip)
         } else if is("tel") {
-            let end = rest.find(';').unwrap_or(rest.len());
+            let end = find_byte(rest, b';').unwrap_or(rest.len());
             let number = &rest[..end];
             let valid =
                 !number.is_empty() && number.bytes().all(|b| b.is_ascii_hexdigit() || b"+-.()*#pPwW".contains(&b));
@@ -109,13 +109,13 @@ impl Uri {
 impl SipUri {
     fn parse(secure: bool, text: &str) -> Result<Self, BadUri> {
         // The user part may hold ';', '?' and '/' (user-unreserved), so it ends at the '@'.
-        let (userinfo, hostpart) = match text.find('@') {
+        let (userinfo, hostpart) = match find_byte(text, b'@') {
             Some(at) => (Some(&text[..at]), &text[at + 1..]),
             None => (None, text),
         };
         let (user, password) = match userinfo {
             Some(info) => {
-                let (user, password) = match info.split_once(':') {
+                let (user, password) = match split_once_byte(info, b':') {
                     Some((user, password)) => (user, Some(password.to_owned())),
                     None => (info, None),
                 };
@@ -126,11 +126,11 @@ impl SipUri {
             }
             None => (None, None),
         };
-        let (before_headers, headers) = match hostpart.split_once('?') {
+        let (before_headers, headers) = match split_once_byte(hostpart, b'?') {
             Some((before, headers)) => (before, Some(headers.to_owned())),
             None => (hostpart, None),
         };
-        let host_end = before_headers.find(';').unwrap_or(before_headers.len());
+        let host_end = find_byte(before_headers, b';').unwrap_or(before_headers.len());
         let (host, port) = split_host_port(&before_headers[..host_end]).ok_or(BadUri("bad host or port"))?;
         let params = Params::parse(&before_headers[host_end..]).map_err(|_| BadUri("bad URI parameters"))?;
         Ok(Self { secure, user, password, host: host.to_owned(), port, params, headers })
