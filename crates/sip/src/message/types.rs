@@ -1,6 +1,7 @@
 //! SIP requests and responses, and their wire form.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 
 use bytes::Bytes;
 
@@ -46,14 +47,21 @@ pub enum Message {
 }
 
 /// The wire form of a message: start line, headers, Content-Length from the body, body.
+///
+/// Sized once and written byte by byte: formatting each header line through `write!` and
+/// growing the buffer as it went cost a tenth of an answered call's instructions.
 fn wire_form(start_line: fmt::Arguments<'_>, headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let mut head = String::with_capacity(512);
-    let _ = write!(head, "{start_line}\r\n");
-    for header in headers.iter().filter(|h| !h.name.is("Content-Length")) {
-        let _ = write!(head, "{}: {}\r\n", header.name.as_str(), header.value);
+    let lines = || headers.iter().filter(|h| !h.name.is("Content-Length"));
+    let size = 64 + lines().map(|h| h.name.as_str().len() + h.value.as_str().len() + 4).sum::<usize>();
+    let mut bytes = Vec::with_capacity(size + body.len() + 32);
+    let _ = write!(bytes, "{start_line}\r\n");
+    for header in lines() {
+        bytes.extend_from_slice(header.name.as_str().as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(header.value.as_str().as_bytes());
+        bytes.extend_from_slice(b"\r\n");
     }
-    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
-    let mut bytes = head.into_bytes();
+    let _ = write!(bytes, "Content-Length: {}\r\n\r\n", body.len());
     bytes.extend_from_slice(body);
     bytes
 }
@@ -85,7 +93,7 @@ impl Response {
             return;
         }
         if let Some(to) = self.headers.get("To") {
-            if NameAddr::parse(to).is_ok_and(|to| to.tag().is_none()) {
+            if NameAddr::params_of(to).is_some_and(|params| params.get("tag").flatten().is_none()) {
                 let tagged = format!("{to};tag={tag}");
                 self.headers.set("To", tagged);
             }
