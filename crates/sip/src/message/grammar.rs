@@ -66,6 +66,11 @@ pub fn is_token(text: &str) -> bool {
 
 /// Splits a list header value at top-level commas (not inside quotes or angle brackets).
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    // Most values hold one element (every Via, From, To and Contact of a plain call): without
+    // a comma there is nothing to split, and no list to allocate.
+    if find_byte(value, b',').is_none() {
+        return ListParts::One(Some(value.trim()));
+    }
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped, mut angle) = (0, false, false, false);
     for (index, byte) in value.bytes().enumerate() {
@@ -83,7 +88,24 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
         }
     }
     parts.push(value[start..].trim());
-    parts.into_iter()
+    ListParts::Many(parts.into_iter())
+}
+
+/// The elements [`split_list`] found.
+enum ListParts<'a> {
+    One(Option<&'a str>),
+    Many(std::vec::IntoIter<&'a str>),
+}
+
+impl<'a> Iterator for ListParts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            ListParts::One(part) => part.take(),
+            ListParts::Many(parts) => parts.next(),
+        }
+    }
 }
 
 /// Reads a quoted string at the start of `text` (which starts with `"`); returns its content
@@ -246,5 +268,7 @@ mod tests {
     fn lists_split_outside_quotes_and_brackets() {
         let parts: Vec<_> = split_list("\"a, b\" <sip:x;p=1,2>, <sip:y> ,z").collect();
         assert_eq!(parts, ["\"a, b\" <sip:x;p=1,2>", "<sip:y>", "z"]);
+        assert_eq!(split_list("  <sip:a;lr>  ").collect::<Vec<_>>(), ["<sip:a;lr>"]);
+        assert_eq!(split_list("").collect::<Vec<_>>(), [""]);
     }
 }

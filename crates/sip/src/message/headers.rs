@@ -88,6 +88,40 @@ const KNOWN_NAMES: &[&str] = &[
     "Privacy",
 ];
 
+/// The longest of [`KNOWN_NAMES`].
+const LONGEST_KNOWN: usize = 20;
+/// Known names of one length at most.
+const SAME_LENGTH: usize = 8;
+
+/// [`KNOWN_NAMES`] by length (their indexes, and how many there are of each length): every
+/// header line read looks its name up, and compares it with the few names as long as it
+/// rather than with all of them.
+const KNOWN_BY_LENGTH: ([[u8; SAME_LENGTH]; LONGEST_KNOWN + 1], [u8; LONGEST_KNOWN + 1]) = {
+    let mut indexes = [[0u8; SAME_LENGTH]; LONGEST_KNOWN + 1];
+    let mut counts = [0u8; LONGEST_KNOWN + 1];
+    assert!(KNOWN_NAMES.len() <= 256, "indexes are bytes");
+    let mut index = 0;
+    while index < KNOWN_NAMES.len() {
+        let length = KNOWN_NAMES[index].len();
+        assert!(
+            length <= LONGEST_KNOWN && (counts[length] as usize) < SAME_LENGTH,
+            "raise LONGEST_KNOWN or SAME_LENGTH"
+        );
+        indexes[length][counts[length] as usize] = index as u8;
+        counts[length] += 1;
+        index += 1;
+    }
+    (indexes, counts)
+};
+
+/// The canonical spelling of `name` if it is one of [`KNOWN_NAMES`].
+fn known_name(name: &str) -> Option<&'static str> {
+    let (indexes, counts) = &KNOWN_BY_LENGTH;
+    let length = name.len();
+    let candidates = indexes.get(length)?.get(..usize::from(counts[length]))?;
+    candidates.iter().map(|&index| KNOWN_NAMES[usize::from(index)]).find(|known| known.eq_ignore_ascii_case(name))
+}
+
 /// A header field name: compact forms expanded, known names in their canonical spelling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderName(std::borrow::Cow<'static, str>);
@@ -101,7 +135,7 @@ impl HeaderName {
                 return Self(std::borrow::Cow::Borrowed(full));
             }
         }
-        match KNOWN_NAMES.iter().find(|known| known.eq_ignore_ascii_case(name)) {
+        match known_name(name) {
             Some(known) => Self(std::borrow::Cow::Borrowed(known)),
             None => Self(std::borrow::Cow::Owned(name.to_owned())),
         }
@@ -277,5 +311,24 @@ impl Headers {
     /// All headers in order.
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_is_found_in_any_case_and_no_other() {
+        for known in KNOWN_NAMES {
+            for spelling in [known.to_string(), known.to_ascii_lowercase(), known.to_ascii_uppercase()] {
+                assert_eq!(known_name(&spelling), Some(*known), "{spelling}");
+            }
+        }
+        for unknown in ["", "X", "Vía", "Fromm", "X-Custom-Header", "P-Preferred-Identity-Too", &"x".repeat(300)] {
+            assert_eq!(known_name(unknown), None, "{unknown}");
+        }
+        assert_eq!(HeaderName::new("cseq").as_str(), "CSeq");
+        assert_eq!(HeaderName::new("X-Custom").as_str(), "X-Custom");
     }
 }

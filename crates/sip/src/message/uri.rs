@@ -50,14 +50,25 @@ pub struct SipUri {
     pub headers: Option<String>,
 }
 
+/// Bytes a URI never holds unescaped: whitespace, controls, angle brackets and double quotes
+/// (a table: every byte of every URI read is looked up).
+const NOT_IN_URI: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"');
+        byte += 1;
+    }
+    table
+};
+
 impl Uri {
     /// Parses a URI as found in a Request-URI or between angle brackets.
     pub fn parse(text: &str) -> Result<Self, BadUri> {
         // RFC 3986 §2: angle brackets and double quotes never appear unescaped in a URI (they
         // delimit it in name-addr), so a URI written back in brackets stays one URI.
-        if text.is_empty()
-            || text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>\"".contains(&b))
-        {
+        if text.is_empty() || text.bytes().any(|b| NOT_IN_URI[usize::from(b)]) {
             return Err(BadUri("empty, or with whitespace, control characters, angle brackets or quotes"));
         }
         let (scheme, rest) = split_once_byte(text, b':').ok_or(BadUri("no scheme"))?;
@@ -211,6 +222,10 @@ mod tests {
             "sip:user@exa mple.com",
             "sip:%zz@h",
             "sip:u@h:port",
+            "sip:u@h\t",
+            "sip:u\u{7f}@h",
+            "sip:\"u\"@h",
+            "sip:u@h;x=>",
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
         }
