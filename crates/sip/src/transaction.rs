@@ -27,8 +27,9 @@ use super::transport::{response_to, Handler, Link};
 /// Identifies a server transaction (RFC 3261 §17.2.3, and §17.2.3's RFC 2543 fallback).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TransactionKey {
-    /// Branch with the magic cookie, sent-by, and the method (ACK folded into INVITE).
-    Rfc3261 { branch: String, sent_by: String, method: Method },
+    /// Branch with the magic cookie, sent-by (host lower-cased, port or 0), and the method
+    /// (ACK folded into INVITE).
+    Rfc3261 { branch: String, sent_by: (String, u16), method: Method },
     /// Without a usable branch: Call-ID, CSeq number, From tag, top Via and method.
     Rfc2543 { call_id: String, cseq: u32, from_tag: String, via: String, method: Method },
 }
@@ -41,7 +42,7 @@ impl TransactionKey {
             other => other.clone(),
         };
         if via.has_rfc3261_branch() {
-            let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.port.unwrap_or(0));
+            let sent_by = (via.host.to_ascii_lowercase(), via.port.unwrap_or(0));
             return Some(Self::Rfc3261 { branch: via.branch()?.to_owned(), sent_by, method });
         }
         Some(Self::Rfc2543 {

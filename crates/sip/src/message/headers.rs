@@ -119,7 +119,11 @@ fn known_name(name: &str) -> Option<&'static str> {
     let (indexes, counts) = &KNOWN_BY_LENGTH;
     let length = name.len();
     let candidates = indexes.get(length)?.get(..usize::from(counts[length]))?;
-    candidates.iter().map(|&index| KNOWN_NAMES[usize::from(index)]).find(|known| known.eq_ignore_ascii_case(name))
+    // The first letters (case folded) rule out nearly every candidate before a whole comparison.
+    let first = name.as_bytes().first()?.to_ascii_lowercase();
+    candidates.iter().map(|&index| KNOWN_NAMES[usize::from(index)]).find(|known| {
+        known.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first) && known.eq_ignore_ascii_case(name)
+    })
 }
 
 /// A header field name: compact forms expanded, known names in their canonical spelling.
