@@ -100,7 +100,8 @@ pub struct ClientTransactions {
 }
 
 fn key_of(headers: &Headers) -> Option<Key> {
-    let branch = headers.parsed::<Via>()?.branch()?.to_owned();
+    let top_via = split_list(headers.get("Via")?).next()?;
+    let branch = Via::branch_of(top_via)?.to_owned();
     Some((branch, headers.parsed::<CSeq>()?.method))
 }
 

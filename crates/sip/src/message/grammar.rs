@@ -127,43 +127,59 @@ pub fn quoted_string(text: &str) -> Result<(&str, &str), BadHeader> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, Option<String>)>);
 
+/// The `;name=value` parameters of `text` one by one, as slices of it (a quoted value with its
+/// quotes), without allocating. The grammar of [`Params::parse`], which collects them; an
+/// error is the walk's last item.
+pub fn params_in(text: &str) -> impl Iterator<Item = Result<(&str, Option<&str>), BadHeader>> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest.take()?.trim_start();
+        if text.is_empty() {
+            return None;
+        }
+        let param = next_param(text);
+        if let Ok((_, after)) = &param {
+            rest = Some(after);
+        }
+        Some(param.map(|(param, _)| param))
+    })
+}
+
+/// The first parameter of `text` (which starts with its `;`), and what follows it.
+#[allow(clippy::type_complexity)]
+fn next_param(text: &str) -> Result<((&str, Option<&str>), &str), BadHeader> {
+    let text = text.strip_prefix(';').ok_or(BadHeader("expected ';' before a parameter"))?.trim_start();
+    let name_end = text.bytes().position(|b| !is_token_char(b)).unwrap_or(text.len());
+    let name = &text[..name_end];
+    if name.is_empty() {
+        return Err(BadHeader("empty parameter"));
+    }
+    let text = text[name_end..].trim_start();
+    let Some(rest) = text.strip_prefix('=') else { return Ok(((name, None), text)) };
+    let rest = rest.trim_start();
+    if rest.starts_with('"') {
+        let (content, after) = quoted_string(rest)?;
+        // The value keeps its quotes: the content and the two quotes around it.
+        return Ok(((name, Some(&rest[..content.len() + 2])), after));
+    }
+    let end = rest.find(|c: char| c == ';' || c.is_whitespace()).unwrap_or(rest.len());
+    let value = &rest[..end];
+    let valid = !value.is_empty() && value.bytes().all(|b| is_token_char(b) || b":[]".contains(&b));
+    if !valid {
+        return Err(BadHeader("bad parameter value"));
+    }
+    Ok(((name, Some(value)), &rest[end..]))
+}
+
 impl Params {
     /// Parses `;a=b;c` (the text after the main value; leading whitespace allowed).
-    pub fn parse(mut text: &str) -> Result<Self, BadHeader> {
+    pub fn parse(text: &str) -> Result<Self, BadHeader> {
         let mut params = Vec::new();
-        loop {
-            text = text.trim_start();
-            if text.is_empty() {
-                return Ok(Self(params));
-            }
-            text = text.strip_prefix(';').ok_or(BadHeader("expected ';' before a parameter"))?.trim_start();
-            let name_end = text.find(|c: char| !is_token_char(c as u8) || !c.is_ascii()).unwrap_or(text.len());
-            let name = &text[..name_end];
-            if name.is_empty() {
-                return Err(BadHeader("empty parameter"));
-            }
-            text = text[name_end..].trim_start();
-            let value = if let Some(rest) = text.strip_prefix('=') {
-                let rest = rest.trim_start();
-                if rest.starts_with('"') {
-                    let (content, after) = quoted_string(rest)?;
-                    text = after;
-                    Some(format!("\"{content}\""))
-                } else {
-                    let end = rest.find(|c: char| c == ';' || c.is_whitespace()).unwrap_or(rest.len());
-                    let value = &rest[..end];
-                    let valid = !value.is_empty() && value.bytes().all(|b| is_token_char(b) || b":[]".contains(&b));
-                    if !valid {
-                        return Err(BadHeader("bad parameter value"));
-                    }
-                    text = &rest[end..];
-                    Some(value.to_owned())
-                }
-            } else {
-                None
-            };
-            params.push((name.to_owned(), value));
+        for param in params_in(text) {
+            let (name, value) = param?;
+            params.push((name.to_owned(), value.map(str::to_owned)));
         }
+        Ok(Self(params))
     }
 
     /// The value of `name` (case-insensitive); `Some(None)` for a flag parameter.

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use super::grammar::{find_byte, is_token, quoted_string, split_host_port, write_host_port, BadHeader, Params};
+use super::grammar::{
+    find_byte, is_token, params_in, quoted_string, split_host_port, write_host_port, BadHeader, Params,
+};
 use super::headers::Headers;
 use super::method::Method;
 use super::uri::Uri;
@@ -57,6 +59,21 @@ impl Via {
     /// The branch parameter.
     pub fn branch(&self) -> Option<&str> {
         self.params.get("branch").flatten()
+    }
+
+    /// The branch of a Via value, reading its parameters only: for the top Via of a response,
+    /// which this stack wrote into the request itself, and where parsing the whole value was
+    /// most of the work of matching the response to its transaction. `None` where the
+    /// parameters do not read (as [`Via::parse`] would refuse them) or hold no branch.
+    pub fn branch_of(value: &str) -> Option<&str> {
+        let mut branch = None;
+        for param in params_in(&value[find_byte(value, b';')?..]) {
+            let (name, value) = param.ok()?;
+            if branch.is_none() && name.eq_ignore_ascii_case("branch") {
+                branch = Some(value);
+            }
+        }
+        branch.flatten()
     }
 
     /// Whether the branch is an RFC 3261 one (magic cookie and something after it).
@@ -502,6 +519,26 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// A Via's branch read from its parameters alone is the whole parse's, for every value
+        /// the whole parse accepts (quoted parameters holding ';' and "branch=", flags, case).
+        #[test]
+        fn a_branch_read_alone_is_the_whole_parses(
+            transport in proptest::sample::select(vec!["UDP", "tls"]),
+            sent_by in proptest::sample::select(vec!["10.0.0.1:5060", "[2001:db8::1]", "host.example"]),
+            params in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    ";branch=z9hG4bK1", ";BRANCH=z9hG4bKA", ";branch", ";rport", ";received=10.1.1.1",
+                    " ; branch = z9hG4bKsp ", ";x=\"a;branch=bad\"", ";ttl=1",
+                ]),
+                0..4,
+            ),
+        ) {
+            let value = format!("SIP/2.0/{transport} {sent_by}{}", params.concat());
+            if let Ok(via) = Via::parse(&value) {
+                proptest::prop_assert_eq!(Via::branch_of(&value), via.branch(), "{}", value);
+            }
+        }
+
         /// Reading only the header parameters gives what the whole parse gives, whatever the
         /// display name (quoted ones holding '<', '>' and ';'), URI parameters and form.
         #[test]

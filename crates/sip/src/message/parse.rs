@@ -149,7 +149,15 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
 fn plain_content_length(head: &[u8]) -> Option<usize> {
     let mut found = None;
     let mut last_was_length = false;
-    for line in head.split(|byte| *byte == b'\n').skip(1) {
+    // Lines found with memchr, and a name compared only when its first letter can begin
+    // "Content-Length" or "l": this runs on every read of a stream with a message in it.
+    let mut start = 0;
+    let lines = memchr::memchr_iter(b'\n', head).map(move |end| {
+        let line = &head[start..end];
+        start = end + 1;
+        line
+    });
+    for line in lines.skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
@@ -160,9 +168,10 @@ fn plain_content_length(head: &[u8]) -> Option<usize> {
             }
             continue;
         }
-        let colon = line.iter().position(|byte| *byte == b':')?;
+        let colon = memchr::memchr(b':', line)?;
         let name = line[..colon].trim_ascii_end();
-        last_was_length = name.eq_ignore_ascii_case(b"Content-Length") || name.eq_ignore_ascii_case(b"l");
+        last_was_length = matches!(name.first(), Some(b'C' | b'c' | b'L' | b'l'))
+            && (name.eq_ignore_ascii_case(b"Content-Length") || name.eq_ignore_ascii_case(b"l"));
         if !last_was_length {
             continue;
         }
