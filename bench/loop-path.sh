@@ -16,6 +16,11 @@
 #   RATES="1000 3000" SECONDS_PER_STEP=5 bench/loop-path.sh
 #   PERF_OUT=/tmp/loop.perf RATES=1000 bench/loop-path.sh   # also perf-records ringer and the core per loop step
 #   RINGER_BIN=/tmp/ringer-before bench/loop-path.sh       # another build (ringer and the core), for before and after
+#   CALLGRIND=1 RATES=50 bench/loop-path.sh                 # ringer under callgrind: user-space instructions per loop call
+#
+# With CALLGRIND ringer runs under valgrind's callgrind (about fifty times slower: keep the rate
+# low) and the last column is the instructions it executed per completed loop call, from a dump
+# before the loop step to one after it: a figure the machine's load does not move.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -33,9 +38,20 @@ RINGER_LOG=warn "$ringer" core --config "$work/core.toml" > "$work/core.log" 2>&
 core_pid=$!
 sleep 1
 start_ringer() {
-    RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
+    if [ -n "${CALLGRIND:-}" ]; then
+        needs valgrind valgrind callgrind_control
+        RINGER_LOG=warn valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$work/callgrind.%p" \
+            "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
+    else
+        RINGER_LOG=warn "$ringer" serve --config "$work/ringer.toml" > "$work/ringer.log" 2>&1 &
+    fi
     ringer_pid=$!
     wait_registered
+}
+# instructions -> user-space instructions ringer executed since its previous callgrind dump
+instructions() {
+    callgrind_control --dump "$ringer_pid" >/dev/null 2>&1
+    grep -h '^summary:' "$(ls -t "$work"/callgrind."$ringer_pid".* | head -1)" | awk '{ print $2 }'
 }
 stop_ringer() { kill $ringer_pid 2>/dev/null || true; wait $ringer_pid 2>/dev/null || true; }
 # hop FIELD -> the request-hop plus answer-hop value of FIELD, in µs
@@ -74,6 +90,7 @@ for rate in $RATES; do
     start_ringer
     read -r dcps dfailed dp50 dp99 _ < <(run_step +4712345678 "$rate")
     printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - - -
+    [ -n "${CALLGRIND:-}" ] && instructions >/dev/null
     r0=$(cpu_ticks $ringer_pid); c0=$(cpu_ticks $core_pid); t0=$(date +%s.%N)
     if [ -n "${PERF_OUT:-}" ]; then
         # Where ringer's time goes during the loop step (perf report -i PERF_OUT.RATE).
@@ -89,6 +106,9 @@ for rate in $RATES; do
     ccpu=$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (a - b) / t / (e - s) * 100 }')
     # CPU over the whole step (the hold and the BYEs included) per completed call.
     per_call=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v n="$completed" 'BEGIN { printf "%.0f", n ? (a - b) / t / n * 1e6 : 0 }')
+    if [ -n "${CALLGRIND:-}" ]; then
+        per_call="$(instructions | awk -v n="$completed" '{ printf "%.0f", n ? $1 / n : 0 }') instr"
+    fi
     hop50=$(hop p50_us); hop99=$(hop p99_us)
     printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' loop "$rate" "$cps" "$failed" "$p50" "$p99" "$hop50" "$hop99" "$rcpu" "$ccpu" "$per_call"
     rss() { awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
