@@ -9,6 +9,7 @@
 #   bench/cpu-per-call.sh                                  # 3000 calls/s, 8 s a run, 5 repeats
 #   RATE=2000 SECONDS_PER_RUN=5 REPEATS=3 bench/cpu-per-call.sh
 #   TOKIO_WORKER_THREADS=1 bench/cpu-per-call.sh          # ringer on one worker thread
+#   RINGER_BIN=/tmp/ringer-before bench/cpu-per-call.sh   # another build, for before and after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -24,8 +25,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 needs sip-tester sipp
 needs kamailio kamailio
-cargo build --release --quiet
-ringer=target/release/ringer
+if [ -z "${RINGER_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+ringer=${RINGER_BIN:-target/release/ringer}
 ticks=$(getconf CLK_TCK)
 
 # tree_ticks PID -> CPU ticks "user system" of PID and every process under it
