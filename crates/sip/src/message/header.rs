@@ -63,9 +63,14 @@ impl Via {
 
     /// The branch of a Via value, reading its parameters only: for the top Via of a response,
     /// which this stack wrote into the request itself, and where parsing the whole value was
-    /// most of the work of matching the response to its transaction. `None` where the
-    /// parameters do not read (as [`Via::parse`] would refuse them) or hold no branch.
+    /// most of the work of matching the response to its transaction. `None` where it is not a
+    /// SIP/2.0 Via, where the parameters do not read (as [`Via::parse`] would refuse them) or
+    /// hold no branch; unlike [`Via::parse`] it does not check the sent-by between.
     pub fn branch_of(value: &str) -> Option<&str> {
+        let protocol = value.trim_start().get(..8)?;
+        if !protocol.eq_ignore_ascii_case("SIP/2.0/") {
+            return None;
+        }
         let mut branch = None;
         for param in params_in(&value[find_byte(value, b';')?..]) {
             let (name, value) = param.ok()?;
@@ -148,8 +153,10 @@ impl NameAddr {
     }
 
     /// The header parameters of a name-addr value (its `tag` and the like) without parsing its
-    /// URI: for a value already checked (a request's From and To are, on arrival), where the
-    /// URI's parse was most of the cost of asking for the tag. `None` where it does not read.
+    /// URI, which was most of the cost of asking for a tag. `None` where they do not read;
+    /// unlike [`NameAddr::parse`] it does not refuse a URI that does not read (a request's From
+    /// and To have been checked on arrival; a response's To is the request's, with the tag the
+    /// answerer added).
     pub fn params_of(value: &str) -> Option<Params> {
         let text = value.trim();
         let rest = match text.strip_prefix('"') {
@@ -537,6 +544,8 @@ mod tests {
             if let Ok(via) = Via::parse(&value) {
                 proptest::prop_assert_eq!(Via::branch_of(&value), via.branch(), "{}", value);
             }
+            let other_version = value.replace("SIP/2.0/", "SIP/3.0/");
+            proptest::prop_assert_eq!(Via::branch_of(&other_version), None, "{}", other_version);
         }
 
         /// Reading only the header parameters gives what the whole parse gives, whatever the

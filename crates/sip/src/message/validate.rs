@@ -22,10 +22,11 @@ impl Rejection {
     }
 }
 
-/// Headers a request must carry (RFC 3261 §8.1.1; Max-Forwards is left out for RFC 2543 peers).
-const REQUIRED: [&str; 5] = ["Via", "From", "To", "Call-ID", "CSeq"];
-/// Headers that may appear once only.
-const SINGLE: [&str; 7] = ["From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type", "Expires"];
+/// The headers counted in every message: the first five it must carry (RFC 3261 §8.1.1;
+/// Max-Forwards is left out for RFC 2543 peers), and all but Via may appear once only.
+const COUNTED: [&str; 8] = ["Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type", "Expires"];
+/// How many of [`COUNTED`] a message must carry.
+const REQUIRED: usize = 5;
 
 /// The typed headers every request carries, read once.
 #[derive(Debug, Clone)]
@@ -43,15 +44,18 @@ pub struct Essentials {
 }
 
 fn common(headers: &Headers) -> Result<Essentials, Rejection> {
-    for name in REQUIRED {
-        if headers.get(name).is_none() {
-            return Err(Rejection::bad(format!("Missing {name} header")));
+    // One pass over the lines, not one per name.
+    let mut lines = [0usize; COUNTED.len()];
+    for header in headers.iter() {
+        if let Some(index) = COUNTED.iter().position(|name| header.name.is(name)) {
+            lines[index] += 1;
         }
     }
-    for name in SINGLE {
-        if headers.count(name) > 1 {
-            return Err(Rejection::bad(format!("Multiple {name} headers")));
-        }
+    if let Some((name, _)) = COUNTED.iter().zip(lines).take(REQUIRED).find(|(_, count)| *count == 0) {
+        return Err(Rejection::bad(format!("Missing {name} header")));
+    }
+    if let Some((name, _)) = COUNTED.iter().zip(lines).skip(1).find(|(_, count)| *count > 1) {
+        return Err(Rejection::bad(format!("Multiple {name} headers")));
     }
     let vias = headers
         .values("Via")
