@@ -127,10 +127,13 @@ pub fn quoted_string(text: &str) -> Result<(&str, &str), BadHeader> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, Option<String>)>);
 
+/// A parameter's name and value (none for a flag), as slices of the text it was read from.
+pub(crate) type Param<'a> = (&'a str, Option<&'a str>);
+
 /// The `;name=value` parameters of `text` one by one, as slices of it (a quoted value with its
 /// quotes), without allocating. The grammar of [`Params::parse`], which collects them; an
 /// error is the walk's last item.
-pub fn params_in(text: &str) -> impl Iterator<Item = Result<(&str, Option<&str>), BadHeader>> {
+pub(crate) fn params_in(text: &str) -> impl Iterator<Item = Result<Param<'_>, BadHeader>> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let text = rest.take()?.trim_start();
@@ -146,8 +149,7 @@ pub fn params_in(text: &str) -> impl Iterator<Item = Result<(&str, Option<&str>)
 }
 
 /// The first parameter of `text` (which starts with its `;`), and what follows it.
-#[allow(clippy::type_complexity)]
-fn next_param(text: &str) -> Result<((&str, Option<&str>), &str), BadHeader> {
+fn next_param(text: &str) -> Result<(Param<'_>, &str), BadHeader> {
     let text = text.strip_prefix(';').ok_or(BadHeader("expected ';' before a parameter"))?.trim_start();
     let name_end = text.bytes().position(|b| !is_token_char(b)).unwrap_or(text.len());
     let name = &text[..name_end];

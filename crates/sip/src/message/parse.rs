@@ -63,8 +63,8 @@ pub enum Framing {
 }
 
 /// Where the header section ends (after its empty line). memmem's vector search: comparing
-/// every window of four bytes was a tenth of a relayed call's instructions on a TLS leg, where
-/// each read's partial message is looked at again.
+/// every window of four bytes cost a few per cent of a relayed call's instructions on a TLS
+/// leg, where each read's partial message is looked at again.
 fn find_header_end(buf: &[u8]) -> Option<usize> {
     memchr::memmem::find(buf, b"\r\n\r\n").map(|p| p + 4)
 }

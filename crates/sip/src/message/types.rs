@@ -49,7 +49,7 @@ pub enum Message {
 /// The wire form of a message: start line, headers, Content-Length from the body, body.
 ///
 /// Sized once and written byte by byte: formatting each header line through `write!` and
-/// growing the buffer as it went cost a tenth of an answered call's instructions.
+/// growing the buffer as it went cost a few per cent of an answered call's instructions.
 fn wire_form(start_line: fmt::Arguments<'_>, headers: &Headers, body: &[u8]) -> Vec<u8> {
     let lines = || headers.iter().filter(|h| !h.name.is("Content-Length"));
     let size = 64 + lines().map(|h| h.name.as_str().len() + h.value.as_str().len() + 4).sum::<usize>();
