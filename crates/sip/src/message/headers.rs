@@ -281,11 +281,6 @@ impl Headers {
         self.0.iter().filter(move |h| h.name.is(name)).map(|h| h.value.as_str())
     }
 
-    /// How many lines of `name` there are.
-    pub fn count(&self, name: &str) -> usize {
-        self.0.iter().filter(|h| h.name.is(name)).count()
-    }
-
     /// Every comma-separated value of `name` across its lines (for list headers like Via, Require).
     pub fn values<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
         self.get_all(name).flat_map(split_list).collect()
