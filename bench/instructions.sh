@@ -31,13 +31,6 @@ if [ -z "${RINGER_BIN:-}" ]; then
 fi
 ringer=${RINGER_BIN:-target/release/ringer}
 
-# instructions PID -> user-space instructions PID executed since its previous dump
-instructions() {
-    callgrind_control --dump "$1" >/dev/null 2>&1
-    # The dump just written is the newest file of this process.
-    grep -h '^summary:' "$(ls -t "$work"/callgrind."$1".* | head -1)" | awk '{ print $2 }'
-}
-
 printf '%-9s %-7s %6s %14s %18s\n' transport path calls "seconds" "instructions/call"
 for path in reject answer; do
     action="answer echo"; [ "$path" = reject ] && action="reject 486"
@@ -51,7 +44,7 @@ for path in reject answer; do
         sleep 0.5
     done
     sleep 2
-    instructions $pid >/dev/null
+    callgrind_instructions $pid >/dev/null
     for transport in udp tcp; do
         flag=u1; [ "$transport" = tcp ] && flag=t1
         scenario=(-sn uac); [ "$path" = reject ] && scenario=(-sf "$PWD/scenarios/uac_reject.xml")
@@ -59,13 +52,13 @@ for path in reject answer; do
         (cd "$work" && sipp "${scenario[@]}" -t "$flag" -i 127.0.0.1 -p $((PORT + 1000)) -r "$RATE" -m "$CALLS" \
             -l "$CALLS" -nostdin -timeout 120s -timeout_error 127.0.0.1:"$PORT" > sipp.out 2>&1) || true
         sleep "$LINGER"
-        used=$(instructions $pid)
+        used=$(callgrind_instructions $pid)
         seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
         read -r ok _failed < <(sipp_counts "$work/sipp.out" "$CALLS")
         # What ringer does idle over as long, once per path.
         if [ "$transport" = udp ]; then
             sleep "$seconds"
-            idle=$(instructions $pid)
+            idle=$(callgrind_instructions $pid)
         fi
         awk -v u="$used" -v i="$idle" -v n="$ok" -v t="$transport" -v p="$path" -v s="$seconds" \
             'BEGIN { if (n > 0) printf "%-9s %-7s %6d %14s %18.0f\n", t, p, n, s, (u - i) / n;

@@ -126,3 +126,11 @@ wait_registered() {
         sleep 0.1
     done
 }
+
+# callgrind_instructions PID -> user-space instructions PID executed since its previous dump
+# (a process run under valgrind's callgrind with --callgrind-out-file="$work/callgrind.%p").
+callgrind_instructions() {
+    callgrind_control --dump "$1" >/dev/null 2>&1
+    # The dump just written is the newest file of this process.
+    grep -h '^summary:' "$(ls -t "$work"/callgrind."$1".* | head -1)" | awk '{ print $2 }'
+}

@@ -48,11 +48,6 @@ start_ringer() {
     ringer_pid=$!
     wait_registered
 }
-# instructions -> user-space instructions ringer executed since its previous callgrind dump
-instructions() {
-    callgrind_control --dump "$ringer_pid" >/dev/null 2>&1
-    grep -h '^summary:' "$(ls -t "$work"/callgrind."$ringer_pid".* | head -1)" | awk '{ print $2 }'
-}
 stop_ringer() { kill $ringer_pid 2>/dev/null || true; wait $ringer_pid 2>/dev/null || true; }
 # hop FIELD -> the request-hop plus answer-hop value of FIELD, in µs
 hop() {
@@ -90,7 +85,7 @@ for rate in $RATES; do
     start_ringer
     read -r dcps dfailed dp50 dp99 _ < <(run_step +4712345678 "$rate")
     printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' direct "$rate" "$dcps" "$dfailed" "$dp50" "$dp99" - - - - -
-    [ -n "${CALLGRIND:-}" ] && instructions >/dev/null
+    [ -n "${CALLGRIND:-}" ] && callgrind_instructions $ringer_pid >/dev/null
     r0=$(cpu_ticks $ringer_pid); c0=$(cpu_ticks $core_pid); t0=$(date +%s.%N)
     if [ -n "${PERF_OUT:-}" ]; then
         # Where ringer's time goes during the loop step (perf report -i PERF_OUT.RATE).
@@ -107,7 +102,7 @@ for rate in $RATES; do
     # CPU over the whole step (the hold and the BYEs included) per completed call.
     per_call=$(awk -v a="$r1" -v b="$r0" -v t="$ticks" -v n="$completed" 'BEGIN { printf "%.0f", n ? (a - b) / t / n * 1e6 : 0 }')
     if [ -n "${CALLGRIND:-}" ]; then
-        per_call="$(instructions | awk -v n="$completed" '{ printf "%.0f", n ? $1 / n : 0 }') instr"
+        per_call="$(callgrind_instructions $ringer_pid | awk -v n="$completed" '{ printf "%.0f", n ? $1 / n : 0 }') instr"
     fi
     hop50=$(hop p50_us); hop99=$(hop p99_us)
     printf '%-7s %8s %8s %7s %8s %8s %13s %13s %8s %8s %12s\n' loop "$rate" "$cps" "$failed" "$p50" "$p99" "$hop50" "$hop99" "$rcpu" "$ccpu" "$per_call"
